@@ -1,0 +1,353 @@
+# cython: language_level=3
+"""LSTM kernels: forward and backward (BPTT) of one direction over a whole batch of sequences.
+
+Design:
+    Legend: B batch, T timesteps, D input features, H units, P output size of the recurrent
+    state (P = H, or the projection size when a projection is used), G = 4H.
+
+    Gate order is i, f, c, o (Keras; PyTorch's i, f, g, o is the same order). Weights use the
+    Keras layout: kernel (D, G), recurrent_kernel (P, G), bias (G,), projection (H, P):
+
+        z_t = x_t @ kernel + h_{t-1} @ recurrent_kernel + bias          (B, G)
+        i, f, o = recurrent_activation(z_i, z_f, z_o);  g = activation(z_c)
+        c_t = f * c_{t-1} + i * g
+        m_t = o * activation(c_t)
+        h_t = m_t @ projection   (or h_t = m_t without projection; Sak et al. 2014 for LSTMP)
+
+    Memory layout is time-major and C-contiguous: every per-step block is a dense (B, .)
+    matrix, and every "all timesteps at once" product is one GEMM over T*B rows.
+      gates  (T, B, G)   in: x @ kernel + bias for all steps (one GEMM, done by the caller);
+                         out: the activated gates i, f, g, o (the training cache).
+      hs     (S, B, P)   recurrent state h; cs (S, B, H) cell state c.
+                         Training: S = T + 1 slots, the initial state in the slot before the
+                         first processed step, so that "h_{t-1} for all t" is one contiguous
+                         (T*B, P) block for the recurrent_kernel gradient GEMM.
+                         Inference: S = 2 slots used alternately; nothing per step is kept.
+      Forward direction: step t reads slot t and writes slot t + 1 (slot 0 = initial).
+      Reverse direction: step t reads slot t + 1 and writes slot t (slot T = initial).
+
+    Mask (T, B) uint8, optional: on a masked step a sample's h and c are carried unchanged and
+    its output repeats its last unmasked output (zeros before any), or is zero with
+    zero_output_for_mask: Keras's generic RNN semantics.
+
+    Activations are chosen by code (ACT_* below) and applied over contiguous gate blocks, one
+    loop per activation, so the compiler can vectorize each. Derivatives come from the cached
+    post-activation values (tanh' = 1 - t^2, sigmoid' = s (1 - s), ...).
+
+    Python validates and allocates (pylstm/ops.py); these functions trust their arguments,
+    release the GIL for the whole sequence, and allocate nothing inside the time loop.
+"""
+
+from cython cimport floating
+from libc.math cimport exp, expf, tanh, tanhf
+from libc.string cimport memcpy, memset
+
+from pylstm._blas cimport gemm, matmul
+
+cdef enum:
+    ACT_LINEAR = 0
+    ACT_TANH = 1
+    ACT_SIGMOID = 2
+    ACT_HARD_SIGMOID = 3
+    ACT_RELU = 4
+
+ACTIVATION_CODES = {
+    "linear": ACT_LINEAR,
+    "tanh": ACT_TANH,
+    "sigmoid": ACT_SIGMOID,
+    "hard_sigmoid": ACT_HARD_SIGMOID,
+    "relu": ACT_RELU,
+}
+
+
+# Activations -----------------------------------------------------------------------------
+
+cdef inline floating _exp(floating x) noexcept nogil:
+    if floating is float:
+        return expf(x)
+    else:
+        return exp(x)
+
+
+cdef inline floating _tanh(floating x) noexcept nogil:
+    if floating is float:
+        return tanhf(x)
+    else:
+        return tanh(x)
+
+
+cdef inline void _activate(int code, floating* z, Py_ssize_t n) noexcept nogil:
+    """z[:n] = act(z[:n]) in place; one plain loop per activation."""
+    cdef Py_ssize_t k
+    cdef floating v
+    if code == ACT_TANH:
+        for k in range(n):
+            z[k] = _tanh(z[k])
+    elif code == ACT_SIGMOID:
+        for k in range(n):
+            z[k] = 1 / (1 + _exp(-z[k]))
+    elif code == ACT_HARD_SIGMOID:
+        # Keras 3: relu6(x + 3) / 6
+        for k in range(n):
+            v = (z[k] + 3) / 6
+            z[k] = 0 if v < 0 else (1 if v > 1 else v)
+    elif code == ACT_RELU:
+        for k in range(n):
+            z[k] = z[k] if z[k] > 0 else 0
+
+
+cdef inline floating _act1(int code, floating x) noexcept nogil:
+    cdef floating v
+    if code == ACT_TANH:
+        return _tanh(x)
+    elif code == ACT_SIGMOID:
+        return 1 / (1 + _exp(-x))
+    elif code == ACT_HARD_SIGMOID:
+        v = (x + 3) / 6
+        return 0 if v < 0 else (1 if v > 1 else v)
+    elif code == ACT_RELU:
+        return x if x > 0 else 0
+    return x
+
+
+cdef inline floating _dact(int code, floating y) noexcept nogil:
+    """d act(x) / dx, written in terms of y = act(x)."""
+    if code == ACT_TANH:
+        return 1 - y * y
+    elif code == ACT_SIGMOID:
+        return y * (1 - y)
+    elif code == ACT_HARD_SIGMOID:
+        return <floating> (1.0 / 6.0) if (y > 0 and y < 1) else 0
+    elif code == ACT_RELU:
+        return 1 if y > 0 else 0
+    return 1
+
+
+# Forward ---------------------------------------------------------------------------------
+
+cdef void _forward(
+        floating* gates,              # IN/OUT (T, B, G): x @ kernel + bias -> activated gates
+        floating* hs,                 # IN/OUT (S, B, P): initial h in its slot; h per step
+        floating* cs,                 # IN/OUT (S, B, H): initial c in its slot; c per step
+        floating* ms,                 # OUT (T, B, H) m_t cache, or NULL (training with projection)
+        floating* m,                  # scratch (B, H), used with projection
+        floating* y,                  # OUT (T, B, P) outputs, or NULL
+        floating* y_prev,             # OUT (B, P): last unmasked output per sample (zeros in)
+        const floating* recurrent_kernel,  # IN (P, G)
+        const floating* projection,   # IN (H, P) or NULL
+        const unsigned char* mask,    # IN (T, B) or NULL
+        int T, int B, int H, int P, bint reverse, bint training, bint zero_output,
+        int act, int rec_act) noexcept nogil:
+    cdef int G = 4 * H
+    cdef Py_ssize_t t, step, b, j, prev, new
+    cdef floating* z
+    cdef floating* h_prev
+    cdef floating* h_new
+    cdef floating* c_prev
+    cdef floating* c_new
+    cdef floating* m_b
+    cdef floating c_t, a
+    cdef bint masked
+
+    for step in range(T):
+        t = T - 1 - step if reverse else step
+        prev = t + 1 if reverse else t
+        new = t if reverse else t + 1
+        if not training:
+            prev = prev % 2
+            new = new % 2
+        h_prev = hs + prev * B * P
+        h_new = hs + new * B * P
+        c_prev = cs + prev * B * H
+        c_new = cs + new * B * H
+        z = gates + t * B * G
+
+        # z += h_{t-1} @ recurrent_kernel    (B, P) @ (P, G)
+        matmul(B, P, G, 1, h_prev, P, recurrent_kernel, False, 1, z, G)
+
+        for b in range(B):
+            masked = mask != NULL and mask[t * B + b] == 0
+            if masked:
+                memcpy(c_new + b * H, c_prev + b * H, H * sizeof(floating))
+                continue
+            _activate(rec_act, z + b * G, 2 * H)           # i, f
+            _activate(act, z + b * G + 2 * H, H)           # g
+            _activate(rec_act, z + b * G + 3 * H, H)       # o
+            m_b = m + b * H if projection != NULL else h_new + b * P
+            for j in range(H):
+                c_t = z[b * G + H + j] * c_prev[b * H + j] + z[b * G + j] * z[b * G + 2 * H + j]
+                c_new[b * H + j] = c_t
+                m_b[j] = z[b * G + 3 * H + j] * _act1(act, c_t)
+
+        if projection != NULL:
+            if ms != NULL:
+                memcpy(ms + t * B * H, m, B * H * sizeof(floating))
+            # h_t = m_t @ projection    (B, H) @ (H, P)
+            matmul(B, H, P, 1, m, H, projection, False, 0, h_new, P)
+
+        for b in range(B):
+            masked = mask != NULL and mask[t * B + b] == 0
+            if masked:
+                memcpy(h_new + b * P, h_prev + b * P, P * sizeof(floating))
+                if y != NULL:
+                    if zero_output:
+                        memset(y + (t * B + b) * P, 0, P * sizeof(floating))
+                    else:
+                        memcpy(y + (t * B + b) * P, y_prev + b * P, P * sizeof(floating))
+            else:
+                memcpy(y_prev + b * P, h_new + b * P, P * sizeof(floating))
+                if y != NULL:
+                    memcpy(y + (t * B + b) * P, h_new + b * P, P * sizeof(floating))
+
+
+def forward(floating[:, :, ::1] gates, floating[:, :, ::1] hs, floating[:, :, ::1] cs,
+            floating[:, :, ::1] ms, floating[:, ::1] m, floating[:, :, ::1] y,
+            floating[:, ::1] y_prev, const floating[:, ::1] recurrent_kernel,
+            const floating[:, ::1] projection, const unsigned char[:, ::1] mask,
+            bint reverse, bint training, bint zero_output, int activation,
+            int recurrent_activation):
+    """Runs the recurrence over all T steps (see the module's Design note for the buffers).
+
+    Optional buffers (ms, m, y, projection, mask) are passed as None. Shapes are trusted:
+    pylstm.ops validates them.
+    """
+    cdef int T = gates.shape[0]
+    cdef int B = gates.shape[1]
+    cdef int H = gates.shape[2] // 4
+    cdef int P = hs.shape[2]
+    with nogil:
+        _forward(&gates[0, 0, 0], &hs[0, 0, 0], &cs[0, 0, 0],
+                 &ms[0, 0, 0] if ms is not None else NULL,
+                 &m[0, 0] if m is not None else NULL,
+                 &y[0, 0, 0] if y is not None else NULL,
+                 &y_prev[0, 0], &recurrent_kernel[0, 0],
+                 &projection[0, 0] if projection is not None else NULL,
+                 &mask[0, 0] if mask is not None else NULL,
+                 T, B, H, P, reverse, training, zero_output, activation, recurrent_activation)
+
+
+# Backward --------------------------------------------------------------------------------
+
+cdef void _backward(
+        floating* dz,                 # OUT (T, B, G): d loss / d gate pre-activations
+        floating* dh,                 # IN/OUT (B, P): d h_n in, d h_0 out
+        floating* dc,                 # IN/OUT (B, H): d c_n in, d c_0 out
+        floating* dy_carry,           # IN/OUT (B, P): d y_last in; scratch
+        floating* dhs,                # OUT (T, B, P): d h_t per step (projection), or NULL
+        floating* dm,                 # scratch (B, H), used with projection
+        floating* g,                  # scratch (B, P)
+        const floating* dy,           # IN (T, B, P) or NULL
+        const floating* gates,        # IN (T, B, G) activated gates
+        const floating* cs,           # IN (T + 1, B, H) cell states
+        const floating* recurrent_kernel,  # IN (P, G)
+        const floating* projection,   # IN (H, P) or NULL
+        const unsigned char* mask,    # IN (T, B) or NULL
+        int T, int B, int H, int P, bint reverse, bint zero_output,
+        int act, int rec_act) noexcept nogil:
+    cdef int G = 4 * H
+    cdef Py_ssize_t t, step, b, j, k
+    cdef const floating* zb
+    cdef floating* dzb
+    cdef const floating* c_prev
+    cdef const floating* c_new
+    cdef floating* dm_b
+    cdef floating i_g, f_g, g_g, o_g, a, dct, dmj
+
+    for step in range(T):
+        t = step if reverse else T - 1 - step
+        c_prev = cs + (t + 1 if reverse else t) * B * H
+        c_new = cs + (t if reverse else t + 1) * B * H
+
+        # g = d loss / d h_t, for the samples that ran this step
+        for b in range(B):
+            if mask != NULL and mask[t * B + b] == 0:
+                if dy != NULL and not zero_output:
+                    for k in range(P):
+                        dy_carry[b * P + k] += dy[(t * B + b) * P + k]
+                continue
+            for k in range(P):
+                g[b * P + k] = dh[b * P + k] + dy_carry[b * P + k]
+                dy_carry[b * P + k] = 0
+            if dy != NULL:
+                for k in range(P):
+                    g[b * P + k] += dy[(t * B + b) * P + k]
+
+        if projection != NULL:
+            memcpy(dhs + t * B * P, g, B * P * sizeof(floating))
+            # dm = g @ projection^T    (B, P) @ (P, H)
+            matmul(B, P, H, 1, g, P, projection, True, 0, dm, H)
+
+        for b in range(B):
+            dzb = dz + (t * B + b) * G
+            if mask != NULL and mask[t * B + b] == 0:
+                memset(dzb, 0, G * sizeof(floating))
+                if dhs != NULL:
+                    memset(dhs + (t * B + b) * P, 0, P * sizeof(floating))
+                continue
+            zb = gates + (t * B + b) * G
+            dm_b = (dm if projection != NULL else g) + b * (H if projection != NULL else P)
+            for j in range(H):
+                i_g = zb[j]
+                f_g = zb[H + j]
+                g_g = zb[2 * H + j]
+                o_g = zb[3 * H + j]
+                dmj = dm_b[j]
+                a = _act1(act, c_new[b * H + j])
+                dct = dc[b * H + j] + dmj * o_g * _dact(act, a)
+                dzb[j] = dct * g_g * _dact(rec_act, i_g)
+                dzb[H + j] = dct * c_prev[b * H + j] * _dact(rec_act, f_g)
+                dzb[2 * H + j] = dct * i_g * _dact(act, g_g)
+                dzb[3 * H + j] = dmj * a * _dact(rec_act, o_g)
+                dc[b * H + j] = dct * f_g
+
+        # d h_{t-1} = dz_t @ recurrent_kernel^T    (B, G) @ (G, P); masked rows carry dh
+        if mask == NULL:
+            matmul(B, G, P, 1, dz + t * B * G, G, recurrent_kernel, True, 0, dh, P)
+        else:
+            matmul(B, G, P, 1, dz + t * B * G, G, recurrent_kernel, True, 0, g, P)
+            for b in range(B):
+                if mask[t * B + b] != 0:
+                    memcpy(dh + b * P, g + b * P, P * sizeof(floating))
+
+
+def backward(floating[:, :, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
+             floating[:, ::1] dy_carry, floating[:, :, ::1] dhs, floating[:, ::1] dm,
+             floating[:, ::1] g, const floating[:, :, ::1] dy,
+             const floating[:, :, ::1] gates, const floating[:, :, ::1] cs,
+             const floating[:, ::1] recurrent_kernel, const floating[:, ::1] projection,
+             const unsigned char[:, ::1] mask, bint reverse, bint zero_output,
+             int activation, int recurrent_activation):
+    """Backpropagates through all T steps, filling dz (see the module's Design note).
+
+    The weight gradients are then GEMMs over all timesteps at once (pylstm.ops).
+    """
+    cdef int T = dz.shape[0]
+    cdef int B = dz.shape[1]
+    cdef int H = dz.shape[2] // 4
+    cdef int P = dh.shape[1]
+    with nogil:
+        _backward(&dz[0, 0, 0], &dh[0, 0], &dc[0, 0], &dy_carry[0, 0],
+                  &dhs[0, 0, 0] if dhs is not None else NULL,
+                  &dm[0, 0] if dm is not None else NULL,
+                  &g[0, 0],
+                  &dy[0, 0, 0] if dy is not None else NULL,
+                  &gates[0, 0, 0], &cs[0, 0, 0], &recurrent_kernel[0, 0],
+                  &projection[0, 0] if projection is not None else NULL,
+                  &mask[0, 0] if mask is not None else NULL,
+                  T, B, H, P, reverse, zero_output, activation, recurrent_activation)
+
+
+# GEMMs over all timesteps -----------------------------------------------------------------
+
+def matmul_acc(const floating[:, ::1] a, const floating[:, ::1] w, floating[:, ::1] out,
+               bint trans_a, bint trans_w, floating beta):
+    """out = op(a) @ op(w) + beta * out, through SciPy's BLAS with the GIL released.
+
+    Every dimension must be at least 1 (pylstm.ops validates this).
+    """
+    cdef int m = out.shape[0]
+    cdef int n = out.shape[1]
+    cdef int k = a.shape[0] if trans_a else a.shape[1]
+    with nogil:
+        gemm(trans_a, trans_w, m, n, k, 1, &a[0, 0], a.shape[1], &w[0, 0], w.shape[1],
+             beta, &out[0, 0], n)

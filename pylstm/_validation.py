@@ -1,0 +1,78 @@
+"""Checks at the Python-Cython boundary: dtype, shape and finiteness, with errors that name the
+argument, what was expected and what was received."""
+
+import numpy as np
+
+_FLOATS = (np.float32, np.float64)
+
+
+def _describe(value):
+    if isinstance(value, np.ndarray):
+        return f"an array of dtype {value.dtype} and shape {value.shape}"
+    return f"{type(value).__name__}"
+
+
+def as_float_array(value, name):
+    """Returns `value` as a real floating ndarray (float16/32/64 kept), without copying it.
+
+    Raises:
+        TypeError: `value` is not array-like, or is of integer, boolean, complex, string or
+            object dtype (cast it explicitly, e.g. `x.astype("float32")`).
+    """
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"Argument `{name}` must be a real floating-point array, "
+                        f"received {_describe(value)} that NumPy cannot convert ({exc}).") from None
+    if arr.dtype.kind != "f":
+        hint = " (cast it with .astype('float32'))" if arr.dtype.kind in "iub" else ""
+        raise TypeError(f"Argument `{name}` must be a real floating-point array (float32 or "
+                        f"float64), received dtype {arr.dtype}{hint}.")
+    return arr
+
+
+def check_array(value, name, ndim=None, shape=None, dtype=None):
+    """Validates a floating array's ndim or shape and casts it to `dtype` (copying only if
+    the dtype differs). Contiguity is not required.
+
+    Raises:
+        TypeError: see `as_float_array`.
+        ValueError: wrong ndim or shape.
+    """
+    arr = as_float_array(value, name)
+    if shape is not None:
+        if arr.shape != tuple(shape):
+            raise ValueError(f"Argument `{name}` must have shape {tuple(shape)}, "
+                             f"received shape {arr.shape}.")
+    elif ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"Argument `{name}` must be {ndim}-D, received a {arr.ndim}-D array "
+                         f"of shape {arr.shape}.")
+    if dtype is not None and arr.dtype != dtype:
+        arr = arr.astype(dtype)
+    return arr
+
+
+def check_weight(value, name, ndim=None, shape=None, dtype=None):
+    """Like `check_array`, for weights: float32 or float64 only, C-contiguous (copied if not).
+
+    Raises:
+        TypeError: not float32/float64, or not the dtype of the other weights.
+        ValueError: wrong ndim or shape, NaN or inf.
+    """
+    arr = check_array(value, name, ndim=ndim, shape=shape)
+    if arr.dtype.type not in _FLOATS:
+        raise TypeError(f"Argument `{name}` must be float32 or float64, received dtype "
+                        f"{arr.dtype}.")
+    if dtype is not None and arr.dtype != dtype:
+        raise TypeError(f"Argument `{name}` must have dtype {np.dtype(dtype)} like `kernel`, "
+                        f"received dtype {arr.dtype}.")
+    check_finite(arr, name)
+    return np.ascontiguousarray(arr)
+
+
+def check_finite(arr, name):
+    """Raises ValueError naming `name` if `arr` holds NaN or inf."""
+    if not np.isfinite(arr).all():
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"Argument `{name}` contains {bad} NaN or inf value(s); "
+                         f"all values must be finite.")
