@@ -1,0 +1,44 @@
+"""Layers (Keras 3's `keras.layers`) and the layer registry used by model saving."""
+
+from pylstm.layers.core import Activation, Dropout, Flatten, Input, InputLayer
+from pylstm.layers.dense import Dense
+from pylstm.layers.layer import Layer, Variable
+from pylstm.layers.lstm import LSTM
+
+
+def _layer_classes():
+    """Every `Layer` subclass defined so far (user-defined ones included), by class name."""
+    found, stack = {}, [Layer]
+    while stack:
+        cls = stack.pop()
+        for sub in cls.__subclasses__():
+            found.setdefault(sub.__name__, sub)
+            stack.append(sub)
+    return found
+
+
+def serialize(layer):
+    """Returns `{"class_name": str, "config": dict}` for a layer, JSON-serializable."""
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
+def deserialize(config):
+    """Rebuilds a layer from `serialize`'s output.
+
+    Raises:
+        ValueError: for a malformed config or a class name that is not a known `Layer`
+            subclass (import the module defining a custom layer before loading).
+    """
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ValueError(f"Cannot deserialize a layer from {config!r}.")
+    classes = _layer_classes()
+    name = config["class_name"]
+    if name not in classes:
+        raise ValueError(
+            f"Unknown layer class {name!r}. Known layers: {', '.join(sorted(classes))}."
+        )
+    return classes[name].from_config(dict(config.get("config") or {}))
+
+
+__all__ = ["Layer", "Variable", "Dense", "LSTM", "InputLayer", "Input", "Dropout", "Activation",
+           "Flatten", "serialize", "deserialize"]

@@ -1,0 +1,140 @@
+"""Parameter-free core layers: `InputLayer` / `Input`, `Dropout`, `Activation`, `Flatten`."""
+
+import math
+
+import numpy as np
+
+from pylstm import activations, utils
+from pylstm.layers.layer import Layer
+
+
+class InputLayer(Layer):
+    """Declares a model's input shape (Keras 3's `keras.layers.InputLayer`); the identity.
+
+    Args:
+        shape: tuple of ints (or None for a variable dimension), without the batch axis.
+        batch_size: int or None.
+        dtype: `"float32"` or `"float64"`.
+        name: str or None.
+    """
+
+    def __init__(self, shape, batch_size=None, dtype="float32", name=None):
+        super().__init__(name=name, dtype=dtype)
+        self.shape = tuple(shape)
+        self.batch_size = batch_size
+
+    @property
+    def batch_shape(self):
+        return (self.batch_size,) + self.shape
+
+    def call(self, inputs, training=False):
+        return np.asarray(inputs, dtype=self.dtype)
+
+    def backward(self, grad_outputs):
+        return grad_outputs
+
+    def get_config(self):
+        return {"shape": list(self.shape), "batch_size": self.batch_size, "dtype": self.dtype,
+                "name": self.name}
+
+
+def Input(shape, batch_size=None, dtype="float32", name=None):
+    """Returns an `InputLayer` to start a `Sequential` model, as `keras.Input` is used there.
+
+    Args:
+        shape: tuple without the batch axis, e.g. `(T, D)` for sequences.
+        batch_size: int or None.
+        dtype: `"float32"` or `"float64"`.
+        name: str or None.
+    """
+    return InputLayer(shape, batch_size=batch_size, dtype=dtype, name=name)
+
+
+class Dropout(Layer):
+    """Inverted dropout (Srivastava et al., 2014) as Keras applies it.
+
+    While training, each entry is zeroed with probability `rate` and the survivors are scaled by
+    `1 / (1 - rate)`; at inference the layer is the identity.
+
+    Args:
+        rate: float in `[0, 1)`, the fraction of entries dropped.
+        seed: int or None; a seeded layer draws a different (reproducible) mask on each call,
+            an unseeded one draws from `pylstm.utils`'s module generator.
+        **kwargs: base `Layer` arguments.
+
+    Raises:
+        ValueError: for `rate` outside `[0, 1)`.
+    """
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"Argument `rate` must be in [0, 1), received {rate!r}.")
+        self.rate = float(rate)
+        self.seed = seed
+        self._rng = None if seed is None else np.random.default_rng(seed)
+        self._mask = None
+
+    def call(self, inputs, training=False):
+        x = np.asarray(inputs, dtype=self.dtype)
+        if not training or self.rate == 0.0:
+            self._mask = None
+            return x
+        rng = self._rng if self._rng is not None else utils.default_generator()
+        self._mask = (rng.random(x.shape) >= self.rate).astype(self.dtype) / (1.0 - self.rate)
+        return x * self._mask
+
+    def backward(self, grad_outputs):
+        return grad_outputs if self._mask is None else grad_outputs * self._mask
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+class Activation(Layer):
+    """Applies an activation elementwise (Keras's `keras.layers.Activation`).
+
+    Args:
+        activation: a name or see `pylstm.activations.get`.
+        **kwargs: base `Layer` arguments.
+    """
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
+        self._cache = None
+
+    def call(self, inputs, training=False):
+        x = np.asarray(inputs, dtype=self.dtype)
+        y = self.activation(x)
+        self._cache = (x, y) if training else None
+        return y
+
+    def backward(self, grad_outputs):
+        if self._cache is None:
+            raise RuntimeError(
+                f"Activation '{self.name}': backward() needs a call(training=True) first.")
+        return self.activation.backward(*self._cache, grad_outputs)
+
+    def get_config(self):
+        return {**super().get_config(), "activation": activations.serialize(self.activation)}
+
+
+class Flatten(Layer):
+    """Reshapes `(B, d1, ..., dk)` to `(B, d1 * ... * dk)` (Keras's `keras.layers.Flatten`)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._input_shape_cache = None
+
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        return (input_shape[0], None if None in rest else math.prod(rest))
+
+    def call(self, inputs, training=False):
+        x = np.asarray(inputs, dtype=self.dtype)
+        self._input_shape_cache = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, grad_outputs):
+        return np.reshape(grad_outputs, self._input_shape_cache)
