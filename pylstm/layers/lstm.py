@@ -1,0 +1,210 @@
+"""The Keras-style LSTM layer, on the Cython core (`pylstm.ops`)."""
+
+import numpy as np
+
+from pylstm import initializers, ops
+from pylstm._core import ACTIVATION_CODES
+from pylstm._validation import check_array, check_finite
+from pylstm.layers.layer import Layer
+
+
+class LSTM(Layer):
+    """Long Short-Term Memory layer (Hochreiter & Schmidhuber 1997), as Keras 3's
+    `keras.layers.LSTM`.
+
+    For each step t of `inputs (B, T, D)`:
+    `z = x_t @ kernel + h_{t-1} @ recurrent_kernel + bias`, gates `i, f, o =
+    recurrent_activation(z_i, z_f, z_o)`, `g = activation(z_c)`, `c_t = f * c_{t-1} + i * g`,
+    `h_t = o * activation(c_t)`. Gate order i, f, c, o. Forward and backward run in the compiled
+    core over the whole sequence.
+
+    Args:
+        units: int > 0, H, the size of the output and of both states.
+        activation: for the candidate and the cell output: "tanh" (default), "sigmoid",
+            "hard_sigmoid", "relu", "linear", or None for linear.
+        recurrent_activation: for the gates i, f, o; same choices, default "sigmoid".
+        use_bias: bool, whether the layer has a `bias (4H,)`.
+        kernel_initializer: for `kernel (D, 4H)`, default "glorot_uniform".
+        recurrent_initializer: for `recurrent_kernel (H, 4H)`, default "orthogonal".
+        bias_initializer: for `bias`, default "zeros".
+        unit_forget_bias: if True, the forget-gate slice of the bias starts at 1 (and the
+            other slices use `bias_initializer`), as in Keras (Jozefowicz et al. 2015).
+        return_sequences: return the whole output sequence `(B, T, H)` rather than the
+            last output `(B, H)`.
+        return_state: also return the final states: `[output, h_n, c_n]`.
+        go_backwards: process the sequence from its end, and return the output sequence in
+            that (reversed) order, as Keras does.
+        seed: int or None. Seeds the weight initializers that have no seed of their own, so a
+            seeded layer is reproducible (Keras uses `seed` for dropout, which this layer
+            gains in a later release).
+        **kwargs: `name`, `trainable`, `dtype` ("float32" or "float64"), `input_shape`.
+
+    Call arguments:
+        inputs: `(B, T, D)` float array (float32 or float64, cast to the layer's dtype); need
+            not be contiguous.
+        initial_state: None (zeros) or a list `[h_0, c_0]` of `(B, H)` arrays.
+        training: bool; True caches what `backward` needs.
+        mask: None or a `(B, T)` boolean array, True on real steps. On a masked step the
+            state is carried unchanged and the output repeats the previous output (Keras).
+
+    Returns:
+        `(B, T, H)` if `return_sequences` else `(B, H)`, in the layer's dtype; with
+        `return_state`, the list `[output, h_n (B, H), c_n (B, H)]`.
+
+    Raises:
+        TypeError: `inputs` is not a real floating array (integers, objects, strings).
+        ValueError: `inputs` is not 3-D, has a feature size other than the one the layer was
+            built for, an empty batch, zero timesteps, or NaN/inf; a wrong `initial_state`
+            or `mask` shape; an invalid constructor argument.
+
+    Example:
+    >>> import numpy as np, pylstm
+    >>> lstm = pylstm.layers.LSTM(4, return_sequences=True, return_state=True, seed=0)
+    >>> y, h, c = lstm(np.zeros((32, 10, 8), dtype="float32"))
+    >>> y.shape, h.shape, c.shape
+    ((32, 10, 4), (32, 4), (32, 4))
+    """
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", unit_forget_bias=True, return_sequences=False,
+                 return_state=False, go_backwards=False, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+            raise ValueError(f"Argument `units` must be a positive int, received {units!r}.")
+        for arg, value in (("activation", activation),
+                           ("recurrent_activation", recurrent_activation)):
+            if value is not None and value not in ACTIVATION_CODES:
+                raise ValueError(f"Argument `{arg}` must be one of {sorted(ACTIVATION_CODES)} "
+                                 f"or None, received {value!r}.")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise ValueError(f"Argument `seed` must be an int or None, received {seed!r}.")
+        self.units = int(units)
+        self.activation = activation or "linear"
+        self.recurrent_activation = recurrent_activation or "linear"
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.unit_forget_bias = bool(unit_forget_bias)
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        self.seed = None if seed is None else int(seed)
+        self._cache = None
+
+    def _seeded(self, initializer, offset):
+        """`initializer`, seeded from the layer's seed if it has none of its own."""
+        if self.seed is None or getattr(initializer, "seed", 0) is not None:
+            return initializer
+        return type(initializer).from_config({**initializer.get_config(),
+                                              "seed": self.seed + offset})
+
+    def build(self, input_shape):
+        if len(input_shape) != 3 or input_shape[-1] is None:
+            raise ValueError(f"LSTM expects inputs of shape (batch, timesteps, features), "
+                             f"received input shape {tuple(input_shape)}.")
+        D, H = int(input_shape[-1]), self.units
+        self.kernel = self.add_weight("kernel", (D, 4 * H), self._seeded(self.kernel_initializer, 0))
+        self.recurrent_kernel = self.add_weight(
+            "recurrent_kernel", (H, 4 * H), self._seeded(self.recurrent_initializer, 1))
+        self.bias = None
+        if self.use_bias:
+            bias_init = self._seeded(self.bias_initializer, 2)
+            if self.unit_forget_bias:
+                def bias_init(shape, dtype="float32", base=bias_init):
+                    return np.concatenate([base((H,), dtype), np.ones((H,), dtype),
+                                           base((2 * H,), dtype)])
+            self.bias = self.add_weight("bias", (4 * H,), bias_init)
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        B, T = input_shape[0], input_shape[1]
+        out = (B, T, self.units) if self.return_sequences else (B, self.units)
+        if self.return_state:
+            return [out, (B, self.units), (B, self.units)]
+        return out
+
+    def call(self, inputs, training=False, initial_state=None, mask=None):
+        x = check_array(inputs, "inputs", ndim=3)
+        if not self.built:
+            self.build(x.shape)
+        D = self.kernel.shape[0]
+        if x.shape[-1] != D:
+            raise ValueError(f"Argument `inputs` must have {D} features (last axis), as layer "
+                             f"'{self.name}' was built for; received shape {x.shape}.")
+        check_finite(x, "inputs")
+        B, H = x.shape[0], self.units
+        h0 = c0 = None
+        if initial_state is not None:
+            if not isinstance(initial_state, (list, tuple)) or len(initial_state) != 2:
+                raise ValueError(f"Argument `initial_state` must be a list [h_0, c_0] of two "
+                                 f"({B}, {H}) arrays, received {initial_state!r:.200}.")
+            h0 = check_array(initial_state[0], "initial_state[0]", shape=(B, H), dtype=self.dtype)
+            c0 = check_array(initial_state[1], "initial_state[1]", shape=(B, H), dtype=self.dtype)
+        y, h_n, c_n, cache = ops.lstm_forward(
+            x, self.kernel.value, self.recurrent_kernel.value,
+            None if self.bias is None else self.bias.value, h0, c0, mask=mask,
+            reverse=self.go_backwards, activation=self.activation,
+            recurrent_activation=self.recurrent_activation, training=training,
+            return_sequences=self.return_sequences)
+        if self.go_backwards and self.return_sequences:
+            y = y[:, ::-1]
+        self._cache = cache
+        self._had_initial_state = initial_state is not None
+        if self.return_state:
+            return [y, h_n, c_n]
+        return y
+
+    def backward(self, grad_outputs):
+        """Backpropagates through the last `call(..., training=True)`.
+
+        Args:
+            grad_outputs: gradient of the loss with respect to the call's output, same shape;
+                with `return_state`, a list `[d_output, d_h_n, d_c_n]` (any may be None).
+
+        Returns:
+            `(B, T, D)` gradient with respect to `inputs`; if the call was given an
+            `initial_state`, the pair `(d_inputs, [d_h_0, d_c_0])`. Weight gradients are
+            added into `kernel.grad`, `recurrent_kernel.grad` and `bias.grad`.
+
+        Raises:
+            RuntimeError: the layer was not called with `training=True` first.
+            ValueError: a gradient has the wrong shape.
+        """
+        if self._cache is None:
+            raise RuntimeError(f"Layer '{self.name}': call it with training=True before "
+                               f"backward().")
+        dh_n = dc_n = None
+        if self.return_state:
+            dy, dh_n, dc_n = grad_outputs
+        else:
+            dy = grad_outputs
+        if dy is not None and self.go_backwards and self.return_sequences:
+            dy = np.asarray(dy)[:, ::-1]
+        grads = ops.lstm_backward(self._cache, dy, dh_n, dc_n)
+        self.kernel.grad += grads["kernel"]
+        self.recurrent_kernel.grad += grads["recurrent_kernel"]
+        if self.bias is not None:
+            self.bias.grad += grads["bias"]
+        if self._had_initial_state:
+            return grads["x"], [grads["h0"], grads["c0"]]
+        return grads["x"]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            units=self.units,
+            activation=self.activation,
+            recurrent_activation=self.recurrent_activation,
+            use_bias=self.use_bias,
+            kernel_initializer=initializers.serialize(self.kernel_initializer),
+            recurrent_initializer=initializers.serialize(self.recurrent_initializer),
+            bias_initializer=initializers.serialize(self.bias_initializer),
+            unit_forget_bias=self.unit_forget_bias,
+            return_sequences=self.return_sequences,
+            return_state=self.return_state,
+            go_backwards=self.go_backwards,
+            seed=self.seed,
+        )
+        return config

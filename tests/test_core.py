@@ -1,0 +1,168 @@
+"""The Cython core (through pylstm.ops) against the plain-NumPy reference, and float64
+central-difference gradient checks of every gradient."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from pylstm import _reference as ref
+from pylstm import ops
+
+ACTIVATION_PAIRS = [("tanh", "sigmoid"), ("relu", "hard_sigmoid"), ("linear", "tanh"),
+                    ("sigmoid", "linear")]
+
+
+def make_case(rng, dtype, B, T, D, H, P=0, masked=False, scale=0.5):
+    P_ = P or H
+    case = dict(
+        x=rng.normal(size=(B, T, D)).astype(dtype),
+        kernel=(rng.normal(size=(D, 4 * H)) * scale).astype(dtype),
+        recurrent_kernel=(rng.normal(size=(P_, 4 * H)) * scale).astype(dtype),
+        bias=(rng.normal(size=4 * H) * scale).astype(dtype),
+        h0=rng.normal(size=(B, P_)).astype(dtype),
+        c0=rng.normal(size=(B, H)).astype(dtype),
+    )
+    kw = dict(projection=(rng.normal(size=(H, P_)) * scale).astype(dtype) if P else None,
+              mask=(rng.random((B, T)) > 0.4) if masked else None)
+    return case, kw
+
+
+def run_both(case, kw, rng):
+    args = [case[k] for k in ("x", "kernel", "recurrent_kernel", "bias", "h0", "c0")]
+    got = ops.lstm_forward(*args, training=True, **kw)
+    want = ref.lstm_forward(*args, training=True, **kw)
+    B, P = case["h0"].shape
+    H = case["c0"].shape[1]
+    dtype = case["x"].dtype
+    dy = rng.normal(size=got[0].shape).astype(dtype)
+    dh = rng.normal(size=(B, P)).astype(dtype)
+    dc = rng.normal(size=(B, H)).astype(dtype)
+    return got, want, ops.lstm_backward(got[3], dy, dh, dc), ref.lstm_backward(want[3], dy, dh, dc)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+@pytest.mark.parametrize("B,T,D,H,P", [(1, 1, 1, 1, 0), (1, 7, 3, 4, 0), (4, 6, 5, 3, 0),
+                                       (3, 5, 2, 4, 2), (8, 3, 4, 16, 0)])
+def test_core_matches_reference(dtype, tol, B, T, D, H, P):
+    rng = np.random.default_rng(B * 100 + T * 10 + H)
+    for reverse, masked, zero_output, return_sequences, acts in itertools.product(
+            [False, True], [False, True], [False, True], [False, True], ACTIVATION_PAIRS):
+        case, kw = make_case(rng, dtype, B, T, D, H, P, masked)
+        kw.update(reverse=reverse, zero_output_for_mask=zero_output,
+                  return_sequences=return_sequences, activation=acts[0],
+                  recurrent_activation=acts[1])
+        got, want, g_got, g_want = run_both(case, kw, rng)
+        for name, a, b in zip(("y", "h_n", "c_n"), got[:3], want[:3]):
+            assert_close(a, b, tol, f"{name} {kw}")
+            assert a.dtype == dtype
+        for name, want_grad in g_want.items():
+            if want_grad is None:
+                assert g_got[name] is None, name
+                continue
+            assert g_got[name].dtype == dtype
+            assert_close(g_got[name], want_grad, tol, f"d{name} {kw}")
+
+
+def assert_close(got, want, tol, msg):
+    """Max error relative to the array's scale (float32 sums of large terms round)."""
+    scale = max(1.0, float(np.abs(want).max()))
+    err = float(np.abs(got.astype(np.float64) - want).max())
+    assert err <= tol * scale, f"{msg}: max error {err:.3g} at scale {scale:.3g}"
+
+
+def test_time_major_matches_batch_major():
+    rng = np.random.default_rng(1)
+    case, kw = make_case(rng, np.float64, 3, 4, 2, 5, masked=True)
+    args = [case[k] for k in ("kernel", "recurrent_kernel", "bias", "h0", "c0")]
+    y_b, h_b, c_b, cache_b = ops.lstm_forward(case["x"], *args, training=True, **kw)
+    y_t, h_t, c_t, cache_t = ops.lstm_forward(case["x"].transpose(1, 0, 2), *args,
+                                              projection=None, mask=kw["mask"].T,
+                                              training=True, time_major=True)
+    np.testing.assert_allclose(y_t.transpose(1, 0, 2), y_b)
+    np.testing.assert_allclose(h_t, h_b)
+    dy = rng.normal(size=y_b.shape)
+    g_b = ops.lstm_backward(cache_b, dy)
+    g_t = ops.lstm_backward(cache_t, dy.transpose(1, 0, 2))
+    np.testing.assert_allclose(g_t["x"].transpose(1, 0, 2), g_b["x"])
+    np.testing.assert_allclose(g_t["kernel"], g_b["kernel"])
+
+
+def test_inference_equals_training_forward():
+    """Inference keeps two state slots; training keeps all T+1: same numbers either way."""
+    rng = np.random.default_rng(2)
+    for T, reverse in itertools.product([1, 2, 5], [False, True]):
+        case, kw = make_case(rng, np.float64, 2, T, 3, 4, P=3, masked=True)
+        args = [case[k] for k in ("x", "kernel", "recurrent_kernel", "bias", "h0", "c0")]
+        a = ops.lstm_forward(*args, reverse=reverse, training=False, **kw)
+        b = ops.lstm_forward(*args, reverse=reverse, training=True, **kw)
+        assert a[3] is None
+        for u, v in zip(a[:3], b[:3]):
+            np.testing.assert_array_equal(u, v)
+
+
+def test_masked_steps_carry_state_and_output():
+    rng = np.random.default_rng(3)
+    case, kw = make_case(rng, np.float64, 2, 4, 3, 2)
+    mask = np.array([[True, False, True, False], [False, False, True, True]])
+    args = [case[k] for k in ("x", "kernel", "recurrent_kernel", "bias", "h0", "c0")]
+    y, h, c, _ = ops.lstm_forward(*args, mask=mask)
+    np.testing.assert_array_equal(y[0, 1], y[0, 0])   # repeats the previous output
+    np.testing.assert_array_equal(y[0, 3], y[0, 2])
+    np.testing.assert_array_equal(y[1, :2], 0)         # no real output yet: zeros
+    np.testing.assert_array_equal(h[0], y[0, 2])       # state carried past the masked end
+    y0, *_ = ops.lstm_forward(*args, mask=mask, zero_output_for_mask=True)
+    np.testing.assert_array_equal(y0[0, 1], 0)
+    np.testing.assert_array_equal(y0[0, 2], y[0, 2])
+    # A fully masked row keeps its initial state.
+    y, h, c, _ = ops.lstm_forward(*args, mask=np.zeros((2, 4), bool))
+    np.testing.assert_array_equal(h, case["h0"])
+    np.testing.assert_array_equal(c, case["c0"])
+
+
+# Central differences ---------------------------------------------------------------------
+
+def numeric_grad(f, arr, eps=1e-6):
+    grad = np.zeros_like(arr)
+    flat, gflat = arr.reshape(-1), grad.reshape(-1)
+    for k in range(flat.size):
+        old = flat[k]
+        flat[k] = old + eps
+        up = f()
+        flat[k] = old - eps
+        down = f()
+        flat[k] = old
+        gflat[k] = (up - down) / (2 * eps)
+    return grad
+
+
+@pytest.mark.parametrize("P,reverse,masked,return_sequences,acts", [
+    (0, False, False, True, ("tanh", "sigmoid")),
+    (0, True, True, False, ("tanh", "sigmoid")),
+    (2, False, True, True, ("tanh", "sigmoid")),
+    (3, True, False, True, ("relu", "sigmoid")),
+    (0, False, True, True, ("linear", "hard_sigmoid")),
+])
+def test_gradients_central_difference(P, reverse, masked, return_sequences, acts):
+    rng = np.random.default_rng(7)
+    case, kw = make_case(rng, np.float64, 3, 4, 2, 3, P, masked)
+    if masked:
+        kw["mask"][:, 0] = True   # keep relu/hard_sigmoid away from no-gradient corners
+    kw.update(reverse=reverse, return_sequences=return_sequences, activation=acts[0],
+              recurrent_activation=acts[1])
+    names = ["x", "kernel", "recurrent_kernel", "bias", "h0", "c0"]
+    y, h, c, _ = ops.lstm_forward(*[case[k] for k in names], **kw)
+    wy, wh, wc = (rng.normal(size=a.shape) for a in (y, h, c))
+
+    def loss():
+        y, h, c, _ = ops.lstm_forward(*[case[k] for k in names], **kw)
+        return float((wy * y).sum() + (wh * h).sum() + (wc * c).sum())
+
+    _, _, _, cache = ops.lstm_forward(*[case[k] for k in names], training=True, **kw)
+    grads = ops.lstm_backward(cache, wy, wh, wc)
+    params = dict(case)
+    if P:
+        params["projection"] = kw["projection"]
+    for name, arr in params.items():
+        np.testing.assert_allclose(grads[name], numeric_grad(loss, arr), rtol=1e-5,
+                                   atol=1e-7, err_msg=name)
