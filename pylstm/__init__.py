@@ -1,3 +1,13 @@
-"""pylstm: a standalone LSTM library for Python (NumPy + SciPy only)."""
+"""pylstm: a standalone LSTM library for Python (NumPy + SciPy only).
+
+A Cython core runs LSTM forward and backward over whole sequences through SciPy's BLAS; a
+Keras-style API (`pylstm.layers`, `pylstm.models`) sits on top.
+"""
 
 __version__ = "0.1.0"
+
+from pylstm import (activations, callbacks, datasets, initializers, layers, losses, metrics,
+                    models, ops, optimizers, utils)
+
+__all__ = ["activations", "callbacks", "datasets", "initializers", "layers", "losses", "metrics",
+           "models", "ops", "optimizers", "utils", "__version__"]
