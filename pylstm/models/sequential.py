@@ -450,7 +450,8 @@ class Sequential:
             raise ValueError(
                 f"Argument `{name}` must hold at least one sample, received shape {arr.shape}."
             )
-        arr = arr.astype(self.dtype, copy=False)
+        with np.errstate(over="ignore"):  # an overflow to inf is reported just below
+            arr = arr.astype(self.dtype, copy=False)
         if not np.all(np.isfinite(arr)):
             raise ValueError(
                 f"Argument `{name}` contains NaN or infinite values (after casting to {self.dtype})."
