@@ -8,9 +8,10 @@ order. `config.json` is `{"format": "pylstm", "format_version": 1, "model": mode
 (momentums) is not saved: a reloaded model is compiled afresh.
 """
 
+import contextlib
 import json
 import os
-import tempfile
+import secrets
 import zipfile
 
 import numpy as np
@@ -38,15 +39,18 @@ def save_model(model, path):
     for i, w in enumerate(model.get_weights()):
         arrays[f"weight_{i:04d}"] = w
     path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".pylstm-")
+    # A fresh name opened with "xb" gets the usual umask permissions (mkstemp's are 0600).
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
+                       f".pylstm-{os.getpid()}-{secrets.token_hex(8)}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
 
 
