@@ -135,6 +135,7 @@ def onnx_session(kernel, recurrent_kernel, bias, threads):
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.log_severity_level = 4  # the missing-kernel case is reported below, once
     try:
         session = onnxruntime.InferenceSession(
             model.SerializeToString(), options, providers=["CPUExecutionProvider"])
@@ -258,6 +259,9 @@ def machine_report(threads):
         f"torch {torch.__version__}"
         + (f", onnxruntime {onnxruntime.__version__}" if onnxruntime else ", no onnxruntime"),
         f"- threads per system: {threads}",
+        "- load average (1, 5, 15 min) at the end: "
+        + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+        + f" (this run adds up to {threads}; more means other processes shared the cores)",
     ]
     if threadpool_info is not None:
         blas = [f"{p['internal_api']} {p['version']} ({p['filepath'].split('/')[-1]})"
