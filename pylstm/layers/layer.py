@@ -161,7 +161,13 @@ class Layer:
 
     def __call__(self, inputs, training=None, **kwargs):
         if not self.built:
-            self.build(np.shape(inputs))
+            try:
+                shape = np.shape(inputs)
+            except ValueError:
+                raise TypeError(f"Argument `inputs` of layer '{self.name}' must be an array or a "
+                                f"regular nested list, received a ragged "
+                                f"{type(inputs).__name__}.") from None
+            self.build(shape)
         return self.call(inputs, training=bool(training), **kwargs)
 
     def call(self, inputs, training=False):

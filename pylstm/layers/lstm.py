@@ -102,8 +102,9 @@ class LSTM(Layer):
 
     def build(self, input_shape):
         if len(input_shape) != 3 or input_shape[-1] is None:
-            raise ValueError(f"LSTM expects inputs of shape (batch, timesteps, features), "
-                             f"received input shape {tuple(input_shape)}.")
+            raise ValueError(f"Argument `inputs` of layer '{self.name}' must be 3-D (batch, "
+                             f"timesteps, features), received input shape "
+                             f"{tuple(input_shape)}.")
         D, H = int(input_shape[-1]), self.units
         self.kernel = self.add_weight("kernel", (D, 4 * H), self._seeded(self.kernel_initializer, 0))
         self.recurrent_kernel = self.add_weight(
@@ -133,6 +134,12 @@ class LSTM(Layer):
         if x.shape[-1] != D:
             raise ValueError(f"Argument `inputs` must have {D} features (last axis), as layer "
                              f"'{self.name}' was built for; received shape {x.shape}.")
+        if x.shape[0] == 0:
+            raise ValueError(f"Argument `inputs` has an empty batch (shape {x.shape}); "
+                             f"need >= 1 sample.")
+        if x.shape[1] == 0:
+            raise ValueError(f"Argument `inputs` has zero timesteps (shape {x.shape}); "
+                             f"need >= 1 step.")
         check_finite(x, "inputs")
         B, H = x.shape[0], self.units
         h0 = c0 = None
@@ -142,6 +149,8 @@ class LSTM(Layer):
                                  f"({B}, {H}) arrays, received {initial_state!r:.200}.")
             h0 = check_array(initial_state[0], "initial_state[0]", shape=(B, H), dtype=self.dtype)
             c0 = check_array(initial_state[1], "initial_state[1]", shape=(B, H), dtype=self.dtype)
+            check_finite(h0, "initial_state[0]")
+            check_finite(c0, "initial_state[1]")
         y, h_n, c_n, cache = ops.lstm_forward(
             x, self.kernel.value, self.recurrent_kernel.value,
             None if self.bias is None else self.bias.value, h0, c0, mask=mask,

@@ -94,13 +94,14 @@ def load_model(path):
     path = os.fspath(path)
 
     def invalid(why):
-        return ValueError(f"{path!r} is not a valid pylstm model file: {why}.")
+        return ValueError(f"{path!r} is not a valid pylstm model file: {why.rstrip('.')}.")
 
     try:
         archive = np.load(path, allow_pickle=False)
     except (FileNotFoundError, IsADirectoryError):
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError,
+            RuntimeError) as e:
         raise invalid(f"it cannot be read as a NumPy zip archive ({e})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise invalid("it holds a single NumPy array, not a zip archive")
@@ -111,7 +112,8 @@ def load_model(path):
             config = json.loads(archive["config.json"].tobytes().decode("utf-8"))
             names = sorted(n for n in archive.files if n.startswith("weight_"))
             weights = [archive[n] for n in names]
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError,
+                RuntimeError) as e:
             raise invalid(f"its contents are damaged ({type(e).__name__}: {e})") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise invalid("config.json does not declare the pylstm format")
@@ -121,6 +123,9 @@ def load_model(path):
         model = Sequential.from_config(config["model"])
     except (KeyError, TypeError) as e:
         raise invalid(f"its model config is malformed ({type(e).__name__}: {e})") from None
+    for name, w in zip(names, weights):
+        if w.dtype.kind != "f" or not np.isfinite(w).all():
+            raise invalid(f"weight array {name} is not finite floating-point data")
     if weights and not model.built:
         raise invalid("it holds weights but no input shape to build the model with")
     try:
