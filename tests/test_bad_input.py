@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from pylstm import _reference as ref
 from pylstm import ops
-from pylstm.layers import LSTM, Dense
+from pylstm.layers import LSTM, Dense, Input
 from pylstm.models import Sequential, load_model
 
 B, T, D, H = 2, 3, 4, 5
@@ -580,3 +580,15 @@ def re_shape(shape):
     """A regex matching `shape`'s repr, e.g. `\\(2, 3\\)`."""
     return re.escape(str(tuple(shape)))
 
+
+
+@pytest.mark.parametrize("method", ["fit", "evaluate", "predict"])
+@pytest.mark.parametrize("batch_size", [0, -3, 2.5, "8"])
+def test_model_bad_batch_size(method, batch_size):
+    model = Sequential([Input((T, D)), LSTM(H), Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = x_of(), np.zeros((B, 1), np.float32)
+    args = (x,) if method == "predict" else (x, y)
+    with pytest.raises(ValueError, match=rf"`batch_size` must be a positive int, received "
+                                         rf"{re.escape(repr(batch_size))}"):
+        getattr(model, method)(*args, batch_size=batch_size, verbose=0)

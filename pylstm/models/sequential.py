@@ -319,6 +319,8 @@ class Sequential:
         verbose = _verbosity(verbose)
         history = History()
         callbacks = [history] + list(callbacks or [])
+        _check_positive_int(batch_size, "batch_size")
+        _check_positive_int(epochs, "epochs")
         steps = math.ceil(len(x) / batch_size)
         for cb in callbacks:
             cb.set_model(self)
@@ -377,6 +379,7 @@ class Sequential:
         x, y = self._validate_xy(x, y, "x", "y")
         self._ensure_built(x.shape)
         verbose = _verbosity(verbose)
+        _check_positive_int(batch_size, "batch_size")
         progress = _Progress(verbose, math.ceil(len(x) / batch_size), "Evaluate")
         logs = self._evaluate_arrays(x, y, batch_size, progress)
         progress.close(logs)
@@ -414,6 +417,7 @@ class Sequential:
         """
         x = self._validate_array(x, "x")
         self._ensure_built(x.shape)
+        _check_positive_int(batch_size, "batch_size")
         progress = _Progress(_verbosity(verbose), math.ceil(len(x) / batch_size), "Predict")
         outputs = []
         for start in range(0, len(x), batch_size):
@@ -496,6 +500,11 @@ class Sequential:
         from pylstm.models.saving import save_model
 
         save_model(self, path)
+
+
+def _check_positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"Argument `{name}` must be a positive int, received {value!r}.")
 
 
 def _verbosity(verbose):
