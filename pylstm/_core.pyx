@@ -39,7 +39,7 @@ Design:
 """
 
 from cython cimport floating
-from libc.math cimport exp, expf, tanh, tanhf
+from libc.math cimport exp, tanh
 from libc.string cimport memcpy, memset
 
 from pylstm._blas cimport gemm, matmul
@@ -62,30 +62,31 @@ ACTIVATION_CODES = {
 
 # Activations -----------------------------------------------------------------------------
 
-cdef inline floating _exp(floating x) noexcept nogil:
-    if floating is float:
-        return expf(x)
-    else:
-        return exp(x)
-
-
-cdef inline floating _tanh(floating x) noexcept nogil:
-    if floating is float:
-        return tanhf(x)
-    else:
-        return tanh(x)
+cdef extern from "_fastmath.h" nogil:
+    float pl_sigmoidf(float x)
+    float pl_tanhf(float x)
 
 
 cdef inline void _activate(int code, floating* z, Py_ssize_t n) noexcept nogil:
-    """z[:n] = act(z[:n]) in place; one plain loop per activation."""
+    """z[:n] = act(z[:n]) in place; one plain loop per activation, so each vectorizes.
+
+    float32 uses the vectorizable sigmoid/tanh of _fastmath.h; float64 uses libm, exact to
+    double precision for gradient checks.
+    """
     cdef Py_ssize_t k
     cdef floating v
     if code == ACT_TANH:
         for k in range(n):
-            z[k] = _tanh(z[k])
+            if floating is float:
+                z[k] = pl_tanhf(z[k])
+            else:
+                z[k] = tanh(z[k])
     elif code == ACT_SIGMOID:
         for k in range(n):
-            z[k] = 1 / (1 + _exp(-z[k]))
+            if floating is float:
+                z[k] = pl_sigmoidf(z[k])
+            else:
+                z[k] = 1 / (1 + exp(-z[k]))
     elif code == ACT_HARD_SIGMOID:
         # Keras 3: relu6(x + 3) / 6
         for k in range(n):
@@ -96,31 +97,21 @@ cdef inline void _activate(int code, floating* z, Py_ssize_t n) noexcept nogil:
             z[k] = z[k] if z[k] > 0 else 0
 
 
-cdef inline floating _act1(int code, floating x) noexcept nogil:
-    cdef floating v
+cdef inline void _mul_dact(int code, floating* v, const floating* y, Py_ssize_t n) noexcept nogil:
+    """v[:n] *= act'(x), with the derivative written in terms of y = act(x)."""
+    cdef Py_ssize_t k
     if code == ACT_TANH:
-        return _tanh(x)
+        for k in range(n):
+            v[k] *= 1 - y[k] * y[k]
     elif code == ACT_SIGMOID:
-        return 1 / (1 + _exp(-x))
+        for k in range(n):
+            v[k] *= y[k] * (1 - y[k])
     elif code == ACT_HARD_SIGMOID:
-        v = (x + 3) / 6
-        return 0 if v < 0 else (1 if v > 1 else v)
+        for k in range(n):
+            v[k] *= <floating> (1.0 / 6.0) if (y[k] > 0 and y[k] < 1) else 0
     elif code == ACT_RELU:
-        return x if x > 0 else 0
-    return x
-
-
-cdef inline floating _dact(int code, floating y) noexcept nogil:
-    """d act(x) / dx, written in terms of y = act(x)."""
-    if code == ACT_TANH:
-        return 1 - y * y
-    elif code == ACT_SIGMOID:
-        return y * (1 - y)
-    elif code == ACT_HARD_SIGMOID:
-        return <floating> (1.0 / 6.0) if (y > 0 and y < 1) else 0
-    elif code == ACT_RELU:
-        return 1 if y > 0 else 0
-    return 1
+        for k in range(n):
+            v[k] *= 1 if y[k] > 0 else 0
 
 
 # Forward ---------------------------------------------------------------------------------
@@ -141,12 +132,14 @@ cdef void _forward(
     cdef int G = 4 * H
     cdef Py_ssize_t t, step, b, j, prev, new
     cdef floating* z
+    cdef floating* zb
+    cdef floating* cb
+    cdef const floating* cpb
     cdef floating* h_prev
     cdef floating* h_new
     cdef floating* c_prev
     cdef floating* c_new
     cdef floating* m_b
-    cdef floating c_t, a
     cdef bint masked
 
     for step in range(T):
@@ -170,14 +163,20 @@ cdef void _forward(
             if masked:
                 memcpy(c_new + b * H, c_prev + b * H, H * sizeof(floating))
                 continue
-            _activate(rec_act, z + b * G, 2 * H)           # i, f
-            _activate(act, z + b * G + 2 * H, H)           # g
-            _activate(rec_act, z + b * G + 3 * H, H)       # o
-            m_b = m + b * H if projection != NULL else h_new + b * P
+            zb = z + b * G
+            _activate(rec_act, zb, 2 * H)           # i, f
+            _activate(act, zb + 2 * H, H)           # g
+            _activate(rec_act, zb + 3 * H, H)       # o
+            cb = c_new + b * H
+            cpb = c_prev + b * H
             for j in range(H):
-                c_t = z[b * G + H + j] * c_prev[b * H + j] + z[b * G + j] * z[b * G + 2 * H + j]
-                c_new[b * H + j] = c_t
-                m_b[j] = z[b * G + 3 * H + j] * _act1(act, c_t)
+                cb[j] = zb[H + j] * cpb[j] + zb[j] * zb[2 * H + j]
+            # m = o * act(c)
+            m_b = m + b * H if projection != NULL else h_new + b * P
+            memcpy(m_b, cb, H * sizeof(floating))
+            _activate(act, m_b, H)
+            for j in range(H):
+                m_b[j] *= zb[3 * H + j]
 
         if projection != NULL:
             if ms != NULL:
@@ -236,6 +235,7 @@ cdef void _backward(
         floating* dhs,                # OUT (T, B, P): d h_t per step (projection), or NULL
         floating* dm,                 # scratch (B, H), used with projection
         floating* g,                  # scratch (B, P)
+        floating* a,                  # scratch (H,)
         const floating* dy,           # IN (T, B, P) or NULL
         const floating* gates,        # IN (T, B, G) activated gates
         const floating* cs,           # IN (T + 1, B, H) cell states
@@ -251,7 +251,9 @@ cdef void _backward(
     cdef const floating* c_prev
     cdef const floating* c_new
     cdef floating* dm_b
-    cdef floating i_g, f_g, g_g, o_g, a, dct, dmj
+    cdef floating* dcb
+    cdef const floating* cnb
+    cdef const floating* cpb
 
     for step in range(T):
         t = step if reverse else T - 1 - step
@@ -285,20 +287,33 @@ cdef void _backward(
                     memset(dhs + (t * B + b) * P, 0, P * sizeof(floating))
                 continue
             zb = gates + (t * B + b) * G
-            dm_b = (dm if projection != NULL else g) + b * (H if projection != NULL else P)
+            dm_b = (dm + b * H) if projection != NULL else (g + b * P)
+            dcb = dc + b * H
+            cnb = c_new + b * H
+            cpb = c_prev + b * H
+            # a = act(c_t), recomputed rather than cached
+            memcpy(a, cnb, H * sizeof(floating))
+            _activate(act, a, H)
+            # do = dm * a * rec'(o)
             for j in range(H):
-                i_g = zb[j]
-                f_g = zb[H + j]
-                g_g = zb[2 * H + j]
-                o_g = zb[3 * H + j]
-                dmj = dm_b[j]
-                a = _act1(act, c_new[b * H + j])
-                dct = dc[b * H + j] + dmj * o_g * _dact(act, a)
-                dzb[j] = dct * g_g * _dact(rec_act, i_g)
-                dzb[H + j] = dct * c_prev[b * H + j] * _dact(rec_act, f_g)
-                dzb[2 * H + j] = dct * i_g * _dact(act, g_g)
-                dzb[3 * H + j] = dmj * a * _dact(rec_act, o_g)
-                dc[b * H + j] = dct * f_g
+                dzb[3 * H + j] = dm_b[j] * a[j]
+            _mul_dact(rec_act, dzb + 3 * H, zb + 3 * H, H)
+            # dc_t = dc + dm * o * act'(a)   (dzb's first block as scratch)
+            for j in range(H):
+                dzb[j] = dm_b[j] * zb[3 * H + j]
+            _mul_dact(act, dzb, a, H)
+            for j in range(H):
+                dcb[j] += dzb[j]
+            # di = dc_t * g * rec'(i); df = dc_t * c_{t-1} * rec'(f); dg = dc_t * i * act'(g)
+            for j in range(H):
+                dzb[j] = dcb[j] * zb[2 * H + j]
+                dzb[H + j] = dcb[j] * cpb[j]
+                dzb[2 * H + j] = dcb[j] * zb[j]
+            _mul_dact(rec_act, dzb, zb, 2 * H)
+            _mul_dact(act, dzb + 2 * H, zb + 2 * H, H)
+            # dc_{t-1} = dc_t * f
+            for j in range(H):
+                dcb[j] *= zb[H + j]
 
         # d h_{t-1} = dz_t @ recurrent_kernel^T    (B, G) @ (G, P); masked rows carry dh
         if mask == NULL:
@@ -312,7 +327,7 @@ cdef void _backward(
 
 def backward(floating[:, :, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
              floating[:, ::1] dy_carry, floating[:, :, ::1] dhs, floating[:, ::1] dm,
-             floating[:, ::1] g, const floating[:, :, ::1] dy,
+             floating[:, ::1] g, floating[::1] a, const floating[:, :, ::1] dy,
              const floating[:, :, ::1] gates, const floating[:, :, ::1] cs,
              const floating[:, ::1] recurrent_kernel, const floating[:, ::1] projection,
              const unsigned char[:, ::1] mask, bint reverse, bint zero_output,
@@ -329,7 +344,7 @@ def backward(floating[:, :, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
         _backward(&dz[0, 0, 0], &dh[0, 0], &dc[0, 0], &dy_carry[0, 0],
                   &dhs[0, 0, 0] if dhs is not None else NULL,
                   &dm[0, 0] if dm is not None else NULL,
-                  &g[0, 0],
+                  &g[0, 0], &a[0],
                   &dy[0, 0, 0] if dy is not None else NULL,
                   &gates[0, 0, 0], &cs[0, 0, 0], &recurrent_kernel[0, 0],
                   &projection[0, 0] if projection is not None else NULL,
@@ -351,3 +366,9 @@ def matmul_acc(const floating[:, ::1] a, const floating[:, ::1] w, floating[:, :
     with nogil:
         gemm(trans_a, trans_w, m, n, k, 1, &a[0, 0], a.shape[1], &w[0, 0], w.shape[1],
              beta, &out[0, 0], n)
+
+
+def activate(floating[::1] z, int activation):
+    """Applies the core's activation (an ACTIVATION_CODES value) to z in place; for tests."""
+    with nogil:
+        _activate(activation, &z[0], z.shape[0])

@@ -218,7 +218,8 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     dhs = np.empty((T, B, P), dtype=dtype) if projection is not None else None
     dm = np.empty((B, H), dtype=dtype) if projection is not None else None
     g = np.empty((B, P), dtype=dtype)
-    _core.backward(dz, dh, dc, dy_carry, dhs, dm, g, dy_tm, cache.gates, cache.cs,
+    a = np.empty(H, dtype=dtype)
+    _core.backward(dz, dh, dc, dy_carry, dhs, dm, g, a, dy_tm, cache.gates, cache.cs,
                    cache.recurrent_kernel, projection, cache.mask, cache.reverse,
                    cache.zero_output, cache.act, cache.rec_act)
 
