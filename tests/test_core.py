@@ -122,20 +122,6 @@ def test_masked_steps_carry_state_and_output():
 
 # Central differences ---------------------------------------------------------------------
 
-def numeric_grad(f, arr, eps=1e-6):
-    grad = np.zeros_like(arr)
-    flat, gflat = arr.reshape(-1), grad.reshape(-1)
-    for k in range(flat.size):
-        old = flat[k]
-        flat[k] = old + eps
-        up = f()
-        flat[k] = old - eps
-        down = f()
-        flat[k] = old
-        gflat[k] = (up - down) / (2 * eps)
-    return grad
-
-
 @pytest.mark.parametrize("P,reverse,masked,return_sequences,acts", [
     (0, False, False, True, ("tanh", "sigmoid")),
     (0, True, True, False, ("tanh", "sigmoid")),
@@ -143,7 +129,8 @@ def numeric_grad(f, arr, eps=1e-6):
     (3, True, False, True, ("relu", "sigmoid")),
     (0, False, True, True, ("linear", "hard_sigmoid")),
 ])
-def test_gradients_central_difference(P, reverse, masked, return_sequences, acts):
+def test_gradients_central_difference(P, reverse, masked, return_sequences, acts,
+                                      numeric_grad):
     rng = np.random.default_rng(7)
     case, kw = make_case(rng, np.float64, 3, 4, 2, 3, P, masked)
     if masked:

@@ -7,19 +7,6 @@ from pylstm import layers
 from pylstm.layers import Activation, Dense, Dropout, Flatten, Input, InputLayer
 
 
-def _numeric_grad(f, x, h=1e-6):
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + h
-        fp = f()
-        x[i] = old - h
-        fm = f()
-        x[i] = old
-        grad[i] = (fp - fm) / (2 * h)
-    return grad
-
-
 def test_forward_matches_numpy():
     rng = np.random.default_rng(0)
     layer = Dense(4, activation="tanh")
@@ -42,7 +29,7 @@ def test_3d_input_applies_on_last_axis():
 
 @pytest.mark.parametrize("shape", [(4, 3), (2, 5, 3)])
 @pytest.mark.parametrize("activation", [None, "tanh", "softmax", "relu"])
-def test_gradients_by_central_differences_float64(shape, activation):
+def test_gradients_by_central_differences_float64(shape, activation, numeric_grad):
     rng = np.random.default_rng(2)
     layer = Dense(4, activation=activation, dtype="float64", bias_initializer="random_normal")
     x = rng.standard_normal(shape)
@@ -55,9 +42,9 @@ def test_gradients_by_central_differences_float64(shape, activation):
     layer.zero_grads()
     layer.call(x, training=True)
     grad_x = layer.backward(g)
-    np.testing.assert_allclose(grad_x, _numeric_grad(objective, x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(grad_x, numeric_grad(objective, x), rtol=1e-6, atol=1e-8)
     for var in layer.weights:
-        np.testing.assert_allclose(var.grad, _numeric_grad(objective, var.value), rtol=1e-6,
+        np.testing.assert_allclose(var.grad, numeric_grad(objective, var.value), rtol=1e-6,
                                    atol=1e-8, err_msg=var.name)
 
 
@@ -116,7 +103,7 @@ def test_dropout_inverted_scaling_and_inference_identity():
         Dropout(1.0)
 
 
-def test_activation_and_flatten_gradients():
+def test_activation_and_flatten_gradients(numeric_grad):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 3, 4))
     flat = Flatten(dtype="float64")
@@ -127,7 +114,7 @@ def test_activation_and_flatten_gradients():
     g = rng.standard_normal(x.shape)
     act(x, training=True)
     analytic = act.backward(g)
-    numeric = _numeric_grad(lambda: float(np.sum(g * act.call(x))), x)
+    numeric = numeric_grad(lambda: float(np.sum(g * act.call(x))), x)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
 
 
