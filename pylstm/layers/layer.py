@@ -13,6 +13,7 @@ Design:
 import numpy as np
 
 from pylstm import initializers
+from pylstm._serialization import snake_case
 
 _FLOAT_DTYPES = ("float32", "float64")
 
@@ -87,7 +88,7 @@ class Layer:
         if dtype not in _FLOAT_DTYPES:
             raise ValueError(f"Argument `dtype` must be 'float32' or 'float64', received {dtype!r}.")
         if name is None:
-            base = _snake_case(type(self).__name__)
+            base = snake_case(type(self).__name__)
             count = Layer._name_counts.get(base, 0)
             Layer._name_counts[base] = count + 1
             name = base if count == 0 else f"{base}_{count}"
@@ -195,11 +196,3 @@ class Layer:
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}>"
 
-
-def _snake_case(name):
-    out = []
-    for i, ch in enumerate(name):
-        if ch.isupper() and i > 0 and not name[i - 1].isupper():
-            out.append("_")
-        out.append(ch.lower())
-    return "".join(out)
