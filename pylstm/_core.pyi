@@ -22,8 +22,7 @@ def forward(
     reverse: bool,
     training: bool,
     zero_output: bool,
-    activation: int,
-    recurrent_activation: int,
+    activations: np.ndarray,                 # (5,) intc: codes of gates i, f, g, o and cell
 ) -> None: ...
 
 def backward(
@@ -43,8 +42,7 @@ def backward(
     mask: Optional[np.ndarray],              # (T, B) uint8 or None
     reverse: bool,
     zero_output: bool,
-    activation: int,
-    recurrent_activation: int,
+    activations: np.ndarray,                 # (5,) intc: codes of gates i, f, g, o and cell
 ) -> None: ...
 
 def matmul_acc(a: np.ndarray, w: np.ndarray, out: np.ndarray, trans_a: bool, trans_w: bool,

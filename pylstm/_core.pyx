@@ -30,8 +30,10 @@ Design:
     its output repeats its last unmasked output (zeros before any), or is zero with
     zero_output_for_mask: Keras's generic RNN semantics.
 
-    Activations are chosen by code (ACT_* below) and applied over contiguous gate blocks, one
-    plain loop per activation, so the compiler vectorizes each: float32 sigmoid and tanh are
+    Activations are chosen by code (ACT_* below), one per gate (i, f, g, o) and one for the
+    cell output (Keras's recurrent_activation / activation pair is the usual choice; Apple
+    BNNS sets each gate's), and applied over contiguous gate blocks, one plain loop per
+    activation, so the compiler vectorizes each: float32 sigmoid and tanh are
     the branch-free approximations of _fastmath.h (< 1.5e-7 absolute error), float64 uses
     libm. Derivatives come from the cached post-activation values (tanh' = 1 - t^2,
     sigmoid' = s (1 - s), ...); act(c_t) is recomputed in backward rather than cached.
@@ -57,6 +59,14 @@ cdef enum:
     ACT_SIGMOID = 2
     ACT_HARD_SIGMOID = 3
     ACT_RELU = 4
+
+# Slots of the activation array: the four gates in order, then the cell output.
+cdef enum:
+    GATE_I = 0
+    GATE_F = 1
+    GATE_G = 2
+    GATE_O = 3
+    CELL = 4
 
 ACTIVATION_CODES = {
     "linear": ACT_LINEAR,
@@ -135,7 +145,7 @@ cdef void _forward(
         const floating* projection,   # IN (H, P) or NULL
         const unsigned char* mask,    # IN (T, B) or NULL
         int T, int B, int H, int P, bint reverse, bint training, bint zero_output,
-        int act, int rec_act) noexcept nogil:
+        const int* acts) noexcept nogil:              # IN (5,): i, f, g, o, cell activations
     cdef int G = 4 * H
     cdef Py_ssize_t t, step, b, j, prev, new
     cdef floating* z
@@ -171,17 +181,18 @@ cdef void _forward(
                 memcpy(c_new + b * H, c_prev + b * H, H * sizeof(floating))
                 continue
             zb = z + b * G
-            _activate(rec_act, zb, 2 * H)           # i, f
-            _activate(act, zb + 2 * H, H)           # g
-            _activate(rec_act, zb + 3 * H, H)       # o
+            _activate(acts[GATE_I], zb, H)
+            _activate(acts[GATE_F], zb + H, H)
+            _activate(acts[GATE_G], zb + 2 * H, H)
+            _activate(acts[GATE_O], zb + 3 * H, H)
             cb = c_new + b * H
             cpb = c_prev + b * H
             for j in range(H):
                 cb[j] = zb[H + j] * cpb[j] + zb[j] * zb[2 * H + j]
-            # m = o * act(c)
+            # m = o * act_cell(c)
             m_b = m + b * H if projection != NULL else h_new + b * P
             memcpy(m_b, cb, H * sizeof(floating))
-            _activate(act, m_b, H)
+            _activate(acts[CELL], m_b, H)
             for j in range(H):
                 m_b[j] *= zb[3 * H + j]
 
@@ -210,11 +221,11 @@ def forward(floating[:, :, ::1] gates, floating[:, :, ::1] hs, floating[:, :, ::
             floating[:, :, ::1] ms, floating[:, ::1] m, floating[:, :, ::1] y,
             floating[:, ::1] y_prev, const floating[:, ::1] recurrent_kernel,
             const floating[:, ::1] projection, const unsigned char[:, ::1] mask,
-            bint reverse, bint training, bint zero_output, int activation,
-            int recurrent_activation):
+            bint reverse, bint training, bint zero_output, const int[::1] activations):
     """Runs the recurrence over all T steps (see the module's Design note for the buffers).
 
-    Optional buffers (ms, m, y, projection, mask) are passed as None. Shapes are trusted:
+    Optional buffers (ms, m, y, projection, mask) are passed as None. `activations` holds the
+    five ACTIVATION_CODES of gates i, f, g, o and of the cell output. Shapes are trusted:
     pylstm.ops validates them.
     """
     cdef int T = gates.shape[0]
@@ -229,7 +240,7 @@ def forward(floating[:, :, ::1] gates, floating[:, :, ::1] hs, floating[:, :, ::
                  &y_prev[0, 0], &recurrent_kernel[0, 0],
                  &projection[0, 0] if projection is not None else NULL,
                  &mask[0, 0] if mask is not None else NULL,
-                 T, B, H, P, reverse, training, zero_output, activation, recurrent_activation)
+                 T, B, H, P, reverse, training, zero_output, &activations[0])
 
 
 # Backward --------------------------------------------------------------------------------
@@ -250,7 +261,7 @@ cdef void _backward(
         const floating* projection,   # IN (H, P) or NULL
         const unsigned char* mask,    # IN (T, B) or NULL
         int T, int B, int H, int P, bint reverse, bint zero_output,
-        int act, int rec_act) noexcept nogil:
+        const int* acts) noexcept nogil:              # IN (5,): i, f, g, o, cell activations
     cdef int G = 4 * H
     cdef Py_ssize_t t, step, b, j, k
     cdef const floating* zb
@@ -300,15 +311,15 @@ cdef void _backward(
             cpb = c_prev + b * H
             # a = act(c_t), recomputed rather than cached
             memcpy(a, cnb, H * sizeof(floating))
-            _activate(act, a, H)
+            _activate(acts[CELL], a, H)
             # do = dm * a * rec'(o)
             for j in range(H):
                 dzb[3 * H + j] = dm_b[j] * a[j]
-            _mul_dact(rec_act, dzb + 3 * H, zb + 3 * H, H)
+            _mul_dact(acts[GATE_O], dzb + 3 * H, zb + 3 * H, H)
             # dc_t = dc + dm * o * act'(a)   (dzb's first block as scratch)
             for j in range(H):
                 dzb[j] = dm_b[j] * zb[3 * H + j]
-            _mul_dact(act, dzb, a, H)
+            _mul_dact(acts[CELL], dzb, a, H)
             for j in range(H):
                 dcb[j] += dzb[j]
             # di = dc_t * g * rec'(i); df = dc_t * c_{t-1} * rec'(f); dg = dc_t * i * act'(g)
@@ -316,8 +327,9 @@ cdef void _backward(
                 dzb[j] = dcb[j] * zb[2 * H + j]
                 dzb[H + j] = dcb[j] * cpb[j]
                 dzb[2 * H + j] = dcb[j] * zb[j]
-            _mul_dact(rec_act, dzb, zb, 2 * H)
-            _mul_dact(act, dzb + 2 * H, zb + 2 * H, H)
+            _mul_dact(acts[GATE_I], dzb, zb, H)
+            _mul_dact(acts[GATE_F], dzb + H, zb + H, H)
+            _mul_dact(acts[GATE_G], dzb + 2 * H, zb + 2 * H, H)
             # dc_{t-1} = dc_t * f
             for j in range(H):
                 dcb[j] *= zb[H + j]
@@ -338,7 +350,7 @@ def backward(floating[:, :, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
              const floating[:, :, ::1] gates, const floating[:, :, ::1] cs,
              const floating[:, ::1] recurrent_kernel, const floating[:, ::1] projection,
              const unsigned char[:, ::1] mask, bint reverse, bint zero_output,
-             int activation, int recurrent_activation):
+             const int[::1] activations):
     """Backpropagates through all T steps, filling dz (see the module's Design note).
 
     The weight gradients are then GEMMs over all timesteps at once (pylstm.ops).
@@ -356,7 +368,7 @@ def backward(floating[:, :, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
                   &gates[0, 0, 0], &cs[0, 0, 0], &recurrent_kernel[0, 0],
                   &projection[0, 0] if projection is not None else NULL,
                   &mask[0, 0] if mask is not None else NULL,
-                  T, B, H, P, reverse, zero_output, activation, recurrent_activation)
+                  T, B, H, P, reverse, zero_output, &activations[0])
 
 
 # GEMMs over all timesteps -----------------------------------------------------------------

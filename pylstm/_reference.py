@@ -20,8 +20,8 @@ ACTIVATIONS = {
 
 def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, projection=None,
                  mask=None, reverse=False, zero_output_for_mask=False, activation="tanh",
-                 recurrent_activation="sigmoid", training=False, return_sequences=True,
-                 time_major=False):
+                 recurrent_activation="sigmoid", gate_activations=None, training=False,
+                 return_sequences=True, time_major=False):
     dtype = kernel.dtype
     x = np.asarray(x, dtype=dtype)
     if time_major:
@@ -30,8 +30,10 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
     B, T, _ = x.shape
     H = kernel.shape[1] // 4
     P = recurrent_kernel.shape[0]
-    act, _ = ACTIVATIONS[activation or "linear"]
-    rec_act, _ = ACTIVATIONS[recurrent_activation or "linear"]
+    if gate_activations is None:
+        gate_activations = [recurrent_activation, recurrent_activation, activation,
+                             recurrent_activation, activation]
+    act_i, act_f, act_g, act_o, act_c = (ACTIVATIONS[a or "linear"][0] for a in gate_activations)
 
     h = np.zeros((B, P), dtype) if h0 is None else np.array(h0, dtype)
     c = np.zeros((B, H), dtype) if c0 is None else np.array(c0, dtype)
@@ -43,12 +45,12 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
         z = x[:, t] @ kernel + h @ recurrent_kernel
         if bias is not None:
             z = z + bias
-        i = rec_act(z[:, :H])
-        f = rec_act(z[:, H:2 * H])
-        g = act(z[:, 2 * H:3 * H])
-        o = rec_act(z[:, 3 * H:])
+        i = act_i(z[:, :H])
+        f = act_f(z[:, H:2 * H])
+        g = act_g(z[:, 2 * H:3 * H])
+        o = act_o(z[:, 3 * H:])
         c_new = f * c + i * g
-        m = o * act(c_new)
+        m = o * act_c(c_new)
         h_new = m @ projection if projection is not None else m
         keep = np.ones((B, 1), bool) if mask is None else np.asarray(mask)[:, t:t + 1]
         steps.append(dict(t=t, h_prev=h, c_prev=c, i=i, f=f, g=g, o=o, c=c_new, m=m,
@@ -65,8 +67,8 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
     if training:
         cache = dict(x=x, steps=steps, kernel=kernel, recurrent_kernel=recurrent_kernel,
                      projection=projection, has_bias=bias is not None, mask=mask,
-                     reverse=reverse, zero_output=zero_output_for_mask, activation=activation,
-                     recurrent_activation=recurrent_activation,
+                     reverse=reverse, zero_output=zero_output_for_mask,
+                     gate_activations=gate_activations,
                      return_sequences=return_sequences, time_major=time_major)
     return out, h, c, cache
 
@@ -79,8 +81,8 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     dtype = kernel.dtype
     H = kernel.shape[1] // 4
     P = recurrent_kernel.shape[0]
-    act, dact = ACTIVATIONS[cache["activation"] or "linear"]
-    _, drec = ACTIVATIONS[cache["recurrent_activation"] or "linear"]
+    (_, d_i), (_, d_f), (_, d_g), (_, d_o), (act_c, d_c) = (
+        ACTIVATIONS[a or "linear"] for a in cache["gate_activations"])
 
     # Outputs as a function of the state: y_t is h_t on real steps; on masked steps it is the
     # last real output (or zero), so its gradient flows back to that earlier step.
@@ -111,13 +113,13 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
             dm = dh_t @ projection.T
         else:
             dm = dh_t
-        a = act(s["c"])
-        dct = np.where(keep, dc, 0) + dm * s["o"] * dact(a)
+        a = act_c(s["c"])
+        dct = np.where(keep, dc, 0) + dm * s["o"] * d_c(a)
         dz = np.concatenate([
-            dct * s["g"] * drec(s["i"]),
-            dct * s["c_prev"] * drec(s["f"]),
-            dct * s["i"] * dact(s["g"]),
-            dm * a * drec(s["o"]),
+            dct * s["g"] * d_i(s["i"]),
+            dct * s["c_prev"] * d_f(s["f"]),
+            dct * s["i"] * d_g(s["g"]),
+            dm * a * d_o(s["o"]),
         ], axis=1)
         grads["x"][:, t] = dz @ kernel.T
         grads["kernel"] += x[:, t].T @ dz

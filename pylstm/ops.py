@@ -33,8 +33,8 @@ class LSTMCache:
 
 def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, projection=None,
                  mask=None, reverse=False, zero_output_for_mask=False, activation="tanh",
-                 recurrent_activation="sigmoid", training=False, return_sequences=True,
-                 time_major=False):
+                 recurrent_activation="sigmoid", gate_activations=None, training=False,
+                 return_sequences=True, time_major=False):
     """Runs one LSTM direction over whole sequences.
 
     Computes, for each step t (in reverse order when `reverse`):
@@ -62,6 +62,10 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
         zero_output_for_mask: see `mask`.
         activation, recurrent_activation: one of "tanh", "sigmoid", "hard_sigmoid"
             (Keras 3's `relu6(x + 3) / 6`), "relu", "linear" (or None for linear).
+            `recurrent_activation` is used for gates i, f, o; `activation` for the candidate g
+            and the cell output, as in Keras.
+        gate_activations: None, or five activation names for gates i, f, g, o and the cell
+            output, overriding the two above (per-gate activations, as Apple BNNS allows).
         training: keep the cache `lstm_backward` needs; otherwise only two state slots are
             kept, whatever T is.
         return_sequences: return the output at every step, else only the last processed one.
@@ -75,7 +79,8 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
     Raises:
         TypeError: an argument is not a real floating or boolean array as required.
         ValueError: wrong ndim or shape, an empty batch or zero timesteps, NaN or inf in `x`
-            or the initial states, an unknown activation, or sizes over the BLAS int32 limit.
+            or the initial states, an unknown activation, `gate_activations` not of length 5,
+            or sizes over the BLAS int32 limit.
     """
     kernel = check_weight(kernel, "kernel", ndim=2)
     dtype = kernel.dtype
@@ -129,8 +134,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
                              f"{mask.shape}.")
         mask_tm = np.ascontiguousarray(mask if time_major else mask.T).view(np.uint8)
 
-    act = _activation_code(activation, "activation")
-    rec_act = _activation_code(recurrent_activation, "recurrent_activation")
+    acts = _activation_codes(activation, recurrent_activation, gate_activations)
 
     # gates = x @ kernel + bias, for all timesteps in one GEMM    (T*B, D) @ (D, G)
     gates = np.empty((T, B, G), dtype=dtype)
@@ -150,7 +154,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
     y_prev = np.zeros((B, P), dtype=dtype)
 
     _core.forward(gates, hs, cs, ms, m, y, y_prev, recurrent_kernel, projection, mask_tm,
-                  reverse, training, zero_output_for_mask, act, rec_act)
+                  reverse, training, zero_output_for_mask, acts)
 
     h_n, c_n = hs[last].copy(), cs[last].copy()
     if return_sequences:
@@ -164,7 +168,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
         cache = LSTMCache(x=x_tm, gates=gates, hs=hs, cs=cs, ms=ms, kernel=kernel,
                           recurrent_kernel=recurrent_kernel, projection=projection,
                           has_bias=bias is not None, mask=mask_tm, reverse=bool(reverse),
-                          zero_output=bool(zero_output_for_mask), act=act, rec_act=rec_act,
+                          zero_output=bool(zero_output_for_mask), acts=acts,
                           return_sequences=bool(return_sequences), time_major=bool(time_major))
     return out, h_n, c_n, cache
 
@@ -221,7 +225,7 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     a = np.empty(H, dtype=dtype)
     _core.backward(dz, dh, dc, dy_carry, dhs, dm, g, a, dy_tm, cache.gates, cache.cs,
                    cache.recurrent_kernel, projection, cache.mask, cache.reverse,
-                   cache.zero_output, cache.act, cache.rec_act)
+                   cache.zero_output, cache.acts)
 
     dz2 = dz.reshape(T * B, G)
     x2 = cache.x.reshape(T * B, D)
@@ -248,12 +252,27 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     return grads
 
 
-def _activation_code(name, arg):
-    key = "linear" if name is None else name
-    if not isinstance(key, str) or key not in _core.ACTIVATION_CODES:
-        raise ValueError(f"Argument `{arg}` must be one of "
-                         f"{sorted(_core.ACTIVATION_CODES)} or None, received {name!r}.")
-    return _core.ACTIVATION_CODES[key]
+def _activation_codes(activation, recurrent_activation, gate_activations):
+    """The core's activation array: codes for gates i, f, g, o and the cell output."""
+    if gate_activations is None:
+        names = [recurrent_activation, recurrent_activation, activation, recurrent_activation,
+                 activation]
+        args = ["recurrent_activation"] * 2 + ["activation", "recurrent_activation",
+                                                "activation"]
+    else:
+        names = list(gate_activations) if isinstance(gate_activations, (list, tuple)) else []
+        if len(names) != 5:
+            raise ValueError(f"Argument `gate_activations` must be five activation names (gates "
+                             f"i, f, g, o and the cell output), received {gate_activations!r}.")
+        args = [f"gate_activations[{k}]" for k in range(5)]
+    codes = np.empty(5, dtype=np.intc)
+    for k, (name, arg) in enumerate(zip(names, args)):
+        key = "linear" if name is None else name
+        if not isinstance(key, str) or key not in _core.ACTIVATION_CODES:
+            raise ValueError(f"Argument `{arg}` must be one of "
+                             f"{sorted(_core.ACTIVATION_CODES)} or None, received {name!r}.")
+        codes[k] = _core.ACTIVATION_CODES[key]
+    return codes
 
 
 def _initial_state(value, name, shape, dtype):

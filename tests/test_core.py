@@ -153,3 +153,44 @@ def test_gradients_central_difference(P, reverse, masked, return_sequences, acts
     for name, arr in params.items():
         np.testing.assert_allclose(grads[name], numeric_grad(loss, arr), rtol=1e-5,
                                    atol=1e-7, err_msg=name)
+
+
+@pytest.mark.parametrize("gates", [
+    ("sigmoid", "hard_sigmoid", "relu", "tanh", "linear"),
+    ("hard_sigmoid", "sigmoid", "tanh", "relu", "sigmoid"),
+])
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+def test_per_gate_activations_match_reference(gates, dtype, tol):
+    rng = np.random.default_rng(11)
+    case, kw = make_case(rng, dtype, 3, 5, 2, 4, P=3, masked=True)
+    kw["gate_activations"] = gates
+    got, want, g_got, g_want = run_both(case, kw, rng)
+    for a, b in zip(got[:3], want[:3]):
+        assert_close(a, b, tol, f"forward {gates}")
+    for name, want_grad in g_want.items():
+        assert_close(g_got[name], want_grad, tol, f"d{name} {gates}")
+
+
+def test_gate_activations_override_the_pair():
+    rng = np.random.default_rng(12)
+    case, kw = make_case(rng, np.float64, 2, 3, 2, 3)
+    args = [case[k] for k in ("x", "kernel", "recurrent_kernel", "bias", "h0", "c0")]
+    pair = ops.lstm_forward(*args, activation="relu", recurrent_activation="hard_sigmoid")
+    per_gate = ops.lstm_forward(*args, gate_activations=["hard_sigmoid"] * 2 + ["relu"] +
+                                ["hard_sigmoid", "relu"])
+    np.testing.assert_array_equal(pair[0], per_gate[0])
+    other = ops.lstm_forward(*args, gate_activations=["sigmoid"] * 5)
+    assert not np.allclose(other[0], pair[0])
+
+
+@pytest.mark.parametrize("bad,match", [
+    (["tanh"] * 4, r"`gate_activations` must be five activation names"),
+    ("tanh", r"`gate_activations` must be five activation names"),
+    (["tanh"] * 4 + ["softmax"], r"`gate_activations\[4\]` must be one of"),
+])
+def test_bad_gate_activations(bad, match):
+    rng = np.random.default_rng(13)
+    case, _ = make_case(rng, np.float64, 1, 2, 2, 2)
+    with pytest.raises(ValueError, match=match):
+        ops.lstm_forward(case["x"], case["kernel"], case["recurrent_kernel"],
+                         gate_activations=bad)
