@@ -25,6 +25,9 @@ class LSTMCache:
         hs: `(T + 1, B, P)` recurrent states, the initial state in the slot before step one.
         cs: `(T + 1, B, H)` cell states, likewise.
         ms: `(T, B, H)` pre-projection outputs `o * act(c)`, or None without projection.
+
+    It holds references to the weights, not copies: run `lstm_backward` before the weights
+    change (as a training step does: forward, backward, then the optimizer update).
     """
 
     def __init__(self, **fields):
