@@ -4,8 +4,10 @@ Usage (from the repository root, with the extension built in place or the packag
 
     python benchmarks/bench_lstm.py [--quick] [--dtype float32|float64] [--threads 2]
 
-For every shape (B batch, T timesteps, D input features, H units) it first checks that all
-systems agree on the same weights (outputs and, against PyTorch, every gradient), then times:
+For every shape (B batch, T timesteps, D input features, H units) it first checks the core
+against its plain-NumPy reference (`pylstm._reference`: outputs and every gradient) and that
+all systems agree on the same weights (outputs and, against PyTorch, every gradient), then
+times:
 
 - forward: inference over the whole sequence, `return_sequences=True` (pylstm `training=False`,
   PyTorch under `torch.no_grad()`, ONNX Runtime `InferenceSession.run`);
@@ -35,6 +37,7 @@ import numpy as np
 import scipy
 
 import pylstm
+from pylstm import _reference as reference
 from pylstm.ops import lstm_backward, lstm_forward
 
 try:
@@ -191,13 +194,21 @@ class Problem:
     def check(self, tol):
         """Asserts that all systems agree; returns the largest differences seen."""
         y, h_n, c_n, _ = self.pylstm_forward()
+        y_train, grads = self.pylstm_train()
+        # The core against its plain-NumPy specification first.
+        y_r, h_r, c_r, cache_r = reference.lstm_forward(
+            self.x, self.kernel, self.recurrent_kernel, self.bias, training=True)
+        grads_r = reference.lstm_backward(cache_r, self.dy)
+        diffs = {"reference fwd+bwd": max(
+            [_diff(y, y_r), _diff(h_n, h_r), _diff(c_n, c_r)]
+            + [_diff(grads[k], grads_r[k]) / max(1.0, float(np.abs(grads_r[k]).max()))
+               for k in ("x", "kernel", "recurrent_kernel", "bias", "h0", "c0")])}
         y_t, (h_t, c_t) = self.torch_forward()
-        diffs = {"torch fwd": max(_diff(y, y_t), _diff(h_n, h_t[0]), _diff(c_n, c_t[0]))}
+        diffs["torch fwd"] = max(_diff(y, y_t), _diff(h_n, h_t[0]), _diff(c_n, c_t[0]))
         if self.session is not None:
             y_o, h_o, c_o = self.onnx_forward()
             diffs["onnxruntime fwd"] = max(_diff(y, y_o[:, 0].transpose(1, 0, 2)),
                                            _diff(h_n, h_o[0]), _diff(c_n, c_o[0]))
-        y_train, grads = self.pylstm_train()
         y_t, x_t, h0_t, c0_t = self.torch_train()
         m = self.module
         pairs = [
