@@ -17,6 +17,22 @@ def snake_case(name):
     return "".join(out)
 
 
+class Configurable:
+    """The config protocol: `get_config()` returns exactly the constructor's arguments and
+    `from_config(config)` is `cls(**config)`; the repr shows the config."""
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
 class Registry:
     """Name -> class lookups for one kind of object (`"initializer"`, `"loss"`, ...).
 
@@ -52,6 +68,7 @@ class Registry:
             ) from None
 
     def serialize(self, obj):
+        """Returns `{"class_name": str, "config": dict}`, JSON-serializable."""
         return {"class_name": type(obj).__name__, "config": obj.get_config()}
 
     def deserialize(self, config):

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from pylstm import utils
-from pylstm._serialization import Registry
+from pylstm._serialization import Configurable, Registry
 
 
 def compute_fans(shape):
@@ -29,22 +29,11 @@ def compute_fans(shape):
     return shape[-2] * receptive_field, shape[-1] * receptive_field
 
 
-class Initializer:
+class Initializer(Configurable):
     """Base class: subclasses implement `__call__(shape, dtype)` and `get_config()`."""
 
     def __call__(self, shape, dtype="float32"):
         raise NotImplementedError
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class _Seeded(Initializer):
@@ -238,18 +227,9 @@ def get(identifier):
     return _REGISTRY.get(identifier)
 
 
-def serialize(initializer):
-    """Returns `{"class_name": str, "config": dict}`, JSON-serializable."""
-    return _REGISTRY.serialize(initializer)
-
-
-def deserialize(config):
-    """Inverse of `serialize`.
-
-    Raises:
-        ValueError: for a malformed config or an unknown class name.
-    """
-    return _REGISTRY.deserialize(config)
+# `{"class_name": str, "config": dict}` and back, JSON-serializable (Keras's protocol).
+serialize = _REGISTRY.serialize
+deserialize = _REGISTRY.deserialize
 
 
 __all__ = [

@@ -11,12 +11,12 @@ averaged over all leading axes. Probabilities are clipped to `[1e-7, 1 - 1e-7]`;
 import numpy as np
 from scipy import special
 
-from pylstm._serialization import Registry
+from pylstm._serialization import Configurable, Registry
 
 EPSILON = 1e-7
 
 
-class Loss:
+class Loss(Configurable):
     """Base class: subclasses implement `_value_and_grad(y_true, y_pred)`."""
 
     def __call__(self, y_true, y_pred):
@@ -50,17 +50,6 @@ class Loss:
                 f"received y_true.shape={y_true.shape} and y_pred.shape={y_pred.shape}."
             )
         return y_true, y_pred
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class MeanSquaredError(Loss):
@@ -199,18 +188,9 @@ def get(identifier):
     return loss
 
 
-def serialize(loss):
-    """Returns `{"class_name": str, "config": dict}`, JSON-serializable."""
-    return _REGISTRY.serialize(loss)
-
-
-def deserialize(config):
-    """Inverse of `serialize`.
-
-    Raises:
-        ValueError: for a malformed config or an unknown class name.
-    """
-    return _REGISTRY.deserialize(config)
+# `{"class_name": str, "config": dict}` and back, JSON-serializable (Keras's protocol).
+serialize = _REGISTRY.serialize
+deserialize = _REGISTRY.deserialize
 
 
 __all__ = [

@@ -10,10 +10,10 @@ import math
 
 import numpy as np
 
-from pylstm._serialization import Registry
+from pylstm._serialization import Configurable, Registry
 
 
-class Optimizer:
+class Optimizer(Configurable):
     """Base class: subclasses implement `_update(value, grad, slots)` and `_slot_names`.
 
     Args:
@@ -77,14 +77,6 @@ class Optimizer:
 
     def get_config(self):
         return {"learning_rate": self.learning_rate, **_clip_config(self)}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class SGD(Optimizer):
@@ -252,18 +244,9 @@ def get(identifier):
     raise ValueError(f"Could not interpret optimizer identifier: {identifier!r}.")
 
 
-def serialize(optimizer):
-    """Returns `{"class_name": str, "config": dict}`, JSON-serializable."""
-    return _REGISTRY.serialize(optimizer)
-
-
-def deserialize(config):
-    """Inverse of `serialize`.
-
-    Raises:
-        ValueError: for a malformed config or an unknown class name.
-    """
-    return _REGISTRY.deserialize(config)
+# `{"class_name": str, "config": dict}` and back, JSON-serializable (Keras's protocol).
+serialize = _REGISTRY.serialize
+deserialize = _REGISTRY.deserialize
 
 
 __all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "get", "serialize", "deserialize"]
