@@ -2,8 +2,10 @@
 
 from pylstm.layers.core import Activation, Dropout, Flatten, Input, InputLayer
 from pylstm.layers.dense import Dense
+from pylstm.layers.embedding import Embedding
 from pylstm.layers.layer import Layer, Variable
 from pylstm.layers.lstm import LSTM
+from pylstm.layers.masking import Masking
 
 
 def _layer_classes():
@@ -41,4 +43,4 @@ def deserialize(config):
 
 
 __all__ = ["Layer", "Variable", "Dense", "LSTM", "InputLayer", "Input", "Dropout", "Activation",
-           "Flatten", "serialize", "deserialize"]
+           "Flatten", "Embedding", "Masking", "serialize", "deserialize"]

@@ -13,15 +13,36 @@ class InputLayer(Layer):
 
     Args:
         shape: tuple of ints (or None for a variable dimension), without the batch axis.
-        batch_size: int or None.
+        batch_size: int or None; a fixed batch size (what a stateful LSTM needs).
         dtype: `"float32"` or `"float64"`.
+        batch_shape: tuple with the batch axis, instead of `shape` and `batch_size`.
         name: str or None.
+
+    Raises:
+        ValueError: neither or both of `shape` and `batch_shape` given; a bad `batch_size`.
     """
 
-    def __init__(self, shape, batch_size=None, dtype="float32", name=None):
-        super().__init__(name=name, dtype=dtype)
+    def __init__(self, shape=None, batch_size=None, dtype="float32", batch_shape=None,
+                 name=None, **kwargs):
+        kwargs.pop("sparse", None)  # Keras config keys with no meaning here
+        kwargs.pop("optional", None)
+        super().__init__(name=name, dtype=dtype, **kwargs)
+        if (shape is None) == (batch_shape is None):
+            raise ValueError("InputLayer needs exactly one of `shape` and `batch_shape`, "
+                             f"received shape={shape!r}, batch_shape={batch_shape!r}.")
+        if batch_shape is not None:
+            batch_shape = tuple(batch_shape)
+            if not batch_shape:
+                raise ValueError("Argument `batch_shape` must include the batch axis, "
+                                 "received ().")
+            batch_size, shape = batch_shape[0], batch_shape[1:]
+        if batch_size is not None and (isinstance(batch_size, bool) or
+                                       not isinstance(batch_size, (int, np.integer)) or
+                                       batch_size < 1):
+            raise ValueError(f"Argument `batch_size` must be a positive int or None, "
+                             f"received {batch_size!r}.")
         self.shape = tuple(shape)
-        self.batch_size = batch_size
+        self.batch_size = None if batch_size is None else int(batch_size)
 
     @property
     def batch_shape(self):
@@ -34,20 +55,21 @@ class InputLayer(Layer):
         return grad_outputs
 
     def get_config(self):
-        return {"shape": list(self.shape), "batch_size": self.batch_size, "dtype": self.dtype,
-                "name": self.name}
+        return {"batch_shape": list(self.batch_shape), "dtype": self.dtype, "name": self.name}
 
 
-def Input(shape, batch_size=None, dtype="float32", name=None):
+def Input(shape=None, batch_size=None, dtype="float32", batch_shape=None, name=None):
     """Returns an `InputLayer` to start a `Sequential` model, as `keras.Input` is used there.
 
     Args:
         shape: tuple without the batch axis, e.g. `(T, D)` for sequences.
-        batch_size: int or None.
+        batch_size: int or None (fixed batch size, for stateful models).
         dtype: `"float32"` or `"float64"`.
+        batch_shape: tuple with the batch axis, instead of `shape` and `batch_size`.
         name: str or None.
     """
-    return InputLayer(shape, batch_size=batch_size, dtype=dtype, name=name)
+    return InputLayer(shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape,
+                      name=name)
 
 
 class Dropout(Layer):
@@ -65,6 +87,8 @@ class Dropout(Layer):
     Raises:
         ValueError: for `rate` outside `[0, 1)`.
     """
+
+    supports_masking = True
 
     def __init__(self, rate, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -98,6 +122,8 @@ class Activation(Layer):
         activation: a name or see `pylstm.activations.get`.
         **kwargs: base `Layer` arguments.
     """
+
+    supports_masking = True
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pylstm import activations, initializers
+from pylstm import activations, constraints, initializers, regularizers
 from pylstm.layers.layer import Layer
 
 
@@ -18,7 +18,12 @@ class Dense(Layer):
         use_bias: bool.
         kernel_initializer: initializer for the `(D, units)` kernel.
         bias_initializer: initializer for the `(units,)` bias.
-        **kwargs: base `Layer` arguments (`name`, `trainable`, `dtype`, `input_shape`).
+        kernel_regularizer, bias_regularizer: `pylstm.regularizers` name/config/object or None;
+            the penalty joins the training loss.
+        kernel_constraint, bias_constraint: `pylstm.constraints` name/config/object, a
+            callable `w -> w`, or None; applied after each optimizer step.
+        **kwargs: base `Layer` arguments (`name`, `trainable`, `dtype`, `input_shape`,
+            `activity_regularizer`).
 
     Call arguments:
         inputs: `np.ndarray` of shape `(B, ..., D)`, cast to the layer's dtype.
@@ -39,8 +44,11 @@ class Dense(Layer):
     [[4.0, 4.0, 4.0], [4.0, 4.0, 4.0]]
     """
 
+    supports_masking = True
+
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", **kwargs):
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Argument `units` must be a positive int, received {units!r}.")
@@ -49,6 +57,10 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
         self.kernel = None
         self.bias = None
         self._cache = None
@@ -61,9 +73,11 @@ class Dense(Layer):
                 f"last dimension, received {input_shape}."
             )
         self.kernel = self.add_weight("kernel", (input_shape[-1], self.units),
-                                      self.kernel_initializer)
+                                      self.kernel_initializer, self.kernel_regularizer,
+                                      self.kernel_constraint)
         if self.use_bias:
-            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
+            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer,
+                                        self.bias_regularizer, self.bias_constraint)
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
@@ -104,4 +118,8 @@ class Dense(Layer):
             "use_bias": self.use_bias,
             "kernel_initializer": initializers.serialize(self.kernel_initializer),
             "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
         }

@@ -10,9 +10,11 @@ Design:
     (scikit-learn's `neural_network` style: derivatives from cached outputs).
 """
 
+import inspect
+
 import numpy as np
 
-from pylstm import initializers
+from pylstm import initializers, regularizers
 from pylstm._serialization import snake_case
 
 _FLOAT_DTYPES = ("float32", "float64")
@@ -80,10 +82,14 @@ class Layer:
     """
 
     _name_counts = {}
+    supports_masking = False
 
-    def __init__(self, name=None, trainable=True, dtype="float32", input_shape=None):
+    def __init__(self, name=None, trainable=True, dtype="float32", input_shape=None,
+                 activity_regularizer=None):
         if dtype is None:
             dtype = "float32"
+        if isinstance(dtype, dict):  # a Keras DTypePolicy config
+            dtype = dtype.get("config", {}).get("name", "float32")
         dtype = np.dtype(dtype).name
         if dtype not in _FLOAT_DTYPES:
             raise ValueError(f"Argument `dtype` must be 'float32' or 'float64', received {dtype!r}.")
@@ -96,9 +102,14 @@ class Layer:
         self.trainable = trainable
         self.dtype = dtype
         self._input_shape_arg = tuple(input_shape) if input_shape is not None else None
+        self.activity_regularizer = (None if activity_regularizer is None
+                                     else regularizers.get(activity_regularizer))
         self.built = False
         self.input_shape = None
         self._variables = []
+        self._sublayers = []
+        self._activity_outputs = None
+        self._activity_losses = []
 
     # Weights -------------------------------------------------------------------------
 
@@ -114,19 +125,35 @@ class Layer:
 
     @property
     def variables(self):
-        return list(self._variables)
+        """This layer's `Variable`s, then its sublayers' (wrappers), in Keras's order."""
+        return list(self._variables) + [v for sub in self._sublayers for v in sub.variables]
 
     @property
     def weights(self):
-        return list(self._variables)
+        return self.variables
 
     @property
     def trainable_variables(self):
-        return [v for v in self._variables if v.trainable and self.trainable]
+        if not self.trainable:
+            return []
+        return [v for v in self._variables if v.trainable] + \
+            [v for sub in self._sublayers for v in sub.trainable_variables]
+
+    @property
+    def losses(self):
+        """Penalties (floats) of the last call's activity regularizer and of the trainable
+        weights' regularizers, this layer's and its sublayers' (Keras 3's `Layer.losses`)."""
+        out = list(self._activity_losses)
+        if self.trainable:
+            out += [float(v.regularizer(v.value)) for v in self._variables
+                    if v.trainable and v.regularizer is not None]
+        for sub in self._sublayers:
+            out += sub.losses
+        return out
 
     def get_weights(self):
         """Returns copies of the weights as a list of `np.ndarray`, in Keras's order."""
-        return [v.value.copy() for v in self._variables]
+        return [v.value.copy() for v in self.variables]
 
     def set_weights(self, weights):
         """Sets the weights from a list of arrays in `get_weights()` order.
@@ -135,19 +162,20 @@ class Layer:
             ValueError: if the count or a shape does not match.
         """
         weights = list(weights)
-        if len(weights) != len(self._variables):
+        variables = self.variables
+        if len(weights) != len(variables):
             raise ValueError(
-                f"Layer '{self.name}' expects {len(self._variables)} weight arrays, "
+                f"Layer '{self.name}' expects {len(variables)} weight arrays, "
                 f"received {len(weights)}."
             )
-        for var, w in zip(self._variables, weights):
+        for var, w in zip(variables, weights):
             var.assign(w)
 
     def count_params(self):
-        return int(sum(v.value.size for v in self._variables))
+        return int(sum(v.value.size for v in self.variables))
 
     def zero_grads(self):
-        for v in self._variables:
+        for v in self.variables:
             v.grad[...] = 0
 
     # Lifecycle -----------------------------------------------------------------------
@@ -160,7 +188,13 @@ class Layer:
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
-    def __call__(self, inputs, training=None, **kwargs):
+    def __call__(self, inputs, training=None, mask=None, **kwargs):
+        """Builds the layer on first use, then runs `call`.
+
+        `mask` (a `(B, T)` bool array or None) is passed on only when `call` takes a `mask`
+        argument, as Keras does. With an `activity_regularizer`, the penalty of each output is
+        recorded in `losses`, and in training `backward_with_penalties` adds its gradient.
+        """
         if not self.built:
             try:
                 shape = np.shape(inputs)
@@ -169,7 +203,21 @@ class Layer:
                                 f"regular nested list, received a ragged "
                                 f"{type(inputs).__name__}.") from None
             self.build(shape)
-        return self.call(inputs, training=bool(training), **kwargs)
+        if mask is not None and _takes_mask(type(self).call):
+            kwargs["mask"] = mask
+        outputs = self.call(inputs, training=bool(training), **kwargs)
+        if self.activity_regularizer is not None:
+            flat = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+            self._activity_losses = [float(self.activity_regularizer(o)) for o in flat]
+            self._activity_outputs = list(flat) if training else None
+        return outputs
+
+    def compute_mask(self, inputs, mask=None):
+        """The mask of this layer's output: `(B, T)` bool or None (Keras's `compute_mask`).
+
+        By default a layer that `supports_masking` passes its input mask on; others drop it.
+        """
+        return mask if self.supports_masking else None
 
     def call(self, inputs, training=False):
         raise NotImplementedError
@@ -181,12 +229,30 @@ class Layer:
         """
         raise NotImplementedError
 
+    def backward_with_penalties(self, grad_outputs):
+        """`backward`, after adding the activity regularizer's gradient to `grad_outputs`."""
+        if self.activity_regularizer is not None and self._activity_outputs is not None:
+            gradient = _penalty_gradient(self.activity_regularizer, self.name)
+            if isinstance(grad_outputs, (list, tuple)):
+                grad_outputs = [gradient(o) if g is None else g + gradient(o)
+                                for g, o in zip(grad_outputs, self._activity_outputs)]
+            else:
+                grad_outputs = grad_outputs + gradient(self._activity_outputs[0])
+        return self.backward(grad_outputs)
+
+    def reset_state(self, mask=None):
+        """Resets the states of stateful sublayers (no-op for stateless layers)."""
+        for sub in self._sublayers:
+            sub.reset_state(mask)
+
     # Config --------------------------------------------------------------------------
 
     def get_config(self):
         config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
         if self._input_shape_arg is not None:
             config["input_shape"] = list(self._input_shape_arg)
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         return config
 
     @classmethod
@@ -195,4 +261,21 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}>"
+
+
+_TAKES_MASK = {}
+
+
+def _takes_mask(call):
+    if call not in _TAKES_MASK:
+        _TAKES_MASK[call] = "mask" in inspect.signature(call).parameters
+    return _TAKES_MASK[call]
+
+
+def _penalty_gradient(regularizer, owner):
+    gradient = getattr(regularizer, "gradient", None)
+    if gradient is None:
+        raise TypeError(f"The regularizer of '{owner}' has no `gradient(value)` method; pylstm "
+                        "has no autodiff, so regularizers must provide one.")
+    return gradient
 

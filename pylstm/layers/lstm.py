@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pylstm import initializers, ops
+from pylstm import activations, constraints, initializers, ops, regularizers, utils
 from pylstm._core import ACTIVATION_CODES
 from pylstm._validation import check_array, check_finite
 from pylstm.layers.layer import Layer
@@ -20,8 +20,13 @@ class LSTM(Layer):
 
     Args:
         units: int > 0, H, the size of the output and of both states.
-        activation: for the candidate and the cell output: "tanh" (default), "sigmoid",
-            "hard_sigmoid", "relu", "linear", or None for linear.
+        activation: for the candidate and the cell output: a name -- "tanh" (default),
+            "sigmoid", "hard_sigmoid" (Keras 3's `relu6(x + 3) / 6`), "relu", "linear", "elu",
+            "softsign", "softplus", "selu", "swish", "exponential" -- computed inside the
+            compiled core, or None for linear. A Python callable `f(ndarray) -> ndarray` also
+            works but runs a NumPy loop over timesteps (much slower); give it a
+            `backward(x, y, grad_y)` attribute (see `pylstm.activations.get`) for exact
+            training gradients, else training uses a float64 central difference.
         recurrent_activation: for the gates i, f, o; same choices, default "sigmoid".
         use_bias: bool, whether the layer has a `bias (4H,)`.
         kernel_initializer: for `kernel (D, 4H)`, default "glorot_uniform".
@@ -29,23 +34,45 @@ class LSTM(Layer):
         bias_initializer: for `bias`, default "zeros".
         unit_forget_bias: if True, the forget-gate slice of the bias starts at 1 (and the
             other slices use `bias_initializer`), as in Keras (Jozefowicz et al. 2015).
+        kernel_regularizer, recurrent_regularizer, bias_regularizer: `pylstm.regularizers`
+            names, configs or objects (L1, L2, L1L2, ...), or None; their penalties join the
+            training loss and `model.losses`.
+        activity_regularizer: a regularizer applied to the layer's output(s).
+        kernel_constraint, recurrent_constraint, bias_constraint: `pylstm.constraints`
+            names, configs or objects (MaxNorm, MinMaxNorm, NonNeg, UnitNorm), a callable
+            `w -> w`, or None; applied after each optimizer step.
+        dropout: float in [0, 1), fraction of the input features dropped while training.
+        recurrent_dropout: float in [0, 1), fraction of `h_{t-1}` dropped in the recurrent
+            product while training. Both are variational (Gal & Ghahramani 2016, as Keras 3):
+            one mask per sample is drawn per call and reused at every timestep, survivors are
+            scaled by `1 / (1 - rate)`, and nothing is dropped at inference.
+        seed: int or None. Seeds the dropout masks and the weight initializers that have no
+            seed of their own, so a seeded layer is reproducible.
         return_sequences: return the whole output sequence `(B, T, H)` rather than the
             last output `(B, H)`.
         return_state: also return the final states: `[output, h_n, c_n]`.
         go_backwards: process the sequence from its end, and return the output sequence in
             that (reversed) order, as Keras does.
-        seed: int or None. Seeds the weight initializers that have no seed of their own, so a
-            seeded layer is reproducible (Keras uses `seed` for dropout, which this layer
-            gains in a later release).
+        stateful: if True, the final state of sample i of a batch is the initial state of
+            sample i of the next batch. The batch size is fixed by the input's declared batch
+            size (`Input(batch_size=...)` / `batch_shape`) or else by the first batch;
+            `reset_state()` zeroes the states (or only the samples of a mask).
+        unroll, use_cudnn: accepted for compatibility with Keras configs; they have no effect
+            (the compiled core always runs the loop itself, on the CPU).
+        zero_output_for_mask: if True, masked timesteps output zeros instead of repeating
+            the previous output (Keras's RNN argument).
         **kwargs: `name`, `trainable`, `dtype` ("float32" or "float64"), `input_shape`.
 
     Call arguments:
         inputs: `(B, T, D)` float array (float32 or float64, cast to the layer's dtype); need
             not be contiguous.
-        initial_state: None (zeros) or a list `[h_0, c_0]` of `(B, H)` arrays.
-        training: bool; True caches what `backward` needs.
-        mask: None or a `(B, T)` boolean array, True on real steps. On a masked step the
-            state is carried unchanged and the output repeats the previous output (Keras).
+        initial_state: None (zeros, or the carried state when stateful) or a list
+            `[h_0, c_0]` of `(B, H)` arrays.
+        training: bool; True caches what `backward` needs and applies dropout.
+        mask: None or a `(B, T)` boolean array, True on real steps; any pattern (right or left
+            padding, holes, fully masked rows). On a masked step the state is carried
+            unchanged and the output repeats the previous output (zeros before any, or always
+            zeros with `zero_output_for_mask`), as Keras's generic RNN loop does.
 
     Returns:
         `(B, T, H)` if `return_sequences` else `(B, H)`, in the layer's dtype; with
@@ -55,7 +82,8 @@ class LSTM(Layer):
         TypeError: `inputs` is not a real floating array (integers, objects, strings).
         ValueError: `inputs` is not 3-D, has a feature size other than the one the layer was
             built for, an empty batch, zero timesteps, or NaN/inf; a wrong `initial_state`
-            or `mask` shape; an invalid constructor argument.
+            or `mask` shape; a stateful layer given a batch of another size; an invalid
+            constructor argument.
 
     Example:
     >>> import numpy as np, pylstm
@@ -65,33 +93,56 @@ class LSTM(Layer):
     ((32, 10, 4), (32, 4), (32, 4))
     """
 
+    supports_masking = True
+
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
-                 bias_initializer="zeros", unit_forget_bias=True, return_sequences=False,
-                 return_state=False, go_backwards=False, seed=None, **kwargs):
-        super().__init__(**kwargs)
+                 bias_initializer="zeros", unit_forget_bias=True, kernel_regularizer=None,
+                 recurrent_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, recurrent_constraint=None, bias_constraint=None,
+                 dropout=0.0, recurrent_dropout=0.0, seed=None, return_sequences=False,
+                 return_state=False, go_backwards=False, stateful=False, unroll=False,
+                 use_cudnn="auto", zero_output_for_mask=False, **kwargs):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Argument `units` must be a positive int, received {units!r}.")
-        for arg, value in (("activation", activation),
-                           ("recurrent_activation", recurrent_activation)):
-            if value is not None and value not in ACTIVATION_CODES:
-                raise ValueError(f"Argument `{arg}` must be one of {sorted(ACTIVATION_CODES)} "
-                                 f"or None, received {value!r}.")
+        self.activation = _check_activation(activation, "activation")
+        self.recurrent_activation = _check_activation(recurrent_activation,
+                                                      "recurrent_activation")
+        for arg, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
+                    or not 0.0 <= value < 1.0:
+                raise ValueError(f"Argument `{arg}` must be a float in [0, 1), "
+                                 f"received {value!r}.")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise ValueError(f"Argument `seed` must be an int or None, received {seed!r}.")
         self.units = int(units)
-        self.activation = activation or "linear"
-        self.recurrent_activation = recurrent_activation or "linear"
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.recurrent_initializer = initializers.get(recurrent_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
         self.unit_forget_bias = bool(unit_forget_bias)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.recurrent_constraint = constraints.get(recurrent_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        self.dropout = float(dropout)
+        self.recurrent_dropout = float(recurrent_dropout)
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
+        self.stateful = bool(stateful)
+        self.unroll = bool(unroll)
+        self.use_cudnn = use_cudnn
+        self.zero_output_for_mask = bool(zero_output_for_mask)
         self.seed = None if seed is None else int(seed)
+        self._rng = None if seed is None else np.random.default_rng(self.seed)
         self._cache = None
+        self._dropout_mask = None
+        self.states = None
+        self._stateful_batch_size = None
 
     def _seeded(self, initializer, offset):
         """`initializer`, seeded from the layer's seed if it has none of its own."""
@@ -106,9 +157,11 @@ class LSTM(Layer):
                              f"timesteps, features), received input shape "
                              f"{tuple(input_shape)}.")
         D, H = int(input_shape[-1]), self.units
-        self.kernel = self.add_weight("kernel", (D, 4 * H), self._seeded(self.kernel_initializer, 0))
+        self.kernel = self.add_weight("kernel", (D, 4 * H), self._seeded(self.kernel_initializer, 0),
+                                      self.kernel_regularizer, self.kernel_constraint)
         self.recurrent_kernel = self.add_weight(
-            "recurrent_kernel", (H, 4 * H), self._seeded(self.recurrent_initializer, 1))
+            "recurrent_kernel", (H, 4 * H), self._seeded(self.recurrent_initializer, 1),
+            self.recurrent_regularizer, self.recurrent_constraint)
         self.bias = None
         if self.use_bias:
             bias_init = self._seeded(self.bias_initializer, 2)
@@ -116,7 +169,10 @@ class LSTM(Layer):
                 def bias_init(shape, dtype="float32", base=bias_init):
                     return np.concatenate([base((H,), dtype), np.ones((H,), dtype),
                                            base((2 * H,), dtype)])
-            self.bias = self.add_weight("bias", (4 * H,), bias_init)
+            self.bias = self.add_weight("bias", (4 * H,), bias_init, self.bias_regularizer,
+                                        self.bias_constraint)
+        if self.stateful and input_shape[0] is not None:
+            self._stateful_batch_size = int(input_shape[0])
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
@@ -151,19 +207,75 @@ class LSTM(Layer):
             c0 = check_array(initial_state[1], "initial_state[1]", shape=(B, H), dtype=self.dtype)
             check_finite(h0, "initial_state[0]")
             check_finite(c0, "initial_state[1]")
+        elif self.stateful:
+            self._check_stateful_batch(B)
+            if self.states is not None:
+                h0, c0 = self.states
+        dropout_mask = recurrent_dropout_mask = None
+        if training and self.dropout > 0:
+            dropout_mask = self._dropout_draw((B, x.shape[2]), self.dropout)
+        if training and self.recurrent_dropout > 0:
+            recurrent_dropout_mask = self._dropout_draw((B, H), self.recurrent_dropout)
+        extra = {}
+        if dropout_mask is not None:
+            extra["dropout_mask"] = dropout_mask
+        if recurrent_dropout_mask is not None:
+            extra["recurrent_dropout_mask"] = recurrent_dropout_mask
         y, h_n, c_n, cache = ops.lstm_forward(
             x, self.kernel.value, self.recurrent_kernel.value,
             None if self.bias is None else self.bias.value, h0, c0, mask=mask,
-            reverse=self.go_backwards, activation=self.activation,
-            recurrent_activation=self.recurrent_activation, training=training,
-            return_sequences=self.return_sequences)
+            reverse=self.go_backwards, zero_output_for_mask=self.zero_output_for_mask,
+            activation=self.activation, recurrent_activation=self.recurrent_activation,
+            training=training, return_sequences=self.return_sequences, **extra)
         if self.go_backwards and self.return_sequences:
             y = y[:, ::-1]
+        if self.stateful:
+            self.states = [h_n.copy(), c_n.copy()]
         self._cache = cache
         self._had_initial_state = initial_state is not None
         if self.return_state:
             return [y, h_n, c_n]
         return y
+
+    def _dropout_draw(self, shape, rate):
+        rng = self._rng if self._rng is not None else utils.default_generator()
+        return ((rng.random(shape) >= rate) / (1.0 - rate)).astype(self.dtype)
+
+    def _check_stateful_batch(self, B):
+        if self._stateful_batch_size is None:
+            self._stateful_batch_size = B
+        elif B != self._stateful_batch_size:
+            raise ValueError(f"Stateful layer '{self.name}' keeps states for batches of "
+                             f"{self._stateful_batch_size} samples, received a batch of {B}. "
+                             f"Feed batches of that size (sample i continues sample i), or "
+                             f"declare the batch size with Input(batch_size=...).")
+
+    def reset_state(self, mask=None):
+        """Zeroes the carried states of a stateful layer (Keras's `reset_state`).
+
+        Args:
+            mask: None to reset every sample, or a `(B,)` bool array: only samples where it
+                is True are reset (their next batch starts from zero state); the others keep
+                their state. (Keras has no per-sample reset.)
+
+        Raises:
+            ValueError: `mask` is not a `(B,)` bool array for the layer's batch size.
+        """
+        if mask is None or self.states is None:
+            self.states = None
+            return
+        mask = np.asarray(mask)
+        B = self.states[0].shape[0]
+        if mask.dtype != bool or mask.shape != (B,):
+            raise ValueError(f"Argument `mask` of reset_state must be a ({B},) bool array, "
+                             f"received dtype {mask.dtype} and shape {mask.shape}.")
+        for state in self.states:
+            state[mask] = 0
+
+    def compute_mask(self, inputs, mask=None):
+        # As Keras: the input mask, not reversed under go_backwards.
+        out = mask if self.return_sequences else None
+        return [out, None, None] if self.return_state else out
 
     def backward(self, grad_outputs):
         """Backpropagates through the last `call(..., training=True)`.
@@ -204,16 +316,48 @@ class LSTM(Layer):
         config = super().get_config()
         config.update(
             units=self.units,
-            activation=self.activation,
-            recurrent_activation=self.recurrent_activation,
+            activation=_activation_name(self.activation),
+            recurrent_activation=_activation_name(self.recurrent_activation),
             use_bias=self.use_bias,
             kernel_initializer=initializers.serialize(self.kernel_initializer),
             recurrent_initializer=initializers.serialize(self.recurrent_initializer),
             bias_initializer=initializers.serialize(self.bias_initializer),
             unit_forget_bias=self.unit_forget_bias,
+            kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
+            recurrent_regularizer=regularizers.serialize(self.recurrent_regularizer),
+            bias_regularizer=regularizers.serialize(self.bias_regularizer),
+            kernel_constraint=constraints.serialize(self.kernel_constraint),
+            recurrent_constraint=constraints.serialize(self.recurrent_constraint),
+            bias_constraint=constraints.serialize(self.bias_constraint),
+            dropout=self.dropout,
+            recurrent_dropout=self.recurrent_dropout,
+            seed=self.seed,
             return_sequences=self.return_sequences,
             return_state=self.return_state,
             go_backwards=self.go_backwards,
-            seed=self.seed,
+            stateful=self.stateful,
+            unroll=self.unroll,
+            use_cudnn=self.use_cudnn,
+            zero_output_for_mask=self.zero_output_for_mask,
         )
         return config
+
+
+def _check_activation(value, arg):
+    """A core activation name (None means linear) is kept as a name; a callable is kept as is
+    and runs on the NumPy path of `pylstm.ops`."""
+    if value is None:
+        return "linear"
+    if isinstance(value, str):
+        if value not in ACTIVATION_CODES:
+            raise ValueError(f"Argument `{arg}` must be one of {sorted(ACTIVATION_CODES)}, "
+                             f"None or a callable, received {value!r}.")
+        return value
+    if callable(value):
+        return value
+    raise ValueError(f"Argument `{arg}` must be an activation name, None or a callable, "
+                     f"received {value!r}.")
+
+
+def _activation_name(value):
+    return value if isinstance(value, str) else activations.serialize(value)

@@ -4,7 +4,8 @@ A loss is called as `loss(y_true, y_pred) -> float` and differentiated with
 `loss.gradient(y_true, y_pred) -> np.ndarray` (d loss / d y_pred, shape and dtype of `y_pred`).
 As in Keras, each sample's loss is reduced over the last axis (a mean for MSE/MAE/binary
 crossentropy, the class sum for categorical crossentropies) and the per-sample losses are then
-averaged over all leading axes. Probabilities are clipped to `[1e-7, 1 - 1e-7]`; with
+averaged over all leading axes (a weighted mean when a `sample_weight` or a timestep mask is
+given, Keras's `sum_over_batch_size` with masked entries excluded). Probabilities are clipped to `[1e-7, 1 - 1e-7]`; with
 `from_logits=True` the stable log-sigmoid / log-softmax is used instead.
 """
 
@@ -17,24 +18,51 @@ EPSILON = 1e-7
 
 
 class Loss(Configurable):
-    """Base class: subclasses implement `_value_and_grad(y_true, y_pred)`."""
+    """Base class: subclasses implement `_per_sample(y_true, y_pred) -> (losses, grads)`,
+    the unreduced losses (`y_pred.shape[:-1]`) and d losses / d y_pred (`y_pred.shape`)."""
 
-    def __call__(self, y_true, y_pred):
+    def __call__(self, y_true, y_pred, sample_weight=None):
         """Returns the mean loss as a Python float.
 
         Args:
             y_true: targets; see each subclass for the shape.
-            y_pred: `np.ndarray` of predictions, float32 or float64.
+            y_pred: `np.ndarray` of predictions `(..., K)`, float32 or float64.
+            sample_weight: None, or weights of shape `y_pred.shape[:-1]` (a bool timestep mask
+                is a weight; as in Keras, masked entries are left out of the mean).
 
         Raises:
             ValueError: if the shapes are incompatible.
         """
-        return self._value_and_grad(*self._prepare(y_true, y_pred))[0]
+        return self.value_and_gradient(y_true, y_pred, sample_weight)[0]
 
-    def gradient(self, y_true, y_pred):
+    def gradient(self, y_true, y_pred, sample_weight=None):
         """Returns d(loss)/d(y_pred): `np.ndarray` of `y_pred`'s shape and dtype."""
+        return self.value_and_gradient(y_true, y_pred, sample_weight)[1]
+
+    def value_and_gradient(self, y_true, y_pred, sample_weight=None):
+        """Returns `(loss, d loss / d y_pred)` in one pass; see `__call__`."""
         y_true, y_pred = self._prepare(y_true, y_pred)
-        return self._value_and_grad(y_true, y_pred)[1].astype(y_pred.dtype, copy=False)
+        losses, grads = self._per_sample(y_true, y_pred)
+        n = max(losses.size, 1)
+        if sample_weight is None:
+            weights = None
+        else:
+            raw = np.asarray(sample_weight)
+            weights = raw.astype(np.float64)
+            if weights.shape != losses.shape:
+                raise ValueError(f"{type(self).__name__}: `sample_weight` must have shape "
+                                 f"{losses.shape} (y_pred.shape[:-1]), received "
+                                 f"{weights.shape}.")
+            if raw.dtype == bool:
+                # Keras's apply_mask: masked entries drop out of the mean.
+                weights = weights * (n / (weights.sum() + EPSILON))
+        if weights is None:
+            value = float(np.mean(losses, dtype=np.float64))
+            grad = grads / n
+        else:
+            value = float(np.sum(losses * weights, dtype=np.float64) / n)
+            grad = grads * (weights / n)[..., None]
+        return value, grad.astype(y_pred.dtype, copy=False)
 
     def _prepare(self, y_true, y_pred):
         y_pred = np.asarray(y_pred)
@@ -55,17 +83,19 @@ class Loss(Configurable):
 class MeanSquaredError(Loss):
     """`mean((y_true - y_pred) ** 2)`; `y_true` and `y_pred` of one shape `(..., K)`."""
 
-    def _value_and_grad(self, y_true, y_pred):
+    def _per_sample(self, y_true, y_pred):
         diff = y_pred - y_true
-        return float(np.mean(np.square(diff, dtype=np.float64))), 2.0 * diff / diff.size
+        k = diff.shape[-1]
+        return np.mean(np.square(diff, dtype=np.float64), axis=-1), 2.0 * diff / k
 
 
 class MeanAbsoluteError(Loss):
     """`mean(|y_true - y_pred|)`; its gradient uses `sign(0) = 0`, as autodiff of `abs` does."""
 
-    def _value_and_grad(self, y_true, y_pred):
+    def _per_sample(self, y_true, y_pred):
         diff = y_pred - y_true
-        return float(np.mean(np.abs(diff), dtype=np.float64)), np.sign(diff) / diff.size
+        k = diff.shape[-1]
+        return np.mean(np.abs(diff), axis=-1, dtype=np.float64), np.sign(diff) / k
 
 
 class _FromLogits(Loss):
@@ -85,17 +115,17 @@ class BinaryCrossentropy(_FromLogits):
             clipped to `[1e-7, 1 - 1e-7]` (the clipped entries get a zero gradient).
     """
 
-    def _value_and_grad(self, y_true, y_pred):
-        n = y_pred.size
+    def _per_sample(self, y_true, y_pred):
+        k = y_pred.shape[-1]
         if self.from_logits:
             x = y_pred
             losses = np.maximum(x, 0) - x * y_true + np.log1p(np.exp(-np.abs(x)))
-            return float(np.mean(losses, dtype=np.float64)), (special.expit(x) - y_true) / n
+            return np.mean(losses, axis=-1, dtype=np.float64), (special.expit(x) - y_true) / k
         p = np.clip(y_pred, EPSILON, 1.0 - EPSILON)
         losses = -(y_true * np.log(p) + (1.0 - y_true) * np.log(1.0 - p))
         inside = (y_pred > EPSILON) & (y_pred < 1.0 - EPSILON)
-        grad = np.where(inside, (p - y_true) / (p * (1.0 - p)), 0.0) / n
-        return float(np.mean(losses, dtype=np.float64)), grad
+        grad = np.where(inside, (p - y_true) / (p * (1.0 - p)), 0.0) / k
+        return np.mean(losses, axis=-1, dtype=np.float64), grad
 
 
 class CategoricalCrossentropy(_FromLogits):
@@ -107,13 +137,12 @@ class CategoricalCrossentropy(_FromLogits):
             `[1e-7, 1 - 1e-7]`, as Keras does.
     """
 
-    def _value_and_grad(self, y_true, y_pred):
-        n_samples = y_pred.size // y_pred.shape[-1]
+    def _per_sample(self, y_true, y_pred):
         if self.from_logits:
             log_p = special.log_softmax(y_pred, axis=-1)
             losses = -np.sum(y_true * log_p, axis=-1)
             grad = np.exp(log_p) * np.sum(y_true, axis=-1, keepdims=True) - y_true
-            return float(np.mean(losses, dtype=np.float64)), grad / n_samples
+            return losses, grad
         total = np.sum(y_pred, axis=-1, keepdims=True)
         q = y_pred / total
         q_clipped = np.clip(q, EPSILON, 1.0 - EPSILON)
@@ -121,7 +150,7 @@ class CategoricalCrossentropy(_FromLogits):
         # Chain rule through the clip (zero outside) and the renormalisation q = p / sum(p).
         g_q = np.where((q > EPSILON) & (q < 1.0 - EPSILON), -y_true / q_clipped, 0.0)
         grad = (g_q - np.sum(g_q * q, axis=-1, keepdims=True)) / total
-        return float(np.mean(losses, dtype=np.float64)), grad / n_samples
+        return losses, grad
 
 
 class SparseCategoricalCrossentropy(CategoricalCrossentropy):

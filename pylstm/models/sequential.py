@@ -228,26 +228,29 @@ class Sequential:
                 "You must call `compile()` with a `loss` before training or evaluating the model."
             )
 
-    def compute_loss(self, y, y_pred):
-        """The loss on `(y, y_pred)` plus every trainable variable's regularization penalty."""
-        return self.loss(y, y_pred) + self._regularization(accumulate_grads=False)
+    def compute_loss(self, y, y_pred, mask=None):
+        """The loss on `(y, y_pred)` (masked timesteps left out, as Keras) plus every penalty in
+        `losses` (weight regularizers and the last call's activity regularizers)."""
+        return self.loss(y, y_pred, sample_weight=mask) + sum(self.losses)
 
-    def _regularization(self, accumulate_grads):
-        penalty = 0.0
+    @property
+    def losses(self):
+        """The penalties (floats) of all layers: weight regularizers, and the activity
+        regularizers of the last call (Keras 3's `Model.losses`)."""
+        return [penalty for layer in self._layers for penalty in layer.losses]
+
+    def _add_regularizer_gradients(self):
         for var in self.trainable_variables:
             regularizer = var.regularizer
             if regularizer is None:
                 continue
-            penalty += float(regularizer(var.value))
-            if accumulate_grads:
-                gradient = getattr(regularizer, "gradient", None)
-                if gradient is None:
-                    raise TypeError(
-                        f"The regularizer of variable '{var.name}' has no `gradient(value)` "
-                        "method; pylstm has no autodiff, so regularizers must provide one."
-                    )
-                var.grad += gradient(var.value)
-        return penalty
+            gradient = getattr(regularizer, "gradient", None)
+            if gradient is None:
+                raise TypeError(
+                    f"The regularizer of variable '{var.name}' has no `gradient(value)` "
+                    "method; pylstm has no autodiff, so regularizers must provide one."
+                )
+            var.grad += gradient(var.value)
 
     def train_on_batch(self, x, y):
         """Runs one optimization step on arrays already validated and cast.
@@ -257,14 +260,25 @@ class Sequential:
         """
         for layer in self._layers:
             layer.zero_grads()
-        y_pred = self._forward(x, training=True)
-        loss = self.loss(y, y_pred)
-        grad = self.loss.gradient(y, y_pred)
+        y_pred, mask = self._forward(x, training=True)
+        loss, grad = self.loss.value_and_gradient(y, y_pred, sample_weight=mask)
         for layer in reversed(self._layers):
-            grad = layer.backward(grad)
-        loss += self._regularization(accumulate_grads=True)
+            grad = layer.backward_with_penalties(grad)
+        loss += sum(self.losses)
+        self._add_regularizer_gradients()
         self.optimizer.apply(self.trainable_variables)
         return loss, y_pred
+
+    def reset_states(self, mask=None):
+        """Resets the states of every stateful layer (Keras's `reset_states`).
+
+        Args:
+            mask: None (all samples) or a `(B,)` bool array: reset only those samples.
+        """
+        for layer in self._layers:
+            layer.reset_state(mask)
+
+    reset_state = reset_states
 
     def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
@@ -392,13 +406,13 @@ class Sequential:
         sums = dict.fromkeys(["loss"] + [name for name, _ in self._metrics], 0.0)
         for start in range(0, len(x), batch_size):
             xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-            y_pred = self._forward(xb, training=False)
-            sums["loss"] += self.loss(yb, y_pred) * len(xb)
+            y_pred, mask = self._forward(xb, training=False)
+            sums["loss"] += self.loss(yb, y_pred, sample_weight=mask) * len(xb)
             for name, fn in self._metrics:
                 sums[name] += float(np.mean(fn(yb, y_pred))) * len(xb)
             progress.update({k: v / min(len(x), start + batch_size) for k, v in sums.items()})
         logs = {k: v / len(x) for k, v in sums.items()}
-        logs["loss"] += self._regularization(accumulate_grads=False)
+        logs["loss"] += sum(self.losses)
         return logs
 
     def predict(self, x, batch_size=32, verbose=0):
@@ -421,7 +435,7 @@ class Sequential:
         progress = _Progress(_verbosity(verbose), math.ceil(len(x) / batch_size), "Predict")
         outputs = []
         for start in range(0, len(x), batch_size):
-            outputs.append(self._forward(x[start:start + batch_size], training=False))
+            outputs.append(self._forward(x[start:start + batch_size], training=False)[0])
             progress.update({})
         progress.close({})
         return np.concatenate(outputs, axis=0)
@@ -430,12 +444,17 @@ class Sequential:
         """Runs the layers on `x` (cast to the model's dtype); builds the model if needed."""
         x = np.asarray(x, dtype=self.dtype)
         self._ensure_built(x.shape)
-        return self._forward(x, training=training)
+        return self._forward(x, training=training)[0]
 
     def _forward(self, x, training):
+        """Runs the layers, passing each layer's output mask to the next (Keras's mask
+        propagation); returns `(outputs, output mask or None)`."""
+        mask = None
         for layer in self._layers:
-            x = layer(x, training=training)
-        return x
+            y = layer(x, training=training, mask=mask)
+            mask = layer.compute_mask(x, mask)
+            x = y
+        return x, mask
 
     # Validation ----------------------------------------------------------------------
 
