@@ -274,7 +274,8 @@ def get(identifier):
 
 
 def serialize(constraint):
-    """Returns `{"class_name": str, "config": dict}`, JSON-serializable (Keras's protocol).
+    """Returns `{"class_name": str, "config": dict}`, JSON-serializable (Keras's protocol), or
+    None for None.
 
     Raises:
         TypeError: for an object without `get_config()` (a plain function), which cannot be
@@ -291,12 +292,14 @@ def serialize(constraint):
 
 
 def deserialize(config):
-    """Builds a constraint from `serialize`'s output.
+    """Builds a constraint from `serialize`'s output (None for None).
 
     Raises:
         ValueError: if `config` is not `{"class_name": ..., "config": {...}}` or names an unknown
             class (import the module defining a custom `Constraint` subclass first).
     """
+    if config is None:
+        return None
     return _registry().deserialize(config)
 
 

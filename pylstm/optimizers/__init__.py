@@ -58,7 +58,11 @@ class Optimizer(Configurable):
                 slots = self._slots[var] = {k: np.zeros_like(var.value) for k in self._slot_names}
             self._update(var.value, grad.astype(var.dtype, copy=False), slots)
             if var.constraint is not None:
-                var.value[...] = var.constraint(var.value)
+                constrained = np.asarray(var.constraint(var.value))
+                if constrained.shape != var.value.shape:
+                    raise ValueError(f"The constraint of variable '{var.name}' returned shape "
+                                     f"{constrained.shape}; expected {var.value.shape}.")
+                var.value[...] = constrained
         self.iterations += 1
 
     def _clip(self, grads):

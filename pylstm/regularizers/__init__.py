@@ -373,7 +373,8 @@ def get(identifier):
 
 
 def serialize(regularizer):
-    """Returns `{"class_name": str, "config": dict}`, JSON-serializable (Keras's protocol).
+    """Returns `{"class_name": str, "config": dict}`, JSON-serializable (Keras's protocol), or
+    None for None.
 
     Raises:
         TypeError: for an object without `get_config()` (a plain function pair), which cannot
@@ -390,12 +391,14 @@ def serialize(regularizer):
 
 
 def deserialize(config):
-    """Builds a regularizer from `serialize`'s output.
+    """Builds a regularizer from `serialize`'s output (None for None).
 
     Raises:
         ValueError: if `config` is not `{"class_name": ..., "config": {...}}` or names an unknown
             class (import the module defining a custom `Regularizer` subclass first).
     """
+    if config is None:
+        return None
     return _registry().deserialize(config)
 
 
