@@ -1,11 +1,14 @@
 """Layers (Keras 3's `keras.layers`) and the layer registry used by model saving."""
 
+from pylstm.layers.bidirectional import Bidirectional
 from pylstm.layers.core import Activation, Dropout, Flatten, Input, InputLayer
 from pylstm.layers.dense import Dense
 from pylstm.layers.embedding import Embedding
 from pylstm.layers.layer import Layer, Variable
 from pylstm.layers.lstm import LSTM
 from pylstm.layers.masking import Masking
+from pylstm.layers.rnn import RNN, LSTMCell, StackedRNNCells
+from pylstm.layers.time_distributed import TimeDistributed
 
 
 def _layer_classes():
@@ -43,4 +46,5 @@ def deserialize(config):
 
 
 __all__ = ["Layer", "Variable", "Dense", "LSTM", "InputLayer", "Input", "Dropout", "Activation",
-           "Flatten", "Embedding", "Masking", "serialize", "deserialize"]
+           "Flatten", "Embedding", "Masking", "Bidirectional", "TimeDistributed", "RNN",
+           "LSTMCell", "StackedRNNCells", "serialize", "deserialize"]

@@ -11,11 +11,11 @@ Design:
 """
 
 import inspect
+import re
 
 import numpy as np
 
 from pylstm import initializers, regularizers
-from pylstm._serialization import snake_case
 
 _FLOAT_DTYPES = ("float32", "float64")
 
@@ -94,7 +94,7 @@ class Layer:
         if dtype not in _FLOAT_DTYPES:
             raise ValueError(f"Argument `dtype` must be 'float32' or 'float64', received {dtype!r}.")
         if name is None:
-            base = snake_case(type(self).__name__)
+            base = _default_name(type(self).__name__)
             count = Layer._name_counts.get(base, 0)
             Layer._name_counts[base] = count + 1
             name = base if count == 0 else f"{base}_{count}"
@@ -279,3 +279,9 @@ def _penalty_gradient(regularizer, owner):
                         "has no autodiff, so regularizers must provide one.")
     return gradient
 
+
+
+def _default_name(class_name):
+    """Keras's default layer name: `"LSTMCell"` -> `"lstm_cell"`, `"Dense"` -> `"dense"`."""
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", class_name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()

@@ -14,10 +14,12 @@ Design:
     `cell.backward` pops the most recent one, so calling `backward` on the steps in reverse
     order is backpropagation through time.
 
-    Dropout follows Keras 3's `DropoutRNNCell`: a cell draws one input mask `(B, D)` and one
-    recurrent mask `(B, H)` and reuses them at every step until `reset_dropout_mask()` /
-    `reset_recurrent_dropout_mask()` (the `RNN` layer draws fresh masks for each call). The
-    recurrent mask multiplies `h_{t-1}` only inside the recurrent product.
+    Dropout follows Keras 3's `LSTMCell` and `DropoutRNNCell`: a cell draws an input mask
+    `(B, D)` (with recurrent dropout, Keras's `implementation=1`: one input mask `(4, B, D)`
+    and one recurrent mask `(4, B, H)` per gate i, f, c, o) and reuses them at every step until
+    `reset_dropout_mask()` / `reset_recurrent_dropout_mask()` (the `RNN` layer draws fresh
+    masks for each call). The recurrent mask multiplies `h_{t-1}` only inside the recurrent
+    product.
 """
 
 import numpy as np
@@ -135,7 +137,8 @@ class LSTMCell(Layer):
             raise ValueError(f"Argument `inputs` of cell '{self.name}' must be 2-D (batch, "
                              f"features), received input shape {tuple(input_shape)}.")
         D, H = int(input_shape[-1]), self.units
-        self.kernel = self.add_weight("kernel", (D, 4 * H), self._seeded(self.kernel_initializer, 0),
+        self.kernel = self.add_weight("kernel", (D, 4 * H),
+                                      self._seeded(self.kernel_initializer, 0),
                                       self.kernel_regularizer, self.kernel_constraint)
         self.recurrent_kernel = self.add_weight(
             "recurrent_kernel", (H, 4 * H), self._seeded(self.recurrent_initializer, 1),
@@ -158,21 +161,25 @@ class LSTMCell(Layer):
     # Dropout masks (Keras 3's DropoutRNNCell) -------------------------------------------------
 
     def _draw_mask(self, shape, rate):
-        """A dropout mask of 0 and `1 / (1 - rate)`, or None for `rate == 0`."""
+        """A dropout mask of 0 and `1 / (1 - rate)`, or None for `rate == 0`; one per gate
+        `(4, *shape)` with recurrent dropout, as Keras 3 draws them then."""
         if rate == 0:
             return None
+        if self.recurrent_dropout > 0:
+            shape = (4,) + tuple(shape)
         rng = self._rng if self._rng is not None else utils.default_generator()
         return ((rng.random(shape) >= rate) / (1.0 - rate)).astype(self.dtype)
 
     def get_dropout_mask(self, step_input):
-        """The input dropout mask, `(B, D)` of 0 and `1 / (1 - dropout)`, drawn on first use
-        for `step_input (B, D)` and reused until `reset_dropout_mask()`; None without dropout."""
+        """The input dropout mask, `(B, D)` of 0 and `1 / (1 - dropout)` (`(4, B, D)`, one per
+        gate, when `recurrent_dropout > 0`), drawn on first use for `step_input (B, D)` and
+        reused until `reset_dropout_mask()`; None without dropout."""
         if self._dropout_mask is None:
             self._dropout_mask = self._draw_mask(np.shape(step_input), self.dropout)
         return self._dropout_mask
 
     def get_recurrent_dropout_mask(self, step_state):
-        """The recurrent dropout mask `(B, H)` for `h_{t-1}`, like `get_dropout_mask`."""
+        """The recurrent dropout mask `(4, B, H)` for `h_{t-1}`, like `get_dropout_mask`."""
         if self._recurrent_dropout_mask is None:
             self._recurrent_dropout_mask = self._draw_mask(np.shape(step_state),
                                                            self.recurrent_dropout)
@@ -291,7 +298,7 @@ class StackedRNNCells(Layer):
 
     Args:
         cells: non-empty list of `LSTMCell`s.
-        **kwargs: `name`, `trainable`, `dtype` (default: the first cell's).
+        **kwargs: `name`, `trainable`, `dtype` (the cells', which must all have the same).
 
     Call arguments:
         inputs: `(B, D)` float array.
@@ -305,6 +312,7 @@ class StackedRNNCells(Layer):
 
     Raises:
         TypeError: `cells` is not a non-empty list of `LSTMCell`s.
+        ValueError: the cells, or the cells and `dtype`, differ in dtype.
 
     Example:
     >>> import numpy as np
@@ -321,6 +329,7 @@ class StackedRNNCells(Layer):
                             f"{cells!r:.200}.")
         kwargs.setdefault("dtype", cells[0].dtype)
         super().__init__(**kwargs)
+        _check_same_dtype(self, cells)
         self.cells = list(cells)
         self._sublayers = self.cells
 
@@ -414,8 +423,8 @@ class RNN(Layer):
             has no graph to unroll.
         zero_output_for_mask: with a mask, masked steps output zeros instead of repeating the
             previous output (Keras).
-        **kwargs: `name`, `trainable`, `dtype` (default: the cell's), `input_shape`,
-            `activity_regularizer`.
+        **kwargs: `name`, `trainable`, `dtype` (the cell's; another one is an error),
+            `input_shape`, `activity_regularizer`.
 
     Call arguments:
         inputs: `(B, T, D)` float array, cast to the layer's dtype; need not be contiguous.
@@ -436,7 +445,8 @@ class RNN(Layer):
             floating array.
         ValueError: `inputs` is not 3-D, has another feature size than the layer was built
             for, an empty batch, zero timesteps, or NaN/inf; a malformed `initial_state` or
-            `mask`; a stateful layer called with another batch size.
+            `mask`; a stateful layer called with another batch size; a `dtype` other than
+            the cell's.
 
     Example:
     >>> import numpy as np
@@ -458,6 +468,7 @@ class RNN(Layer):
                             f"{cell!r:.200}.")
         kwargs.setdefault("dtype", cell.dtype)
         super().__init__(**kwargs)
+        _check_same_dtype(self, [cell])
         self.cell = cell
         self._sublayers = [cell]
         self.return_sequences = bool(return_sequences)
@@ -473,6 +484,11 @@ class RNN(Layer):
     @property
     def _cells(self):
         return self.cell.cells if isinstance(self.cell, StackedRNNCells) else [self.cell]
+
+    @property
+    def _single(self):
+        """One cell: states are `[h, c]`, not one such pair per cell."""
+        return isinstance(self.cell, LSTMCell)
 
     @property
     def state_size(self):
@@ -498,10 +514,6 @@ class RNN(Layer):
         pairs = [[(B, cell.units), (B, cell.units)] for cell in self._cells]
         return [out] + (pairs[0] if self._single else pairs)
 
-    @property
-    def _single(self):
-        return isinstance(self.cell, LSTMCell)
-
     def compute_mask(self, inputs, mask=None):
         """The input mask when `return_sequences`, else None; with `return_state`, a list
         with None for each state (Keras)."""
@@ -511,7 +523,7 @@ class RNN(Layer):
         return [out] + [None] * (2 if self._single else len(self._cells))
 
     def reset_state(self, mask=None):
-        """Zeros the carried states of a stateful layer.
+        """Zeroes the carried states of a stateful layer.
 
         Args:
             mask: None to reset every sample, or a `(B,)` boolean array: the samples where it
@@ -662,6 +674,15 @@ class RNN(Layer):
 
 
 # Helpers ---------------------------------------------------------------------------------------
+
+
+def _check_same_dtype(layer, cells):
+    """The core runs one dtype per call, so a layer and its cells must agree."""
+    for cell in cells:
+        if cell.dtype != layer.dtype:
+            raise ValueError(f"Argument `dtype` of layer '{layer.name}' is {layer.dtype!r} but "
+                             f"its cell '{cell.name}' has dtype {cell.dtype!r}; give the cells "
+                             f"the dtype instead (e.g. LSTMCell(units, dtype=...)).")
 
 
 def _rate(value, arg):

@@ -1,0 +1,371 @@
+"""`pylstm.layers.Bidirectional` against Keras 3's `keras.layers.Bidirectional` on the same
+weights (float32: outputs rtol 1e-5, gradients rtol 1e-4 against tf.GradientTape): every merge
+mode, return_sequences x return_state, masks, initial_state, go_backwards, a custom backward
+layer and RNN(LSTMCell) inside; float64 central differences of each merge mode's backward; the
+config protocol; bad arguments."""
+
+import doctest
+import importlib.util
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pylstm.layers.bidirectional as bidirectional_module
+from pylstm.layers import LSTM, Dense, Input, deserialize, serialize
+from pylstm.layers.bidirectional import Bidirectional
+from pylstm.layers.rnn import RNN, LSTMCell
+from pylstm.models import Sequential
+
+
+def _keras_util():
+    """tests/keras_util.py, loaded by path: pytest's importlib mode keeps tests/ off sys.path."""
+    name = "pylstm_tests_keras_util"
+    if name not in sys.modules:
+        path = Path(__file__).with_name("keras_util.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+ku = _keras_util()
+keras = ku.keras
+
+B, T, D, H = 3, 5, 4, 6
+RTOL_OUT, ATOL_OUT = 1e-5, 1e-6
+RTOL_GRAD, ATOL_GRAD = 1e-4, 1e-6
+MERGE_MODES = ["concat", "sum", "mul", "ave", None]
+MASKS = {
+    "right_padding": [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]],
+    "left_padding": [[1, 1, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 0, 0, 1]],
+    "holes": [[1, 0, 1, 1, 0], [0, 1, 0, 1, 1], [1, 1, 0, 0, 1]],
+    "masked_row": [[1, 1, 1, 1, 1], [0, 0, 0, 0, 0], [1, 1, 1, 0, 0]],
+}
+MASKS = {k: np.array(v, dtype=bool) for k, v in MASKS.items()}
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def random_weights(rng, layer):
+    return [(rng.normal(size=w.shape) * 0.4).astype(w.dtype) for w in layer.get_weights()]
+
+
+def twins(rng, ours, theirs):
+    """Builds both for `(B, T, D)` and gives them the same random weights (ours' order)."""
+    ours.build((B, T, D))
+    theirs.build((B, T, D))
+    ours.set_weights(random_weights(rng, ours))
+    ku.copy_weights(ours, theirs)
+    return ours, theirs
+
+
+def assert_parity(rng, ours, theirs, mask=None, initial_state=None):
+    """Same outputs as Keras, and `backward` gives Keras's input, initial-state and weight
+    gradients for a random upstream gradient."""
+    x = (rng.normal(size=(B, T, D)) * 0.5).astype("float32")
+    kwargs = {} if initial_state is None else {"initial_state": initial_state}
+    outputs = ku.as_list(ours(x, training=True, mask=mask, **kwargs))
+    upstream = [rng.normal(size=o.shape).astype("float32") for o in outputs]
+    k_outputs, k_grads = ku.keras_call(theirs, x, upstream, mask=mask,
+                                       initial_state=initial_state)
+    assert [o.shape for o in outputs] == [o.shape for o in k_outputs]
+    for ours_out, keras_out in zip(outputs, k_outputs):
+        np.testing.assert_allclose(ours_out, keras_out, rtol=RTOL_OUT, atol=ATOL_OUT)
+    ours.zero_grads()
+    grads = ours.backward(upstream if len(upstream) > 1 else upstream[0])
+    if initial_state is not None:
+        grads, d_states = grads
+        for ours_g, keras_g in zip(d_states, k_grads["initial_state"], strict=True):
+            np.testing.assert_allclose(ours_g, keras_g, rtol=RTOL_GRAD, atol=ATOL_GRAD)
+    np.testing.assert_allclose(grads, k_grads["inputs"], rtol=RTOL_GRAD, atol=ATOL_GRAD)
+    for var, keras_g in zip(ours.trainable_variables, k_grads["weights"], strict=True):
+        np.testing.assert_allclose(var.grad, keras_g, rtol=RTOL_GRAD, atol=ATOL_GRAD,
+                                   err_msg=var.name)
+
+
+def lstm_pair(merge_mode="concat", backward_layer=None, keras_backward_layer=None, **kwargs):
+    ours = Bidirectional(LSTM(H, **kwargs), merge_mode=merge_mode,
+                         backward_layer=backward_layer)
+    theirs = keras.layers.Bidirectional(keras.layers.LSTM(H, **kwargs), merge_mode=merge_mode,
+                                        backward_layer=keras_backward_layer)
+    return ours, theirs
+
+
+# Parity with Keras ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("merge_mode,return_sequences,return_state",
+                         list(itertools.product(MERGE_MODES, [False, True], [False, True])))
+def test_parity_merge_modes(rng, merge_mode, return_sequences, return_state):
+    ours, theirs = twins(rng, *lstm_pair(merge_mode, return_sequences=return_sequences,
+                                         return_state=return_state))
+    assert_parity(rng, ours, theirs)
+
+
+@pytest.mark.parametrize("mask_name,return_sequences,merge_mode",
+                         [(m, rs, mm) for m in MASKS for rs in (False, True)
+                          for mm in ("concat", "mul")])
+def test_parity_masks(rng, mask_name, return_sequences, merge_mode):
+    # Keras forces zero_output_for_mask = return_sequences on both layers.
+    ours, theirs = twins(rng, *lstm_pair(merge_mode, return_sequences=return_sequences))
+    assert ours.forward_layer.zero_output_for_mask == return_sequences
+    assert_parity(rng, ours, theirs, mask=MASKS[mask_name])
+
+
+@pytest.mark.parametrize("merge_mode", [None, "sum"])
+def test_parity_initial_state_and_mask(rng, merge_mode):
+    ours, theirs = twins(rng, *lstm_pair(merge_mode, return_sequences=True, return_state=True))
+    states = [(rng.normal(size=(B, H)) * 0.5).astype("float32") for _ in range(4)]
+    assert_parity(rng, ours, theirs, initial_state=states, mask=MASKS["holes"])
+
+
+def test_parity_go_backwards_layer_with_custom_backward_layer(rng):
+    # A go_backwards layer gets a forward-running backward copy; Keras needs it given explicitly.
+    ours = Bidirectional(LSTM(H, return_sequences=True, go_backwards=True))
+    assert ours.forward_layer.go_backwards and not ours.backward_layer.go_backwards
+    theirs = keras.layers.Bidirectional(
+        keras.layers.LSTM(H, return_sequences=True, go_backwards=True),
+        backward_layer=keras.layers.LSTM(H, return_sequences=True))
+    assert_parity(rng, *twins(rng, ours, theirs), mask=MASKS["right_padding"])
+
+
+def test_parity_backward_layer_with_other_units_and_activation(rng):
+    ours, theirs = lstm_pair(
+        "concat", return_sequences=True,
+        backward_layer=LSTM(H + 2, activation="relu", return_sequences=True, go_backwards=True),
+        keras_backward_layer=keras.layers.LSTM(H + 2, activation="relu", return_sequences=True,
+                                               go_backwards=True))
+    ours, theirs = twins(rng, ours, theirs)
+    assert ours(np.zeros((B, T, D), "float32")).shape == (B, T, 2 * H + 2)
+    assert_parity(rng, ours, theirs)
+
+
+@pytest.mark.parametrize("merge_mode", ["ave", None])
+def test_parity_rnn_lstm_cell_inside(rng, merge_mode):
+    ours = Bidirectional(RNN(LSTMCell(H), return_sequences=True, return_state=True),
+                         merge_mode=merge_mode)
+    theirs = keras.layers.Bidirectional(
+        keras.layers.RNN(keras.layers.LSTMCell(H), return_sequences=True, return_state=True),
+        merge_mode=merge_mode)
+    assert isinstance(ours.backward_layer, RNN) and ours.backward_layer.go_backwards
+    assert ours.forward_layer.cell is not ours.backward_layer.cell
+    assert_parity(rng, *twins(rng, ours, theirs), mask=MASKS["left_padding"])
+
+
+def test_stateful_matches_keras_and_reset_state_reaches_both_layers(rng):
+    ours, theirs = twins(rng, *lstm_pair("concat", return_sequences=True, stateful=True))
+    assert ours.stateful
+    batches = [(rng.normal(size=(B, T, D)) * 0.5).astype("float32") for _ in range(3)]
+    for x in batches[:2]:
+        np.testing.assert_allclose(ours(x), np.asarray(theirs(x)), rtol=RTOL_OUT, atol=ATOL_OUT)
+    ours.reset_state()
+    theirs.reset_state()
+    np.testing.assert_allclose(ours(batches[2]), np.asarray(theirs(batches[2])), rtol=RTOL_OUT,
+                               atol=ATOL_OUT)
+
+
+def test_weights_order_and_names_match_keras(rng):
+    ours = Bidirectional(LSTM(H, return_sequences=True, name="enc"))
+    theirs = keras.layers.Bidirectional(keras.layers.LSTM(H, return_sequences=True, name="enc"),
+                                        name="bi")
+    ours, theirs = twins(rng, ours, theirs)
+    assert [v.name for v in ours.weights] == [
+        f"{direction}_enc/{w}" for direction in ("forward", "backward")
+        for w in ("kernel", "recurrent_kernel", "bias")]
+    # Keras: bi/forward_enc/lstm_cell/kernel, ...
+    assert [v.name for v in ours.weights] == [
+        w.path.removeprefix("bi/").replace("lstm_cell/", "") for w in theirs.weights]
+    for ours_w, keras_w in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours_w, keras_w)
+    np.testing.assert_array_equal(ours.forward_layer.get_weights()[0], ours.get_weights()[0])
+    np.testing.assert_array_equal(ours.backward_layer.get_weights()[0], ours.get_weights()[3])
+    assert ours.count_params() == theirs.count_params()
+
+
+@pytest.mark.parametrize("merge_mode,return_sequences,return_state",
+                         list(itertools.product(MERGE_MODES, [False, True], [False, True])))
+def test_compute_output_shape_matches_outputs_and_keras(merge_mode, return_sequences,
+                                                         return_state):
+    ours, theirs = lstm_pair(merge_mode, return_sequences=return_sequences,
+                             return_state=return_state)
+    shape = ours.compute_output_shape((B, T, D))
+    outputs = ours(np.zeros((B, T, D), "float32"))
+    if isinstance(shape, list):
+        assert [o.shape for o in outputs] == [tuple(s) for s in shape]
+    else:
+        assert outputs.shape == shape
+    keras_shape = theirs.compute_output_shape((B, T, D))
+    keras_shape = [tuple(s) for s in keras_shape] if isinstance(keras_shape[0], tuple) \
+        else tuple(keras_shape)
+    assert (list(map(tuple, shape)) if isinstance(shape, list) else shape) == keras_shape
+
+
+def test_compute_mask():
+    mask = MASKS["holes"]
+    x = np.zeros((B, T, D), "float32")
+    seq = Bidirectional(LSTM(H, return_sequences=True))
+    np.testing.assert_array_equal(seq.compute_mask(x, mask), mask)
+    assert Bidirectional(LSTM(H)).compute_mask(x, mask) is None
+    both = Bidirectional(LSTM(H, return_sequences=True), merge_mode=None).compute_mask(x, mask)
+    assert len(both) == 2 and all(m is mask for m in both)
+    with_state = Bidirectional(LSTM(H, return_state=True)).compute_mask(x, mask)
+    assert with_state == [None] * 5
+
+
+def test_mask_reaches_both_directions_in_a_sequential_model(rng):
+    """Masking -> Bidirectional(LSTM) -> Dense predicts as the Keras model (a masked step
+    changes neither direction)."""
+    from pylstm.layers import Masking
+
+    ours = Sequential([Input((T, D)), Masking(0.0), Bidirectional(LSTM(H)), Dense(2)])
+    theirs = keras.Sequential([keras.Input((T, D)), keras.layers.Masking(0.0),
+                               keras.layers.Bidirectional(keras.layers.LSTM(H)),
+                               keras.layers.Dense(2)])
+    ours.set_weights([(rng.normal(size=w.shape) * 0.4).astype("float32")
+                      for w in ours.get_weights()])
+    theirs.set_weights(ours.get_weights())
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    x[MASKS["left_padding"] == 0] = 0.0
+    np.testing.assert_allclose(ours.predict(x), theirs.predict(x, verbose=0), rtol=RTOL_OUT,
+                               atol=ATOL_OUT)
+
+
+# Gradients by central differences (float64) --------------------------------------------------
+
+
+@pytest.mark.parametrize("merge_mode", MERGE_MODES)
+def test_backward_central_differences(numeric_grad, merge_mode):
+    rng = np.random.default_rng(3)
+    layer = Bidirectional(LSTM(3, return_sequences=True, dtype="float64"), merge_mode=merge_mode)
+    assert layer.dtype == "float64"
+    x = rng.normal(size=(2, 4, 3))
+    layer.build(x.shape)
+    layer.set_weights([rng.normal(size=w.shape) * 0.5 for w in layer.get_weights()])
+    outputs = ku.as_list(layer(x))
+    upstream = [rng.normal(size=o.shape) for o in outputs]
+
+    def loss():
+        return sum(float(np.sum(o * g)) for o, g in zip(ku.as_list(layer(x)), upstream))
+
+    layer(x, training=True)
+    layer.zero_grads()
+    dx = layer.backward(upstream if merge_mode is None else upstream[0])
+    np.testing.assert_allclose(dx, numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
+    for var in layer.weights:
+        np.testing.assert_allclose(var.grad, numeric_grad(loss, var.value), rtol=1e-6,
+                                   atol=1e-8, err_msg=var.name)
+
+
+def test_training_in_a_sequential_model_matches_keras(rng):
+    """Two SGD epochs give Keras's loss curve and weights (the wrapper's weight gradients reach
+    the optimizer)."""
+    ours = Sequential([Input((T, D)), Bidirectional(LSTM(H), merge_mode="ave"), Dense(1)])
+    theirs = keras.Sequential([keras.Input((T, D)),
+                               keras.layers.Bidirectional(keras.layers.LSTM(H), merge_mode="ave"),
+                               keras.layers.Dense(1)])
+    ours.set_weights([(rng.normal(size=w.shape) * 0.4).astype("float32")
+                      for w in ours.get_weights()])
+    theirs.set_weights(ours.get_weights())
+    x = rng.normal(size=(16, T, D)).astype("float32")
+    y = np.tanh(x.sum(axis=(1, 2)))[:, None]
+    ours.compile(optimizer="sgd", loss="mse")
+    history = ours.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    keras_losses = ku.keras_fit(theirs, x, y, keras.optimizers.SGD(0.01), "mse", epochs=2,
+                                batch_size=8)
+    np.testing.assert_allclose(history.history["loss"], keras_losses, rtol=1e-4)
+    for ours_w, keras_w in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+        np.testing.assert_allclose(ours_w, keras_w, rtol=1e-3, atol=1e-6)
+
+
+# Config ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("inner", ["lstm", "rnn"])
+def test_config_round_trip(rng, inner):
+    if inner == "lstm":
+        layer = LSTM(H, return_sequences=True, name="enc")
+    else:
+        layer = RNN(LSTMCell(H), return_sequences=True, name="enc")
+    bi = Bidirectional(layer, merge_mode="mul", name="bi")
+    assert (bi.forward_layer.name, bi.backward_layer.name) == ("forward_enc", "backward_enc")
+    x = rng.normal(size=(B, T, D)).astype("float32")
+    bi.build(x.shape)
+    bi.set_weights(random_weights(rng, bi))
+    config = json.loads(json.dumps(serialize(bi)))
+    assert config["config"]["layer"]["config"]["go_backwards"] is False
+    assert config["config"]["backward_layer"]["config"]["go_backwards"] is True
+    clone = deserialize(config)
+    assert isinstance(clone, Bidirectional)
+    assert json.loads(json.dumps(clone.get_config())) == config["config"]
+    clone.build(x.shape)
+    clone.set_weights(bi.get_weights())
+    np.testing.assert_array_equal(clone(x, mask=MASKS["holes"]), bi(x, mask=MASKS["holes"]))
+
+
+def test_weights_argument_and_input_shape_from_layer(rng):
+    source = Bidirectional(LSTM(H))
+    source.build((B, T, D))
+    weights = random_weights(rng, source)
+    bi = Bidirectional(LSTM(H, input_shape=(T, D)), weights=weights)
+    model = Sequential([bi])  # builds from the inner layer's input_shape
+    assert model.built
+    for ours, want in zip(bi.get_weights(), weights, strict=True):
+        np.testing.assert_array_equal(ours, want)
+
+
+def test_doctests():
+    assert doctest.testmod(bidirectional_module).failed == 0
+
+
+# Bad input ------------------------------------------------------------------------------------
+
+
+def test_rejects_non_layer():
+    with pytest.raises(TypeError, match="`layer` must be a pylstm Layer.*list"):
+        Bidirectional([LSTM(H)])
+    with pytest.raises(TypeError, match="`backward_layer` must be a pylstm Layer"):
+        Bidirectional(LSTM(H), backward_layer="lstm")
+
+
+def test_rejects_non_recurrent_layer():
+    with pytest.raises(ValueError, match="recurrent layer.*Dense.*go_backwards"):
+        Bidirectional(Dense(3))
+
+
+@pytest.mark.parametrize("merge_mode", ["max", "Concat", ""])
+def test_rejects_unknown_merge_mode(merge_mode):
+    with pytest.raises(ValueError, match=r"`merge_mode` must be one of .*'concat'.*received"):
+        Bidirectional(LSTM(H), merge_mode=merge_mode)
+
+
+def test_rejects_mismatched_backward_layer():
+    with pytest.raises(ValueError, match="same `return_sequences`, received True .* False"):
+        Bidirectional(LSTM(H, return_sequences=True), backward_layer=LSTM(H, go_backwards=True))
+    with pytest.raises(ValueError, match="same `return_state`"):
+        Bidirectional(LSTM(H), backward_layer=LSTM(H, go_backwards=True, return_state=True))
+    with pytest.raises(ValueError, match="differ in `go_backwards`"):
+        Bidirectional(LSTM(H), backward_layer=LSTM(H))
+    with pytest.raises(ValueError, match="same units; received 6 and 4"):
+        Bidirectional(LSTM(H), merge_mode="sum", backward_layer=LSTM(4, go_backwards=True))
+
+
+def test_rejects_bad_initial_state_and_backward_before_call():
+    bi = Bidirectional(LSTM(H))
+    x = np.zeros((B, T, D), "float32")
+    with pytest.raises(ValueError, match="`initial_state` must be a list .* even count"):
+        bi(x, initial_state=[np.zeros((B, H), "float32")] * 3)
+    with pytest.raises(ValueError, match=r"initial_state\[1\]` must have shape \(3, 6\)"):
+        bi(x, initial_state=[np.zeros((B, H), "float32"), np.zeros((B, 2), "float32")] * 2)
+    with pytest.raises(RuntimeError, match="training=True before backward"):
+        Bidirectional(LSTM(H)).backward(np.zeros((B, 2 * H), "float32"))
+    bi(x, training=True)
+    with pytest.raises(ValueError, match=r"output's shape \(3, 12\), received shape \(3, 6\)"):
+        bi.backward(np.zeros((B, H), "float32"))
