@@ -6,6 +6,9 @@ order. `config.json` is `{"format": "pylstm", "format_version": 1, "model": mode
 "compile_config": {"optimizer", "loss", "metrics"} or null}`. Loading uses
 `np.load(allow_pickle=False)` and `json`, so opening a file cannot run code. Optimizer state
 (momentums) is not saved: a reloaded model is compiled afresh.
+
+Paths ending in `.keras` (and, for loading, `.h5` / `.hdf5`) use Keras's formats instead,
+through `pylstm.models.keras_io`.
 """
 
 import contextlib
@@ -26,25 +29,45 @@ def save_model(model, path):
     """Writes `model` to `path` atomically (a temporary file in the same directory, then
     `os.replace`), so an interrupted save never leaves a half-written file at `path`.
 
+    A path ending in `.keras` gets the Keras 3 format (`pylstm.models.save_keras`), which
+    Keras's `keras.models.load_model` reads; any other path gets pylstm's own format.
+
     Args:
         model: a `Sequential`.
         path: str or path-like; used as given (no extension is appended).
 
     Raises:
-        ValueError: if the compile config holds objects that cannot be serialized.
+        ValueError: if the compile config holds objects that cannot be serialized, or (for
+            `.keras`) the model holds something Keras lacks.
     """
+    if os.fspath(path).endswith(".keras"):
+        from pylstm.models.keras_io import save_keras
+
+        save_keras(model, path)
+        return
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.get_config(),
               "compile_config": _serialize_compile_config(model)}
     arrays = {"config.json": np.frombuffer(json.dumps(config).encode("utf-8"), dtype=np.uint8)}
     for i, w in enumerate(model.get_weights()):
         arrays[f"weight_{i:04d}"] = w
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def atomic_write(path, write):
+    """Calls `write(f)` on a fresh binary file beside `path`, then moves it onto `path`, so an
+    interrupted save never leaves a half-written file at `path`.
+
+    Args:
+        path: str or path-like.
+        write: callable taking a writable binary file object.
+    """
     path = os.fspath(path)
     # A fresh name opened with "xb" gets the usual umask permissions (mkstemp's are 0600).
     tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
                        f".pylstm-{os.getpid()}-{secrets.token_hex(8)}.tmp")
     try:
         with open(tmp, "xb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -78,6 +101,9 @@ def _builtin_metric(name):
 def load_model(path):
     """Loads a model written by `Sequential.save` / `save_model`, compiled if it was.
 
+    A path ending in `.keras`, `.h5` or `.hdf5` is read as a Keras file
+    (`pylstm.models.load_keras`); any other as pylstm's own format.
+
     Args:
         path: str or path-like.
 
@@ -92,6 +118,10 @@ def load_model(path):
     from pylstm.models.sequential import Sequential
 
     path = os.fspath(path)
+    if path.endswith((".keras", ".h5", ".hdf5")):
+        from pylstm.models.keras_io import load_keras
+
+        return load_keras(path)
 
     def invalid(why):
         return ValueError(f"{path!r} is not a valid pylstm model file: {why.rstrip('.')}.")

@@ -515,10 +515,25 @@ class Sequential:
         return model
 
     def save(self, path):
-        """Saves the model to one file; see `pylstm.models.save_model`."""
+        """Saves the model to one file: the Keras 3 format for a path ending in
+        `.keras`, else pylstm's own; see `pylstm.models.save_model`."""
         from pylstm.models.saving import save_model
 
         save_model(self, path)
+
+    def save_weights(self, path):
+        """Writes the weights (and optimizer state) as a Keras 3 `.weights.h5` file (h5py
+        needed); see `pylstm.models.save_keras_weights`."""
+        from pylstm.models.keras_io import save_keras_weights
+
+        save_keras_weights(self, path)
+
+    def load_weights(self, path):
+        """Loads Keras weights (`.weights.h5`, `.keras` or legacy `.h5`) into this model (h5py
+        needed); see `pylstm.models.load_keras_weights`."""
+        from pylstm.models.keras_io import load_keras_weights
+
+        load_keras_weights(self, path)
 
 
 def _check_positive_int(value, name):

@@ -1,0 +1,908 @@
+"""Keras model files: read `.keras`, `.weights.h5` and legacy HDF5 files; write `.keras`.
+
+Design:
+    The files, as Keras 3.15 writes them (read and written here with h5py; no TensorFlow):
+
+    - `.keras`: a zip archive of `config.json` (the model as `{"module", "class_name",
+      "config", "registered_name", "build_config", "compile_config"}`), `metadata.json`
+      (`{"keras_version", "date_saved"}`) and `model.weights.h5`.
+    - `model.weights.h5` and `.weights.h5` files address arrays by an object's place in the
+      model, not by its name: the Sequential's layers are the groups `layers/<class>`, with
+      Keras's snake_case class name numbered `_1`, `_2`, ... among layers of one class
+      (`layers/dense`, `layers/dense_1`); an object's arrays are the datasets `vars/0`,
+      `vars/1`, ... in its `weights` order, and a sublayer's sit under its attribute name
+      (`layers/lstm/cell/vars`, `layers/bidirectional/forward_layer/cell/vars`). The
+      optimizer's are `optimizer/vars`: `0` iterations (int64), `1` learning rate, then its
+      slots in the order of `_OPTIMIZER_SLOTS`.
+    - legacy HDF5 (`.h5`: Keras 2, and Keras 3's `model.save("x.h5")`): the root attributes
+      `model_config` and `training_config` (JSON), and a `model_weights` group whose
+      `layer_names` attribute lists one group per layer; each group's `weight_names`
+      attribute names its datasets in `weights` order. Keras matches them to the model's
+      layers by order, skipping layers without weights, and so does this module. In files
+      written by Keras 2, `"hard_sigmoid"` is `clip(0.2 x + 0.5, 0, 1)`, pylstm's
+      `"legacy_hard_sigmoid"` (Keras 3's `hard_sigmoid` is `relu6(x + 3) / 6`).
+
+    Translation: pylstm layers take Keras's argument names, so a Keras layer config maps onto
+    the pylstm layer class of the same name key by key. DTypePolicy dicts become dtype names,
+    serialized objects `{"module", "class_name", "config", "registered_name"}` become pylstm's
+    `{"class_name", "config"}`, and `batch_shape` / `batch_input_shape` becomes an
+    `InputLayer`. A key the pylstm class does not take is dropped when its value cannot change
+    the results (`None`, or a value in `_NEUTRAL`; or a speed-only key in `_IGNORED`) and is an
+    error otherwise. Writing is the same walk backwards. Each supported layer class is one
+    entry of `_LAYERS`: its Keras path name and the weight groups it owns.
+"""
+
+import datetime
+import inspect
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+
+from pylstm import activations, constraints, initializers, losses, optimizers, regularizers
+from pylstm import metrics as metrics_module
+from pylstm.layers import Layer, _layer_classes, serialize
+from pylstm.models.saving import atomic_write
+from pylstm.models.sequential import Sequential
+
+# The Keras release whose `.keras` layout `save_keras` follows (recorded in metadata.json).
+KERAS_VERSION = "3.15.1"
+
+_CONFIG, _METADATA, _WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
+_ZIP_MAGIC, _HDF5_MAGIC = b"PK\x03\x04", b"\x89HDF\r\n\x1a\n"
+
+
+def _use_bias(config):
+    return 1 if config.get("use_bias", True) else 0
+
+
+def _under(attribute, nested):
+    """The weight groups of the sublayer `nested` (a serialized layer) under `attribute`."""
+    return [(f"{attribute}/{rel}" if rel else attribute, n) for rel, n in _weight_groups(nested)]
+
+
+def _numbered(objs):
+    """Yields `(Keras's group name, obj)` for the serialized layers of a list: the class's path
+    name, then `_1`, `_2`, ... for later layers of the same class."""
+    used = {}
+    for obj in objs:
+        base = _entry(obj)[0]
+        count = used.get(base, 0)
+        used[base] = count + 1
+        yield (base if count == 0 else f"{base}_{count}"), obj
+
+
+# Keras class -> (name of its group under `layers/`, config -> [(group path relative to the
+# layer's group, number of arrays in its `vars`)], in the layer's `get_weights()` order).
+_LAYERS = {
+    "InputLayer": ("input_layer", lambda c: []),
+    "Dropout": ("dropout", lambda c: []),
+    "Activation": ("activation", lambda c: []),
+    "Flatten": ("flatten", lambda c: []),
+    "Masking": ("masking", lambda c: []),
+    "Dense": ("dense", lambda c: [("", 1 + _use_bias(c))]),
+    "Embedding": ("embedding", lambda c: [("", 1)]),
+    "LSTM": ("lstm", lambda c: [("cell", 2 + _use_bias(c))]),
+    "LSTMCell": ("lstm_cell", lambda c: [("", 2 + _use_bias(c))]),
+    "RNN": ("rnn", lambda c: _under("cell", c["cell"])),
+    "StackedRNNCells": ("stacked_rnn_cells", lambda c: [
+        group for name, cell in _numbered(c["cells"]) for group in _under(f"cells/{name}", cell)]),
+    "TimeDistributed": ("time_distributed", lambda c: _under("layer", c["layer"])),
+    "Bidirectional": ("bidirectional", lambda c: (
+        _under("forward_layer", c["layer"])
+        + _under("backward_layer", c.get("backward_layer") or c["layer"]))),
+}
+
+# Config keys holding a serialized sublayer, or a list of them ("cells").
+_SUBLAYER_KEYS = ("layer", "backward_layer", "cell", "cells")
+
+# Keys a pylstm class may lack, and the values with which Keras behaves as if they were absent.
+_NEUTRAL = {
+    "dropout": (0.0,), "recurrent_dropout": (0.0,), "stateful": (False,),
+    "zero_output_for_mask": (False,), "time_major": (False,), "sparse": (False,),
+    "ragged": (False,), "optional": (False,), "data_format": ("channels_last",),
+    "use_ema": (False,), "decay": (0.0,), "reduction": ("sum_over_batch_size", "auto"),
+    "label_smoothing": (0.0,), "axis": (-1,), "threshold": (0.5,),
+}
+# Keys that never change results (speed switches, names, bookkeeping), dropped when the pylstm
+# class does not take them.
+_IGNORED = {"name", "dtype", "shared_object_id", "unroll", "use_cudnn", "implementation",
+            "input_length", "ema_momentum", "ema_overwrite_frequency", "jit_compile",
+            "is_legacy_optimizer"}
+
+# Keras's order of optimizer slots: blocks written one after the other; within a block, the
+# slots of one variable side by side (Adam: m0 v0 m1 v1 ..., then v_hat0 v_hat1 ...).
+_OPTIMIZER_SLOTS = {
+    "SGD": [("momentum",)],
+    "Adam": [("m", "v"), ("v_hat",)],
+    "RMSprop": [("velocity",), ("momentum",), ("average_gradient",)],
+}
+
+# Keras metric classes with a pylstm metric of the same meaning (the class `Accuracy`, exact
+# equality, is not the `"accuracy"` string, which dispatches on shapes).
+_METRIC_CLASSES = {
+    "MeanSquaredError": "mean_squared_error", "MeanAbsoluteError": "mean_absolute_error",
+    "BinaryAccuracy": "binary_accuracy", "CategoricalAccuracy": "categorical_accuracy",
+    "SparseCategoricalAccuracy": "sparse_categorical_accuracy",
+}
+
+
+class _Unmappable(ValueError):
+    """A Keras object with no pylstm equivalent (or the reverse)."""
+
+
+def _entry(obj):
+    """The `_LAYERS` entry of a serialized layer; raises `_Unmappable` for other classes."""
+    if obj.get("class_name") not in _LAYERS:
+        raise _Unmappable(f"layer '{obj['config'].get('name')}' ({obj.get('class_name')}) has no "
+                          f"Keras equivalent; Keras files hold only {', '.join(sorted(_LAYERS))}")
+    return _LAYERS[obj["class_name"]]
+
+
+def _weight_groups(obj):
+    """`[(group path relative to the layer's group, number of arrays)]` of a serialized layer."""
+    return _entry(obj)[1](obj["config"])
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError("Reading and writing Keras files needs h5py: "
+                          "`pip install h5py` (or `pip install pylstm[keras]`).") from None
+    return h5py
+
+
+# Public API ---------------------------------------------------------------------------------
+
+
+def load_keras(path, compile=True):
+    """Loads a Keras `Sequential` model file into a pylstm `Sequential`.
+
+    Reads Keras 3's `.keras` archives and legacy HDF5 model files (Keras 2's `model.save`,
+    Keras 3's `model.save("x.h5")`), with h5py and without TensorFlow. The model computes what
+    the Keras model computes, and can be trained further and saved back
+    (`model.save("x.keras")` writes a file Keras loads).
+
+    Supported layers: `Input` / `InputLayer`, `Dense`, `Dropout`, `Activation`, `Flatten`,
+    `Embedding`, `Masking`, `LSTM`, `RNN(LSTMCell)`, `Bidirectional` and `TimeDistributed`
+    around them, as far as pylstm defines them; a Keras argument pylstm lacks is accepted only
+    when its value has no effect (e.g. `stateful=False`).
+
+    Args:
+        path: str or path-like; a `.keras` archive or an HDF5 file (recognized by content).
+        compile: bool. If True and the file records a compile config whose optimizer, loss
+            and metrics all have pylstm equivalents (SGD, Adam, RMSprop; pylstm's losses and
+            metrics), the model is compiled with them, and the optimizer state of a `.keras`
+            file (iteration count, momentums) is restored, so training resumes as in Keras.
+            Otherwise (a learning-rate schedule, weight decay, a custom loss, ...) the model
+            is returned uncompiled, as with `compile=False`, without a warning: call
+            `compile()` before `fit()`.
+
+    Returns:
+        A built `pylstm.models.Sequential` with the file's weights.
+
+    Raises:
+        FileNotFoundError: if `path` does not exist.
+        ImportError: if h5py is not installed.
+        ValueError: for a file that is not a valid Keras model file (damaged, truncated, a
+            missing member or weight, a wrong shape; the message says which), a model other
+            than `Sequential`, or a layer or argument pylstm does not support (the message
+            names the layer).
+
+    Example:
+
+    >>> import os, tempfile
+    >>> from pylstm.layers import LSTM, Dense, Input
+    >>> from pylstm.models import Sequential
+    >>> model = Sequential([Input((10, 3)), LSTM(8), Dense(1)])
+    >>> model.compile(optimizer="adam", loss="mse")
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.keras")
+    >>> model.save(path)  # keras.models.load_model(path) reads it too
+    >>> restored = load_keras(path)
+    >>> [type(layer).__name__ for layer in restored.layers], type(restored.optimizer).__name__
+    (['LSTM', 'Dense'], 'Adam')
+    """
+    path = os.fspath(path)
+    if _sniff(path) == "zip":
+        config, weights = _read_archive(path)
+        model = _model_from_keras(path, config, legacy=False)
+        with _open_h5(path, io.BytesIO(weights), _WEIGHTS) as f:
+            _reading(path, _read_weights, path, model, f)
+            if compile:
+                _compile_from_keras(model, config.get("compile_config"), legacy=False)
+                _reading(path, _read_optimizer_state, model, f)
+        return model
+    with _open_h5(path, path) as f:
+        return _reading(path, _load_legacy_model, path, f, compile)
+
+
+def _load_legacy_model(path, f, compile):
+    version = _attr_text(f, "keras_version") or ""
+    if version.startswith("1."):
+        raise ValueError(f"Cannot load {path!r}: it was written by Keras {version}; pylstm "
+                         f"reads files of Keras 2 and 3.")
+    if "model_config" not in f.attrs:
+        raise _invalid(path, "the HDF5 file has no `model_config` attribute (a weights-only "
+                       "file? load it with `load_keras_weights(model, path)`)")
+    config = _json(path, _attr_text(f, "model_config"), "model_config")
+    # Keras 2's "hard_sigmoid" is not Keras 3's; Keras 3 writes this format too.
+    model = _model_from_keras(path, config, legacy=not version.startswith("3."))
+    _read_legacy_weights(path, model, f["model_weights"] if "model_weights" in f else f)
+    if compile and "training_config" in f.attrs:
+        training = _json(path, _attr_text(f, "training_config"), "training_config")
+        _compile_from_keras(model, training, legacy=True)
+    return model
+
+
+def load_keras_weights(model, path):
+    """Loads Keras weights into a pylstm model of the same architecture.
+
+    Reads `.weights.h5` files (Keras 3's `save_weights`), `.keras` archives and legacy HDF5
+    weight or model files (Keras 2's `save_weights("x.h5")`, matched layer by layer in order,
+    as Keras does). A `.keras` or `.weights.h5` file's optimizer state is restored too when
+    `model` is compiled with the same optimizer class.
+
+    Args:
+        model: a built `pylstm.models.Sequential`.
+        path: str or path-like.
+
+    Raises:
+        FileNotFoundError: if `path` does not exist.
+        ValueError: if `model` is not built, the file is not a valid Keras weights file, or
+            its weights do not fit the model (a missing group, a count or shape mismatch, or
+            weights for layers the model lacks; the message says which).
+    """
+    path = os.fspath(path)
+    if not model.built:
+        raise ValueError(f"Model '{model.name}' must be built before loading weights: start it "
+                         f"with an `Input` layer or call `build(input_shape)`.")
+    if _sniff(path) == "zip":
+        _, weights = _read_archive(path)
+        source = io.BytesIO(weights)
+    else:
+        source = path
+    with _open_h5(path, source) as f:
+        _reading(path, _load_weights_file, path, model, f)
+
+
+def _load_weights_file(path, model, f):
+    if "layers" in f or "vars" in f:
+        _read_weights(path, model, f)
+        _read_optimizer_state(model, f)
+    else:
+        _read_legacy_weights(path, model, f["model_weights"] if "model_weights" in f else f)
+
+
+def save_keras(model, path):
+    """Writes `model` as a Keras 3 `.keras` archive that `keras.models.load_model` reads.
+
+    The archive holds `config.json` (Keras's layout: `module`, `class_name`, `config`,
+    `registered_name`, `build_config`, and `compile_config` when the model is compiled with an
+    optimizer, loss and metrics that Keras has), `metadata.json`, and `model.weights.h5` in
+    Keras's layout, with the optimizer state (iterations and slots) when compiled. The file is
+    written atomically (a temporary file, then `os.replace`).
+
+    Args:
+        model: a `pylstm.models.Sequential`.
+        path: str or path-like, conventionally ending in `.keras`.
+
+    Raises:
+        ValueError: for a layer or activation that Keras 3 lacks (a custom layer, Keras 2's
+            `"legacy_hard_sigmoid"`, a Python callable), the message naming the layer.
+    """
+    config = _model_to_keras(model)
+    metadata = {"keras_version": KERAS_VERSION,
+                "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
+    weights = io.BytesIO()
+    _write_weights(model, weights, with_optimizer="compile_config" in config)
+
+    def write(f):
+        with zipfile.ZipFile(f, "w") as archive:
+            archive.writestr(_METADATA, json.dumps(metadata))
+            archive.writestr(_CONFIG, json.dumps(config, default=_plain))
+            archive.writestr(_WEIGHTS, weights.getvalue())
+
+    atomic_write(path, write)
+
+
+def save_keras_weights(model, path):
+    """Writes `model`'s weights as a Keras 3 `.weights.h5` file (`keras.Model.load_weights`
+    reads it into a Keras model of the same architecture), atomically.
+
+    The optimizer state is included when the model is compiled with an optimizer Keras has.
+
+    Args:
+        model: a built `pylstm.models.Sequential`.
+        path: str or path-like, conventionally ending in `.weights.h5`.
+
+    Raises:
+        ValueError: if the model is not built or holds a layer Keras lacks.
+    """
+    if not model.built:
+        raise ValueError(f"Model '{model.name}' has no weights yet: build it first.")
+    with_optimizer = _compile_to_keras(model) is not None
+    atomic_write(path, lambda f: _write_weights(model, f, with_optimizer))
+
+
+# Files --------------------------------------------------------------------------------------
+
+
+def _invalid(path, why):
+    return ValueError(f"{path!r} is not a valid Keras file: {why.rstrip('.')}.")
+
+
+def _sniff(path):
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(_ZIP_MAGIC):
+        return "zip"
+    if head == _HDF5_MAGIC:
+        return "h5"
+    raise _invalid(path, "it is neither a .keras zip archive nor an HDF5 file")
+
+
+def _read_archive(path):
+    """Returns `(config dict, model.weights.h5 bytes)` of a `.keras` archive."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            for member in (_CONFIG, _WEIGHTS):
+                if member not in names:
+                    extra = (" (Keras's npz weights format is not supported)"
+                             if member == _WEIGHTS and "model.weights.npz" in names else "")
+                    raise _invalid(path, f"the archive has no {member}{extra}")
+            config = _json(path, archive.read(_CONFIG).decode("utf-8"), _CONFIG)
+            weights = archive.read(_WEIGHTS)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, UnicodeDecodeError,
+            NotImplementedError) as e:
+        raise _invalid(path, f"the zip archive is damaged ({type(e).__name__}: {e})") from None
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise _invalid(path, "config.json does not hold a serialized model")
+    return config, weights
+
+
+class _open_h5:
+    """`h5py.File(source, "r")` as a context manager whose open errors are ValueErrors."""
+
+    def __init__(self, path, source, member=None):
+        h5py = _h5py()
+        try:
+            self.file = h5py.File(source, "r")
+        except (OSError, ValueError) as e:
+            what = f"its {member}" if member else "the HDF5 file"
+            raise _invalid(path, f"{what} cannot be read ({e})") from None
+
+    def __enter__(self):
+        return self.file
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+
+def _reading(path, read, *args):
+    """`read(*args)`, with h5py's errors on damaged data turned into a ValueError."""
+    try:
+        return read(*args)
+    except (OSError, KeyError, RuntimeError, TypeError) as e:
+        raise _invalid(path, f"its HDF5 data is damaged ({type(e).__name__}: {e})") from None
+
+
+def _attr_text(f, name):
+    value = f.attrs.get(name)
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _plain(value):
+    """`json.dumps`'s fallback: NumPy scalars (e.g. a shape's `np.int64`) as Python numbers."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _json(path, text, what):
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError) as e:
+        raise _invalid(path, f"{what} is not valid JSON ({e})") from None
+
+
+# Keras config -> pylstm ---------------------------------------------------------------------
+
+
+def _accepted_args(cls):
+    """The keyword arguments `cls(...)` takes (a `**kwargs` passes the base `Layer`'s on)."""
+    names, var_kw = set(), False
+    for c in (cls, Layer) if issubclass(cls, Layer) else (cls,):
+        for p in inspect.signature(c.__init__).parameters.values():
+            if p.kind is p.VAR_KEYWORD:
+                var_kw = True
+            elif p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                names.add(p.name)
+        if not var_kw:
+            break
+    return names - {"self"}
+
+
+def _keep_supported(cls, config, where):
+    """`config` without the keys `cls` does not take; raises `_Unmappable` for one that
+    would change the results."""
+    accepted = _accepted_args(cls)
+    kept = {}
+    for key, value in config.items():
+        if key in accepted:
+            kept[key] = value
+        elif not (key in _IGNORED or value is None or value in _NEUTRAL.get(key, ())):
+            raise _Unmappable(f"{where}: pylstm's {cls.__name__} has no argument `{key}` "
+                              f"(received {key}={value!r})")
+    return kept
+
+
+def _dtype_from_keras(value, where):
+    if isinstance(value, dict):
+        value = (value.get("config") or {}).get("name")
+    if value not in ("float32", "float64"):
+        raise _Unmappable(f"{where}: pylstm computes in float32 or float64, the layer's dtype "
+                          f"policy is {value!r}")
+    return value
+
+
+def _activation_from_keras(value, where, legacy):
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _Unmappable(f"{where}: a custom activation ({value!r:.100}) cannot be loaded")
+    if legacy and value == "hard_sigmoid":
+        return "legacy_hard_sigmoid"
+    try:
+        activations.get(value)
+    except ValueError:
+        raise _Unmappable(f"{where}: pylstm has no activation {value!r}") from None
+    return value
+
+
+def _object_from_keras(obj, package, where):
+    """`{"module", "class_name", "config", ...}` -> pylstm's `{"class_name", "config"}`."""
+    if isinstance(obj, str):
+        return obj
+    if not isinstance(obj, dict) or not isinstance(obj.get("class_name"), str):
+        raise _Unmappable(f"{where}: cannot read {obj!r:.100}")
+    class_name = obj["class_name"].split(">")[-1]  # Keras 2's "Custom>Adam"
+    try:
+        cls = type(package.get(class_name))
+    except ValueError:
+        raise _Unmappable(f"{where}: {package.__name__} has no {class_name!r}") from None
+    config = _keep_supported(cls, dict(obj.get("config") or {}), where)
+    return {"class_name": class_name, "config": config}
+
+
+def _package_of(key):
+    for suffix, package in (("_initializer", initializers), ("_regularizer", regularizers),
+                            ("_constraint", constraints)):
+        if key.endswith(suffix):
+            return package
+    return None
+
+
+def _layer_from_keras(obj, legacy):
+    """A serialized Keras layer -> pylstm's `{"class_name", "config"}` (raises `_Unmappable`)."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("config"), dict):
+        raise _Unmappable(f"a layer entry is not a serialized layer: {obj!r:.100}")
+    class_name, config = obj.get("class_name"), obj["config"]
+    where = f"layer '{config.get('name')}' ({class_name})"
+    cls = _layer_classes().get(class_name)
+    module = obj.get("module") or "keras"
+    if class_name not in _LAYERS or cls is None or not module.startswith("keras"):
+        supported = ", ".join(sorted(n for n in _LAYERS if n in _layer_classes()))
+        raise _Unmappable(f"{where}: pylstm does not support the Keras layer class "
+                          f"{class_name!r}; supported: {supported}")
+    if class_name == "InputLayer":
+        shape = config.get("batch_shape") or config.get("batch_input_shape")
+        if not isinstance(shape, list) or not shape:
+            raise _Unmappable(f"{where}: no `batch_shape`")
+        dtype = config.get("dtype")
+        return {"class_name": "InputLayer",
+                "config": {"shape": shape[1:], "batch_size": shape[0], "name": config.get("name"),
+                           "dtype": dtype if dtype in ("float32", "float64") else None}}
+    config = {k: v for k, v in config.items()
+              if k not in ("batch_shape", "batch_input_shape", "input_shape")}
+    out = {}
+    for key, value in _keep_supported(cls, config, where).items():
+        if key == "dtype":
+            value = _dtype_from_keras(value, where)
+        elif key in ("activation", "recurrent_activation"):
+            value = _activation_from_keras(value, where, legacy)
+        elif key in _SUBLAYER_KEYS and value is not None:
+            value = ([_layer_from_keras(v, legacy) for v in value] if isinstance(value, list)
+                     else _layer_from_keras(value, legacy))
+        elif _package_of(key) is not None and value is not None:
+            value = _object_from_keras(value, _package_of(key), f"{where}, `{key}`")
+        out[key] = value
+    return {"class_name": class_name, "config": out}
+
+
+def _model_from_keras(path, config, legacy):
+    """The pylstm `Sequential` (built, weights not loaded) of a Keras model config."""
+    if config.get("class_name") != "Sequential":
+        raise ValueError(f"Cannot load {path!r}: pylstm loads Keras Sequential models, this file "
+                         f"holds a {config.get('class_name')!r} model.")
+    body = config.get("config")
+    if isinstance(body, list):  # Keras 2.0 wrote the list of layers alone
+        body = {"layers": body}
+    if not isinstance(body, dict) or not isinstance(body.get("layers"), list):
+        raise _invalid(path, "the model config has no list of layers")
+    layers = []
+    try:
+        for entry in body["layers"]:
+            layer = _layer_from_keras(entry, legacy)
+            keras_config = entry["config"]
+            shape = keras_config.get("batch_input_shape") or keras_config.get("batch_shape")
+            if layer["class_name"] != "InputLayer" and not layers and shape:
+                layers.append({"class_name": "InputLayer",
+                               "config": {"shape": shape[1:], "batch_size": shape[0],
+                                          "dtype": None, "name": None}})
+            layers.append(layer)
+    except _Unmappable as e:
+        raise ValueError(f"Cannot load {path!r}: {e}.") from None
+    if layers and layers[0]["class_name"] == "InputLayer" and layers[0]["config"]["dtype"] is None:
+        # An integer input (token ids) is fed as floats to the first layer's dtype.
+        following = layers[1]["config"].get("dtype") if len(layers) > 1 else None
+        layers[0]["config"]["dtype"] = following or "float32"
+    build_shape = body.get("build_input_shape") or (config.get("build_config") or {}).get(
+        "input_shape")
+    try:
+        return Sequential.from_config({"name": body.get("name"), "layers": layers,
+                                       "build_input_shape": build_shape})
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"Cannot load {path!r}: its model cannot be built in pylstm "
+                         f"({type(e).__name__}: {e}).") from None
+
+
+def _compile_from_keras(model, config, legacy):
+    """Compiles `model` as `config` (Keras's compile_config or Keras 2's training_config) says;
+    leaves it uncompiled when something in it has no pylstm equivalent."""
+    if not isinstance(config, dict):
+        return
+    try:
+        optimizer = config.get("optimizer_config") if legacy else config.get("optimizer")
+        if isinstance(optimizer, str):
+            optimizer = optimizers.get(optimizer)
+        else:
+            optimizer = _object_from_keras(optimizer, optimizers, "optimizer")
+            if not isinstance(optimizer["config"].get("learning_rate", 0.0), (int, float)):
+                return  # a learning-rate schedule
+            optimizer = optimizers.deserialize(optimizer)
+        if config.get("loss_weights") is not None or config.get("weighted_metrics"):
+            return
+        loss = config.get("loss")
+        if loss is not None:
+            if not isinstance(loss, (str, dict)):
+                return  # one loss per output
+            loss = losses.get(_object_from_keras(loss, losses, "loss"))
+        metrics = [_metric_from_keras(m) for m in _flat_metrics(config.get("metrics"))]
+    except (ValueError, TypeError, KeyError):
+        return
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+
+
+def _flat_metrics(metrics):
+    if metrics is None:
+        return []
+    if len(metrics) == 1 and isinstance(metrics[0], list):  # Keras 2: one list per output
+        metrics = metrics[0]
+    return metrics
+
+
+def _metric_from_keras(metric):
+    """A Keras metric (a name, a metric class, or Keras 2's `MeanMetricWrapper` of a named
+    function) -> the name of the pylstm metric; raises for one pylstm lacks."""
+    if isinstance(metric, dict):
+        config = dict(metric.get("config") or {})
+        if metric.get("class_name") == "MeanMetricWrapper":
+            fn, name = config.get("fn"), config.get("name")
+            metric = name if _metric_or_none(name) is _metric_or_none(fn) else fn
+        else:
+            name = _METRIC_CLASSES.get(metric.get("class_name"))
+            if name is None:
+                raise _Unmappable(f"metric {metric.get('class_name')!r}")
+            _keep_supported(_NoArgs, config, f"metric {name!r}")
+            metric = name
+    metrics_module.get(metric)  # raises for an unknown name
+    return metric
+
+
+def _metric_or_none(name):
+    try:
+        return metrics_module.get(name) if isinstance(name, str) else None
+    except ValueError:
+        return None
+
+
+class _NoArgs:
+    """Stands for pylstm's metrics, which are functions without arguments."""
+
+
+# Weights ------------------------------------------------------------------------------------
+
+
+def _layer_groups(model):
+    """Yields `(layer, path of its group, [(group path, number of arrays)])` for each layer
+    of `model`, with Keras's paths in a weights file."""
+    for layer, (name, obj) in zip(model.layers, _numbered(serialize(x) for x in model.layers)):
+        path = f"layers/{name}"
+        yield layer, path, [(f"{path}/{rel}" if rel else path, n)
+                            for rel, n in _weight_groups(obj)]
+
+
+def _read_vars(path, f, group_path, expected):
+    h5py = _h5py()
+    name = f"{group_path}/vars"
+    group = f.get(name)
+    if not isinstance(group, h5py.Group):
+        raise _invalid(path, f"it has no weights group '{name}'")
+    keys = sorted(group.keys(), key=lambda k: int(k) if k.isdigit() else -1)
+    if keys != [str(i) for i in range(expected)]:
+        raise _invalid(path, f"'{name}' holds the arrays {keys}, expected {expected} "
+                       f"(0 to {expected - 1})")
+    return [_array(path, group[k], f"{name}/{k}") for k in keys]
+
+
+def _array(path, dataset, name):
+    h5py = _h5py()
+    if not isinstance(dataset, h5py.Dataset):
+        raise _invalid(path, f"'{name}' is not an array")
+    try:
+        value = dataset[()]
+    except (OSError, ValueError, TypeError) as e:
+        raise _invalid(path, f"'{name}' cannot be read ({e})") from None
+    if not isinstance(value, np.ndarray) or value.dtype.kind != "f" or not np.isfinite(value).all():
+        raise _invalid(path, f"'{name}' is not finite floating-point data")
+    return value
+
+
+def _set_weights(path, layer, weights):
+    try:
+        layer.set_weights(weights)
+    except ValueError as e:
+        raise _invalid(path, f"its weights do not fit layer '{layer.name}': {e}") from None
+
+
+def _read_weights(path, model, f):
+    """Loads a Keras 3 weights file (`f`, an open h5py File) into `model`."""
+    h5py = _h5py()
+    try:
+        # A model saved before it was built has no weights, in Keras as in pylstm.
+        plan = list(_layer_groups(model)) if model.built else []
+    except _Unmappable as e:
+        raise ValueError(f"Cannot load Keras weights into model '{model.name}': {e}.") from None
+    read = set()
+    for layer, _, groups in plan:
+        weights = []
+        for group_path, n in groups:
+            weights += _read_vars(path, f, group_path, n)
+            read.add(f"{group_path}/vars")
+        _set_weights(path, layer, weights)
+    extra = []
+    if isinstance(f.get("layers"), h5py.Group):
+        f["layers"].visititems(lambda name, obj: extra.append(name) if isinstance(
+            obj, h5py.Dataset) and f"layers/{name.rsplit('/', 1)[0]}" not in read else None)
+    if extra:
+        raise _invalid(path, f"it holds weights the model has no layer for (e.g. "
+                       f"'layers/{extra[0]}'): it was saved from another architecture")
+
+
+def _read_legacy_weights(path, model, group):
+    """Loads legacy HDF5 weights (Keras 2 layout) into `model`, layer by layer in order."""
+    h5py = _h5py()
+    names = group.attrs.get("layer_names")
+    if names is None:
+        raise _invalid(path, "it has no `layer_names` attribute: not a Keras weights file")
+    saved = []
+    for name in (n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names):
+        layer_group = group.get(name)
+        if not isinstance(layer_group, h5py.Group):
+            raise _invalid(path, f"it has no group for layer '{name}'")
+        weight_names = [n.decode("utf-8") if isinstance(n, bytes) else str(n)
+                        for n in layer_group.attrs.get("weight_names", [])]
+        if weight_names:
+            saved.append((name, [_array(path, layer_group.get(w), f"{name}/{w}")
+                                 for w in weight_names]))
+    layers = [layer for layer in model.layers if layer.weights]
+    if len(saved) != len(layers):
+        raise _invalid(path, f"it holds weights for {len(saved)} layers "
+                       f"({', '.join(n for n, _ in saved)}), model '{model.name}' has "
+                       f"{len(layers)} layers with weights")
+    for layer, (_, weights) in zip(layers, saved):
+        _set_weights(path, layer, weights)
+
+
+def _slot_order(optimizer, variables):
+    """[(variable, slot name)] in Keras's order of the optimizer's slot variables."""
+    order = []
+    for block in _OPTIMIZER_SLOTS[type(optimizer).__name__]:
+        block = [s for s in block if s in optimizer._slot_names]
+        order += [(var, slot) for var in variables for slot in block]
+    return order
+
+
+def _read_optimizer_state(model, f):
+    """Restores the iteration count and slots of `model.optimizer` from Keras's
+    `optimizer/vars`; leaves the optimizer fresh when the saved state does not match it (as
+    Keras does, minus its warning)."""
+    optimizer = model.optimizer
+    group = f.get("optimizer/vars")
+    if optimizer is None or group is None or type(optimizer).__name__ not in _OPTIMIZER_SLOTS:
+        return
+    variables = model.trainable_variables
+    order = _slot_order(optimizer, variables)
+    keys = set(group.keys())
+    if keys == {"0", "1"}:  # saved before Keras built the optimizer: no slots yet
+        order = []
+    elif keys != {str(i) for i in range(2 + len(order))}:
+        return
+    slots = {var: {} for var in variables}
+    for i, (var, slot) in enumerate(order, start=2):
+        value = group[str(i)][()]
+        if getattr(value, "shape", None) != var.shape:
+            return
+        slots[var][slot] = np.array(value, dtype=var.dtype)
+    optimizer.iterations = int(group["0"][()])
+    if order:
+        optimizer._slots = slots
+
+
+def _write_weights(model, target, with_optimizer):
+    """Writes `model`'s weights (and optimizer state) in Keras 3's layout to `target`."""
+    h5py = _h5py()
+    try:
+        plan = list(_layer_groups(model))
+    except _Unmappable as e:
+        raise ValueError(f"Cannot write model '{model.name}' in the Keras format: {e}.") from None
+    with h5py.File(target, "w") as f:
+        f.create_group("vars").attrs["name"] = model.name
+        for layer, layer_path, groups in plan:
+            f.create_group(f"{layer_path}/vars").attrs["name"] = layer.name
+            arrays = iter(layer.get_weights())
+            for group_path, n in groups if model.built else ():
+                group = f.require_group(f"{group_path}/vars")
+                for i in range(n):
+                    group.create_dataset(str(i), data=next(arrays))
+        if with_optimizer:
+            optimizer = model.optimizer
+            group = f.create_group("optimizer/vars")
+            group.attrs["name"] = type(optimizer).__name__.lower()
+            group.create_dataset("0", data=np.int64(optimizer.iterations))
+            group.create_dataset("1", data=np.float32(optimizer.learning_rate))
+            for i, (var, slot) in enumerate(_slot_order(optimizer, model.trainable_variables),
+                                            start=2):
+                value = optimizer._slots.get(var, {}).get(slot)
+                group.create_dataset(str(i), data=np.zeros_like(var.value) if value is None
+                                     else value)
+
+
+# pylstm -> Keras config ---------------------------------------------------------------------
+
+
+def _policy(dtype):
+    return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": dtype},
+            "registered_name": None}
+
+
+def _keras_object(module, obj):
+    """pylstm's `{"class_name", "config"}` -> Keras's serialized-object dict."""
+    return {"module": module, "class_name": obj["class_name"], "config": obj["config"],
+            "registered_name": None}
+
+
+def _activation_to_keras(name, where):
+    known = isinstance(name, str) and name != "legacy_hard_sigmoid"
+    try:
+        known = known and activations.get(name) is not None
+    except ValueError:
+        known = False
+    if not known:
+        raise _Unmappable(f"{where}: Keras 3 has no activation {name!r}"
+                          + (" (Keras 2's hard_sigmoid)" if name == "legacy_hard_sigmoid" else ""))
+    return name
+
+
+def _layer_to_keras(obj, input_shape=None):
+    """pylstm's serialized layer -> Keras's, with a `build_config` when `input_shape` is
+    given."""
+    _entry(obj)  # raises for a class Keras lacks
+    class_name, config = obj["class_name"], obj["config"]
+    where = f"layer '{config.get('name')}' ({class_name})"
+    if class_name == "InputLayer":
+        return {"module": "keras.layers", "class_name": class_name, "registered_name": None,
+                "config": {"batch_shape": [config["batch_size"]] + list(config["shape"]),
+                           "dtype": config["dtype"], "sparse": False, "name": config["name"]}}
+    out = {}
+    for key, value in config.items():
+        if key == "input_shape":
+            continue
+        if key == "dtype":
+            value = _policy(value)
+        elif key in ("activation", "recurrent_activation"):
+            value = _activation_to_keras(value, where)
+        elif key in _SUBLAYER_KEYS and value is not None:
+            value = ([_layer_to_keras(v) for v in value] if isinstance(value, list)
+                     else _layer_to_keras(value))
+        elif isinstance(value, dict) and "class_name" in value:
+            package = _package_of(key)
+            if package is None:
+                raise _Unmappable(f"{where}: cannot write `{key}`={value!r:.100}")
+            _check_builtin(package, value, f"{where}, `{key}`")
+            value = _keras_object(package.__name__.replace("pylstm", "keras"), value)
+        out[key] = value
+    keras = {"module": "keras.layers", "class_name": class_name, "config": out,
+             "registered_name": None}
+    if input_shape is not None:
+        keras["build_config"] = {"input_shape": list(input_shape)}
+    return keras
+
+
+def _check_builtin(package, obj, where):
+    """Raises `_Unmappable` unless `obj` names one of pylstm's (Keras-named) classes."""
+    try:
+        builtin = type(package.get(obj["class_name"])).__name__ == obj["class_name"]
+    except (ValueError, TypeError):
+        builtin = False
+    if not builtin:
+        raise _Unmappable(f"{where}: {obj['class_name']!r} is not a built-in Keras object")
+
+
+def _compile_to_keras(model):
+    """Keras's compile_config for `model`, or None if uncompiled or not expressible."""
+    optimizer, loss = model.optimizer, model.loss
+    if optimizer is None or type(optimizer).__name__ not in _OPTIMIZER_SLOTS:
+        return None
+    try:
+        if loss is not None:
+            _check_builtin(losses, losses.serialize(loss), "loss")
+    except (_Unmappable, AttributeError):  # a user's loss object
+        return None
+    if any(_metric_or_none(name) is not fn for name, fn in model._metrics):
+        return None  # a user's metric function
+    names = [name for name, _ in model._metrics]
+    return {
+        "optimizer": _keras_object("keras.optimizers", optimizers.serialize(optimizer)),
+        "loss": None if loss is None else _keras_object("keras.losses", losses.serialize(loss)),
+        "loss_weights": None,
+        "metrics": names or None,
+        "weighted_metrics": None,
+        "run_eagerly": False,
+        "steps_per_execution": 1,
+        "jit_compile": "auto",
+    }
+
+
+def _model_to_keras(model):
+    """Keras's config.json dict for a pylstm `Sequential`."""
+    layers = []
+    shape = model._build_input_shape if model.built else None
+    try:
+        if model.built:
+            input_layer = model._input_layer
+            layers.append(_layer_to_keras({"class_name": "InputLayer", "config": {
+                "shape": list(shape[1:]), "batch_size": shape[0], "dtype": model.dtype,
+                "name": input_layer.name if input_layer is not None else "input_layer"}}))
+        for i, layer in enumerate(model.layers):
+            layer_input = None
+            if model.built:
+                layer_input = shape if i == 0 else model._output_shapes[i - 1]
+            layers.append(_layer_to_keras(serialize(layer), layer_input))
+    except _Unmappable as e:
+        raise ValueError(f"Cannot write model '{model.name}' in the Keras format: {e}.") from None
+    config = {"module": "keras", "class_name": "Sequential",
+              "config": {"name": model.name, "trainable": True, "dtype": _policy(model.dtype),
+                         "layers": layers,
+                         "build_input_shape": list(shape) if shape is not None else None},
+              "registered_name": None}
+    if shape is not None:
+        config["build_config"] = {"input_shape": list(shape)}
+    compile_config = _compile_to_keras(model)
+    if compile_config is not None:
+        config["compile_config"] = compile_config
+    return config
