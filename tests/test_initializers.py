@@ -1,5 +1,7 @@
 import json
 
+import math
+
 import numpy as np
 import pytest
 
@@ -114,3 +116,43 @@ def test_get_passes_instances_and_callables_through_and_rejects_bad_names():
         initializers.get("glorot_uniformm")
     with pytest.raises(ValueError):
         initializers.deserialize({"config": {}})
+
+
+@pytest.mark.parametrize("name, scale, mode, distribution", [
+    ("he_normal", 2.0, "fan_in", "truncated_normal"),
+    ("he_uniform", 2.0, "fan_in", "uniform"),
+    ("lecun_normal", 1.0, "fan_in", "truncated_normal"),
+    ("lecun_uniform", 1.0, "fan_in", "uniform"),
+    ("variance_scaling", 1.0, "fan_in", "truncated_normal"),
+])
+def test_variance_scaling_family_variance_and_support(name, scale, mode, distribution):
+    shape = (200, 300)
+    w = initializers.get(name)(shape)
+    variance = scale / shape[0]
+    assert w.dtype == np.float32 and w.shape == shape
+    np.testing.assert_allclose(w.var(), variance, rtol=0.05)
+    bound = math.sqrt(3 * variance) if distribution == "uniform" else \
+        2 * math.sqrt(variance) / 0.87962566103423978
+    assert np.abs(w).max() <= bound * (1 + 1e-6)
+
+
+def test_variance_scaling_modes_and_errors():
+    w = initializers.VarianceScaling(3.0, "fan_out", "untruncated_normal", seed=1)((400, 100))
+    np.testing.assert_allclose(w.var(), 3.0 / 100, rtol=0.05)
+    assert np.abs(w).max() > 2 * math.sqrt(3.0 / 100)  # not truncated
+    with pytest.raises(ValueError, match="`mode` must be one of"):
+        initializers.VarianceScaling(mode="fan")
+    with pytest.raises(ValueError, match="`distribution` must be one of"):
+        initializers.VarianceScaling(distribution="cauchy")
+    with pytest.raises(ValueError, match="`scale` must be positive"):
+        initializers.VarianceScaling(scale=0)
+
+
+def test_truncated_normal_and_identity():
+    w = initializers.TruncatedNormal(mean=1.0, stddev=0.1, seed=3)((300, 300))
+    assert np.abs(w - 1.0).max() <= 0.2 + 1e-6
+    np.testing.assert_allclose(w.mean(), 1.0, atol=0.002)
+    np.testing.assert_array_equal(initializers.Identity(2.0)((2, 3)),
+                                  [[2, 0, 0], [0, 2, 0]])
+    with pytest.raises(ValueError, match="2-D shape"):
+        initializers.Identity()((3,))

@@ -122,7 +122,97 @@ class RandomUniform(_Seeded):
         return {"minval": self.minval, "maxval": self.maxval, "seed": self.seed}
 
 
-class GlorotUniform(_Seeded):
+class TruncatedNormal(_Seeded):
+    """`mean + stddev * z`, `z` a standard normal redrawn outside [-2, 2] (Keras's
+    `TruncatedNormal`).
+
+    Args:
+        mean: float.
+        stddev: float > 0.
+        seed: int or None.
+    """
+
+    def __init__(self, mean=0.0, stddev=0.05, seed=None):
+        super().__init__(seed)
+        self.mean = float(mean)
+        self.stddev = float(stddev)
+
+    def __call__(self, shape, dtype="float32"):
+        z = _truncated_standard_normal(self._rng(), shape)
+        return (self.mean + self.stddev * z).astype(dtype)
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
+
+
+class VarianceScaling(_Seeded):
+    """Draws with variance `scale / n`, `n` the fan chosen by `mode` (Keras's
+    `VarianceScaling`; He et al. 2015, LeCun et al. 1998 and Glorot & Bengio 2010 are special
+    cases).
+
+    Args:
+        scale: float > 0.
+        mode: `"fan_in"`, `"fan_out"` or `"fan_avg"` (the mean of the two).
+        distribution: `"truncated_normal"` (a normal truncated at two standard deviations,
+            rescaled by 0.87962566103423978 to keep the variance), `"untruncated_normal"` or
+            `"uniform"` (`U(-sqrt(3 scale / n), sqrt(3 scale / n))`).
+        seed: int or None.
+
+    Raises:
+        ValueError: for a non-positive `scale`, an unknown `mode` or `distribution`.
+    """
+
+    _MODES = ("fan_in", "fan_out", "fan_avg")
+    _DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")
+
+    def __init__(self, scale=1.0, mode="fan_in", distribution="truncated_normal", seed=None):
+        super().__init__(seed)
+        if not scale > 0:
+            raise ValueError(f"Argument `scale` must be positive, received {scale!r}.")
+        if mode not in self._MODES:
+            raise ValueError(f"Argument `mode` must be one of {self._MODES}, received {mode!r}.")
+        if distribution == "normal":  # Keras's older spelling
+            distribution = "truncated_normal"
+        if distribution not in self._DISTRIBUTIONS:
+            raise ValueError(f"Argument `distribution` must be one of {self._DISTRIBUTIONS}, "
+                             f"received {distribution!r}.")
+        self.scale = float(scale)
+        self.mode = mode
+        self.distribution = distribution
+
+    def __call__(self, shape, dtype="float32"):
+        fan_in, fan_out = compute_fans(shape)
+        n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
+        variance = self.scale / max(1.0, n)
+        rng = self._rng()
+        if self.distribution == "uniform":
+            limit = math.sqrt(3.0 * variance)
+            values = rng.uniform(-limit, limit, size=shape)
+        elif self.distribution == "untruncated_normal":
+            values = math.sqrt(variance) * rng.standard_normal(shape)
+        else:
+            stddev = math.sqrt(variance) / 0.87962566103423978
+            values = stddev * _truncated_standard_normal(rng, shape)
+        return values.astype(dtype)
+
+    def get_config(self):
+        return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution,
+                "seed": self.seed}
+
+
+class _FixedVarianceScaling(VarianceScaling):
+    """A `VarianceScaling` whose only argument is `seed`."""
+
+    _ARGS = None
+
+    def __init__(self, seed=None):
+        super().__init__(*self._ARGS, seed=seed)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class GlorotUniform(_FixedVarianceScaling):
     """Glorot (Xavier) uniform: `U(-limit, limit)`, `limit = sqrt(6 / (fan_in + fan_out))`.
 
     Reference: Glorot & Bengio, 2010. Keras's `VarianceScaling(1.0, "fan_avg", "uniform")`.
@@ -131,27 +221,80 @@ class GlorotUniform(_Seeded):
         seed: int or None.
     """
 
-    def __call__(self, shape, dtype="float32"):
-        fan_in, fan_out = compute_fans(shape)
-        limit = math.sqrt(6.0 / max(1.0, fan_in + fan_out))
-        return self._rng().uniform(-limit, limit, size=shape).astype(dtype)
+    _ARGS = (1.0, "fan_avg", "uniform")
 
 
-class GlorotNormal(_Seeded):
-    """Glorot (Xavier) normal: a normal truncated at two standard deviations.
-
-    The untruncated `stddev` is `sqrt(2 / (fan_in + fan_out)) / 0.87962566103423978`, the factor
-    that restores the variance lost to truncation, as in Keras's
-    `VarianceScaling(1.0, "fan_avg", "truncated_normal")`.
+class GlorotNormal(_FixedVarianceScaling):
+    """Glorot (Xavier) normal: `VarianceScaling(1.0, "fan_avg", "truncated_normal")`.
 
     Args:
         seed: int or None.
     """
 
+    _ARGS = (1.0, "fan_avg", "truncated_normal")
+
+
+class HeNormal(_FixedVarianceScaling):
+    """He normal (He et al., 2015): `VarianceScaling(2.0, "fan_in", "truncated_normal")`.
+
+    Args:
+        seed: int or None.
+    """
+
+    _ARGS = (2.0, "fan_in", "truncated_normal")
+
+
+class HeUniform(_FixedVarianceScaling):
+    """He uniform (He et al., 2015): `VarianceScaling(2.0, "fan_in", "uniform")`.
+
+    Args:
+        seed: int or None.
+    """
+
+    _ARGS = (2.0, "fan_in", "uniform")
+
+
+class LecunNormal(_FixedVarianceScaling):
+    """LeCun normal (LeCun et al., 1998): `VarianceScaling(1.0, "fan_in", "truncated_normal")`.
+
+    Args:
+        seed: int or None.
+    """
+
+    _ARGS = (1.0, "fan_in", "truncated_normal")
+
+
+class LecunUniform(_FixedVarianceScaling):
+    """LeCun uniform (LeCun et al., 1998): `VarianceScaling(1.0, "fan_in", "uniform")`.
+
+    Args:
+        seed: int or None.
+    """
+
+    _ARGS = (1.0, "fan_in", "uniform")
+
+
+class Identity(Initializer):
+    """`gain` times the identity matrix (Keras's `Identity`); 2-D shapes only.
+
+    Args:
+        gain: float.
+
+    Raises:
+        ValueError: on call, for a shape that is not 2-D.
+    """
+
+    def __init__(self, gain=1.0):
+        self.gain = float(gain)
+
     def __call__(self, shape, dtype="float32"):
-        fan_in, fan_out = compute_fans(shape)
-        stddev = math.sqrt(2.0 / max(1.0, fan_in + fan_out)) / 0.87962566103423978
-        return (stddev * _truncated_standard_normal(self._rng(), shape)).astype(dtype)
+        shape = tuple(int(d) for d in shape)
+        if len(shape) != 2:
+            raise ValueError(f"Identity initializer needs a 2-D shape, received {shape}.")
+        return (self.gain * np.eye(*shape)).astype(dtype)
+
+    def get_config(self):
+        return {"gain": self.gain}
 
 
 class Orthogonal(_Seeded):
@@ -205,7 +348,9 @@ def _truncated_standard_normal(rng, shape):
 
 _REGISTRY = Registry(
     "initializer",
-    [Zeros, Ones, Constant, RandomNormal, RandomUniform, GlorotUniform, GlorotNormal, Orthogonal],
+    [Zeros, Ones, Constant, RandomNormal, RandomUniform, TruncatedNormal, VarianceScaling,
+     GlorotUniform, GlorotNormal, HeNormal, HeUniform, LecunNormal, LecunUniform, Orthogonal,
+     Identity],
     aliases={"zero": Zeros, "one": Ones, "normal": RandomNormal, "uniform": RandomUniform},
 )
 
@@ -233,6 +378,7 @@ deserialize = _REGISTRY.deserialize
 
 
 __all__ = [
-    "Initializer", "Zeros", "Ones", "Constant", "RandomNormal", "RandomUniform", "GlorotUniform",
-    "GlorotNormal", "Orthogonal", "compute_fans", "get", "serialize", "deserialize",
+    "Initializer", "Zeros", "Ones", "Constant", "RandomNormal", "RandomUniform", "TruncatedNormal",
+    "VarianceScaling", "GlorotUniform", "GlorotNormal", "HeNormal", "HeUniform", "LecunNormal",
+    "LecunUniform", "Orthogonal", "Identity", "compute_fans", "get", "serialize", "deserialize",
 ]

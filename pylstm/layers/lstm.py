@@ -212,10 +212,13 @@ class LSTM(Layer):
             if self.states is not None:
                 h0, c0 = self.states
         dropout_mask = recurrent_dropout_mask = None
+        # As Keras 3: with recurrent dropout the cell drops per gate (4 masks each), else
+        # one input mask serves all four gates.
+        gates = (4,) if self.recurrent_dropout > 0 else ()
         if training and self.dropout > 0:
-            dropout_mask = self._dropout_draw((B, x.shape[2]), self.dropout)
+            dropout_mask = self._dropout_draw(gates + (B, x.shape[2]), self.dropout)
         if training and self.recurrent_dropout > 0:
-            recurrent_dropout_mask = self._dropout_draw((B, H), self.recurrent_dropout)
+            recurrent_dropout_mask = self._dropout_draw(gates + (B, H), self.recurrent_dropout)
         extra = {}
         if dropout_mask is not None:
             extra["dropout_mask"] = dropout_mask
