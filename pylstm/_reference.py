@@ -2,26 +2,50 @@
 
 Same arguments, results and semantics as `pylstm.ops.lstm_forward` / `lstm_backward`, written
 for clarity, not speed: batch-major, one loop over time, no validation. See `pylstm.ops` for
-the equations and argument shapes.
+the equations and argument shapes. `pylstm.ops` also runs these functions for activations the
+compiled core does not have (Python callables).
+
+Activations are names of `ACTIVATIONS`, callables with `backward(x, y, grad_y) -> grad_x`
+(as `pylstm.activations.get` returns), or plain elementwise callables `f(x) -> y`, whose
+derivative is taken by float64 central differences.
 """
 
 import numpy as np
 from scipy.special import expit
 
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+# name: (f(x), f'(x) as a function of x and y = f(x)). Keras 3's definitions; at a kink the
+# one-sided derivative TensorFlow's gradients use.
 ACTIVATIONS = {
-    "linear": (lambda x: x, lambda y: np.ones_like(y)),
-    "tanh": (np.tanh, lambda y: 1 - y * y),
-    "sigmoid": (expit, lambda y: y * (1 - y)),
+    "linear": (lambda x: x, lambda x, y: np.ones_like(x)),
+    "tanh": (np.tanh, lambda x, y: 1 - y * y),
+    "sigmoid": (expit, lambda x, y: y * (1 - y)),
     "hard_sigmoid": (lambda x: np.clip((x + 3) / 6, 0, 1),
-                     lambda y: np.where((y > 0) & (y < 1), 1 / 6, 0).astype(y.dtype)),
-    "relu": (lambda x: np.maximum(x, 0), lambda y: (y > 0).astype(y.dtype)),
+                     lambda x, y: np.where((x > -3) & (x < 3), 1 / 6, 0)),
+    "relu": (lambda x: np.maximum(x, 0), lambda x, y: np.where(x > 0, 1, 0)),
+    "elu": (lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))),
+            lambda x, y: np.where(x < 0, np.exp(np.minimum(x, 0)), 1)),
+    "selu": (lambda x: _SELU_SCALE * np.where(x > 0, x, _SELU_ALPHA * np.expm1(np.minimum(x, 0))),
+             lambda x, y: np.where(x < 0, _SELU_SCALE * _SELU_ALPHA * np.exp(np.minimum(x, 0)),
+                                   _SELU_SCALE)),
+    "softplus": (lambda x: np.logaddexp(0, x), lambda x, y: expit(x)),
+    "softsign": (lambda x: x / (1 + np.abs(x)), lambda x, y: 1 / np.square(1 + np.abs(x))),
+    "swish": (lambda x: x * expit(x), lambda x, y: expit(x) * (1 + x * (1 - expit(x)))),
+    "exponential": (np.exp, lambda x, y: y),
+    # Keras 2's hard_sigmoid
+    "legacy_hard_sigmoid": (lambda x: np.clip(0.2 * x + 0.5, 0, 1),
+                            lambda x, y: np.where((x > -2.5) & (x < 2.5), 0.2, 0)),
 }
+ACTIVATIONS["silu"] = ACTIVATIONS["swish"]
 
 
 def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, projection=None,
                  mask=None, reverse=False, zero_output_for_mask=False, activation="tanh",
-                 recurrent_activation="sigmoid", gate_activations=None, training=False,
-                 return_sequences=True, time_major=False):
+                 recurrent_activation="sigmoid", gate_activations=None, dropout_mask=None,
+                 recurrent_dropout_mask=None, training=False, return_sequences=True,
+                 time_major=False):
     dtype = kernel.dtype
     x = np.asarray(x, dtype=dtype)
     if time_major:
@@ -32,8 +56,12 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
     P = recurrent_kernel.shape[0]
     if gate_activations is None:
         gate_activations = [recurrent_activation, recurrent_activation, activation,
-                             recurrent_activation, activation]
-    act_i, act_f, act_g, act_o, act_c = (ACTIVATIONS[a or "linear"][0] for a in gate_activations)
+                            recurrent_activation, activation]
+    acts = [_resolve(a) for a in gate_activations]
+    (act_i, _), (act_f, _), (act_g, _), (act_o, _), (act_c, _) = acts
+    # One mask per gate i, f, c, o: a single (B, n) mask is the same for all four.
+    din = _per_gate(dropout_mask, dtype)
+    drec = _per_gate(recurrent_dropout_mask, dtype)
 
     h = np.zeros((B, P), dtype) if h0 is None else np.array(h0, dtype)
     c = np.zeros((B, H), dtype) if c0 is None else np.array(c0, dtype)
@@ -42,18 +70,18 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
     steps = []
     order = range(T - 1, -1, -1) if reverse else range(T)
     for t in order:
-        z = x[:, t] @ kernel + h @ recurrent_kernel
+        z = _gate_product(x[:, t], din, kernel) + _gate_product(h, drec, recurrent_kernel)
         if bias is not None:
             z = z + bias
-        i = act_i(z[:, :H])
-        f = act_f(z[:, H:2 * H])
-        g = act_g(z[:, 2 * H:3 * H])
-        o = act_o(z[:, 3 * H:])
+        i = _apply(act_i, z[:, :H])
+        f = _apply(act_f, z[:, H:2 * H])
+        g = _apply(act_g, z[:, 2 * H:3 * H])
+        o = _apply(act_o, z[:, 3 * H:])
         c_new = f * c + i * g
-        m = o * act_c(c_new)
+        m = o * _apply(act_c, c_new)
         h_new = m @ projection if projection is not None else m
         keep = np.ones((B, 1), bool) if mask is None else np.asarray(mask)[:, t:t + 1]
-        steps.append(dict(t=t, h_prev=h, c_prev=c, i=i, f=f, g=g, o=o, c=c_new, m=m,
+        steps.append(dict(t=t, h_prev=h, c_prev=c, z=z, i=i, f=f, g=g, o=o, c=c_new, m=m,
                           keep=keep))
         h = np.where(keep, h_new, h)
         c = np.where(keep, c_new, c)
@@ -67,9 +95,8 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
     if training:
         cache = dict(x=x, steps=steps, kernel=kernel, recurrent_kernel=recurrent_kernel,
                      projection=projection, has_bias=bias is not None, mask=mask,
-                     reverse=reverse, zero_output=zero_output_for_mask,
-                     gate_activations=gate_activations,
-                     return_sequences=return_sequences, time_major=time_major)
+                     reverse=reverse, zero_output=zero_output_for_mask, acts=acts, din=din,
+                     drec=drec, return_sequences=return_sequences, time_major=time_major)
     return out, h, c, cache
 
 
@@ -81,8 +108,8 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     dtype = kernel.dtype
     H = kernel.shape[1] // 4
     P = recurrent_kernel.shape[0]
-    (_, d_i), (_, d_f), (_, d_g), (_, d_o), (act_c, d_c) = (
-        ACTIVATIONS[a or "linear"] for a in cache["gate_activations"])
+    (_, vjp_i), (_, vjp_f), (_, vjp_g), (_, vjp_o), (act_c, vjp_c) = cache["acts"]
+    din, drec = cache["din"], cache["drec"]
 
     # Outputs as a function of the state: y_t is h_t on real steps; on masked steps it is the
     # last real output (or zero), so its gradient flows back to that earlier step.
@@ -96,12 +123,12 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     dh = np.zeros((B, P), dtype) if dh_n is None else np.array(dh_n, dtype)
     dc = np.zeros((B, H), dtype) if dc_n is None else np.array(dc_n, dtype)
     d_out = np.zeros((B, P), dtype)   # gradient waiting for the last real output
-    grads = dict(x=np.zeros_like(x), kernel=np.zeros_like(kernel),
+    grads = dict(x=np.zeros((B, T, D), dtype), kernel=np.zeros_like(kernel),
                  recurrent_kernel=np.zeros_like(recurrent_kernel),
                  bias=np.zeros(4 * H, dtype) if cache["has_bias"] else None,
                  projection=None if projection is None else np.zeros_like(projection))
     for s in reversed(cache["steps"]):
-        t, keep = s["t"], s["keep"]
+        t, keep, z = s["t"], s["keep"], s["z"]
         if cache["zero_output"]:
             d_out = np.where(keep, dy_full[:, t], 0)
         else:
@@ -113,23 +140,95 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
             dm = dh_t @ projection.T
         else:
             dm = dh_t
-        a = act_c(s["c"])
-        dct = np.where(keep, dc, 0) + dm * s["o"] * d_c(a)
+        a = _apply(act_c, s["c"])
+        dct = np.where(keep, dc, 0) + _cast(vjp_c(s["c"], a, dm * s["o"]), dtype)
         dz = np.concatenate([
-            dct * s["g"] * d_i(s["i"]),
-            dct * s["c_prev"] * d_f(s["f"]),
-            dct * s["i"] * d_g(s["g"]),
-            dm * a * d_o(s["o"]),
-        ], axis=1)
-        grads["x"][:, t] = dz @ kernel.T
-        grads["kernel"] += x[:, t].T @ dz
-        grads["recurrent_kernel"] += s["h_prev"].T @ dz
+            vjp_i(z[:, :H], s["i"], dct * s["g"]),
+            vjp_f(z[:, H:2 * H], s["f"], dct * s["c_prev"]),
+            vjp_g(z[:, 2 * H:3 * H], s["g"], dct * s["i"]),
+            vjp_o(z[:, 3 * H:], s["o"], dm * a),
+        ], axis=1).astype(dtype, copy=False)
+        dx_t, dkernel = _gate_product_grads(x[:, t], din, kernel, dz)
+        dh_prev, drecurrent = _gate_product_grads(s["h_prev"], drec, recurrent_kernel, dz)
+        grads["x"][:, t] = dx_t
+        grads["kernel"] += dkernel
+        grads["recurrent_kernel"] += drecurrent
         if grads["bias"] is not None:
             grads["bias"] += dz.sum(axis=0)
-        dh = np.where(keep, dz @ recurrent_kernel.T, dh)
+        dh = np.where(keep, dh_prev, dh)
         dc = np.where(keep, dct * s["f"], dc)
     if cache["time_major"]:
         grads["x"] = grads["x"].transpose(1, 0, 2).copy()
     grads["h0"] = dh
     grads["c0"] = dc
     return grads
+
+
+def _per_gate(mask, dtype):
+    """A dropout mask as four (B, n) masks, one per gate; None (no dropout) stays None."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask, dtype)
+    return np.broadcast_to(mask, (4,) + mask.shape[-2:])
+
+
+def _gate_product(a, masks, w):
+    """`a @ w` (B, 4H), with gate k's columns computed from `a * masks[k]` under dropout."""
+    if masks is None:
+        return a @ w
+    H = w.shape[1] // 4
+    return np.concatenate([(a * masks[k]) @ w[:, k * H:(k + 1) * H] for k in range(4)], axis=1)
+
+
+def _gate_product_grads(a, masks, w, dz):
+    """Gradients of `_gate_product(a, masks, w)` with respect to `a` and `w`, given `dz`."""
+    if masks is None:
+        return dz @ w.T, a.T @ dz
+    H = w.shape[1] // 4
+    gates = [slice(k * H, (k + 1) * H) for k in range(4)]
+    da = sum((dz[:, s] @ w[:, s].T) * masks[k] for k, s in enumerate(gates))
+    dw = np.concatenate([(a * masks[k]).T @ dz[:, s] for k, s in enumerate(gates)], axis=1)
+    return da, dw
+
+
+def _resolve(activation):
+    """`(f, vjp)` with `vjp(x, y, grad_y) -> grad_x`, for a name or a callable."""
+    if activation is None:
+        activation = "linear"
+    if isinstance(activation, str):
+        f, derivative = ACTIVATIONS[activation]
+        return f, lambda x, y, grad_y: grad_y * derivative(x, y)
+    backward = getattr(activation, "backward", None)
+    if callable(backward):
+        return activation, backward
+    return activation, _central_difference_vjp(activation)
+
+
+def _central_difference_vjp(f):
+    """The vector-Jacobian product of an elementwise `f` by float64 central differences.
+
+    Each entry moves by `cbrt(eps) * max(1, |x|)` (about 6e-6 relative), the step that balances
+    truncation and rounding error: about 1e-10 relative error for a smooth `f`.
+    """
+    def vjp(x, y, grad_y):
+        x64 = np.asarray(x, np.float64)
+        step = np.cbrt(np.finfo(np.float64).eps) * np.maximum(1.0, np.abs(x64))
+        up, down = x64 + step, x64 - step
+        slope = (np.asarray(f(up), np.float64) - np.asarray(f(down), np.float64)) / (up - down)
+        return grad_y * slope
+
+    return vjp
+
+
+def _apply(f, z):
+    """`f(z)` in `z`'s dtype; an activation must keep the shape (it is elementwise)."""
+    y = np.asarray(f(z))
+    if y.shape != z.shape:
+        raise ValueError(f"Activation {getattr(f, '__name__', f)!r} returned an array of shape "
+                         f"{y.shape} for an input of shape {z.shape}; an LSTM activation must "
+                         f"return an array of its input's shape.")
+    return _cast(y, z.dtype)
+
+
+def _cast(a, dtype):
+    return np.asarray(a).astype(dtype, copy=False)

@@ -2,7 +2,12 @@
 
 Each built-in activation is a NumPy function `f(x) -> y` carrying a `backward(x, y, grad_y)
 -> grad_x` attribute; derivatives are taken from the cached output `y` where that is cheaper
-(sigmoid' = y(1-y), tanh' = 1-y^2). All functions keep the shape and dtype of `x`.
+(sigmoid' = y(1-y), tanh' = 1-y^2). At a kink the derivative is the one TensorFlow's gradients
+use (relu'(0) = 0, elu'(0) = 1, selu'(0) = scale). All functions keep the shape and dtype of `x`.
+
+Every one of them except `softmax` is also compiled into the LSTM core (`pylstm._core`), so an
+LSTM given any of these names, or these functions, runs with no Python call per step; other
+callables run on the NumPy path of `pylstm.ops.lstm_forward`.
 """
 
 import numpy as np
@@ -68,7 +73,7 @@ def elu(x):
     return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
 
 
-@_register(lambda x, y, grad_y: grad_y * np.where(x > 0, _SELU_SCALE, y + _SELU_SCALE * _SELU_ALPHA))
+@_register(lambda x, y, grad_y: grad_y * np.where(x < 0, y + _SELU_SCALE * _SELU_ALPHA, _SELU_SCALE))
 def selu(x):
     """`scale * elu(x, alpha)`, with Klambauer et al.'s (2017) `scale` and `alpha`."""
     return _SELU_SCALE * np.where(x > 0, x, _SELU_ALPHA * np.expm1(np.minimum(x, 0)))
@@ -97,10 +102,24 @@ def swish(x):
     return x * special.expit(x)
 
 
+silu = swish
+_ACTIVATIONS["silu"] = silu
+
+
 @_register(lambda x, y, grad_y: grad_y * y)
 def exponential(x):
     """`exp(x)`."""
     return np.exp(x)
+
+
+@_register(lambda x, y, grad_y: grad_y * ((x > -2.5) & (x < 2.5)) * 0.2)
+def legacy_hard_sigmoid(x):
+    """Keras 2's piecewise-linear sigmoid, `clip(0.2 * x + 0.5, 0, 1)`.
+
+    Keras 3 redefined `"hard_sigmoid"` as `relu6(x + 3) / 6`; models saved by Keras 2 with
+    `"hard_sigmoid"` mean this one.
+    """
+    return np.clip(0.2 * x + 0.5, 0, 1)
 
 
 class _Custom:

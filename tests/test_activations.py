@@ -1,10 +1,20 @@
-import numpy as np
-import pytest
+import os
 
-from pylstm import activations
+os.environ["KERAS_BACKEND"] = "tensorflow"
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from pylstm import _core, activations  # noqa: E402
+from pylstm import _reference as ref  # noqa: E402
 
 NAMES = ["linear", "relu", "sigmoid", "tanh", "softmax", "hard_sigmoid", "elu", "selu",
-         "softplus", "softsign", "swish", "exponential"]
+         "softplus", "softsign", "swish", "silu", "exponential", "legacy_hard_sigmoid"]
+# Kinks and far-out values, where the conventions of a derivative show.
+EDGES = [-800.0, -3.0, -2.5, -1e-9, 0.0, 1e-9, 2.5, 3.0, 80.0]
 
 
 def _numeric_vjp(f, x, g, h=1e-6):
@@ -24,6 +34,7 @@ def test_backward_matches_central_differences(name):
     # Keep away from kinks (0 for relu/elu/selu, +-3 for hard_sigmoid) where f is not smooth.
     x = np.where(np.abs(x) < 0.05, 0.5, x)
     x = np.where(np.abs(np.abs(x) - 3) < 0.05, 2.0, x)
+    x = np.where(np.abs(np.abs(x) - 2.5) < 0.05, 2.0, x)
     g = rng.standard_normal(x.shape)
     f = activations.get(name)
     y = f(x)
@@ -52,6 +63,58 @@ def test_values_against_known_definitions():
     np.testing.assert_allclose(s.sum(axis=-1), [1, 1])
     np.testing.assert_allclose(s[0], np.exp([1, 2, 3]) / np.exp([1, 2, 3]).sum())
     assert np.isfinite(activations.softplus(np.array([1000.0, -1000.0]))).all()
+    np.testing.assert_allclose(activations.legacy_hard_sigmoid(x), [0, 0.3, 0.5, 0.9, 1])
+    assert activations.get("silu") is activations.swish
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "legacy_hard_sigmoid"])
+def test_against_keras(name):
+    """Values and TensorFlow's gradients of Keras 3's activation of the same name, float64,
+    including kinks (relu'(0) = 0, selu'(0) = scale, ...) and far-out values."""
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.uniform(-6, 6, 40), EDGES]).reshape(7, 7)
+    g = rng.standard_normal(x.shape)
+    t = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(t)
+        y_keras = keras.activations.get(name)(t)
+    grad_keras = tape.gradient(y_keras, t, output_gradients=tf.constant(g)).numpy()
+    f = activations.get(name)
+    with np.errstate(over="ignore"):
+        y = f(x)
+        grad = f.backward(x, y, g)
+    # atol: TensorFlow's elu is exp(x) - 1, 3e-17 off expm1 near 0
+    np.testing.assert_allclose(y, y_keras.numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(grad, grad_keras, rtol=1e-12, atol=1e-15)
+
+
+def test_legacy_hard_sigmoid_against_keras_2_definition():
+    """Keras 2's hard_sigmoid was `clip(0.2 * x + 0.5, 0, 1)` on TensorFlow ops; compared off
+    its kinks at +-2.5, where TensorFlow's clip passes the gradient on both sides."""
+    x = np.linspace(-5, 5, 101)
+    x = x[np.abs(np.abs(x) - 2.5) > 1e-6]
+    t = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(t)
+        y_tf = tf.clip_by_value(0.2 * t + 0.5, 0.0, 1.0)
+    np.testing.assert_allclose(activations.legacy_hard_sigmoid(x), y_tf.numpy(), rtol=1e-15)
+    grad = activations.legacy_hard_sigmoid.backward(x, None, np.ones_like(x))
+    np.testing.assert_allclose(grad, tape.gradient(y_tf, t).numpy(), rtol=1e-15)
+
+
+@pytest.mark.parametrize("name", sorted(_core.ACTIVATION_CODES))
+def test_core_names_match_the_reference(name):
+    """Every activation compiled into the LSTM core exists here, with the same values and
+    derivative as the core's NumPy reference (`pylstm._reference`)."""
+    x = np.concatenate([np.linspace(-10, 10, 201), EDGES[1:]])
+    g = np.random.default_rng(3).standard_normal(x.shape)
+    f = activations.get(name)
+    fwd, derivative = ref.ACTIVATIONS[name]
+    with np.errstate(over="ignore"):
+        y = f(x)
+        np.testing.assert_allclose(y, fwd(x), rtol=1e-15, atol=1e-300)
+        np.testing.assert_allclose(f.backward(x, y, g), g * derivative(x, fwd(x)), rtol=1e-12,
+                                   atol=1e-15)
 
 
 def test_against_torch():

@@ -6,8 +6,8 @@ import itertools
 import numpy as np
 import pytest
 
+from pylstm import _core, ops
 from pylstm import _reference as ref
-from pylstm import ops
 
 ACTIVATION_PAIRS = [("tanh", "sigmoid"), ("relu", "hard_sigmoid"), ("linear", "tanh"),
                     ("sigmoid", "linear")]
@@ -184,9 +184,12 @@ def test_gate_activations_override_the_pair():
 
 
 @pytest.mark.parametrize("bad,match", [
-    (["tanh"] * 4, r"`gate_activations` must be five activation names"),
-    ("tanh", r"`gate_activations` must be five activation names"),
-    (["tanh"] * 4 + ["softmax"], r"`gate_activations\[4\]` must be one of"),
+    (["tanh"] * 4, r"`gate_activations` must be five activations"),
+    ("tanh", r"`gate_activations` must be five activations"),
+    (["tanh"] * 4 + ["softmax"], r"`gate_activations\[4\]` must be one of .*, None or a "
+                                 r"callable, received 'softmax'"),
+    (["tanh"] * 4 + [3], r"`gate_activations\[4\]` must be an activation name, None or a "
+                         r"callable, received 3"),
 ])
 def test_bad_gate_activations(bad, match):
     rng = np.random.default_rng(13)
@@ -194,3 +197,173 @@ def test_bad_gate_activations(bad, match):
     with pytest.raises(ValueError, match=match):
         ops.lstm_forward(case["x"], case["kernel"], case["recurrent_kernel"],
                          gate_activations=bad)
+
+
+# Every core activation, in each role --------------------------------------------------------
+
+ALL_ACTIVATIONS = sorted(_core.ACTIVATION_CODES)
+# Where the activation goes in gate_activations (i, f, g, o, cell); the others are Keras's.
+ROLES = {
+    "gates_ifo": lambda a: [a, a, "tanh", a, "tanh"],
+    "candidate": lambda a: ["sigmoid", "sigmoid", a, "sigmoid", "tanh"],
+    "cell_output": lambda a: ["sigmoid", "sigmoid", "tanh", "sigmoid", a],
+}
+
+
+@pytest.mark.parametrize("role", sorted(ROLES))
+@pytest.mark.parametrize("name", ALL_ACTIVATIONS)
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+def test_every_activation_matches_reference(name, role, dtype, tol):
+    rng = np.random.default_rng(len(name) * 7 + len(role))
+    for reverse, P in [(False, 0), (True, 3)]:
+        case, kw = make_case(rng, dtype, 3, 5, 2, 4, P=P, masked=True)
+        kw.update(gate_activations=ROLES[role](name), reverse=reverse)
+        got, want, g_got, g_want = run_both(case, kw, rng)
+        for label, a, b in zip(("y", "h_n", "c_n"), got[:3], want[:3]):
+            assert a.dtype == dtype
+            assert_close(a, b, tol, f"{label} {name} {role} reverse={reverse}")
+        for key, want_grad in g_want.items():
+            if want_grad is not None:
+                assert g_got[key].dtype == dtype
+                assert_close(g_got[key], want_grad, tol, f"d{key} {name} {role} reverse={reverse}")
+
+
+@pytest.mark.parametrize("role", sorted(ROLES))
+@pytest.mark.parametrize("name", ALL_ACTIVATIONS)
+def test_every_activation_central_difference(name, role, numeric_grad):
+    rng = np.random.default_rng(5)
+    case, kw = make_case(rng, np.float64, 2, 3, 2, 3, P=2, masked=True)
+    kw["mask"][:, 1] = True
+    kw.update(gate_activations=ROLES[role](name), reverse=role == "candidate")
+    check_gradients(case, kw, rng, numeric_grad)
+
+
+def check_gradients(case, kw, rng, numeric_grad, rtol=1e-5, atol=1e-7):
+    """Every gradient of a random linear function of (y, h_n, c_n) against central
+    differences, in float64."""
+    names = ["x", "kernel", "recurrent_kernel", "bias", "h0", "c0"]
+    y, h, c, _ = ops.lstm_forward(*[case[k] for k in names], **kw)
+    wy, wh, wc = (rng.normal(size=a.shape) for a in (y, h, c))
+
+    def loss():
+        y, h, c, _ = ops.lstm_forward(*[case[k] for k in names], **kw)
+        return float((wy * y).sum() + (wh * h).sum() + (wc * c).sum())
+
+    _, _, _, cache = ops.lstm_forward(*[case[k] for k in names], training=True, **kw)
+    grads = ops.lstm_backward(cache, wy, wh, wc)
+    params = dict(case)
+    if kw.get("projection") is not None:
+        params["projection"] = kw["projection"]
+    for name, arr in params.items():
+        np.testing.assert_allclose(grads[name], numeric_grad(loss, arr), rtol=rtol, atol=atol,
+                                   err_msg=f"d{name}")
+    return grads
+
+
+def test_swish_gates_keep_pre_activations_only_when_needed():
+    """swish' needs x: a gate using it makes training keep z (T, B, 4H); nothing else does."""
+    rng = np.random.default_rng(6)
+    case, kw = make_case(rng, np.float32, 2, 3, 2, 3)
+    args = [case[k] for k in ("x", "kernel", "recurrent_kernel", "bias", "h0", "c0")]
+    for gates, kept in [(["sigmoid", "swish", "tanh", "sigmoid", "tanh"], True),
+                        (["sigmoid", "sigmoid", "tanh", "sigmoid", "swish"], False),
+                        (["elu", "selu", "softplus", "softsign", "exponential"], False)]:
+        cache = ops.lstm_forward(*args, gate_activations=gates, training=True)[3]
+        assert (cache.zs is not None) == kept, gates
+        if kept:
+            assert cache.zs.shape == (3, 2, 12) and cache.zs.dtype == np.float32
+
+
+def test_silu_is_swish_and_legacy_hard_sigmoid_is_keras_2():
+    rng = np.random.default_rng(8)
+    case, _ = make_case(rng, np.float64, 2, 3, 2, 3)
+    args = [case[k] for k in ("x", "kernel", "recurrent_kernel", "bias", "h0", "c0")]
+    np.testing.assert_array_equal(ops.lstm_forward(*args, activation="silu")[0],
+                                  ops.lstm_forward(*args, activation="swish")[0])
+    # clip(0.2 z + 0.5, 0, 1) on the gates, by one step of plain NumPy
+    x, kernel, rk, bias, h0, c0 = (a[:, :1] if a.ndim == 3 else a for a in args)
+    z = x[:, 0] @ kernel + h0 @ rk + bias
+    i, f, g, o = np.split(z, 4, axis=1)
+    hard = [np.clip(0.2 * v + 0.5, 0, 1) for v in (i, f, o)]
+    c = hard[1] * c0 + hard[0] * np.tanh(g)
+    y = ops.lstm_forward(x, kernel, rk, bias, h0, c0,
+                         recurrent_activation="legacy_hard_sigmoid")[0]
+    np.testing.assert_allclose(y[:, 0], hard[2] * np.tanh(c), rtol=1e-14)
+
+
+# Mask patterns --------------------------------------------------------------------------
+
+B_MASK, T_MASK = 4, 5
+MASK_PATTERNS = {
+    "right_padding": np.arange(T_MASK) < np.array([5, 3, 1, 4])[:, None],
+    "left_padding": np.arange(T_MASK) >= np.array([0, 2, 4, 1])[:, None],
+    "holes": np.array([[1, 0, 1, 0, 1], [0, 1, 1, 0, 0], [1, 1, 0, 1, 1], [0, 0, 0, 0, 1]], bool),
+    "fully_masked_rows": np.array([[1, 1, 1, 1, 1], [0] * 5, [1, 0, 0, 1, 1], [0] * 5], bool),
+    "all_masked": np.zeros((B_MASK, T_MASK), bool),
+}
+
+
+@pytest.mark.parametrize("pattern", sorted(MASK_PATTERNS))
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+def test_mask_patterns_match_reference(pattern, dtype, tol):
+    rng = np.random.default_rng(21)
+    for reverse, zero_output, return_sequences, P in itertools.product(
+            [False, True], [False, True], [True, False], [0, 2]):
+        case, kw = make_case(rng, dtype, B_MASK, T_MASK, 3, 3, P=P)
+        kw.update(mask=MASK_PATTERNS[pattern], reverse=reverse, zero_output_for_mask=zero_output,
+                  return_sequences=return_sequences)
+        got, want, g_got, g_want = run_both(case, kw, rng)
+        for label, a, b in zip(("y", "h_n", "c_n"), got[:3], want[:3]):
+            assert_close(a, b, tol, f"{label} {pattern} {kw}")
+        for key, want_grad in g_want.items():
+            if want_grad is not None:
+                assert_close(g_got[key], want_grad, tol, f"d{key} {pattern} {kw}")
+
+
+@pytest.mark.parametrize("pattern", sorted(MASK_PATTERNS))
+@pytest.mark.parametrize("reverse,zero_output", [(False, False), (True, True), (True, False)])
+def test_mask_patterns_central_difference(pattern, reverse, zero_output, numeric_grad):
+    rng = np.random.default_rng(22)
+    case, kw = make_case(rng, np.float64, B_MASK, T_MASK, 2, 2)
+    kw.update(mask=MASK_PATTERNS[pattern], reverse=reverse, zero_output_for_mask=zero_output)
+    check_gradients(case, kw, rng, numeric_grad)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("zero_output", [False, True])
+def test_fully_masked_rows_keep_initial_state(reverse, zero_output):
+    """A sample masked at every step outputs zeros, keeps its initial state, and passes the
+    state gradients straight to its initial state (Keras's masking semantics)."""
+    rng = np.random.default_rng(23)
+    mask = MASK_PATTERNS["fully_masked_rows"]
+    dead = ~mask.any(axis=1)
+    case, kw = make_case(rng, np.float64, B_MASK, T_MASK, 3, 3, P=2)
+    kw.update(mask=mask, reverse=reverse, zero_output_for_mask=zero_output)
+    args = [case[k] for k in ("x", "kernel", "recurrent_kernel", "bias", "h0", "c0")]
+    y, h, c, cache = ops.lstm_forward(*args, training=True, **kw)
+    np.testing.assert_array_equal(y[dead], 0)
+    np.testing.assert_array_equal(h[dead], case["h0"][dead])
+    np.testing.assert_array_equal(c[dead], case["c0"][dead])
+    dh, dc = rng.normal(size=h.shape), rng.normal(size=c.shape)
+    grads = ops.lstm_backward(cache, rng.normal(size=y.shape), dh, dc)
+    np.testing.assert_array_equal(grads["h0"][dead], dh[dead])
+    np.testing.assert_array_equal(grads["c0"][dead], dc[dead])
+    np.testing.assert_array_equal(grads["x"][dead], 0)
+    assert np.abs(grads["x"][~dead]).max() > 0
+
+
+def test_left_padding_equals_the_unpadded_sequence():
+    """Masked leading steps change nothing: a left-padded sample gives the outputs of its
+    real steps alone (and reverse gives those of the reversed real steps)."""
+    rng = np.random.default_rng(24)
+    case, _ = make_case(rng, np.float64, 1, 5, 3, 4)
+    args = [case[k] for k in ("kernel", "recurrent_kernel", "bias", "h0", "c0")]
+    mask = np.array([[False, False, True, True, True]])
+    for reverse in (False, True):
+        y, h, c, _ = ops.lstm_forward(case["x"], *args, mask=mask, reverse=reverse,
+                                      zero_output_for_mask=True)
+        y_real, h_real, c_real, _ = ops.lstm_forward(case["x"][:, 2:], *args, reverse=reverse)
+        np.testing.assert_allclose(y[:, 2:], y_real, rtol=1e-13)
+        np.testing.assert_allclose(h, h_real, rtol=1e-13)
+        np.testing.assert_allclose(c, c_real, rtol=1e-13)
+        np.testing.assert_array_equal(y[:, :2], 0)
