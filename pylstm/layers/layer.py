@@ -193,7 +193,8 @@ class Layer:
 
         `mask` (a `(B, T)` bool array or None) is passed on only when `call` takes a `mask`
         argument, as Keras does. With an `activity_regularizer`, the penalty of each output is
-        recorded in `losses`, and in training `backward_with_penalties` adds its gradient.
+        recorded in `losses` (divided by the batch size, as Keras 3), and in training
+        `backward_with_penalties` adds its gradient.
         """
         if not self.built:
             try:
@@ -208,7 +209,9 @@ class Layer:
         outputs = self.call(inputs, training=bool(training), **kwargs)
         if self.activity_regularizer is not None:
             flat = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-            self._activity_losses = [float(self.activity_regularizer(o)) for o in flat]
+            # Keras 3 divides each output's penalty by its batch size.
+            self._activity_losses = [float(self.activity_regularizer(o)) / _batch_size(o)
+                                     for o in flat]
             self._activity_outputs = list(flat) if training else None
         return outputs
 
@@ -232,7 +235,11 @@ class Layer:
     def backward_with_penalties(self, grad_outputs):
         """`backward`, after adding the activity regularizer's gradient to `grad_outputs`."""
         if self.activity_regularizer is not None and self._activity_outputs is not None:
-            gradient = _penalty_gradient(self.activity_regularizer, self.name)
+            penalty_gradient = _penalty_gradient(self.activity_regularizer, self.name)
+
+            def gradient(output):
+                return penalty_gradient(output) / _batch_size(output)
+
             if isinstance(grad_outputs, (list, tuple)):
                 grad_outputs = [gradient(o) if g is None else g + gradient(o)
                                 for g, o in zip(grad_outputs, self._activity_outputs)]
@@ -270,6 +277,10 @@ def _takes_mask(call):
     if call not in _TAKES_MASK:
         _TAKES_MASK[call] = "mask" in inspect.signature(call).parameters
     return _TAKES_MASK[call]
+
+
+def _batch_size(output):
+    return np.shape(output)[0] if np.ndim(output) > 0 and np.shape(output)[0] > 0 else 1
 
 
 def _penalty_gradient(regularizer, owner):

@@ -114,6 +114,9 @@ class LSTM(Layer):
                     or not 0.0 <= value < 1.0:
                 raise ValueError(f"Argument `{arg}` must be a float in [0, 1), "
                                  f"received {value!r}.")
+        if use_cudnn not in ("auto", True, False):
+            raise ValueError(f"Argument `use_cudnn` must be 'auto', True or False (as Keras), "
+                             f"received {use_cudnn!r}.")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise ValueError(f"Argument `seed` must be an int or None, received {seed!r}.")
         self.units = int(units)

@@ -1,0 +1,119 @@
+"""Helpers shared by the Keras 3 parity suites: the Keras twin of a pylstm layer, weights copied
+either way, and Keras's gradients taken with `tf.GradientTape`.
+
+pytest runs with `--import-mode=importlib`, which keeps `tests/` off `sys.path`; a test module
+loads this file by path (see `_keras_util()` in `test_keras_parity.py`).
+
+Keras runs on its TensorFlow backend (CI installs tensorflow-cpu): the variables below are set
+before `keras` is first imported.
+"""
+
+import os
+
+os.environ["KERAS_BACKEND"] = "tensorflow"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+
+def as_list(outputs):
+    """A layer's outputs as a list (one array, or the list of `return_state`)."""
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def copy_weights(src, dst):
+    """Copies `src.get_weights()` into `dst` (pylstm or Keras layers or models, either way).
+
+    Raises:
+        AssertionError: the two do not hold the same list of weight shapes.
+    """
+    weights = [np.asarray(w) for w in src.get_weights()]
+    want = [tuple(np.shape(w)) for w in dst.get_weights()]
+    assert [w.shape for w in weights] == want, (
+        f"weight shapes differ: {[w.shape for w in weights]} vs {want}")
+    dst.set_weights(weights)
+
+
+def lstm_weights(rng, input_dim, units, use_bias=True, scale=0.3, dtype="float32"):
+    """Random LSTM weights in Keras's order: `kernel (D, 4H)`, `recurrent_kernel (H, 4H)` and,
+    with `use_bias`, `bias (4H,)`; small (`scale`) so that unbounded activations stay finite."""
+    shapes = [(input_dim, 4 * units), (units, 4 * units)] + ([(4 * units,)] if use_bias else [])
+    return [(rng.normal(size=s) * scale).astype(dtype) for s in shapes]
+
+
+def keras_call(layer, x, upstream, *, mask=None, initial_state=None, training=False):
+    """Calls a Keras layer (or model) on `x` under a GradientTape.
+
+    The loss is `sum_k sum(outputs[k] * upstream[k])`, so the gradients are the vector-Jacobian
+    products with a given upstream gradient, what a pylstm `backward(upstream)` computes.
+
+    Args:
+        layer: a built Keras layer or model.
+        x: `(B, T, D)` float array.
+        upstream: list of arrays, one per output, each of its output's shape.
+        mask: `(B, T)` bool array or None, passed as the `mask` call argument.
+        initial_state: list of arrays or None, passed as `initial_state`.
+        training: the `training` call argument.
+
+    Returns:
+        `(outputs, grads)`: `outputs` a list of `np.ndarray`; `grads` a dict with `"inputs"`
+        (like `x`), `"initial_state"` (a list, empty without `initial_state`) and `"weights"`
+        (one per `layer.trainable_weights`, which for an LSTM is `get_weights()`'s order).
+    """
+    x = tf.constant(x)
+    states = [] if initial_state is None else [tf.constant(s) for s in initial_state]
+    kwargs = {}
+    if mask is not None:
+        kwargs["mask"] = tf.constant(mask)
+    if initial_state is not None:
+        kwargs["initial_state"] = states
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        for s in states:
+            tape.watch(s)
+        outputs = as_list(layer(x, training=training, **kwargs))
+        loss = tf.add_n([tf.reduce_sum(o * g) for o, g in zip(outputs, upstream)])
+    sources = {"inputs": x, "initial_state": states, "weights": list(layer.trainable_weights)}
+    grads = tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    to_numpy = lambda t: np.asarray(t)  # noqa: E731
+    return ([to_numpy(o) for o in outputs],
+            {"inputs": to_numpy(grads["inputs"]),
+             "initial_state": [to_numpy(g) for g in grads["initial_state"]],
+             "weights": [to_numpy(g) for g in grads["weights"]]})
+
+
+def keras_fit(model, x, y, optimizer, loss, epochs, batch_size, dense_gradients=False):
+    """Trains a Keras model without shuffling; returns the per-epoch losses.
+
+    Args:
+        dense_gradients: False: `compile` and `fit`. True: the same loop written out (the loss
+            of each batch before its update, epoch losses weighted by batch size, as `fit`
+            reports them), with every gradient made dense before the optimizer sees it.
+            Keras's TF backend hands an `Embedding`'s gradient to the optimizer as
+            `tf.IndexedSlices` with one slice per occurrence of an index, and Adam's
+            `v += (g**2 - v) * (1 - beta_2)` squares the slices before `scatter_add` sums them:
+            a token seen twice in a batch gets `g1**2 + g2**2` instead of `(g1 + g2)**2`.
+            Dense gradients give Adam as written in its paper (Kingma & Ba 2015).
+    """
+    if not dense_gradients:
+        model.compile(optimizer=optimizer, loss=loss)
+        history = model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=False,
+                            verbose=0)
+        return history.history["loss"]
+    loss_fn = keras.losses.get(loss)
+    epoch_losses = []
+    for _ in range(epochs):
+        total = 0.0
+        for start in range(0, len(x), batch_size):
+            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            with tf.GradientTape() as tape:
+                batch_loss = (tf.reduce_mean(loss_fn(yb, model(xb, training=True)))
+                              + sum(model.losses))
+            grads = tape.gradient(batch_loss, model.trainable_weights)
+            optimizer.apply_gradients(
+                [(tf.convert_to_tensor(g), w) for g, w in zip(grads, model.trainable_weights)])
+            total += float(batch_loss) * len(xb)
+        epoch_losses.append(total / len(x))
+    return epoch_losses
