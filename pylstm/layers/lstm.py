@@ -61,13 +61,18 @@ class LSTM(Layer):
             (the compiled core always runs the loop itself, on the CPU).
         zero_output_for_mask: if True, masked timesteps output zeros instead of repeating
             the previous output (Keras's RNN argument).
+        proj_size: int or None (pylstm's extension; PyTorch's `proj_size`): with P > 0, an LSTM
+            with a projection layer (LSTMP, Sak et al. 2014): `h_t = (o * activation(c_t)) @
+            projection`, `projection (H, P)` appended to the weights after `bias`; the
+            output and `h` have P features (`recurrent_kernel` is `(P, 4H)`), `c` keeps H.
+            Must be smaller than `units`.
         **kwargs: `name`, `trainable`, `dtype` ("float32" or "float64"), `input_shape`.
 
     Call arguments:
         inputs: `(B, T, D)` float array (float32 or float64, cast to the layer's dtype); need
             not be contiguous.
         initial_state: None (zeros, or the carried state when stateful) or a list
-            `[h_0, c_0]` of `(B, H)` arrays.
+            `[h_0 (B, P), c_0 (B, H)]`, P = `proj_size` or `units`.
         training: bool; True caches what `backward` needs and applies dropout.
         mask: None or a `(B, T)` boolean array, True on real steps; any pattern (right or left
             padding, holes, fully masked rows). On a masked step the state is carried
@@ -75,8 +80,8 @@ class LSTM(Layer):
             zeros with `zero_output_for_mask`), as Keras's generic RNN loop does.
 
     Returns:
-        `(B, T, H)` if `return_sequences` else `(B, H)`, in the layer's dtype; with
-        `return_state`, the list `[output, h_n (B, H), c_n (B, H)]`.
+        `(B, T, P)` if `return_sequences` else `(B, P)` (P = `proj_size` or `units`), in the
+        layer's dtype; with `return_state`, the list `[output, h_n (B, P), c_n (B, H)]`.
 
     Raises:
         TypeError: `inputs` is not a real floating array (integers, objects, strings).
@@ -102,7 +107,7 @@ class LSTM(Layer):
                  kernel_constraint=None, recurrent_constraint=None, bias_constraint=None,
                  dropout=0.0, recurrent_dropout=0.0, seed=None, return_sequences=False,
                  return_state=False, go_backwards=False, stateful=False, unroll=False,
-                 use_cudnn="auto", zero_output_for_mask=False, **kwargs):
+                 use_cudnn="auto", zero_output_for_mask=False, proj_size=None, **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Argument `units` must be a positive int, received {units!r}.")
@@ -119,7 +124,13 @@ class LSTM(Layer):
                              f"received {use_cudnn!r}.")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise ValueError(f"Argument `seed` must be an int or None, received {seed!r}.")
+        if proj_size is not None and (isinstance(proj_size, bool) or
+                                      not isinstance(proj_size, (int, np.integer)) or
+                                      not 0 <= proj_size < units):
+            raise ValueError(f"Argument `proj_size` must be None or an int in [0, units={units}), "
+                             f"received {proj_size!r}.")
         self.units = int(units)
+        self.proj_size = int(proj_size) if proj_size else None
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.recurrent_initializer = initializers.get(recurrent_initializer)
@@ -147,6 +158,11 @@ class LSTM(Layer):
         self.states = None
         self._stateful_batch_size = None
 
+    @property
+    def _output_size(self):
+        """P: the size of the output and of h (the projection size, else `units`)."""
+        return self.proj_size or self.units
+
     def _seeded(self, initializer, offset):
         """`initializer`, seeded from the layer's seed if it has none of its own."""
         if self.seed is None or getattr(initializer, "seed", 0) is not None:
@@ -159,11 +175,11 @@ class LSTM(Layer):
             raise ValueError(f"Argument `inputs` of layer '{self.name}' must be 3-D (batch, "
                              f"timesteps, features), received input shape "
                              f"{tuple(input_shape)}.")
-        D, H = int(input_shape[-1]), self.units
+        D, H, P = int(input_shape[-1]), self.units, self._output_size
         self.kernel = self.add_weight("kernel", (D, 4 * H), self._seeded(self.kernel_initializer, 0),
                                       self.kernel_regularizer, self.kernel_constraint)
         self.recurrent_kernel = self.add_weight(
-            "recurrent_kernel", (H, 4 * H), self._seeded(self.recurrent_initializer, 1),
+            "recurrent_kernel", (P, 4 * H), self._seeded(self.recurrent_initializer, 1),
             self.recurrent_regularizer, self.recurrent_constraint)
         self.bias = None
         if self.use_bias:
@@ -174,15 +190,20 @@ class LSTM(Layer):
                                            base((2 * H,), dtype)])
             self.bias = self.add_weight("bias", (4 * H,), bias_init, self.bias_regularizer,
                                         self.bias_constraint)
+        self.projection = None
+        if self.proj_size:
+            self.projection = self.add_weight("projection", (H, P),
+                                              self._seeded(self.kernel_initializer, 3))
         if self.stateful and input_shape[0] is not None:
             self._stateful_batch_size = int(input_shape[0])
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
         B, T = input_shape[0], input_shape[1]
-        out = (B, T, self.units) if self.return_sequences else (B, self.units)
+        P = self._output_size
+        out = (B, T, P) if self.return_sequences else (B, P)
         if self.return_state:
-            return [out, (B, self.units), (B, self.units)]
+            return [out, (B, P), (B, self.units)]
         return out
 
     def call(self, inputs, training=False, initial_state=None, mask=None):
@@ -200,13 +221,13 @@ class LSTM(Layer):
             raise ValueError(f"Argument `inputs` has zero timesteps (shape {x.shape}); "
                              f"need >= 1 step.")
         check_finite(x, "inputs")
-        B, H = x.shape[0], self.units
+        B, H, P = x.shape[0], self.units, self._output_size
         h0 = c0 = None
         if initial_state is not None:
             if not isinstance(initial_state, (list, tuple)) or len(initial_state) != 2:
-                raise ValueError(f"Argument `initial_state` must be a list [h_0, c_0] of two "
-                                 f"({B}, {H}) arrays, received {initial_state!r:.200}.")
-            h0 = check_array(initial_state[0], "initial_state[0]", shape=(B, H), dtype=self.dtype)
+                raise ValueError(f"Argument `initial_state` must be a list [h_0 ({B}, {P}), "
+                                 f"c_0 ({B}, {H})], received {initial_state!r:.200}.")
+            h0 = check_array(initial_state[0], "initial_state[0]", shape=(B, P), dtype=self.dtype)
             c0 = check_array(initial_state[1], "initial_state[1]", shape=(B, H), dtype=self.dtype)
             check_finite(h0, "initial_state[0]")
             check_finite(c0, "initial_state[1]")
@@ -221,7 +242,7 @@ class LSTM(Layer):
         if training and self.dropout > 0:
             dropout_mask = self._dropout_draw(gates + (B, x.shape[2]), self.dropout)
         if training and self.recurrent_dropout > 0:
-            recurrent_dropout_mask = self._dropout_draw(gates + (B, H), self.recurrent_dropout)
+            recurrent_dropout_mask = self._dropout_draw(gates + (B, P), self.recurrent_dropout)
         extra = {}
         if dropout_mask is not None:
             extra["dropout_mask"] = dropout_mask
@@ -229,7 +250,8 @@ class LSTM(Layer):
             extra["recurrent_dropout_mask"] = recurrent_dropout_mask
         y, h_n, c_n, cache = ops.lstm_forward(
             x, self.kernel.value, self.recurrent_kernel.value,
-            None if self.bias is None else self.bias.value, h0, c0, mask=mask,
+            None if self.bias is None else self.bias.value, h0, c0,
+            projection=None if self.projection is None else self.projection.value, mask=mask,
             reverse=self.go_backwards, zero_output_for_mask=self.zero_output_for_mask,
             activation=self.activation, recurrent_activation=self.recurrent_activation,
             training=training, return_sequences=self.return_sequences, **extra)
@@ -314,6 +336,8 @@ class LSTM(Layer):
         self.recurrent_kernel.grad += grads["recurrent_kernel"]
         if self.bias is not None:
             self.bias.grad += grads["bias"]
+        if self.projection is not None:
+            self.projection.grad += grads["projection"]
         if self._had_initial_state:
             return grads["x"], [grads["h0"], grads["c0"]]
         return grads["x"]
@@ -346,6 +370,8 @@ class LSTM(Layer):
             use_cudnn=self.use_cudnn,
             zero_output_for_mask=self.zero_output_for_mask,
         )
+        if self.proj_size:
+            config["proj_size"] = self.proj_size
         return config
 
 
