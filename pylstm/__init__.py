@@ -6,8 +6,9 @@ Keras-style API (`pylstm.layers`, `pylstm.models`) sits on top.
 
 __version__ = "0.1.0"
 
-from pylstm import (activations, callbacks, datasets, initializers, layers, losses, metrics,
-                    models, ops, optimizers, utils)
+from pylstm import (activations, callbacks, constraints, datasets, initializers, layers, losses,
+                    metrics, models, ops, optimizers, regularizers, streaming, utils)
 
-__all__ = ["activations", "callbacks", "datasets", "initializers", "layers", "losses", "metrics",
-           "models", "ops", "optimizers", "utils", "__version__"]
+__all__ = ["activations", "callbacks", "constraints", "datasets", "initializers", "layers",
+           "losses", "metrics", "models", "ops", "optimizers", "regularizers", "streaming", "utils",
+           "__version__"]
