@@ -7,8 +7,8 @@ Keras-style API (`pylstm.layers`, `pylstm.models`) sits on top.
 __version__ = "0.1.0"
 
 from pylstm import (activations, callbacks, constraints, datasets, initializers, layers, losses,
-                    metrics, models, ops, optimizers, regularizers, streaming, utils)
+                    metrics, models, nn, ops, optimizers, regularizers, streaming, utils)
 
 __all__ = ["activations", "callbacks", "constraints", "datasets", "initializers", "layers",
-           "losses", "metrics", "models", "ops", "optimizers", "regularizers", "streaming", "utils",
+           "losses", "metrics", "models", "nn", "ops", "optimizers", "regularizers", "streaming", "utils",
            "__version__"]

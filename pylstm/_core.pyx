@@ -66,32 +66,10 @@ Design:
 """
 
 from cython cimport floating
-from libc.math cimport exp, expm1, fabs, log1p, tanh
 from libc.string cimport memcpy, memset
 
 from pylstm._blas cimport gemm, matmul
-
-cdef enum:
-    ACT_LINEAR = 0
-    ACT_TANH = 1
-    ACT_SIGMOID = 2
-    ACT_HARD_SIGMOID = 3
-    ACT_RELU = 4
-    ACT_ELU = 5
-    ACT_SELU = 6
-    ACT_SOFTPLUS = 7
-    ACT_SOFTSIGN = 8
-    ACT_SWISH = 9
-    ACT_EXPONENTIAL = 10
-    ACT_LEGACY_HARD_SIGMOID = 11
-
-# Slots of the activation array: the four gates in order, then the cell output.
-cdef enum:
-    GATE_I = 0
-    GATE_F = 1
-    GATE_G = 2
-    GATE_O = 3
-    CELL = 4
+from pylstm._gates cimport *
 
 ACTIVATION_CODES = {
     "linear": ACT_LINEAR,
@@ -112,151 +90,8 @@ ACTIVATION_CODES = {
 # Codes whose derivative needs the activation's input: a gate using one makes forward keep zs.
 INPUT_DERIVATIVE_CODES = frozenset({ACT_SWISH})
 
-# Klambauer et al. 2017 (the values Keras and TensorFlow use).
-cdef double SELU_ALPHA = 1.6732632423543772848170429916717
-cdef double SELU_SCALE = 1.0507009873554804934193349852946
 
-
-# Activations -----------------------------------------------------------------------------
-
-cdef extern from "_fastmath.h" nogil:
-    float pl_expf(float x)
-    float pl_exp_fullf(float x)
-    float pl_expm1f(float x)
-    float pl_sigmoidf(float x)
-    float pl_tanhf(float x)
-    float pl_softplusf(float x)
-
-
-cdef inline void _activate(int code, floating* z, Py_ssize_t n) noexcept nogil:
-    """z[:n] = act(z[:n]) in place; one plain loop per activation, so each vectorizes.
-
-    float32 uses the vectorizable functions of _fastmath.h; float64 uses libm, exact to
-    double precision for gradient checks. Both sides of a select are computed first, so
-    the compiler sees a blend, not a branch.
-    """
-    cdef Py_ssize_t k
-    cdef floating v, e
-    cdef floating sa = <floating> (SELU_SCALE * SELU_ALPHA)
-    cdef floating scale = <floating> SELU_SCALE
-    if code == ACT_TANH:
-        for k in range(n):
-            if floating is float:
-                z[k] = pl_tanhf(z[k])
-            else:
-                z[k] = tanh(z[k])
-    elif code == ACT_SIGMOID:
-        for k in range(n):
-            if floating is float:
-                z[k] = pl_sigmoidf(z[k])
-            else:
-                z[k] = 1 / (1 + exp(-z[k]))
-    elif code == ACT_HARD_SIGMOID:
-        # Keras 3: relu6(x + 3) / 6
-        for k in range(n):
-            v = (z[k] + 3) / 6
-            z[k] = 0 if v < 0 else (1 if v > 1 else v)
-    elif code == ACT_RELU:
-        for k in range(n):
-            z[k] = z[k] if z[k] > 0 else 0
-    elif code == ACT_ELU:
-        for k in range(n):
-            v = z[k]
-            e = pl_expm1f(v) if floating is float else expm1(v)
-            z[k] = v if v > 0 else e
-    elif code == ACT_SELU:
-        for k in range(n):
-            v = z[k]
-            e = pl_expm1f(v) if floating is float else expm1(v)
-            z[k] = scale * v if v > 0 else sa * e
-    elif code == ACT_SOFTPLUS:
-        for k in range(n):
-            if floating is float:
-                z[k] = pl_softplusf(z[k])
-            else:
-                v = z[k]
-                z[k] = (v if v > 0 else 0) + log1p(exp(-fabs(v)))
-    elif code == ACT_SOFTSIGN:
-        for k in range(n):
-            v = z[k]
-            z[k] = v / (1 + (v if v > 0 else -v))
-    elif code == ACT_SWISH:
-        for k in range(n):
-            if floating is float:
-                z[k] = z[k] * pl_sigmoidf(z[k])
-            else:
-                z[k] = z[k] / (1 + exp(-z[k]))
-    elif code == ACT_EXPONENTIAL:
-        for k in range(n):
-            if floating is float:
-                z[k] = pl_exp_fullf(z[k])
-            else:
-                z[k] = exp(z[k])
-    elif code == ACT_LEGACY_HARD_SIGMOID:
-        # Keras 2: clip(0.2 x + 0.5, 0, 1)
-        for k in range(n):
-            v = <floating> 0.2 * z[k] + <floating> 0.5
-            z[k] = 0 if v < 0 else (1 if v > 1 else v)
-
-
-cdef inline void _mul_dact(int code, floating* v, const floating* x, const floating* y,
-                           Py_ssize_t n) noexcept nogil:
-    """v[:n] *= act'(x), written in terms of y = act(x); only swish reads x (else NULL is fine).
-
-    At the kinks the one-sided value TensorFlow's gradients use: elu' = selu' / scale = 1 and
-    relu' = 0 at 0.
-    """
-    cdef Py_ssize_t k
-    cdef floating d, e, s
-    cdef floating sa = <floating> (SELU_SCALE * SELU_ALPHA)
-    cdef floating scale = <floating> SELU_SCALE
-    if code == ACT_TANH:
-        for k in range(n):
-            v[k] *= 1 - y[k] * y[k]
-    elif code == ACT_SIGMOID:
-        for k in range(n):
-            v[k] *= y[k] * (1 - y[k])
-    elif code == ACT_HARD_SIGMOID:
-        for k in range(n):
-            v[k] *= <floating> (1.0 / 6.0) if (y[k] > 0 and y[k] < 1) else 0
-    elif code == ACT_RELU:
-        for k in range(n):
-            v[k] *= 1 if y[k] > 0 else 0
-    elif code == ACT_ELU:
-        for k in range(n):
-            v[k] *= y[k] + 1 if y[k] < 0 else 1
-    elif code == ACT_SELU:
-        for k in range(n):
-            v[k] *= y[k] + sa if y[k] < 0 else scale
-    elif code == ACT_SOFTPLUS:
-        # sigmoid(x) = 1 - exp(-softplus(x))
-        for k in range(n):
-            if floating is float:
-                v[k] *= -pl_expm1f(-y[k])
-            else:
-                v[k] *= -expm1(-y[k])
-    elif code == ACT_SOFTSIGN:
-        # 1 / (1 + |x|)^2 = (1 - |y|)^2
-        for k in range(n):
-            d = 1 - (y[k] if y[k] > 0 else -y[k])
-            v[k] *= d * d
-    elif code == ACT_SWISH:
-        # s (1 + x (1 - s)) with 1 - s = e s, e = exp(-x): no cancellation for large x. The
-        # float64 exp is clamped like pl_expf's, so that e s stays finite (s = 0 at e = inf).
-        for k in range(n):
-            if floating is float:
-                e = pl_expf(-x[k])
-            else:
-                e = exp(-x[k] if x[k] > -700 else 700)
-            s = 1 / (1 + e)
-            v[k] *= s * (1 + x[k] * (e * s))
-    elif code == ACT_EXPONENTIAL:
-        for k in range(n):
-            v[k] *= y[k]
-    elif code == ACT_LEGACY_HARD_SIGMOID:
-        for k in range(n):
-            v[k] *= <floating> 0.2 if (y[k] > 0 and y[k] < 1) else 0
-
+# Buffers -----------------------------------------------------------------------------------
 
 cdef inline const floating* _offset(const floating* p, Py_ssize_t k) noexcept nogil:
     """p + k, or NULL for an absent optional buffer."""
@@ -266,122 +101,166 @@ cdef inline const floating* _offset(const floating* p, Py_ssize_t k) noexcept no
 # Recurrent product with optional recurrent dropout -----------------------------------------
 
 cdef inline void _add_recurrent(
-        floating* z,                  # IN/OUT (B, G): gets (h_{t-1} * r) @ recurrent_kernel
-        const floating* h_prev,       # IN (B, P)
-        floating* hm,                 # scratch (B, P), used with recurrent dropout
+        floating* z,                  # IN/OUT (n, G): gets (h_{t-1} * r) @ recurrent_kernel
+        const floating* h_prev,       # IN (n, P)
+        floating* hm,                 # scratch (n, P), used with recurrent dropout
         const floating* recurrent_kernel,  # IN (P, G)
-        const floating* rdrop,        # IN (R, B, P) or NULL
-        int R, int B, int H, int P) noexcept nogil:
+        const floating* rdrop,        # IN (R, B, P) or NULL; rows [0, n) of each mask are used
+        int R, int n, int B, int H, int P) noexcept nogil:
     cdef int G = 4 * H
     cdef Py_ssize_t k, j
     if rdrop == NULL:
-        # z += h_{t-1} @ recurrent_kernel    (B, P) @ (P, G)
-        matmul(B, P, G, 1, h_prev, P, recurrent_kernel, False, 1, z, G)
+        # z += h_{t-1} @ recurrent_kernel    (n, P) @ (P, G)
+        matmul(n, P, G, 1, h_prev, P, recurrent_kernel, False, 1, z, G)
         return
     for k in range(R):
-        for j in range(B * P):
+        for j in range(n * P):
             hm[j] = h_prev[j] * rdrop[k * B * P + j]
         if R == 1:
-            # z += (h_{t-1} * r) @ recurrent_kernel    (B, P) @ (P, G)
-            matmul(B, P, G, 1, hm, P, recurrent_kernel, False, 1, z, G)
+            # z += (h_{t-1} * r) @ recurrent_kernel    (n, P) @ (P, G)
+            matmul(n, P, G, 1, hm, P, recurrent_kernel, False, 1, z, G)
         else:
-            # z[:, kH:(k+1)H] += (h_{t-1} * r_k) @ recurrent_kernel[:, kH:(k+1)H]    (B, P) @ (P, H)
-            gemm(False, False, B, H, P, 1, hm, P, recurrent_kernel + k * H, G, 1, z + k * H, G)
+            # z[:, kH:(k+1)H] += (h_{t-1} * r_k) @ recurrent_kernel[:, kH:(k+1)H]    (n, P) @ (P, H)
+            gemm(False, False, n, H, P, 1, hm, P, recurrent_kernel + k * H, G, 1, z + k * H, G)
 
 
 cdef inline void _recurrent_grad(
-        floating* out,                # OUT (B, P): d loss / d h_{t-1}
-        const floating* dz,           # IN (B, G)
-        floating* hm,                 # scratch (B, P), used with four recurrent dropout masks
+        floating* out,                # OUT (n, P): d loss / d h_{t-1}
+        const floating* dz,           # IN (n, G)
+        floating* hm,                 # scratch (n, P), used with four recurrent dropout masks
         const floating* recurrent_kernel,  # IN (P, G)
-        const floating* rdrop,        # IN (R, B, P) or NULL
-        int R, int B, int H, int P) noexcept nogil:
+        const floating* rdrop,        # IN (R, B, P) or NULL; rows [0, n) of each mask are used
+        int R, int n, int B, int H, int P) noexcept nogil:
     cdef int G = 4 * H
     cdef Py_ssize_t k, j
     cdef const floating* r
     if rdrop == NULL or R == 1:
-        # out = dz @ recurrent_kernel^T    (B, G) @ (G, P)
-        matmul(B, G, P, 1, dz, G, recurrent_kernel, True, 0, out, P)
+        # out = dz @ recurrent_kernel^T    (n, G) @ (G, P)
+        matmul(n, G, P, 1, dz, G, recurrent_kernel, True, 0, out, P)
         if rdrop != NULL:
-            for j in range(B * P):
+            for j in range(n * P):
                 out[j] *= rdrop[j]
         return
     for k in range(R):
-        # hm = dz[:, kH:(k+1)H] @ recurrent_kernel[:, kH:(k+1)H]^T    (B, H) @ (H, P)
-        gemm(False, True, B, P, H, 1, dz + k * H, G, recurrent_kernel + k * H, G, 0, hm, P)
+        # hm = dz[:, kH:(k+1)H] @ recurrent_kernel[:, kH:(k+1)H]^T    (n, H) @ (H, P)
+        gemm(False, True, n, P, H, 1, dz + k * H, G, recurrent_kernel + k * H, G, 0, hm, P)
         r = rdrop + k * B * P
         if k == 0:
-            for j in range(B * P):
+            for j in range(n * P):
                 out[j] = hm[j] * r[j]
         else:
-            for j in range(B * P):
+            for j in range(n * P):
                 out[j] += hm[j] * r[j]
+
+
+# State slots -------------------------------------------------------------------------------
+
+cdef inline Py_ssize_t _slot(Py_ssize_t s, Py_ssize_t off, int B, bint reverse,
+                             bint training) noexcept nogil:
+    """First row of the state slot read by processed step s, whose rows start at `off`."""
+    if training:
+        return off + B if reverse else off
+    return (s % 2) * B
+
+
+cdef inline Py_ssize_t _final_slot(Py_ssize_t N, int B, bint reverse,
+                                   bint training) noexcept nogil:
+    """First row of the (B, .) block that receives each sample's state after its last step."""
+    if training:
+        return 0 if reverse else N
+    return 2 * B
 
 
 # Forward ---------------------------------------------------------------------------------
 
 cdef void _forward(
-        floating* gates,              # IN/OUT (T, B, G): x @ kernel + bias -> activated gates
-        floating* zs,                 # OUT (T, B, G) gate pre-activations, or NULL
-        floating* hs,                 # IN/OUT (S, B, P): initial h in its slot; h per step
-        floating* cs,                 # IN/OUT (S, B, H): initial c in its slot; c per step
-        floating* ms,                 # OUT (T, B, H) m_t cache, or NULL (training with projection)
+        floating* gates,              # IN/OUT (N, G): x @ kernel + bias -> activated gates
+        floating* zs,                 # OUT (N, G) gate pre-activations, or NULL
+        floating* hs,                 # OUT (S, P) state slots: h per step, final h
+        floating* cs,                 # OUT (S, H) state slots: c per step, final c
+        const floating* h0,           # IN (B, P) initial h
+        const floating* c0,           # IN (B, H) initial c
+        floating* ms,                 # OUT (N, H) m_t cache, or NULL (training with projection)
         floating* m,                  # scratch (B, H), used with projection
-        floating* y,                  # OUT (T, B, P) outputs, or NULL
+        floating* y,                  # OUT (N, P) outputs, or NULL
         floating* y_prev,             # OUT (B, P): last unmasked output per sample (zeros in)
         floating* hm,                 # scratch (B, P), used with recurrent dropout
         const floating* recurrent_kernel,  # IN (P, G)
         const floating* projection,   # IN (H, P) or NULL
-        const unsigned char* mask,    # IN (T, B) or NULL
+        const unsigned char* mask,    # IN (T, B) or NULL (only with all batch sizes = B)
         const floating* rdrop,        # IN (R, B, P) recurrent dropout mask, or NULL
+        const int* batch_sizes,       # IN (T,) non-increasing, batch_sizes[0] = B
         int R, int T, int B, int H, int P, bint reverse, bint training, bint zero_output,
         const int* acts) noexcept nogil:              # IN (5,): i, f, g, o, cell activations
     cdef int G = 4 * H
-    cdef Py_ssize_t t, step, b, j, prev, new
+    cdef Py_ssize_t N = 0
+    cdef Py_ssize_t s, t, b, j, off, off_next
+    cdef int n, n_prev, n_next, keep
     cdef floating* z
     cdef floating* zb
     cdef floating* cb
+    cdef floating* hb
     cdef const floating* cpb
-    cdef floating* h_prev
-    cdef floating* h_new
-    cdef floating* c_prev
-    cdef floating* c_new
+    cdef floating* h_in
+    cdef floating* c_in
+    cdef floating* h_out
+    cdef floating* c_out
+    cdef floating* h_fin
+    cdef floating* c_fin
     cdef floating* m_b
     cdef bint masked
 
-    for step in range(T):
-        t = T - 1 - step if reverse else step
-        prev = t + 1 if reverse else t
-        new = t if reverse else t + 1
-        if not training:
-            prev = prev % 2
-            new = new % 2
-        h_prev = hs + prev * B * P
-        h_new = hs + new * B * P
-        c_prev = cs + prev * B * H
-        c_new = cs + new * B * H
-        z = gates + t * B * G
+    for s in range(T):
+        N += batch_sizes[s]
+    h_fin = hs + _final_slot(N, B, reverse, training) * P
+    c_fin = cs + _final_slot(N, B, reverse, training) * H
+    off = N if reverse else 0
+    n_prev = 0
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        n = batch_sizes[t]
+        if reverse:
+            off -= n
+        # The samples still running at the next processed step: rows [0, keep) carry on, rows
+        # [keep, n) end here and leave their state in the final slot.
+        n_next = 0
+        off_next = 0
+        if s + 1 < T:
+            n_next = batch_sizes[t - 1 if reverse else t + 1]
+            off_next = off - n_next if reverse else off + n
+        keep = n_next if n_next < n else n
+        h_in = hs + _slot(s, off, B, reverse, training) * P
+        c_in = cs + _slot(s, off, B, reverse, training) * H
+        h_out = hs + _slot(s + 1, off_next, B, reverse, training) * P
+        c_out = cs + _slot(s + 1, off_next, B, reverse, training) * H
+        # Samples starting here (all at the first step; in reverse, each at its last real
+        # step) take their initial state.
+        if n_prev < n:
+            memcpy(h_in + n_prev * P, h0 + n_prev * P, (n - n_prev) * P * sizeof(floating))
+            memcpy(c_in + n_prev * H, c0 + n_prev * H, (n - n_prev) * H * sizeof(floating))
+        n_prev = n
+        z = gates + off * G
 
-        _add_recurrent(z, h_prev, hm, recurrent_kernel, rdrop, R, B, H, P)
+        _add_recurrent(z, h_in, hm, recurrent_kernel, rdrop, R, n, B, H, P)
         if zs != NULL:
-            memcpy(zs + t * B * G, z, B * G * sizeof(floating))
+            memcpy(zs + off * G, z, n * G * sizeof(floating))
 
-        for b in range(B):
+        for b in range(n):
+            cb = (c_out if b < keep else c_fin) + b * H
+            cpb = c_in + b * H
             masked = mask != NULL and mask[t * B + b] == 0
             if masked:
-                memcpy(c_new + b * H, c_prev + b * H, H * sizeof(floating))
+                memcpy(cb, cpb, H * sizeof(floating))
                 continue
             zb = z + b * G
             _activate(acts[GATE_I], zb, H)
             _activate(acts[GATE_F], zb + H, H)
             _activate(acts[GATE_G], zb + 2 * H, H)
             _activate(acts[GATE_O], zb + 3 * H, H)
-            cb = c_new + b * H
-            cpb = c_prev + b * H
             for j in range(H):
                 cb[j] = zb[H + j] * cpb[j] + zb[j] * zb[2 * H + j]
             # m = o * act_cell(c)
-            m_b = m + b * H if projection != NULL else h_new + b * P
+            m_b = m + b * H if projection != NULL else (h_out if b < keep else h_fin) + b * P
             memcpy(m_b, cb, H * sizeof(floating))
             _activate(acts[CELL], m_b, H)
             for j in range(H):
@@ -389,50 +268,64 @@ cdef void _forward(
 
         if projection != NULL:
             if ms != NULL:
-                memcpy(ms + t * B * H, m, B * H * sizeof(floating))
-            # h_t = m_t @ projection    (B, H) @ (H, P)
-            matmul(B, H, P, 1, m, H, projection, False, 0, h_new, P)
+                memcpy(ms + off * H, m, n * H * sizeof(floating))
+            # h_t = m_t @ projection    (n, H) @ (H, P), split between the two destinations
+            if keep > 0:
+                matmul(keep, H, P, 1, m, H, projection, False, 0, h_out, P)
+            if n > keep:
+                matmul(n - keep, H, P, 1, m + keep * H, H, projection, False, 0,
+                       h_fin + keep * P, P)
 
-        for b in range(B):
+        for b in range(n):
+            hb = (h_out if b < keep else h_fin) + b * P
             masked = mask != NULL and mask[t * B + b] == 0
             if masked:
-                memcpy(h_new + b * P, h_prev + b * P, P * sizeof(floating))
+                memcpy(hb, h_in + b * P, P * sizeof(floating))
                 if y != NULL:
                     if zero_output:
-                        memset(y + (t * B + b) * P, 0, P * sizeof(floating))
+                        memset(y + (off + b) * P, 0, P * sizeof(floating))
                     else:
-                        memcpy(y + (t * B + b) * P, y_prev + b * P, P * sizeof(floating))
+                        memcpy(y + (off + b) * P, y_prev + b * P, P * sizeof(floating))
             else:
-                memcpy(y_prev + b * P, h_new + b * P, P * sizeof(floating))
+                if mask != NULL:
+                    memcpy(y_prev + b * P, hb, P * sizeof(floating))
                 if y != NULL:
-                    memcpy(y + (t * B + b) * P, h_new + b * P, P * sizeof(floating))
+                    memcpy(y + (off + b) * P, hb, P * sizeof(floating))
+        if not reverse:
+            off += n
 
 
-def forward(floating[:, :, ::1] gates, floating[:, :, ::1] zs, floating[:, :, ::1] hs,
-            floating[:, :, ::1] cs, floating[:, :, ::1] ms, floating[:, ::1] m,
-            floating[:, :, ::1] y, floating[:, ::1] y_prev, floating[:, ::1] hm,
+def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
+            floating[:, ::1] cs, const floating[:, ::1] h0, const floating[:, ::1] c0,
+            floating[:, ::1] ms, floating[:, ::1] m,
+            floating[:, ::1] y, floating[:, ::1] y_prev, floating[:, ::1] hm,
             const floating[:, ::1] recurrent_kernel, const floating[:, ::1] projection,
             const unsigned char[:, ::1] mask, const floating[:, :, ::1] recurrent_dropout_mask,
-            bint reverse, bint training, bint zero_output, const int[::1] activations):
-    """Runs the recurrence over all T steps (see the module's Design note for the buffers).
+            const int[::1] batch_sizes, bint reverse, bint training, bint zero_output,
+            const int[::1] activations):
+    """Runs the recurrence over all steps of a packed batch (see the module's Design note).
 
-    Optional buffers (zs, ms, m, y, hm, projection, mask, recurrent_dropout_mask) are passed
-    as None; hm `(B, P)` is needed with `recurrent_dropout_mask` `(R, B, P)`, R = 1 or 4.
-    `activations` holds the five ACTIVATION_CODES of gates i, f, g, o and of the cell output.
-    Shapes are trusted: pylstm.ops validates them.
+    Rows are packed by step: `gates`, `zs`, `y` `(N, G or P)`, `ms` `(N, H)`, N =
+    sum(batch_sizes); `hs` `(S, P)` and `cs` `(S, H)` hold the state slots, S = N + B in
+    training, 3B in inference; the final states are the rows `[N, N + B)` (training forward),
+    `[0, B)` (training reverse) or `[2B, 3B)` (inference). Optional buffers (zs, ms, m, y, hm,
+    projection, mask, recurrent_dropout_mask) are passed as None; `mask` `(T, B)` only with
+    every batch size equal to B; hm `(B, P)` is needed with `recurrent_dropout_mask`
+    `(R, B, P)`, R = 1 or 4. `activations` holds the five ACTIVATION_CODES of gates i, f, g, o
+    and of the cell output. Shapes are trusted: pylstm.ops validates them.
     """
-    cdef int T = gates.shape[0]
-    cdef int B = gates.shape[1]
-    cdef int H = gates.shape[2] // 4
-    cdef int P = hs.shape[2]
+    cdef int T = batch_sizes.shape[0]
+    cdef int B = h0.shape[0]
+    cdef int H = gates.shape[1] // 4
+    cdef int P = hs.shape[1]
     cdef int R = recurrent_dropout_mask.shape[0] if recurrent_dropout_mask is not None else 0
     with nogil:
-        _forward(&gates[0, 0, 0],
-                 &zs[0, 0, 0] if zs is not None else NULL,
-                 &hs[0, 0, 0], &cs[0, 0, 0],
-                 &ms[0, 0, 0] if ms is not None else NULL,
+        _forward(&gates[0, 0],
+                 &zs[0, 0] if zs is not None else NULL,
+                 &hs[0, 0], &cs[0, 0], &h0[0, 0], &c0[0, 0],
+                 &ms[0, 0] if ms is not None else NULL,
                  &m[0, 0] if m is not None else NULL,
-                 &y[0, 0, 0] if y is not None else NULL,
+                 &y[0, 0] if y is not None else NULL,
                  &y_prev[0, 0],
                  &hm[0, 0] if hm is not None else NULL,
                  &recurrent_kernel[0, 0],
@@ -440,80 +333,100 @@ def forward(floating[:, :, ::1] gates, floating[:, :, ::1] zs, floating[:, :, ::
                  &mask[0, 0] if mask is not None else NULL,
                  &recurrent_dropout_mask[0, 0, 0] if recurrent_dropout_mask is not None
                  else NULL,
-                 R, T, B, H, P, reverse, training, zero_output, &activations[0])
+                 &batch_sizes[0], R, T, B, H, P, reverse, training, zero_output,
+                 &activations[0])
 
 
 # Backward --------------------------------------------------------------------------------
 
 cdef void _backward(
-        floating* dz,                 # OUT (T, B, G): d loss / d gate pre-activations
+        floating* dz,                 # OUT (N, G): d loss / d gate pre-activations
         floating* dh,                 # IN/OUT (B, P): d h_n in, d h_0 out
         floating* dc,                 # IN/OUT (B, H): d c_n in, d c_0 out
         floating* dy_carry,           # IN/OUT (B, P): d y_last in; scratch
-        floating* dhs,                # OUT (T, B, P): d h_t per step (projection), or NULL
+        floating* dhs,                # OUT (N, P): d h_t per row (projection), or NULL
         floating* dm,                 # scratch (B, H), used with projection
         floating* g,                  # scratch (B, P)
         floating* a,                  # scratch (H,)
         floating* hm,                 # scratch (B, P), used with four recurrent dropout masks
-        const floating* dy,           # IN (T, B, P) or NULL
-        const floating* gates,        # IN (T, B, G) activated gates
-        const floating* zs,           # IN (T, B, G) gate pre-activations, or NULL
-        const floating* cs,           # IN (T + 1, B, H) cell states
+        const floating* dy,           # IN (N, P) or NULL
+        const floating* gates,        # IN (N, G) activated gates
+        const floating* zs,           # IN (N, G) gate pre-activations, or NULL
+        const floating* cs,           # IN (N + B, H) cell state slots of a training forward
         const floating* recurrent_kernel,  # IN (P, G)
         const floating* projection,   # IN (H, P) or NULL
-        const unsigned char* mask,    # IN (T, B) or NULL
+        const unsigned char* mask,    # IN (T, B) or NULL (only with all batch sizes = B)
         const floating* rdrop,        # IN (R, B, P) recurrent dropout mask, or NULL
+        const int* batch_sizes,       # IN (T,) non-increasing, batch_sizes[0] = B
         int R, int T, int B, int H, int P, bint reverse, bint zero_output,
         const int* acts) noexcept nogil:              # IN (5,): i, f, g, o, cell activations
     cdef int G = 4 * H
-    cdef Py_ssize_t t, step, b, j, k
+    cdef Py_ssize_t N = 0
+    cdef Py_ssize_t step, s, t, b, j, k, off, off_next
+    cdef int n, n_next, keep
     cdef const floating* zb
     cdef const floating* xb
     cdef floating* dzb
-    cdef const floating* c_prev
-    cdef const floating* c_new
+    cdef const floating* c_in
+    cdef const floating* c_out
+    cdef const floating* c_fin
     cdef floating* dm_b
     cdef floating* dcb
     cdef const floating* cnb
     cdef const floating* cpb
 
+    for s in range(T):
+        N += batch_sizes[s]
+    c_fin = cs + _final_slot(N, B, reverse, True) * H
+    # Processed steps in the opposite order of the forward; `off` is step t's first row.
+    off = 0 if reverse else N
     for step in range(T):
-        t = step if reverse else T - 1 - step
-        c_prev = cs + (t + 1 if reverse else t) * B * H
-        c_new = cs + (t if reverse else t + 1) * B * H
+        s = T - 1 - step
+        t = T - 1 - s if reverse else s
+        n = batch_sizes[t]
+        if not reverse:
+            off -= n
+        n_next = 0
+        off_next = 0
+        if s + 1 < T:
+            n_next = batch_sizes[t - 1 if reverse else t + 1]
+            off_next = off - n_next if reverse else off + n
+        keep = n_next if n_next < n else n
+        c_in = cs + _slot(s, off, B, reverse, True) * H
+        c_out = cs + _slot(s + 1, off_next, B, reverse, True) * H
 
         # g = d loss / d h_t, for the samples that ran this step
-        for b in range(B):
+        for b in range(n):
             if mask != NULL and mask[t * B + b] == 0:
                 if dy != NULL and not zero_output:
                     for k in range(P):
-                        dy_carry[b * P + k] += dy[(t * B + b) * P + k]
+                        dy_carry[b * P + k] += dy[(off + b) * P + k]
                 continue
             for k in range(P):
                 g[b * P + k] = dh[b * P + k] + dy_carry[b * P + k]
                 dy_carry[b * P + k] = 0
             if dy != NULL:
                 for k in range(P):
-                    g[b * P + k] += dy[(t * B + b) * P + k]
+                    g[b * P + k] += dy[(off + b) * P + k]
 
         if projection != NULL:
-            memcpy(dhs + t * B * P, g, B * P * sizeof(floating))
-            # dm = g @ projection^T    (B, P) @ (P, H)
-            matmul(B, P, H, 1, g, P, projection, True, 0, dm, H)
+            memcpy(dhs + off * P, g, n * P * sizeof(floating))
+            # dm = g @ projection^T    (n, P) @ (P, H)
+            matmul(n, P, H, 1, g, P, projection, True, 0, dm, H)
 
-        for b in range(B):
-            dzb = dz + (t * B + b) * G
+        for b in range(n):
+            dzb = dz + (off + b) * G
             if mask != NULL and mask[t * B + b] == 0:
                 memset(dzb, 0, G * sizeof(floating))
                 if dhs != NULL:
-                    memset(dhs + (t * B + b) * P, 0, P * sizeof(floating))
+                    memset(dhs + (off + b) * P, 0, P * sizeof(floating))
                 continue
-            zb = gates + (t * B + b) * G
-            xb = _offset(zs, (t * B + b) * G)
+            zb = gates + (off + b) * G
+            xb = _offset(zs, (off + b) * G)
             dm_b = (dm + b * H) if projection != NULL else (g + b * P)
             dcb = dc + b * H
-            cnb = c_new + b * H
-            cpb = c_prev + b * H
+            cnb = (c_out if b < keep else c_fin) + b * H
+            cpb = c_in + b * H
             # a = act(c_t), recomputed rather than cached
             memcpy(a, cnb, H * sizeof(floating))
             _activate(acts[CELL], a, H)
@@ -539,50 +452,55 @@ cdef void _backward(
             for j in range(H):
                 dcb[j] *= zb[H + j]
 
-        # d h_{t-1} = (dz_t @ recurrent_kernel^T) * r    (B, G) @ (G, P); masked rows carry dh
+        # d h_{t-1} = (dz_t @ recurrent_kernel^T) * r    (n, G) @ (G, P); masked rows carry dh.
+        # Rows [n, B) keep their dh: those samples have not started (or have ended) here.
         if mask == NULL:
-            _recurrent_grad(dh, dz + t * B * G, hm, recurrent_kernel, rdrop, R, B, H, P)
+            _recurrent_grad(dh, dz + off * G, hm, recurrent_kernel, rdrop, R, n, B, H, P)
         else:
-            _recurrent_grad(g, dz + t * B * G, hm, recurrent_kernel, rdrop, R, B, H, P)
-            for b in range(B):
+            _recurrent_grad(g, dz + off * G, hm, recurrent_kernel, rdrop, R, n, B, H, P)
+            for b in range(n):
                 if mask[t * B + b] != 0:
                     memcpy(dh + b * P, g + b * P, P * sizeof(floating))
+        if reverse:
+            off += n
 
 
-def backward(floating[:, :, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
-             floating[:, ::1] dy_carry, floating[:, :, ::1] dhs, floating[:, ::1] dm,
+def backward(floating[:, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
+             floating[:, ::1] dy_carry, floating[:, ::1] dhs, floating[:, ::1] dm,
              floating[:, ::1] g, floating[::1] a, floating[:, ::1] hm,
-             const floating[:, :, ::1] dy, const floating[:, :, ::1] gates,
-             const floating[:, :, ::1] zs, const floating[:, :, ::1] cs,
+             const floating[:, ::1] dy, const floating[:, ::1] gates,
+             const floating[:, ::1] zs, const floating[:, ::1] cs,
              const floating[:, ::1] recurrent_kernel, const floating[:, ::1] projection,
              const unsigned char[:, ::1] mask, const floating[:, :, ::1] recurrent_dropout_mask,
-             bint reverse, bint zero_output, const int[::1] activations):
-    """Backpropagates through all T steps, filling dz (see the module's Design note).
+             const int[::1] batch_sizes, bint reverse, bint zero_output,
+             const int[::1] activations):
+    """Backpropagates through all steps of a packed batch, filling dz (see the Design note).
 
-    `zs` is the forward's pre-activation cache (None when no gate needs it); hm `(B, P)` is
-    needed with a `recurrent_dropout_mask` of four masks. The weight gradients are then GEMMs
-    over all timesteps at once (pylstm.ops).
+    Rows are packed as in `forward`; `cs` is its training state slots `(N + B, H)`. `zs` is the
+    forward's pre-activation cache (None when no gate needs it); hm `(B, P)` is needed with a
+    `recurrent_dropout_mask` of four masks. The weight gradients are then GEMMs over all N rows
+    at once (pylstm.ops).
     """
-    cdef int T = dz.shape[0]
-    cdef int B = dz.shape[1]
-    cdef int H = dz.shape[2] // 4
+    cdef int T = batch_sizes.shape[0]
+    cdef int B = dh.shape[0]
+    cdef int H = dz.shape[1] // 4
     cdef int P = dh.shape[1]
     cdef int R = recurrent_dropout_mask.shape[0] if recurrent_dropout_mask is not None else 0
     with nogil:
-        _backward(&dz[0, 0, 0], &dh[0, 0], &dc[0, 0], &dy_carry[0, 0],
-                  &dhs[0, 0, 0] if dhs is not None else NULL,
+        _backward(&dz[0, 0], &dh[0, 0], &dc[0, 0], &dy_carry[0, 0],
+                  &dhs[0, 0] if dhs is not None else NULL,
                   &dm[0, 0] if dm is not None else NULL,
                   &g[0, 0], &a[0],
                   &hm[0, 0] if hm is not None else NULL,
-                  &dy[0, 0, 0] if dy is not None else NULL,
-                  &gates[0, 0, 0],
-                  &zs[0, 0, 0] if zs is not None else NULL,
-                  &cs[0, 0, 0], &recurrent_kernel[0, 0],
+                  &dy[0, 0] if dy is not None else NULL,
+                  &gates[0, 0],
+                  &zs[0, 0] if zs is not None else NULL,
+                  &cs[0, 0], &recurrent_kernel[0, 0],
                   &projection[0, 0] if projection is not None else NULL,
                   &mask[0, 0] if mask is not None else NULL,
                   &recurrent_dropout_mask[0, 0, 0] if recurrent_dropout_mask is not None
                   else NULL,
-                  R, T, B, H, P, reverse, zero_output, &activations[0])
+                  &batch_sizes[0], R, T, B, H, P, reverse, zero_output, &activations[0])
 
 
 # GEMMs over all timesteps -----------------------------------------------------------------

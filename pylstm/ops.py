@@ -45,7 +45,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
                  mask=None, reverse=False, zero_output_for_mask=False, activation="tanh",
                  recurrent_activation="sigmoid", gate_activations=None, dropout_mask=None,
                  recurrent_dropout_mask=None, training=False, return_sequences=True,
-                 time_major=False):
+                 time_major=False, lengths=None, padding_side="right"):
     """Runs one LSTM direction over whole sequences.
 
     Computes, for each step t (in reverse order when `reverse`):
@@ -100,6 +100,19 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
             kept, whatever T is.
         return_sequences: return the output at every step, else only the last processed one.
         time_major: `x`, `mask` and the returned sequence are `(T, B, ...)`.
+        lengths: None, or `(B,)` integers in `[1, T]`: each sample's number of real steps,
+            the others being padding (PyTorch's `pack_padded_sequence` lengths). The core
+            then computes only real steps: the samples are stably sorted by decreasing
+            length and packed by step (`lstm_forward_packed`), and the batch shrinks as
+            samples end. Outputs on padding are zeros; `h_n` / `c_n` are each sample's state
+            after its last real step (in `reverse`, after its first: the reverse direction
+            starts at each sample's own last real step, as in PyTorch's packed `nn.LSTM`);
+            without `return_sequences` the result is each sample's last computed output,
+            that is `h_n`. For right padding this is `mask` with `zero_output_for_mask`
+            (Keras); it cannot be combined with `mask`, and needs activations of the core
+            (names, not Python callables).
+        padding_side: "right" (real steps first) or "left" (padding first, real steps at the
+            end), with `lengths`.
 
     Returns:
         `(y, h_n, c_n, cache)`: `y` is `(B, T, P)` (or `(T, B, P)`) if `return_sequences`,
@@ -109,30 +122,17 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
     Raises:
         TypeError: an argument is not a real floating or boolean array as required.
         ValueError: wrong ndim or shape, an empty batch or zero timesteps, NaN or inf in `x`,
+            `lengths` out of `[1, T]` or given with `mask` or a callable activation,
             the initial states or the dropout masks, an unknown activation,
             `gate_activations` not of length 5, a callable activation that changes its
             input's shape, or sizes over the BLAS int32 limit.
     """
-    kernel = check_weight(kernel, "kernel", ndim=2)
+    kernel, recurrent_kernel, bias, projection = _check_weights(kernel, recurrent_kernel, bias,
+                                                                projection)
     dtype = kernel.dtype
     D, G = kernel.shape
-    if G == 0 or G % 4:
-        raise ValueError(f"Argument `kernel` must have shape (D, 4*units) with units >= 1, "
-                         f"received shape {kernel.shape}.")
     H = G // 4
-    recurrent_kernel = check_weight(recurrent_kernel, "recurrent_kernel", ndim=2, dtype=dtype)
     P = recurrent_kernel.shape[0]
-    if recurrent_kernel.shape[1] != G:
-        raise ValueError(f"Argument `recurrent_kernel` must have shape ({P}, {G}), "
-                         f"received shape {recurrent_kernel.shape}.")
-    if projection is None:
-        if P != H:
-            raise ValueError(f"Argument `recurrent_kernel` must have shape ({H}, {G}) without "
-                             f"a projection, received shape {recurrent_kernel.shape}.")
-    else:
-        projection = check_weight(projection, "projection", shape=(H, P), dtype=dtype)
-    if bias is not None:
-        bias = check_weight(bias, "bias", shape=(G,), dtype=dtype)
 
     x = check_array(x, "x", ndim=3, dtype=dtype)
     if time_major:
@@ -174,7 +174,11 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
                   projection=projection, has_bias=bias is not None, mask=mask_tm,
                   reverse=bool(reverse), zero_output=bool(zero_output_for_mask),
                   dropout_mask=din, recurrent_dropout_mask=drec,
-                  return_sequences=bool(return_sequences), time_major=bool(time_major))
+                  return_sequences=bool(return_sequences), time_major=bool(time_major),
+                  packing=None)
+    if lengths is not None:
+        return _forward_lengths(x_tm, lengths, padding_side, mask, acts, fields, bias, h0, c0,
+                                training)
 
     if acts is None:
         y, h_n, c_n, ref_cache = _reference.lstm_forward(
@@ -191,47 +195,79 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
                               cs=None, ms=None, acts=None)
         return np.ascontiguousarray(y), h_n, c_n, cache
 
-    # gates = (x * dropout_mask) @ kernel + bias, for all timesteps at once    (T*B, D) @ (D, G)
-    gates = np.empty((T, B, G), dtype=dtype)
-    gates[...] = bias if bias is not None else 0
-    gates2 = gates.reshape(T * B, G)
-    if din is None or len(din) == 1:
-        x_in = x_tm if din is None else x_tm * din[0]
-        _core.matmul_acc(x_in.reshape(T * B, D), kernel, gates2, False, False, 1.0)
-    else:
-        for k, cols in enumerate(_gate_columns(H)):
-            gates2[:, cols] += (x_tm * din[k]).reshape(T * B, D) @ kernel[:, cols]
-
-    slots = T + 1 if training else 2
-    first = (T if reverse else 0) % slots
-    last = (0 if reverse else T) % slots
-    hs = np.empty((slots, B, P), dtype=dtype)
-    cs = np.empty((slots, B, H), dtype=dtype)
-    hs[first] = h0
-    cs[first] = c0
-    needs_zs = training and not _core.INPUT_DERIVATIVE_CODES.isdisjoint(acts[:4].tolist())
-    zs = np.empty((T, B, G), dtype=dtype) if needs_zs else None
-    ms = np.empty((T, B, H), dtype=dtype) if (training and projection is not None) else None
-    m = np.empty((B, H), dtype=dtype) if projection is not None else None
-    y = np.empty((T, B, P), dtype=dtype) if return_sequences else None
-    y_prev = np.zeros((B, P), dtype=dtype)
-    hm = np.empty((B, P), dtype=dtype) if drec is not None else None
-
-    _core.forward(gates, zs, hs, cs, ms, m, y, y_prev, hm, recurrent_kernel, projection,
-                  mask_tm, drec, reverse, training, zero_output_for_mask, acts)
-
-    h_n, c_n = hs[last].copy(), cs[last].copy()
+    batch_sizes = np.full(T, B, dtype=np.intc)
+    run = _core_forward(x_tm, batch_sizes, None, kernel, recurrent_kernel, bias, projection,
+                        h0, c0, mask_tm, din, drec, acts, reverse, training,
+                        zero_output_for_mask, want_y=return_sequences)
+    y, h_n, c_n, core = run
     if return_sequences:
+        y = y.reshape(T, B, P)
         out = y if time_major else np.ascontiguousarray(y.transpose(1, 0, 2))
+    elif mask_tm is None:
+        out = h_n.copy()
     else:
-        out = y_prev
-        if zero_output_for_mask and mask_tm is not None:
+        out = core.pop("y_prev")
+        if zero_output_for_mask:
             out[mask_tm[0 if reverse else T - 1] == 0] = 0
     cache = None
     if training:
-        cache = LSTMCache(**fields, reference=None, gates=gates, zs=zs, hs=hs, cs=cs, ms=ms,
-                          acts=acts)
+        core.pop("y_prev", None)
+        cache = LSTMCache(**fields, reference=None, **core)
     return out, h_n, c_n, cache
+
+
+def _core_forward(x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, bias, projection,
+                  h0, c0, mask_tm, din, drec, acts, reverse, training, zero_output, want_y):
+    """Runs the compiled forward over packed rows; validated arguments only.
+
+    `x_rows` is `(T, B, D)` (every batch size B) or `(N, D)` packed by step; `row_sample`
+    None, or `(N,)` the position within its step of each packed row (which row of a `(B, .)`
+    per-sample array it uses). Returns `(y (N, P) or None, h_n, c_n, fields)`, `fields` the
+    core part of an `LSTMCache` (and `y_prev`).
+    """
+    dtype = kernel.dtype
+    D, G = kernel.shape
+    H = G // 4
+    P = recurrent_kernel.shape[0]
+    B = h0.shape[0]
+    N = int(batch_sizes.sum())
+    lead = x_rows.shape[:-1]
+    din_rows = din if (din is None or row_sample is None) else din[:, row_sample]
+
+    # gates = (x * dropout_mask) @ kernel + bias, for all rows at once    (N, D) @ (D, G)
+    gates = np.empty((N, G), dtype=dtype)
+    gates[...] = bias if bias is not None else 0
+    if din is None or len(din) == 1:
+        x_in = x_rows if din is None else x_rows * din_rows[0]
+        _core.matmul_acc(x_in.reshape(N, D), kernel, gates, False, False, 1.0)
+    else:
+        for k, cols in enumerate(_gate_columns(H)):
+            gates[:, cols] += (x_rows * din_rows[k]).reshape(N, D) @ kernel[:, cols]
+
+    slots = N + B if training else 3 * B
+    final = (0 if reverse else N) if training else 2 * B
+    hs = np.empty((slots, P), dtype=dtype)
+    cs = np.empty((slots, H), dtype=dtype)
+    needs_zs = training and not _core.INPUT_DERIVATIVE_CODES.isdisjoint(acts[:4].tolist())
+    zs = np.empty((N, G), dtype=dtype) if needs_zs else None
+    ms = np.empty((N, H), dtype=dtype) if (training and projection is not None) else None
+    m = np.empty((B, H), dtype=dtype) if projection is not None else None
+    y = np.empty((N, P), dtype=dtype) if want_y else None
+    y_prev = np.zeros((B, P), dtype=dtype)
+    hm = np.empty((B, P), dtype=dtype) if drec is not None else None
+
+    _core.forward(gates, zs, hs, cs, h0, c0, ms, m, y, y_prev, hm, recurrent_kernel, projection,
+                  mask_tm, drec, batch_sizes, reverse, training, zero_output, acts)
+
+    h_n, c_n = hs[final:final + B].copy(), cs[final:final + B].copy()
+    fields = dict(y_prev=y_prev)
+    if training:
+        start = B if reverse else 0
+        fields.update(gates=gates.reshape(lead + (G,)),
+                      zs=None if zs is None else zs.reshape(lead + (G,)),
+                      hs=hs, cs=cs, h_prev=hs[start:start + N].reshape(lead + (P,)),
+                      ms=ms, acts=acts, batch_sizes=batch_sizes, row_sample=row_sample)
+    return y, h_n, c_n, fields
 
 
 def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
@@ -257,6 +293,8 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     if not isinstance(cache, LSTMCache):
         raise TypeError(f"Argument `cache` must be the LSTMCache from lstm_forward(..., "
                         f"training=True), received {type(cache).__name__}.")
+    if cache.packing is not None:
+        return _backward_packed(cache, dy, dh_n, dc_n)
     T, B, D = cache.x.shape
     G = cache.kernel.shape[1]
     H = G // 4
@@ -286,70 +324,354 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
 
     dy_carry = np.zeros((B, P), dtype=dtype)
     if dy_last is not None:
-        dy_carry[...] = dy_last
-        if cache.zero_output and cache.mask is not None:
-            dy_carry[cache.mask[0 if cache.reverse else T - 1] == 0] = 0
+        if cache.mask is None:
+            # without a mask the last output is h_n
+            dh += dy_last
+        else:
+            dy_carry[...] = dy_last
+            if cache.zero_output:
+                dy_carry[cache.mask[0 if cache.reverse else T - 1] == 0] = 0
+    grads = _core_backward(cache, None if dy_tm is None else dy_tm.reshape(T * B, P), dh, dc,
+                           dy_carry)
+    dx = grads["x"]
+    grads["x"] = dx if cache.time_major else np.ascontiguousarray(dx.transpose(1, 0, 2))
+    return grads
 
-    projection = cache.projection
+
+def _core_backward(cache, dy_rows, dh, dc, dy_carry):
+    """The compiled backward of `_core_forward`'s training run; `dy_rows` `(N, P)` or None.
+
+    Returns the gradients dict with `"x"` in the forward's row layout (`(T, B, D)` or
+    `(N, D)`) and `"h0"`, `"c0"` `(B, .)`.
+    """
+    kernel, recurrent_kernel, projection = cache.kernel, cache.recurrent_kernel, cache.projection
+    dtype = kernel.dtype
+    G = kernel.shape[1]
+    H = G // 4
+    P = recurrent_kernel.shape[0]
+    B = dh.shape[0]
+    N = int(cache.batch_sizes.sum())
     rdrop = cache.recurrent_dropout_mask
-    dz = np.empty((T, B, G), dtype=dtype)
-    dhs = np.empty((T, B, P), dtype=dtype) if projection is not None else None
+    dz = np.empty((N, G), dtype=dtype)
+    dhs = np.empty((N, P), dtype=dtype) if projection is not None else None
     dm = np.empty((B, H), dtype=dtype) if projection is not None else None
     g = np.empty((B, P), dtype=dtype)
     a = np.empty(H, dtype=dtype)
     hm = np.empty((B, P), dtype=dtype) if rdrop is not None else None
-    _core.backward(dz, dh, dc, dy_carry, dhs, dm, g, a, hm, dy_tm, cache.gates, cache.zs,
-                   cache.cs, cache.recurrent_kernel, projection, cache.mask, rdrop,
-                   cache.reverse, cache.zero_output, cache.acts)
+    zs = None if cache.zs is None else cache.zs.reshape(N, G)
+    _core.backward(dz, dh, dc, dy_carry, dhs, dm, g, a, hm, dy_rows, cache.gates.reshape(N, G),
+                   zs, cache.cs, recurrent_kernel, projection, cache.mask, rdrop,
+                   cache.batch_sizes, cache.reverse, cache.zero_output, cache.acts)
 
-    dz2 = dz.reshape(T * B, G)
-    # h_{t-1} for every step is one contiguous block of the state cache
-    start = 1 if cache.reverse else 0
-    h_prev = cache.hs[start:start + T]
-
+    row_sample = cache.row_sample
+    din = cache.dropout_mask
+    if din is not None and row_sample is not None:
+        din = din[:, row_sample]
+    if rdrop is not None and row_sample is not None:
+        rdrop = rdrop[:, row_sample]
     grads = {}
-    grads["kernel"], dx = _masked_gemm_grads(cache.x, cache.dropout_mask, cache.kernel, dz2,
-                                             want_input_grad=True)
-    grads["recurrent_kernel"], _ = _masked_gemm_grads(h_prev, rdrop, cache.recurrent_kernel,
-                                                      dz2, want_input_grad=False)
-    grads["bias"] = dz2.sum(axis=0) if cache.has_bias else None
+    grads["kernel"], dx = _masked_gemm_grads(cache.x, din, kernel, dz, want_input_grad=True)
+    grads["recurrent_kernel"], _ = _masked_gemm_grads(cache.h_prev, rdrop, recurrent_kernel,
+                                                      dz, want_input_grad=False)
+    grads["bias"] = dz.sum(axis=0) if cache.has_bias else None
     grads["projection"] = None
     if projection is not None:
         grads["projection"] = np.empty((H, P), dtype=dtype)
-        _core.matmul_acc(cache.ms.reshape(T * B, H), dhs.reshape(T * B, P),
-                         grads["projection"], True, False, 0.0)           # m^T @ dh
-    grads["x"] = dx if cache.time_major else np.ascontiguousarray(dx.transpose(1, 0, 2))
+        _core.matmul_acc(cache.ms, dhs, grads["projection"], True, False, 0.0)   # m^T @ dh
+    grads["x"] = dx
     grads["h0"] = dh
     grads["c0"] = dc
     return grads
 
 
-def _masked_gemm_grads(a, masks, w, dz2, want_input_grad):
-    """Gradients of `z = (a * masks) @ w` over all steps, given `dz2 = dz.reshape(T*B, G)`.
+def lstm_forward_packed(data, batch_sizes, kernel, recurrent_kernel, bias=None, h0=None, c0=None,
+                        *, projection=None, reverse=False, activation="tanh",
+                        recurrent_activation="sigmoid", gate_activations=None,
+                        dropout_mask=None, recurrent_dropout_mask=None, training=False):
+    """Runs one LSTM direction over a packed batch: only the real steps are computed.
 
-    `a` is `(T, B, n)`; `masks` None or `(R, B, n)`: one mask for all gates (R = 1), or gate
-    k's columns of `w (n, G)` seeing `a * masks[k]` (R = 4).
-    Returns `(dw (n, G), da (T, B, n) or None)`.
+    The packed layout is PyTorch's `PackedSequence` (and Apple BNNS's per-step batch sizes):
+    the samples are ordered by decreasing length, and the rows of `data` are grouped by
+    step, step t holding the first `batch_sizes[t]` samples in that order. Each step's
+    recurrent product and gate math cover only those rows. In `reverse`, each sample starts
+    at its own last step (its initial state is used there) and ends at step 0, as in
+    PyTorch's bidirectional `nn.LSTM` on a `PackedSequence`. Same equations and arguments as
+    `lstm_forward`; `pylstm.nn.utils.rnn.pack_padded_sequence` builds the layout.
+
+    Args:
+        data: `(N, D)` float32 or float64 inputs, N = `sum(batch_sizes)`; cast to the
+            weights' dtype.
+        batch_sizes: `(T,)` integers, non-increasing, each in `[1, B]` with B =
+            `batch_sizes[0]`.
+        kernel, recurrent_kernel, bias, projection, activation, recurrent_activation,
+        gate_activations: as in `lstm_forward` (activations must be names: the compiled
+            core runs this).
+        h0: `(B, P)` initial recurrent state in the packed sample order (the i-th longest
+            sample first), or None for zeros.
+        c0: `(B, H)`, likewise.
+        reverse: run each sample from its last step to its first.
+        dropout_mask, recurrent_dropout_mask: None, `(B, n)` or `(4, B, n)` as in
+            `lstm_forward`, in the packed sample order.
+        training: keep the cache `lstm_backward` needs.
+
+    Returns:
+        `(y, h_n, c_n, cache)`: `y` `(N, P)` outputs in the rows of `data`; `h_n` `(B, P)` and
+        `c_n` `(B, H)` each sample's state after its last computed step, in the packed sample
+        order; `cache` an `LSTMCache` when `training` (then `lstm_backward(cache, dy (N, P),
+        dh_n, dc_n)` returns `"x"` `(N, D)` and `"h0"`, `"c0"` in the packed order), else
+        None.
+
+    Raises:
+        TypeError: an argument is not a real floating array, or `batch_sizes` not integers.
+        ValueError: wrong shapes, `batch_sizes` empty, increasing or out of `[1, B]`, `data`
+            rows not `sum(batch_sizes)`, NaN or inf, or a callable activation.
+
+    Example:
+    >>> import numpy as np
+    >>> from pylstm import ops
+    >>> rng = np.random.default_rng(0)
+    >>> kernel = rng.normal(size=(3, 8)).astype("float32")
+    >>> recurrent_kernel = rng.normal(size=(2, 8)).astype("float32")
+    >>> data = rng.normal(size=(5, 3)).astype("float32")   # lengths 3 and 2
+    >>> y, h_n, c_n, _ = ops.lstm_forward_packed(data, [2, 2, 1], kernel, recurrent_kernel)
+    >>> y.shape, h_n.shape
+    ((5, 2), (2, 2))
     """
-    T, B, n = a.shape
+    kernel, recurrent_kernel, bias, projection = _check_weights(kernel, recurrent_kernel, bias,
+                                                                projection)
+    dtype = kernel.dtype
+    D, G = kernel.shape
+    H = G // 4
+    P = recurrent_kernel.shape[0]
+    batch_sizes = _check_batch_sizes(batch_sizes)
+    B = int(batch_sizes[0])
+    N = int(batch_sizes.sum())
+    data = check_array(data, "data", ndim=2, dtype=dtype)
+    if data.shape != (N, D):
+        raise ValueError(f"Argument `data` must have shape ({N}, {D}) (sum(batch_sizes) rows, "
+                         f"the kernel's {D} features), received shape {data.shape}.")
+    if max(N * max(D, G, P), G * max(D, P)) > _INT32_MAX:
+        raise ValueError(f"Argument `data` of shape {data.shape} with {H} units is over the "
+                         f"BLAS int32 size limit; split the batch.")
+    data = np.ascontiguousarray(data)
+    check_finite(data, "data")
+    acts, _ = _activations(activation, recurrent_activation, gate_activations)
+    if acts is None:
+        raise ValueError("Packed sequences run on the compiled core: the activations must be "
+                         "names (see lstm_forward), received a Python callable.")
+    din = _dropout_mask(dropout_mask, "dropout_mask", B, D, "D", dtype)
+    drec = _dropout_mask(recurrent_dropout_mask, "recurrent_dropout_mask", B, P, "P", dtype)
+    h0 = _initial_state(h0, "h0", (B, P), dtype)
+    c0 = _initial_state(c0, "c0", (B, H), dtype)
+    _, row_sample = _row_steps(batch_sizes)
+    y, h_n, c_n, core = _core_forward(data, batch_sizes, row_sample, kernel, recurrent_kernel,
+                                      bias, projection, h0, c0, None, din, drec, acts,
+                                      bool(reverse), training, False, want_y=True)
+    cache = None
+    if training:
+        core.pop("y_prev")
+        cache = LSTMCache(x=data, kernel=kernel, recurrent_kernel=recurrent_kernel,
+                          projection=projection, has_bias=bias is not None, mask=None,
+                          reverse=bool(reverse), zero_output=False, dropout_mask=din,
+                          recurrent_dropout_mask=drec, return_sequences=True, time_major=True,
+                          packing=dict(kind="packed"), reference=None, **core)
+    return y, h_n, c_n, cache
+
+
+def _forward_lengths(x_tm, lengths, padding_side, mask, acts, fields, bias, h0, c0, training):
+    """`lstm_forward` with `lengths`: pack (NumPy gathers), run the packed core, scatter."""
+    T, B, D = x_tm.shape
+    if mask is not None:
+        raise ValueError("Arguments `lengths` and `mask` cannot be used together: `lengths` "
+                         "already marks the padding (pass one or the other).")
+    if acts is None:
+        raise ValueError("Argument `lengths` runs on the compiled core: the activations must be "
+                         "names, received a Python callable (use `mask` with "
+                         "`zero_output_for_mask=True` for right padding instead).")
+    if padding_side not in ("right", "left"):
+        raise ValueError(f"Argument `padding_side` must be 'right' or 'left', received "
+                         f"{padding_side!r}.")
+    lengths = _check_lengths(lengths, B, T)
+    order = np.argsort(-lengths, kind="stable")
+    batch_sizes = _batch_sizes(lengths[order])
+    step, row_sample = _row_steps(batch_sizes)
+    sample = order[row_sample]
+    time = step if padding_side == "right" else T - lengths[sample] + step
+    x_rows = x_tm[time, sample]
+    din, drec = fields["dropout_mask"], fields["recurrent_dropout_mask"]
+    din = None if din is None else np.ascontiguousarray(din[:, order])
+    drec = None if drec is None else np.ascontiguousarray(drec[:, order])
+    kernel, projection = fields["kernel"], fields["projection"]
+    y, h_n, c_n, core = _core_forward(x_rows, batch_sizes, row_sample, kernel,
+                                      fields["recurrent_kernel"], bias, projection, h0[order],
+                                      c0[order], None, din, drec, acts, fields["reverse"],
+                                      training, False, want_y=fields["return_sequences"])
+    h_out, c_out = np.empty_like(h_n), np.empty_like(c_n)
+    h_out[order] = h_n
+    c_out[order] = c_n
+    if fields["return_sequences"]:
+        y_tm = np.zeros((T, B, y.shape[1]), dtype=kernel.dtype)
+        y_tm[time, sample] = y
+        out = y_tm if fields["time_major"] else np.ascontiguousarray(y_tm.transpose(1, 0, 2))
+    else:
+        out = h_out.copy()
+    cache = None
+    if training:
+        core.pop("y_prev")
+        fields = dict(fields, x=x_rows, dropout_mask=din, recurrent_dropout_mask=drec,
+                      zero_output=False, packing=dict(kind="lengths", order=order, time=time,
+                                                      sample=sample, T=T, B=B))
+        cache = LSTMCache(**fields, reference=None, **core)
+    return out, h_out, c_out, cache
+
+
+def _backward_packed(cache, dy, dh_n, dc_n):
+    """`lstm_backward` for a cache of `lstm_forward_packed` or of `lstm_forward(lengths=...)`."""
+    packing = cache.packing
+    dtype = cache.kernel.dtype
+    N, D = cache.x.shape
+    H = cache.kernel.shape[1] // 4
+    P = cache.recurrent_kernel.shape[0]
+    B = int(cache.batch_sizes[0])
+    if packing["kind"] == "packed":
+        dy_rows = None
+        if dy is not None:
+            dy_rows = np.ascontiguousarray(check_array(dy, "dy", shape=(N, P), dtype=dtype))
+            check_finite(dy_rows, "dy")
+        dh = _initial_state(dh_n, "dh_n", (B, P), dtype)
+        dc = _initial_state(dc_n, "dc_n", (B, H), dtype)
+        return _core_backward(cache, dy_rows, dh, dc, np.zeros((B, P), dtype=dtype))
+
+    T, order, time, sample = packing["T"], packing["order"], packing["time"], packing["sample"]
+    dh = _initial_state(dh_n, "dh_n", (B, P), dtype)[order]
+    dc = _initial_state(dc_n, "dc_n", (B, H), dtype)[order]
+    dy_rows = None
+    if dy is not None:
+        if cache.return_sequences:
+            expected = (T, B, P) if cache.time_major else (B, T, P)
+            dy = check_array(dy, "dy", shape=expected, dtype=dtype)
+            dy_tm = dy if cache.time_major else dy.transpose(1, 0, 2)
+            dy_rows = np.ascontiguousarray(dy_tm[time, sample])
+            check_finite(dy_rows, "dy")
+        else:
+            dy_last = check_array(dy, "dy", shape=(B, P), dtype=dtype)
+            check_finite(dy_last, "dy")
+            # the last output is h_n
+            dh += dy_last[order]
+    grads = _core_backward(cache, dy_rows, dh, dc, np.zeros((B, P), dtype=dtype))
+    dx = np.zeros((T, B, D), dtype=dtype)
+    dx[time, sample] = grads["x"]
+    grads["x"] = dx if cache.time_major else np.ascontiguousarray(dx.transpose(1, 0, 2))
+    for name in ("h0", "c0"):
+        unsorted = np.empty_like(grads[name])
+        unsorted[order] = grads[name]
+        grads[name] = unsorted
+    return grads
+
+
+def _check_lengths(lengths, B, T):
+    """`lengths` as a `(B,)` int64 array of values in `[1, T]`, or a clear error."""
+    arr = np.asarray(lengths)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"Argument `lengths` must be an integer array, received dtype "
+                        f"{arr.dtype}.")
+    if arr.shape != (B,):
+        raise ValueError(f"Argument `lengths` must have shape ({B},) (one length per sample), "
+                         f"received shape {arr.shape}.")
+    if arr.min() < 1:
+        raise ValueError(f"Argument `lengths` must be >= 1 (every sample needs a real step), "
+                         f"received {int(arr.min())} at sample {int(arr.argmin())}.")
+    if arr.max() > T:
+        raise ValueError(f"Argument `lengths` must be <= {T} (the input's timesteps), "
+                         f"received {int(arr.max())} at sample {int(arr.argmax())}.")
+    return arr.astype(np.int64)
+
+
+def _check_batch_sizes(batch_sizes):
+    """`batch_sizes` as a `(T,)` intc array, non-increasing, all >= 1, or a clear error."""
+    arr = np.asarray(batch_sizes)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"Argument `batch_sizes` must be an integer array, received dtype "
+                        f"{arr.dtype}.")
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"Argument `batch_sizes` must be a non-empty 1-D array, received shape "
+                         f"{arr.shape}.")
+    if arr.min() < 1:
+        raise ValueError(f"Argument `batch_sizes` must be >= 1 at every step, received "
+                         f"{arr.tolist()}.")
+    if np.any(np.diff(arr) > 0):
+        raise ValueError(f"Argument `batch_sizes` must be non-increasing (samples sorted by "
+                         f"decreasing length), received {arr.tolist()}.")
+    if arr.max() > _INT32_MAX:
+        raise ValueError(f"Argument `batch_sizes` is over the int32 limit: {int(arr.max())}.")
+    return np.ascontiguousarray(arr, dtype=np.intc)
+
+
+def _batch_sizes(sorted_lengths):
+    """`(T,)` intc: how many of the decreasing `sorted_lengths` are longer than each step."""
+    steps = np.arange(int(sorted_lengths[0]))
+    return np.searchsorted(-sorted_lengths, -steps, side="left").astype(np.intc)
+
+
+def _row_steps(batch_sizes):
+    """`(step, position)` of each packed row, two `(N,)` int64 arrays."""
+    offsets = np.concatenate([[0], np.cumsum(batch_sizes, dtype=np.int64)])
+    step = np.repeat(np.arange(batch_sizes.size), batch_sizes)
+    return step, np.arange(offsets[-1]) - offsets[step]
+
+
+def _masked_gemm_grads(a, masks, w, dz2, want_input_grad):
+    """Gradients of `z = (a * masks) @ w` over all rows, given `dz2` `(N, G)`.
+
+    `a` is `(T, B, n)` or `(N, n)`; `masks` None or `(R, B, n)` / `(R, N, n)` (broadcasting
+    against `a`): one mask for all gates (R = 1), or gate k's columns of `w (n, G)` seeing
+    `a * masks[k]` (R = 4). Returns `(dw (n, G), da (a's shape) or None)`.
+    """
+    n = a.shape[-1]
+    N = dz2.shape[0]
     G = w.shape[1]
     dw = np.empty((n, G), dtype=w.dtype)
-    da = np.empty((T, B, n), dtype=w.dtype) if want_input_grad else None
+    da = np.empty(a.shape, dtype=w.dtype) if want_input_grad else None
     if masks is None or len(masks) == 1:
-        a2 = (a if masks is None else a * masks[0]).reshape(T * B, n)
+        a2 = (a if masks is None else a * masks[0]).reshape(N, n)
         _core.matmul_acc(a2, dz2, dw, True, False, 0.0)                     # a^T @ dz
         if want_input_grad:
-            _core.matmul_acc(dz2, w, da.reshape(T * B, n), False, True, 0.0)  # dz @ w^T
+            _core.matmul_acc(dz2, w, da.reshape(N, n), False, True, 0.0)    # dz @ w^T
             if masks is not None:
                 da *= masks[0]
         return dw, da
     if want_input_grad:
         da[...] = 0
     for k, cols in enumerate(_gate_columns(G // 4)):
-        dw[:, cols] = (a * masks[k]).reshape(T * B, n).T @ dz2[:, cols]
+        dw[:, cols] = (a * masks[k]).reshape(N, n).T @ dz2[:, cols]
         if want_input_grad:
-            da += (dz2[:, cols] @ w[:, cols].T).reshape(T, B, n) * masks[k]
+            da += (dz2[:, cols] @ w[:, cols].T).reshape(a.shape) * masks[k]
     return dw, da
+
+
+def _check_weights(kernel, recurrent_kernel, bias, projection):
+    """Validated `(kernel, recurrent_kernel, bias, projection)` (see `lstm_forward`)."""
+    kernel = check_weight(kernel, "kernel", ndim=2)
+    dtype = kernel.dtype
+    D, G = kernel.shape
+    if G == 0 or G % 4:
+        raise ValueError(f"Argument `kernel` must have shape (D, 4*units) with units >= 1, "
+                         f"received shape {kernel.shape}.")
+    H = G // 4
+    recurrent_kernel = check_weight(recurrent_kernel, "recurrent_kernel", ndim=2, dtype=dtype)
+    P = recurrent_kernel.shape[0]
+    if recurrent_kernel.shape[1] != G:
+        raise ValueError(f"Argument `recurrent_kernel` must have shape ({P}, {G}), "
+                         f"received shape {recurrent_kernel.shape}.")
+    if projection is None:
+        if P != H:
+            raise ValueError(f"Argument `recurrent_kernel` must have shape ({H}, {G}) without "
+                             f"a projection, received shape {recurrent_kernel.shape}.")
+    else:
+        projection = check_weight(projection, "projection", shape=(H, P), dtype=dtype)
+    if bias is not None:
+        bias = check_weight(bias, "bias", shape=(G,), dtype=dtype)
+    return kernel, recurrent_kernel, bias, projection
 
 
 def _gate_columns(H):

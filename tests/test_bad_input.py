@@ -88,7 +88,7 @@ def test_layer_empty_batch_or_sequence(shape, what):
 
 
 @pytest.mark.parametrize("state,match", [
-    ([np.zeros((B, H))], r"`initial_state` must be a list \[h_0, c_0\] of two \(2, 5\)"),
+    ([np.zeros((B, H))], r"`initial_state` must be a list \[h_0 \(2, 5\), c_0 \(2, 5\)\]"),
     (np.zeros((2, B, H)), r"`initial_state` must be a list"),
     ([np.zeros((B, H + 1)), np.zeros((B, H))],
      r"`initial_state\[0\]` must have shape \(2, 5\), received shape \(2, 6\)"),

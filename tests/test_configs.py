@@ -114,6 +114,9 @@ TOKENS = np.array([[1, 4, 9, 0, 0], [3, 3, 7, 2, 0]])  # (B, T) ids < 10, 0 = pa
 # `SEQUENCES`; the arguments are non-default where that exercises the config.
 LAYER_CASES = {
     "Activation": (lambda L: L["Activation"]("tanh"), SEQUENCES),
+    "LSTMLayer": (lambda L: L["LSTMLayer"](input_size=4, hidden_size=3, num_layers=2,
+                                           bidirectional=True, proj_size=2, seed=0,
+                                           return_sequences=True), SEQUENCES),
     "Bidirectional": (lambda L: L["Bidirectional"](
         L["LSTM"](3, return_sequences=True, seed=0), merge_mode="sum"), SEQUENCES),
     "Dense": (lambda L: L["Dense"](3, activation="relu", kernel_regularizer="l1_l2",

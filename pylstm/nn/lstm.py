@@ -1,0 +1,650 @@
+"""`pylstm.nn.LSTM`: PyTorch's multi-layer `torch.nn.LSTM`, with its names, shapes and layer
+order, on pylstm's Cython core (`pylstm.ops`).
+
+Legend: L sequence length, N batch, H_in input size, H hidden size, P_out output size
+(`proj_size` if > 0, else H), D 2 if bidirectional else 1.
+
+Parameters are kept in PyTorch's layout (the source of truth, what `state_dict()` returns):
+`weight_ih_l{k}` `(4H, H_in)` for layer 0 or `(4H, D*P_out)` above, `weight_hh_l{k}` `(4H, P_out)`,
+`bias_ih_l{k}` and `bias_hh_l{k}` `(4H,)`, `weight_hr_l{k}` `(P_out, H)` with a projection, and
+`_reverse` names for the backward direction; gate order i, f, g, o. `pylstm.ops` takes the
+Keras layout, the transposes: `kernel = weight_ih.T`, `recurrent_kernel = weight_hh.T`,
+`bias = bias_ih + bias_hh`, `projection = weight_hr.T`.
+"""
+
+import collections
+import math
+import warnings
+
+import numpy as np
+
+from pylstm import ops
+from pylstm._validation import as_float_array
+from pylstm.layers.layer import Layer, Variable
+from pylstm.nn.state_dict import load_state_dict_file, save_state_dict_file, to_numpy
+
+IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+IncompatibleKeys.__doc__ = """What `load_state_dict(..., strict=False)` did not match (as
+PyTorch's `_IncompatibleKeys`): `missing_keys`, the model's parameters absent from the dict,
+and `unexpected_keys`, the dict's keys that are not parameters; both lists of str."""
+
+
+def _check_int(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"Argument `{name}` must be an int >= {minimum}, received {value!r}.")
+    return int(value)
+
+
+class LSTM:
+    """A multi-layer LSTM with the arguments, parameters, shapes and results of PyTorch's
+    `torch.nn.LSTM` (https://pytorch.org/docs/stable/generated/torch.nn.LSTM.html).
+
+    Each layer and direction computes, from `x_t` and the previous state
+    (`i, f, o = sigmoid(.)`, `g = tanh(.)` of `x_t @ W_ih.T + b_ih + h_{t-1} @ W_hh.T + b_hh`),
+    `c_t = f * c_{t-1} + i * g` and `h_t = o * tanh(c_t)`, then `h_t = h_t @ W_hr.T` with
+    `proj_size > 0` (LSTMP, Sak et al. 2014). Layer k > 0 reads the outputs of layer k - 1
+    (both directions concatenated), after dropout in training mode.
+
+    Args:
+        input_size: int >= 1, H_in, the features of each input step.
+        hidden_size: int >= 1, H, the cell state size.
+        num_layers: int >= 1, the number of stacked layers.
+        bias: bool; without it there are no `bias_ih_l*` / `bias_hh_l*` parameters.
+        batch_first: bool; inputs and outputs are `(N, L, features)` instead of
+            `(L, N, features)`. As in PyTorch, it does not apply to `h` and `c`.
+        dropout: float in `[0, 1]`, the rate of the dropout applied to each layer's output
+            except the last, only in training mode (`train()`; PyTorch's behaviour).
+        bidirectional: bool; each layer also runs over the reversed sequence, and its outputs
+            are concatenated after the forward direction's.
+        proj_size: int, 0 (no projection) or `0 < proj_size < hidden_size`.
+        dtype: `"float32"` (default) or `"float64"`, of parameters and results.
+        seed: int or None (fresh entropy): seeds PyTorch's default
+            initialization `U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))` of every parameter
+            and, independently, the dropout masks, so that a seeded model is reproducible.
+
+    Call arguments:
+        input: `(L, N, H_in)` (`(N, L, H_in)` if `batch_first`) or unbatched `(L, H_in)`,
+            float32 or float64 array (cast to `dtype`); or a `PackedSequence` (see
+            `pylstm.nn.utils`) whose `data` is `(sum of lengths, H_in)`.
+        hx: None (zero initial states) or a pair `(h_0, c_0)`: `h_0` `(D * num_layers, N,
+            P_out)` and `c_0` `(D * num_layers, N, H)` (without the N axis for unbatched
+            input), ordered layer by layer, forward direction first.
+
+    Returns:
+        `output, (h_n, c_n)`: `output` `(L, N, D * P_out)` (`(N, L, D * P_out)` if
+        `batch_first`, `(L, D * P_out)` unbatched, a `PackedSequence` for a packed input),
+        the last layer's outputs at every step; `h_n` `(D * num_layers, N, P_out)` and `c_n`
+        `(D * num_layers, N, H)` (no N axis unbatched), each layer and direction's final
+        state. All of the model's dtype.
+
+    Raises:
+        ValueError: an argument out of range (see Args), or, when called, an input that is not
+            2-D or 3-D, of the wrong feature size, empty, or an `hx` of the wrong shape.
+        TypeError: a non-floating input or `hx` not a pair.
+
+    In training mode (the default, as in PyTorch) a call keeps what `backward` needs; call
+    `eval()` for inference.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm.nn import LSTM
+    >>> lstm = LSTM(input_size=3, hidden_size=4, num_layers=2, bidirectional=True, seed=0)
+    >>> output, (h_n, c_n) = lstm(np.zeros((5, 2, 3), dtype="float32"))
+    >>> output.shape, h_n.shape, c_n.shape
+    ((5, 2, 8), (4, 2, 4), (4, 2, 4))
+    >>> [name for name, _ in lstm.named_parameters()][:4]
+    ['weight_ih_l0', 'weight_hh_l0', 'bias_ih_l0', 'bias_hh_l0']
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, proj_size=0, dtype="float32", seed=None):
+        self.input_size = _check_int(input_size, "input_size", 1)
+        self.hidden_size = _check_int(hidden_size, "hidden_size", 1)
+        self.num_layers = _check_int(num_layers, "num_layers", 1)
+        self.proj_size = _check_int(proj_size, "proj_size", 0)
+        if self.proj_size >= self.hidden_size:
+            raise ValueError(f"Argument `proj_size` must be smaller than `hidden_size` "
+                             f"({self.hidden_size}), received {proj_size!r}.")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.floating)) \
+                or not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"Argument `dropout` must be a float in [0, 1], received "
+                             f"{dropout!r}.")
+        self.dropout = float(dropout)
+        if self.dropout > 0 and self.num_layers == 1:
+            # PyTorch warns likewise: dropout only acts between layers.
+            warnings.warn(f"dropout={self.dropout} has no effect with num_layers=1: it is "
+                          f"applied to the outputs of every layer but the last.", stacklevel=2)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.bidirectional = bool(bidirectional)
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            dt = None
+        if dt is None or dt.type not in (np.float32, np.float64):
+            raise ValueError(f"Argument `dtype` must be 'float32' or 'float64', received "
+                             f"{dtype!r}.")
+        self.dtype = dt.name
+        self.seed = seed
+        self.training = True
+        init_seq, dropout_seq = np.random.SeedSequence(seed).spawn(2)
+        self._dropout_rng = np.random.default_rng(dropout_seq)
+        self._params = {}
+        rng = np.random.default_rng(init_seq)
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for name, shape in self._parameter_shapes():
+            value = rng.uniform(-bound, bound, size=shape).astype(self.dtype)
+            self._params[name] = Variable(name, value)
+        self._cache = None
+
+    # Structure -----------------------------------------------------------------------
+
+    @property
+    def num_directions(self):
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self):
+        """P_out: `proj_size` if > 0, else `hidden_size`."""
+        return self.proj_size or self.hidden_size
+
+    def _parameter_shapes(self):
+        """`(name, shape)` of every parameter, in PyTorch's order."""
+        G, H, P = 4 * self.hidden_size, self.hidden_size, self.output_size
+        out = []
+        for layer in range(self.num_layers):
+            d_in = self.input_size if layer == 0 else self.num_directions * P
+            for suffix in self._suffixes():
+                out.append((f"weight_ih_l{layer}{suffix}", (G, d_in)))
+                out.append((f"weight_hh_l{layer}{suffix}", (G, P)))
+                if self.bias:
+                    out.append((f"bias_ih_l{layer}{suffix}", (G,)))
+                    out.append((f"bias_hh_l{layer}{suffix}", (G,)))
+                if self.proj_size:
+                    out.append((f"weight_hr_l{layer}{suffix}", (P, H)))
+        return out
+
+    def _suffixes(self):
+        return ("", "_reverse") if self.bidirectional else ("",)
+
+    def __getattr__(self, name):
+        params = self.__dict__.get("_params")
+        if params is not None and name in params:
+            return params[name]
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute {name!r}")
+
+    def named_parameters(self):
+        """Yields `(name, Variable)` for every parameter in PyTorch's order; `Variable.value`
+        is the array (PyTorch layout), `Variable.grad` its accumulated gradient."""
+        yield from self._params.items()
+
+    def parameters(self):
+        """Yields every parameter's `Variable`, in PyTorch's order (for `pylstm.optimizers`:
+        `optimizer.apply(list(lstm.parameters()))`)."""
+        yield from self._params.values()
+
+    def zero_grad(self):
+        """Sets every parameter's `.grad` to zeros."""
+        for var in self._params.values():
+            var.grad[...] = 0
+
+    def train(self, mode=True):
+        """Sets training mode (dropout active, `backward` possible); returns self."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Sets inference mode (no dropout, nothing kept for `backward`); returns self."""
+        return self.train(False)
+
+    def get_config(self):
+        """The constructor's arguments, so that `LSTM(**lstm.get_config())` is a twin
+        (initialized from the same seed)."""
+        return {"input_size": self.input_size, "hidden_size": self.hidden_size,
+                "num_layers": self.num_layers, "bias": self.bias,
+                "batch_first": self.batch_first, "dropout": self.dropout,
+                "bidirectional": self.bidirectional, "proj_size": self.proj_size,
+                "dtype": self.dtype, "seed": self.seed}
+
+    def __repr__(self):
+        # PyTorch's `extra_repr` order: proj_size first, then the constructor's order.
+        extra = "".join(f", {k}={v}" for k, v, default in (
+            ("proj_size", self.proj_size, 0), ("num_layers", self.num_layers, 1),
+            ("bias", self.bias, True), ("batch_first", self.batch_first, False),
+            ("dropout", self.dropout, 0.0), ("bidirectional", self.bidirectional, False))
+            if v != default)
+        return f"LSTM({self.input_size}, {self.hidden_size}{extra})"
+
+    # State dict ----------------------------------------------------------------------
+
+    def state_dict(self):
+        """Returns `{name: np.ndarray}`, copies of the parameters in PyTorch's names, shapes
+        and order (what `torch.nn.LSTM.state_dict()` holds, as NumPy arrays)."""
+        return {name: var.value.copy() for name, var in self._params.items()}
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copies parameters from a state dict, as `torch.nn.Module.load_state_dict` does.
+
+        Args:
+            state_dict: a mapping `{name: array}` of NumPy arrays or torch tensors (converted
+                with `.detach().cpu().numpy()`, as a `torch.nn.LSTM(...).state_dict()`), or
+                the path (str or `os.PathLike`) of a `.safetensors` file or of a `.pt` / `.pth`
+                file written by `torch.save(module.state_dict(), path)`; see
+                `pylstm.nn.load_state_dict_file`.
+            strict: bool; if True the keys must match the parameters exactly.
+
+        Returns:
+            `IncompatibleKeys(missing_keys, unexpected_keys)`, both empty when `strict`.
+
+        Raises:
+            ValueError: with `strict`, missing or unexpected keys (all named); in any case a
+                value whose shape differs from its parameter's (named, with both shapes), or
+                holding NaN or inf.
+            TypeError: `state_dict` not a mapping or path, or a value that is not a real
+                floating array.
+            ImportError: a file whose format needs `safetensors` or `torch`, not installed.
+        """
+        if isinstance(state_dict, (str, bytes)) or hasattr(state_dict, "__fspath__"):
+            state_dict = load_state_dict_file(state_dict)
+        if not isinstance(state_dict, collections.abc.Mapping):
+            raise TypeError(f"Argument `state_dict` must be a mapping of names to arrays or a "
+                            f"file path, received {type(state_dict).__name__}.")
+        missing = [name for name in self._params if name not in state_dict]
+        unexpected = [str(key) for key in state_dict if key not in self._params]
+        if strict and (missing or unexpected):
+            raise ValueError(f"Error loading the state_dict into {self!r}: missing keys "
+                             f"{missing}, unexpected keys {unexpected}.")
+        arrays, bad_shapes = {}, []
+        for name, var in self._params.items():
+            if name not in state_dict:
+                continue
+            arr = as_float_array(to_numpy(state_dict[name]), f"state_dict[{name!r}]")
+            if arr.shape != var.shape:
+                bad_shapes.append(f"{name!r}: expected shape {var.shape}, received shape "
+                                  f"{arr.shape}")
+                continue
+            if not np.isfinite(arr).all():
+                raise ValueError(f"Argument `state_dict[{name!r}]` contains NaN or inf.")
+            arrays[name] = arr
+        if bad_shapes:
+            raise ValueError(f"Error loading the state_dict into {self!r}: size mismatch for "
+                             + "; ".join(bad_shapes) + ".")
+        for name, arr in arrays.items():
+            self._params[name].value[...] = arr
+        return IncompatibleKeys(missing, unexpected)
+
+    def save_state_dict(self, path):
+        """Writes `state_dict()` to a `.safetensors` file (needs `safetensors`) or a `.pt`
+        file (needs `torch`; `torch.load(path, weights_only=True)` reads it back); see
+        `pylstm.nn.save_state_dict_file`."""
+        save_state_dict_file(self.state_dict(), path)
+
+    # Forward -------------------------------------------------------------------------
+
+    def __call__(self, input, hx=None):
+        if _is_packed(input):
+            return self._forward_packed(input, hx)
+        x = as_float_array(to_numpy(input), "input")
+        if x.ndim not in (2, 3):
+            raise ValueError(f"Argument `input` must be 2-D (unbatched `(L, H_in)`) or 3-D "
+                             f"(`{'(N, L, H_in)' if self.batch_first else '(L, N, H_in)'}`), "
+                             f"received shape {x.shape}.")
+        unbatched = x.ndim == 2
+        if unbatched:
+            x = x[:, None, :]
+        elif self.batch_first:
+            x = x.transpose(1, 0, 2)
+        h0, c0 = self._initial_states(hx, x.shape[1], unbatched)
+        y, h_n, c_n = self._forward(x, h0, c0, self.training)
+        if self._cache:
+            self._cache["layout"] = (unbatched, self.batch_first)
+        if unbatched:
+            return y[:, 0], (h_n[:, 0], c_n[:, 0])
+        if self.batch_first:
+            y = np.ascontiguousarray(y.transpose(1, 0, 2))
+        return y, (h_n, c_n)
+
+    def _initial_states(self, hx, N, unbatched):
+        if hx is None:
+            return None, None
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise TypeError(f"Argument `hx` must be a pair (h_0, c_0) or None, received "
+                            f"{type(hx).__name__}.")
+        n = self.num_layers * self.num_directions
+        out = []
+        for k, (value, size) in enumerate(zip(hx, (self.output_size, self.hidden_size))):
+            arr = as_float_array(to_numpy(value), f"hx[{k}]")
+            expected = (n, size) if unbatched else (n, N, size)
+            if arr.shape != expected:
+                raise ValueError(f"Argument `hx[{k}]` ({'h_0' if k == 0 else 'c_0'}) must have "
+                                 f"shape {expected} (num_layers * num_directions"
+                                 f"{'' if unbatched else ', batch'}, "
+                                 f"{'proj_size or hidden_size' if k == 0 else 'hidden_size'}) "
+                                 f"for this input, received shape {arr.shape}.")
+            out.append(arr[:, None, :] if unbatched else arr)
+        return out
+
+    def _weights(self, layer, suffix):
+        """The `pylstm.ops` (Keras-layout) weights of one layer and direction, as copies."""
+        p = self._params
+        kernel = np.ascontiguousarray(p[f"weight_ih_l{layer}{suffix}"].value.T)
+        recurrent = np.ascontiguousarray(p[f"weight_hh_l{layer}{suffix}"].value.T)
+        bias = None
+        if self.bias:
+            bias = p[f"bias_ih_l{layer}{suffix}"].value + p[f"bias_hh_l{layer}{suffix}"].value
+        projection = None
+        if self.proj_size:
+            projection = np.ascontiguousarray(p[f"weight_hr_l{layer}{suffix}"].value.T)
+        return kernel, recurrent, bias, projection
+
+    def _forward(self, x, h0, c0, training, batch_sizes=None):
+        """Runs every layer on time-major `x` `(L, N, H_in)`, or on packed rows `x`
+        `(sum(batch_sizes), H_in)` when `batch_sizes` `(L,)` is given (only real steps run).
+
+        `h0`, `c0`: `(D * num_layers, N, P_out)` / `(.., H)` or None (in the packed sample
+        order for packed rows). `training` enables dropout and keeps the caches in
+        `self._cache` for `backward`. Returns `(y (L, N, D * P_out) or (rows, D * P_out),
+        h_n, c_n)`.
+        """
+        features = x.shape[-1]
+        if features != self.input_size:
+            raise ValueError(f"Argument `input` must have {self.input_size} features "
+                             f"(input_size) on its last axis, received {features} (input "
+                             f"shape {x.shape}).")
+        if x.size == 0:
+            raise ValueError(f"Argument `input` must have at least one step and one sample, "
+                             f"received shape {x.shape}.")
+        N = x.shape[1] if batch_sizes is None else int(batch_sizes[0])
+        D, P, H = self.num_directions, self.output_size, self.hidden_size
+        x = x.astype(self.dtype, copy=False)
+        h_n = np.empty((self.num_layers * D, N, P), dtype=self.dtype)
+        c_n = np.empty((self.num_layers * D, N, H), dtype=self.dtype)
+        caches, masks = [], []
+        for layer in range(self.num_layers):
+            if layer > 0 and training and self.dropout > 0:
+                keep = 1.0 - self.dropout
+                mask = (self._dropout_rng.random(x.shape) < keep).astype(self.dtype)
+                if keep > 0:
+                    mask /= keep
+                x = x * mask
+                masks.append(mask)
+            else:
+                masks.append(None)
+            y = np.empty(x.shape[:-1] + (D * P,), dtype=self.dtype)
+            for d, suffix in enumerate(self._suffixes()):
+                k = layer * D + d
+                kernel, recurrent, bias, projection = self._weights(layer, suffix)
+                states = (None if h0 is None else h0[k], None if c0 is None else c0[k])
+                if batch_sizes is None:
+                    out, h_n[k], c_n[k], cache = ops.lstm_forward(
+                        x, kernel, recurrent, bias, *states, projection=projection,
+                        reverse=d == 1, training=training, time_major=True)
+                else:
+                    out, h_n[k], c_n[k], cache = ops.lstm_forward_packed(
+                        x, batch_sizes, kernel, recurrent, bias, *states,
+                        projection=projection, reverse=d == 1, training=training)
+                y[..., d * P:(d + 1) * P] = out
+                caches.append(cache)
+            x = y
+        self._cache = {"caches": caches, "masks": masks, "N": N} if training else {}
+        return x, h_n, c_n
+
+    def _forward_packed(self, packed, hx):
+        """A `PackedSequence` through every layer; states follow `sorted_indices` as in
+        PyTorch (given and returned in the caller's sample order)."""
+        data = as_float_array(to_numpy(packed.data), "input.data")
+        if data.ndim != 2:
+            raise ValueError(f"Argument `input.data` of a PackedSequence must be 2-D "
+                             f"(sum of lengths, H_in), received shape {data.shape}.")
+        batch_sizes = np.asarray(to_numpy(packed.batch_sizes))
+        order = packed.sorted_indices
+        unorder = packed.unsorted_indices
+        N = int(batch_sizes[0])
+        h0, c0 = self._initial_states(hx, N, unbatched=False)
+        if hx is not None and order is not None:
+            h0, c0 = h0[:, order], c0[:, order]
+        y, h_n, c_n = self._forward(data, h0, c0, self.training, batch_sizes=batch_sizes)
+        if self._cache:
+            self._cache["layout"] = ("packed", packed)
+        if unorder is not None:
+            h_n, c_n = h_n[:, unorder], c_n[:, unorder]
+        return type(packed)(y, packed.batch_sizes, order, unorder), (h_n, c_n)
+
+    # Backward ------------------------------------------------------------------------
+
+    def backward(self, grad_output, grad_h_n=None, grad_c_n=None, return_hx_grad=False):
+        """Backpropagates through the last call (made in training mode) and adds every
+        parameter's gradient into its `.grad` (as PyTorch's autograd accumulates).
+
+        Args:
+            grad_output: gradient of the loss with respect to the call's `output`, same shape
+                (`(L, N, D * P_out)`, `(N, L, D * P_out)` or `(L, D * P_out)`; for a packed
+                input a `PackedSequence` or its `data` `(sum of lengths, D * P_out)`), or None.
+            grad_h_n: gradient with respect to `h_n` (same shape as `h_n`), or None.
+            grad_c_n: gradient with respect to `c_n`, or None.
+            return_hx_grad: also return the gradients of `h_0` and `c_0`.
+
+        Returns:
+            `grad_input`, the gradient with respect to `input`, in its shape and the model's
+            dtype (for a packed input, of its `data`); or `(grad_input, (grad_h_0, grad_c_0))`
+            with `return_hx_grad`, in `hx`'s shapes.
+
+        Raises:
+            RuntimeError: no call in training mode since the last `backward`.
+            ValueError: a gradient of the wrong shape.
+        """
+        cache = self._cache
+        if not cache:
+            raise RuntimeError("LSTM.backward needs a preceding call in training mode "
+                               "(`lstm.train()`); the last call ran in eval mode or was "
+                               "already backpropagated.")
+        layout = cache["layout"]
+        packed = layout[0] == "packed"
+        unbatched = layout[0] is True
+        N = cache["N"]
+        D, P, H = self.num_directions, self.output_size, self.hidden_size
+        n = self.num_layers * D
+        L = cache["caches"][0].x.shape[0]
+        dy = None
+        if grad_output is not None:
+            if _is_packed(grad_output):
+                grad_output = grad_output.data
+            dy = as_float_array(to_numpy(grad_output), "grad_output")
+            if packed or unbatched:  # L: the packed rows, or the steps
+                expected = (L, D * P)
+            else:
+                expected = (N, L, D * P) if self.batch_first else (L, N, D * P)
+            if dy.shape != expected:
+                raise ValueError(f"Argument `grad_output` must have the output's shape "
+                                 f"{expected}, received shape {dy.shape}.")
+            if unbatched:
+                dy = dy[:, None, :]
+            elif self.batch_first and not packed:
+                dy = dy.transpose(1, 0, 2)
+            dy = dy.astype(self.dtype)
+        dh_n = self._state_grad(grad_h_n, "grad_h_n", (n, N, P), unbatched)
+        dc_n = self._state_grad(grad_c_n, "grad_c_n", (n, N, H), unbatched)
+        order = layout[1].sorted_indices if packed else None
+        if order is not None:
+            dh_n = None if dh_n is None else dh_n[:, order]
+            dc_n = None if dc_n is None else dc_n[:, order]
+        dx, dh0, dc0 = self._backward(dy, dh_n, dc_n)
+        self._cache = {}
+        if packed:
+            if order is not None:
+                unorder = layout[1].unsorted_indices
+                dh0, dc0 = dh0[:, unorder], dc0[:, unorder]
+        elif unbatched:
+            dx, dh0, dc0 = dx[:, 0], dh0[:, 0], dc0[:, 0]
+        elif self.batch_first:
+            dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
+        return (dx, (dh0, dc0)) if return_hx_grad else dx
+
+    def _state_grad(self, value, name, shape, unbatched):
+        if value is None:
+            return None
+        arr = as_float_array(to_numpy(value), name)
+        expected = (shape[0], shape[2]) if unbatched else shape
+        if arr.shape != expected:
+            raise ValueError(f"Argument `{name}` must have shape {expected}, received shape "
+                             f"{arr.shape}.")
+        return arr.reshape(shape)
+
+    def _backward(self, dy, dh_n, dc_n):
+        """Backward over all layers: `dy` `(L, N, D * P_out)` (or packed rows) or None, `dh_n`,
+        `dc_n` or None; returns `(dx (L, N, H_in), dh0, dc0)`."""
+        cache = self._cache
+        D, P, H = self.num_directions, self.output_size, self.hidden_size
+        N = cache["N"]
+        n = self.num_layers * D
+        dh0 = np.zeros((n, N, P), dtype=self.dtype)
+        dc0 = np.zeros((n, N, H), dtype=self.dtype)
+        for layer in reversed(range(self.num_layers)):
+            dx = None
+            for d, suffix in enumerate(self._suffixes()):
+                k = layer * D + d
+                grads = ops.lstm_backward(
+                    cache["caches"][k], None if dy is None else dy[..., d * P:(d + 1) * P],
+                    None if dh_n is None else dh_n[k], None if dc_n is None else dc_n[k])
+                p = self._params
+                p[f"weight_ih_l{layer}{suffix}"].grad += grads["kernel"].T
+                p[f"weight_hh_l{layer}{suffix}"].grad += grads["recurrent_kernel"].T
+                if self.bias:
+                    p[f"bias_ih_l{layer}{suffix}"].grad += grads["bias"]
+                    p[f"bias_hh_l{layer}{suffix}"].grad += grads["bias"]
+                if self.proj_size:
+                    p[f"weight_hr_l{layer}{suffix}"].grad += grads["projection"].T
+                dx = grads["x"] if dx is None else dx + grads["x"]
+                dh0[k], dc0[k] = grads["h0"], grads["c0"]
+            mask = cache["masks"][layer]
+            dy = dx if mask is None else dx * mask
+        return dy, dh0, dc0
+
+    def as_layer(self, return_sequences=True, **kwargs):
+        """Wraps this module as a `pylstm.layers.Layer` for `pylstm.models.Sequential`.
+
+        Args:
+            return_sequences: bool; the layer returns `(N, L, D * P_out)` (every step of the
+                last layer), else `(N, D * P_out)`, the last layer's `h_n` of each direction
+                concatenated (Keras's `return_sequences=False`, and what a `Bidirectional`
+                layer returns).
+            **kwargs: base `Layer` arguments (`name`, `trainable`).
+
+        Returns:
+            An `LSTMLayer` sharing this module's parameters; it takes `(N, L, H_in)` inputs
+            whatever `batch_first` is, as Keras layers do.
+        """
+        return LSTMLayer(module=self, return_sequences=return_sequences, **kwargs)
+
+
+class LSTMLayer(Layer):
+    """A `pylstm.nn.LSTM` as a Keras-style layer (`(N, L, H_in)` in, batch first), for
+    `pylstm.models.Sequential`; made by `LSTM.as_layer`.
+
+    Args:
+        return_sequences: see `LSTM.as_layer`.
+        module: the `pylstm.nn.LSTM` to wrap (shared, not copied); or None to make one from
+            `**lstm_args`.
+        **kwargs: `pylstm.nn.LSTM` arguments (used when `module` is None) and base `Layer`
+            arguments (`name`, `trainable`, `input_shape`).
+
+    Call arguments:
+        inputs: `(N, L, H_in)` float array.
+        training: bool, dropout between layers and keeping the cache for `backward`.
+
+    Returns:
+        `(N, L, D * P_out)` if `return_sequences`, else `(N, D * P_out)`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm.models import Sequential
+    >>> from pylstm.layers import Dense
+    >>> from pylstm.nn import LSTM
+    >>> model = Sequential([LSTM(2, 8, seed=1).as_layer(return_sequences=False), Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> model.predict(np.zeros((4, 5, 2), dtype="float32")).shape
+    (4, 1)
+    """
+
+    _LSTM_ARGS = ("input_size", "hidden_size", "num_layers", "bias", "dropout",
+                  "bidirectional", "proj_size", "seed")
+
+    def __init__(self, return_sequences=True, module=None, **kwargs):
+        lstm_args = {k: kwargs.pop(k) for k in self._LSTM_ARGS if k in kwargs}
+        kwargs.pop("batch_first", None)
+        if module is None:
+            module = LSTM(**lstm_args, dtype=kwargs.get("dtype", "float32"))
+        elif lstm_args:
+            raise ValueError(f"Give either `module` or LSTM arguments, received both "
+                             f"(LSTM arguments {sorted(lstm_args)}).")
+        if not isinstance(module, LSTM):
+            raise TypeError(f"Argument `module` must be a pylstm.nn.LSTM, received "
+                            f"{type(module).__name__}.")
+        kwargs["dtype"] = module.dtype
+        super().__init__(**kwargs)
+        self.module = module
+        self.return_sequences = bool(return_sequences)
+        for name, var in module.named_parameters():
+            self._variables.append(var)
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3 or input_shape[-1] not in (None, self.module.input_size):
+            raise ValueError(f"Layer '{self.name}' expects inputs of shape (batch, steps, "
+                             f"{self.module.input_size}), received {input_shape}.")
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        features = self.module.num_directions * self.module.output_size
+        if self.return_sequences:
+            return (input_shape[0], input_shape[1], features)
+        return (input_shape[0], features)
+
+    def call(self, inputs, training=False):
+        x = as_float_array(inputs, "inputs")
+        if x.ndim != 3:
+            raise ValueError(f"Layer '{self.name}' expects a 3-D input (batch, steps, "
+                             f"features), received shape {x.shape}.")
+        m = self.module
+        y, h_n, _ = m._forward(x.transpose(1, 0, 2), None, None, bool(training))
+        if self.return_sequences:
+            return np.ascontiguousarray(y.transpose(1, 0, 2))
+        D = m.num_directions
+        return np.concatenate(list(h_n[-D:]), axis=-1)
+
+    def backward(self, grad_outputs):
+        m = self.module
+        if not m._cache:
+            raise RuntimeError(f"Layer '{self.name}': backward needs a call with "
+                               f"training=True first.")
+        g = np.asarray(grad_outputs, dtype=m.dtype)
+        D, P = m.num_directions, m.output_size
+        if self.return_sequences:
+            dx, _, _ = m._backward(g.transpose(1, 0, 2), None, None)
+        else:
+            N = g.shape[0]
+            dh_n = np.zeros((m.num_layers * D, N, P), dtype=m.dtype)
+            dh_n[-D:] = g.reshape(N, D, P).transpose(1, 0, 2)
+            dx, _, _ = m._backward(None, dh_n, None)
+        m._cache = {}
+        return np.ascontiguousarray(dx.transpose(1, 0, 2))
+
+    def get_config(self):
+        config = super().get_config()
+        module_config = self.module.get_config()
+        module_config.pop("batch_first")
+        module_config.pop("dtype")
+        config.update(module_config, return_sequences=self.return_sequences)
+        return config
+
+
+def _is_packed(value):
+    """Whether `value` is a `pylstm.nn.utils.rnn.PackedSequence` (imported lazily: the packed
+    utilities import this package)."""
+    if type(value).__name__ != "PackedSequence":
+        return False
+    from pylstm.nn.utils.rnn import PackedSequence
+
+    return isinstance(value, PackedSequence)

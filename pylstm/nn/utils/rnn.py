@@ -1,0 +1,209 @@
+"""Packed variable-length sequences, after `torch.nn.utils.rnn`, on NumPy arrays.
+
+A `PackedSequence` holds a batch of sequences of different lengths without padding: the
+samples are ordered by decreasing length and the rows of `data` grouped by timestep, step t
+holding the first `batch_sizes[t]` samples in that order (PyTorch's layout; Apple BNNS's
+per-step batch sizes). `pylstm.ops.lstm_forward_packed` runs an LSTM on it computing only the
+real steps. Same functions, arguments, results and errors as PyTorch's, with NumPy arrays in
+and out (lengths and indices are int64 arrays).
+
+Legend: T longest length, B batch, N = sum of the lengths, `*` any trailing feature shape.
+"""
+
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+
+class PackedSequence(NamedTuple):
+    """A batch of variable-length sequences, packed by timestep (`torch.nn.utils.rnn`).
+
+    Attributes:
+        data: `(N, *)` the real steps, grouped by step: step t's `batch_sizes[t]` rows are
+            the first samples in decreasing-length order.
+        batch_sizes: `(T,)` int64, non-increasing: how many samples run at each step.
+        sorted_indices: `(B,)` int64, the original index of each sample in the packed order,
+            or None when the input was already sorted (`enforce_sorted=True`).
+        unsorted_indices: `(B,)` int64, the inverse permutation, or None likewise.
+    """
+
+    data: np.ndarray
+    batch_sizes: np.ndarray
+    sorted_indices: Optional[np.ndarray] = None
+    unsorted_indices: Optional[np.ndarray] = None
+
+
+def pack_padded_sequence(input, lengths, batch_first=False, enforce_sorted=True):
+    """Packs a padded batch of variable-length sequences (right padding).
+
+    Args:
+        input: `(T, B, *)` array (`(B, T, *)` if `batch_first`), the real steps of sample b
+            at times `[0, lengths[b])`.
+        lengths: `(B,)` integers in `[1, T]`.
+        batch_first: the batch is the first axis of `input`.
+        enforce_sorted: `lengths` must be in decreasing order (then `sorted_indices` is
+            None); with False the samples are sorted here (stably) and the permutation is
+            kept in the result.
+
+    Returns:
+        `PackedSequence` with `data` `(N, *)` in `input`'s dtype.
+
+    Raises:
+        TypeError: `lengths` not integers.
+        ValueError: `input` with fewer than 2 axes, `lengths` of the wrong shape, a length
+            <= 0 or longer than the sequence, or unsorted lengths with `enforce_sorted`.
+
+    Example:
+    >>> import numpy as np
+    >>> from pylstm.nn.utils.rnn import pack_padded_sequence
+    >>> x = np.arange(6.0).reshape(3, 2, 1)          # (T=3, B=2, 1)
+    >>> packed = pack_padded_sequence(x, [3, 1])
+    >>> packed.data.ravel().tolist(), packed.batch_sizes.tolist()
+    ([0.0, 1.0, 2.0, 4.0], [2, 1, 1])
+    """
+    input = np.asarray(input)
+    if input.ndim < 2:
+        raise ValueError(f"Argument `input` must have at least 2 axes (time and batch), "
+                         f"received shape {input.shape}.")
+    if batch_first:
+        input = np.swapaxes(input, 0, 1)
+    T, B = input.shape[:2]
+    lengths = np.asarray(lengths)
+    if lengths.dtype == np.bool_ or not np.issubdtype(lengths.dtype, np.integer):
+        raise TypeError(f"Argument `lengths` must be integers, received dtype {lengths.dtype}.")
+    if lengths.shape != (B,):
+        raise ValueError(f"Argument `lengths` must have shape ({B},) (one per sample), "
+                         f"received shape {lengths.shape}.")
+    lengths = lengths.astype(np.int64)
+    if lengths.min() <= 0:
+        raise ValueError("Length of all samples has to be greater than 0, but found an element "
+                         f"in 'lengths' that is <= 0: {lengths.tolist()}.")
+    if lengths.max() > T:
+        raise ValueError(f"Argument `lengths` must be <= {T} (the input's sequence length), "
+                         f"received {int(lengths.max())}.")
+    if enforce_sorted:
+        if np.any(np.diff(lengths) > 0):
+            raise ValueError("`lengths` array must be sorted in decreasing order when "
+                             "`enforce_sorted` is True. You can pass `enforce_sorted=False` "
+                             "to pack_padded_sequence and/or pack_sequence to sidestep this "
+                             f"requirement if you do not need ONNX exportability; received "
+                             f"{lengths.tolist()}.")
+        sorted_indices = None
+        order = np.arange(B)
+    else:
+        order = np.argsort(-lengths, kind="stable")
+        sorted_indices = order
+    sorted_lengths = lengths[order]
+    steps = np.arange(int(sorted_lengths[0]))
+    batch_sizes = np.searchsorted(-sorted_lengths, -steps, side="left").astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(batch_sizes)])
+    step = np.repeat(steps, batch_sizes)
+    data = input[step, order[np.arange(offsets[-1]) - offsets[step]]]
+    return PackedSequence(data, batch_sizes, sorted_indices,
+                          None if sorted_indices is None else _invert(sorted_indices))
+
+
+def pad_packed_sequence(sequence, batch_first=False, padding_value=0.0, total_length=None):
+    """Pads a `PackedSequence` back into a batch: the inverse of `pack_padded_sequence`.
+
+    Args:
+        sequence: a `PackedSequence`.
+        batch_first: return `(B, T, *)` instead of `(T, B, *)`.
+        padding_value: the value of the padding steps.
+        total_length: None, or the length T to pad to (at least the longest sequence).
+
+    Returns:
+        `(padded, lengths)`: `padded` `(T, B, *)` (or `(B, T, *)`) in `data`'s dtype, the
+        samples in their original order; `lengths` `(B,)` int64.
+
+    Raises:
+        TypeError: `sequence` is not a `PackedSequence`.
+        ValueError: `total_length` shorter than the longest sequence.
+    """
+    if not isinstance(sequence, PackedSequence):
+        raise TypeError(f"Argument `sequence` must be a PackedSequence, received "
+                        f"{type(sequence).__name__}.")
+    data = np.asarray(sequence.data)
+    batch_sizes = np.asarray(sequence.batch_sizes, dtype=np.int64)
+    T_max, B = batch_sizes.size, int(batch_sizes[0])
+    T = T_max
+    if total_length is not None:
+        if total_length < T_max:
+            raise ValueError(f"Expected total_length to be at least the length of the longest "
+                             f"sequence in input, but got total_length={total_length} and max "
+                             f"sequence length being {T_max}.")
+        T = int(total_length)
+    padded = np.full((T, B) + data.shape[1:], padding_value, dtype=data.dtype)
+    offsets = np.concatenate([[0], np.cumsum(batch_sizes)])
+    step = np.repeat(np.arange(T_max), batch_sizes)
+    position = np.arange(offsets[-1]) - offsets[step]
+    padded[step, position] = data
+    lengths = (batch_sizes[None, :] > np.arange(B)[:, None]).sum(axis=1).astype(np.int64)
+    if sequence.unsorted_indices is not None:
+        padded = padded[:, sequence.unsorted_indices]
+        lengths = lengths[sequence.unsorted_indices]
+    if batch_first:
+        padded = np.swapaxes(padded, 0, 1)
+    return np.ascontiguousarray(padded), lengths
+
+
+def pad_sequence(sequences, batch_first=False, padding_value=0.0, padding_side="right"):
+    """Stacks a list of `(L_i, *)` arrays into one padded batch.
+
+    Args:
+        sequences: non-empty list of arrays with the same trailing shape `*`.
+        batch_first: return `(B, T, *)` instead of `(T, B, *)`; T = max `L_i`.
+        padding_value: the value of the padding.
+        padding_side: "right" (PyTorch's default) or "left".
+
+    Returns:
+        the padded array, in the sequences' common NumPy result dtype.
+
+    Raises:
+        ValueError: an empty list, arrays without a time axis or with different trailing
+            shapes, or an unknown `padding_side`.
+    """
+    arrays = [np.asarray(s) for s in sequences]
+    if not arrays:
+        raise ValueError("Argument `sequences` must hold at least one array, received none.")
+    if padding_side not in ("right", "left"):
+        raise ValueError(f"Argument `padding_side` must be 'right' or 'left', received "
+                         f"{padding_side!r}.")
+    trailing = arrays[0].shape[1:]
+    for i, a in enumerate(arrays):
+        if a.ndim < 1 or a.shape[1:] != trailing:
+            raise ValueError(f"Argument `sequences` must hold arrays of shape (L, *{trailing}), "
+                             f"received shape {a.shape} at index {i}.")
+    T = max(a.shape[0] for a in arrays)
+    out = np.full((T, len(arrays)) + trailing, padding_value,
+                  dtype=np.result_type(*arrays))
+    for b, a in enumerate(arrays):
+        if padding_side == "right":
+            out[:a.shape[0], b] = a
+        else:
+            out[T - a.shape[0]:, b] = a
+    return np.swapaxes(out, 0, 1).copy() if batch_first else out
+
+
+def pack_sequence(sequences, enforce_sorted=True):
+    """Packs a list of `(L_i, *)` arrays: `pack_padded_sequence(pad_sequence(sequences), ...)`.
+
+    Args:
+        sequences: non-empty list of arrays, decreasing in length if `enforce_sorted`.
+        enforce_sorted: as in `pack_padded_sequence`.
+
+    Returns:
+        `PackedSequence`.
+
+    Raises:
+        ValueError: as `pad_sequence` and `pack_padded_sequence`.
+    """
+    arrays = [np.asarray(s) for s in sequences]
+    lengths = np.array([a.shape[0] if a.ndim else 0 for a in arrays], dtype=np.int64)
+    return pack_padded_sequence(pad_sequence(arrays), lengths, enforce_sorted=enforce_sorted)
+
+
+def _invert(permutation):
+    inverse = np.empty_like(permutation)
+    inverse[permutation] = np.arange(permutation.size)
+    return inverse
