@@ -6,6 +6,7 @@ from pylstm import activations, constraints, initializers, ops, regularizers, ut
 from pylstm._core import ACTIVATION_CODES
 from pylstm._validation import check_array, check_finite
 from pylstm.layers.layer import Layer
+from pylstm.streaming import LSTMState, LSTMStepper
 
 
 class LSTM(Layer):
@@ -78,6 +79,12 @@ class LSTM(Layer):
             padding, holes, fully masked rows). On a masked step the state is carried
             unchanged and the output repeats the previous output (zeros before any, or always
             zeros with `zero_output_for_mask`), as Keras's generic RNN loop does.
+        lengths: None or `(B,)` ints in `[1, T]` (pylstm's extension, PyTorch's packed
+            sequences): each sample's real steps, padding on the right. Only real steps are
+            computed (the batch shrinks as samples end); outputs past a sample's end are
+            zeros, the last output (`return_sequences=False`) and the final states are each
+            sample's at its last real step. With
+            `go_backwards` each sample starts at its own last real step. Not with `mask`.
 
     Returns:
         `(B, T, P)` if `return_sequences` else `(B, P)` (P = `proj_size` or `units`), in the
@@ -206,7 +213,7 @@ class LSTM(Layer):
             return [out, (B, P), (B, self.units)]
         return out
 
-    def call(self, inputs, training=False, initial_state=None, mask=None):
+    def call(self, inputs, training=False, initial_state=None, mask=None, lengths=None):
         x = check_array(inputs, "inputs", ndim=3)
         if not self.built:
             self.build(x.shape)
@@ -243,7 +250,7 @@ class LSTM(Layer):
             dropout_mask = self._dropout_draw(gates + (B, x.shape[2]), self.dropout)
         if training and self.recurrent_dropout > 0:
             recurrent_dropout_mask = self._dropout_draw(gates + (B, P), self.recurrent_dropout)
-        extra = {}
+        extra = {} if lengths is None else {"lengths": lengths}
         if dropout_mask is not None:
             extra["dropout_mask"] = dropout_mask
         if recurrent_dropout_mask is not None:
@@ -277,6 +284,66 @@ class LSTM(Layer):
                              f"{self._stateful_batch_size} samples, received a batch of {B}. "
                              f"Feed batches of that size (sample i continues sample i), or "
                              f"declare the batch size with Input(batch_size=...).")
+
+    def initial_state(self, batch_size=1):
+        """A zero `pylstm.streaming.LSTMState` (`h (batch_size, P)`, `c (batch_size, H)`) to
+        start `step` from."""
+        return LSTMState.zeros(batch_size, self.units, self._output_size, dtype=self.dtype)
+
+    def step(self, inputs, state=None, *, out=None):
+        """Runs one timestep, for applications that receive their input a step at a time.
+
+        The step runs in compiled code with the GIL released; with `out` and a `state` it
+        writes in place and allocates nothing. Stepping through a sequence gives the same
+        outputs as calling the layer on the whole sequence (inference: no dropout).
+
+        Args:
+            inputs: `(B, D)` float array, this timestep's features.
+            state: a `pylstm.streaming.LSTMState` (`initial_state(B)`, or the one the previous
+                step returned), or None for zeros. It is updated in place and returned.
+            out: optional `(B, P)` array of the layer's dtype to write the output into.
+
+        Returns:
+            `(output (B, P), state)`.
+
+        Raises:
+            TypeError, ValueError: bad shapes or dtypes, NaN/inf; `go_backwards` (the reverse
+                direction needs the whole sequence).
+
+        Example:
+        >>> import numpy as np, pylstm
+        >>> lstm = pylstm.layers.LSTM(4, seed=0)
+        >>> state = lstm.initial_state(batch_size=2)
+        >>> for x_t in np.zeros((3, 2, 5), dtype="float32"):
+        ...     y, state = lstm.step(x_t, state)
+        >>> y.shape, state.c.shape
+        ((2, 4), (2, 4))
+        """
+        if self.go_backwards:
+            raise ValueError(f"Layer '{self.name}' has go_backwards=True: the reverse direction "
+                             f"needs the whole sequence, so it cannot be stepped.")
+        x = np.asarray(inputs)
+        if not self.built:
+            if x.ndim != 2:
+                raise ValueError(f"Argument `inputs` of step must be 2-D (batch, features), "
+                                 f"received shape {x.shape}.")
+            self.build((None, None, x.shape[-1]))
+        stepper = self._stepper()
+        if state is None:
+            state = self.initial_state(x.shape[0] if x.ndim == 2 else 1)
+        return stepper.step(x, state, out=out, new_state=state)
+
+    def _stepper(self):
+        weights = (self.kernel.value, self.recurrent_kernel.value,
+                   None if self.bias is None else self.bias.value,
+                   None if self.projection is None else self.projection.value)
+        cached = getattr(self, "_step_cache", None)
+        if cached is None or any(a is not b for a, b in zip(cached[0], weights)):
+            stepper = LSTMStepper(*weights[:3], projection=weights[3],
+                                  activation=self.activation,
+                                  recurrent_activation=self.recurrent_activation)
+            self._step_cache = (weights, stepper)
+        return self._step_cache[1]
 
     def reset_state(self, mask=None):
         """Zeroes the carried states of a stateful layer (Keras's `reset_state`).
