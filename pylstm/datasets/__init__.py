@@ -5,6 +5,7 @@ offline and from a wheel. No pandas: values come back as NumPy arrays.
 """
 
 import csv
+import gzip
 import hashlib
 from collections import namedtuple
 from importlib import resources
@@ -85,4 +86,64 @@ def load_sunspots(as_frame=False):
     )
 
 
-__all__ = ["Sunspots", "load_sunspots", "sha256", "SUNSPOTS_SHA256"]
+AUSTEN_FILENAMES = {
+    "pride_and_prejudice": "austen_pride_and_prejudice.txt.gz",
+    "persuasion": "austen_persuasion.txt.gz",
+}
+# SHA-256 of the decompressed text as copied from janeaustenr 1.0.0 (see README.md): the gzip
+# container may differ between zlib versions, the text must not.
+AUSTEN_SHA256 = {
+    "pride_and_prejudice": "dfc684d4f857fa938268f9ab9c5567b64bd0691251eca959644adeabe6287a4d",
+    "persuasion": "8061549557aebd2fd6e353d18d9197cb707029112bd52d4d8b174583a925848a",
+}
+
+
+def load_austen(title):
+    """Loads the full text of a Jane Austen novel (Project Gutenberg via janeaustenr 1.0.0).
+
+    Both novels are public domain; the text has no Project Gutenberg header or footer, starts
+    at the title and ends with the novel's last line plus a newline. Lines are at most about
+    70 characters, some are blank, and `_underscores_` mark italics. Every character is ASCII:
+
+    - `"pride_and_prejudice"` (1813): 684,768 characters, 13,030 lines, 75 distinct characters.
+    - `"persuasion"` (1818): 466,854 characters, 8,328 lines, 75 distinct characters; it has
+      `&` and `Q`, which Pride and Prejudice lacks, and lacks `*` and `_`.
+
+    A common task is a character-level language model trained on one novel and measured in
+    bits per character on the other (see `python -m pylstm.examples.austen`).
+
+    Args:
+        title: str, `"pride_and_prejudice"` or `"persuasion"`.
+
+    Returns:
+        str, the whole novel; every line, the last included, ends with a newline.
+
+    Raises:
+        TypeError: if `title` is not a str.
+        ValueError: for an unknown `title`, or if the decompressed text does not have the
+            SHA-256 recorded in `AUSTEN_SHA256` (a damaged installation).
+
+    Example:
+
+    >>> from pylstm.datasets import load_austen
+    >>> text = load_austen("pride_and_prejudice")
+    >>> len(text), text.splitlines()[0]
+    (684768, 'PRIDE AND PREJUDICE')
+    """
+    if not isinstance(title, str):
+        raise TypeError(f"Argument `title` must be a str, received {type(title).__name__} "
+                        f"{title!r}.")
+    if title not in AUSTEN_FILENAMES:
+        raise ValueError(f"Argument `title` must be one of {sorted(AUSTEN_FILENAMES)}, "
+                         f"received {title!r}.")
+    filename = AUSTEN_FILENAMES[title]
+    data = gzip.decompress(_read_bytes(filename))
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != AUSTEN_SHA256[title]:
+        raise ValueError(f"The text in {filename} has SHA-256 {digest}, expected "
+                         f"{AUSTEN_SHA256[title]}: the package data is damaged; reinstall pylstm.")
+    return data.decode("ascii")
+
+
+__all__ = ["Sunspots", "load_sunspots", "sha256", "SUNSPOTS_SHA256", "load_austen",
+           "AUSTEN_FILENAMES", "AUSTEN_SHA256"]

@@ -91,7 +91,8 @@ class Dense(Layer):
                 f"Dense '{self.name}': `inputs` must have shape (batch, ..., {in_features}), "
                 f"received shape {x.shape}."
             )
-        z = x @ self.kernel.value
+        # One 2-D product: NumPy would run an N-D @ 2-D product as one small GEMM per row.
+        z = (x.reshape(-1, in_features) @ self.kernel.value).reshape(x.shape[:-1] + (self.units,))
         if self.use_bias:
             z += self.bias.value
         y = self.activation(z)
@@ -108,7 +109,7 @@ class Dense(Layer):
         self.kernel.grad += x.reshape(-1, x.shape[-1]).T @ grad_z2
         if self.use_bias:
             self.bias.grad += grad_z2.sum(axis=0)
-        return grad_z @ self.kernel.value.T
+        return (grad_z2 @ self.kernel.value.T).reshape(x.shape)
 
     def get_config(self):
         return {

@@ -2,6 +2,12 @@
 shapes, layer/direction order and results, and loads its `state_dict` (a dict of arrays or
 tensors, a `.safetensors` file, or a `.pt` file of `torch.save`) without PyTorch installed.
 
+Streaming: `pylstm.nn.LSTMCell` is `torch.nn.LSTMCell` (one timestep, same names and shapes,
+trainable); `LSTM.step(input_t, state)` feeds a unidirectional `LSTM` one timestep at a time
+through compiled steps, with an `LSTMStepState` (from `lstm.initial_state(batch_size)`) that
+can be copied, reset per sample and saved (`to_dict` / `from_dict`); stepping over a sequence
+gives the module's result on the whole sequence.
+
 The BHoM DeepLearning `LSTM` module (`BH.oM.DeepLearning.Layers.LSTM`) describes the same
 network; its fields map one to one onto the constructor's arguments:
 
@@ -30,8 +36,9 @@ Example:
 ((4, 7, 10), (4, 4, 5))
 """
 
-from pylstm.nn.lstm import LSTM, IncompatibleKeys, LSTMLayer
+from pylstm.nn.cell import LSTMCell
+from pylstm.nn.lstm import LSTM, IncompatibleKeys, LSTMLayer, LSTMStepState
 from pylstm.nn.state_dict import load_state_dict_file, save_state_dict_file
 
-__all__ = ["LSTM", "LSTMLayer", "IncompatibleKeys", "load_state_dict_file",
-           "save_state_dict_file"]
+__all__ = ["LSTM", "LSTMCell", "LSTMLayer", "LSTMStepState", "IncompatibleKeys",
+           "load_state_dict_file", "save_state_dict_file"]

@@ -9,7 +9,9 @@ Parameters are kept in PyTorch's layout (the source of truth, what `state_dict()
 `bias_ih_l{k}` and `bias_hh_l{k}` `(4H,)`, `weight_hr_l{k}` `(P_out, H)` with a projection, and
 `_reverse` names for the backward direction; gate order i, f, g, o. `pylstm.ops` takes the
 Keras layout, the transposes: `kernel = weight_ih.T`, `recurrent_kernel = weight_hh.T`,
-`bias = bias_ih + bias_hh`, `projection = weight_hr.T`.
+`bias = bias_ih + bias_hh`, `projection = weight_hr.T`. Each 2-D parameter is stored as that
+C-contiguous transpose and exposed as its transposed view (`Variable.value`, PyTorch's shape), so
+the streaming steppers of `LSTM.step` read the very memory that optimizers update in place.
 """
 
 import collections
@@ -22,6 +24,7 @@ from pylstm import ops
 from pylstm._validation import as_float_array
 from pylstm.layers.layer import Layer, Variable
 from pylstm.nn.state_dict import load_state_dict_file, save_state_dict_file, to_numpy
+from pylstm.streaming import LSTMState, LSTMStepper
 
 IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 IncompatibleKeys.__doc__ = """What `load_state_dict(..., strict=False)` did not match (as
@@ -33,6 +36,70 @@ def _check_int(value, name, minimum):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"Argument `{name}` must be an int >= {minimum}, received {value!r}.")
     return int(value)
+
+
+def _check_dtype(dtype):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.type not in (np.float32, np.float64):
+        raise ValueError(f"Argument `dtype` must be 'float32' or 'float64', received "
+                         f"{dtype!r}.")
+    return dt.name
+
+
+def _parameter(name, value):
+    """A `Variable` for a PyTorch-layout parameter; a 2-D one lives in its C-contiguous
+    transpose (the Keras layout the kernels read) and is exposed as the transposed view."""
+    if value.ndim == 2:
+        value = np.ascontiguousarray(value.T).T
+    return Variable(name, value)
+
+
+def _keras_storage(var):
+    """The C-contiguous Keras-layout array behind a 2-D parameter (`var.value.T`). If
+    `var.value` was rebound to an array that is not such a view, it is moved into a new
+    storage and rebound to its view, so that a stepper built on the storage keeps seeing
+    in-place updates."""
+    storage = var.value.T
+    if not (storage.flags.c_contiguous and storage.flags.writeable):
+        storage = np.array(storage, order="C")
+        var.value = storage.T
+    return storage
+
+
+def _load_parameters(owner, params, state_dict, strict):
+    """`load_state_dict` of `pylstm.nn` modules: validates `state_dict` against `params`
+    (`{name: Variable}`) and copies it into the parameters in place."""
+    if isinstance(state_dict, (str, bytes)) or hasattr(state_dict, "__fspath__"):
+        state_dict = load_state_dict_file(state_dict)
+    if not isinstance(state_dict, collections.abc.Mapping):
+        raise TypeError(f"Argument `state_dict` must be a mapping of names to arrays or a "
+                        f"file path, received {type(state_dict).__name__}.")
+    missing = [name for name in params if name not in state_dict]
+    unexpected = [str(key) for key in state_dict if key not in params]
+    if strict and (missing or unexpected):
+        raise ValueError(f"Error loading the state_dict into {owner!r}: missing keys "
+                         f"{missing}, unexpected keys {unexpected}.")
+    arrays, bad_shapes = {}, []
+    for name, var in params.items():
+        if name not in state_dict:
+            continue
+        arr = as_float_array(to_numpy(state_dict[name]), f"state_dict[{name!r}]")
+        if arr.shape != var.shape:
+            bad_shapes.append(f"{name!r}: expected shape {var.shape}, received shape "
+                              f"{arr.shape}")
+            continue
+        if not np.isfinite(arr).all():
+            raise ValueError(f"Argument `state_dict[{name!r}]` contains NaN or inf.")
+        arrays[name] = arr
+    if bad_shapes:
+        raise ValueError(f"Error loading the state_dict into {owner!r}: size mismatch for "
+                         + "; ".join(bad_shapes) + ".")
+    for name, arr in arrays.items():
+        params[name].value[...] = arr
+    return IncompatibleKeys(missing, unexpected)
 
 
 class LSTM:
@@ -118,14 +185,7 @@ class LSTM:
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.bidirectional = bool(bidirectional)
-        try:
-            dt = np.dtype(dtype)
-        except TypeError:
-            dt = None
-        if dt is None or dt.type not in (np.float32, np.float64):
-            raise ValueError(f"Argument `dtype` must be 'float32' or 'float64', received "
-                             f"{dtype!r}.")
-        self.dtype = dt.name
+        self.dtype = _check_dtype(dtype)
         self.seed = seed
         self.training = True
         init_seq, dropout_seq = np.random.SeedSequence(seed).spawn(2)
@@ -135,8 +195,9 @@ class LSTM:
         bound = 1.0 / math.sqrt(self.hidden_size)
         for name, shape in self._parameter_shapes():
             value = rng.uniform(-bound, bound, size=shape).astype(self.dtype)
-            self._params[name] = Variable(name, value)
+            self._params[name] = _parameter(name, value)
         self._cache = None
+        self._step_cache = None
 
     # Structure -----------------------------------------------------------------------
 
@@ -245,34 +306,9 @@ class LSTM:
                 floating array.
             ImportError: a file whose format needs `safetensors` or `torch`, not installed.
         """
-        if isinstance(state_dict, (str, bytes)) or hasattr(state_dict, "__fspath__"):
-            state_dict = load_state_dict_file(state_dict)
-        if not isinstance(state_dict, collections.abc.Mapping):
-            raise TypeError(f"Argument `state_dict` must be a mapping of names to arrays or a "
-                            f"file path, received {type(state_dict).__name__}.")
-        missing = [name for name in self._params if name not in state_dict]
-        unexpected = [str(key) for key in state_dict if key not in self._params]
-        if strict and (missing or unexpected):
-            raise ValueError(f"Error loading the state_dict into {self!r}: missing keys "
-                             f"{missing}, unexpected keys {unexpected}.")
-        arrays, bad_shapes = {}, []
-        for name, var in self._params.items():
-            if name not in state_dict:
-                continue
-            arr = as_float_array(to_numpy(state_dict[name]), f"state_dict[{name!r}]")
-            if arr.shape != var.shape:
-                bad_shapes.append(f"{name!r}: expected shape {var.shape}, received shape "
-                                  f"{arr.shape}")
-                continue
-            if not np.isfinite(arr).all():
-                raise ValueError(f"Argument `state_dict[{name!r}]` contains NaN or inf.")
-            arrays[name] = arr
-        if bad_shapes:
-            raise ValueError(f"Error loading the state_dict into {self!r}: size mismatch for "
-                             + "; ".join(bad_shapes) + ".")
-        for name, arr in arrays.items():
-            self._params[name].value[...] = arr
-        return IncompatibleKeys(missing, unexpected)
+        result = _load_parameters(self, self._params, state_dict, strict)
+        self._step_cache = None
+        return result
 
     def save_state_dict(self, path):
         """Writes `state_dict()` to a `.safetensors` file (needs `safetensors`) or a `.pt`
@@ -328,14 +364,14 @@ class LSTM:
     def _weights(self, layer, suffix):
         """The `pylstm.ops` (Keras-layout) weights of one layer and direction, as copies."""
         p = self._params
-        kernel = np.ascontiguousarray(p[f"weight_ih_l{layer}{suffix}"].value.T)
-        recurrent = np.ascontiguousarray(p[f"weight_hh_l{layer}{suffix}"].value.T)
+        kernel = p[f"weight_ih_l{layer}{suffix}"].value.T.copy()
+        recurrent = p[f"weight_hh_l{layer}{suffix}"].value.T.copy()
         bias = None
         if self.bias:
             bias = p[f"bias_ih_l{layer}{suffix}"].value + p[f"bias_hh_l{layer}{suffix}"].value
         projection = None
         if self.proj_size:
-            projection = np.ascontiguousarray(p[f"weight_hr_l{layer}{suffix}"].value.T)
+            projection = p[f"weight_hr_l{layer}{suffix}"].value.T.copy()
         return kernel, recurrent, bias, projection
 
     def _forward(self, x, h0, c0, training, batch_sizes=None):
@@ -410,6 +446,168 @@ class LSTM:
         if unorder is not None:
             h_n, c_n = h_n[:, unorder], c_n[:, unorder]
         return type(packed)(y, packed.batch_sizes, order, unorder), (h_n, c_n)
+
+    # Streaming ----------------------------------------------------------------------
+
+    def initial_state(self, batch_size=1):
+        """The zero state of `step` (PyTorch's default `hx`) for `batch_size` samples.
+
+        Args:
+            batch_size: int >= 1, N.
+
+        Returns:
+            An `LSTMStepState` of zeros: per layer, `h` `(N, P_out)` and `c` `(N, H)` of the
+            model's dtype.
+        """
+        return LSTMStepState.zeros(self.num_layers, batch_size, self.hidden_size,
+                                   self.output_size, self.dtype)
+
+    def step(self, input_t, state=None, *, out=None, new_state=None):
+        """Runs one timestep through every layer, for inputs that arrive one step at a time.
+
+        Stepping over the L steps of a sequence gives the `output` and `(h_n, c_n)` of calling
+        the module on the whole sequence (in `eval()` mode: inter-layer dropout never applies
+        here). Each layer runs in compiled code with the GIL released
+        (`pylstm.streaming.LSTMStepper`); with `out` and `new_state` given, nothing is
+        allocated but the cast of an input that is not C-contiguous of the model's dtype. The
+        steppers are cached on the module and see in-place parameter updates (optimizers,
+        `load_state_dict`); they are rebuilt when a parameter's `value` is rebound.
+
+        Args:
+            input_t: `(N, H_in)` input at this step, or unbatched `(H_in,)` (then N = 1 and
+                the output has no N axis); float32 or float64, cast to the model's dtype.
+            state: the state before this step: an `LSTMStepState` (from `initial_state`, a
+                previous step, or `LSTMStepState.from_dict`), a pair `(h_0, c_0)` shaped as
+                `hx` of a call (`(num_layers, N, P_out)` and `(num_layers, N, H)`, without
+                N for unbatched input; copied), or None for zeros.
+            out: None, or a C-contiguous array of the model's dtype, of the output's shape
+                (`(N, P_out)`, or `(P_out,)` unbatched), to write the output into.
+            new_state: None for a new `LSTMStepState`, or one of the same sizes to write the
+                new state into; it may be `state` itself (updated in place).
+
+        Returns:
+            `(output_t, state)`: `output_t` `(N, P_out)` (`(P_out,)` unbatched) of the model's
+            dtype, the last layer's output at this step (`out` when given); `state` the
+            `LSTMStepState` after it (`new_state` when given).
+
+        Raises:
+            ValueError: a bidirectional model (the reverse direction starts from the end of
+                the sequence, so it cannot be fed one step at a time); `input_t` not 1-D or
+                2-D or with other than `input_size` features; a state of another batch size,
+                number of layers or sizes; NaN or inf in the input or the state.
+            TypeError: a non-floating `input_t`, or a state of the wrong type or dtype.
+
+        Example:
+
+        >>> import numpy as np
+        >>> from pylstm.nn import LSTM
+        >>> lstm = LSTM(input_size=3, hidden_size=4, num_layers=2, seed=0).eval()
+        >>> x = np.random.default_rng(0).standard_normal((6, 1, 3)).astype("float32")
+        >>> state = lstm.initial_state(batch_size=1)
+        >>> for x_t in x:
+        ...     y_t, state = lstm.step(x_t, state, new_state=state)
+        >>> output, (h_n, c_n) = lstm(x)
+        >>> bool(np.allclose(y_t, output[-1], atol=1e-6) and np.allclose(state.c, c_n, atol=1e-6))
+        True
+        """
+        if self.bidirectional:
+            raise ValueError("LSTM.step runs unidirectional models only: the reverse direction "
+                             "of a bidirectional LSTM starts from the last step of the "
+                             "sequence, so it needs the whole sequence; call the module on it.")
+        x = input_t
+        if type(x) is not np.ndarray or x.dtype.kind != "f":
+            x = as_float_array(to_numpy(input_t), "input_t")
+        if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
+            raise ValueError(f"Argument `input_t` must have shape (batch, {self.input_size}) "
+                             f"or unbatched ({self.input_size},) (input_size "
+                             f"{self.input_size}), received shape {x.shape}.")
+        unbatched = x.ndim == 1
+        if unbatched:
+            x = x[None]
+        N = x.shape[0]
+        if N == 0:
+            raise ValueError(f"Argument `input_t` must hold at least one sample, received "
+                             f"shape {x.shape}.")
+        if state is None:
+            state = self.initial_state(N)
+        elif isinstance(state, (tuple, list)):
+            state = self._state_from_hx(state, N, unbatched)
+        else:
+            self._check_step_state(state, "state", N)
+        if new_state is None:
+            new_state = LSTMStepState(tuple(
+                LSTMState(np.empty_like(s.h), np.empty_like(s.c)) for s in state.layers))
+        elif new_state is not state:
+            self._check_step_state(new_state, "new_state", N)
+        if out is not None and unbatched:
+            if not isinstance(out, np.ndarray) or out.shape != (self.output_size,):
+                raise ValueError(f"Argument `out` must be a ({self.output_size},) array for "
+                                 f"an unbatched input, received "
+                                 f"{getattr(out, 'shape', type(out).__name__)}.")
+            out = out[None]
+        steppers, biases = self._steppers()
+        for buffer, b_ih, b_hh in biases:
+            np.add(b_ih.value, b_hh.value, out=buffer)
+        last = self.num_layers - 1
+        for k, stepper in enumerate(steppers):
+            new = new_state.layers[k]
+            y, _ = stepper.step(x, state.layers[k], out=out if k == last else new.h,
+                                new_state=new)
+            x = y
+        return (y[0] if unbatched else y), new_state
+
+    def _check_step_state(self, state, name, N):
+        if not isinstance(state, LSTMStepState):
+            accepted = "a pair (h_0, c_0) or None" if name == "state" else "or None"
+            raise TypeError(f"Argument `{name}` must be an LSTMStepState (from "
+                            f"`initial_state`), {accepted}, received {type(state).__name__}.")
+        first = state._layers[0]  # every layer has the same shapes and dtype
+        if (len(state._layers) != self.num_layers or first._h.shape != (N, self.output_size)
+                or first._c.shape != (N, self.hidden_size)):
+            raise ValueError(f"Argument `{name}` must hold {self.num_layers} layer(s) of h "
+                             f"({N}, {self.output_size}) and c ({N}, {self.hidden_size}) for "
+                             f"this input (batch size {N}), received {state!r}.")
+        if first._h.dtype != self.dtype:
+            raise TypeError(f"Argument `{name}` must have dtype {self.dtype}, received "
+                            f"{state.dtype}.")
+
+    def _state_from_hx(self, hx, N, unbatched):
+        if len(hx) != 2:
+            raise TypeError(f"Argument `state` given as a sequence must be a pair (h_0, c_0), "
+                            f"received {len(hx)} items.")
+        h0, c0 = self._initial_states(tuple(hx), N, unbatched)
+        return LSTMStepState(tuple(
+            LSTMState(np.array(h0[k], dtype=self.dtype), np.array(c0[k], dtype=self.dtype))
+            for k in range(self.num_layers)))
+
+    def _steppers(self):
+        """The per-layer `LSTMStepper`s over the parameters' storage, and the fused bias
+        buffers `(buffer, bias_ih, bias_hh)` to refresh before a step; rebuilt when a
+        parameter's `value` was rebound since they were made."""
+        values = [var.value for var in self._params.values()]
+        cached = self._step_cache
+        if cached is not None:
+            for a, b in zip(cached[0], values):
+                if a is not b:
+                    break
+            else:
+                return cached[1], cached[2]
+        p = self._params
+        steppers, biases = [], []
+        for layer in range(self.num_layers):
+            bias = None
+            if self.bias:
+                b_ih, b_hh = p[f"bias_ih_l{layer}"], p[f"bias_hh_l{layer}"]
+                bias = b_ih.value + b_hh.value
+                biases.append((bias, b_ih, b_hh))
+            projection = None
+            if self.proj_size:
+                projection = _keras_storage(p[f"weight_hr_l{layer}"])
+            steppers.append(LSTMStepper(_keras_storage(p[f"weight_ih_l{layer}"]),
+                                        _keras_storage(p[f"weight_hh_l{layer}"]), bias,
+                                        projection=projection))
+        self._step_cache = ([var.value for var in p.values()], steppers, biases)
+        return steppers, biases
 
     # Backward ------------------------------------------------------------------------
 
@@ -638,6 +836,146 @@ class LSTMLayer(Layer):
         module_config.pop("dtype")
         config.update(module_config, return_sequences=self.return_sequences)
         return config
+
+
+class LSTMStepState:
+    """The state of a stacked `pylstm.nn.LSTM` between two `step` calls: one
+    `pylstm.streaming.LSTMState` per layer (`h` `(N, P_out)`, `c` `(N, H)`), the streaming
+    counterpart of PyTorch's `(h_n, c_n)`.
+
+    Args:
+        layers: a sequence of `LSTMState`, layer 0 first, of the same batch size, sizes and
+            dtype (held, not copied).
+
+    Raises:
+        TypeError: an item that is not an `LSTMState`, or different dtypes.
+        ValueError: no layers, or different batch sizes or sizes.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm.nn import LSTM, LSTMStepState
+    >>> lstm = LSTM(input_size=2, hidden_size=3, num_layers=2, seed=0).eval()
+    >>> _, state = lstm.step(np.ones((2, 2), dtype="float32"), lstm.initial_state(2))
+    >>> saved = state.to_dict()  # {"h": (2, 2, 3), "c": (2, 2, 3)}: np.savez(path, **saved)
+    >>> state.reset(np.array([True, False]))  # sample 0 starts a new sequence
+    >>> float(np.abs(state.h[:, 0]).sum()), bool(np.allclose(state.h[:, 1], saved["h"][:, 1]))
+    (0.0, True)
+    >>> LSTMStepState.from_dict(saved).h.shape
+    (2, 2, 3)
+    """
+
+    __slots__ = ("_layers",)
+
+    def __init__(self, layers):
+        layers = tuple(layers)
+        if not layers:
+            raise ValueError("Argument `layers` must hold at least one LSTMState, received "
+                             "none.")
+        for k, state in enumerate(layers):
+            if not isinstance(state, LSTMState):
+                raise TypeError(f"Argument `layers[{k}]` must be an LSTMState, received "
+                                f"{type(state).__name__}.")
+            first = layers[0]
+            if state.dtype != first.dtype:
+                raise TypeError(f"Argument `layers` must share one dtype, received "
+                                f"{first.dtype} (layer 0) and {state.dtype} (layer {k}).")
+            if (state.h.shape, state.c.shape) != (first.h.shape, first.c.shape):
+                raise ValueError(f"Argument `layers` must share batch size and sizes, "
+                                 f"received h {first.h.shape}, c {first.c.shape} (layer 0) "
+                                 f"and h {state.h.shape}, c {state.c.shape} (layer {k}).")
+        self._layers = layers
+
+    @classmethod
+    def zeros(cls, num_layers, batch_size, hidden_size, output_size=None, dtype="float32"):
+        """The zero state: `num_layers` layers of `h` `(batch_size, output_size or
+        hidden_size)` and `c` `(batch_size, hidden_size)`."""
+        num_layers = _check_int(num_layers, "num_layers", 1)
+        return cls(tuple(LSTMState.zeros(batch_size, hidden_size, output_size, dtype)
+                         for _ in range(num_layers)))
+
+    @property
+    def layers(self):
+        """The per-layer `LSTMState`s, layer 0 first (a tuple; write into their arrays)."""
+        return self._layers
+
+    @property
+    def num_layers(self):
+        return len(self._layers)
+
+    @property
+    def batch_size(self):
+        return self._layers[0].batch_size
+
+    @property
+    def sizes(self):
+        """`(P_out, H)`: the sizes of `h` and `c`."""
+        return self._layers[0].h.shape[1], self._layers[0].c.shape[1]
+
+    @property
+    def dtype(self):
+        return self._layers[0].dtype
+
+    @property
+    def h(self):
+        """`(num_layers, N, P_out)` copy of every layer's `h` (the layout of `h_n`)."""
+        return np.stack([s.h for s in self._layers])
+
+    @property
+    def c(self):
+        """`(num_layers, N, H)` copy of every layer's `c` (the layout of `c_n`)."""
+        return np.stack([s.c for s in self._layers])
+
+    def copy(self):
+        """An independent copy (new arrays), to branch a stream or keep a checkpoint."""
+        return LSTMStepState(tuple(s.copy() for s in self._layers))
+
+    def reset(self, mask=None):
+        """Sets the state of some or all samples back to zeros in every layer, in place.
+
+        Args:
+            mask: None for every sample, or a `(N,)` boolean array, True for the samples that
+                start a new sequence.
+
+        Raises:
+            TypeError: `mask` is not boolean.
+            ValueError: `mask` does not have shape `(N,)`.
+        """
+        for s in self._layers:
+            s.reset(mask)
+
+    def to_dict(self):
+        """`{"h": (num_layers, N, P_out), "c": (num_layers, N, H)}` copies, for `np.savez`,
+        safetensors or pickling; also the `(h_0, c_0)` of a call."""
+        return {"h": self.h, "c": self.c}
+
+    @classmethod
+    def from_dict(cls, values):
+        """The state saved by `to_dict`.
+
+        Raises:
+            TypeError: `values` is not a mapping, or its arrays are not float32/float64.
+            ValueError: keys other than exactly "h" and "c", or arrays that are not 3-D with
+                the same number of layers and batch size.
+        """
+        if not hasattr(values, "keys"):
+            raise TypeError(f"Argument `values` must be a mapping with keys 'h' and 'c', "
+                            f"received {type(values).__name__}.")
+        keys = set(values.keys())
+        if keys != {"h", "c"}:
+            raise ValueError(f"Argument `values` must have exactly the keys ['c', 'h'], "
+                             f"received {sorted(keys)}.")
+        h, c = np.asarray(values["h"]), np.asarray(values["c"])
+        if h.ndim != 3 or c.ndim != 3 or h.shape[:2] != c.shape[:2]:
+            raise ValueError(f"Arguments `values['h']` and `values['c']` must be "
+                             f"(num_layers, batch, size) with the same first two axes, "
+                             f"received shapes {h.shape} and {c.shape}.")
+        return cls(tuple(LSTMState(h[k].copy(), c[k].copy()) for k in range(h.shape[0])))
+
+    def __repr__(self):
+        P, H = self.sizes
+        return (f"LSTMStepState(num_layers={self.num_layers}, batch_size={self.batch_size}, "
+                f"hidden_size={H}, output_size={P}, dtype={self.dtype})")
 
 
 def _is_packed(value):
