@@ -170,8 +170,8 @@ class LSTMCell:
             self._cache = None
             state = (LSTMState(h0, c0) if h0 is not None else
                      LSTMState.zeros(N, self.hidden_size, dtype=self.dtype))
-            new = LSTMState(np.empty((N, self.hidden_size), self.dtype),
-                            np.empty((N, self.hidden_size), self.dtype))
+            new = LSTMState(np.zeros((N, self.hidden_size), self.dtype),
+                            np.zeros((N, self.hidden_size), self.dtype))
             stepper = self._stepper()
             h1, new = stepper.step(x, state, out=new.h, new_state=new)
             c1 = new.c

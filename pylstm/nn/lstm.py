@@ -536,7 +536,7 @@ class LSTM:
             self._check_step_state(state, "state", N)
         if new_state is None:
             new_state = LSTMStepState(tuple(
-                LSTMState(np.empty_like(s.h), np.empty_like(s.c)) for s in state.layers))
+                LSTMState(np.zeros_like(s.h), np.zeros_like(s.c)) for s in state.layers))
         elif new_state is not state:
             self._check_step_state(new_state, "new_state", N)
         if out is not None and unbatched:
