@@ -1,7 +1,9 @@
 """Type stubs for the compiled LSTM kernels (pylstm/_core.pyx). Call them through pylstm.ops,
-which validates and allocates; these trust their arguments. Shapes use B batch, T timesteps,
-H units, P recurrent output size, G = 4H, S state slots (T + 1 in training, 2 in inference),
-R recurrent dropout masks (1, or 4: one per gate i, f, c, o)."""
+which validates and allocates; these trust their arguments. Arrays are C-contiguous, one
+floating dtype (float32 or float64) except the integer ones. Shapes use B batch, T timesteps,
+N packed rows (sum(batch_sizes); T*B on the dense path), H units, P recurrent output size,
+G = 4H, S state slots (N + B in training, 3B in inference), R recurrent dropout masks (1, or 4:
+one per gate i, f, c, o). See the module's Design note for the packed layout and the slots."""
 
 from typing import Optional
 
@@ -11,19 +13,22 @@ ACTIVATION_CODES: dict[str, int]
 INPUT_DERIVATIVE_CODES: frozenset[int]
 
 def forward(
-    gates: np.ndarray,                       # (T, B, G) in: x @ kernel + bias; out: activated
-    zs: Optional[np.ndarray],                # (T, B, G) out: gate pre-activations, or None
-    hs: np.ndarray,                          # (S, B, P)
-    cs: np.ndarray,                          # (S, B, H)
-    ms: Optional[np.ndarray],                # (T, B, H) or None
-    m: Optional[np.ndarray],                 # (B, H) or None
-    y: Optional[np.ndarray],                 # (T, B, P) or None
-    y_prev: np.ndarray,                      # (B, P)
+    gates: np.ndarray,                       # (N, G) in: x @ kernel + bias; out: activated
+    zs: Optional[np.ndarray],                # (N, G) out: gate pre-activations, or None
+    hs: np.ndarray,                          # (S, P) out: h state slots; h_n in the final slot
+    cs: np.ndarray,                          # (S, H) out: c state slots; c_n in the final slot
+    h0: np.ndarray,                          # (B, P) in: initial h, sorted sample order
+    c0: np.ndarray,                          # (B, H) in: initial c
+    ms: Optional[np.ndarray],                # (N, H) out: m_t (training with projection), or None
+    m: Optional[np.ndarray],                 # (B, H) scratch with projection, or None
+    y: Optional[np.ndarray],                 # (N, P) out: h_t per row, or None
+    y_prev: np.ndarray,                      # (B, P) in zeros; out: last unmasked output
     hm: Optional[np.ndarray],                # (B, P) scratch with recurrent dropout, or None
     recurrent_kernel: np.ndarray,            # (P, G)
     projection: Optional[np.ndarray],        # (H, P) or None
-    mask: Optional[np.ndarray],              # (T, B) uint8 or None
+    mask: Optional[np.ndarray],              # (T, B) uint8 (dense path only), or None
     recurrent_dropout_mask: Optional[np.ndarray],  # (R, B, P) or None
+    batch_sizes: np.ndarray,                 # (T,) intc, non-increasing, batch_sizes[0] = B
     reverse: bool,
     training: bool,
     zero_output: bool,
@@ -31,31 +36,39 @@ def forward(
 ) -> None: ...
 
 def backward(
-    dz: np.ndarray,                          # (T, B, G) out
+    dz: np.ndarray,                          # (N, G) out: d loss / d gate pre-activations
     dh: np.ndarray,                          # (B, P) in: d h_n; out: d h_0
     dc: np.ndarray,                          # (B, H) in: d c_n; out: d c_0
-    dy_carry: np.ndarray,                    # (B, P) in: d y_last
-    dhs: Optional[np.ndarray],               # (T, B, P) or None
-    dm: Optional[np.ndarray],                # (B, H) or None
+    dy_carry: np.ndarray,                    # (B, P) in: d y_last (masked path); scratch
+    dhs: Optional[np.ndarray],               # (N, P) out: d h_t per row with projection, or None
+    dm: Optional[np.ndarray],                # (B, H) scratch with projection, or None
     g: np.ndarray,                           # (B, P) scratch
     a: np.ndarray,                           # (H,) scratch
     hm: Optional[np.ndarray],                # (B, P) scratch with recurrent dropout, or None
-    dy: Optional[np.ndarray],                # (T, B, P) or None
-    gates: np.ndarray,                       # (T, B, G)
-    zs: Optional[np.ndarray],                # (T, B, G) gate pre-activations, or None
-    cs: np.ndarray,                          # (T + 1, B, H)
+    dy: Optional[np.ndarray],                # (N, P) d loss / d y, or None
+    gates: np.ndarray,                       # (N, G) forward's activated gates
+    zs: Optional[np.ndarray],                # (N, G) gate pre-activations, or None
+    cs: np.ndarray,                          # (N + B, H) forward's training cell state slots
     recurrent_kernel: np.ndarray,            # (P, G)
     projection: Optional[np.ndarray],        # (H, P) or None
-    mask: Optional[np.ndarray],              # (T, B) uint8 or None
+    mask: Optional[np.ndarray],              # (T, B) uint8 (dense path only), or None
     recurrent_dropout_mask: Optional[np.ndarray],  # (R, B, P) or None
+    batch_sizes: np.ndarray,                 # (T,) intc, as in the forward
     reverse: bool,
     zero_output: bool,
     activations: np.ndarray,                 # (5,) intc: codes of gates i, f, g, o and cell
 ) -> None: ...
 
-def matmul_acc(a: np.ndarray, w: np.ndarray, out: np.ndarray, trans_a: bool, trans_w: bool,
-               beta: float) -> None: ...
+def matmul_acc(
+    a: np.ndarray,                           # (m, k), or (k, m) if trans_a
+    w: np.ndarray,                           # (k, n), or (n, k) if trans_w
+    out: np.ndarray,                         # (m, n) in/out: op(a) @ op(w) + beta * out
+    trans_a: bool,
+    trans_w: bool,
+    beta: float,
+) -> None: ...
 
-def activate(z: np.ndarray, activation: int) -> None: ...
+def activate(z: np.ndarray, activation: int) -> None: ...   # z (n,) in place
 
-def activation_grad(v: np.ndarray, x: np.ndarray, y: np.ndarray, activation: int) -> None: ...
+def activation_grad(v: np.ndarray, x: np.ndarray, y: np.ndarray,
+                    activation: int) -> None: ...           # v (n,) *= act'(x), y = act(x)

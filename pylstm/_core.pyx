@@ -1,65 +1,82 @@
 # cython: language_level=3
-"""LSTM kernels: forward and backward (BPTT) of one direction over a whole batch of sequences.
+"""LSTM kernels: forward and backward (BPTT) of one direction over a packed batch of sequences.
 
 Design:
-    Legend: B batch, T timesteps, D input features, H units, P output size of the recurrent
-    state (P = H, or the projection size when a projection is used), G = 4H.
+    Legend: B batch, T timesteps, N packed rows (sum of the batch sizes; T*B when dense),
+    D input features, H units, P recurrent output size (H, or the projection size), G = 4H.
 
     Gate order is i, f, c, o (Keras; PyTorch's i, f, g, o is the same order). Weights use the
     Keras layout: kernel (D, G), recurrent_kernel (P, G), bias (G,), projection (H, P):
 
-        z_t = x_t @ kernel + (h_{t-1} * r) @ recurrent_kernel + bias    (B, G)
+        z_t = x_t @ kernel + (h_{t-1} * r) @ recurrent_kernel + bias    (n_t, G)
         i, f, o = recurrent_activation(z_i, z_f, z_o);  g = activation(z_c)
         c_t = f * c_{t-1} + i * g
         m_t = o * activation(c_t)
         h_t = m_t @ projection   (or h_t = m_t without projection; Sak et al. 2014 for LSTMP)
 
-    Memory layout is time-major and C-contiguous: every per-step block is a dense (B, .)
-    matrix, and every "all timesteps at once" product is one GEMM over T*B rows.
-      gates  (T, B, G)   in: x @ kernel + bias for all steps (one GEMM, done by the caller);
-                         out: the activated gates i, f, g, o (the training cache).
-      zs     (T, B, G)   out, optional: the gates' pre-activations z_t. Kept only in training
-                         and only when a gate's activation needs its input for its derivative
-                         (swish: x * sigmoid(x) is not a function of its output alone).
-      hs     (S, B, P)   recurrent state h; cs (S, B, H) cell state c.
-                         Training: S = T + 1 slots, the initial state in the slot before the
-                         first processed step, so that "h_{t-1} for all t" is one contiguous
-                         (T*B, P) block for the recurrent_kernel gradient GEMM.
-                         Inference: S = 2 slots used alternately; nothing per step is kept.
-      Forward direction: step t reads slot t and writes slot t + 1 (slot 0 = initial).
-      Reverse direction: step t reads slot t + 1 and writes slot t (slot T = initial).
+    Packed layout (PyTorch's PackedSequence, Apple BNNS's per-step batch sizes): the samples
+    are sorted by decreasing length and batch_sizes (T,) is non-increasing, batch_sizes[0] = B;
+    step t runs the first n_t = batch_sizes[t] samples, whose rows are contiguous, so every
+    per-step block is a dense (n_t, .) matrix and no work is spent on padding. The dense path
+    is the special case n_t = B (N = T*B, row t*B + b). A sample's per-sample rows (h0, c0,
+    h_n, c_n, dropout masks) are its position b in the sorted order. All buffers are
+    C-contiguous; pylstm.ops sorts, packs and scatters.
+      gates  (N, G)   in: x @ kernel + bias for all rows (one GEMM, done by the caller);
+                      out: the activated gates i, f, g, o (the training cache).
+      zs     (N, G)   out, optional: the pre-activations z_t. Kept only in training and only
+                      when a gate's activation needs its input for its derivative (swish:
+                      x * sigmoid(x) is not a function of its output alone).
+      y      (N, P)   out, optional: h_t of each row.
+      ms     (N, H)   out, training with a projection: m_t, for the projection gradient.
+      hs (S, P), cs (S, H): state slots, a slot being the rows of one step.
+        Training, S = N + B. Forward: step t reads h_{t-1} from rows [off_t, off_t + n_t)
+        (off_t = rows before step t) and writes h_t into step t+1's slot, so hs[:N] is the
+        recurrent input of every row, one block for the recurrent_kernel gradient GEMM; the
+        final slot is rows [N, N + B). Reverse: step t reads h_{t+1} from rows
+        [B + off_t, B + off_t + n_t) and writes step t-1's slot, so hs[B:] is the recurrent
+        input of every row; the final slot is rows [0, B).
+        Inference, S = 3B: rows [0, B) and [B, 2B) used alternately, final slot [2B, 3B);
+        nothing per step is kept.
+      At step t, rows [n_next, n_t) (n_next the next processed step's batch size; 0 after
+      the last) are processed for the last time: they write h and c into their row of the
+      final slot, which so holds h_n and c_n, each sample's state after its own last step.
 
-    Mask (T, B) uint8, optional: on a masked step a sample's h and c are carried unchanged and
-    its output repeats its last unmasked output (zeros before any), or is zero with
-    zero_output_for_mask: Keras's generic RNN semantics.
+    Direction: forward processes t = 0 .. T-1, all B samples starting at t = 0. Reverse
+    processes t = T-1 .. 0 and outputs stay at their rows (PyTorch's reverse direction); the
+    batch grows, each sample starting at its own last real step and ending at t = 0. A
+    sample's h0/c0 row is copied into the slot of the step where it starts (rows
+    [n_prev, n_t), n_prev the previous processed step's batch size).
+
+    Mask (T, B) uint8, optional, dense path only (all batch sizes B): on a masked step a
+    sample's h and c are carried unchanged and its output repeats its last unmasked output
+    (y_prev (B, P), zeros in), or is zero with zero_output_for_mask: Keras's generic RNN
+    semantics. Lengths never use it: the packed batch simply shrinks.
 
     Recurrent dropout mask r (R, B, P), optional, R = 1 (one mask for all four gates) or R = 4
     (one per gate i, f, c, o, as Keras's LSTMCell draws them when recurrent_dropout > 0):
-    already scaled (0 or 1 / (1 - rate)) and the same at every step. It multiplies h_{t-1}
-    only inside the recurrent product; the carried state h stays unmasked (Keras 3's
-    LSTMCell; Gal & Ghahramani 2016). With R = 4 the product is four (B, P) @ (P, H) GEMMs
-    on column blocks of recurrent_kernel. The input dropout mask is applied by the caller,
-    which owns the x @ kernel GEMM.
+    already scaled (0 or 1 / (1 - rate)), the same at every step; step t uses its rows
+    [0, n_t). It multiplies h_{t-1} only inside the recurrent product; the carried state h
+    stays unmasked (Keras 3's LSTMCell; Gal & Ghahramani 2016). With R = 4 the product is
+    four (n_t, P) @ (P, H) GEMMs on column blocks of recurrent_kernel. The input dropout
+    mask is applied by the caller, which owns the x @ kernel GEMM.
 
-    Activations are chosen by code (ACT_* below), one per gate (i, f, g, o) and one for the
+    Activations (_gates.pxd) are chosen by code, one per gate (i, f, g, o) and one for the
     cell output (Keras's recurrent_activation / activation pair is the usual choice; Apple
-    BNNS sets each gate's), and applied over contiguous gate blocks, one plain loop per
-    activation, so the compiler vectorizes each: float32 uses the branch-free exp, expm1,
-    sigmoid, tanh and softplus of _fastmath.h (about 1e-7 relative error), float64 uses libm.
-    The codes cover Keras 3's activations that are elementwise and fixed: linear, tanh,
-    sigmoid, hard_sigmoid (relu6(x + 3) / 6), relu, elu (alpha 1), selu, softplus, softsign,
-    swish (silu), exponential, and Keras 2's legacy_hard_sigmoid (clip(0.2 x + 0.5, 0, 1)).
-    Derivatives come from the cached post-activation values y where the activation is
-    invertible enough (tanh' = 1 - y^2, sigmoid' = y (1 - y), elu' = y + 1 below 0,
-    softplus' = 1 - exp(-y), softsign' = (1 - |y|)^2, exp' = y, ...); swish's comes from its
-    input: the zs block for a gate, c_t for the cell output (c_t is always in cs).
-    act(c_t) is recomputed in backward rather than cached.
+    BNNS sets each gate's), and applied over contiguous gate blocks so that each loop
+    vectorizes: float32 uses _fastmath.h (about 1e-7 relative error), float64 libm. The codes
+    cover Keras 3's elementwise fixed activations (ACTIVATION_CODES below, plus Keras 2's
+    legacy_hard_sigmoid). Derivatives come from the cached post-activation values
+    (tanh' = 1 - y^2, sigmoid' = y (1 - y), ...); swish's from its input: zs for a gate,
+    c_t (always in cs) for the cell output.
 
-    Extension points: per-sample sequence lengths are a right-padding mask today; computing
-    only real steps means letting each step's dense (B, .) blocks shrink to the samples still
-    running (sorted by length), which the time-major layout already allows. Reverse direction,
-    projection, recurrent dropout and activation codes are arguments of the same two kernels;
-    an activation outside the codes (a Python callable) runs on the NumPy path of pylstm.ops.
+    Forward caches for backward: gates, zs (if needed), the cs slots, ms (with a projection);
+    the caller keeps the hs slots for the recurrent_kernel gradient. Backward runs the
+    processed steps in the opposite order with dh, dc (B, .) indexed by sorted position:
+    in d h_n, d c_n; out d h_0, d c_0. Rows [n_t, B) are untouched at step t: their sample
+    is not running there (forward: its last step is still to come in backward order;
+    reverse: its steps are done, leaving d h_0, d c_0). act(c_t) is recomputed
+    rather than cached. Backward fills dz (N, G) (and dhs (N, P), d h_t per row, with a
+    projection); the weight gradients are GEMMs over all N rows at once in pylstm.ops.
 
     Python validates and allocates (pylstm/ops.py); these functions trust their arguments,
     release the GIL for the whole sequence, and allocate nothing inside the time loop.

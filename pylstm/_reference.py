@@ -5,6 +5,9 @@ for clarity, not speed: batch-major, one loop over time, no validation. See `pyl
 the equations and argument shapes. `pylstm.ops` also runs these functions for activations the
 compiled core does not have (Python callables).
 
+With `lengths`, each sample runs alone over its real steps (a plain loop over samples: the
+spec of the packed core, which computes the same thing with the batch shrinking per step).
+
 Activations are names of `ACTIVATIONS`, callables with `backward(x, y, grad_y) -> grad_x`
 (as `pylstm.activations.get` returns), or plain elementwise callables `f(x) -> y`, whose
 derivative is taken by float64 central differences.
@@ -45,9 +48,17 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
                  mask=None, reverse=False, zero_output_for_mask=False, activation="tanh",
                  recurrent_activation="sigmoid", gate_activations=None, dropout_mask=None,
                  recurrent_dropout_mask=None, training=False, return_sequences=True,
-                 time_major=False):
+                 time_major=False, lengths=None, padding_side="right"):
     dtype = kernel.dtype
     x = np.asarray(x, dtype=dtype)
+    if lengths is not None:
+        if mask is not None:
+            raise ValueError("Arguments `lengths` and `mask` cannot be used together.")
+        return _forward_lengths(
+            x, kernel, recurrent_kernel, bias, h0, c0, lengths, padding_side, time_major,
+            return_sequences, training, dropout_mask, recurrent_dropout_mask,
+            dict(projection=projection, reverse=reverse, activation=activation,
+                 recurrent_activation=recurrent_activation, gate_activations=gate_activations))
     if time_major:
         x = x.transpose(1, 0, 2)
         mask = None if mask is None else np.asarray(mask).T
@@ -101,6 +112,8 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
 
 
 def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
+    if "samples" in cache:
+        return _backward_lengths(cache, dy, dh_n, dc_n)
     x = cache["x"]
     B, T, D = x.shape
     kernel, recurrent_kernel, projection = (cache["kernel"], cache["recurrent_kernel"],
@@ -162,6 +175,91 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     grads["h0"] = dh
     grads["c0"] = dc
     return grads
+
+
+def _forward_lengths(x, kernel, recurrent_kernel, bias, h0, c0, lengths, padding_side,
+                     time_major, return_sequences, training, dropout_mask,
+                     recurrent_dropout_mask, options):
+    """`lstm_forward` with `lengths`: sample b runs alone on its real steps `[start, stop)`.
+
+    Outputs on padding are zeros; `h_n` / `c_n` are the state after the sample's last
+    processed step (its last real step, or its first in `reverse`); without
+    `return_sequences` the output is `h_n`.
+    """
+    dtype = kernel.dtype
+    if time_major:
+        x = x.transpose(1, 0, 2)
+    B, T, _ = x.shape
+    H = kernel.shape[1] // 4
+    P = recurrent_kernel.shape[0]
+    lengths = np.asarray(lengths)
+    h0 = np.zeros((B, P), dtype) if h0 is None else np.asarray(h0, dtype)
+    c0 = np.zeros((B, H), dtype) if c0 is None else np.asarray(c0, dtype)
+    y = np.zeros((B, T, P), dtype)
+    h_n = np.empty((B, P), dtype)
+    c_n = np.empty((B, H), dtype)
+    samples = []
+    for b in range(B):
+        start = 0 if padding_side == "right" else T - int(lengths[b])
+        stop = start + int(lengths[b])
+        y_b, h_b, c_b, cache_b = lstm_forward(
+            x[b:b + 1, start:stop], kernel, recurrent_kernel, bias, h0[b:b + 1], c0[b:b + 1],
+            dropout_mask=_sample_rows(dropout_mask, b),
+            recurrent_dropout_mask=_sample_rows(recurrent_dropout_mask, b), training=training,
+            **options)
+        y[b, start:stop] = y_b[0]
+        h_n[b], c_n[b] = h_b[0], c_b[0]
+        samples.append(dict(start=start, stop=stop, cache=cache_b))
+    if return_sequences:
+        out = y.transpose(1, 0, 2).copy() if time_major else y
+    else:
+        out = h_n.copy()
+    cache = None
+    if training:
+        cache = dict(samples=samples, shape=(B, T) + x.shape[2:], P=P, H=H, dtype=dtype,
+                     has_bias=bias is not None, projection=options["projection"],
+                     return_sequences=return_sequences, time_major=time_major)
+    return out, h_n, c_n, cache
+
+
+def _backward_lengths(cache, dy, dh_n, dc_n):
+    """`lstm_backward` for a `lengths` cache: the per-sample gradients, summed for weights."""
+    B, T, D = cache["shape"]
+    P, H, dtype = cache["P"], cache["H"], cache["dtype"]
+    dh_n = np.zeros((B, P), dtype) if dh_n is None else np.array(dh_n, dtype)
+    dc_n = np.zeros((B, H), dtype) if dc_n is None else np.asarray(dc_n, dtype)
+    dy_full = None
+    if dy is not None:
+        if cache["return_sequences"]:
+            dy_full = np.asarray(dy, dtype)
+            dy_full = dy_full.transpose(1, 0, 2) if cache["time_major"] else dy_full
+        else:
+            # the last output is h_n
+            dh_n += np.asarray(dy, dtype)
+    grads = dict(x=np.zeros((B, T, D), dtype), h0=np.empty((B, P), dtype),
+                 c0=np.empty((B, H), dtype))
+    for b, sample in enumerate(cache["samples"]):
+        start, stop = sample["start"], sample["stop"]
+        dy_b = None if dy_full is None else dy_full[b:b + 1, start:stop]
+        g = lstm_backward(sample["cache"], dy_b, dh_n[b:b + 1], dc_n[b:b + 1])
+        grads["x"][b, start:stop] = g["x"][0]
+        grads["h0"][b], grads["c0"][b] = g["h0"][0], g["c0"][0]
+        for name in ("kernel", "recurrent_kernel", "bias", "projection"):
+            if g[name] is not None:
+                grads[name] = grads[name] + g[name] if name in grads else g[name]
+            else:
+                grads[name] = None
+    if cache["time_major"]:
+        grads["x"] = grads["x"].transpose(1, 0, 2).copy()
+    return grads
+
+
+def _sample_rows(mask, b):
+    """Sample b's rows of a `(B, n)` or `(R, B, n)` dropout mask, keeping the batch axis."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    return mask[b:b + 1] if mask.ndim == 2 else mask[:, b:b + 1]
 
 
 def _per_gate(mask, dtype):
