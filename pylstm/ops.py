@@ -20,14 +20,20 @@ _INT32_MAX = 2**31 - 1
 class LSTMCache:
     """What `lstm_forward(..., training=True)` keeps for `lstm_backward`.
 
-    Attributes (time-major, C-contiguous, the weights' dtype):
-        x: `(T, B, D)` inputs (before input dropout).
-        gates: `(T, B, 4H)` activated gates i, f, g, o.
-        zs: `(T, B, 4H)` gate pre-activations, kept only when a gate's activation needs its
-            input for its derivative (swish); else None.
-        hs: `(T + 1, B, P)` recurrent states, the initial state in the slot before step one.
-        cs: `(T + 1, B, H)` cell states, likewise.
-        ms: `(T, B, H)` pre-projection outputs `o * act(c)`, or None without projection.
+    Attributes (the weights' dtype; N = the number of real (timestep, sample) rows, T*B
+    without lengths; rows grouped by timestep, as `_core` documents):
+        x: `(T, B, D)` time-major inputs, or `(N, D)` packed rows (before input dropout).
+        gates: `(T, B, 4H)` or `(N, 4H)` activated gates i, f, g, o.
+        zs: gate pre-activations of the same shape, kept only when a gate's activation needs
+            its input for its derivative (swish); else None.
+        hs: `(N + B, P)` recurrent-state slots: each row's new state, plus B slots for the
+            initial states; `h_prev` is the `(N, P)` view of every row's previous state.
+        cs: `(N + B, H)` cell-state slots, likewise.
+        ms: `(N, H)` pre-projection outputs `o * act(c)`, or None without projection.
+        batch_sizes: `(T,)` the samples running at each step; `row_sample`: None, or `(N,)`
+            each packed row's sample within its step.
+        packing: None (dense input), or how `lengths` / packed input was packed, to scatter
+            gradients back.
         dropout_mask: `(R, B, D)` input dropout masks, R = 1 or 4 (one per gate), or None.
         recurrent_dropout_mask: `(R, B, P)` recurrent dropout masks, or None.
         reference: the NumPy path's cache when an activation is a Python callable (then
