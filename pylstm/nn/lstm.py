@@ -25,6 +25,7 @@ from pylstm._validation import as_float_array
 from pylstm.layers.layer import Layer, Variable
 from pylstm.nn.state_dict import load_state_dict_file, save_state_dict_file, to_numpy
 from pylstm.streaming import LSTMState, LSTMStepper
+from pylstm.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 IncompatibleKeys.__doc__ = """What `load_state_dict(..., strict=False)` did not match (as
@@ -136,6 +137,10 @@ class LSTM:
         hx: None (zero initial states) or a pair `(h_0, c_0)`: `h_0` `(D * num_layers, N,
             P_out)` and `c_0` `(D * num_layers, N, H)` (without the N axis for unbatched
             input), ordered layer by layer, forward direction first.
+        lengths: None, or `(N,)` ints in `[1, L]` for a padded 3-D input (pylstm's shortcut
+            for `pack_padded_sequence(input, lengths, enforce_sorted=False)`): only real steps
+            are computed, the output is zero past each sample's end, and `h_n`/`c_n` are each
+            sample's state at its last real step (the reverse direction starts there).
 
     Returns:
         `output, (h_n, c_n)`: `output` `(L, N, D * P_out)` (`(N, L, D * P_out)` if
@@ -318,9 +323,14 @@ class LSTM:
 
     # Forward -------------------------------------------------------------------------
 
-    def __call__(self, input, hx=None):
+    def __call__(self, input, hx=None, lengths=None):
         if _is_packed(input):
+            if lengths is not None:
+                raise ValueError("Argument `lengths` cannot go with a PackedSequence input, "
+                                 "which carries its lengths already.")
             return self._forward_packed(input, hx)
+        if lengths is not None:
+            return self._forward_lengths(input, hx, lengths)
         x = as_float_array(to_numpy(input), "input")
         if x.ndim not in (2, 3):
             raise ValueError(f"Argument `input` must be 2-D (unbatched `(L, H_in)`) or 3-D "
@@ -425,6 +435,22 @@ class LSTM:
             x = y
         self._cache = {"caches": caches, "masks": masks, "N": N} if training else {}
         return x, h_n, c_n
+
+    def _forward_lengths(self, input, hx, lengths):
+        """Padded input with per-sample `lengths`: packed (only real steps computed), run,
+        padded back with zeros past each sample's end."""
+        x = as_float_array(to_numpy(input), "input")
+        if x.ndim != 3:
+            raise ValueError(f"Argument `input` must be 3-D with `lengths`, received shape "
+                             f"{x.shape}.")
+        packed = pack_padded_sequence(x, lengths, batch_first=self.batch_first,
+                                      enforce_sorted=False)
+        out, states = self._forward_packed(packed, hx)
+        total = x.shape[1] if self.batch_first else x.shape[0]
+        y, _ = pad_packed_sequence(out, batch_first=self.batch_first, total_length=total)
+        if self._cache:
+            self._cache["padded"] = (np.asarray(lengths), total)
+        return y, states
 
     def _forward_packed(self, packed, hx):
         """A `PackedSequence` through every layer; states follow `sorted_indices` as in
@@ -645,6 +671,11 @@ class LSTM:
         n = self.num_layers * D
         L = cache["caches"][0].x.shape[0]
         dy = None
+        padded = cache.get("padded")
+        if grad_output is not None and padded is not None:
+            grad_output = pack_padded_sequence(
+                as_float_array(to_numpy(grad_output), "grad_output"), padded[0],
+                batch_first=self.batch_first, enforce_sorted=False).data
         if grad_output is not None:
             if _is_packed(grad_output):
                 grad_output = grad_output.data
@@ -673,6 +704,9 @@ class LSTM:
             if order is not None:
                 unorder = layout[1].unsorted_indices
                 dh0, dc0 = dh0[:, unorder], dc0[:, unorder]
+            if padded is not None:
+                dx, _ = pad_packed_sequence(layout[1]._replace(data=dx),
+                                            batch_first=self.batch_first, total_length=padded[1])
         elif unbatched:
             dx, dh0, dc0 = dx[:, 0], dh0[:, 0], dc0[:, 0]
         elif self.batch_first:
