@@ -9,6 +9,8 @@ __version__ = "0.1.0"
 from pylstm import (activations, callbacks, constraints, datasets, initializers, layers, losses,
                     metrics, models, nn, ops, optimizers, regularizers, streaming, utils)
 
-__all__ = ["activations", "callbacks", "constraints", "datasets", "initializers", "layers",
+from pylstm._threads import get_num_threads, set_num_threads
+
+__all__ = ["get_num_threads", "set_num_threads", "activations", "callbacks", "constraints", "datasets", "initializers", "layers",
            "losses", "metrics", "models", "nn", "ops", "optimizers", "regularizers", "streaming", "utils",
            "__version__"]

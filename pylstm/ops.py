@@ -5,6 +5,11 @@ checked and allocated here, and the kernels trust what they get. Layers (`pylstm
 and benchmarks call these two functions; `pylstm._reference` is the same math in plain NumPy,
 and runs instead of the core for activations the core does not have (Python callables).
 
+BLAS threads: `set_num_threads(n)` (default None: the BLAS library's setting) for the GEMMs
+done once per call over all rows and for per-step recurrent products large enough to gain from
+threads, one thread for smaller ones; the caller's BLAS settings are restored after every call
+(`pylstm._threads` has the measurements behind this policy).
+
 Legend: B batch, T timesteps, D input features, H units, P recurrent output size (H, or the
 projection size), G = 4H. Weights use the Keras layout and gate order i, f, c, o.
 """
@@ -12,6 +17,7 @@ projection size), G = 4H. Weights use the Keras layout and gate order i, f, c, o
 import numpy as np
 
 from pylstm import _core, _reference, activations
+from pylstm._threads import BlasThreads, get_num_threads, set_num_threads  # noqa: F401
 from pylstm._validation import as_float_array, check_array, check_finite, check_weight
 
 _INT32_MAX = 2**31 - 1
@@ -187,12 +193,15 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
                                 training)
 
     if acts is None:
-        y, h_n, c_n, ref_cache = _reference.lstm_forward(
-            x_tm, kernel, recurrent_kernel, bias, h0, c0, projection=projection,
-            mask=None if mask_tm is None else mask_tm.view(np.bool_), reverse=reverse,
-            zero_output_for_mask=zero_output_for_mask, gate_activations=entries,
-            dropout_mask=din, recurrent_dropout_mask=drec, training=training,
-            return_sequences=return_sequences, time_major=True)
+        # One NumPy product per step: one BLAS thread, as in the core's time loop (_threads).
+        with BlasThreads() as threads:
+            threads.loop(2 * B * P * G)
+            y, h_n, c_n, ref_cache = _reference.lstm_forward(
+                x_tm, kernel, recurrent_kernel, bias, h0, c0, projection=projection,
+                mask=None if mask_tm is None else mask_tm.view(np.bool_), reverse=reverse,
+                zero_output_for_mask=zero_output_for_mask, gate_activations=entries,
+                dropout_mask=din, recurrent_dropout_mask=drec, training=training,
+                return_sequences=return_sequences, time_major=True)
         if return_sequences and not time_major:
             y = y.transpose(1, 0, 2)
         cache = None
@@ -240,16 +249,7 @@ def _core_forward(x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, bia
     lead = x_rows.shape[:-1]
     din_rows = din if (din is None or row_sample is None) else din[:, row_sample]
 
-    # gates = (x * dropout_mask) @ kernel + bias, for all rows at once    (N, D) @ (D, G)
     gates = np.empty((N, G), dtype=dtype)
-    gates[...] = bias if bias is not None else 0
-    if din is None or len(din) == 1:
-        x_in = x_rows if din is None else x_rows * din_rows[0]
-        _core.matmul_acc(x_in.reshape(N, D), kernel, gates, False, False, 1.0)
-    else:
-        for k, cols in enumerate(_gate_columns(H)):
-            gates[:, cols] += (x_rows * din_rows[k]).reshape(N, D) @ kernel[:, cols]
-
     slots = N + B if training else 3 * B
     final = (0 if reverse else N) if training else 2 * B
     hs = np.empty((slots, P), dtype=dtype)
@@ -262,8 +262,21 @@ def _core_forward(x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, bia
     y_prev = np.zeros((B, P), dtype=dtype)
     hm = np.empty((B, P), dtype=dtype) if drec is not None else None
 
-    _core.forward(gates, zs, hs, cs, h0, c0, ms, m, y, y_prev, hm, recurrent_kernel, projection,
-                  mask_tm, drec, batch_sizes, reverse, training, zero_output, acts)
+    # BLAS threads: get_num_threads() for the one big GEMM, one for the time loop (_threads).
+    with BlasThreads() as threads:
+        # gates = (x * dropout_mask) @ kernel + bias, for all rows at once    (N, D) @ (D, G)
+        gates[...] = bias if bias is not None else 0
+        threads.bulk()
+        if din is None or len(din) == 1:
+            x_in = x_rows if din is None else x_rows * din_rows[0]
+            _core.matmul_acc(x_in.reshape(N, D), kernel, gates, False, False, 1.0)
+        else:
+            for k, cols in enumerate(_gate_columns(H)):
+                gates[:, cols] += (x_rows * din_rows[k]).reshape(N, D) @ kernel[:, cols]
+        threads.loop(2 * B * P * G)
+        _core.forward(gates, zs, hs, cs, h0, c0, ms, m, y, y_prev, hm, recurrent_kernel,
+                      projection, mask_tm, drec, batch_sizes, reverse, training, zero_output,
+                      acts)
 
     h_n, c_n = hs[final:final + B].copy(), cs[final:final + B].copy()
     fields = dict(y_prev=y_prev)
@@ -322,8 +335,10 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     dc = _initial_state(dc_n, "dc_n", (B, H), dtype)
 
     if cache.reference is not None:
-        grads = _reference.lstm_backward(cache.reference, dy_tm if dy_last is None else dy_last,
-                                         dh, dc)
+        with BlasThreads() as threads:
+            threads.loop(2 * B * P * G)
+            grads = _reference.lstm_backward(cache.reference,
+                                             dy_tm if dy_last is None else dy_last, dh, dc)
         if not cache.time_major:
             grads["x"] = np.ascontiguousarray(grads["x"].transpose(1, 0, 2))
         return grads
@@ -365,25 +380,31 @@ def _core_backward(cache, dy_rows, dh, dc, dy_carry):
     a = np.empty(H, dtype=dtype)
     hm = np.empty((B, P), dtype=dtype) if rdrop is not None else None
     zs = None if cache.zs is None else cache.zs.reshape(N, G)
-    _core.backward(dz, dh, dc, dy_carry, dhs, dm, g, a, hm, dy_rows, cache.gates.reshape(N, G),
-                   zs, cache.cs, recurrent_kernel, projection, cache.mask, rdrop,
-                   cache.batch_sizes, cache.reverse, cache.zero_output, cache.acts)
-
     row_sample = cache.row_sample
     din = cache.dropout_mask
     if din is not None and row_sample is not None:
         din = din[:, row_sample]
+    rdrop_rows = rdrop
     if rdrop is not None and row_sample is not None:
-        rdrop = rdrop[:, row_sample]
-    grads = {}
-    grads["kernel"], dx = _masked_gemm_grads(cache.x, din, kernel, dz, want_input_grad=True)
-    grads["recurrent_kernel"], _ = _masked_gemm_grads(cache.h_prev, rdrop, recurrent_kernel,
-                                                      dz, want_input_grad=False)
-    grads["bias"] = dz.sum(axis=0) if cache.has_bias else None
-    grads["projection"] = None
+        rdrop_rows = rdrop[:, row_sample]
+    grads = {"projection": None}
     if projection is not None:
         grads["projection"] = np.empty((H, P), dtype=dtype)
-        _core.matmul_acc(cache.ms, dhs, grads["projection"], True, False, 0.0)   # m^T @ dh
+    # BLAS threads: one for the time loop, get_num_threads() for the gradient GEMMs (_threads).
+    with BlasThreads() as threads:
+        threads.loop(2 * B * P * G)
+        _core.backward(dz, dh, dc, dy_carry, dhs, dm, g, a, hm, dy_rows,
+                       cache.gates.reshape(N, G), zs, cache.cs, recurrent_kernel, projection,
+                       cache.mask, rdrop, cache.batch_sizes, cache.reverse, cache.zero_output,
+                       cache.acts)
+        threads.bulk()
+        grads["kernel"], dx = _masked_gemm_grads(cache.x, din, kernel, dz, want_input_grad=True)
+        grads["recurrent_kernel"], _ = _masked_gemm_grads(cache.h_prev, rdrop_rows,
+                                                          recurrent_kernel, dz,
+                                                          want_input_grad=False)
+        if projection is not None:
+            _core.matmul_acc(cache.ms, dhs, grads["projection"], True, False, 0.0)  # m^T @ dh
+    grads["bias"] = dz.sum(axis=0) if cache.has_bias else None
     grads["x"] = dx
     grads["h0"] = dh
     grads["c0"] = dc

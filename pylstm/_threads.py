@@ -1,0 +1,222 @@
+"""How many threads pylstm's BLAS calls use, and the caller's BLAS setting restored after each call.
+
+Policy (measured on a shared 2-core AMD EPYC with SciPy's OpenBLAS 0.3.30, float32):
+
+- The time loop of the core makes one recurrent product per step. Below `_LOOP_MIN_FLOP`
+  (2**20 FLOPs a step: batch 1 at any size here, batch 8 with 64 units) it runs on one BLAS
+  thread: two threads were never faster there (0.97x to 1.02x, interleaved A/B), and a worker
+  woken every step is what stalls when another process holds the second core. Above it, the
+  loop uses `get_num_threads()` threads: on an idle second core two threads took 0.6x to
+  0.83x the time of one (batch 8 to 64, 64 to 256 units), but 2x to 8x longer when another
+  process kept a core busy: an application on a shared machine pins pylstm with
+  `set_num_threads(1)`.
+- The GEMMs done once per call over all T*B rows (the hoisted input product `x @ kernel`, the
+  weight and input gradients) use `get_num_threads()` threads; OpenBLAS itself keeps small
+  ones on one thread.
+- `get_num_threads()` is None by default: the BLAS library's own setting at the call (OpenBLAS:
+  one thread per core, or `OPENBLAS_NUM_THREADS`, or what threadpoolctl set), as PyTorch uses
+  every core by default. After a call the BLAS libraries are back at the caller's counts.
+- Spinning: OpenBLAS's workers busy-wait about 2**28 TSC cycles (0.1 s at 2.6 GHz) after each
+  multi-threaded call before they sleep (its THREAD_TIMEOUT, read from the environment variable
+  `OPENBLAS_THREAD_TIMEOUT` when the library loads; setting its thread count to 1 after a
+  call does not stop them, measured). On one thread no worker is woken, so nothing spins.
+  The first time pylstm is about to use more than one thread, unless the caller set
+  `OPENBLAS_THREAD_TIMEOUT`, it sets that timeout to 2**25 cycles (13 ms at 2.6 GHz) in the
+  OpenBLAS libraries it drives and restarts their thread pools, which read it when they start
+  again: spinning after a call then ends within 20 ms (about 10 ms of CPU, against 100 ms).
+
+Results do not depend on the thread count: OpenBLAS splits a GEMM over output blocks, each
+computed by one thread with the same kernel, so outputs and gradients are bitwise identical
+(tests/test_threads.py checks this on 1 and 2 threads).
+
+Thread counts are set through `threadpoolctl` (it finds every BLAS library loaded in the
+process); for OpenBLAS the setter is called directly through ctypes, 0.2 us a call, against
+about 20 us for `threadpoolctl.threadpool_limits`. Without threadpoolctl, pylstm leaves the
+BLAS threads alone and everything else works the same.
+
+The thread count of OpenBLAS's pthreads pool is process-wide: Python threads that run
+pylstm concurrently share it (each call restores what it found; the results are the same
+whatever the count).
+"""
+
+import ctypes
+import os
+import threading
+
+# 2**25 TSC cycles: about 13 ms at 2.6 GHz, under the 20 ms issue 5 allows after a call.
+_SPIN_TIMEOUT_LOG2 = 25
+
+# Per-step recurrent products below this many FLOPs run on one thread (measured, see above).
+_LOOP_MIN_FLOP = 1 << 20
+
+_lock = threading.Lock()
+_num_threads = None
+_libs = None          # list of _Lib once discovered (empty when nothing can be controlled)
+_timeout_set = False
+
+
+class _Lib:
+    """One BLAS library: its get/set thread-count functions (ctypes for OpenBLAS)."""
+
+    def __init__(self, controller):
+        self.controller = controller
+        self.get = controller.get_num_threads
+        self.set = controller.set_num_threads
+        self.dynlib = None
+        if controller.internal_api == "openblas" and controller.threading_layer == "pthreads":
+            # SciPy's and NumPy's wheels rename OpenBLAS's symbols (scipy_ prefix, 64_ suffix).
+            dynlib = controller.dynlib
+            names = [(f"{prefix}openblas_get_num_threads{suffix}",
+                      f"{prefix}openblas_set_num_threads{suffix}")
+                     for prefix in ("", "scipy_") for suffix in ("", "64_", "_64")]
+            found = [(get, set_) for get, set_ in names
+                     if hasattr(dynlib, get) and hasattr(dynlib, set_)]
+            if found:
+                getter, setter = getattr(dynlib, found[0][0]), getattr(dynlib, found[0][1])
+                getter.restype = ctypes.c_int
+                getter.argtypes = []
+                setter.restype = None
+                setter.argtypes = [ctypes.c_int]
+                self.get, self.set, self.dynlib = getter, setter, dynlib
+
+
+def _discover():
+    """The BLAS libraries of this process (after SciPy's is loaded), found once."""
+    global _libs
+    if _libs is None:
+        # The core calls scipy.linalg.cython_blas: load that BLAS before looking for it.
+        import scipy.linalg.cython_blas  # noqa: F401
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _libs = []
+        else:
+            blas = ThreadpoolController().select(user_api="blas")
+            _libs = [_Lib(controller) for controller in blas.lib_controllers]
+    return _libs
+
+
+def set_num_threads(n):
+    """Sets how many threads pylstm's whole-call BLAS products may use.
+
+    The products done once per call over all T*B rows (input projection, weight and input
+    gradients) use `n` threads, and so do the per-timestep recurrent products when they are
+    large enough to gain from threads (at least 2**20 FLOPs a step; smaller ones run on one
+    thread, see `pylstm._threads`). The BLAS libraries' own settings
+    are restored after every pylstm call, so other code in the process is not affected. This
+    mirrors `torch.set_num_threads` for the part of the work that runs in BLAS.
+
+    The first time pylstm uses more than one BLAS thread, it shortens the time OpenBLAS's
+    worker threads busy-wait after a call from about 100 ms to about 13 ms, once, by
+    restarting OpenBLAS's thread pool (unless the environment variable
+    `OPENBLAS_THREAD_TIMEOUT` is set): no other thread should be inside BLAS then. Calling
+    `set_num_threads(n > 1)` or `set_num_threads(None)` does it at once.
+
+    Args:
+        n: int >= 1, or None (the default) to use whatever thread count the BLAS library has
+            at each call (OpenBLAS: one per core, `OPENBLAS_NUM_THREADS`, or what
+            `threadpoolctl.threadpool_limits` set).
+
+    Raises:
+        TypeError: `n` is not an integer or None.
+        ValueError: `n` is smaller than 1.
+
+    Example:
+    >>> from pylstm import ops
+    >>> ops.set_num_threads(1)      # pin pylstm to one core (a shared machine)
+    >>> ops.get_num_threads()
+    1
+    >>> ops.set_num_threads(None)   # back to the BLAS library's setting
+    """
+    global _num_threads
+    if n is not None:
+        if isinstance(n, bool) or not isinstance(n, int) and not hasattr(n, "__index__"):
+            raise TypeError(f"Argument `n` must be an integer >= 1 or None, received "
+                            f"{type(n).__name__} {n!r}.")
+        n = int(n.__index__())
+        if n < 1:
+            raise ValueError(f"Argument `n` must be an integer >= 1 or None, received {n}.")
+    with _lock:
+        _num_threads = n
+        if n is None or n > 1:
+            _shorten_spinning()
+
+
+def get_num_threads():
+    """The thread count of pylstm's whole-call BLAS products (see `set_num_threads`).
+
+    Returns:
+        int >= 1, or None when pylstm uses the BLAS library's own setting.
+    """
+    return _num_threads
+
+
+def _shorten_spinning():
+    """Restarts OpenBLAS's thread pools with a 2**25-cycle busy-wait, unless the caller set one."""
+    global _timeout_set
+    if _timeout_set:
+        return
+    _timeout_set = True
+    if "OPENBLAS_THREAD_TIMEOUT" in os.environ:
+        return
+    libs = [lib for lib in _discover() if lib.dynlib is not None]
+    if not libs:
+        return
+    # OpenBLAS reads the timeout from the environment into a static variable
+    # (openblas_read_env) and applies it when its pool starts (blas_thread_init); the pool
+    # starts again lazily at the next call after blas_thread_shutdown_.
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(_SPIN_TIMEOUT_LOG2)
+    try:
+        for lib in libs:
+            read_env = getattr(lib.dynlib, "openblas_read_env", None)
+            shutdown = getattr(lib.dynlib, "blas_thread_shutdown_", None)
+            if read_env is not None and shutdown is not None:
+                read_env()
+                shutdown()
+    finally:
+        del os.environ["OPENBLAS_THREAD_TIMEOUT"]
+
+
+class BlasThreads:
+    """Sets the BLAS thread counts for one pylstm call and restores the caller's at exit.
+
+    `with BlasThreads() as threads:` saves the current counts; `threads.loop(step_flop)`
+    before a time loop, `threads.bulk()` before a whole-call GEMM (`get_num_threads()`).
+    Nothing is changed where a library already has the wanted count.
+    """
+
+    __slots__ = ("libs", "saved", "current")
+
+    def __enter__(self):
+        self.libs = _libs if _libs is not None else _discover()
+        self.saved = [lib.get() for lib in self.libs]
+        self.current = list(self.saved)
+        return self
+
+    def _use(self, counts):
+        for k, lib in enumerate(self.libs):
+            if self.current[k] != counts[k]:
+                lib.set(counts[k])
+                self.current[k] = counts[k]
+
+    def loop(self, step_flop):
+        """Before a time loop whose recurrent product costs `step_flop` per step."""
+        n = _num_threads
+        if step_flop < _LOOP_MIN_FLOP:
+            n = 1
+        self._threaded(self.saved if n is None else [n] * len(self.libs))
+
+    def bulk(self):
+        n = _num_threads
+        self._threaded(self.saved if n is None else [n] * len(self.libs))
+
+    def _threaded(self, counts):
+        """`_use(counts)` for work that may run on several threads: shorten spinning first."""
+        if not _timeout_set and max(counts, default=1) > 1:
+            with _lock:
+                _shorten_spinning()
+        self._use(counts)
+
+    def __exit__(self, *exc):
+        self._use(self.saved)
+        return False
