@@ -11,6 +11,6 @@ from pylstm import (activations, callbacks, constraints, datasets, initializers,
 
 from pylstm._threads import get_num_threads, set_num_threads
 
-__all__ = ["get_num_threads", "set_num_threads", "activations", "callbacks", "constraints", "datasets", "initializers", "layers",
-           "losses", "metrics", "models", "nn", "ops", "optimizers", "regularizers", "streaming", "utils",
-           "__version__"]
+__all__ = ["activations", "callbacks", "constraints", "datasets", "initializers", "layers",
+           "losses", "metrics", "models", "nn", "ops", "optimizers", "regularizers", "streaming",
+           "utils", "get_num_threads", "set_num_threads", "__version__"]
