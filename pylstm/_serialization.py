@@ -40,19 +40,42 @@ class Registry:
         kind: str, used in error messages.
         classes: the registered classes; each answers to its CamelCase and snake_case names.
         aliases: optional dict of extra names, e.g. `{"mse": MeanSquaredError}`.
+        base: optional base class that users subclass (Keras 3's `Regularizer`,
+            `Constraint`). If given, the registry is open, as Keras's is for these kinds: every
+            public subclass of `base` defined by the time of a lookup answers to its names
+            too (the built-in `classes` and `aliases` win a name clash), so a user's subclass
+            round-trips through `serialize`/`deserialize`; `get` instantiates a class;
+            `serialize(None)` and `deserialize(None)` give None (a layer without a
+            regularizer or constraint); and `serialize` of an object without `get_config()`
+            raises a TypeError that says to subclass `base`.
     """
 
-    def __init__(self, kind, classes, aliases=None):
+    def __init__(self, kind, classes, aliases=None, base=None):
         self.kind = kind
+        self.base = base
         self._names = {}
         for cls in classes:
             self._names[cls.__name__] = cls
             self._names[snake_case(cls.__name__)] = cls
         self._names.update(aliases or {})
 
+    def _table(self):
+        """The name -> class dict, with `base`'s public subclasses looked up now."""
+        if self.base is None:
+            return self._names
+        table, stack = {}, [self.base]
+        while stack:
+            for sub in stack.pop().__subclasses__():
+                stack.append(sub)
+                if not sub.__name__.startswith("_"):
+                    table[sub.__name__] = sub
+                    table[snake_case(sub.__name__)] = sub
+        table.update(self._names)
+        return table
+
     @property
     def names(self):
-        return sorted(self._names)
+        return sorted(self._table())
 
     def lookup(self, name):
         """Returns the class registered as `name`.
@@ -61,14 +84,27 @@ class Registry:
             ValueError: for an unknown name; the message lists the valid names.
         """
         try:
-            return self._names[name]
+            return self._table()[name]
         except (KeyError, TypeError):
             raise ValueError(
                 f"Unknown {self.kind} {name!r}. Valid names: {', '.join(self.names)}."
             ) from None
 
     def serialize(self, obj):
-        """Returns `{"class_name": str, "config": dict}`, JSON-serializable."""
+        """Returns `{"class_name": str, "config": dict}`, JSON-serializable.
+
+        Raises:
+            TypeError: for an open registry (`base` given), if `obj` has no `get_config()`.
+        """
+        if self.base is not None:
+            if obj is None:
+                return None
+            if not callable(getattr(obj, "get_config", None)):
+                raise TypeError(
+                    f"Cannot serialize {self.kind} {obj!r}: it has no `get_config()`. Subclass "
+                    f"`{self.base.__module__}.{self.base.__name__}` and implement `get_config()` "
+                    "to save it."
+                )
         return {"class_name": type(obj).__name__, "config": obj.get_config()}
 
     def deserialize(self, config):
@@ -77,6 +113,8 @@ class Registry:
         Raises:
             ValueError: if `config` is not such a dict or names an unknown class.
         """
+        if config is None and self.base is not None:
+            return None
         if not isinstance(config, dict) or "class_name" not in config:
             raise ValueError(
                 f"Cannot deserialize a {self.kind} from {config!r}: expected a dict "
@@ -85,7 +123,8 @@ class Registry:
         return self.lookup(config["class_name"]).from_config(dict(config.get("config") or {}))
 
     def get(self, identifier):
-        """Resolves a name, a config dict, an instance or a callable (returned as is).
+        """Resolves a name, a config dict, an instance or a callable (returned as is); for an
+        open registry, also a class (instantiated with its defaults).
 
         Returns:
             The object, or None for `identifier=None`.
@@ -99,6 +138,8 @@ class Registry:
             return self.lookup(identifier)()
         if isinstance(identifier, dict):
             return self.deserialize(identifier)
+        if self.base is not None and isinstance(identifier, type):
+            identifier = identifier()
         if callable(identifier):
             return identifier
         raise ValueError(f"Could not interpret {self.kind} identifier: {identifier!r}.")

@@ -2,7 +2,7 @@
 either way, and Keras's gradients taken with `tf.GradientTape`.
 
 pytest runs with `--import-mode=importlib`, which keeps `tests/` off `sys.path`; a test module
-loads this file by path (see `_keras_util()` in `test_keras_parity.py`).
+imports it as `pylstm_tests_keras_util`, which `conftest.py` registers.
 
 Keras runs on its TensorFlow backend (CI installs tensorflow-cpu): the variables below are set
 before `keras` is first imported.
@@ -16,6 +16,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+
+
+# (3, 5) masks (batch, timesteps), True on real steps: the patterns Keras's RNN masking must
+# handle.
+MASKS = {
+    "right_padding": [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]],
+    "left_padding": [[1, 1, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 0, 0, 1]],
+    "holes": [[1, 0, 1, 1, 0], [0, 1, 0, 1, 1], [1, 1, 0, 0, 1]],
+    "masked_row": [[1, 1, 1, 1, 1], [0, 0, 0, 0, 0], [1, 1, 1, 0, 0]],
+}
+MASKS = {k: np.array(v, dtype=bool) for k, v in MASKS.items()}
 
 
 def as_list(outputs):

@@ -5,11 +5,8 @@ layer and RNN(LSTMCell) inside; float64 central differences of each merge mode's
 config protocol; bad arguments."""
 
 import doctest
-import importlib.util
 import itertools
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,38 +17,16 @@ from pylstm.layers.bidirectional import Bidirectional
 from pylstm.layers.rnn import RNN, LSTMCell
 from pylstm.models import Sequential
 
+# tests/keras_util.py, registered by conftest.py.
+import pylstm_tests_keras_util as ku
 
-def _keras_util():
-    """tests/keras_util.py, loaded by path: pytest's importlib mode keeps tests/ off sys.path."""
-    name = "pylstm_tests_keras_util"
-    if name not in sys.modules:
-        path = Path(__file__).with_name("keras_util.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-ku = _keras_util()
 keras = ku.keras
 
 B, T, D, H = 3, 5, 4, 6
 RTOL_OUT, ATOL_OUT = 1e-5, 1e-6
 RTOL_GRAD, ATOL_GRAD = 1e-4, 1e-6
 MERGE_MODES = ["concat", "sum", "mul", "ave", None]
-MASKS = {
-    "right_padding": [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]],
-    "left_padding": [[1, 1, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 0, 0, 1]],
-    "holes": [[1, 0, 1, 1, 0], [0, 1, 0, 1, 1], [1, 1, 0, 0, 1]],
-    "masked_row": [[1, 1, 1, 1, 1], [0, 0, 0, 0, 0], [1, 1, 1, 0, 0]],
-}
-MASKS = {k: np.array(v, dtype=bool) for k, v in MASKS.items()}
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(0)
+MASKS = ku.MASKS
 
 
 def random_weights(rng, layer):

@@ -15,9 +15,6 @@ model.
 Legend: B batch, T timesteps, D input features, H units.
 """
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,20 +23,9 @@ from pylstm import constraints, optimizers, regularizers
 from pylstm.layers import LSTM, Input
 from pylstm.models import Sequential
 
+# tests/keras_util.py, registered by conftest.py.
+import pylstm_tests_keras_util as ku
 
-def _keras_util():
-    """tests/keras_util.py, loaded by path: pytest's importlib mode keeps tests/ off sys.path."""
-    name = "pylstm_tests_keras_util"
-    if name not in sys.modules:
-        path = Path(__file__).with_name("keras_util.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-ku = _keras_util()
 keras = ku.keras
 
 B, T, D, H = 3, 5, 4, 6
@@ -47,14 +33,7 @@ RTOL_OUT, ATOL_OUT = 1e-5, 1e-6
 RTOL_GRAD = 1e-4
 
 # (B, T) masks, True on real steps; every pattern Keras's RNN masking must handle.
-MASKS = {
-    "right_padding": [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]],
-    "left_padding": [[1, 1, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 0, 0, 1]],
-    "holes": [[1, 0, 1, 1, 0], [0, 1, 0, 1, 1], [1, 1, 0, 0, 1]],
-    "masked_row": [[1, 1, 1, 1, 1], [0, 0, 0, 0, 0], [1, 1, 1, 0, 0]],
-    "all_real": [[1, 1, 1, 1, 1]] * 3,
-}
-MASKS = {k: np.array(v, dtype=bool) for k, v in MASKS.items()}
+MASKS = {**ku.MASKS, "all_real": np.ones((B, T), dtype=bool)}
 
 ACTIVATIONS = ["tanh", "sigmoid", "hard_sigmoid", "relu", "linear", "elu", "softsign", "softplus",
                "selu", "swish", "exponential", None]
@@ -81,11 +60,6 @@ def keras_lecun_tanh(x):
 # name -> (pylstm's callable, the equivalent Keras callable)
 CALLABLES = {"callable": (lecun_tanh, keras_lecun_tanh),
              "callable_with_backward": (lecun_tanh_with_backward, keras_lecun_tanh)}
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(0)
 
 
 def make_twins(rng, batch=B, pylstm_kwargs=None, keras_kwargs=None, scale=0.3, **kwargs):

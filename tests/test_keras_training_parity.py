@@ -17,9 +17,6 @@ Legend: N samples, T timesteps, D input features, V vocabulary, E embedding size
 K outputs.
 """
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,20 +25,9 @@ from pylstm import optimizers
 from pylstm.layers import LSTM, Dense, Embedding, Input, Masking
 from pylstm.models import Sequential
 
+# tests/keras_util.py, registered by conftest.py.
+import pylstm_tests_keras_util as ku
 
-def _keras_util():
-    """tests/keras_util.py, loaded by path: pytest's importlib mode keeps tests/ off sys.path."""
-    name = "pylstm_tests_keras_util"
-    if name not in sys.modules:
-        path = Path(__file__).with_name("keras_util.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-ku = _keras_util()
 keras = ku.keras
 
 N, T, D, V, E, H, K = 16, 7, 3, 12, 4, 5, 3

@@ -4,10 +4,7 @@ with masks, plus float64 central differences, Dropout per timestep, the config p
 arguments."""
 
 import doctest
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,30 +15,14 @@ from pylstm.layers import (LSTM, Activation, Dense, Dropout, Embedding, Input, M
 from pylstm.layers.time_distributed import TimeDistributed
 from pylstm.models import Sequential
 
+# tests/keras_util.py, registered by conftest.py.
+import pylstm_tests_keras_util as ku
 
-def _keras_util():
-    """tests/keras_util.py, loaded by path: pytest's importlib mode keeps tests/ off sys.path."""
-    name = "pylstm_tests_keras_util"
-    if name not in sys.modules:
-        path = Path(__file__).with_name("keras_util.py")
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-ku = _keras_util()
 keras = ku.keras
 
 B, T, D, U = 3, 5, 4, 6
 RTOL_OUT, ATOL_OUT = 1e-5, 1e-6
 RTOL_GRAD, ATOL_GRAD = 1e-4, 1e-6
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(0)
 
 
 def random_weights(rng, layer_or_model):

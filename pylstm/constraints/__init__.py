@@ -10,7 +10,6 @@ Keras's epsilon placement, so an all-zero vector stays zero.
 Any callable `w -> w'` works as a constraint; `get` returns it as is.
 """
 
-import inspect
 import numbers
 
 import numpy as np
@@ -224,20 +223,8 @@ min_max_norm = MinMaxNorm
 non_neg = NonNeg
 unit_norm = UnitNorm
 
-_BUILTINS = [MaxNorm, MinMaxNorm, NonNeg, UnitNorm]
-
-
-def _registry():
-    """The built-in classes plus every public `Constraint` subclass defined so far, so that a
-    user's subclass round-trips through `serialize`/`deserialize` like a built-in (the
-    built-ins win a name clash)."""
-    found, stack = [], [Constraint]
-    while stack:
-        for sub in stack.pop().__subclasses__():
-            stack.append(sub)
-            if not sub.__name__.startswith("_") and sub not in _BUILTINS:
-                found.append(sub)
-    return Registry("constraint", found + _BUILTINS)
+# Open, as Keras's: a user's `Constraint` subclass round-trips by name like a built-in.
+_REGISTRY = Registry("constraint", [MaxNorm, MinMaxNorm, NonNeg, UnitNorm], base=Constraint)
 
 
 def get(identifier):
@@ -262,33 +249,18 @@ def get(identifier):
     >>> get({"class_name": "MaxNorm", "config": {"max_value": 3.0, "axis": 0}})
     MaxNorm(max_value=3.0, axis=0)
     """
-    if identifier is None:
-        return None
-    if isinstance(identifier, (str, dict)):
-        return _registry().get(identifier)
-    if inspect.isclass(identifier):
-        identifier = identifier()
-    if callable(identifier):
-        return identifier
-    raise ValueError(f"Could not interpret constraint identifier: {identifier!r}.")
+    return _REGISTRY.get(identifier)
 
 
 def serialize(constraint):
     """Returns `{"class_name": str, "config": dict}`, JSON-serializable (Keras's protocol), or
-    None for None.
+    None for None (as Keras: no constraint).
 
     Raises:
         TypeError: for an object without `get_config()` (a plain function), which cannot be
             saved.
     """
-    if constraint is None:  # as Keras: no constraint serializes to None
-        return None
-    if not callable(getattr(constraint, "get_config", None)):
-        raise TypeError(
-            f"Cannot serialize constraint {constraint!r}: it has no `get_config()`. Subclass "
-            "`pylstm.constraints.Constraint` and implement `get_config()` to save it."
-        )
-    return {"class_name": type(constraint).__name__, "config": constraint.get_config()}
+    return _REGISTRY.serialize(constraint)
 
 
 def deserialize(config):
@@ -298,9 +270,7 @@ def deserialize(config):
         ValueError: if `config` is not `{"class_name": ..., "config": {...}}` or names an unknown
             class (import the module defining a custom `Constraint` subclass first).
     """
-    if config is None:
-        return None
-    return _registry().deserialize(config)
+    return _REGISTRY.deserialize(config)
 
 
 __all__ = [

@@ -12,13 +12,13 @@ import numpy as np
 
 from pylstm import ops
 from pylstm._validation import as_float_array
-from pylstm.nn.lstm import (_check_dtype, _check_int, _keras_storage, _load_parameters,
-                            _parameter)
-from pylstm.nn.state_dict import save_state_dict_file, to_numpy
+from pylstm.nn.module import (_as_batch, _check_dtype, _check_int, _keras_storage, _Module,
+                              _parameter)
+from pylstm.nn.state_dict import to_numpy
 from pylstm.streaming import LSTMState, LSTMStepper
 
 
-class LSTMCell:
+class LSTMCell(_Module):
     """One LSTM timestep with the arguments, parameters, shapes and results of PyTorch's
     `torch.nn.LSTMCell` (https://pytorch.org/docs/stable/generated/torch.nn.LSTMCell.html).
 
@@ -73,7 +73,7 @@ class LSTMCell:
         self.bias = bool(bias)
         self.dtype = _check_dtype(dtype)
         self.seed = seed
-        self.training = True
+        super().__init__()
         rng = np.random.default_rng(seed)
         bound = 1.0 / math.sqrt(self.hidden_size)
         G = 4 * self.hidden_size
@@ -83,38 +83,6 @@ class LSTMCell:
         self._params = {name: _parameter(name, rng.uniform(-bound, bound, shape)
                                          .astype(self.dtype))
                         for name, shape in shapes}
-        self._cache = None
-        self._step_cache = None
-
-    def __getattr__(self, name):
-        params = self.__dict__.get("_params")
-        if params is not None and name in params:
-            return params[name]
-        raise AttributeError(f"'{type(self).__name__}' object has no attribute {name!r}")
-
-    def named_parameters(self):
-        """Yields `(name, Variable)` in PyTorch's order; `Variable.value` is the array
-        (PyTorch layout), `Variable.grad` its accumulated gradient."""
-        yield from self._params.items()
-
-    def parameters(self):
-        """Yields every parameter's `Variable` (for `pylstm.optimizers`:
-        `optimizer.apply(list(cell.parameters()))`)."""
-        yield from self._params.values()
-
-    def zero_grad(self):
-        """Sets every parameter's `.grad` to zeros."""
-        for var in self._params.values():
-            var.grad[...] = 0
-
-    def train(self, mode=True):
-        """Sets training mode (a call keeps what `backward` needs); returns self."""
-        self.training = bool(mode)
-        return self
-
-    def eval(self):
-        """Sets inference mode (compiled single step, nothing kept); returns self."""
-        return self.train(False)
 
     def get_config(self):
         """The constructor's arguments: `LSTMCell(**cell.get_config())` is a twin."""
@@ -125,40 +93,9 @@ class LSTMCell:
         return (f"LSTMCell({self.input_size}, {self.hidden_size}"
                 f"{'' if self.bias else ', bias=False'})")
 
-    def state_dict(self):
-        """Returns `{name: np.ndarray}`, copies of the parameters in PyTorch's names, shapes
-        and order (what `torch.nn.LSTMCell.state_dict()` holds, as NumPy arrays)."""
-        return {name: var.value.copy() for name, var in self._params.items()}
-
-    def load_state_dict(self, state_dict, strict=True):
-        """Copies parameters from a state dict (arrays, torch tensors, or a `.safetensors` /
-        `.pt` file path), as `pylstm.nn.LSTM.load_state_dict`; see there for the errors.
-
-        Returns:
-            `IncompatibleKeys(missing_keys, unexpected_keys)`, both empty when `strict`.
-        """
-        result = _load_parameters(self, self._params, state_dict, strict)
-        self._step_cache = None
-        return result
-
-    def save_state_dict(self, path):
-        """Writes `state_dict()` to a `.safetensors` or `.pt` file; see
-        `pylstm.nn.save_state_dict_file`."""
-        save_state_dict_file(self.state_dict(), path)
-
     def __call__(self, input, hx=None):
-        x = as_float_array(to_numpy(input), "input")
-        if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
-            raise ValueError(f"Argument `input` must have shape (batch, {self.input_size}) or "
-                             f"unbatched ({self.input_size},) (input_size {self.input_size}), "
-                             f"received shape {x.shape}.")
-        unbatched = x.ndim == 1
-        if unbatched:
-            x = x[None]
-        N = x.shape[0]
-        if N == 0:
-            raise ValueError(f"Argument `input` must hold at least one sample, received shape "
-                             f"{x.shape}.")
+        x, unbatched, N = _as_batch(as_float_array(to_numpy(input), "input"), "input",
+                                    self.input_size)
         x = np.ascontiguousarray(x, dtype=self.dtype)
         h0, c0 = self._initial_states(hx, N, unbatched)
         if self.training:

@@ -14,7 +14,6 @@ C-contiguous transpose and exposed as its transposed view (`Variable.value`, PyT
 the streaming steppers of `LSTM.step` read the very memory that optimizers update in place.
 """
 
-import collections
 import math
 import warnings
 
@@ -22,88 +21,15 @@ import numpy as np
 
 from pylstm import ops
 from pylstm._validation import as_float_array
-from pylstm.layers.layer import Layer, Variable
-from pylstm.nn.state_dict import load_state_dict_file, save_state_dict_file, to_numpy
+from pylstm.layers.layer import Layer
+# IncompatibleKeys: re-exported, as `pylstm.nn` imports it from here.
+from pylstm.nn.module import (IncompatibleKeys, _as_batch, _check_dtype, _check_int,
+                              _keras_storage, _Module, _parameter)
+from pylstm.nn.state_dict import to_numpy
 from pylstm.streaming import LSTMState, LSTMStepper
 from pylstm.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
-IncompatibleKeys.__doc__ = """What `load_state_dict(..., strict=False)` did not match (as
-PyTorch's `_IncompatibleKeys`): `missing_keys`, the model's parameters absent from the dict,
-and `unexpected_keys`, the dict's keys that are not parameters; both lists of str."""
-
-
-def _check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"Argument `{name}` must be an int >= {minimum}, received {value!r}.")
-    return int(value)
-
-
-def _check_dtype(dtype):
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt is None or dt.type not in (np.float32, np.float64):
-        raise ValueError(f"Argument `dtype` must be 'float32' or 'float64', received "
-                         f"{dtype!r}.")
-    return dt.name
-
-
-def _parameter(name, value):
-    """A `Variable` for a PyTorch-layout parameter; a 2-D one lives in its C-contiguous
-    transpose (the Keras layout the kernels read) and is exposed as the transposed view."""
-    if value.ndim == 2:
-        value = np.ascontiguousarray(value.T).T
-    return Variable(name, value)
-
-
-def _keras_storage(var):
-    """The C-contiguous Keras-layout array behind a 2-D parameter (`var.value.T`). If
-    `var.value` was rebound to an array that is not such a view, it is moved into a new
-    storage and rebound to its view, so that a stepper built on the storage keeps seeing
-    in-place updates."""
-    storage = var.value.T
-    if not (storage.flags.c_contiguous and storage.flags.writeable):
-        storage = np.array(storage, order="C")
-        var.value = storage.T
-    return storage
-
-
-def _load_parameters(owner, params, state_dict, strict):
-    """`load_state_dict` of `pylstm.nn` modules: validates `state_dict` against `params`
-    (`{name: Variable}`) and copies it into the parameters in place."""
-    if isinstance(state_dict, (str, bytes)) or hasattr(state_dict, "__fspath__"):
-        state_dict = load_state_dict_file(state_dict)
-    if not isinstance(state_dict, collections.abc.Mapping):
-        raise TypeError(f"Argument `state_dict` must be a mapping of names to arrays or a "
-                        f"file path, received {type(state_dict).__name__}.")
-    missing = [name for name in params if name not in state_dict]
-    unexpected = [str(key) for key in state_dict if key not in params]
-    if strict and (missing or unexpected):
-        raise ValueError(f"Error loading the state_dict into {owner!r}: missing keys "
-                         f"{missing}, unexpected keys {unexpected}.")
-    arrays, bad_shapes = {}, []
-    for name, var in params.items():
-        if name not in state_dict:
-            continue
-        arr = as_float_array(to_numpy(state_dict[name]), f"state_dict[{name!r}]")
-        if arr.shape != var.shape:
-            bad_shapes.append(f"{name!r}: expected shape {var.shape}, received shape "
-                              f"{arr.shape}")
-            continue
-        if not np.isfinite(arr).all():
-            raise ValueError(f"Argument `state_dict[{name!r}]` contains NaN or inf.")
-        arrays[name] = arr
-    if bad_shapes:
-        raise ValueError(f"Error loading the state_dict into {owner!r}: size mismatch for "
-                         + "; ".join(bad_shapes) + ".")
-    for name, arr in arrays.items():
-        params[name].value[...] = arr
-    return IncompatibleKeys(missing, unexpected)
-
-
-class LSTM:
+class LSTM(_Module):
     """A multi-layer LSTM with the arguments, parameters, shapes and results of PyTorch's
     `torch.nn.LSTM` (https://pytorch.org/docs/stable/generated/torch.nn.LSTM.html).
 
@@ -192,17 +118,14 @@ class LSTM:
         self.bidirectional = bool(bidirectional)
         self.dtype = _check_dtype(dtype)
         self.seed = seed
-        self.training = True
+        super().__init__()
         init_seq, dropout_seq = np.random.SeedSequence(seed).spawn(2)
         self._dropout_rng = np.random.default_rng(dropout_seq)
-        self._params = {}
         rng = np.random.default_rng(init_seq)
         bound = 1.0 / math.sqrt(self.hidden_size)
         for name, shape in self._parameter_shapes():
             value = rng.uniform(-bound, bound, size=shape).astype(self.dtype)
             self._params[name] = _parameter(name, value)
-        self._cache = None
-        self._step_cache = None
 
     # Structure -----------------------------------------------------------------------
 
@@ -234,36 +157,6 @@ class LSTM:
     def _suffixes(self):
         return ("", "_reverse") if self.bidirectional else ("",)
 
-    def __getattr__(self, name):
-        params = self.__dict__.get("_params")
-        if params is not None and name in params:
-            return params[name]
-        raise AttributeError(f"'{type(self).__name__}' object has no attribute {name!r}")
-
-    def named_parameters(self):
-        """Yields `(name, Variable)` for every parameter in PyTorch's order; `Variable.value`
-        is the array (PyTorch layout), `Variable.grad` its accumulated gradient."""
-        yield from self._params.items()
-
-    def parameters(self):
-        """Yields every parameter's `Variable`, in PyTorch's order (for `pylstm.optimizers`:
-        `optimizer.apply(list(lstm.parameters()))`)."""
-        yield from self._params.values()
-
-    def zero_grad(self):
-        """Sets every parameter's `.grad` to zeros."""
-        for var in self._params.values():
-            var.grad[...] = 0
-
-    def train(self, mode=True):
-        """Sets training mode (dropout active, `backward` possible); returns self."""
-        self.training = bool(mode)
-        return self
-
-    def eval(self):
-        """Sets inference mode (no dropout, nothing kept for `backward`); returns self."""
-        return self.train(False)
-
     def get_config(self):
         """The constructor's arguments, so that `LSTM(**lstm.get_config())` is a twin
         (initialized from the same seed)."""
@@ -281,45 +174,6 @@ class LSTM:
             ("dropout", self.dropout, 0.0), ("bidirectional", self.bidirectional, False))
             if v != default)
         return f"LSTM({self.input_size}, {self.hidden_size}{extra})"
-
-    # State dict ----------------------------------------------------------------------
-
-    def state_dict(self):
-        """Returns `{name: np.ndarray}`, copies of the parameters in PyTorch's names, shapes
-        and order (what `torch.nn.LSTM.state_dict()` holds, as NumPy arrays)."""
-        return {name: var.value.copy() for name, var in self._params.items()}
-
-    def load_state_dict(self, state_dict, strict=True):
-        """Copies parameters from a state dict, as `torch.nn.Module.load_state_dict` does.
-
-        Args:
-            state_dict: a mapping `{name: array}` of NumPy arrays or torch tensors (converted
-                with `.detach().cpu().numpy()`, as a `torch.nn.LSTM(...).state_dict()`), or
-                the path (str or `os.PathLike`) of a `.safetensors` file or of a `.pt` / `.pth`
-                file written by `torch.save(module.state_dict(), path)`; see
-                `pylstm.nn.load_state_dict_file`.
-            strict: bool; if True the keys must match the parameters exactly.
-
-        Returns:
-            `IncompatibleKeys(missing_keys, unexpected_keys)`, both empty when `strict`.
-
-        Raises:
-            ValueError: with `strict`, missing or unexpected keys (all named); in any case a
-                value whose shape differs from its parameter's (named, with both shapes), or
-                holding NaN or inf.
-            TypeError: `state_dict` not a mapping or path, or a value that is not a real
-                floating array.
-            ImportError: a file whose format needs `safetensors` or `torch`, not installed.
-        """
-        result = _load_parameters(self, self._params, state_dict, strict)
-        self._step_cache = None
-        return result
-
-    def save_state_dict(self, path):
-        """Writes `state_dict()` to a `.safetensors` file (needs `safetensors`) or a `.pt`
-        file (needs `torch`; `torch.load(path, weights_only=True)` reads it back); see
-        `pylstm.nn.save_state_dict_file`."""
-        save_state_dict_file(self.state_dict(), path)
 
     # Forward -------------------------------------------------------------------------
 
@@ -543,17 +397,7 @@ class LSTM:
         x = input_t
         if type(x) is not np.ndarray or x.dtype.kind != "f":
             x = as_float_array(to_numpy(input_t), "input_t")
-        if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
-            raise ValueError(f"Argument `input_t` must have shape (batch, {self.input_size}) "
-                             f"or unbatched ({self.input_size},) (input_size "
-                             f"{self.input_size}), received shape {x.shape}.")
-        unbatched = x.ndim == 1
-        if unbatched:
-            x = x[None]
-        N = x.shape[0]
-        if N == 0:
-            raise ValueError(f"Argument `input_t` must hold at least one sample, received "
-                             f"shape {x.shape}.")
+        x, unbatched, N = _as_batch(x, "input_t", self.input_size)
         if state is None:
             state = self.initial_state(N)
         elif isinstance(state, (tuple, list)):

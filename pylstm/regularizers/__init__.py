@@ -10,7 +10,6 @@ A user's regularizer is any object with `__call__(x) -> float` and `gradient(x) 
 (e.g. a `Regularizer` subclass), or a pair of callables `(penalty, gradient)`.
 """
 
-import inspect
 import numbers
 
 import numpy as np
@@ -298,21 +297,10 @@ l2 = L2
 l1_l2 = L1L2
 orthogonal_regularizer = OrthogonalRegularizer
 
-_BUILTINS = [L1, L2, L1L2, OrthogonalRegularizer]
-
-
-def _registry():
-    """The built-in classes plus every public `Regularizer` subclass defined so far, so that a
-    user's subclass round-trips through `serialize`/`deserialize` like a built-in (the
-    built-ins win a name clash)."""
-    found, stack = [], [Regularizer]
-    while stack:
-        for sub in stack.pop().__subclasses__():
-            stack.append(sub)
-            if not sub.__name__.startswith("_") and sub not in _BUILTINS:
-                found.append(sub)
-    # "l1l2" is Keras 3's snake_case of "L1L2"; "l1_l2" comes from pylstm's.
-    return Registry("regularizer", found + _BUILTINS, aliases={"l1l2": L1L2})
+# Open, as Keras's: a user's `Regularizer` subclass round-trips by name like a built-in.
+# "l1l2" is Keras 3's snake_case of "L1L2"; "l1_l2" comes from pylstm's.
+_REGISTRY = Registry("regularizer", [L1, L2, L1L2, OrthogonalRegularizer],
+                     aliases={"l1l2": L1L2}, base=Regularizer)
 
 
 def get(identifier):
@@ -343,51 +331,36 @@ def get(identifier):
     >>> reg(np.array([1.0, 2.0])), reg.gradient(np.array([1.0, 2.0]))
     (17.0, array([ 4., 32.]))
     """
-    if identifier is None:
-        return None
-    if isinstance(identifier, (str, dict)):
-        return _registry().get(identifier)
-    if inspect.isclass(identifier):
-        identifier = identifier()
-    if isinstance(identifier, Regularizer):
-        if type(identifier).gradient is Regularizer.gradient:
-            raise TypeError(
-                f"Regularizer {type(identifier).__name__} does not implement `gradient(x)`; "
-                "pylstm has no autodiff, so a regularizer must supply the derivative of its "
-                "penalty."
-            )
-        return identifier
     if isinstance(identifier, (tuple, list)) and len(identifier) == 2 and all(
             callable(f) for f in identifier):
         return _FunctionRegularizer(*identifier)
-    if callable(identifier):
-        if callable(getattr(identifier, "gradient", None)):
-            return identifier
+    regularizer = _REGISTRY.get(identifier)
+    if isinstance(regularizer, Regularizer):
+        if type(regularizer).gradient is Regularizer.gradient:
+            raise TypeError(
+                f"Regularizer {type(regularizer).__name__} does not implement `gradient(x)`; "
+                "pylstm has no autodiff, so a regularizer must supply the derivative of its "
+                "penalty."
+            )
+    elif regularizer is not None and not callable(getattr(regularizer, "gradient", None)):
         raise TypeError(
-            f"Regularizer {identifier!r} has no `gradient(x)` method: pylstm has no autodiff, so "
+            f"Regularizer {regularizer!r} has no `gradient(x)` method: pylstm has no autodiff, so "
             "it cannot differentiate the penalty. Pass a pair `(penalty, gradient)` of "
             "callables, an object with `__call__(x)` and `gradient(x)`, or a "
             "`pylstm.regularizers.Regularizer` subclass."
         )
-    raise ValueError(f"Could not interpret regularizer identifier: {identifier!r}.")
+    return regularizer
 
 
 def serialize(regularizer):
     """Returns `{"class_name": str, "config": dict}`, JSON-serializable (Keras's protocol), or
-    None for None.
+    None for None (as Keras: no regularizer).
 
     Raises:
-        TypeError: for an object without `get_config()` (a plain function pair), which cannot
-            be saved.
+        TypeError: for an object without `get_config()`, which cannot be saved; a
+            `(penalty, gradient)` pair's `get_config()` raises it too.
     """
-    if regularizer is None:  # as Keras: no regularizer serializes to None
-        return None
-    if not callable(getattr(regularizer, "get_config", None)):
-        raise TypeError(
-            f"Cannot serialize regularizer {regularizer!r}: it has no `get_config()`. Subclass "
-            "`pylstm.regularizers.Regularizer` and implement `get_config()` to save it."
-        )
-    return {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}
+    return _REGISTRY.serialize(regularizer)
 
 
 def deserialize(config):
@@ -397,9 +370,7 @@ def deserialize(config):
         ValueError: if `config` is not `{"class_name": ..., "config": {...}}` or names an unknown
             class (import the module defining a custom `Regularizer` subclass first).
     """
-    if config is None:
-        return None
-    return _registry().deserialize(config)
+    return _REGISTRY.deserialize(config)
 
 
 __all__ = [
