@@ -18,8 +18,9 @@ fork and exec from the parent, so that it under-reports under a large parent:
   + `ops.lstm_backward`, or `pylstm.nn.LSTM(num_layers=2, bidirectional=True)` and its
   `backward`; PyTorch autograd with the input requiring grad);
 - inference: the forward pass alone (pylstm `training=False` / `eval()`, PyTorch under
-  `torch.no_grad()`). pylstm keeps no per-timestep cache at inference, so this should stay
-  near the output's size plus the hoisted input projection `(T, B, 4H)`.
+  `torch.no_grad()`). pylstm keeps no per-timestep cache at inference and runs the sequence
+  in time chunks, so this should stay near the output's size plus about 1 MiB of chunk
+  buffers.
 
 The peak is a high-water mark of the whole process, so each (system, case, mode) needs its own
 process. The target of issue 5: pylstm's training-step peak no larger than PyTorch's.
