@@ -2,14 +2,14 @@
 
 import numpy as np
 
-from pylstm import activations, constraints, initializers, ops, regularizers, utils
-from pylstm._core import ACTIVATION_CODES
+from pylstm import ops
 from pylstm._validation import check_array, check_finite
+from pylstm.layers._lstm_common import LSTMArgs, SequenceArgs
 from pylstm.layers.layer import Layer
 from pylstm.streaming import LSTMState, LSTMStepper
 
 
-class LSTM(Layer):
+class LSTM(LSTMArgs, SequenceArgs, Layer):
     """Long Short-Term Memory layer (Hochreiter & Schmidhuber 1997), as Keras 3's
     `keras.layers.LSTM`.
 
@@ -115,94 +115,39 @@ class LSTM(Layer):
                  dropout=0.0, recurrent_dropout=0.0, seed=None, return_sequences=False,
                  return_state=False, go_backwards=False, stateful=False, unroll=False,
                  use_cudnn="auto", zero_output_for_mask=False, proj_size=None, **kwargs):
-        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
-            raise ValueError(f"Argument `units` must be a positive int, received {units!r}.")
-        self.activation = _check_activation(activation, "activation")
-        self.recurrent_activation = _check_activation(recurrent_activation,
-                                                      "recurrent_activation")
-        for arg, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
-                    or not 0.0 <= value < 1.0:
-                raise ValueError(f"Argument `{arg}` must be a float in [0, 1), "
-                                 f"received {value!r}.")
+        super().__init__(
+            units, activation, recurrent_activation, use_bias, kernel_initializer,
+            recurrent_initializer, bias_initializer, unit_forget_bias, kernel_regularizer,
+            recurrent_regularizer, bias_regularizer, kernel_constraint, recurrent_constraint,
+            bias_constraint, dropout, recurrent_dropout, seed,
+            activity_regularizer=activity_regularizer, **kwargs)
         if use_cudnn not in ("auto", True, False):
             raise ValueError(f"Argument `use_cudnn` must be 'auto', True or False (as Keras), "
                              f"received {use_cudnn!r}.")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise ValueError(f"Argument `seed` must be an int or None, received {seed!r}.")
         if proj_size is not None and (isinstance(proj_size, bool) or
                                       not isinstance(proj_size, (int, np.integer)) or
                                       not 0 <= proj_size < units):
             raise ValueError(f"Argument `proj_size` must be None or an int in [0, units={units}), "
                              f"received {proj_size!r}.")
-        self.units = int(units)
         self.proj_size = int(proj_size) if proj_size else None
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.recurrent_initializer = initializers.get(recurrent_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.unit_forget_bias = bool(unit_forget_bias)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.recurrent_constraint = constraints.get(recurrent_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
-        self.dropout = float(dropout)
-        self.recurrent_dropout = float(recurrent_dropout)
-        self.return_sequences = bool(return_sequences)
-        self.return_state = bool(return_state)
-        self.go_backwards = bool(go_backwards)
-        self.stateful = bool(stateful)
-        self.unroll = bool(unroll)
+        self._init_sequence_args(return_sequences, return_state, go_backwards, stateful, unroll,
+                                 zero_output_for_mask)
         self.use_cudnn = use_cudnn
-        self.zero_output_for_mask = bool(zero_output_for_mask)
-        self.seed = None if seed is None else int(seed)
-        self._rng = None if seed is None else np.random.default_rng(self.seed)
         self._cache = None
-        self._dropout_mask = None
-        self.states = None
-        self._stateful_batch_size = None
 
     @property
     def _output_size(self):
         """P: the size of the output and of h (the projection size, else `units`)."""
         return self.proj_size or self.units
 
-    def _seeded(self, initializer, offset):
-        """`initializer`, seeded from the layer's seed if it has none of its own."""
-        if self.seed is None or getattr(initializer, "seed", 0) is not None:
-            return initializer
-        return type(initializer).from_config({**initializer.get_config(),
-                                              "seed": self.seed + offset})
-
     def build(self, input_shape):
-        if len(input_shape) != 3 or input_shape[-1] is None:
-            raise ValueError(f"Argument `inputs` of layer '{self.name}' must be 3-D (batch, "
-                             f"timesteps, features), received input shape "
-                             f"{tuple(input_shape)}.")
+        self._check_sequence_shape(input_shape)
         D, H, P = int(input_shape[-1]), self.units, self._output_size
-        self.kernel = self.add_weight("kernel", (D, 4 * H), self._seeded(self.kernel_initializer, 0),
-                                      self.kernel_regularizer, self.kernel_constraint)
-        self.recurrent_kernel = self.add_weight(
-            "recurrent_kernel", (P, 4 * H), self._seeded(self.recurrent_initializer, 1),
-            self.recurrent_regularizer, self.recurrent_constraint)
-        self.bias = None
-        if self.use_bias:
-            bias_init = self._seeded(self.bias_initializer, 2)
-            if self.unit_forget_bias:
-                def bias_init(shape, dtype="float32", base=bias_init):
-                    return np.concatenate([base((H,), dtype), np.ones((H,), dtype),
-                                           base((2 * H,), dtype)])
-            self.bias = self.add_weight("bias", (4 * H,), bias_init, self.bias_regularizer,
-                                        self.bias_constraint)
+        self._build_lstm_weights(D, P)
         self.projection = None
         if self.proj_size:
             self.projection = self.add_weight("projection", (H, P),
                                               self._seeded(self.kernel_initializer, 3))
-        if self.stateful and input_shape[0] is not None:
-            self._stateful_batch_size = int(input_shape[0])
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
@@ -242,26 +187,11 @@ class LSTM(Layer):
             self._check_stateful_batch(B)
             if self.states is not None:
                 h0, c0 = self.states
-        dropout_mask = recurrent_dropout_mask = None
-        # As Keras 3: with recurrent dropout the cell drops per gate (4 masks each), else
-        # one input mask serves all four gates.
-        gates = (4,) if self.recurrent_dropout > 0 else ()
-        if training and self.dropout > 0:
-            dropout_mask = self._dropout_draw(gates + (B, x.shape[2]), self.dropout)
-        if training and self.recurrent_dropout > 0:
-            recurrent_dropout_mask = self._dropout_draw(gates + (B, P), self.recurrent_dropout)
-        extra = {} if lengths is None else {"lengths": lengths}
-        if dropout_mask is not None:
-            extra["dropout_mask"] = dropout_mask
-        if recurrent_dropout_mask is not None:
-            extra["recurrent_dropout_mask"] = recurrent_dropout_mask
-        y, h_n, c_n, cache = ops.lstm_forward(
-            x, self.kernel.value, self.recurrent_kernel.value,
-            None if self.bias is None else self.bias.value, h0, c0,
+        y, h_n, c_n, cache = self._lstm_forward(
+            x, h0, c0, training,
             projection=None if self.projection is None else self.projection.value, mask=mask,
             reverse=self.go_backwards, zero_output_for_mask=self.zero_output_for_mask,
-            activation=self.activation, recurrent_activation=self.recurrent_activation,
-            training=training, return_sequences=self.return_sequences, **extra)
+            return_sequences=self.return_sequences, lengths=lengths)
         if self.go_backwards and self.return_sequences:
             y = y[:, ::-1]
         if self.stateful:
@@ -271,19 +201,6 @@ class LSTM(Layer):
         if self.return_state:
             return [y, h_n, c_n]
         return y
-
-    def _dropout_draw(self, shape, rate):
-        rng = self._rng if self._rng is not None else utils.default_generator()
-        return ((rng.random(shape) >= rate) / (1.0 - rate)).astype(self.dtype)
-
-    def _check_stateful_batch(self, B):
-        if self._stateful_batch_size is None:
-            self._stateful_batch_size = B
-        elif B != self._stateful_batch_size:
-            raise ValueError(f"Stateful layer '{self.name}' keeps states for batches of "
-                             f"{self._stateful_batch_size} samples, received a batch of {B}. "
-                             f"Feed batches of that size (sample i continues sample i), or "
-                             f"declare the batch size with Input(batch_size=...).")
 
     def initial_state(self, batch_size=1):
         """A zero `pylstm.streaming.LSTMState` (`h (batch_size, P)`, `c (batch_size, H)`) to
@@ -345,28 +262,6 @@ class LSTM(Layer):
             self._step_cache = (weights, stepper)
         return self._step_cache[1]
 
-    def reset_state(self, mask=None):
-        """Zeroes the carried states of a stateful layer (Keras's `reset_state`).
-
-        Args:
-            mask: None to reset every sample, or a `(B,)` bool array: only samples where it
-                is True are reset (their next batch starts from zero state); the others keep
-                their state. (Keras has no per-sample reset.)
-
-        Raises:
-            ValueError: `mask` is not a `(B,)` bool array for the layer's batch size.
-        """
-        if mask is None or self.states is None:
-            self.states = None
-            return
-        mask = np.asarray(mask)
-        B = self.states[0].shape[0]
-        if mask.dtype != bool or mask.shape != (B,):
-            raise ValueError(f"Argument `mask` of reset_state must be a ({B},) bool array, "
-                             f"received dtype {mask.dtype} and shape {mask.shape}.")
-        for state in self.states:
-            state[mask] = 0
-
     def compute_mask(self, inputs, mask=None):
         # As Keras: the input mask, not reversed under go_backwards.
         out = mask if self.return_sequences else None
@@ -399,10 +294,7 @@ class LSTM(Layer):
         if dy is not None and self.go_backwards and self.return_sequences:
             dy = np.asarray(dy)[:, ::-1]
         grads = ops.lstm_backward(self._cache, dy, dh_n, dc_n)
-        self.kernel.grad += grads["kernel"]
-        self.recurrent_kernel.grad += grads["recurrent_kernel"]
-        if self.bias is not None:
-            self.bias.grad += grads["bias"]
+        self._add_weight_grads(grads)
         if self.projection is not None:
             self.projection.grad += grads["projection"]
         if self._had_initial_state:
@@ -412,51 +304,11 @@ class LSTM(Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            units=self.units,
-            activation=_activation_name(self.activation),
-            recurrent_activation=_activation_name(self.recurrent_activation),
-            use_bias=self.use_bias,
-            kernel_initializer=initializers.serialize(self.kernel_initializer),
-            recurrent_initializer=initializers.serialize(self.recurrent_initializer),
-            bias_initializer=initializers.serialize(self.bias_initializer),
-            unit_forget_bias=self.unit_forget_bias,
-            kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
-            recurrent_regularizer=regularizers.serialize(self.recurrent_regularizer),
-            bias_regularizer=regularizers.serialize(self.bias_regularizer),
-            kernel_constraint=constraints.serialize(self.kernel_constraint),
-            recurrent_constraint=constraints.serialize(self.recurrent_constraint),
-            bias_constraint=constraints.serialize(self.bias_constraint),
-            dropout=self.dropout,
-            recurrent_dropout=self.recurrent_dropout,
-            seed=self.seed,
-            return_sequences=self.return_sequences,
-            return_state=self.return_state,
-            go_backwards=self.go_backwards,
-            stateful=self.stateful,
-            unroll=self.unroll,
+            **self._lstm_config(),
+            **self._sequence_config(),
             use_cudnn=self.use_cudnn,
-            zero_output_for_mask=self.zero_output_for_mask,
         )
         if self.proj_size:
             config["proj_size"] = self.proj_size
         return config
 
-
-def _check_activation(value, arg):
-    """A core activation name (None means linear) is kept as a name; a callable is kept as is
-    and runs on the NumPy path of `pylstm.ops`."""
-    if value is None:
-        return "linear"
-    if isinstance(value, str):
-        if value not in ACTIVATION_CODES:
-            raise ValueError(f"Argument `{arg}` must be one of {sorted(ACTIVATION_CODES)}, "
-                             f"None or a callable, received {value!r}.")
-        return value
-    if callable(value):
-        return value
-    raise ValueError(f"Argument `{arg}` must be an activation name, None or a callable, "
-                     f"received {value!r}.")
-
-
-def _activation_name(value):
-    return value if isinstance(value, str) else activations.serialize(value)

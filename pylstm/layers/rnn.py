@@ -24,13 +24,13 @@ Design:
 
 import numpy as np
 
-from pylstm import constraints, initializers, ops, regularizers, utils
+from pylstm import ops
 from pylstm._validation import check_array, check_finite
+from pylstm.layers._lstm_common import LSTMArgs, SequenceArgs
 from pylstm.layers.layer import Layer
-from pylstm.layers.lstm import _activation_name, _check_activation
 
 
-class LSTMCell(Layer):
+class LSTMCell(LSTMArgs, Layer):
     """One step of a Long Short-Term Memory layer (Hochreiter & Schmidhuber 1997), as Keras
     3's `keras.layers.LSTMCell`.
 
@@ -95,63 +95,23 @@ class LSTMCell(Layer):
                  recurrent_regularizer=None, bias_regularizer=None, kernel_constraint=None,
                  recurrent_constraint=None, bias_constraint=None, dropout=0.0,
                  recurrent_dropout=0.0, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
-            raise ValueError(f"Argument `units` must be a positive int, received {units!r}.")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise ValueError(f"Argument `seed` must be an int or None, received {seed!r}.")
-        self.units = int(units)
-        self.activation = _check_activation(activation, "activation")
-        self.recurrent_activation = _check_activation(recurrent_activation,
-                                                      "recurrent_activation")
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.recurrent_initializer = initializers.get(recurrent_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.unit_forget_bias = bool(unit_forget_bias)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.kernel_constraint = constraints.get(kernel_constraint)
-        self.recurrent_constraint = constraints.get(recurrent_constraint)
-        self.bias_constraint = constraints.get(bias_constraint)
-        self.dropout = _rate(dropout, "dropout")
-        self.recurrent_dropout = _rate(recurrent_dropout, "recurrent_dropout")
-        self.seed = None if seed is None else int(seed)
+        super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
+                         recurrent_initializer, bias_initializer, unit_forget_bias,
+                         kernel_regularizer, recurrent_regularizer, bias_regularizer,
+                         kernel_constraint, recurrent_constraint, bias_constraint, dropout,
+                         recurrent_dropout, seed, **kwargs)
         self.state_size = [self.units, self.units]
         self.output_size = self.units
-        self._rng = None if seed is None else np.random.default_rng(self.seed)
         self._dropout_mask = None
         self._recurrent_dropout_mask = None
         self._steps = []
-
-    def _seeded(self, initializer, offset):
-        """`initializer`, seeded from the cell's seed if it has none of its own."""
-        if self.seed is None or getattr(initializer, "seed", 0) is not None:
-            return initializer
-        return type(initializer).from_config({**initializer.get_config(),
-                                              "seed": self.seed + offset})
 
     def build(self, input_shape):
         if len(input_shape) != 2 or input_shape[-1] is None:
             raise ValueError(f"Argument `inputs` of cell '{self.name}' must be 2-D (batch, "
                              f"features), received input shape {tuple(input_shape)}.")
         D, H = int(input_shape[-1]), self.units
-        self.kernel = self.add_weight("kernel", (D, 4 * H),
-                                      self._seeded(self.kernel_initializer, 0),
-                                      self.kernel_regularizer, self.kernel_constraint)
-        self.recurrent_kernel = self.add_weight(
-            "recurrent_kernel", (H, 4 * H), self._seeded(self.recurrent_initializer, 1),
-            self.recurrent_regularizer, self.recurrent_constraint)
-        self.bias = None
-        if self.use_bias:
-            bias_init = self._seeded(self.bias_initializer, 2)
-            if self.unit_forget_bias:
-                def bias_init(shape, dtype="float32", base=bias_init):
-                    return np.concatenate([base((H,), dtype), np.ones((H,), dtype),
-                                           base((2 * H,), dtype)])
-            self.bias = self.add_weight("bias", (4 * H,), bias_init, self.bias_regularizer,
-                                        self.bias_constraint)
+        self._build_lstm_weights(D, H)
         super().build(input_shape)
 
     def get_initial_state(self, batch_size=None):
@@ -159,16 +119,6 @@ class LSTMCell(Layer):
         return [np.zeros((batch_size, self.units), dtype=self.dtype) for _ in range(2)]
 
     # Dropout masks (Keras 3's DropoutRNNCell) -------------------------------------------------
-
-    def _draw_mask(self, shape, rate):
-        """A dropout mask of 0 and `1 / (1 - rate)`, or None for `rate == 0`; one per gate
-        `(4, *shape)` with recurrent dropout, as Keras 3 draws them then."""
-        if rate == 0:
-            return None
-        if self.recurrent_dropout > 0:
-            shape = (4,) + tuple(shape)
-        rng = self._rng if self._rng is not None else utils.default_generator()
-        return ((rng.random(shape) >= rate) / (1.0 - rate)).astype(self.dtype)
 
     def get_dropout_mask(self, step_input):
         """The input dropout mask, `(B, D)` of 0 and `1 / (1 - dropout)` (`(4, B, D)`, one per
@@ -209,14 +159,11 @@ class LSTMCell(Layer):
             h, c = self.get_initial_state(x.shape[0])
         else:
             h, c = _check_states(states, "states", x.shape[0], self.units, self.dtype)
-        masks = {}
+        masks = None
         if training:
-            masks = _dropout_kwargs(self.get_dropout_mask(x), self.get_recurrent_dropout_mask(h))
-        _, h, c, cache = ops.lstm_forward(
-            x[:, None, :], self.kernel.value, self.recurrent_kernel.value,
-            None if self.bias is None else self.bias.value, h, c,
-            activation=self.activation, recurrent_activation=self.recurrent_activation,
-            training=training, return_sequences=False, **masks)
+            masks = (self.get_dropout_mask(x), self.get_recurrent_dropout_mask(h))
+        _, h, c, cache = self._lstm_forward(x[:, None, :], h, c, training, masks,
+                                            return_sequences=False)
         if training:
             self._steps.append(cache)
         return h, [h, c]
@@ -246,50 +193,16 @@ class LSTMCell(Layer):
         self._add_weight_grads(grads)
         return grads["x"][:, 0, :], [grads["h0"], grads["c0"]]
 
-    def _add_weight_grads(self, grads):
-        self.kernel.grad += grads["kernel"]
-        self.recurrent_kernel.grad += grads["recurrent_kernel"]
-        if self.bias is not None:
-            self.bias.grad += grads["bias"]
-
     def _run_sequence(self, x, h0, c0, mask, reverse, zero_output_for_mask, training,
                       return_sequences):
         """The whole sequence `x (B, T, D)` through the core, for `RNN`; fresh dropout masks
         for each call, as Keras's `RNN` resets the cell's masks after each call."""
-        masks = {}
-        if training:
-            masks = _dropout_kwargs(self._draw_mask(x[:, 0].shape, self.dropout),
-                                    self._draw_mask((x.shape[0], self.units),
-                                                    self.recurrent_dropout))
-        return ops.lstm_forward(
-            x, self.kernel.value, self.recurrent_kernel.value,
-            None if self.bias is None else self.bias.value, h0, c0, mask=mask, reverse=reverse,
-            zero_output_for_mask=zero_output_for_mask, activation=self.activation,
-            recurrent_activation=self.recurrent_activation, training=training,
-            return_sequences=return_sequences, **masks)
+        return self._lstm_forward(x, h0, c0, training, mask=mask, reverse=reverse,
+                                  zero_output_for_mask=zero_output_for_mask,
+                                  return_sequences=return_sequences)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            units=self.units,
-            activation=_activation_name(self.activation),
-            recurrent_activation=_activation_name(self.recurrent_activation),
-            use_bias=self.use_bias,
-            kernel_initializer=initializers.serialize(self.kernel_initializer),
-            recurrent_initializer=initializers.serialize(self.recurrent_initializer),
-            bias_initializer=initializers.serialize(self.bias_initializer),
-            unit_forget_bias=self.unit_forget_bias,
-            kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
-            recurrent_regularizer=regularizers.serialize(self.recurrent_regularizer),
-            bias_regularizer=regularizers.serialize(self.bias_regularizer),
-            kernel_constraint=constraints.serialize(self.kernel_constraint),
-            recurrent_constraint=constraints.serialize(self.recurrent_constraint),
-            bias_constraint=constraints.serialize(self.bias_constraint),
-            dropout=self.dropout,
-            recurrent_dropout=self.recurrent_dropout,
-            seed=self.seed,
-        )
-        return config
+        return {**super().get_config(), **self._lstm_config()}
 
 
 class StackedRNNCells(Layer):
@@ -398,7 +311,7 @@ class StackedRNNCells(Layer):
         return cls(**config)
 
 
-class RNN(Layer):
+class RNN(SequenceArgs, Layer):
     """A recurrent layer over an `LSTMCell` or a stack of them (Keras 3's `keras.layers.RNN`).
 
     Unlike Keras, which loops over `cell.call` in Python, this runs the whole sequence through
@@ -471,14 +384,8 @@ class RNN(Layer):
         _check_same_dtype(self, [cell])
         self.cell = cell
         self._sublayers = [cell]
-        self.return_sequences = bool(return_sequences)
-        self.return_state = bool(return_state)
-        self.go_backwards = bool(go_backwards)
-        self.stateful = bool(stateful)
-        self.unroll = bool(unroll)
-        self.zero_output_for_mask = bool(zero_output_for_mask)
-        self.states = None
-        self._stateful_batch_size = None
+        self._init_sequence_args(return_sequences, return_state, go_backwards, stateful, unroll,
+                                 zero_output_for_mask)
         self._caches = None
 
     @property
@@ -495,14 +402,9 @@ class RNN(Layer):
         return self.cell.state_size
 
     def build(self, input_shape):
-        if len(input_shape) != 3 or input_shape[-1] is None:
-            raise ValueError(f"Argument `inputs` of layer '{self.name}' must be 3-D (batch, "
-                             f"timesteps, features), received input shape "
-                             f"{tuple(input_shape)}.")
+        self._check_sequence_shape(input_shape)
         if not self.cell.built:
             self.cell.build((input_shape[0], input_shape[2]))
-        if self.stateful and input_shape[0] is not None:
-            self._stateful_batch_size = int(input_shape[0])
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
@@ -522,6 +424,7 @@ class RNN(Layer):
             return out
         return [out] + [None] * (2 if self._single else len(self._cells))
 
+    # Overrides SequenceArgs's only to keep this layer's error wording ("boolean array").
     def reset_state(self, mask=None):
         """Zeroes the carried states of a stateful layer.
 
@@ -563,14 +466,7 @@ class RNN(Layer):
         else:
             states = [(None, None)] * len(self._cells)
             if self.stateful:
-                if self._stateful_batch_size is None:
-                    self._stateful_batch_size = B
-                elif B != self._stateful_batch_size:
-                    raise ValueError(
-                        f"Stateful layer '{self.name}' keeps states for batches of "
-                        f"{self._stateful_batch_size} samples, received a batch of {B}. Feed "
-                        f"batches of that size (sample i continues sample i), or declare the "
-                        f"batch size with Input(batch_size=...).")
+                self._check_stateful_batch(B)
                 if self.states is not None:
                     states = self.states
 
@@ -654,12 +550,7 @@ class RNN(Layer):
         config = super().get_config()
         config.update(
             cell=serialize(self.cell),
-            return_sequences=self.return_sequences,
-            return_state=self.return_state,
-            go_backwards=self.go_backwards,
-            stateful=self.stateful,
-            unroll=self.unroll,
-            zero_output_for_mask=self.zero_output_for_mask,
+            **self._sequence_config(),
         )
         return config
 
@@ -683,23 +574,6 @@ def _check_same_dtype(layer, cells):
             raise ValueError(f"Argument `dtype` of layer '{layer.name}' is {layer.dtype!r} but "
                              f"its cell '{cell.name}' has dtype {cell.dtype!r}; give the cells "
                              f"the dtype instead (e.g. LSTMCell(units, dtype=...)).")
-
-
-def _rate(value, arg):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
-            or not 0.0 <= value < 1.0:
-        raise ValueError(f"Argument `{arg}` must be a float in [0, 1), received {value!r}.")
-    return float(value)
-
-
-def _dropout_kwargs(dropout_mask, recurrent_dropout_mask):
-    """`ops.lstm_forward`'s dropout arguments, left out when there is no dropout."""
-    kwargs = {}
-    if dropout_mask is not None:
-        kwargs["dropout_mask"] = dropout_mask
-    if recurrent_dropout_mask is not None:
-        kwargs["recurrent_dropout_mask"] = recurrent_dropout_mask
-    return kwargs
 
 
 def _split_pair(value, name):
