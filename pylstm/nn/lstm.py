@@ -226,16 +226,17 @@ class LSTM(_Module):
         return out
 
     def _weights(self, layer, suffix):
-        """The `pylstm.ops` (Keras-layout) weights of one layer and direction, as copies."""
+        """The `pylstm.ops` (Keras-layout) weights of one layer and direction: views of the
+        parameters, which are stored in that layout (no copy)."""
         p = self._params
-        kernel = p[f"weight_ih_l{layer}{suffix}"].value.T.copy()
-        recurrent = p[f"weight_hh_l{layer}{suffix}"].value.T.copy()
+        kernel = np.ascontiguousarray(p[f"weight_ih_l{layer}{suffix}"].value.T)
+        recurrent = np.ascontiguousarray(p[f"weight_hh_l{layer}{suffix}"].value.T)
         bias = None
         if self.bias:
             bias = p[f"bias_ih_l{layer}{suffix}"].value + p[f"bias_hh_l{layer}{suffix}"].value
         projection = None
         if self.proj_size:
-            projection = p[f"weight_hr_l{layer}{suffix}"].value.T.copy()
+            projection = np.ascontiguousarray(p[f"weight_hr_l{layer}{suffix}"].value.T)
         return kernel, recurrent, bias, projection
 
     def _forward(self, x, h0, c0, training, batch_sizes=None):
