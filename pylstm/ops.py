@@ -14,6 +14,9 @@ Legend: B batch, T timesteps, D input features, H units, P recurrent output size
 projection size), G = 4H. Weights use the Keras layout and gate order i, f, c, o.
 """
 
+import functools
+import math
+
 import numpy as np
 
 from pylstm import _core, _reference, activations
@@ -212,7 +215,7 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
                               cs=None, ms=None, acts=None)
         return np.ascontiguousarray(y), h_n, c_n, cache
 
-    batch_sizes = np.full(T, B, dtype=np.intc)
+    batch_sizes = _dense_batch_sizes(T, B)
     run = _core_forward(x_tm, batch_sizes, None, kernel, recurrent_kernel, bias, projection,
                         h0, c0, mask_tm, din, drec, acts, reverse, training,
                         zero_output_for_mask, want_y=return_sequences)
@@ -248,8 +251,8 @@ def _core_forward(x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, bia
     H = G // 4
     P = recurrent_kernel.shape[0]
     B = h0.shape[0]
-    N = int(batch_sizes.sum())
     lead = x_rows.shape[:-1]
+    N = math.prod(lead)
     din_rows = din if (din is None or row_sample is None) else din[:, row_sample]
     if not training:
         x_flat = x_rows.reshape(N, D)
@@ -257,7 +260,7 @@ def _core_forward(x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, bia
         offsets = np.zeros(batch_sizes.size + 1, dtype=np.int64)
         np.cumsum(batch_sizes, out=offsets[1:])
         h_n, c_n, y_prev = _core_inference(
-            lambda s0, s1, r0, r1, buf: x_flat[r0:r1], _chunks(offsets, G * dtype.itemsize),
+            lambda s0, s1, r0, r1: x_flat[r0:r1], _chunks(offsets, G * dtype.itemsize),
             batch_sizes, kernel, recurrent_kernel, bias, projection, h0, c0, mask_tm, din_rows,
             row_sample is not None, drec, acts, reverse, zero_output, y=y)
         return y, h_n, c_n, dict(y_prev=y_prev)
@@ -331,6 +334,14 @@ def _dense_chunks(T, B, row_bytes):
             for s0 in range(0, T, steps)]
 
 
+@functools.lru_cache(maxsize=64)
+def _dense_batch_sizes(T, B):
+    """`(T,)` intc, B at every step: read-only and shared between calls of the same shape."""
+    batch_sizes = np.full(T, B, dtype=np.intc)
+    batch_sizes.flags.writeable = False
+    return batch_sizes
+
+
 def _dense_inference(x, time_major, kernel, recurrent_kernel, bias, projection, h0, c0, mask_tm,
                      din, drec, acts, reverse, zero_output, return_sequences):
     """`lstm_forward`'s inference on the core for dense input: chunked, no time-major copy.
@@ -347,13 +358,17 @@ def _dense_inference(x, time_major, kernel, recurrent_kernel, bias, projection, 
     dtype = kernel.dtype
     rows_in_place = time_major or B == 1
 
+    chunks = _dense_chunks(T, B, kernel.shape[1] * dtype.itemsize)
     if rows_in_place and x.flags.c_contiguous:
         x_flat = x.reshape(T * B, D)
 
-        def load(s0, s1, r0, r1, buf):
+        def load(s0, s1, r0, r1):
             return x_flat[r0:r1]
     else:
-        def load(s0, s1, r0, r1, buf):
+        x_buf = np.empty((chunks[0][3], D), dtype=dtype)   # the first chunk is the largest
+
+        def load(s0, s1, r0, r1):
+            buf = x_buf[:r1 - r0]
             steps = x[s0:s1] if time_major else x[:, s0:s1].transpose(1, 0, 2)
             np.copyto(buf.reshape(s1 - s0, B, D), steps)
             return buf
@@ -366,8 +381,9 @@ def _dense_inference(x, time_major, kernel, recurrent_kernel, bias, projection, 
         else:
             y_batch_first = out
     h_n, c_n, y_prev = _core_inference(
-        load, _dense_chunks(T, B, kernel.shape[1] * dtype.itemsize), np.full(T, B, dtype=np.intc), kernel, recurrent_kernel, bias, projection, h0, c0,
-        mask_tm, din, False, drec, acts, reverse, zero_output, y=y, y_batch_first=y_batch_first)
+        load, chunks, _dense_batch_sizes(T, B), kernel, recurrent_kernel, bias, projection, h0,
+        c0, mask_tm, din, False, drec, acts, reverse, zero_output, y=y,
+        y_batch_first=y_batch_first)
     if not return_sequences:
         if mask_tm is None:
             out = h_n.copy()
@@ -389,8 +405,8 @@ def _core_inference(load, chunks, batch_sizes, kernel, recurrent_kernel, bias, p
     `y_prev` carried for the mask semantics. Every step does the same arithmetic as in one
     chunk, so results are bitwise those of the unchunked run (tests/test_ops_chunked.py).
 
-    `load(s0, s1, r0, r1, buf)` returns the `(r1 - r0, D)` C-contiguous input rows of steps
-    `[s0, s1)`, either a view or gathered into the scratch `buf`. `din` is None, `(R, B, D)`
+    `load(s0, s1, r0, r1)` returns the `(r1 - r0, D)` C-contiguous input rows of steps
+    `[s0, s1)`, a view or gathered into a scratch buffer of its own. `din` is None, `(R, B, D)`
     or, if `din_per_row`, `(R, N, D)` dropout masks. The outputs go to `y` `(N, P)` (rows as
     packed), or for dense input to `y_batch_first` `(B, T, P)`, or nowhere. Returns
     `(h_n, c_n, y_prev)`, `(B, .)` each.
@@ -400,10 +416,9 @@ def _core_inference(load, chunks, batch_sizes, kernel, recurrent_kernel, bias, p
     H = G // 4
     P = recurrent_kernel.shape[0]
     B = h0.shape[0]
-    most = max(r1 - r0 for _, _, r0, r1 in chunks)
+    most = max(r1 - r0 for _, _, r0, r1 in chunks) if len(chunks) > 1 else chunks[0][3]
 
     gates_buf = np.empty((most, G), dtype=dtype)
-    x_buf = np.empty((most, D), dtype=dtype)
     y_buf = np.empty((most, P), dtype=dtype) if y_batch_first is not None else None
     hs = np.empty((3 * B, P), dtype=dtype)
     cs = np.empty((3 * B, H), dtype=dtype)
@@ -419,7 +434,7 @@ def _core_inference(load, chunks, batch_sizes, kernel, recurrent_kernel, bias, p
     # BLAS threads: get_num_threads() for each chunk's GEMM, one for the time loop (_threads).
     with BlasThreads() as threads:
         for s0, s1, r0, r1 in (reversed(chunks) if reverse else chunks):
-            x_in = load(s0, s1, r0, r1, x_buf[:r1 - r0])
+            x_in = load(s0, s1, r0, r1)
             gates = gates_buf[:r1 - r0]
             # gates = (x * dropout_mask) @ kernel + bias over the chunk's rows    (rows, D) @ (D, G)
             gates[...] = bias if bias is not None else 0
@@ -529,7 +544,7 @@ def _core_backward(cache, dy_rows, dh, dc, dy_carry):
     H = G // 4
     P = recurrent_kernel.shape[0]
     B = dh.shape[0]
-    N = int(cache.batch_sizes.sum())
+    N = cache.gates.size // G
     rdrop = cache.recurrent_dropout_mask
     dz = np.empty((N, G), dtype=dtype)
     dhs = np.empty((N, P), dtype=dtype) if projection is not None else None
@@ -834,16 +849,33 @@ def _masked_gemm_grads(a, masks, w, dz2, want_input_grad):
     return dw, da
 
 
+def _weight(value, name, ndim=None, shape=None, dtype=None):
+    """`check_weight`, with its conversions skipped for an array that needs none.
+
+    A C-contiguous float32/float64 ndarray of the right ndim, shape and dtype is only
+    checked for NaN and inf; anything else goes through `check_weight` (same errors).
+    """
+    if (type(value) is np.ndarray and value.flags.c_contiguous
+            and (value.dtype == dtype if dtype is not None else value.dtype.type in _FLOATS)
+            and (value.shape == shape if shape is not None else value.ndim == ndim)):
+        check_finite(value, name)
+        return value
+    return check_weight(value, name, ndim=ndim, shape=shape, dtype=dtype)
+
+
+_FLOATS = (np.float32, np.float64)
+
+
 def _check_weights(kernel, recurrent_kernel, bias, projection):
     """Validated `(kernel, recurrent_kernel, bias, projection)` (see `lstm_forward`)."""
-    kernel = check_weight(kernel, "kernel", ndim=2)
+    kernel = _weight(kernel, "kernel", ndim=2)
     dtype = kernel.dtype
     D, G = kernel.shape
     if G == 0 or G % 4:
         raise ValueError(f"Argument `kernel` must have shape (D, 4*units) with units >= 1, "
                          f"received shape {kernel.shape}.")
     H = G // 4
-    recurrent_kernel = check_weight(recurrent_kernel, "recurrent_kernel", ndim=2, dtype=dtype)
+    recurrent_kernel = _weight(recurrent_kernel, "recurrent_kernel", ndim=2, dtype=dtype)
     P = recurrent_kernel.shape[0]
     if recurrent_kernel.shape[1] != G:
         raise ValueError(f"Argument `recurrent_kernel` must have shape ({P}, {G}), "
@@ -853,9 +885,9 @@ def _check_weights(kernel, recurrent_kernel, bias, projection):
             raise ValueError(f"Argument `recurrent_kernel` must have shape ({H}, {G}) without "
                              f"a projection, received shape {recurrent_kernel.shape}.")
     else:
-        projection = check_weight(projection, "projection", shape=(H, P), dtype=dtype)
+        projection = _weight(projection, "projection", shape=(H, P), dtype=dtype)
     if bias is not None:
-        bias = check_weight(bias, "bias", shape=(G,), dtype=dtype)
+        bias = _weight(bias, "bias", shape=(G,), dtype=dtype)
     return kernel, recurrent_kernel, bias, projection
 
 
@@ -868,8 +900,28 @@ def _activations(activation, recurrent_activation, gate_activations):
 
     `codes` is the core's `(5,)` intc array when every activation is a core name or a built-in
     of `pylstm.activations`, else None; `entries` are the five names or callables for the
-    NumPy path.
+    NumPy path. Two valid names (or None) are looked up once: then `codes` is read-only and
+    shared between calls.
     """
+    if (gate_activations is None and type(activation) in _NAME_TYPES
+            and type(recurrent_activation) in _NAME_TYPES):
+        key = (activation, recurrent_activation)
+        found = _named_activations.get(key)
+        if found is None:
+            codes, entries = _resolve_activations(activation, recurrent_activation, None)
+            codes.flags.writeable = False
+            found = _named_activations.setdefault(key, (codes, tuple(entries)))
+        return found[0], list(found[1])
+    return _resolve_activations(activation, recurrent_activation, gate_activations)
+
+
+# (activation, recurrent_activation) names -> (codes, entries), filled by valid names only.
+_named_activations = {}
+_NAME_TYPES = (str, type(None))
+
+
+def _resolve_activations(activation, recurrent_activation, gate_activations):
+    """`_activations` without the cache of names."""
     if gate_activations is None:
         given = [recurrent_activation, recurrent_activation, activation, recurrent_activation,
                  activation]
