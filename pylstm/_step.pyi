@@ -41,3 +41,7 @@ class StepKernel:
         z: np.ndarray,                       # (B, G) scratch
         m: Optional[np.ndarray],             # (B, H) scratch with a projection, or None
     ) -> int: ...                            # a STATUS_* code
+
+
+def all_finite(values: np.ndarray) -> bool:
+    """True if the 1-D C-contiguous float32/float64 `values` holds no NaN or inf."""

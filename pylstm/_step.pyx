@@ -55,6 +55,17 @@ cdef inline bint _all_finite(const floating* p, Py_ssize_t n) noexcept nogil:
     return bad == 0
 
 
+def all_finite(floating[::1] values):
+    """True if the 1-D C-contiguous `values` holds no NaN or inf: one vectorized pass with no
+    temporary array (what `pylstm._validation.check_finite` uses on contiguous floats)."""
+    cdef Py_ssize_t n = values.shape[0]
+    cdef bint ok = True
+    if n:
+        with nogil:
+            ok = _all_finite(&values[0], n)
+    return ok
+
+
 cdef void _step(
         floating* h_new,              # OUT (B, P); may be h
         floating* c_new,              # OUT (B, H); may be c

@@ -3,6 +3,8 @@ argument, what was expected and what was received."""
 
 import numpy as np
 
+from pylstm._step import all_finite
+
 _FLOATS = (np.float32, np.float64)
 
 
@@ -72,7 +74,11 @@ def check_weight(value, name, ndim=None, shape=None, dtype=None):
 
 def check_finite(arr, name):
     """Raises ValueError naming `name` if `arr` holds NaN or inf."""
-    if not np.isfinite(arr).all():
+    if type(arr) is np.ndarray and arr.dtype in _FLOATS and arr.flags.c_contiguous:
+        finite = all_finite(arr.reshape(-1))  # one pass, no boolean temporary
+    else:
+        finite = np.isfinite(arr).all()
+    if not finite:
         bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"Argument `{name}` contains {bad} NaN or inf value(s); "
                          f"all values must be finite.")
