@@ -188,6 +188,19 @@ cdef inline Py_ssize_t _final_slot(Py_ssize_t N, int B, bint reverse,
     return 2 * B
 
 
+cdef inline int _next_rows(Py_ssize_t s, Py_ssize_t t, int T, int n, Py_ssize_t off,
+                           const int* batch_sizes, bint reverse,
+                           Py_ssize_t* off_next) noexcept nogil:
+    """Batch size of the step processed after step t (processing index s), 0 after the last;
+    sets *off_next to its first packed row. Forward and backward walk the same geometry."""
+    off_next[0] = 0
+    if s + 1 >= T:
+        return 0
+    cdef int n_next = batch_sizes[t - 1 if reverse else t + 1]
+    off_next[0] = off - n_next if reverse else off + n
+    return n_next
+
+
 # Forward ---------------------------------------------------------------------------------
 
 cdef void _forward(
@@ -240,11 +253,7 @@ cdef void _forward(
             off -= n
         # The samples still running at the next processed step: rows [0, keep) carry on, rows
         # [keep, n) end here and leave their state in the final slot.
-        n_next = 0
-        off_next = 0
-        if s + 1 < T:
-            n_next = batch_sizes[t - 1 if reverse else t + 1]
-            off_next = off - n_next if reverse else off + n
+        n_next = _next_rows(s, t, T, n, off, batch_sizes, reverse, &off_next)
         keep = n_next if n_next < n else n
         h_in = hs + _slot(s, off, B, reverse, training) * P
         c_in = cs + _slot(s, off, B, reverse, training) * H
@@ -403,11 +412,7 @@ cdef void _backward(
         n = batch_sizes[t]
         if not reverse:
             off -= n
-        n_next = 0
-        off_next = 0
-        if s + 1 < T:
-            n_next = batch_sizes[t - 1 if reverse else t + 1]
-            off_next = off - n_next if reverse else off + n
+        n_next = _next_rows(s, t, T, n, off, batch_sizes, reverse, &off_next)
         keep = n_next if n_next < n else n
         c_in = cs + _slot(s, off, B, reverse, True) * H
         c_out = cs + _slot(s + 1, off_next, B, reverse, True) * H
