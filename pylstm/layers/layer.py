@@ -67,6 +67,20 @@ class Variable:
         return f"<Variable {self.name} shape={self.shape} dtype={self.dtype}>"
 
 
+def assign_weights(variables, weights, owner):
+    """Copies `weights` (arrays, in order) into `variables`, for `set_weights`.
+
+    Raises:
+        ValueError: naming `owner`, if the count or a shape does not match.
+    """
+    weights = list(weights)
+    if len(weights) != len(variables):
+        raise ValueError(f"{owner} expects {len(variables)} weight arrays, "
+                         f"received {len(weights)}.")
+    for var, w in zip(variables, weights):
+        var.assign(w)
+
+
 class Layer:
     """Base class of pylstm layers (Keras 3's `keras.layers.Layer` protocol, minus autodiff).
 
@@ -161,15 +175,7 @@ class Layer:
         Raises:
             ValueError: if the count or a shape does not match.
         """
-        weights = list(weights)
-        variables = self.variables
-        if len(weights) != len(variables):
-            raise ValueError(
-                f"Layer '{self.name}' expects {len(variables)} weight arrays, "
-                f"received {len(weights)}."
-            )
-        for var, w in zip(variables, weights):
-            var.assign(w)
+        assign_weights(self.variables, weights, f"Layer '{self.name}'")
 
     def count_params(self):
         return int(sum(v.value.size for v in self.variables))

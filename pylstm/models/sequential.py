@@ -19,6 +19,7 @@ from pylstm import losses, optimizers, utils
 from pylstm import metrics as metrics_module
 from pylstm.callbacks import History
 from pylstm.layers import InputLayer, Layer, deserialize, serialize
+from pylstm.layers.layer import assign_weights
 
 try:
     from tqdm import tqdm
@@ -156,15 +157,7 @@ class Sequential:
         Raises:
             ValueError: if the count or a shape does not match.
         """
-        weights = list(weights)
-        variables = self.weights
-        if len(weights) != len(variables):
-            raise ValueError(
-                f"Model '{self.name}' expects {len(variables)} weight arrays, "
-                f"received {len(weights)}."
-            )
-        for var, w in zip(variables, weights):
-            var.assign(w)
+        assign_weights(self.weights, weights, f"Model '{self.name}'")
 
     def count_params(self):
         return sum(layer.count_params() for layer in self._layers)
