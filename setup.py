@@ -42,6 +42,8 @@ extensions = [
         include_dirs=[np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=compile_args,
+        # the thread team of _recurrent.h (POSIX threads; none on Windows)
+        extra_link_args=[] if sys.platform == "win32" else ["-pthread"],
     ),
     Extension(
         "pylstm._step",

@@ -88,6 +88,20 @@ from libc.string cimport memcpy, memset
 from pylstm._blas cimport gemm, matmul
 from pylstm._gates cimport *
 
+cdef extern from "_recurrent.h" nogil:
+    ctypedef struct pl_barrier:
+        int count
+        int sense
+        int nt
+    ctypedef void (*pl_work_fn)(void* arg, int tid, int nt, pl_barrier* bar) noexcept nogil
+    int pl_vec_width()
+    size_t pl_packed_size(int H, int P)
+    void pl_pack(float* packed, const float* u, int H, int P, int q0, int q1)
+    void pl_rec_product(float* z, const float* h, const float* packed, int n, int H, int P,
+                        int q0, int q1)
+    void pl_barrier_wait(pl_barrier* bar, int* local_sense)
+    int pl_team_run(int nt, pl_work_fn fn, void* arg)
+
 ACTIVATION_CODES = {
     "linear": ACT_LINEAR,
     "tanh": ACT_TANH,
@@ -216,16 +230,31 @@ cdef void _forward(
         floating* y_prev,             # OUT (B, P): last unmasked output per sample (zeros in)
         floating* hm,                 # scratch (B, P), used with recurrent dropout
         const floating* recurrent_kernel,  # IN (P, G)
+        const floating* packed,       # IN recurrent_kernel packed (_recurrent.h), or NULL: BLAS
         const floating* projection,   # IN (H, P) or NULL
         const unsigned char* mask,    # IN (T, B) or NULL (only with all batch sizes = B)
         const floating* rdrop,        # IN (R, B, P) recurrent dropout mask, or NULL
         const int* batch_sizes,       # IN (T,) non-increasing, batch_sizes[0] = B
         int R, int T, int B, int H, int P, bint reverse, bint training, bint zero_output,
-        const int* acts) noexcept nogil:              # IN (5,): i, f, g, o, cell activations
+        const int* acts,              # IN (5,): i, f, g, o, cell activations
+        int q0, int q1,               # this thread's panels of `packed` (all: 0, Q)
+        pl_barrier* bar) noexcept nogil:
+    # One thread of a team computes the units [ua, ub) of panels [q0, q1) (all H units when
+    # alone); with `packed`, the team meets at `bar` once per step, after writing h_t, and
+    # after copying initial states. Projection and recurrent dropout run alone, on BLAS.
     cdef int G = 4 * H
     cdef Py_ssize_t N = 0
-    cdef Py_ssize_t s, t, b, j, off, off_next
+    cdef Py_ssize_t s, t, b, j, k, off, off_next
     cdef int n, n_prev, n_next, keep
+    cdef int V = pl_vec_width()
+    cdef int ua = q0 * V
+    cdef int ub = q1 * V if q1 * V < H else H
+    cdef int nu = ub - ua
+    # h's columns of this thread: its units, or all P of a projection (always alone)
+    cdef int pa = ua if projection == NULL else 0
+    cdef int np_ = nu if projection == NULL else P
+    cdef int sense = 0
+    cdef size_t f = sizeof(floating)
     cdef floating* z
     cdef floating* zb
     cdef floating* cb
@@ -262,39 +291,49 @@ cdef void _forward(
         # Samples starting here (all at the first step; in reverse, each at its last real
         # step) take their initial state.
         if n_prev < n:
-            memcpy(h_in + n_prev * P, h0 + n_prev * P, (n - n_prev) * P * sizeof(floating))
-            memcpy(c_in + n_prev * H, c0 + n_prev * H, (n - n_prev) * H * sizeof(floating))
+            for b in range(n_prev, n):
+                memcpy(h_in + b * P + pa, h0 + b * P + pa, np_ * f)
+                memcpy(c_in + b * H + ua, c0 + b * H + ua, nu * f)
+            pl_barrier_wait(bar, &sense)
         n_prev = n
         z = gates + off * G
 
-        _add_recurrent(z, h_in, hm, recurrent_kernel, rdrop, R, n, B, H, P)
+        if floating is float:
+            if packed != NULL:
+                pl_rec_product(z, h_in, packed, n, H, P, q0, q1)
+            else:
+                _add_recurrent(z, h_in, hm, recurrent_kernel, rdrop, R, n, B, H, P)
+        else:
+            _add_recurrent(z, h_in, hm, recurrent_kernel, rdrop, R, n, B, H, P)
         if zs != NULL:
-            memcpy(zs + off * G, z, n * G * sizeof(floating))
+            for b in range(n):
+                for k in range(4):
+                    memcpy(zs + (off + b) * G + k * H + ua, z + b * G + k * H + ua, nu * f)
 
         for b in range(n):
             cb = (c_out if b < keep else c_fin) + b * H
             cpb = c_in + b * H
             masked = mask != NULL and mask[t * B + b] == 0
             if masked:
-                memcpy(cb, cpb, H * sizeof(floating))
+                memcpy(cb + ua, cpb + ua, nu * f)
                 continue
             zb = z + b * G
-            _activate(acts[GATE_I], zb, H)
-            _activate(acts[GATE_F], zb + H, H)
-            _activate(acts[GATE_G], zb + 2 * H, H)
-            _activate(acts[GATE_O], zb + 3 * H, H)
-            for j in range(H):
+            _activate(acts[GATE_I], zb + ua, nu)
+            _activate(acts[GATE_F], zb + H + ua, nu)
+            _activate(acts[GATE_G], zb + 2 * H + ua, nu)
+            _activate(acts[GATE_O], zb + 3 * H + ua, nu)
+            for j in range(ua, ub):
                 cb[j] = zb[H + j] * cpb[j] + zb[j] * zb[2 * H + j]
             # m = o * act_cell(c)
             m_b = m + b * H if projection != NULL else (h_out if b < keep else h_fin) + b * P
-            memcpy(m_b, cb, H * sizeof(floating))
-            _activate(acts[CELL], m_b, H)
-            for j in range(H):
+            memcpy(m_b + ua, cb + ua, nu * f)
+            _activate(acts[CELL], m_b + ua, nu)
+            for j in range(ua, ub):
                 m_b[j] *= zb[3 * H + j]
 
         if projection != NULL:
             if ms != NULL:
-                memcpy(ms + off * H, m, n * H * sizeof(floating))
+                memcpy(ms + off * H, m, n * H * f)
             # h_t = m_t @ projection    (n, H) @ (H, P), split between the two destinations
             if keep > 0:
                 matmul(keep, H, P, 1, m, H, projection, False, 0, h_out, P)
@@ -303,22 +342,61 @@ cdef void _forward(
                        h_fin + keep * P, P)
 
         for b in range(n):
-            hb = (h_out if b < keep else h_fin) + b * P
+            hb = (h_out if b < keep else h_fin) + b * P + pa
             masked = mask != NULL and mask[t * B + b] == 0
             if masked:
-                memcpy(hb, h_in + b * P, P * sizeof(floating))
+                memcpy(hb, h_in + b * P + pa, np_ * f)
                 if y != NULL:
                     if zero_output:
-                        memset(y + (off + b) * P, 0, P * sizeof(floating))
+                        memset(y + (off + b) * P + pa, 0, np_ * f)
                     else:
-                        memcpy(y + (off + b) * P, y_prev + b * P, P * sizeof(floating))
+                        memcpy(y + (off + b) * P + pa, y_prev + b * P + pa, np_ * f)
             else:
                 if mask != NULL:
-                    memcpy(y_prev + b * P, hb, P * sizeof(floating))
+                    memcpy(y_prev + b * P + pa, hb, np_ * f)
                 if y != NULL:
-                    memcpy(y + (off + b) * P, hb, P * sizeof(floating))
+                    memcpy(y + (off + b) * P + pa, hb, np_ * f)
         if not reverse:
             off += n
+        pl_barrier_wait(bar, &sense)
+
+
+cdef struct _Packed:
+    # One float32 forward on the packed recurrent kernel, shared by a thread team.
+    float* gates
+    float* zs
+    float* hs
+    float* cs
+    const float* h0
+    const float* c0
+    float* y
+    float* y_prev
+    const float* recurrent_kernel
+    float* packed
+    const unsigned char* mask
+    const int* batch_sizes
+    const int* acts
+    int T, B, H, P
+    bint reverse, training, zero_output, pack
+
+
+cdef void _packed_worker(void* arg, int tid, int nt, pl_barrier* bar) noexcept nogil:
+    """Thread `tid` of `nt`: packs its panels if asked, then runs its units of the forward."""
+    cdef _Packed* a = <_Packed*> arg
+    cdef int Q = (a.H + pl_vec_width() - 1) // pl_vec_width()
+    cdef int q0 = Q * tid // nt
+    cdef int q1 = Q * (tid + 1) // nt
+    if a.pack:
+        pl_pack(a.packed, a.recurrent_kernel, a.H, a.P, q0, q1)
+    _forward(a.gates, a.zs, a.hs, a.cs, a.h0, a.c0, <float*> NULL, <float*> NULL, a.y,
+             a.y_prev, <float*> NULL, a.recurrent_kernel, a.packed, <float*> NULL, a.mask,
+             <float*> NULL, a.batch_sizes, 0, a.T, a.B, a.H, a.P, a.reverse, a.training,
+             a.zero_output, a.acts, q0, q1, bar)
+
+
+def packed_size(int H, int P):
+    """Floats of the buffer `forward` packs a (P, 4H) recurrent kernel into (float32 only)."""
+    return pl_packed_size(H, P)
 
 
 def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
@@ -328,7 +406,8 @@ def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
             const floating[:, ::1] recurrent_kernel, const floating[:, ::1] projection,
             const unsigned char[:, ::1] mask, const floating[:, :, ::1] recurrent_dropout_mask,
             const int[::1] batch_sizes, bint reverse, bint training, bint zero_output,
-            const int[::1] activations):
+            const int[::1] activations, floating[::1] packed=None, bint pack=True,
+            int num_threads=1):
     """Runs the recurrence over all steps of a packed batch (see the module's Design note).
 
     Rows are packed by step: `gates`, `zs`, `y` `(N, G or P)`, `ms` `(N, H)`, N =
@@ -339,12 +418,43 @@ def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
     every batch size equal to B; hm `(B, P)` is needed with `recurrent_dropout_mask`
     `(R, B, P)`, R = 1 or 4. `activations` holds the five ACTIVATION_CODES of gates i, f, g, o
     and of the cell output. Shapes are trusted: pylstm.ops validates them.
+
+    `packed` `(packed_size(H, P),)` float32, without projection or recurrent dropout: the
+    recurrent product runs on recurrent_kernel packed into it (_recurrent.h; packed first if
+    `pack`, else as a previous call left it), on `num_threads` threads, one parallel region
+    for the whole sequence. None: one BLAS product per step on the calling thread.
     """
     cdef int T = batch_sizes.shape[0]
     cdef int B = h0.shape[0]
     cdef int H = gates.shape[1] // 4
     cdef int P = hs.shape[1]
     cdef int R = recurrent_dropout_mask.shape[0] if recurrent_dropout_mask is not None else 0
+    cdef int Q = (H + pl_vec_width() - 1) // pl_vec_width()
+    cdef pl_barrier alone
+    cdef _Packed a
+    alone.count = alone.sense = 0
+    alone.nt = 1
+    if floating is float:
+        if packed is not None:
+            a.gates = &gates[0, 0]
+            a.zs = &zs[0, 0] if zs is not None else NULL
+            a.hs = &hs[0, 0]
+            a.cs = &cs[0, 0]
+            a.h0 = &h0[0, 0]
+            a.c0 = &c0[0, 0]
+            a.y = &y[0, 0] if y is not None else NULL
+            a.y_prev = &y_prev[0, 0]
+            a.recurrent_kernel = &recurrent_kernel[0, 0]
+            a.packed = &packed[0]
+            a.mask = &mask[0, 0] if mask is not None else NULL
+            a.batch_sizes = &batch_sizes[0]
+            a.acts = &activations[0]
+            a.T, a.B, a.H, a.P = T, B, H, P
+            a.reverse, a.training, a.zero_output, a.pack = reverse, training, zero_output, pack
+            num_threads = max(1, min(num_threads, Q))
+            with nogil:
+                pl_team_run(num_threads, _packed_worker, &a)
+            return
     with nogil:
         _forward(&gates[0, 0],
                  &zs[0, 0] if zs is not None else NULL,
@@ -354,13 +464,13 @@ def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
                  &y[0, 0] if y is not None else NULL,
                  &y_prev[0, 0],
                  &hm[0, 0] if hm is not None else NULL,
-                 &recurrent_kernel[0, 0],
+                 &recurrent_kernel[0, 0], NULL,
                  &projection[0, 0] if projection is not None else NULL,
                  &mask[0, 0] if mask is not None else NULL,
                  &recurrent_dropout_mask[0, 0, 0] if recurrent_dropout_mask is not None
                  else NULL,
                  &batch_sizes[0], R, T, B, H, P, reverse, training, zero_output,
-                 &activations[0])
+                 &activations[0], 0, Q, &alone)
 
 
 # Backward --------------------------------------------------------------------------------

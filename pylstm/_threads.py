@@ -49,6 +49,11 @@ _SPIN_TIMEOUT_LOG2 = 25
 # Per-step recurrent products below this many FLOPs run on one thread (measured, see above).
 _LOOP_MIN_FLOP = 1 << 20
 
+# The core's packed time loop uses a team of threads (one parallel region per call, a barrier
+# per step) only from these sizes (measured, see `BlasThreads.team`).
+_TEAM_MIN_STEP_FLOP = 1 << 18
+_TEAM_MIN_FLOP = 1 << 24
+
 _lock = threading.Lock()
 _num_threads = None
 _libs = None          # list of _Lib once discovered (empty when nothing can be controlled)
@@ -78,6 +83,14 @@ class _Lib:
                 setter.restype = None
                 setter.argtypes = [ctypes.c_int]
                 self.get, self.set, self.dynlib = getter, setter, dynlib
+
+
+def _cpu_count():
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def _discover():
@@ -206,6 +219,24 @@ class BlasThreads:
 
     def bulk(self):
         self._threaded(_num_threads)
+
+    def team(self, step_flop, steps):
+        """Threads for the core's own packed time loop (one parallel region per call): 1 for
+        loops too small to repay starting threads (`_TEAM_MIN_STEP_FLOP` a step,
+        `_TEAM_MIN_FLOP` in all), else `get_num_threads()`, or by default the BLAS library's
+        count (its setting, `OPENBLAS_NUM_THREADS` or threadpoolctl's limit), or the CPUs
+        this process may run on when no BLAS library is known."""
+        if step_flop < _TEAM_MIN_STEP_FLOP or step_flop * steps < _TEAM_MIN_FLOP:
+            return 1
+        if _num_threads is not None:
+            return _num_threads
+        if self.saved is not None:
+            counts = self.saved
+        else:
+            counts = [lib.get() for lib in self.libs]
+        if counts:
+            return max(counts)
+        return _cpu_count()
 
     def _threaded(self, n):
         """Every library at `n` threads (None: the caller's counts); shorten spinning first

@@ -288,9 +288,10 @@ def _core_forward(x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, bia
         else:
             for k, cols in enumerate(_gate_columns(H)):
                 gates[:, cols] += (x_rows * din_rows[k]).reshape(N, D) @ kernel[:, cols]
-        threads.loop(2 * B * P * G)
+        packed, team = _packed(threads, recurrent_kernel, projection, drec, B, N // B)
         _core.forward(gates, zs, hs, cs, h0, c0, ms, m, y, y_prev, hm, recurrent_kernel,
-                      projection, mask_tm, drec, batch_sizes, reverse, True, zero_output, acts)
+                      projection, mask_tm, drec, batch_sizes, reverse, True, zero_output, acts,
+                      packed, True, team)
 
     h_n, c_n = hs[final:final + B].copy(), cs[final:final + B].copy()
     start = B if reverse else 0
@@ -299,6 +300,23 @@ def _core_forward(x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, bia
                   hs=hs, cs=cs, h_prev=hs[start:start + N].reshape(lead + (P,)),
                   ms=ms, acts=acts, batch_sizes=batch_sizes, row_sample=row_sample)
     return y, h_n, c_n, fields
+
+
+def _packed(threads, recurrent_kernel, projection, drec, B, steps):
+    """How the core's time loop runs: `(packed, team)` for `_core.forward`.
+
+    float32 without projection or recurrent dropout: on recurrent_kernel packed into a new
+    buffer (the core's own recurrent product, _recurrent.h) on `team` threads
+    (`BlasThreads.team`). Otherwise `(None, 1)`: one BLAS product per step, on one BLAS thread
+    below `_threads._LOOP_MIN_FLOP` a step.
+    """
+    P, G = recurrent_kernel.shape
+    step_flop = 2 * B * P * G
+    if recurrent_kernel.dtype != np.float32 or projection is not None or drec is not None:
+        threads.loop(step_flop)
+        return None, 1
+    packed = np.empty(_core.packed_size(G // 4, P), dtype=np.float32)
+    return packed, threads.team(step_flop, steps)
 
 
 # Inference runs the time loop in chunks of steps whose hoisted input product (rows, 4H) takes
@@ -431,7 +449,9 @@ def _core_inference(load, chunks, batch_sizes, kernel, recurrent_kernel, bias, p
     y_prev = np.zeros((B, P), dtype=dtype)
     hm = np.empty((B, P), dtype=dtype) if drec is not None else None
 
-    # BLAS threads: get_num_threads() for each chunk's GEMM, one for the time loop (_threads).
+    # BLAS threads: get_num_threads() for each chunk's GEMM; the time loop packs
+    # recurrent_kernel once, in the first chunk, or runs BLAS on one thread (_packed).
+    first = True
     with BlasThreads() as threads:
         for s0, s1, r0, r1 in (reversed(chunks) if reverse else chunks):
             x_in = load(s0, s1, r0, r1)
@@ -450,13 +470,17 @@ def _core_inference(load, chunks, batch_sizes, kernel, recurrent_kernel, bias, p
                 else:
                     for k, cols in enumerate(_gate_columns(H)):
                         gates[:, cols] += (x_in * masks[k]).reshape(r1 - r0, D) @ kernel[:, cols]
-            threads.loop(2 * B * P * G)
+            if first:
+                packed, team = _packed(threads, recurrent_kernel, projection, drec, B,
+                                       batch_sizes.size)
             y_rows = y_buf[:r1 - r0] if y_buf is not None else (
                 None if y is None else y[r0:r1])
             _core.forward(gates, None, hs, cs, h_carry, c_carry, None, m, y_rows, y_prev, hm,
                           recurrent_kernel, projection,
                           None if mask_tm is None else mask_tm[s0:s1], drec,
-                          batch_sizes[s0:s1], reverse, False, zero_output, acts)
+                          batch_sizes[s0:s1], reverse, False, zero_output, acts,
+                          packed, first, team)
+            first = False
             if y_buf is not None:
                 y_batch_first[:, s0:s1] = y_rows.reshape(s1 - s0, B, P).transpose(1, 0, 2)
     return h_carry.copy(), c_carry.copy(), y_prev

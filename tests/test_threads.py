@@ -84,6 +84,7 @@ class Recorder:
     def __init__(self, lib):
         self.lib = lib
         self.calls = []
+        self.teams = []     # forward's thread team on the packed path, None on BLAS
 
     def __getattr__(self, name):
         return getattr(_core, name)
@@ -93,6 +94,7 @@ class Recorder:
         return getattr(_core, name)(*args)
 
     def forward(self, *args):
+        self.teams.append(args[-1] if args[-3] is not None else None)
         return self._wrap("forward", *args)
 
     def backward(self, *args):
@@ -105,8 +107,10 @@ class Recorder:
 @pytest.mark.parametrize("B, H", [(3, 6), (16, 128)], ids=["small step", "large step"])
 @pytest.mark.parametrize("ours", [1, 2, None])
 def test_time_loop_and_gemm_threads(monkeypatch, ours, B, H):
-    """Whole-call GEMMs on get_num_threads() (None: the caller's 2); the time loop too when a
-    step's recurrent product reaches _LOOP_MIN_FLOP, else on one thread."""
+    """Whole-call GEMMs on get_num_threads() (None: the caller's 2); the BLAS time loop
+    (backward) too when a step's recurrent product reaches _LOOP_MIN_FLOP, else on one
+    thread; the packed forward on a team of get_num_threads() from _TEAM_MIN_STEP_FLOP a step
+    and _TEAM_MIN_FLOP a call, else alone."""
     libs = _threads._discover()
     scipy_blas = [lib for lib in libs if "scipy" in lib.controller.filepath]
     assert scipy_blas, "SciPy's BLAS not found by threadpoolctl"
@@ -116,13 +120,21 @@ def test_time_loop_and_gemm_threads(monkeypatch, ours, B, H):
     bulk = 2 if ours is None else ours
     large = 2 * B * H * 4 * H >= _threads._LOOP_MIN_FLOP
     assert large == (H == 128)
+    T = 40
+    step_flop = 2 * B * H * 4 * H
+    team = (step_flop >= _threads._TEAM_MIN_STEP_FLOP
+            and T * step_flop >= _threads._TEAM_MIN_FLOP)
+    assert team == (H == 128)
     with threadpool_limits(limits=2, user_api="blas"):
-        train_step(problem(B, 4, 5, H))
+        train_step(problem(B, T, 5, H))
     names = [name for name, _ in recorder.calls]
     assert names == ["matmul_acc", "forward", "backward", "matmul_acc", "matmul_acc",
                      "matmul_acc"]
+    assert recorder.teams == [bulk if team else 1]
     for name, count in recorder.calls:
-        loop = name in ("forward", "backward")
+        if name == "forward":
+            continue    # the packed forward calls no BLAS
+        loop = name == "backward"
         assert count == (bulk if (large or not loop) else 1), name
 
 

@@ -1,0 +1,256 @@
+/* The float32 recurrent product of the LSTM core over packed weights, and the thread team that
+ * runs a whole sequence in one parallel region.
+ *
+ * Why: OpenBLAS packs its operands inside each of the T per-step sgemm calls, and its threads
+ * are woken and joined at every step. Here recurrent_kernel (P, 4H) is packed once per call
+ * into panels of PL_V units, each panel holding the four gates' columns of those units for
+ * every k:
+ *
+ *     panel q (q = 0 .. Q-1, Q = ceil(H / PL_V)), (P, 4, PL_V) floats (any alignment):
+ *         panel_q[k][g][v] = recurrent_kernel[k, g*H + q*PL_V + v]   (0 past unit H-1)
+ *
+ * so a thread that owns a range of whole panels computes all four gates of its own units,
+ * runs their gate math and writes its part of h_t with no other thread involved; the threads
+ * meet once per step, at a barrier, before reading h_t. Each thread packs its own panels,
+ * which then stay in its core's L2 for the whole sequence (1 MiB per core here).
+ *
+ * pl_rec_tile: z[r, g*H + u] += sum_k h[r, k] * panel[k][g][u - u0] for MR rows and one panel,
+ * accumulated in registers (GCC/Clang vector extensions: AVX-512 gives PL_V = 16, other
+ * targets 8) in order k = 0 .. P-1. Every element's arithmetic is the same whatever the row
+ * block, the panel's thread and the thread count: results do not depend on the thread count.
+ *
+ * Thread team: pl_team_run starts nt - 1 POSIX threads for the call, runs the work on them and
+ * on the caller, and joins them: nothing persists between calls (no thread spins after a call
+ * returns, and fork() is safe). The barrier spins briefly, then yields the core, so a
+ * descheduled partner costs a time slice, not a spinning core. Without POSIX threads
+ * (Windows), the team is the caller alone.
+ */
+#ifndef PYLSTM_RECURRENT_H
+#define PYLSTM_RECURRENT_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__AVX512F__)
+#define PL_V 16
+#else
+#define PL_V 8
+#endif
+#define PL_MAX_THREADS 64
+
+typedef float pl_vf __attribute__((vector_size(PL_V * sizeof(float))));
+
+static inline int pl_vec_width(void) { return PL_V; }
+
+static inline pl_vf pl_loadu(const float* p) { pl_vf v; memcpy(&v, p, sizeof v); return v; }
+static inline void pl_storeu(float* p, pl_vf v) { memcpy(p, &v, sizeof v); }
+
+/* Floats in the packed buffer of a (P, 4H) recurrent kernel. */
+static inline size_t pl_packed_size(int H, int P)
+{
+    return (size_t)((H + PL_V - 1) / PL_V) * (size_t)P * 4 * PL_V;
+}
+
+/* Packs panels [q0, q1) of recurrent_kernel u (P, 4H) into packed (layout above). */
+static inline void pl_pack(float* packed, const float* u, int H, int P, int q0, int q1)
+{
+    const size_t G = 4 * (size_t)H;
+    for (int q = q0; q < q1; q++) {
+        const int u0 = q * PL_V;
+        const int width = H - u0 < PL_V ? H - u0 : PL_V;
+        float* dst = packed + (size_t)q * P * 4 * PL_V;
+        for (int k = 0; k < P; k++)
+            for (int g = 0; g < 4; g++) {
+                float* d = dst + ((size_t)k * 4 + g) * PL_V;
+                memcpy(d, u + k * G + (size_t)g * H + u0, width * sizeof(float));
+                for (int v = width; v < PL_V; v++)
+                    d[v] = 0.0f;
+            }
+    }
+}
+
+/* z[r*ldz + g*gs + v] += sum_k h[r*ldh + k] * panel[k][g][v], for r < MR, g < 4, v < PL_V. */
+#define PL_DEFINE_TILE(MR)                                                                  \
+static inline void pl_rec_tile##MR(float* z, size_t ldz, size_t gs, const float* h,       \
+                                   size_t ldh, const float* panel, int P)                  \
+{                                                                                           \
+    pl_vf acc[MR][4];                                                                       \
+    for (int r = 0; r < MR; r++)                                                            \
+        for (int g = 0; g < 4; g++)                                                         \
+            acc[r][g] = pl_loadu(z + r * ldz + g * gs);                                     \
+    const float* w = panel;                                                                 \
+    for (int k = 0; k < P; k++, w += 4 * PL_V) {                                            \
+        pl_vf wg[4];                                                                        \
+        for (int g = 0; g < 4; g++)                                                         \
+            wg[g] = pl_loadu(w + g * PL_V);                                                 \
+        for (int r = 0; r < MR; r++) {                                                      \
+            const float hk = h[r * ldh + k];                                                \
+            for (int g = 0; g < 4; g++)                                                     \
+                acc[r][g] += hk * wg[g];                                                    \
+        }                                                                                   \
+    }                                                                                       \
+    for (int r = 0; r < MR; r++)                                                            \
+        for (int g = 0; g < 4; g++)                                                         \
+            pl_storeu(z + r * ldz + g * gs, acc[r][g]);                                     \
+}
+
+PL_DEFINE_TILE(1)
+PL_DEFINE_TILE(2)
+PL_DEFINE_TILE(3)
+PL_DEFINE_TILE(4)
+
+/* Rows of z (n, 4H) += h (n, P) @ recurrent_kernel for the units of panels [q0, q1). */
+static inline void pl_rec_product(float* z, const float* h, const float* packed, int n, int H,
+                                  int P, int q0, int q1)
+{
+    const size_t G = 4 * (size_t)H;
+    float tmp[4 * 4 * PL_V];
+    for (int q = q0; q < q1; q++) {
+        const int u0 = q * PL_V;
+        const float* panel = packed + (size_t)q * P * 4 * PL_V;
+        if (u0 + PL_V <= H) {
+            int r = 0;
+            for (; r + 4 <= n; r += 4)
+                pl_rec_tile4(z + r * G + u0, G, H, h + (size_t)r * P, P, panel, P);
+            float* zr = z + r * G + u0;
+            const float* hr = h + (size_t)r * P;
+            switch (n - r) {
+            case 3: pl_rec_tile3(zr, G, H, hr, P, panel, P); break;
+            case 2: pl_rec_tile2(zr, G, H, hr, P, panel, P); break;
+            case 1: pl_rec_tile1(zr, G, H, hr, P, panel, P); break;
+            default: break;
+            }
+            continue;
+        }
+        /* The last, partial panel: through a zero-padded tile, one row at a time. */
+        const int width = H - u0;
+        for (int r = 0; r < n; r++) {
+            float* zr = z + r * G + u0;
+            for (int g = 0; g < 4; g++) {
+                memcpy(tmp + g * PL_V, zr + (size_t)g * H, width * sizeof(float));
+                for (int v = width; v < PL_V; v++)
+                    tmp[g * PL_V + v] = 0.0f;
+            }
+            pl_rec_tile1(tmp, 4 * PL_V, PL_V, h + (size_t)r * P, P, panel, P);
+            for (int g = 0; g < 4; g++)
+                memcpy(zr + (size_t)g * H, tmp + g * PL_V, width * sizeof(float));
+        }
+    }
+}
+
+/* Thread team ---------------------------------------------------------------------------- */
+
+typedef struct {
+    int count;
+    int sense;
+    int nt;
+} pl_barrier;
+
+typedef void (*pl_work_fn)(void* arg, int tid, int nt, pl_barrier* bar);
+
+#if defined(_WIN32)
+
+static inline void pl_barrier_wait(pl_barrier* bar, int* local_sense)
+{
+    (void)bar;
+    (void)local_sense;
+}
+
+static inline int pl_team_run(int nt, pl_work_fn fn, void* arg)
+{
+    pl_barrier bar = {0, 0, 1};
+    (void)nt;
+    fn(arg, 0, 1, &bar);
+    return 1;
+}
+
+#else
+
+#include <pthread.h>
+#include <sched.h>
+
+static inline void pl_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Sense-reversing barrier: spins about 2^12 pauses (tens of microseconds), then yields. */
+static inline void pl_barrier_wait(pl_barrier* bar, int* local_sense)
+{
+    const int sense = !*local_sense;
+    *local_sense = sense;
+    if (bar->nt <= 1)
+        return;
+    if (__atomic_add_fetch(&bar->count, 1, __ATOMIC_ACQ_REL) == bar->nt) {
+        __atomic_store_n(&bar->count, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&bar->sense, sense, __ATOMIC_RELEASE);
+        return;
+    }
+    unsigned spins = 0;
+    while (__atomic_load_n(&bar->sense, __ATOMIC_ACQUIRE) != sense) {
+        if (spins < 4096) {
+            spins++;
+            pl_cpu_relax();
+        } else {
+            sched_yield();
+        }
+    }
+}
+
+typedef struct {
+    pl_work_fn fn;
+    void* arg;
+    pl_barrier* bar;
+    int* go;          /* 0 while the team forms, then its final size */
+    int tid;
+} pl_member;
+
+static void* pl_member_main(void* p)
+{
+    pl_member* m = (pl_member*)p;
+    int nt;
+    while ((nt = __atomic_load_n(m->go, __ATOMIC_ACQUIRE)) == 0)
+        sched_yield();
+    if (m->tid < nt)
+        m->fn(m->arg, m->tid, nt, m->bar);
+    return NULL;
+}
+
+/* Runs fn(arg, tid, nt, bar) on nt threads, the caller being tid 0; returns the team size
+ * (smaller than asked, down to 1, if threads could not be started). */
+static inline int pl_team_run(int nt, pl_work_fn fn, void* arg)
+{
+    pl_barrier bar = {0, 0, 1};
+    pl_member members[PL_MAX_THREADS];
+    pthread_t threads[PL_MAX_THREADS];
+    int go = 0;
+    int started = 0;
+    if (nt > PL_MAX_THREADS)
+        nt = PL_MAX_THREADS;
+    for (int t = 1; t < nt; t++) {
+        members[t].fn = fn;
+        members[t].arg = arg;
+        members[t].bar = &bar;
+        members[t].go = &go;
+        members[t].tid = t;
+        if (pthread_create(&threads[t], NULL, pl_member_main, &members[t]) != 0)
+            break;
+        started++;
+    }
+    nt = started + 1;
+    bar.nt = nt;
+    __atomic_store_n(&go, nt, __ATOMIC_RELEASE);
+    fn(arg, 0, nt, &bar);
+    for (int t = 1; t <= started; t++)
+        pthread_join(threads[t], NULL);
+    return nt;
+}
+
+#endif
+
+#endif
