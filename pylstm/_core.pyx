@@ -99,6 +99,11 @@ cdef extern from "_recurrent.h" nogil:
     void pl_pack(float* packed, const float* u, int H, int P, int q0, int q1)
     void pl_rec_product(float* z, const float* h, const float* packed, int n, int H, int P,
                         int q0, int q1)
+    size_t pl_packed_t_size(int H, int P)
+    void pl_pack_t(float* packed, const float* u, int H, int P, int c0, int c1)
+    void pl_rec_grad(float* out, const float* dz, const float* packed_t, int n, int H, int P,
+                     int c0, int c1)
+    void pl_share(int H, int tid, int nt, int* q0, int* q1, int* c0, int* c1)
     void pl_barrier_wait(pl_barrier* bar, int* local_sense)
     int pl_team_run(int nt, pl_work_fn fn, void* arg)
 
@@ -383,9 +388,8 @@ cdef struct _Packed:
 cdef void _packed_worker(void* arg, int tid, int nt, pl_barrier* bar) noexcept nogil:
     """Thread `tid` of `nt`: packs its panels if asked, then runs its units of the forward."""
     cdef _Packed* a = <_Packed*> arg
-    cdef int Q = (a.H + pl_vec_width() - 1) // pl_vec_width()
-    cdef int q0 = Q * tid // nt
-    cdef int q1 = Q * (tid + 1) // nt
+    cdef int q0, q1, c0, c1
+    pl_share(a.H, tid, nt, &q0, &q1, &c0, &c1)
     if a.pack:
         pl_pack(a.packed, a.recurrent_kernel, a.H, a.P, q0, q1)
     _forward(a.gates, a.zs, a.hs, a.cs, a.h0, a.c0, <float*> NULL, <float*> NULL, a.y,
@@ -451,7 +455,8 @@ def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
             a.acts = &activations[0]
             a.T, a.B, a.H, a.P = T, B, H, P
             a.reverse, a.training, a.zero_output, a.pack = reverse, training, zero_output, pack
-            num_threads = max(1, min(num_threads, Q))
+            num_threads = max(1, min(num_threads, (H + 4 * pl_vec_width() - 1)
+                                     // (4 * pl_vec_width())))
             with nogil:
                 pl_team_run(num_threads, _packed_worker, &a)
             return
@@ -490,16 +495,32 @@ cdef void _backward(
         const floating* zs,           # IN (N, G) gate pre-activations, or NULL
         const floating* cs,           # IN (N + B, H) cell state slots of a training forward
         const floating* recurrent_kernel,  # IN (P, G)
+        const floating* packed_t,     # IN recurrent_kernel^T packed (_recurrent.h), or NULL: BLAS
         const floating* projection,   # IN (H, P) or NULL
         const unsigned char* mask,    # IN (T, B) or NULL (only with all batch sizes = B)
         const floating* rdrop,        # IN (R, B, P) recurrent dropout mask, or NULL
         const int* batch_sizes,       # IN (T,) non-increasing, batch_sizes[0] = B
         int R, int T, int B, int H, int P, bint reverse, bint zero_output,
-        const int* acts) noexcept nogil:              # IN (5,): i, f, g, o, cell activations
+        const int* acts,              # IN (5,): i, f, g, o, cell activations
+        int c0, int c1,               # this thread's column groups of `packed_t` (all: 0, C)
+        pl_barrier* bar) noexcept nogil:
+    # One thread of a team computes the units [ua, ub) of groups [c0, c1) (all H when alone):
+    # their gate derivatives, and the same columns of d h_{t-1}, after the team has met at
+    # `bar` (once per step) with every column of dz_t written. Projection and recurrent
+    # dropout run alone, on BLAS.
     cdef int G = 4 * H
     cdef Py_ssize_t N = 0
     cdef Py_ssize_t step, s, t, b, j, k, off, off_next
     cdef int n, n_next, keep
+    cdef int W = 4 * pl_vec_width()
+    cdef int ua = c0 * W if c0 * W < H else H
+    cdef int ub = c1 * W if c1 * W < H else H
+    cdef int nu = ub - ua
+    # d h's columns of this thread: its units, or all P of a projection (always alone)
+    cdef int pa = ua if projection == NULL else 0
+    cdef int pb = ub if projection == NULL else P
+    cdef int sense = 0
+    cdef size_t f = sizeof(floating)
     cdef const floating* zb
     cdef const floating* xb
     cdef floating* dzb
@@ -531,27 +552,28 @@ cdef void _backward(
         for b in range(n):
             if mask != NULL and mask[t * B + b] == 0:
                 if dy != NULL and not zero_output:
-                    for k in range(P):
+                    for k in range(pa, pb):
                         dy_carry[b * P + k] += dy[(off + b) * P + k]
                 continue
-            for k in range(P):
+            for k in range(pa, pb):
                 g[b * P + k] = dh[b * P + k] + dy_carry[b * P + k]
                 dy_carry[b * P + k] = 0
             if dy != NULL:
-                for k in range(P):
+                for k in range(pa, pb):
                     g[b * P + k] += dy[(off + b) * P + k]
 
         if projection != NULL:
-            memcpy(dhs + off * P, g, n * P * sizeof(floating))
+            memcpy(dhs + off * P, g, n * P * f)
             # dm = g @ projection^T    (n, P) @ (P, H)
             matmul(n, P, H, 1, g, P, projection, True, 0, dm, H)
 
         for b in range(n):
             dzb = dz + (off + b) * G
             if mask != NULL and mask[t * B + b] == 0:
-                memset(dzb, 0, G * sizeof(floating))
+                for k in range(4):
+                    memset(dzb + k * H + ua, 0, nu * f)
                 if dhs != NULL:
-                    memset(dhs + (off + b) * P, 0, P * sizeof(floating))
+                    memset(dhs + (off + b) * P, 0, P * f)
                 continue
             zb = gates + (off + b) * G
             xb = _offset(zs, (off + b) * G)
@@ -560,41 +582,91 @@ cdef void _backward(
             cnb = (c_out if b < keep else c_fin) + b * H
             cpb = c_in + b * H
             # a = act(c_t), recomputed rather than cached
-            memcpy(a, cnb, H * sizeof(floating))
-            _activate(acts[CELL], a, H)
+            memcpy(a + ua, cnb + ua, nu * f)
+            _activate(acts[CELL], a + ua, nu)
             # do = dm * a * rec'(o)
-            for j in range(H):
+            for j in range(ua, ub):
                 dzb[3 * H + j] = dm_b[j] * a[j]
-            _mul_dact(acts[GATE_O], dzb + 3 * H, _offset(xb, 3 * H), zb + 3 * H, H)
+            _mul_dact(acts[GATE_O], dzb + 3 * H + ua, _offset(xb, 3 * H + ua), zb + 3 * H + ua,
+                      nu)
             # dc_t = dc + dm * o * act'(c_t)   (dzb's first block as scratch)
-            for j in range(H):
+            for j in range(ua, ub):
                 dzb[j] = dm_b[j] * zb[3 * H + j]
-            _mul_dact(acts[CELL], dzb, cnb, a, H)
-            for j in range(H):
+            _mul_dact(acts[CELL], dzb + ua, cnb + ua, a + ua, nu)
+            for j in range(ua, ub):
                 dcb[j] += dzb[j]
             # di = dc_t * g * rec'(i); df = dc_t * c_{t-1} * rec'(f); dg = dc_t * i * act'(g)
-            for j in range(H):
+            for j in range(ua, ub):
                 dzb[j] = dcb[j] * zb[2 * H + j]
                 dzb[H + j] = dcb[j] * cpb[j]
                 dzb[2 * H + j] = dcb[j] * zb[j]
-            _mul_dact(acts[GATE_I], dzb, xb, zb, H)
-            _mul_dact(acts[GATE_F], dzb + H, _offset(xb, H), zb + H, H)
-            _mul_dact(acts[GATE_G], dzb + 2 * H, _offset(xb, 2 * H), zb + 2 * H, H)
+            _mul_dact(acts[GATE_I], dzb + ua, _offset(xb, ua), zb + ua, nu)
+            _mul_dact(acts[GATE_F], dzb + H + ua, _offset(xb, H + ua), zb + H + ua, nu)
+            _mul_dact(acts[GATE_G], dzb + 2 * H + ua, _offset(xb, 2 * H + ua), zb + 2 * H + ua,
+                      nu)
             # dc_{t-1} = dc_t * f
-            for j in range(H):
+            for j in range(ua, ub):
                 dcb[j] *= zb[H + j]
 
+        # Every column of dz_t is written: the team meets before reading whole rows of it.
+        pl_barrier_wait(bar, &sense)
         # d h_{t-1} = (dz_t @ recurrent_kernel^T) * r    (n, G) @ (G, P); masked rows carry dh.
         # Rows [n, B) keep their dh: those samples have not started (or have ended) here.
-        if mask == NULL:
+        if floating is float:
+            if packed_t != NULL:
+                pl_rec_grad(dh if mask == NULL else g, dz + off * G, packed_t, n, H, P, c0, c1)
+            elif mask == NULL:
+                _recurrent_grad(dh, dz + off * G, hm, recurrent_kernel, rdrop, R, n, B, H, P)
+            else:
+                _recurrent_grad(g, dz + off * G, hm, recurrent_kernel, rdrop, R, n, B, H, P)
+        elif mask == NULL:
             _recurrent_grad(dh, dz + off * G, hm, recurrent_kernel, rdrop, R, n, B, H, P)
         else:
             _recurrent_grad(g, dz + off * G, hm, recurrent_kernel, rdrop, R, n, B, H, P)
+        if mask != NULL:
             for b in range(n):
                 if mask[t * B + b] != 0:
-                    memcpy(dh + b * P, g + b * P, P * sizeof(floating))
+                    memcpy(dh + b * P + pa, g + b * P + pa, (pb - pa) * f)
         if reverse:
             off += n
+
+
+cdef struct _PackedBackward:
+    # One float32 backward on the packed transposed recurrent kernel, shared by a team.
+    float* dz
+    float* dh
+    float* dc
+    float* dy_carry
+    float* g
+    float* a
+    const float* dy
+    const float* gates
+    const float* zs
+    const float* cs
+    const float* recurrent_kernel
+    float* packed_t
+    const unsigned char* mask
+    const int* batch_sizes
+    const int* acts
+    int T, B, H, P
+    bint reverse, zero_output
+
+
+cdef void _packed_backward_worker(void* arg, int tid, int nt, pl_barrier* bar) noexcept nogil:
+    """Thread `tid` of `nt`: packs its groups of the transposed kernel, then runs its units."""
+    cdef _PackedBackward* a = <_PackedBackward*> arg
+    cdef int q0, q1, c0, c1
+    pl_share(a.H, tid, nt, &q0, &q1, &c0, &c1)
+    pl_pack_t(a.packed_t, a.recurrent_kernel, a.H, a.P, c0, c1)
+    _backward(a.dz, a.dh, a.dc, a.dy_carry, <float*> NULL, <float*> NULL, a.g, a.a,
+              <float*> NULL, a.dy, a.gates, a.zs, a.cs, a.recurrent_kernel, a.packed_t,
+              <float*> NULL, a.mask, <float*> NULL, a.batch_sizes, 0, a.T, a.B, a.H, a.P,
+              a.reverse, a.zero_output, a.acts, c0, c1, bar)
+
+
+def packed_t_size(int H, int P):
+    """Floats of the buffer `backward` packs the transposed (P, 4H) recurrent kernel into."""
+    return pl_packed_t_size(H, P)
 
 
 def backward(floating[:, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
@@ -605,19 +677,52 @@ def backward(floating[:, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
              const floating[:, ::1] recurrent_kernel, const floating[:, ::1] projection,
              const unsigned char[:, ::1] mask, const floating[:, :, ::1] recurrent_dropout_mask,
              const int[::1] batch_sizes, bint reverse, bint zero_output,
-             const int[::1] activations):
+             const int[::1] activations, floating[::1] packed_t=None, int num_threads=1):
     """Backpropagates through all steps of a packed batch, filling dz (see the Design note).
 
     Rows are packed as in `forward`; `cs` is its training state slots `(N + B, H)`. `zs` is the
     forward's pre-activation cache (None when no gate needs it); hm `(B, P)` is needed with a
     `recurrent_dropout_mask` of four masks. The weight gradients are then GEMMs over all N rows
     at once (pylstm.ops).
+
+    `packed_t` `(packed_t_size(H, P),)` float32, without projection or recurrent dropout: the
+    per-step product `dz_t @ recurrent_kernel^T` runs on the transposed kernel packed into it
+    (_recurrent.h) on `num_threads` threads, one parallel region for the whole sequence.
+    None: one BLAS product per step on the calling thread.
     """
     cdef int T = batch_sizes.shape[0]
     cdef int B = dh.shape[0]
     cdef int H = dz.shape[1] // 4
     cdef int P = dh.shape[1]
     cdef int R = recurrent_dropout_mask.shape[0] if recurrent_dropout_mask is not None else 0
+    cdef int C = (H + 4 * pl_vec_width() - 1) // (4 * pl_vec_width())
+    cdef pl_barrier alone
+    cdef _PackedBackward w
+    alone.count = alone.sense = 0
+    alone.nt = 1
+    if floating is float:
+        if packed_t is not None:
+            w.dz = &dz[0, 0]
+            w.dh = &dh[0, 0]
+            w.dc = &dc[0, 0]
+            w.dy_carry = &dy_carry[0, 0]
+            w.g = &g[0, 0]
+            w.a = &a[0]
+            w.dy = &dy[0, 0] if dy is not None else NULL
+            w.gates = &gates[0, 0]
+            w.zs = &zs[0, 0] if zs is not None else NULL
+            w.cs = &cs[0, 0]
+            w.recurrent_kernel = &recurrent_kernel[0, 0]
+            w.packed_t = &packed_t[0]
+            w.mask = &mask[0, 0] if mask is not None else NULL
+            w.batch_sizes = &batch_sizes[0]
+            w.acts = &activations[0]
+            w.T, w.B, w.H, w.P = T, B, H, P
+            w.reverse, w.zero_output = reverse, zero_output
+            num_threads = max(1, min(num_threads, C))
+            with nogil:
+                pl_team_run(num_threads, _packed_backward_worker, &w)
+            return
     with nogil:
         _backward(&dz[0, 0], &dh[0, 0], &dc[0, 0], &dy_carry[0, 0],
                   &dhs[0, 0] if dhs is not None else NULL,
@@ -627,12 +732,13 @@ def backward(floating[:, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
                   &dy[0, 0] if dy is not None else NULL,
                   &gates[0, 0],
                   &zs[0, 0] if zs is not None else NULL,
-                  &cs[0, 0], &recurrent_kernel[0, 0],
+                  &cs[0, 0], &recurrent_kernel[0, 0], NULL,
                   &projection[0, 0] if projection is not None else NULL,
                   &mask[0, 0] if mask is not None else NULL,
                   &recurrent_dropout_mask[0, 0, 0] if recurrent_dropout_mask is not None
                   else NULL,
-                  &batch_sizes[0], R, T, B, H, P, reverse, zero_output, &activations[0])
+                  &batch_sizes[0], R, T, B, H, P, reverse, zero_output, &activations[0],
+                  0, C, &alone)
 
 
 # GEMMs over all timesteps -----------------------------------------------------------------

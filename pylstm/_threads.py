@@ -21,9 +21,13 @@ Policy (measured on a shared 2-core AMD EPYC with SciPy's OpenBLAS 0.3.30, float
   `OPENBLAS_THREAD_TIMEOUT` when the library loads; setting its thread count to 1 after a
   call does not stop them, measured). On one thread no worker is woken, so nothing spins.
   The first time pylstm is about to use more than one thread, unless the caller set
-  `OPENBLAS_THREAD_TIMEOUT`, it sets that timeout to 2**25 cycles (13 ms at 2.6 GHz) in the
+  `OPENBLAS_THREAD_TIMEOUT`, it sets that timeout to 2**16 cycles (25 us at 2.6 GHz) in the
   OpenBLAS libraries it drives and restarts their thread pools, which read it when they start
-  again: spinning after a call then ends within 20 ms (about 10 ms of CPU, against 100 ms).
+  again: spinning after a call then ends within a millisecond. The short timeout matters
+  inside a call too: the core's own thread team (`BlasThreads.team`) starts right after the
+  input GEMM, and an OpenBLAS worker still spinning there takes the core a team member
+  needs (measured forward, 2 threads: 2**25 cycles 1.7x to 2.4x slower than 2**16 at
+  B=1 H=256 and B=32 H=128; 2**4, sleeping at once, no faster than 2**16).
 
 Results do not depend on the thread count: OpenBLAS splits a GEMM over output blocks, each
 computed by one thread with the same kernel, so outputs and gradients are bitwise identical
@@ -43,8 +47,8 @@ import ctypes
 import os
 import threading
 
-# 2**25 TSC cycles: about 13 ms at 2.6 GHz, under the 20 ms issue 5 allows after a call.
-_SPIN_TIMEOUT_LOG2 = 25
+# 2**16 TSC cycles: about 25 us at 2.6 GHz (see the module docstring).
+_SPIN_TIMEOUT_LOG2 = 16
 
 # Per-step recurrent products below this many FLOPs run on one thread (measured, see above).
 _LOOP_MIN_FLOP = 1 << 20
@@ -120,7 +124,7 @@ def set_num_threads(n):
     mirrors `torch.set_num_threads` for the part of the work that runs in BLAS.
 
     The first time pylstm uses more than one BLAS thread, it shortens the time OpenBLAS's
-    worker threads busy-wait after a call from about 100 ms to about 13 ms, once, by
+    worker threads busy-wait after a call from about 100 ms to about 25 us, once, by
     restarting OpenBLAS's thread pool (unless the environment variable
     `OPENBLAS_THREAD_TIMEOUT` is set): no other thread should be inside BLAS then. Calling
     `set_num_threads(n > 1)` or `set_num_threads(None)` does it at once.
@@ -165,7 +169,7 @@ def get_num_threads():
 
 
 def _shorten_spinning():
-    """Restarts OpenBLAS's thread pools with a 2**25-cycle busy-wait, unless the caller set one."""
+    """Restarts OpenBLAS's thread pools with a 2**16-cycle busy-wait, unless the caller set one."""
     global _timeout_set
     if _timeout_set:
         return

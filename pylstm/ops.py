@@ -302,21 +302,22 @@ def _core_forward(x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, bia
     return y, h_n, c_n, fields
 
 
-def _packed(threads, recurrent_kernel, projection, drec, B, steps):
-    """How the core's time loop runs: `(packed, team)` for `_core.forward`.
+def _packed(threads, recurrent_kernel, projection, drec, B, steps, transposed=False):
+    """How the core's time loop runs: `(packed, team)` for `_core.forward` (`_core.backward`
+    if `transposed`); `steps` is about how many steps of B rows it has.
 
-    float32 without projection or recurrent dropout: on recurrent_kernel packed into a new
-    buffer (the core's own recurrent product, _recurrent.h) on `team` threads
-    (`BlasThreads.team`). Otherwise `(None, 1)`: one BLAS product per step, on one BLAS thread
-    below `_threads._LOOP_MIN_FLOP` a step.
+    float32 without projection or recurrent dropout: the core's own recurrent product
+    (_recurrent.h) on recurrent_kernel (its transpose) packed into a new buffer, on `team`
+    threads (`BlasThreads.team`). Otherwise `(None, 1)`: one BLAS product per step, on one
+    BLAS thread below `_threads._LOOP_MIN_FLOP` a step.
     """
     P, G = recurrent_kernel.shape
     step_flop = 2 * B * P * G
     if recurrent_kernel.dtype != np.float32 or projection is not None or drec is not None:
         threads.loop(step_flop)
         return None, 1
-    packed = np.empty(_core.packed_size(G // 4, P), dtype=np.float32)
-    return packed, threads.team(step_flop, steps)
+    size = (_core.packed_t_size if transposed else _core.packed_size)(G // 4, P)
+    return np.empty(size, dtype=np.float32), threads.team(step_flop, steps)
 
 
 # Inference runs the time loop in chunks of steps whose hoisted input product (rows, 4H) takes
@@ -587,13 +588,15 @@ def _core_backward(cache, dy_rows, dh, dc, dy_carry):
     grads = {"projection": None}
     if projection is not None:
         grads["projection"] = np.empty((H, P), dtype=dtype)
-    # BLAS threads: one for the time loop, get_num_threads() for the gradient GEMMs (_threads).
+    # The time loop on the packed transposed kernel (or BLAS, _packed); get_num_threads()
+    # BLAS threads for the gradient GEMMs (_threads).
     with BlasThreads() as threads:
-        threads.loop(2 * B * P * G)
+        packed_t, team = _packed(threads, recurrent_kernel, projection, rdrop, B, N // B,
+                                 transposed=True)
         _core.backward(dz, dh, dc, dy_carry, dhs, dm, g, a, hm, dy_rows,
                        cache.gates.reshape(N, G), zs, cache.cs, recurrent_kernel, projection,
                        cache.mask, rdrop, cache.batch_sizes, cache.reverse, cache.zero_output,
-                       cache.acts)
+                       cache.acts, packed_t, team)
         threads.bulk()
         grads["kernel"], dx = _masked_gemm_grads(cache.x, din, kernel, dz, want_input_grad=True)
         grads["recurrent_kernel"], _ = _masked_gemm_grads(cache.h_prev, rdrop_rows,

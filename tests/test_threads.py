@@ -98,6 +98,7 @@ class Recorder:
         return self._wrap("forward", *args)
 
     def backward(self, *args):
+        self.teams.append(args[-1] if args[-2] is not None else None)
         return self._wrap("backward", *args)
 
     def matmul_acc(self, *args):
@@ -107,10 +108,11 @@ class Recorder:
 @pytest.mark.parametrize("B, H", [(3, 6), (16, 128)], ids=["small step", "large step"])
 @pytest.mark.parametrize("ours", [1, 2, None])
 def test_time_loop_and_gemm_threads(monkeypatch, ours, B, H):
-    """Whole-call GEMMs on get_num_threads() (None: the caller's 2); the BLAS time loop
-    (backward) too when a step's recurrent product reaches _LOOP_MIN_FLOP, else on one
-    thread; the packed forward on a team of get_num_threads() from _TEAM_MIN_STEP_FLOP a step
-    and _TEAM_MIN_FLOP a call, else alone."""
+    """Whole-call GEMMs on get_num_threads() (None: the caller's 2); the packed time loops
+    (float32 forward and backward) on a team of get_num_threads() threads from
+    _TEAM_MIN_STEP_FLOP a step and _TEAM_MIN_FLOP a call, else alone; with recurrent dropout
+    (the BLAS time loop) BLAS runs get_num_threads() threads from _LOOP_MIN_FLOP a step, else
+    one."""
     libs = _threads._discover()
     scipy_blas = [lib for lib in libs if "scipy" in lib.controller.filepath]
     assert scipy_blas, "SciPy's BLAS not found by threadpoolctl"
@@ -130,11 +132,18 @@ def test_time_loop_and_gemm_threads(monkeypatch, ours, B, H):
     names = [name for name, _ in recorder.calls]
     assert names == ["matmul_acc", "forward", "backward", "matmul_acc", "matmul_acc",
                      "matmul_acc"]
-    assert recorder.teams == [bulk if team else 1]
+    assert recorder.teams == [bulk if team else 1] * 2
+    assert [count for name, count in recorder.calls if name == "matmul_acc"] == [bulk] * 4
+
+    # Recurrent dropout keeps the BLAS time loop.
+    recorder.calls.clear()
+    recorder.teams.clear()
+    rdrop = np.full((B, H), 1.25, dtype=np.float32)
+    with threadpool_limits(limits=2, user_api="blas"):
+        train_step(problem(B, T, 5, H), recurrent_dropout_mask=rdrop)
+    assert recorder.teams == [None, None]
     for name, count in recorder.calls:
-        if name == "forward":
-            continue    # the packed forward calls no BLAS
-        loop = name == "backward"
+        loop = name in ("forward", "backward")
         assert count == (bulk if (large or not loop) else 1), name
 
 

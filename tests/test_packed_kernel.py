@@ -1,0 +1,139 @@
+"""The core's own float32 recurrent product (pylstm/_recurrent.h) against the BLAS time loop.
+
+The packed path (float32 without projection or recurrent dropout) packs recurrent_kernel once
+per call and runs the whole sequence on a team of threads, each owning whole groups of 4 x
+(SIMD width) units. These tests force teams of 1, 2 and 3 threads on small shapes (the size
+thresholds set to zero; a team has at most one thread per group of 64 units with AVX-512,
+32 otherwise) and check, for the forward and the backward, dense and packed
+(lengths) batches, reverse, masks, per-gate activations and unit counts that leave partial
+panels and groups:
+- every team size gives bitwise the same outputs and gradients;
+- they match the BLAS time loop (the path the parity tests were written against) and the
+  float64 NumPy reference.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+import pylstm
+from pylstm import _threads, ops
+
+
+@pytest.fixture
+def force_teams(monkeypatch):
+    """Teams at every size; pylstm's thread setting restored afterwards."""
+    monkeypatch.setattr(_threads, "_TEAM_MIN_STEP_FLOP", 0)
+    monkeypatch.setattr(_threads, "_TEAM_MIN_FLOP", 0)
+    yield
+    pylstm.set_num_threads(None)
+
+
+def problem(B, T, D, H, seed):
+    rng = np.random.default_rng(seed)
+    scale = 1.5 / np.sqrt(H)
+    return dict(x=rng.standard_normal((B, T, D)).astype(np.float32),
+                kernel=rng.uniform(-scale, scale, (D, 4 * H)).astype(np.float32),
+                recurrent_kernel=rng.uniform(-scale, scale, (H, 4 * H)).astype(np.float32),
+                bias=rng.uniform(-scale, scale, 4 * H).astype(np.float32),
+                h0=rng.standard_normal((B, H)).astype(np.float32),
+                c0=rng.standard_normal((B, H)).astype(np.float32))
+
+
+def run(args, training, **kwargs):
+    """Outputs, and with `training` every gradient, of one call (a list of arrays)."""
+    y, h_n, c_n, cache = ops.lstm_forward(**args, training=training, **kwargs)
+    out = [y, h_n, c_n]
+    if training:
+        rng = np.random.default_rng(7)
+        grads = ops.lstm_backward(cache, rng.standard_normal(y.shape).astype(y.dtype),
+                                  rng.standard_normal(h_n.shape).astype(y.dtype),
+                                  rng.standard_normal(c_n.shape).astype(y.dtype))
+        out += [grads[k] for k in sorted(grads) if grads[k] is not None]
+    return out
+
+
+def blas_loop(monkeypatch):
+    """Makes ops run the BLAS time loop (no packed kernel) until the monkeypatch is undone."""
+    original = ops._packed
+
+    def no_packing(threads, recurrent_kernel, projection, drec, B, steps, transposed=False):
+        threads.loop(2 * B * recurrent_kernel.size)
+        return None, 1
+
+    monkeypatch.setattr(ops, "_packed", no_packing)
+    return original
+
+
+CASES = [
+    # B, T, D, H, options
+    (1, 6, 3, 5, {}),
+    (3, 5, 4, 16, {}),
+    (6, 7, 5, 100, dict(reverse=True)),
+    (9, 5, 3, 64, {}),
+    (9, 4, 3, 192, {}),
+    (5, 6, 4, 80, dict(lengths=np.array([6, 1, 4, 6, 2]))),
+    (5, 6, 4, 80, dict(lengths=np.array([6, 1, 4, 6, 2]), reverse=True)),
+    (4, 6, 3, 130, dict(mask="random")),
+    (4, 6, 3, 130, dict(mask="random", zero_output_for_mask=True, reverse=True)),
+    (7, 4, 3, 96, dict(gate_activations=("hard_sigmoid", "sigmoid", "relu", "swish", "elu"))),
+    (2, 5, 3, 24, dict(activation="swish", recurrent_activation="softsign")),
+]
+
+
+def options(B, T, opts, seed):
+    opts = dict(opts)
+    if opts.get("mask") == "random":
+        rng = np.random.default_rng(seed)
+        opts["mask"] = rng.random((B, T)) < 0.7
+    return opts
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["inference", "training"])
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_teams_bitwise_equal_and_match_blas(force_teams, monkeypatch, case, training):
+    B, T, D, H, opts = CASES[case]
+    args = problem(B, T, D, H, seed=case)
+    kwargs = options(B, T, opts, seed=case)
+    results = []
+    for team in (1, 2, 3):
+        pylstm.set_num_threads(team)
+        results.append(run(args, training, **kwargs))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+
+    blas_loop(monkeypatch)
+    expected = run(args, training, **kwargs)
+    assert len(expected) == len(results[0])
+    for got, want in zip(results[0], expected):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+
+    args64 = {k: v.astype(np.float64) for k, v in args.items()}
+    reference = run(args64, training, **kwargs)
+    for got, want in zip(results[0], reference):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_chunked_inference_packs_once_and_matches(force_teams, monkeypatch):
+    """Inference in several chunks reuses the buffer packed in the first chunk."""
+    monkeypatch.setattr(ops, "_CHUNK_BYTES", 4 * 4 * 40 * 3)   # 3 steps of B=4, H=40 a chunk
+    args = problem(4, 10, 3, 40, seed=3)
+    pylstm.set_num_threads(2)
+    got = run(args, False)
+    monkeypatch.setattr(ops, "_CHUNK_BYTES", 1 << 20)
+    whole = run(args, False)
+    for a, b in zip(got, whole):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc")
+def test_team_threads_end_with_the_call(force_teams):
+    """The team's threads are joined before the call returns: no OS thread is left over."""
+    pylstm.set_num_threads(3)
+    args = problem(3, 5, 4, 130, seed=2)
+    run(args, True)         # BLAS libraries start their own pools lazily: let them
+    before = len(os.listdir("/proc/self/task"))
+    run(args, True)
+    assert len(os.listdir("/proc/self/task")) == before
