@@ -19,11 +19,11 @@
  * targets 8) in order k = 0 .. P-1. Every element's arithmetic is the same whatever the row
  * block, the panel's thread and the thread count: results do not depend on the thread count.
  *
- * Thread team: pl_team_run starts nt - 1 POSIX threads for the call, runs the work on them and
- * on the caller, and joins them: nothing persists between calls (no thread spins after a call
- * returns, and fork() is safe). The barrier spins briefly, then yields the core, so a
- * descheduled partner costs a time slice, not a spinning core. Without POSIX threads
- * (Windows), the team is the caller alone.
+ * Thread team: pl_team_run runs the work on nt - 1 helper POSIX threads and on the caller.
+ * Helpers are started on first use and kept: after a run they spin 50 us for the next one,
+ * then sleep (no core spins after a call beyond that), and a fork()ed child starts its own.
+ * The barrier spins briefly, then yields the core, so a descheduled partner costs a time
+ * slice, not a spinning core. Without POSIX threads (Windows), the team is the caller alone.
  */
 #ifndef PYLSTM_RECURRENT_H
 #define PYLSTM_RECURRENT_H
@@ -268,6 +268,7 @@ static inline int pl_team_run(int nt, pl_work_fn fn, void* arg)
 
 #include <pthread.h>
 #include <sched.h>
+#include <time.h>
 
 static inline void pl_cpu_relax(void)
 {
@@ -301,52 +302,137 @@ static inline void pl_barrier_wait(pl_barrier* bar, int* local_sense)
     }
 }
 
+/* The team's helper threads persist between runs (starting a thread took 70-90 us here,
+ * waking a sleeping one 15-50 us). After a run they spin PL_LINGER_NS for the next one, then
+ * sleep on a condition variable. One run at a time per process: a caller that finds the
+ * team busy (another Python thread inside the core) runs alone, with the same results. */
+#define PL_LINGER_NS 50000
+
 typedef struct {
+    pthread_mutex_t lock;       /* guards the sleep/wake of helpers */
+    pthread_cond_t wake;
+    pthread_mutex_t busy;       /* held by the caller running a team */
+    int started;                /* helper threads alive in this process */
+    unsigned generation;        /* one more for each run */
+    int acks;                   /* helpers done with the current run */
     pl_work_fn fn;
     void* arg;
-    pl_barrier* bar;
-    int* go;          /* 0 while the team forms, then its final size */
-    int tid;
-} pl_member;
-
-static void* pl_member_main(void* p)
-{
-    pl_member* m = (pl_member*)p;
     int nt;
-    while ((nt = __atomic_load_n(m->go, __ATOMIC_ACQUIRE)) == 0)
-        sched_yield();
-    if (m->tid < nt)
-        m->fn(m->arg, m->tid, nt, m->bar);
+    pl_barrier bar;
+    int atfork_registered;
+} pl_pool_t;
+
+static pl_pool_t pl_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+                            PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, NULL, NULL, 1, {0, 0, 1}, 0};
+
+typedef struct {
+    int tid;
+    unsigned seen;              /* the generation before the helper's first run */
+} pl_helper_start;
+
+static pl_helper_start pl_helper_starts[PL_MAX_THREADS];
+
+static inline long long pl_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void* pl_helper_main(void* p)
+{
+    const pl_helper_start* start = (const pl_helper_start*)p;
+    const int tid = start->tid;
+    unsigned seen = start->seen;
+    for (;;) {
+        unsigned g;
+        long long spin_end = pl_now_ns() + PL_LINGER_NS;
+        int spins = 0;
+        while ((g = __atomic_load_n(&pl_pool.generation, __ATOMIC_ACQUIRE)) == seen) {
+            if (++spins % 256 == 0 && pl_now_ns() > spin_end) {
+                pthread_mutex_lock(&pl_pool.lock);
+                while ((g = __atomic_load_n(&pl_pool.generation, __ATOMIC_ACQUIRE)) == seen)
+                    pthread_cond_wait(&pl_pool.wake, &pl_pool.lock);
+                pthread_mutex_unlock(&pl_pool.lock);
+                break;
+            }
+            pl_cpu_relax();
+        }
+        seen = g;
+        if (tid < pl_pool.nt)
+            pl_pool.fn(pl_pool.arg, tid, pl_pool.nt, &pl_pool.bar);
+        __atomic_add_fetch(&pl_pool.acks, 1, __ATOMIC_RELEASE);
+    }
     return NULL;
 }
 
+/* In a child after fork() the helpers do not exist: start afresh. */
+static void pl_pool_after_fork_child(void)
+{
+    pthread_mutex_t fresh_mutex = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t fresh_cond = PTHREAD_COND_INITIALIZER;
+    pl_pool.lock = fresh_mutex;
+    pl_pool.busy = fresh_mutex;
+    pl_pool.wake = fresh_cond;
+    pl_pool.started = 0;
+}
+
 /* Runs fn(arg, tid, nt, bar) on nt threads, the caller being tid 0; returns the team size
- * (smaller than asked, down to 1, if threads could not be started). */
+ * (smaller than asked, down to 1, if threads could not be started or the team is busy). */
 static inline int pl_team_run(int nt, pl_work_fn fn, void* arg)
 {
-    pl_barrier bar = {0, 0, 1};
-    pl_member members[PL_MAX_THREADS];
-    pthread_t threads[PL_MAX_THREADS];
-    int go = 0;
-    int started = 0;
+    pl_barrier alone = {0, 0, 1};
     if (nt > PL_MAX_THREADS)
         nt = PL_MAX_THREADS;
-    for (int t = 1; t < nt; t++) {
-        members[t].fn = fn;
-        members[t].arg = arg;
-        members[t].bar = &bar;
-        members[t].go = &go;
-        members[t].tid = t;
-        if (pthread_create(&threads[t], NULL, pl_member_main, &members[t]) != 0)
-            break;
-        started++;
+    if (nt <= 1 || pthread_mutex_trylock(&pl_pool.busy) != 0) {
+        fn(arg, 0, 1, &alone);
+        return 1;
     }
-    nt = started + 1;
-    bar.nt = nt;
-    __atomic_store_n(&go, nt, __ATOMIC_RELEASE);
-    fn(arg, 0, nt, &bar);
-    for (int t = 1; t <= started; t++)
-        pthread_join(threads[t], NULL);
+    if (!pl_pool.atfork_registered) {
+        pthread_atfork(NULL, NULL, pl_pool_after_fork_child);
+        pl_pool.atfork_registered = 1;
+    }
+    while (pl_pool.started < nt - 1) {
+        const int t = pl_pool.started + 1;
+        pthread_t thread;
+        pthread_attr_t attr;
+        int failed;
+        pl_helper_starts[t].tid = t;
+        pl_helper_starts[t].seen = pl_pool.generation;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        failed = pthread_create(&thread, &attr, pl_helper_main, &pl_helper_starts[t]);
+        pthread_attr_destroy(&attr);
+        if (failed)
+            break;
+        pl_pool.started = t;
+    }
+    if (nt > pl_pool.started + 1)
+        nt = pl_pool.started + 1;
+    pl_pool.fn = fn;
+    pl_pool.arg = arg;
+    pl_pool.nt = nt;
+    pl_pool.bar.count = 0;
+    pl_pool.bar.sense = 0;
+    pl_pool.bar.nt = nt;
+    pl_pool.acks = 0;
+    pthread_mutex_lock(&pl_pool.lock);
+    __atomic_add_fetch(&pl_pool.generation, 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&pl_pool.wake);
+    pthread_mutex_unlock(&pl_pool.lock);
+    fn(arg, 0, nt, &pl_pool.bar);
+    {
+        unsigned spins = 0;
+        while (__atomic_load_n(&pl_pool.acks, __ATOMIC_ACQUIRE) < pl_pool.started) {
+            if (spins < 4096) {
+                spins++;
+                pl_cpu_relax();
+            } else {
+                sched_yield();
+            }
+        }
+    }
+    pthread_mutex_unlock(&pl_pool.busy);
     return nt;
 }
 
