@@ -58,7 +58,12 @@ _LOOP_MIN_FLOP = 1 << 20
 _TEAM_MIN_STEP_FLOP = 1 << 18
 _TEAM_MIN_FLOP = 1 << 24
 
+# Independent calls (the two directions of a bidirectional layer) run concurrently from this
+# much work each (FLOPs of one call's recurrent products; see `concurrently`).
+_CONCURRENT_MIN_FLOP = 1 << 26
+
 _lock = threading.Lock()
+_local = threading.local()   # .pinned: threads of the calls made in this thread, or None
 _num_threads = None
 _libs = None          # list of _Lib once discovered (empty when nothing can be controlled)
 _timeout_set = False
@@ -219,10 +224,12 @@ class BlasThreads:
 
     def loop(self, step_flop):
         """Before a time loop whose recurrent product costs `step_flop` per step."""
-        self._threaded(1 if step_flop < _LOOP_MIN_FLOP else _num_threads)
+        if getattr(_local, "pinned", None) is None:
+            self._threaded(1 if step_flop < _LOOP_MIN_FLOP else _num_threads)
 
     def bulk(self):
-        self._threaded(_num_threads)
+        if getattr(_local, "pinned", None) is None:
+            self._threaded(_num_threads)
 
     def team(self, step_flop, steps):
         """Threads for the core's own packed time loop (one parallel region per call): 1 for
@@ -232,6 +239,9 @@ class BlasThreads:
         this process may run on when no BLAS library is known."""
         if step_flop < _TEAM_MIN_STEP_FLOP or step_flop * steps < _TEAM_MIN_FLOP:
             return 1
+        pinned = getattr(_local, "pinned", None)
+        if pinned is not None:
+            return pinned
         if _num_threads is not None:
             return _num_threads
         if self.saved is not None:
@@ -266,3 +276,52 @@ class BlasThreads:
         if self.current is not None:
             self._use(self.saved)
         return False
+
+
+def concurrently(calls, flop_each):
+    """Runs independent calls into pylstm's core at once, one per core, and returns their
+    results in order (the first exception raised, if any, after all have ended).
+
+    With at least two threads to use (`get_num_threads()`, else the BLAS library's count)
+    and `flop_each` (the recurrent FLOPs of one call) of at least `_CONCURRENT_MIN_FLOP`,
+    each call runs in its own thread (the first in the caller's) on its share of the
+    threads, BLAS included; otherwise one after the other. Used for the two directions of a
+    bidirectional LSTM: running them side by side avoids a synchronisation per step between
+    cores (measured, 2-layer bidirectional B=32 T=100 D=64 H=128 on 2 cores: see
+    benchmarks/README.md). Results are bitwise those of sequential calls: the core and
+    pylstm's BLAS products give the same bits on any thread count.
+    """
+    calls = list(calls)
+    with BlasThreads() as threads:
+        total = _num_threads
+        if total is None:
+            counts = [lib.get() for lib in threads.libs]
+            total = max(counts) if counts else _cpu_count()
+        if (len(calls) < 2 or total < 2 or flop_each < _CONCURRENT_MIN_FLOP
+                or getattr(_local, "pinned", None) is not None):
+            return [call() for call in calls]
+        share = max(1, total // len(calls))
+        threads._threaded(share)
+        results = [None] * len(calls)
+        errors = [None] * len(calls)
+
+        def run(k):
+            _local.pinned = share
+            try:
+                results[k] = calls[k]()
+            except BaseException as error:  # re-raised in the caller
+                errors[k] = error
+            finally:
+                _local.pinned = None
+
+        workers = [threading.Thread(target=run, args=(k,), daemon=True)
+                   for k in range(1, len(calls))]
+        for worker in workers:
+            worker.start()
+        run(0)
+        for worker in workers:
+            worker.join()
+    for error in errors:
+        if error is not None:
+            raise error
+    return results

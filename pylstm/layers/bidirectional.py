@@ -2,7 +2,9 @@
 
 import numpy as np
 
+from pylstm import _threads
 from pylstm.layers.layer import Layer
+from pylstm.layers.lstm import LSTM
 
 _MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
@@ -148,6 +150,20 @@ class Bidirectional(Layer):
             masks += [None] * (2 * n_states)
         return masks[0] if len(masks) == 1 else masks
 
+    def _side_by_side_flop(self, x):
+        """Recurrent FLOPs of one direction over `x` `(B, T, .)` when both directions are
+        built pylstm LSTM layers (which may run side by side, `_threads.concurrently`), else 0
+        (run one after the other: other layers may share state, and building draws initial
+        weights from seeded generators in a fixed order)."""
+        layers = (self.forward_layer, self.backward_layer)
+        if not all(type(layer) is LSTM and layer.built for layer in layers):
+            return 0
+        x = np.asarray(x)
+        if x.ndim != 3:
+            return 0
+        units = self.forward_layer.units
+        return 2 * x.shape[0] * x.shape[1] * (self.forward_layer.proj_size or units) * 4 * units
+
     def call(self, inputs, training=False, initial_state=None, mask=None):
         kwargs_f, kwargs_b = {}, {}
         if initial_state is not None:
@@ -158,8 +174,10 @@ class Bidirectional(Layer):
             half = len(initial_state) // 2
             kwargs_f["initial_state"] = list(initial_state[:half])
             kwargs_b["initial_state"] = list(initial_state[half:])
-        y = self.forward_layer(inputs, training=training, mask=mask, **kwargs_f)
-        y_rev = self.backward_layer(inputs, training=training, mask=mask, **kwargs_b)
+        y, y_rev = _threads.concurrently(
+            [lambda: self.forward_layer(inputs, training=training, mask=mask, **kwargs_f),
+             lambda: self.backward_layer(inputs, training=training, mask=mask, **kwargs_b)],
+            self._side_by_side_flop(inputs))
         states_f = states_b = []
         if self.return_state:
             y, states_f = y[0], list(y[1:])
@@ -223,8 +241,10 @@ class Bidirectional(Layer):
         if self.return_state:
             dy = [dy] + d_states[:n_states]
             dy_rev = [dy_rev] + d_states[n_states:]
-        g_f = self.forward_layer.backward_with_penalties(dy)
-        g_b = self.backward_layer.backward_with_penalties(dy_rev)
+        g_f, g_b = _threads.concurrently(
+            [lambda: self.forward_layer.backward_with_penalties(dy),
+             lambda: self.backward_layer.backward_with_penalties(dy_rev)],
+            self._side_by_side_flop(y))
         if had_initial_state:
             return g_f[0] + g_b[0], list(g_f[1]) + list(g_b[1])
         return g_f + g_b

@@ -14,12 +14,13 @@ C-contiguous transpose and exposed as its transposed view (`Variable.value`, PyT
 the streaming steppers of `LSTM.step` read the very memory that optimizers update in place.
 """
 
+import functools
 import math
 import warnings
 
 import numpy as np
 
-from pylstm import ops
+from pylstm import _threads, ops
 from pylstm._validation import as_float_array
 from pylstm.layers.layer import Layer
 # IncompatibleKeys: re-exported, as `pylstm.nn` imports it from here.
@@ -239,6 +240,10 @@ class LSTM(_Module):
             projection = np.ascontiguousarray(p[f"weight_hr_l{layer}{suffix}"].value.T)
         return kernel, recurrent, bias, projection
 
+    def _recurrent_flop(self, x):
+        """FLOPs of one direction's recurrent products over input rows `x` `(..., H_in)`."""
+        return 2 * (x.size // x.shape[-1]) * self.output_size * 4 * self.hidden_size
+
     def _forward(self, x, h0, c0, training, batch_sizes=None):
         """Runs every layer on time-major `x` `(L, N, H_in)`, or on packed rows `x`
         `(sum(batch_sizes), H_in)` when `batch_sizes` `(L,)` is given (only real steps run).
@@ -273,9 +278,10 @@ class LSTM(_Module):
             else:
                 masks.append(None)
             y = np.empty(x.shape[:-1] + (D * P,), dtype=self.dtype)
-            for d, suffix in enumerate(self._suffixes()):
+
+            def direction(d, x=x, layer=layer):
                 k = layer * D + d
-                kernel, recurrent, bias, projection = self._weights(layer, suffix)
+                kernel, recurrent, bias, projection = self._weights(layer, self._suffixes()[d])
                 states = (None if h0 is None else h0[k], None if c0 is None else c0[k])
                 if batch_sizes is None:
                     out, h_n[k], c_n[k], cache = ops.lstm_forward(
@@ -286,7 +292,11 @@ class LSTM(_Module):
                         x, batch_sizes, kernel, recurrent, bias, *states,
                         projection=projection, reverse=d == 1, training=training)
                 y[..., d * P:(d + 1) * P] = out
-                caches.append(cache)
+                return cache
+
+            # The directions are independent: side by side on a multi-core machine.
+            caches += _threads.concurrently([functools.partial(direction, d) for d in range(D)],
+                                            self._recurrent_flop(x))
             x = y
         self._cache = {"caches": caches, "masks": masks, "N": N} if training else {}
         return x, h_n, c_n
@@ -579,11 +589,20 @@ class LSTM(_Module):
         dc0 = np.zeros((n, N, H), dtype=self.dtype)
         for layer in reversed(range(self.num_layers)):
             dx = None
-            for d, suffix in enumerate(self._suffixes()):
+
+            def direction(d, dy=dy, layer=layer):
                 k = layer * D + d
-                grads = ops.lstm_backward(
+                return ops.lstm_backward(
                     cache["caches"][k], None if dy is None else dy[..., d * P:(d + 1) * P],
                     None if dh_n is None else dh_n[k], None if dc_n is None else dc_n[k])
+
+            # The directions are independent: side by side on a multi-core machine.
+            all_grads = _threads.concurrently(
+                [functools.partial(direction, d) for d in range(D)],
+                self._recurrent_flop(cache["caches"][layer * D].x))
+            for d, suffix in enumerate(self._suffixes()):
+                k = layer * D + d
+                grads = all_grads[d]
                 p = self._params
                 p[f"weight_ih_l{layer}{suffix}"].grad += grads["kernel"].T
                 p[f"weight_hh_l{layer}{suffix}"].grad += grads["recurrent_kernel"].T

@@ -1,0 +1,99 @@
+"""The two directions of a bidirectional LSTM run side by side (`_threads.concurrently`).
+
+Side by side and one after the other must give bitwise the same outputs and gradients, for
+`pylstm.nn.LSTM` (dense and packed input) and for the Keras-style `Bidirectional` layer.
+"""
+
+import threading
+
+import numpy as np
+import pytest
+
+import pylstm
+from pylstm import _threads
+from pylstm.nn.utils.rnn import pack_padded_sequence
+
+
+@pytest.fixture(params=["side by side", "one after the other"])
+def mode(request, monkeypatch):
+    """Forces both modes whatever the size (a threshold of 0 or out of reach); two threads."""
+    side = request.param == "side by side"
+    monkeypatch.setattr(_threads, "_CONCURRENT_MIN_FLOP", 0 if side else 1 << 62)
+    pylstm.set_num_threads(2)
+    yield request.param
+    pylstm.set_num_threads(None)
+
+
+def nn_run(packed):
+    rng = np.random.default_rng(3)
+    model = pylstm.nn.LSTM(5, 24, num_layers=2, bidirectional=True, batch_first=True,
+                           dtype=np.float32, dropout=0.0)
+    model.load_state_dict({name: rng.uniform(-0.3, 0.3, value.shape).astype(np.float32)
+                           for name, value in model.state_dict().items()})
+    x = rng.standard_normal((4, 7, 5)).astype(np.float32)
+    model.train()
+    if packed:
+        lengths = np.array([7, 3, 5, 1])
+        out, (h_n, c_n) = model(pack_padded_sequence(x, lengths, batch_first=True,
+                                                     enforce_sorted=False))
+        y = out.data
+    else:
+        y, (h_n, c_n) = model(x)
+    dx = model.backward(rng.standard_normal(y.shape).astype(np.float32))
+    grads = [p.grad.copy() for p in model.parameters()]
+    return [y, h_n, c_n, dx] + grads
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["dense", "packed"])
+def test_nn_lstm_same_bits_side_by_side(mode, packed, monkeypatch):
+    got = nn_run(packed)
+    monkeypatch.setattr(_threads, "_CONCURRENT_MIN_FLOP", 1 << 62)
+    expected = nn_run(packed)
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
+
+
+def keras_run():
+    rng = np.random.default_rng(5)
+    layer = pylstm.layers.Bidirectional(pylstm.layers.LSTM(12, return_sequences=True, seed=1),
+                                        merge_mode="concat")
+    x = rng.standard_normal((3, 6, 4)).astype(np.float32)
+    layer(x)            # built one after the other (seeded initializers, fixed order)
+    y = layer(x, training=True)
+    dx = layer.backward(rng.standard_normal(y.shape).astype(np.float32))
+    grads = [v.grad.copy() for v in layer.trainable_variables]
+    assert len(grads) == 6
+    return [y, dx] + grads, [w.copy() for w in layer.get_weights()]
+
+
+def test_bidirectional_layer_same_bits_side_by_side(mode, monkeypatch):
+    got, weights = keras_run()
+    monkeypatch.setattr(_threads, "_CONCURRENT_MIN_FLOP", 1 << 62)
+    expected, expected_weights = keras_run()
+    for a, b in zip(weights + got, expected_weights + expected):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_concurrently_runs_in_threads_and_raises_the_first_error(monkeypatch):
+    monkeypatch.setattr(_threads, "_CONCURRENT_MIN_FLOP", 0)
+    pylstm.set_num_threads(2)
+    try:
+        seen = []
+        results = _threads.concurrently(
+            [lambda: seen.append(threading.get_ident()) or 1,
+             lambda: seen.append(threading.get_ident()) or 2], 1)
+        assert results == [1, 2]
+        assert len(set(seen)) == 2
+
+        def fail():
+            raise ValueError("boom")
+
+        with pytest.raises(ValueError, match="boom"):
+            _threads.concurrently([lambda: 1, fail], 1)
+        # Nested calls inside a side-by-side call run one after the other.
+        inner = _threads.concurrently(
+            [lambda: _threads.concurrently([threading.get_ident, threading.get_ident], 1),
+             lambda: None], 1)[0]
+        assert inner[0] == inner[1]
+    finally:
+        pylstm.set_num_threads(None)
