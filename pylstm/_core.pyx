@@ -97,12 +97,14 @@ cdef extern from "_recurrent.h" nogil:
     int pl_vec_width()
     size_t pl_packed_size(int H, int P)
     void pl_pack(float* packed, const float* u, int H, int P, int q0, int q1)
-    void pl_rec_product(float* z, const float* h, const float* packed, int n, int H, int P,
-                        int q0, int q1)
+    void pl_rec_product(float* z, const float* h, size_t ldh, const float* packed, int n,
+                        int H, int K, int q0, int q1)
     size_t pl_packed_t_size(int H, int P)
     void pl_pack_t(float* packed, const float* u, int H, int P, int c0, int c1)
     void pl_rec_grad(float* out, const float* dz, const float* packed_t, int n, int H, int P,
                      int c0, int c1)
+    void pl_gemm_rows(float* z, const float* x, size_t ldx, const float* packed, size_t n,
+                      int H, int K, int q0, int q1)
     void pl_share(int H, int tid, int nt, int* q0, int* q1, int* c0, int* c1)
     void pl_barrier_wait(pl_barrier* bar, int* local_sense)
     int pl_team_run(int nt, pl_work_fn fn, void* arg)
@@ -236,6 +238,14 @@ cdef void _forward(
         floating* hm,                 # scratch (B, P), used with recurrent dropout
         const floating* recurrent_kernel,  # IN (P, G)
         const floating* packed,       # IN recurrent_kernel packed (_recurrent.h), or NULL: BLAS
+        const floating* x,            # IN input rows (with packed), or NULL: gates has x @ W + b
+        Py_ssize_t ldx,               # x: elements between a step's rows
+        Py_ssize_t x_step,            # x: elements between dense steps; 0: packed rows, ldx apart
+        const floating* packed_kernel,  # IN kernel (D, G) packed like recurrent_kernel (with x)
+        const floating* bias,         # IN (G,) or NULL (with x)
+        int D,                        # input features (with x)
+        Py_ssize_t ldy,               # y: elements between a step's rows; 0: packed rows
+        Py_ssize_t y_step,            # y: elements between dense steps (with ldy > 0)
         const floating* projection,   # IN (H, P) or NULL
         const unsigned char* mask,    # IN (T, B) or NULL (only with all batch sizes = B)
         const floating* rdrop,        # IN (R, B, P) recurrent dropout mask, or NULL
@@ -247,6 +257,10 @@ cdef void _forward(
     # One thread of a team computes the units [ua, ub) of panels [q0, q1) (all H units when
     # alone); with `packed`, the team meets at `bar` once per step, after writing h_t, and
     # after copying initial states. Projection and recurrent dropout run alone, on BLAS.
+    # With `x` (inference), `gates` is a (B, G) scratch: each step computes
+    # z = bias + x_t @ kernel + h_{t-1} @ recurrent_kernel there, from both packed kernels,
+    # reading x and writing y in place through their strides (no input GEMM, no gathered
+    # copies).
     cdef int G = 4 * H
     cdef Py_ssize_t N = 0
     cdef Py_ssize_t s, t, b, j, k, off, off_next
@@ -272,6 +286,8 @@ cdef void _forward(
     cdef floating* h_fin
     cdef floating* c_fin
     cdef floating* m_b
+    cdef floating* yb
+    cdef const floating* xt
     cdef bint masked
 
     for s in range(T):
@@ -302,10 +318,22 @@ cdef void _forward(
             pl_barrier_wait(bar, &sense)
         n_prev = n
         z = gates + off * G
+        if floating is float:
+            if x != NULL:
+                # z = bias + x_t @ kernel, this thread's units
+                z = gates
+                for b in range(n):
+                    for k in range(4):
+                        if bias != NULL:
+                            memcpy(z + b * G + k * H + ua, bias + k * H + ua, nu * f)
+                        else:
+                            memset(z + b * G + k * H + ua, 0, nu * f)
+                xt = x + (off * ldx if x_step == 0 else t * x_step)
+                pl_rec_product(z, xt, ldx, packed_kernel, n, H, D, q0, q1)
 
         if floating is float:
             if packed != NULL:
-                pl_rec_product(z, h_in, packed, n, H, P, q0, q1)
+                pl_rec_product(z, h_in, P, packed, n, H, P, q0, q1)
             else:
                 _add_recurrent(z, h_in, hm, recurrent_kernel, rdrop, R, n, B, H, P)
         else:
@@ -349,18 +377,21 @@ cdef void _forward(
         for b in range(n):
             hb = (h_out if b < keep else h_fin) + b * P + pa
             masked = mask != NULL and mask[t * B + b] == 0
+            yb = NULL
+            if y != NULL:
+                yb = y + ((off + b) * P if ldy == 0 else t * y_step + b * ldy) + pa
             if masked:
                 memcpy(hb, h_in + b * P + pa, np_ * f)
                 if y != NULL:
                     if zero_output:
-                        memset(y + (off + b) * P + pa, 0, np_ * f)
+                        memset(yb, 0, np_ * f)
                     else:
-                        memcpy(y + (off + b) * P + pa, y_prev + b * P + pa, np_ * f)
+                        memcpy(yb, y_prev + b * P + pa, np_ * f)
             else:
                 if mask != NULL:
                     memcpy(y_prev + b * P + pa, hb, np_ * f)
                 if y != NULL:
-                    memcpy(y + (off + b) * P + pa, hb, np_ * f)
+                    memcpy(yb, hb, np_ * f)
         if not reverse:
             off += n
         pl_barrier_wait(bar, &sense)
@@ -378,6 +409,12 @@ cdef struct _Packed:
     float* y_prev
     const float* recurrent_kernel
     float* packed
+    const float* x
+    Py_ssize_t ldx, x_step, ldy, y_step
+    float* packed_kernel
+    const float* kernel
+    const float* bias
+    int D
     const unsigned char* mask
     const int* batch_sizes
     const int* acts
@@ -390,10 +427,35 @@ cdef void _packed_worker(void* arg, int tid, int nt, pl_barrier* bar) noexcept n
     cdef _Packed* a = <_Packed*> arg
     cdef int q0, q1, c0, c1
     pl_share(a.H, tid, nt, &q0, &q1, &c0, &c1)
+    cdef Py_ssize_t N = 0
+    cdef Py_ssize_t s, r
+    cdef int G = 4 * a.H
+    cdef int V = pl_vec_width()
+    cdef int ua = q0 * V
+    cdef int ub = q1 * V if q1 * V < a.H else a.H
+    cdef int k
+    cdef const float* x = a.x
     if a.pack:
         pl_pack(a.packed, a.recurrent_kernel, a.H, a.P, q0, q1)
+        if a.x != NULL:
+            pl_pack(a.packed_kernel, a.kernel, a.H, a.D, q0, q1)
+    if a.x != NULL and a.training:
+        # The input product of every row at once into the gates cache (this thread's units):
+        # gates = bias + x @ kernel, the same arithmetic as the per-step fused inference.
+        for s in range(a.T):
+            N += a.batch_sizes[s]
+        for r in range(N):
+            for k in range(4):
+                if a.bias != NULL:
+                    memcpy(a.gates + r * G + k * a.H + ua, a.bias + k * a.H + ua,
+                           (ub - ua) * sizeof(float))
+                else:
+                    memset(a.gates + r * G + k * a.H + ua, 0, (ub - ua) * sizeof(float))
+        pl_gemm_rows(a.gates, a.x, a.ldx, a.packed_kernel, N, a.H, a.D, q0, q1)
+        x = NULL
     _forward(a.gates, a.zs, a.hs, a.cs, a.h0, a.c0, <float*> NULL, <float*> NULL, a.y,
-             a.y_prev, <float*> NULL, a.recurrent_kernel, a.packed, <float*> NULL, a.mask,
+             a.y_prev, <float*> NULL, a.recurrent_kernel, a.packed, x, a.ldx, a.x_step,
+             a.packed_kernel, a.bias, a.D, a.ldy, a.y_step, <float*> NULL, a.mask,
              <float*> NULL, a.batch_sizes, 0, a.T, a.B, a.H, a.P, a.reverse, a.training,
              a.zero_output, a.acts, q0, q1, bar)
 
@@ -411,7 +473,10 @@ def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
             const unsigned char[:, ::1] mask, const floating[:, :, ::1] recurrent_dropout_mask,
             const int[::1] batch_sizes, bint reverse, bint training, bint zero_output,
             const int[::1] activations, floating[::1] packed=None, bint pack=True,
-            int num_threads=1):
+            int num_threads=1, const floating[::1] x=None, Py_ssize_t ldx=0,
+            Py_ssize_t x_step=0, const floating[:, ::1] kernel=None,
+            floating[::1] packed_kernel=None, const floating[::1] bias=None, Py_ssize_t ldy=0,
+            Py_ssize_t y_step=0):
     """Runs the recurrence over all steps of a packed batch (see the module's Design note).
 
     Rows are packed by step: `gates`, `zs`, `y` `(N, G or P)`, `ms` `(N, H)`, N =
@@ -427,6 +492,15 @@ def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
     recurrent product runs on recurrent_kernel packed into it (_recurrent.h; packed first if
     `pack`, else as a previous call left it), on `num_threads` threads, one parallel region
     for the whole sequence. None: one BLAS product per step on the calling thread.
+
+    With `packed`, the core may also do the input product: `x` (flat) holds the input rows,
+    a step's rows `ldx` apart, dense steps `x_step` apart (0: packed rows, each step's rows
+    contiguous from its first packed row); `kernel` `(D, G)` is packed into `packed_kernel`
+    `(packed_size(H, D),)` (with `pack`); `bias` `(G,)` or None. In training, `x` holds the
+    N packed rows (`ldx` = D) and `gates` gets `bias + x @ kernel` for all of them first; in
+    inference each step computes its own into `gates`, then a `(B, G)` scratch, and `y`'s
+    rows are at `t * y_step + b * ldy` (dense; `ldy` 0: packed rows). Either way each gate's
+    arithmetic is the same, so inference and training give the same bits.
     """
     cdef int T = batch_sizes.shape[0]
     cdef int B = h0.shape[0]
@@ -453,6 +527,12 @@ def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
             a.mask = &mask[0, 0] if mask is not None else NULL
             a.batch_sizes = &batch_sizes[0]
             a.acts = &activations[0]
+            a.x = &x[0] if x is not None else NULL
+            a.ldx, a.x_step, a.ldy, a.y_step = ldx, x_step, ldy, y_step
+            a.kernel = &kernel[0, 0] if x is not None else NULL
+            a.packed_kernel = &packed_kernel[0] if x is not None else NULL
+            a.bias = &bias[0] if x is not None and bias is not None else NULL
+            a.D = kernel.shape[0] if x is not None else 0
             a.T, a.B, a.H, a.P = T, B, H, P
             a.reverse, a.training, a.zero_output, a.pack = reverse, training, zero_output, pack
             num_threads = max(1, min(num_threads, (H + 4 * pl_vec_width() - 1)
@@ -469,7 +549,7 @@ def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
                  &y[0, 0] if y is not None else NULL,
                  &y_prev[0, 0],
                  &hm[0, 0] if hm is not None else NULL,
-                 &recurrent_kernel[0, 0], NULL,
+                 &recurrent_kernel[0, 0], NULL, NULL, 0, 0, NULL, NULL, 0, 0, 0,
                  &projection[0, 0] if projection is not None else NULL,
                  &mask[0, 0] if mask is not None else NULL,
                  &recurrent_dropout_mask[0, 0, 0] if recurrent_dropout_mask is not None

@@ -46,13 +46,14 @@ static inline int pl_vec_width(void) { return PL_V; }
 static inline pl_vf pl_loadu(const float* p) { pl_vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void pl_storeu(float* p, pl_vf v) { memcpy(p, &v, sizeof v); }
 
-/* Floats in the packed buffer of a (P, 4H) recurrent kernel. */
+/* Floats in the packed buffer of a (P, 4H) recurrent kernel (or a (D, 4H) kernel). */
 static inline size_t pl_packed_size(int H, int P)
 {
     return (size_t)((H + PL_V - 1) / PL_V) * (size_t)P * 4 * PL_V;
 }
 
-/* Packs panels [q0, q1) of recurrent_kernel u (P, 4H) into packed (layout above). */
+/* Packs panels [q0, q1) of recurrent_kernel u (P, 4H) into packed (layout above); the same
+ * for a kernel (D, 4H) with P = D. */
 static inline void pl_pack(float* packed, const float* u, int H, int P, int q0, int q1)
 {
     const size_t G = 4 * (size_t)H;
@@ -150,20 +151,34 @@ static inline void pl_panel_rows_partial(float* z, size_t ldz, size_t gs, const 
     }
 }
 
-/* Rows of z (n, 4H) += h (n, P) @ recurrent_kernel for the units of panels [q0, q1). */
-static inline void pl_rec_product(float* z, const float* h, const float* packed, int n, int H,
-                                  int P, int q0, int q1)
+/* Rows of z (n, 4H) += h (n, K; rows ldh apart) @ w (K, 4H) for the units of panels [q0, q1),
+ * w packed as above (recurrent_kernel with K = P, or kernel with K = D). */
+static inline void pl_rec_product(float* z, const float* h, size_t ldh, const float* packed,
+                                  int n, int H, int K, int q0, int q1)
 {
     const size_t G = 4 * (size_t)H;
     for (int q = q0; q < q1; q++) {
         const int u0 = q * PL_V;
-        const float* panel = packed + (size_t)q * P * 4 * PL_V;
+        const float* panel = packed + (size_t)q * K * 4 * PL_V;
         if (u0 + PL_V <= H) {
-            pl_panel_rows(z + u0, G, H, h, P, panel, P, n);
+            pl_panel_rows(z + u0, G, H, h, ldh, panel, K, n);
         } else {
             const int widths[4] = {H - u0, H - u0, H - u0, H - u0};
-            pl_panel_rows_partial(z + u0, G, H, widths, h, P, panel, P, n);
+            pl_panel_rows_partial(z + u0, G, H, widths, h, ldh, panel, K, n);
         }
+    }
+}
+
+/* pl_rec_product over many rows (the input product of a whole sequence), in blocks of rows
+ * that stay in cache while every panel passes over them. Each element's arithmetic is that of
+ * pl_rec_product, whatever the blocks. */
+static inline void pl_gemm_rows(float* z, const float* x, size_t ldx, const float* packed,
+                                size_t n, int H, int K, int q0, int q1)
+{
+    const size_t G = 4 * (size_t)H;
+    for (size_t r0 = 0; r0 < n; r0 += 256) {
+        const int rows = n - r0 < 256 ? (int)(n - r0) : 256;
+        pl_rec_product(z + r0 * G, x + r0 * ldx, ldx, packed, rows, H, K, q0, q1);
     }
 }
 

@@ -257,6 +257,12 @@ def _core_forward(x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, bia
     if not training:
         x_flat = x_rows.reshape(N, D)
         y = np.empty((N, P), dtype=dtype) if want_y else None
+        if _fusable(kernel, projection, din, drec):
+            h_n, c_n, y_prev = _fused_inference(
+                np.ascontiguousarray(x_flat).reshape(-1), D, 0 if row_sample is not None
+                else B * D, batch_sizes, kernel, recurrent_kernel, bias, h0, c0, mask_tm, acts,
+                reverse, zero_output, y, 0, 0)
+            return y, h_n, c_n, dict(y_prev=y_prev)
         offsets = np.zeros(batch_sizes.size + 1, dtype=np.int64)
         np.cumsum(batch_sizes, out=offsets[1:])
         h_n, c_n, y_prev = _core_inference(
@@ -266,7 +272,6 @@ def _core_forward(x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, bia
         return y, h_n, c_n, dict(y_prev=y_prev)
 
     gates = np.empty((N, G), dtype=dtype)
-    final = 0 if reverse else N
     hs = np.empty((N + B, P), dtype=dtype)
     cs = np.empty((N + B, H), dtype=dtype)
     needs_zs = not _core.INPUT_DERIVATIVE_CODES.isdisjoint(acts[:4].tolist())
@@ -276,6 +281,20 @@ def _core_forward(x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, bia
     y = np.empty((N, P), dtype=dtype) if want_y else None
     y_prev = np.zeros((B, P), dtype=dtype)
     hm = np.empty((B, P), dtype=dtype) if drec is not None else None
+
+    if _fusable(kernel, projection, din, drec):
+        # The core does the input product too (bias + x @ kernel into gates, the arithmetic
+        # of `_fused_inference`) on the packed kernel, and the time loop, in one team run.
+        packed = np.empty(_core.packed_size(H, P), dtype=dtype)
+        packed_kernel = np.empty(_core.packed_size(H, D), dtype=dtype)
+        with BlasThreads() as threads:
+            team = threads.team(2 * B * (D + P) * G, N // B)
+        _core.forward(gates, zs, hs, cs, h0, c0, ms, m, y, y_prev, hm, recurrent_kernel,
+                      projection, mask_tm, drec, batch_sizes, reverse, True, zero_output, acts,
+                      packed, True, team, np.ascontiguousarray(x_rows).reshape(-1), D, 0,
+                      kernel, packed_kernel, bias)
+        return _training_fields(y, hs, cs, gates, zs, ms, y_prev, acts, batch_sizes,
+                                row_sample, lead, B, N, G, P, reverse)
 
     # BLAS threads: get_num_threads() for the one big GEMM, one for the time loop (_threads).
     with BlasThreads() as threads:
@@ -293,6 +312,14 @@ def _core_forward(x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, bia
                       projection, mask_tm, drec, batch_sizes, reverse, True, zero_output, acts,
                       packed, True, team)
 
+    return _training_fields(y, hs, cs, gates, zs, ms, y_prev, acts, batch_sizes, row_sample,
+                            lead, B, N, G, P, reverse)
+
+
+def _training_fields(y, hs, cs, gates, zs, ms, y_prev, acts, batch_sizes, row_sample, lead, B,
+                     N, G, P, reverse):
+    """`_core_forward`'s result in training: `(y, h_n, c_n, fields)`."""
+    final = 0 if reverse else N
     h_n, c_n = hs[final:final + B].copy(), cs[final:final + B].copy()
     start = B if reverse else 0
     fields = dict(y_prev=y_prev, gates=gates.reshape(lead + (G,)),
@@ -375,6 +402,9 @@ def _dense_inference(x, time_major, kernel, recurrent_kernel, bias, projection, 
     D = x.shape[2]
     P = recurrent_kernel.shape[0]
     dtype = kernel.dtype
+    if _fusable(kernel, projection, din, drec):
+        return _fused_dense_inference(x, time_major, kernel, recurrent_kernel, bias, h0, c0,
+                                      mask_tm, acts, reverse, zero_output, return_sequences)
     rows_in_place = time_major or B == 1
 
     chunks = _dense_chunks(T, B, kernel.shape[1] * dtype.itemsize)
@@ -411,6 +441,74 @@ def _dense_inference(x, time_major, kernel, recurrent_kernel, bias, projection, 
             if zero_output:
                 out[mask_tm[0 if reverse else T - 1] == 0] = 0
     return out, h_n, c_n, None
+
+
+def _fused_dense_inference(x, time_major, kernel, recurrent_kernel, bias, h0, c0, mask_tm,
+                           acts, reverse, zero_output, return_sequences):
+    """`_dense_inference` on the fused core (`_fused_inference`): `x` read and the output
+    written in the caller's layout through strides, no gathered copy of `x`."""
+    T, B = (x.shape[0], x.shape[1]) if time_major else (x.shape[1], x.shape[0])
+    D = x.shape[2]
+    P = recurrent_kernel.shape[0]
+    x = np.ascontiguousarray(x)
+    ldx, x_step = (D, B * D) if time_major else (T * D, D)
+    y = None
+    ldy = y_step = 0
+    if return_sequences:
+        out = np.empty((T, B, P) if time_major else (B, T, P), dtype=np.float32)
+        y = out.reshape(T * B, P)
+        ldy, y_step = (P, B * P) if time_major else (T * P, P)
+    h_n, c_n, y_prev = _fused_inference(
+        x.reshape(-1), ldx, x_step, _dense_batch_sizes(T, B), kernel, recurrent_kernel, bias,
+        h0, c0, mask_tm, acts, reverse, zero_output, y, ldy, y_step)
+    if not return_sequences:
+        if mask_tm is None:
+            out = h_n.copy()
+        else:
+            out = y_prev
+            if zero_output:
+                out[mask_tm[0 if reverse else T - 1] == 0] = 0
+    return out, h_n, c_n, None
+
+
+def _fusable(kernel, projection, din, drec):
+    """Whether inference can run on the fused core (`_fused_inference`)."""
+    return (kernel.dtype == np.float32 and projection is None and din is None
+            and drec is None)
+
+
+def _fused_inference(x_flat, ldx, x_step, batch_sizes, kernel, recurrent_kernel, bias, h0, c0,
+                     mask_tm, acts, reverse, zero_output, y, ldy, y_step):
+    """Inference in float32 without projection or dropout: one core call that packs both
+    kernels and computes each step's `bias + x_t @ kernel + h @ recurrent_kernel` from them
+    (_recurrent.h), on a thread team: no input GEMM, no chunks, and memory beyond the output
+    of a few `(B, 4H)` rows and the two packed kernels.
+
+    `x_flat` holds the input rows, a step's rows `ldx` apart, dense steps `x_step` apart (0:
+    packed rows, each step's rows contiguous); `y` `(rows, P)` or None receives the outputs
+    at `t * y_step + b * ldy` (`ldy` 0: packed rows). Returns `(h_n, c_n, y_prev)`.
+    """
+    B = h0.shape[0]
+    T = batch_sizes.size
+    D, G = kernel.shape
+    H = G // 4
+    P = recurrent_kernel.shape[0]
+    hs = np.empty((3 * B, P), dtype=np.float32)
+    cs = np.empty((3 * B, H), dtype=np.float32)
+    h_carry, c_carry = hs[2 * B:], cs[2 * B:]
+    h_carry[...] = h0
+    c_carry[...] = c0
+    y_prev = np.zeros((B, P), dtype=np.float32)
+    z = np.empty((B, G), dtype=np.float32)
+    packed = np.empty(_core.packed_size(H, P), dtype=np.float32)
+    packed_kernel = np.empty(_core.packed_size(H, D), dtype=np.float32)
+    with BlasThreads() as threads:
+        team = threads.team(2 * B * (D + P) * G, T)
+    _core.forward(z, None, hs, cs, h_carry, c_carry, None, None, y, y_prev, None,
+                  recurrent_kernel, None, mask_tm, None, batch_sizes, reverse, False,
+                  zero_output, acts, packed, True, team, x_flat, ldx, x_step, kernel,
+                  packed_kernel, bias, ldy, y_step)
+    return h_carry.copy(), c_carry.copy(), y_prev
 
 
 def _core_inference(load, chunks, batch_sizes, kernel, recurrent_kernel, bias, projection, h0,

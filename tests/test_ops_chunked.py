@@ -3,6 +3,9 @@
 `lstm_forward(training=False)` runs the time loop in chunks whose gate block is about
 `ops._CHUNK_BYTES`; the results must be bitwise those of one chunk and of the training
 forward (which hoists the input product over all rows at once), at every chunk boundary.
+float32 without projection or dropout runs unchunked, the input product fused into each step
+(`ops._fused_inference`): it too must give the training forward's bits, which these tests
+check on the same cases.
 """
 
 import tracemalloc
@@ -149,12 +152,13 @@ def test_chunk_count_and_bounds(monkeypatch):
     monkeypatch.setattr(_core, "forward", counting)
     rng = np.random.default_rng(4)
     B, T, D, H = 3, 3 * TC + 2, 2, 4
-    w = _weights(rng, D, H)
-    x = rng.normal(size=(B, T, D)).astype(np.float32)
-    _run(monkeypatch, _chunk_bytes(B, H, np.float32), x, **w)
+    # float64: float32 without projection or dropout runs unchunked (ops._fused_inference).
+    w = _weights(rng, D, H, dtype=np.float64)
+    x = rng.normal(size=(B, T, D))
+    _run(monkeypatch, _chunk_bytes(B, H, np.float64), x, **w)
     assert calls == [TC * B] * 3 + [2 * B]
     calls.clear()
-    _run(monkeypatch, _chunk_bytes(B, H, np.float32), x, **w, reverse=True)
+    _run(monkeypatch, _chunk_bytes(B, H, np.float64), x, **w, reverse=True)
     assert calls == [2 * B] + [TC * B] * 3
     calls.clear()
     _run(monkeypatch, 1, x, **w)   # at least one step a chunk

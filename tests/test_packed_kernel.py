@@ -167,3 +167,37 @@ def _child_run(args, queue):
     _threads._TEAM_MIN_STEP_FLOP = _threads._TEAM_MIN_FLOP = 0
     pylstm.set_num_threads(2)
     queue.put(run(args, True))
+
+
+EXTRAS = {"plain": {}, "reverse": dict(reverse=True), "mask": dict(mask="random"),
+          "lengths": dict(lengths=np.array([6, 2, 5, 1, 6]))}
+FUSED_CASES = [(layout, extra) for layout in ("batch-first", "strided", "time-major")
+               for extra in EXTRAS if not (layout == "time-major" and extra == "lengths")]
+
+
+@pytest.mark.parametrize("layout, extra", FUSED_CASES)
+def test_fused_inference_gives_the_training_bits(force_teams, layout, extra):
+    """Inference computes each step's input product inside the time loop, reading x through
+    its strides and writing y in the caller's layout; training computes it for all rows
+    first. Both must give the same bits, on any team."""
+    B, T, D, H = 5, 6, 4, 100
+    args = problem(B, T, D, H, seed=11)
+    kwargs = options(B, T, EXTRAS[extra], seed=11)
+    if layout == "strided":
+        x = np.asfortranarray(np.stack([args["x"], args["x"]], axis=-1))[..., 1]
+        assert not x.flags.c_contiguous
+        args["x"] = x
+    elif layout == "time-major":
+        args["x"] = np.ascontiguousarray(args["x"].transpose(1, 0, 2))
+        kwargs["time_major"] = True
+        if "mask" in kwargs:
+            kwargs["mask"] = np.ascontiguousarray(kwargs["mask"].T)
+    trained = ops.lstm_forward(**args, training=True, **kwargs)[:3]
+    for team in (1, 2, 3):
+        pylstm.set_num_threads(team)
+        for return_sequences in (True, False):
+            got = ops.lstm_forward(**args, return_sequences=return_sequences, **kwargs)
+            np.testing.assert_array_equal(got[1], trained[1])
+            np.testing.assert_array_equal(got[2], trained[2])
+            if return_sequences:
+                np.testing.assert_array_equal(got[0], trained[0])

@@ -94,11 +94,13 @@ class Recorder:
         return getattr(_core, name)(*args)
 
     def forward(self, *args):
-        self.teams.append(args[-1] if args[-3] is not None else None)
+        # forward(gates, ..., activations, packed, pack, num_threads, ...): positions 20, 22
+        self.teams.append(args[22] if args[20] is not None else None)
         return self._wrap("forward", *args)
 
     def backward(self, *args):
-        self.teams.append(args[-1] if args[-2] is not None else None)
+        # backward(dz, ..., activations, packed_t, num_threads): positions 21, 22
+        self.teams.append(args[22] if args[21] is not None else None)
         return self._wrap("backward", *args)
 
     def matmul_acc(self, *args):
@@ -130,10 +132,10 @@ def test_time_loop_and_gemm_threads(monkeypatch, ours, B, H):
     with threadpool_limits(limits=2, user_api="blas"):
         train_step(problem(B, T, 5, H))
     names = [name for name, _ in recorder.calls]
-    assert names == ["matmul_acc", "forward", "backward", "matmul_acc", "matmul_acc",
-                     "matmul_acc"]
+    # The packed forward does its input product itself (no BLAS call).
+    assert names == ["forward", "backward", "matmul_acc", "matmul_acc", "matmul_acc"]
     assert recorder.teams == [bulk if team else 1] * 2
-    assert [count for name, count in recorder.calls if name == "matmul_acc"] == [bulk] * 4
+    assert [count for name, count in recorder.calls if name == "matmul_acc"] == [bulk] * 3
 
     # Recurrent dropout keeps the BLAS time loop.
     recorder.calls.clear()
