@@ -78,6 +78,23 @@ Design:
     rather than cached. Backward fills dz (N, G) (and dhs (N, P), d h_t per row, with a
     projection); the weight gradients are GEMMs over all N rows at once in pylstm.ops.
 
+    Two ways to run the per-step products:
+    - Packed (float32 without projection or recurrent dropout; pylstm.ops chooses it):
+      recurrent_kernel, and kernel for the input product, are packed once per call into
+      panels of SIMD-width units holding the four gates' columns (_recurrent.h). A team of
+      threads (one parallel region per call) splits the units in groups of 4 x SIMD width:
+      each thread computes its units' pre-activations with its own register-tiled kernel,
+      their gate math and its columns of h_t and c_t, and the team meets once per step at a
+      barrier before h_t is read. Each thread's panels stay in its core's L2 for the whole
+      sequence. In inference the input product is fused into each step (x read in place
+      through strides, y written in place); in training it is done for all rows first, with
+      the same arithmetic. Backward packs recurrent_kernel^T by groups of output columns:
+      each thread computes its units' gate derivatives, then, after the barrier, its columns
+      of d h_{t-1}. Every element's arithmetic is fixed by the layout, not by the team, so
+      results are bitwise the same on any number of threads.
+    - BLAS (float64, projection, recurrent dropout): one SciPy BLAS product per step, on the
+      calling thread alone; the input product is one GEMM over all rows done by the caller.
+
     Python validates and allocates (pylstm/ops.py); these functions trust their arguments,
     release the GIL for the whole sequence, and allocate nothing inside the time loop.
 """

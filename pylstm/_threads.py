@@ -29,6 +29,15 @@ Policy (measured on a shared 2-core AMD EPYC with SciPy's OpenBLAS 0.3.30, float
   needs (measured forward, 2 threads: 2**25 cycles 1.7x to 2.4x slower than 2**16 at
   B=1 H=256 and B=32 H=128; 2**4, sleeping at once, no faster than 2**16).
 
+- The core's packed time loops (float32 without projection or recurrent dropout, see
+  pylstm/_core.pyx) run on a thread team of the core's own, not in BLAS: `BlasThreads.team`
+  gives it one thread below `_TEAM_MIN_STEP_FLOP` a step or `_TEAM_MIN_FLOP` a call (a team
+  meets at a barrier every step, and waking a helper costs 15 to 50 us here), else
+  `get_num_threads()` or the BLAS library's count. The team's helpers persist between calls,
+  spin 50 us after a run, then sleep.
+- Two independent calls (the directions of a bidirectional LSTM) run side by side
+  (`concurrently`), each on its share of the threads, from `_CONCURRENT_MIN_FLOP` each.
+
 Results do not depend on the thread count: OpenBLAS splits a GEMM over output blocks, each
 computed by one thread with the same kernel, so outputs and gradients are bitwise identical
 (tests/test_threads.py checks this on 1 and 2 threads).
@@ -119,14 +128,15 @@ def _discover():
 
 
 def set_num_threads(n):
-    """Sets how many threads pylstm's whole-call BLAS products may use.
+    """Sets how many threads pylstm's compiled core and its BLAS products may use.
 
-    The products done once per call over all T*B rows (input projection, weight and input
-    gradients) use `n` threads, and so do the per-timestep recurrent products when they are
-    large enough to gain from threads (at least 2**20 FLOPs a step; smaller ones run on one
-    thread, see `pylstm._threads`). The BLAS libraries' own settings
-    are restored after every pylstm call, so other code in the process is not affected. This
-    mirrors `torch.set_num_threads` for the part of the work that runs in BLAS.
+    The core's own time loops (float32 without projection or recurrent dropout) run on a
+    team of `n` threads when a call is large enough to gain from threads (see
+    `pylstm._threads`); the BLAS products done once per call over all rows (weight and input
+    gradients, and the input projection on the BLAS path) use `n` threads, and so do the
+    per-timestep BLAS products (float64, projection, recurrent dropout) from 2**20 FLOPs a
+    step. The BLAS libraries' own settings are restored after every pylstm call, so other
+    code in the process is not affected. This mirrors `torch.set_num_threads`.
 
     The first time pylstm uses more than one BLAS thread, it shortens the time OpenBLAS's
     worker threads busy-wait after a call from about 100 ms to about 25 us, once, by
@@ -165,7 +175,7 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """The thread count of pylstm's whole-call BLAS products (see `set_num_threads`).
+    """The thread count set by `set_num_threads` (the core's team and its BLAS products).
 
     Returns:
         int >= 1, or None when pylstm uses the BLAS library's own setting.
