@@ -142,6 +142,12 @@ ACTIVATION_CODES = {
     "legacy_hard_sigmoid": ACT_LEGACY_HARD_SIGMOID,
 }
 
+# Steps whose input product the fused inference of one sample does at once (forward's
+# `gates` scratch is then (HOIST, G)).
+cdef enum:
+    HOIST = 64
+HOIST_STEPS = HOIST
+
 # Codes whose derivative needs the activation's input: a gate using one makes forward keep zs.
 INPUT_DERIVATIVE_CODES = frozenset({ACT_SWISH})
 
@@ -305,6 +311,7 @@ cdef void _forward(
     cdef floating* m_b
     cdef floating* yb
     cdef const floating* xt
+    cdef Py_ssize_t span = 0, t_base = 0
     cdef bint masked
 
     for s in range(T):
@@ -336,7 +343,23 @@ cdef void _forward(
         n_prev = n
         z = gates + off * G
         if floating is float:
-            if x != NULL:
+            if x != NULL and B == 1 and x_step > 0:
+                # One sample: its steps' rows are x_step apart, so the input product of the
+                # next HOIST steps is one product (kernel read once for them, not per step)
+                # into gates, a (HOIST, G) scratch; the same arithmetic as per step.
+                if s % HOIST == 0:
+                    span = HOIST if T - s > HOIST else T - s
+                    t_base = s if not reverse else T - s - span
+                    for j in range(span):
+                        for k in range(4):
+                            if bias != NULL:
+                                memcpy(gates + j * G + k * H + ua, bias + k * H + ua, nu * f)
+                            else:
+                                memset(gates + j * G + k * H + ua, 0, nu * f)
+                    pl_rec_product(gates, x + t_base * x_step, x_step, packed_kernel, span, H,
+                                   D, q0, q1)
+                z = gates + (t - t_base) * G
+            elif x != NULL:
                 # z = bias + x_t @ kernel, this thread's units
                 z = gates
                 for b in range(n):
@@ -515,7 +538,8 @@ def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
     contiguous from its first packed row); `kernel` `(D, G)` is packed into `packed_kernel`
     `(packed_size(H, D),)` (with `pack`); `bias` `(G,)` or None. In training, `x` holds the
     N packed rows (`ldx` = D) and `gates` gets `bias + x @ kernel` for all of them first; in
-    inference each step computes its own into `gates`, then a `(B, G)` scratch, and `y`'s
+    inference each step computes its own into `gates`, then a `(B, G)` scratch (for one dense
+    sample, `(HOIST_STEPS, G)`: its next steps' products at once), and `y`'s
     rows are at `t * y_step + b * ldy` (dense; `ldy` 0: packed rows). Either way each gate's
     arithmetic is the same, so inference and training give the same bits.
     """

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from pylstm import _core, _reference, activations
+from pylstm import _core, _reference, _threads, activations
 from pylstm._threads import BlasThreads, get_num_threads, set_num_threads  # noqa: F401
 from pylstm._validation import as_float_array, check_array, check_finite, check_weight
 
@@ -257,7 +257,7 @@ def _core_forward(x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, bia
     if not training:
         x_flat = x_rows.reshape(N, D)
         y = np.empty((N, P), dtype=dtype) if want_y else None
-        if _fusable(kernel, projection, din, drec):
+        if _fusable(kernel, projection, din, drec, N, B):
             h_n, c_n, y_prev = _fused_inference(
                 np.ascontiguousarray(x_flat).reshape(-1), D, 0 if row_sample is not None
                 else B * D, batch_sizes, kernel, recurrent_kernel, bias, h0, c0, mask_tm, acts,
@@ -282,7 +282,7 @@ def _core_forward(x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, bia
     y_prev = np.zeros((B, P), dtype=dtype)
     hm = np.empty((B, P), dtype=dtype) if drec is not None else None
 
-    if _fusable(kernel, projection, din, drec):
+    if _fusable(kernel, projection, din, drec, N, B):
         # The core does the input product too (bias + x @ kernel into gates, the arithmetic
         # of `_fused_inference`) on the packed kernel, and the time loop, in one team run.
         packed = np.empty(_core.packed_size(H, P), dtype=dtype)
@@ -307,7 +307,7 @@ def _core_forward(x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, bia
         else:
             for k, cols in enumerate(_gate_columns(H)):
                 gates[:, cols] += (x_rows * din_rows[k]).reshape(N, D) @ kernel[:, cols]
-        packed, team = _packed(threads, recurrent_kernel, projection, drec, B, N // B)
+        packed, team = _packed(threads, recurrent_kernel, projection, drec, B, N)
         _core.forward(gates, zs, hs, cs, h0, c0, ms, m, y, y_prev, hm, recurrent_kernel,
                       projection, mask_tm, drec, batch_sizes, reverse, True, zero_output, acts,
                       packed, True, team)
@@ -329,22 +329,23 @@ def _training_fields(y, hs, cs, gates, zs, ms, y_prev, acts, batch_sizes, row_sa
     return y, h_n, c_n, fields
 
 
-def _packed(threads, recurrent_kernel, projection, drec, B, steps, transposed=False):
+def _packed(threads, recurrent_kernel, projection, drec, B, rows, transposed=False):
     """How the core's time loop runs: `(packed, team)` for `_core.forward` (`_core.backward`
-    if `transposed`); `steps` is about how many steps of B rows it has.
+    if `transposed`) over `rows` packed rows of batch B.
 
-    float32 without projection or recurrent dropout: the core's own recurrent product
-    (_recurrent.h) on recurrent_kernel (its transpose) packed into a new buffer, on `team`
-    threads (`BlasThreads.team`). Otherwise `(None, 1)`: one BLAS product per step, on one
-    BLAS thread below `_threads._LOOP_MIN_FLOP` a step.
+    float32 without projection or recurrent dropout, when packing pays (`_worth_packing`): the
+    core's own recurrent product (_recurrent.h) on recurrent_kernel (its transpose) packed
+    into a new buffer, on `team` threads (`BlasThreads.team`). Otherwise `(None, 1)`: one BLAS
+    product per step, on one BLAS thread below `_threads._LOOP_MIN_FLOP` a step.
     """
     P, G = recurrent_kernel.shape
     step_flop = 2 * B * P * G
-    if recurrent_kernel.dtype != np.float32 or projection is not None or drec is not None:
+    if (recurrent_kernel.dtype != np.float32 or projection is not None or drec is not None
+            or not _worth_packing(rows, step_flop)):
         threads.loop(step_flop)
         return None, 1
     size = (_core.packed_t_size if transposed else _core.packed_size)(G // 4, P)
-    return np.empty(size, dtype=np.float32), threads.team(step_flop, steps)
+    return np.empty(size, dtype=np.float32), threads.team(step_flop, rows // B)
 
 
 # Inference runs the time loop in chunks of steps whose hoisted input product (rows, 4H) takes
@@ -402,7 +403,7 @@ def _dense_inference(x, time_major, kernel, recurrent_kernel, bias, projection, 
     D = x.shape[2]
     P = recurrent_kernel.shape[0]
     dtype = kernel.dtype
-    if _fusable(kernel, projection, din, drec):
+    if _fusable(kernel, projection, din, drec, T * B, B):
         return _fused_dense_inference(x, time_major, kernel, recurrent_kernel, bias, h0, c0,
                                       mask_tm, acts, reverse, zero_output, return_sequences)
     rows_in_place = time_major or B == 1
@@ -471,10 +472,23 @@ def _fused_dense_inference(x, time_major, kernel, recurrent_kernel, bias, h0, c0
     return out, h_n, c_n, None
 
 
-def _fusable(kernel, projection, din, drec):
-    """Whether inference can run on the fused core (`_fused_inference`)."""
+def _fusable(kernel, projection, din, drec, rows, B):
+    """Whether the core does the input product too, on the packed kernel (inference:
+    `_fused_inference`; training: `_core_forward`), for `rows` input rows of batch `B`."""
+    D, G = kernel.shape
     return (kernel.dtype == np.float32 and projection is None and din is None
-            and drec is None)
+            and drec is None and _worth_packing(rows, 2 * B * (D + G // 4) * G))
+
+
+# Packing the kernels costs about as much as reading them once; a call with fewer input rows
+# than this, whose steps are too small for a thread team, runs faster on BLAS (measured,
+# B=1, H=128, one thread: T=20 95 against 112 us packed, T=100 H=64 122 against 116 us).
+_PACK_MIN_ROWS = 64
+
+
+def _worth_packing(rows, step_flop):
+    """Whether a call of `rows` input rows, `step_flop` FLOPs a step, gains from packing."""
+    return rows >= _PACK_MIN_ROWS or step_flop >= _threads._TEAM_MIN_STEP_FLOP
 
 
 def _fused_inference(x_flat, ldx, x_step, batch_sizes, kernel, recurrent_kernel, bias, h0, c0,
@@ -499,7 +513,7 @@ def _fused_inference(x_flat, ldx, x_step, batch_sizes, kernel, recurrent_kernel,
     h_carry[...] = h0
     c_carry[...] = c0
     y_prev = np.zeros((B, P), dtype=np.float32)
-    z = np.empty((B, G), dtype=np.float32)
+    z = np.empty((_core.HOIST_STEPS if B == 1 and x_step > 0 else B, G), dtype=np.float32)
     packed = np.empty(_core.packed_size(H, P), dtype=np.float32)
     packed_kernel = np.empty(_core.packed_size(H, D), dtype=np.float32)
     with BlasThreads() as threads:
@@ -571,7 +585,7 @@ def _core_inference(load, chunks, batch_sizes, kernel, recurrent_kernel, bias, p
                         gates[:, cols] += (x_in * masks[k]).reshape(r1 - r0, D) @ kernel[:, cols]
             if first:
                 packed, team = _packed(threads, recurrent_kernel, projection, drec, B,
-                                       batch_sizes.size)
+                                       int(batch_sizes.sum()))
             y_rows = y_buf[:r1 - r0] if y_buf is not None else (
                 None if y is None else y[r0:r1])
             _core.forward(gates, None, hs, cs, h_carry, c_carry, None, m, y_rows, y_prev, hm,
@@ -689,7 +703,7 @@ def _core_backward(cache, dy_rows, dh, dc, dy_carry):
     # The time loop on the packed transposed kernel (or BLAS, _packed); get_num_threads()
     # BLAS threads for the gradient GEMMs (_threads).
     with BlasThreads() as threads:
-        packed_t, team = _packed(threads, recurrent_kernel, projection, rdrop, B, N // B,
+        packed_t, team = _packed(threads, recurrent_kernel, projection, rdrop, B, N,
                                  transposed=True)
         _core.backward(dz, dh, dc, dy_carry, dhs, dm, g, a, hm, dy_rows,
                        cache.gates.reshape(N, G), zs, cache.cs, recurrent_kernel, projection,
