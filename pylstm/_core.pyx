@@ -114,14 +114,14 @@ cdef extern from "_recurrent.h" nogil:
     int pl_vec_width()
     size_t pl_packed_size(int H, int P)
     void pl_pack(float* packed, const float* u, int H, int P, int q0, int q1)
-    void pl_rec_product(float* z, const float* h, size_t ldh, const float* packed, int n,
-                        int H, int K, int q0, int q1)
+    void pl_rec_product(float* z, const float* bias, const float* h, size_t ldh,
+                        const float* packed, int n, int H, int K, int q0, int q1)
     size_t pl_packed_t_size(int H, int P)
     void pl_pack_t(float* packed, const float* u, int H, int P, int c0, int c1)
     void pl_rec_grad(float* out, const float* dz, const float* packed_t, int n, int H, int P,
                      int c0, int c1)
-    void pl_gemm_rows(float* z, const float* x, size_t ldx, const float* packed, size_t n,
-                      int H, int K, int q0, int q1)
+    void pl_gemm_rows(float* z, const float* bias, const float* x, size_t ldx,
+                      const float* packed, size_t n, int H, int K, int q0, int q1)
     void pl_share(int H, int tid, int nt, int* q0, int* q1, int* c0, int* c1)
     void pl_barrier_wait(pl_barrier* bar, int* local_sense)
     int pl_team_run(int nt, pl_work_fn fn, void* arg)
@@ -350,30 +350,26 @@ cdef void _forward(
                 if s % HOIST == 0:
                     span = HOIST if T - s > HOIST else T - s
                     t_base = s if not reverse else T - s - span
-                    for j in range(span):
-                        for k in range(4):
-                            if bias != NULL:
-                                memcpy(gates + j * G + k * H + ua, bias + k * H + ua, nu * f)
-                            else:
+                    if bias == NULL:
+                        for j in range(span):
+                            for k in range(4):
                                 memset(gates + j * G + k * H + ua, 0, nu * f)
-                    pl_rec_product(gates, x + t_base * x_step, x_step, packed_kernel, span, H,
-                                   D, q0, q1)
+                    pl_rec_product(gates, bias, x + t_base * x_step, x_step, packed_kernel,
+                                   span, H, D, q0, q1)
                 z = gates + (t - t_base) * G
             elif x != NULL:
                 # z = bias + x_t @ kernel, this thread's units
                 z = gates
-                for b in range(n):
-                    for k in range(4):
-                        if bias != NULL:
-                            memcpy(z + b * G + k * H + ua, bias + k * H + ua, nu * f)
-                        else:
+                if bias == NULL:
+                    for b in range(n):
+                        for k in range(4):
                             memset(z + b * G + k * H + ua, 0, nu * f)
                 xt = x + (off * ldx if x_step == 0 else t * x_step)
-                pl_rec_product(z, xt, ldx, packed_kernel, n, H, D, q0, q1)
+                pl_rec_product(z, bias, xt, ldx, packed_kernel, n, H, D, q0, q1)
 
         if floating is float:
             if packed != NULL:
-                pl_rec_product(z, h_in, P, packed, n, H, P, q0, q1)
+                pl_rec_product(z, NULL, h_in, P, packed, n, H, P, q0, q1)
             else:
                 _add_recurrent(z, h_in, hm, recurrent_kernel, rdrop, R, n, B, H, P)
         else:
@@ -484,14 +480,11 @@ cdef void _packed_worker(void* arg, int tid, int nt, pl_barrier* bar) noexcept n
         # gates = bias + x @ kernel, the same arithmetic as the per-step fused inference.
         for s in range(a.T):
             N += a.batch_sizes[s]
-        for r in range(N):
-            for k in range(4):
-                if a.bias != NULL:
-                    memcpy(a.gates + r * G + k * a.H + ua, a.bias + k * a.H + ua,
-                           (ub - ua) * sizeof(float))
-                else:
+        if a.bias == NULL:
+            for r in range(N):
+                for k in range(4):
                     memset(a.gates + r * G + k * a.H + ua, 0, (ub - ua) * sizeof(float))
-        pl_gemm_rows(a.gates, a.x, a.ldx, a.packed_kernel, N, a.H, a.D, q0, q1)
+        pl_gemm_rows(a.gates, a.bias, a.x, a.ldx, a.packed_kernel, N, a.H, a.D, q0, q1)
         x = NULL
     _forward(a.gates, a.zs, a.hs, a.cs, a.h0, a.c0, <float*> NULL, <float*> NULL, a.y,
              a.y_prev, <float*> NULL, a.recurrent_kernel, a.packed, x, a.ldx, a.x_step,

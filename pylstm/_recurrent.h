@@ -84,13 +84,13 @@ static inline void pl_pack(float* packed, const float* u, int H, int P, int q0, 
 
 /* z[r*ldz + g*gs + v] += sum_k h[r*ldh + k] * panel[k][g][v], for r < MR, g < 4, v < PL_V. */
 #define PL_DEFINE_TILE(MR)                                                                  \
-static inline void pl_rec_tile##MR(float* z, size_t ldz, size_t gs, const float* h,       \
-                                   size_t ldh, const float* panel, int P)                  \
+static inline void pl_rec_tile##MR(float* z, size_t ldz, size_t gs, const float* init,   \
+                                   const float* h, size_t ldh, const float* panel, int P)  \
 {                                                                                           \
     pl_vf acc[MR][4];                                                                       \
     for (int r = 0; r < MR; r++)                                                            \
         for (int g = 0; g < 4; g++)                                                         \
-            acc[r][g] = pl_loadu(z + r * ldz + g * gs);                                     \
+            acc[r][g] = pl_loadu(init != NULL ? init + g * gs : z + r * ldz + g * gs);      \
     const float* w = panel;                                                                 \
     for (int k = 0; k < P; k++, w += 4 * PL_V) {                                            \
         pl_vf wg[4];                                                                        \
@@ -114,19 +114,20 @@ PL_DEFINE_TILE(2)
 PL_DEFINE_TILE(3)
 PL_DEFINE_TILE(4)
 
-/* Rows [0, n) against one panel: z[r*ldz + g*gs + v] += sum_k h[r*ldh + k] panel[k][g][v]. */
-static inline void pl_panel_rows(float* z, size_t ldz, size_t gs, const float* h, size_t ldh,
-                                 const float* panel, int K, int n)
+/* Rows [0, n) against one panel: z[r*ldz + g*gs + v] += sum_k h[r*ldh + k] panel[k][g][v];
+ * with `init` (a bias, gates gs apart) z starts from it instead of its own values. */
+static inline void pl_panel_rows(float* z, size_t ldz, size_t gs, const float* init,
+                                 const float* h, size_t ldh, const float* panel, int K, int n)
 {
     int r = 0;
     for (; r + 4 <= n; r += 4)
-        pl_rec_tile4(z + r * ldz, ldz, gs, h + r * ldh, ldh, panel, K);
+        pl_rec_tile4(z + r * ldz, ldz, gs, init, h + r * ldh, ldh, panel, K);
     float* zr = z + r * ldz;
     const float* hr = h + r * ldh;
     switch (n - r) {
-    case 3: pl_rec_tile3(zr, ldz, gs, hr, ldh, panel, K); break;
-    case 2: pl_rec_tile2(zr, ldz, gs, hr, ldh, panel, K); break;
-    case 1: pl_rec_tile1(zr, ldz, gs, hr, ldh, panel, K); break;
+    case 3: pl_rec_tile3(zr, ldz, gs, init, hr, ldh, panel, K); break;
+    case 2: pl_rec_tile2(zr, ldz, gs, init, hr, ldh, panel, K); break;
+    case 1: pl_rec_tile1(zr, ldz, gs, init, hr, ldh, panel, K); break;
     default: break;
     }
 }
@@ -134,37 +135,40 @@ static inline void pl_panel_rows(float* z, size_t ldz, size_t gs, const float* h
 /* pl_panel_rows for a panel whose gate vectors g hold only widths[g] < PL_V real columns:
  * through a zero-padded tile, one row at a time. */
 static inline void pl_panel_rows_partial(float* z, size_t ldz, size_t gs, const int* widths,
-                                         const float* h, size_t ldh, const float* panel, int K,
-                                         int n)
+                                         const float* init, const float* h, size_t ldh,
+                                         const float* panel, int K, int n)
 {
     float tmp[4 * PL_V];
     for (int r = 0; r < n; r++) {
         float* zr = z + r * ldz;
+        const float* from = init != NULL ? init : zr;
         for (int g = 0; g < 4; g++) {
-            memcpy(tmp + g * PL_V, zr + g * gs, widths[g] * sizeof(float));
+            memcpy(tmp + g * PL_V, from + g * gs, widths[g] * sizeof(float));
             for (int v = widths[g]; v < PL_V; v++)
                 tmp[g * PL_V + v] = 0.0f;
         }
-        pl_rec_tile1(tmp, 4 * PL_V, PL_V, h + r * ldh, ldh, panel, K);
+        pl_rec_tile1(tmp, 4 * PL_V, PL_V, NULL, h + r * ldh, ldh, panel, K);
         for (int g = 0; g < 4; g++)
             memcpy(zr + g * gs, tmp + g * PL_V, widths[g] * sizeof(float));
     }
 }
 
 /* Rows of z (n, 4H) += h (n, K; rows ldh apart) @ w (K, 4H) for the units of panels [q0, q1),
- * w packed as above (recurrent_kernel with K = P, or kernel with K = D). */
-static inline void pl_rec_product(float* z, const float* h, size_t ldh, const float* packed,
-                                  int n, int H, int K, int q0, int q1)
+ * w packed as above (recurrent_kernel with K = P, or kernel with K = D). With `bias` (4H,),
+ * z = bias + h @ w instead (z's own values unread). */
+static inline void pl_rec_product(float* z, const float* bias, const float* h, size_t ldh,
+                                  const float* packed, int n, int H, int K, int q0, int q1)
 {
     const size_t G = 4 * (size_t)H;
     for (int q = q0; q < q1; q++) {
         const int u0 = q * PL_V;
         const float* panel = packed + (size_t)q * K * 4 * PL_V;
         if (u0 + PL_V <= H) {
-            pl_panel_rows(z + u0, G, H, h, ldh, panel, K, n);
+            pl_panel_rows(z + u0, G, H, bias != NULL ? bias + u0 : NULL, h, ldh, panel, K, n);
         } else {
             const int widths[4] = {H - u0, H - u0, H - u0, H - u0};
-            pl_panel_rows_partial(z + u0, G, H, widths, h, ldh, panel, K, n);
+            pl_panel_rows_partial(z + u0, G, H, widths, bias != NULL ? bias + u0 : NULL, h,
+                                  ldh, panel, K, n);
         }
     }
 }
@@ -172,13 +176,13 @@ static inline void pl_rec_product(float* z, const float* h, size_t ldh, const fl
 /* pl_rec_product over many rows (the input product of a whole sequence), in blocks of rows
  * that stay in cache while every panel passes over them. Each element's arithmetic is that of
  * pl_rec_product, whatever the blocks. */
-static inline void pl_gemm_rows(float* z, const float* x, size_t ldx, const float* packed,
-                                size_t n, int H, int K, int q0, int q1)
+static inline void pl_gemm_rows(float* z, const float* bias, const float* x, size_t ldx,
+                                const float* packed, size_t n, int H, int K, int q0, int q1)
 {
     const size_t G = 4 * (size_t)H;
     for (size_t r0 = 0; r0 < n; r0 += 256) {
         const int rows = n - r0 < 256 ? (int)(n - r0) : 256;
-        pl_rec_product(z + r0 * G, x + r0 * ldx, ldx, packed, rows, H, K, q0, q1);
+        pl_rec_product(z + r0 * G, bias, x + r0 * ldx, ldx, packed, rows, H, K, q0, q1);
     }
 }
 
@@ -229,14 +233,14 @@ static inline void pl_rec_grad(float* out, const float* dz, const float* packed_
         const int col0 = c * 4 * PL_V;
         const float* panel = packed_t + (size_t)c * G * 4 * PL_V;
         if (col0 + 4 * PL_V <= P) {
-            pl_panel_rows(out + col0, P, PL_V, dz, G, panel, (int)G, n);
+            pl_panel_rows(out + col0, P, PL_V, NULL, dz, G, panel, (int)G, n);
         } else {
             int widths[4];
             for (int g = 0; g < 4; g++) {
                 const int w = P - col0 - g * PL_V;
                 widths[g] = w < 0 ? 0 : (w > PL_V ? PL_V : w);
             }
-            pl_panel_rows_partial(out + col0, P, PL_V, widths, dz, G, panel, (int)G, n);
+            pl_panel_rows_partial(out + col0, P, PL_V, widths, NULL, dz, G, panel, (int)G, n);
         }
     }
 }
