@@ -39,12 +39,15 @@
 #endif
 #define PL_MAX_THREADS 64
 
-typedef float pl_vf __attribute__((vector_size(PL_V * sizeof(float))));
-
 static inline int pl_vec_width(void) { return PL_V; }
+
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(PL_NO_VECTOR_EXTENSIONS)
+#define PL_VECTOR_EXTENSIONS 1
+typedef float pl_vf __attribute__((vector_size(PL_V * sizeof(float))));
 
 static inline pl_vf pl_loadu(const float* p) { pl_vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void pl_storeu(float* p, pl_vf v) { memcpy(p, &v, sizeof v); }
+#endif
 
 /* Floats in the packed buffer of a (P, 4H) recurrent kernel (or a (D, 4H) kernel). */
 static inline size_t pl_packed_size(int H, int P)
@@ -82,6 +85,7 @@ static inline void pl_pack(float* packed, const float* u, int H, int P, int q0, 
 #define PL_IN_REGISTER(v) ((void)0)
 #endif
 
+#if defined(PL_VECTOR_EXTENSIONS)
 /* z[r*ldz + g*gs + v] += sum_k h[r*ldh + k] * panel[k][g][v], for r < MR, g < 4, v < PL_V. */
 #define PL_DEFINE_TILE(MR)                                                                  \
 static inline void pl_rec_tile##MR(float* z, size_t ldz, size_t gs, const float* init,   \
@@ -108,6 +112,28 @@ static inline void pl_rec_tile##MR(float* z, size_t ldz, size_t gs, const float*
         for (int g = 0; g < 4; g++)                                                         \
             pl_storeu(z + r * ldz + g * gs, acc[r][g]);                                     \
 }
+#else
+/* Compilers without GCC vector extensions (MSVC): the same arithmetic in plain loops. */
+#define PL_DEFINE_TILE(MR)                                                                  \
+static inline void pl_rec_tile##MR(float* z, size_t ldz, size_t gs, const float* init,   \
+                                   const float* h, size_t ldh, const float* panel, int P)  \
+{                                                                                           \
+    float acc[MR][4][PL_V];                                                                 \
+    for (int r = 0; r < MR; r++)                                                            \
+        for (int g = 0; g < 4; g++)                                                         \
+            for (int v = 0; v < PL_V; v++)                                                  \
+                acc[r][g][v] = init != NULL ? init[g * gs + v] : z[r * ldz + g * gs + v];   \
+    for (int k = 0; k < P; k++)                                                             \
+        for (int r = 0; r < MR; r++)                                                        \
+            for (int g = 0; g < 4; g++)                                                     \
+                for (int v = 0; v < PL_V; v++)                                              \
+                    acc[r][g][v] += h[r * ldh + k] * panel[(k * 4 + g) * PL_V + v];         \
+    for (int r = 0; r < MR; r++)                                                            \
+        for (int g = 0; g < 4; g++)                                                         \
+            for (int v = 0; v < PL_V; v++)                                                  \
+                z[r * ldz + g * gs + v] = acc[r][g][v];                                     \
+}
+#endif
 
 PL_DEFINE_TILE(1)
 PL_DEFINE_TILE(2)
