@@ -5,10 +5,13 @@ checked and allocated here, and the kernels trust what they get. Layers (`pylstm
 and benchmarks call these two functions; `pylstm._reference` is the same math in plain NumPy,
 and runs instead of the core for activations the core does not have (Python callables).
 
-BLAS threads: `set_num_threads(n)` (default None: the BLAS library's setting) for the GEMMs
-done once per call over all rows and for per-step recurrent products large enough to gain from
-threads, one thread for smaller ones; the caller's BLAS settings are restored after every call
-(`pylstm._threads` has the measurements behind this policy).
+Two paths (see pylstm/_core.pyx): float32 without projection or dropout, for calls large
+enough to repay packing (`_worth_packing`), runs on the core's own products over weights
+packed once per call, on a thread team (`BlasThreads.team`); everything else runs one SciPy
+BLAS product per step. Threads: `set_num_threads(n)` (default None: the BLAS library's
+setting) for the team, the GEMMs done once per call over all rows, and per-step BLAS
+products large enough to gain from threads; the caller's BLAS settings are restored after
+every call (`pylstm._threads` has the measurements behind this policy).
 
 Legend: B batch, T timesteps, D input features, H units, P recurrent output size (H, or the
 projection size), G = 4H. Weights use the Keras layout and gate order i, f, c, o.
@@ -112,9 +115,10 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
             only in the recurrent product: the carried state stays unmasked (Keras 3's
             `LSTMCell`; Gal & Ghahramani 2016).
         training: keep the cache `lstm_backward` needs. Otherwise nothing per step is kept:
-            the steps run in chunks (about 1 MiB of gate pre-activations each), so that
-            memory beyond the output is a few MiB whatever T is; the results are bitwise
-            those of one chunk.
+            in float32 without projection or dropout each step computes its own input
+            product (x is read in place), and otherwise the steps run in chunks (about 1 MiB
+            of gate pre-activations each), so that memory beyond the output is a few MiB
+            whatever T is. Inference gives bitwise the outputs of the training forward.
         return_sequences: return the output at every step, else only the last processed one.
         time_major: `x`, `mask` and the returned sequence are `(T, B, ...)`.
         lengths: None, or `(B,)` integers in `[1, T]`: each sample's number of real steps,
