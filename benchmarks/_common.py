@@ -200,3 +200,14 @@ def fmt_time(seconds):
             value = seconds / scale
             return f"{value:.3g} {unit}" if value < 1000 else f"{value:.0f} {unit}"
     return f"{seconds:.3g} s"
+
+
+def median_ms(fn, repeats):
+    """Median wall time of `repeats` calls of `fn()` after one warm-up call, in ms."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(statistics.median(times))

@@ -2,32 +2,27 @@
 
 `pylstm.nn.LSTM(bidirectional=True)` runs its directions concurrently from
 `pylstm._threads._CONCURRENT_MIN_FLOP` per direction; this times forward (eval) and a
-training step (train + backward) both ways, interleaved in rounds in one process, after
+training step (train + backward) both ways, whatever the size, interleaved in rounds in one process, after
 checking that both ways give the same bits. Run: python -m benchmarks.bench_bidirectional
 [--rounds N] [--shape B T D H] [--layers L]
 """
 
 import argparse
+import os
 import platform
-import time
+import sys
 
 import numpy as np
 
 import pylstm
 from pylstm import _threads
 
-SIDE_BY_SIDE = _threads._CONCURRENT_MIN_FLOP
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import median_ms  # noqa: E402
+
+DEFAULT = _threads._CONCURRENT_MIN_FLOP
+SIDE_BY_SIDE = 0            # whatever the size
 ONE_AFTER_THE_OTHER = 1 << 62
-
-
-def _median_ms(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
 
 
 def main():
@@ -67,8 +62,8 @@ def main():
                                  ("one after the other", ONE_AFTER_THE_OTHER)):
             _threads._CONCURRENT_MIN_FLOP = threshold
             for name, fn in (("forward", forward), ("train step", train)):
-                times.setdefault((label, name), []).append(_median_ms(fn, args.repeats))
-    _threads._CONCURRENT_MIN_FLOP = SIDE_BY_SIDE
+                times.setdefault((label, name), []).append(median_ms(fn, args.repeats))
+    _threads._CONCURRENT_MIN_FLOP = DEFAULT
 
     print(f"Bidirectional {args.layers}-layer LSTM, B={B} T={T} D={D} H={H}, float32, "
           f"{platform.machine()}; median of {args.rounds} rounds of {args.repeats} calls "

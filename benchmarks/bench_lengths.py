@@ -6,24 +6,18 @@ against the masked dense run before timing. Run: python -m benchmarks.bench_leng
 """
 
 import argparse
+import os
 import platform
-import time
+import sys
 
 import numpy as np
 
 from pylstm import ops
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import median_ms  # noqa: E402
+
 SHAPES = [(64, 100, 128, 256), (16, 50, 32, 64)]
-
-
-def _median_ms(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
 
 
 def main():
@@ -57,9 +51,9 @@ def main():
                 ops.lstm_backward(cache, np.ones_like(y))
             return step
 
-        f_full, f_len = _median_ms(fwd(full), args.repeats), _median_ms(fwd(lengths), args.repeats)
-        t_full = _median_ms(train(full), args.repeats)
-        t_len = _median_ms(train(lengths), args.repeats)
+        f_full, f_len = median_ms(fwd(full), args.repeats), median_ms(fwd(lengths), args.repeats)
+        t_full = median_ms(train(full), args.repeats)
+        t_len = median_ms(train(lengths), args.repeats)
         print(f"| {B} {T} {D} {H} | {lengths.sum() / (B * T):.2f} | {f_full:.2f} | {f_len:.2f} "
               f"| {f_len / f_full:.2f} | {t_full:.2f} | {t_len:.2f} | {t_len / t_full:.2f} |")
 

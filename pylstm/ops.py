@@ -439,13 +439,20 @@ def _dense_inference(x, time_major, kernel, recurrent_kernel, bias, projection, 
         c0, mask_tm, din, False, drec, acts, reverse, zero_output, y=y,
         y_batch_first=y_batch_first)
     if not return_sequences:
-        if mask_tm is None:
-            out = h_n.copy()
-        else:
-            out = y_prev
-            if zero_output:
-                out[mask_tm[0 if reverse else T - 1] == 0] = 0
+        out = _last_output(h_n, y_prev, mask_tm, zero_output, reverse)
     return out, h_n, c_n, None
+
+
+def _last_output(h_n, y_prev, mask_tm, zero_output, reverse):
+    """The output of the last processed step `(B, P)` of a dense run without sequences: `h_n`,
+    or with a mask each sample's last unmasked output (zero where that step is masked, with
+    `zero_output`), as Keras returns it."""
+    if mask_tm is None:
+        return h_n.copy()
+    out = y_prev
+    if zero_output:
+        out[mask_tm[0 if reverse else -1] == 0] = 0
+    return out
 
 
 def _fused_dense_inference(x, time_major, kernel, recurrent_kernel, bias, h0, c0, mask_tm,
@@ -467,12 +474,7 @@ def _fused_dense_inference(x, time_major, kernel, recurrent_kernel, bias, h0, c0
         x.reshape(-1), ldx, x_step, _dense_batch_sizes(T, B), kernel, recurrent_kernel, bias,
         h0, c0, mask_tm, acts, reverse, zero_output, y, ldy, y_step)
     if not return_sequences:
-        if mask_tm is None:
-            out = h_n.copy()
-        else:
-            out = y_prev
-            if zero_output:
-                out[mask_tm[0 if reverse else T - 1] == 0] = 0
+        out = _last_output(h_n, y_prev, mask_tm, zero_output, reverse)
     return out, h_n, c_n, None
 
 
