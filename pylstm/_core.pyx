@@ -122,7 +122,11 @@ cdef extern from "_recurrent.h" nogil:
                      int c0, int c1)
     void pl_gemm_rows(float* z, const float* bias, const float* x, size_t ldx,
                       const float* packed, size_t n, int H, int K, int q0, int q1)
-    void pl_share(int H, int tid, int nt, int* q0, int* q1, int* c0, int* c1)
+    int PL_MAX_THREADS
+    double pl_weight[]
+    void pl_weight_nt_set(int nt)
+    void pl_share_panels(int H, int tid, int nt, int* q0, int* q1)
+    void pl_share_groups(int H, int tid, int nt, int* c0, int* c1)
     void pl_barrier_wait(pl_barrier* bar, int* local_sense)
     int pl_team_run(int nt, pl_work_fn fn, void* arg)
 
@@ -289,7 +293,7 @@ cdef void _forward(
     cdef Py_ssize_t s, t, b, j, k, off, off_next
     cdef int n, n_prev, n_next, keep
     cdef int V = pl_vec_width()
-    cdef int ua = q0 * V
+    cdef int ua = q0 * V if q0 * V < H else H
     cdef int ub = q1 * V if q1 * V < H else H
     cdef int nu = ub - ua
     # h's columns of this thread: its units, or all P of a projection (always alone)
@@ -461,13 +465,13 @@ cdef struct _Packed:
 cdef void _packed_worker(void* arg, int tid, int nt, pl_barrier* bar) noexcept nogil:
     """Thread `tid` of `nt`: packs its panels if asked, then runs its units of the forward."""
     cdef _Packed* a = <_Packed*> arg
-    cdef int q0, q1, c0, c1
-    pl_share(a.H, tid, nt, &q0, &q1, &c0, &c1)
+    cdef int q0, q1
+    pl_share_panels(a.H, tid, nt, &q0, &q1)
     cdef Py_ssize_t N = 0
     cdef Py_ssize_t s, r
     cdef int G = 4 * a.H
     cdef int V = pl_vec_width()
-    cdef int ua = q0 * V
+    cdef int ua = q0 * V if q0 * V < a.H else a.H
     cdef int ub = q1 * V if q1 * V < a.H else a.H
     cdef int k
     cdef const float* x = a.x
@@ -491,6 +495,23 @@ cdef void _packed_worker(void* arg, int tid, int nt, pl_barrier* bar) noexcept n
              a.packed_kernel, a.bias, a.D, a.ldy, a.y_step, <float*> NULL, a.mask,
              <float*> NULL, a.batch_sizes, 0, a.T, a.B, a.H, a.P, a.reverse, a.training,
              a.zero_output, a.acts, q0, q1, bar)
+
+
+def set_team_weights(weights):
+    """Sets the thread team's load-balance weights (one per member, each in [0.25, 4]), as
+    its speed measurements would; for tests of uneven splits."""
+    cdef int t
+    cdef int nt = len(weights)
+    if not 1 <= nt <= PL_MAX_THREADS:
+        raise ValueError(f"Argument `weights` must have 1 to {PL_MAX_THREADS} entries, "
+                         f"received {nt}.")
+    for t in range(nt):
+        w = float(weights[t])
+        if not 0.25 <= w <= 4.0:
+            raise ValueError(f"Argument `weights` must hold values in [0.25, 4], received "
+                             f"{w} at {t}.")
+        pl_weight[t] = w
+    pl_weight_nt_set(nt)
 
 
 def packed_size(int H, int P):
@@ -769,8 +790,8 @@ cdef struct _PackedBackward:
 cdef void _packed_backward_worker(void* arg, int tid, int nt, pl_barrier* bar) noexcept nogil:
     """Thread `tid` of `nt`: packs its groups of the transposed kernel, then runs its units."""
     cdef _PackedBackward* a = <_PackedBackward*> arg
-    cdef int q0, q1, c0, c1
-    pl_share(a.H, tid, nt, &q0, &q1, &c0, &c1)
+    cdef int c0, c1
+    pl_share_groups(a.H, tid, nt, &c0, &c1)
     pl_pack_t(a.packed_t, a.recurrent_kernel, a.H, a.P, c0, c1)
     _backward(a.dz, a.dh, a.dc, a.dy_carry, <float*> NULL, <float*> NULL, a.g, a.a,
               <float*> NULL, a.dy, a.gates, a.zs, a.cs, a.recurrent_kernel, a.packed_t,

@@ -271,16 +271,53 @@ static inline void pl_rec_grad(float* out, const float* dz, const float* packed_
     }
 }
 
-/* The share of thread tid of nt: units [*u0, *u1) (a multiple of 4 PL_V apart), forward
- * panels [*q0, *q1) and backward groups [*c0, *c1) over the same units (no projection). */
-static inline void pl_share(int H, int tid, int nt, int* q0, int* q1, int* c0, int* c1)
+/* Load balance: a team splits the work in proportion to each member's measured speed
+ * (cores of one machine need not be equally fast: on this 2-vCPU VM one ran 15 % slower, the
+ * other waiting for it at every step). pl_weight holds the estimates, pl_weight_run the ones
+ * a run uses (read by every member, so all compute the same split). Which thread computes a
+ * unit never changes its arithmetic: results stay the same bits whatever the split. */
+static double pl_weight[PL_MAX_THREADS];
+static double pl_weight_run[PL_MAX_THREADS];
+static int pl_weight_nt;
+static long long pl_busy_ns[PL_MAX_THREADS];
+static int pl_units[PL_MAX_THREADS];
+
+/* Makes pl_weight the estimates of teams of nt (tests set uneven weights through it). */
+static inline void pl_weight_nt_set(int nt) { pl_weight_nt = nt; }
+
+/* Items [*i0, *i1) of n for thread tid of nt, in proportion to pl_weight_run. */
+static inline void pl_split(int n, int tid, int nt, int* i0, int* i1)
 {
-    const int C = (H + 4 * PL_V - 1) / (4 * PL_V);
-    const int Q = (H + PL_V - 1) / PL_V;
-    *c0 = (int)((long)C * tid / nt);
-    *c1 = (int)((long)C * (tid + 1) / nt);
-    *q0 = 4 * *c0 < Q ? 4 * *c0 : Q;
-    *q1 = 4 * *c1 < Q ? 4 * *c1 : Q;
+    double total = 0.0, before = 0.0;
+    if (nt <= 1) {
+        *i0 = 0;
+        *i1 = n;
+        return;
+    }
+    for (int t = 0; t < nt; t++) {
+        total += pl_weight_run[t];
+        if (t < tid)
+            before += pl_weight_run[t];
+    }
+    *i0 = tid == 0 ? 0 : (int)(n * (before / total) + 0.5);
+    *i1 = tid == nt - 1 ? n : (int)(n * ((before + pl_weight_run[tid]) / total) + 0.5);
+}
+
+/* Forward: thread tid's panels [*q0, *q1) of the H units. */
+static inline void pl_share_panels(int H, int tid, int nt, int* q0, int* q1)
+{
+    pl_split((H + PL_V - 1) / PL_V, tid, nt, q0, q1);
+    if (nt > 1)
+        pl_units[tid] = (*q1 * PL_V < H ? *q1 * PL_V : H) - (*q0 * PL_V < H ? *q0 * PL_V : H);
+}
+
+/* Backward: thread tid's column groups [*c0, *c1) (groups of 4 PL_V units, no projection). */
+static inline void pl_share_groups(int H, int tid, int nt, int* c0, int* c1)
+{
+    const int W = 4 * PL_V;
+    pl_split((H + W - 1) / W, tid, nt, c0, c1);
+    if (nt > 1)
+        pl_units[tid] = (*c1 * W < H ? *c1 * W : H) - (*c0 * W < H ? *c0 * W : H);
 }
 
 /* Thread team ---------------------------------------------------------------------------- */
@@ -324,6 +361,15 @@ static inline void pl_cpu_relax(void)
 #endif
 }
 
+static __thread long long pl_wait_ns;   /* this thread's time waiting at barriers in a run */
+
+static inline long long pl_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 /* Sense-reversing barrier: spins about 2^12 pauses (tens of microseconds), then yields. */
 static inline void pl_barrier_wait(pl_barrier* bar, int* local_sense)
 {
@@ -336,6 +382,7 @@ static inline void pl_barrier_wait(pl_barrier* bar, int* local_sense)
         __atomic_store_n(&bar->sense, sense, __ATOMIC_RELEASE);
         return;
     }
+    const long long start = pl_now_ns();
     unsigned spins = 0;
     while (__atomic_load_n(&bar->sense, __ATOMIC_ACQUIRE) != sense) {
         if (spins < 4096) {
@@ -345,6 +392,7 @@ static inline void pl_barrier_wait(pl_barrier* bar, int* local_sense)
             sched_yield();
         }
     }
+    pl_wait_ns += pl_now_ns() - start;
 }
 
 /* The team's helper threads persist between runs (starting a thread took 70-90 us here,
@@ -377,11 +425,30 @@ typedef struct {
 
 static pl_helper_start pl_helper_starts[PL_MAX_THREADS];
 
-static inline long long pl_now_ns(void)
+/* Runs member tid's share and records its busy time (run time less barrier waits). */
+static inline void pl_member_run(int tid)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    const long long start = pl_now_ns();
+    pl_wait_ns = 0;
+    pl_pool.fn(pl_pool.arg, tid, pl_pool.nt, &pl_pool.bar);
+    pl_busy_ns[tid] = pl_now_ns() - start - pl_wait_ns;
+}
+
+/* After a run: each member's speed (units per busy ns) updates its weight (moving average),
+ * for runs long enough to time (1 ms of work). */
+static inline void pl_update_weights(int nt)
+{
+    double rate[PL_MAX_THREADS], mean = 0.0;
+    for (int t = 0; t < nt; t++) {
+        if (pl_busy_ns[t] < 1000000 / nt || pl_units[t] <= 0)
+            return;
+        rate[t] = (double)pl_units[t] / (double)pl_busy_ns[t];
+        mean += rate[t] / nt;
+    }
+    for (int t = 0; t < nt; t++) {
+        double w = 0.7 * pl_weight[t] + 0.3 * rate[t] / mean;
+        pl_weight[t] = w < 0.25 ? 0.25 : (w > 4.0 ? 4.0 : w);
+    }
 }
 
 static void* pl_helper_main(void* p)
@@ -405,7 +472,7 @@ static void* pl_helper_main(void* p)
         }
         seen = g;
         if (tid < pl_pool.nt)
-            pl_pool.fn(pl_pool.arg, tid, pl_pool.nt, &pl_pool.bar);
+            pl_member_run(tid);
         __atomic_add_fetch(&pl_pool.acks, 1, __ATOMIC_RELEASE);
     }
     return NULL;
@@ -461,11 +528,18 @@ static inline int pl_team_run(int nt, pl_work_fn fn, void* arg)
     pl_pool.bar.sense = 0;
     pl_pool.bar.nt = nt;
     pl_pool.acks = 0;
+    if (pl_weight_nt != nt) {
+        for (int t = 0; t < nt; t++)
+            pl_weight[t] = 1.0;
+        pl_weight_nt = nt;
+    }
+    for (int t = 0; t < nt; t++)
+        pl_weight_run[t] = pl_weight[t];
     pthread_mutex_lock(&pl_pool.lock);
     __atomic_add_fetch(&pl_pool.generation, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&pl_pool.wake);
     pthread_mutex_unlock(&pl_pool.lock);
-    fn(arg, 0, nt, &pl_pool.bar);
+    pl_member_run(0);
     {
         unsigned spins = 0;
         while (__atomic_load_n(&pl_pool.acks, __ATOMIC_ACQUIRE) < pl_pool.started) {
@@ -477,6 +551,7 @@ static inline int pl_team_run(int nt, pl_work_fn fn, void* arg)
             }
         }
     }
+    pl_update_weights(nt);
     pthread_mutex_unlock(&pl_pool.busy);
     return nt;
 }

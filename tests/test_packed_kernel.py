@@ -201,3 +201,25 @@ def test_fused_inference_gives_the_training_bits(force_teams, layout, extra):
             np.testing.assert_array_equal(got[2], trained[2])
             if return_sequences:
                 np.testing.assert_array_equal(got[0], trained[0])
+
+
+@pytest.mark.parametrize("weights", [(1.0, 3.0), (3.0, 1.0), (0.25, 4.0), (4.0, 0.25)])
+def test_uneven_team_splits_give_the_same_bits(force_teams, weights):
+    """The team splits the units in proportion to each member's measured speed; any split,
+    down to a member with no units at all, gives the bits of one thread."""
+    from pylstm import _core
+
+    args = problem(5, 6, 4, 120, seed=21)   # 8 panels, 2 groups: 0.25 to 4 leaves one empty
+    kwargs = dict(mask=np.random.default_rng(21).random((5, 6)) < 0.8)
+    pylstm.set_num_threads(1)
+    expected = run(args, True, **kwargs) + list(ops.lstm_forward(**args, **kwargs)[:3])
+    pylstm.set_num_threads(2)
+    _core.set_team_weights(weights)
+    try:
+        got = run(args, True, **kwargs) + list(ops.lstm_forward(**args, **kwargs)[:3])
+    finally:
+        _core.set_team_weights((1.0, 1.0))
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="weights"):
+        _core.set_team_weights((1.0, 9.0))
