@@ -590,8 +590,7 @@ def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
             a.D = kernel.shape[0] if x is not None else 0
             a.T, a.B, a.H, a.P = T, B, H, P
             a.reverse, a.training, a.zero_output, a.pack = reverse, training, zero_output, pack
-            num_threads = max(1, min(num_threads, (H + 4 * pl_vec_width() - 1)
-                                     // (4 * pl_vec_width())))
+            num_threads = max(1, min(num_threads, Q))    # at most a panel a thread
             with nogil:
                 pl_team_run(num_threads, _packed_worker, &a)
             return

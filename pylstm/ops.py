@@ -345,7 +345,7 @@ def _packed(threads, recurrent_kernel, projection, drec, B, rows, transposed=Fal
     P, G = recurrent_kernel.shape
     step_flop = 2 * B * P * G
     if (recurrent_kernel.dtype != np.float32 or projection is not None or drec is not None
-            or not _worth_packing(rows, step_flop)):
+            or not _worth_packing(rows, step_flop, B)):
         threads.loop(step_flop)
         return None, 1
     size = (_core.packed_t_size if transposed else _core.packed_size)(G // 4, P)
@@ -501,7 +501,7 @@ def _fusable(kernel, projection, din, drec, rows, B):
     `_fused_inference`; training: `_core_forward`), for `rows` input rows of batch `B`."""
     D, G = kernel.shape
     return (kernel.dtype == np.float32 and projection is None and din is None
-            and drec is None and _worth_packing(rows, 2 * B * (D + G // 4) * G))
+            and drec is None and _worth_packing(rows, 2 * B * (D + G // 4) * G, B))
 
 
 # Packing the kernels costs about as much as reading them once; a call with fewer input rows
@@ -510,9 +510,11 @@ def _fusable(kernel, projection, din, drec, rows, B):
 _PACK_MIN_ROWS = 64
 
 
-def _worth_packing(rows, step_flop):
-    """Whether a call of `rows` input rows, `step_flop` FLOPs a step, gains from packing."""
-    return rows >= _PACK_MIN_ROWS or step_flop >= _threads._TEAM_MIN_STEP_FLOP
+def _worth_packing(rows, step_flop, B):
+    """Whether a call of `rows` input rows of batch B, `step_flop` FLOPs a step, gains from
+    packing: enough rows, or steps that a thread team shares (`BlasThreads.team`)."""
+    return rows >= _PACK_MIN_ROWS or (step_flop >= _threads._TEAM_MIN_STEP_FLOP and
+                                      step_flop * (rows // B) >= _threads._TEAM_MIN_FLOP)
 
 
 def _fused_inference(x_flat, ldx, x_step, batch_sizes, kernel, recurrent_kernel, bias, h0, c0,
