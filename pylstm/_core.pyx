@@ -82,8 +82,9 @@ Design:
     - Packed (float32 without projection or recurrent dropout; pylstm.ops chooses it):
       recurrent_kernel, and kernel for the input product, are packed once per call into
       panels of SIMD-width units holding the four gates' columns (_recurrent.h). A team of
-      threads (one parallel region per call) splits the units in groups of 4 x SIMD width:
-      each thread computes its units' pre-activations with its own register-tiled kernel,
+      threads (one parallel region per call) splits the units, in whole panels (forward) or
+      groups of 4 panels (backward), in proportion to each member's measured speed: each
+      thread computes its units' pre-activations with its own register-tiled kernel,
       their gate math and its columns of h_t and c_t, and the team meets once per step at a
       barrier before h_t is read. Each thread's panels stay in its core's L2 for the whole
       sequence. In inference the input product is fused into each step (x read in place
