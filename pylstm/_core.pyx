@@ -106,6 +106,10 @@ from libc.string cimport memcpy, memset
 from pylstm._blas cimport gemm, matmul
 from pylstm._gates cimport *
 
+cdef extern from "_fastmath.h" nogil:
+    void pl_standard_gates(float* zb, float* cb, const float* cpb, float* m_b, int H, int ua,
+                           int ub)
+
 cdef extern from "_recurrent.h" nogil:
     ctypedef struct pl_barrier:
         int count
@@ -318,6 +322,9 @@ cdef void _forward(
     cdef const floating* xt
     cdef Py_ssize_t span = 0, t_base = 0
     cdef bint masked
+    cdef bint standard = (acts[GATE_I] == ACT_SIGMOID and acts[GATE_F] == ACT_SIGMOID and
+                          acts[GATE_G] == ACT_TANH and acts[GATE_O] == ACT_SIGMOID and
+                          acts[CELL] == ACT_TANH)
 
     for s in range(T):
         N += batch_sizes[s]
@@ -392,6 +399,12 @@ cdef void _forward(
                 memcpy(cb + ua, cpb + ua, nu * f)
                 continue
             zb = z + b * G
+            m_b = m + b * H if projection != NULL else (h_out if b < keep else h_fin) + b * P
+            if floating is float:
+                if standard:
+                    # Keras's and PyTorch's activations in one pass over the units
+                    pl_standard_gates(zb, cb, cpb, m_b, H, ua, ub)
+                    continue
             _activate(acts[GATE_I], zb + ua, nu)
             _activate(acts[GATE_F], zb + H + ua, nu)
             _activate(acts[GATE_G], zb + 2 * H + ua, nu)
@@ -399,7 +412,6 @@ cdef void _forward(
             for j in range(ua, ub):
                 cb[j] = zb[H + j] * cpb[j] + zb[j] * zb[2 * H + j]
             # m = o * act_cell(c)
-            m_b = m + b * H if projection != NULL else (h_out if b < keep else h_fin) + b * P
             memcpy(m_b + ua, cb + ua, nu * f)
             _activate(acts[CELL], m_b + ua, nu)
             for j in range(ua, ub):

@@ -106,4 +106,32 @@ static inline float pl_softplusf(float x)
     return (x > 0.0f ? x : 0.0f) + 2.0f * s * p;
 }
 
+/* One row of an LSTM step with Keras's and PyTorch's activations (sigmoid gates i, f, o;
+ * tanh candidate and cell output), over units [ua, ub), in one vectorized pass: zb (4H,)
+ * holds the pre-activations and gets the activated gates; c_t goes to cb, m_t = o tanh(c_t)
+ * to m_b; cpb is c_{t-1}. The same operations per element as applying each activation in its
+ * own loop. */
+static inline void pl_standard_gates(float* restrict zb, float* restrict cb,
+                                     const float* restrict cpb, float* restrict m_b, int H,
+                                     int ua, int ub)
+{
+    float* restrict zi = zb;
+    float* restrict zf = zb + H;
+    float* restrict zg = zb + 2 * H;
+    float* restrict zo = zb + 3 * H;
+    for (int j = ua; j < ub; j++) {
+        const float gi = pl_sigmoidf(zi[j]);
+        const float gf = pl_sigmoidf(zf[j]);
+        const float gg = pl_tanhf(zg[j]);
+        const float go = pl_sigmoidf(zo[j]);
+        const float c = gf * cpb[j] + gi * gg;
+        zi[j] = gi;
+        zf[j] = gf;
+        zg[j] = gg;
+        zo[j] = go;
+        cb[j] = c;
+        m_b[j] = pl_tanhf(c) * go;
+    }
+}
+
 #endif
