@@ -111,14 +111,20 @@ static inline float pl_softplusf(float x)
  * holds the pre-activations and gets the activated gates; c_t goes to cb, m_t = o tanh(c_t)
  * to m_b; cpb is c_{t-1}. The same operations per element as applying each activation in its
  * own loop. */
-static inline void pl_standard_gates(float* restrict zb, float* restrict cb,
-                                     const float* restrict cpb, float* restrict m_b, int H,
-                                     int ua, int ub)
+#if defined(_MSC_VER)
+#define PL_RESTRICT __restrict
+#else
+#define PL_RESTRICT restrict
+#endif
+
+static inline void pl_standard_gates(float* PL_RESTRICT zb, float* PL_RESTRICT cb,
+                                     const float* PL_RESTRICT cpb, float* PL_RESTRICT m_b,
+                                     int H, int ua, int ub)
 {
-    float* restrict zi = zb;
-    float* restrict zf = zb + H;
-    float* restrict zg = zb + 2 * H;
-    float* restrict zo = zb + 3 * H;
+    float* PL_RESTRICT zi = zb;
+    float* PL_RESTRICT zf = zb + H;
+    float* PL_RESTRICT zg = zb + 2 * H;
+    float* PL_RESTRICT zo = zb + 3 * H;
     for (int j = ua; j < ub; j++) {
         const float gi = pl_sigmoidf(zi[j]);
         const float gf = pl_sigmoidf(zf[j]);
