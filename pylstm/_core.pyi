@@ -11,6 +11,7 @@ import numpy as np
 
 ACTIVATION_CODES: dict[str, int]
 INPUT_DERIVATIVE_CODES: frozenset[int]
+HOIST_STEPS: int   # steps of one sample's fused input product done at once
 
 def forward(
     gates: np.ndarray,                       # (N, G) in: x @ kernel + bias; out: activated
@@ -33,6 +34,17 @@ def forward(
     training: bool,
     zero_output: bool,
     activations: np.ndarray,                 # (5,) intc: codes of gates i, f, g, o and cell
+    packed: Optional[np.ndarray] = None,     # (packed_size(H, P),) float32: the packed path
+    pack: bool = True,                       # pack recurrent_kernel (and kernel) into it first
+    num_threads: int = 1,                    # team size on the packed path
+    x: Optional[np.ndarray] = None,          # flat float32 input rows: the core's input product
+    ldx: int = 0,                            # x: elements between a step's rows
+    x_step: int = 0,                         # x: between dense steps (0: packed rows)
+    kernel: Optional[np.ndarray] = None,     # (D, G) with x
+    packed_kernel: Optional[np.ndarray] = None,  # (packed_size(H, D),) float32 with x
+    bias: Optional[np.ndarray] = None,       # (G,) or None, with x
+    ldy: int = 0,                            # y: elements between a step's rows (0: packed)
+    y_step: int = 0,                         # y: between dense steps
 ) -> None: ...
 
 def backward(
@@ -57,7 +69,14 @@ def backward(
     reverse: bool,
     zero_output: bool,
     activations: np.ndarray,                 # (5,) intc: codes of gates i, f, g, o and cell
+    packed_t: Optional[np.ndarray] = None,   # (packed_t_size(H, P),) float32: the packed path
+    num_threads: int = 1,                    # team size on the packed path
 ) -> None: ...
+
+def packed_size(H: int, P: int) -> int: ...     # floats of a packed (P, 4H) kernel
+def packed_t_size(H: int, P: int) -> int: ...   # floats of a packed transposed kernel
+def set_team_weights(weights: "list[float]") -> None: ...   # load-balance weights (tests)
+def address(buf: np.ndarray) -> int: ...        # address of a uint8 buffer's first byte
 
 def matmul_acc(
     a: np.ndarray,                           # (m, k), or (k, m) if trans_a

@@ -527,6 +527,11 @@ def set_team_weights(weights):
     pl_weight_nt_set(nt)
 
 
+def address(const unsigned char[::1] buf):
+    """The address of `buf`'s first byte (pylstm.ops aligns its buffers with it)."""
+    return <size_t> &buf[0]
+
+
 def packed_size(int H, int P):
     """Floats of the buffer `forward` packs a (P, 4H) recurrent kernel into (float32 only)."""
     return pl_packed_size(H, P)

@@ -492,7 +492,7 @@ def _aligned_empty(shape, dtype):
     if not ALIGN:
         return np.empty(shape, dtype=dtype)
     buf = np.empty(size + ALIGN, dtype=np.uint8)
-    start = -buf.ctypes.data % ALIGN
+    start = -_core.address(buf) % ALIGN
     return buf[start:start + size].view(dtype).reshape(shape)
 
 
