@@ -254,15 +254,15 @@ class BlasThreads:
         pinned = getattr(_local, "pinned", None)
         if pinned is not None:
             return pinned
+        return self.available()
+
+    def available(self):
+        """The threads pylstm may use: `get_num_threads()`, else the BLAS library's count
+        (the caller's), else the CPUs this process may run on."""
         if _num_threads is not None:
             return _num_threads
-        if self.saved is not None:
-            counts = self.saved
-        else:
-            counts = [lib.get() for lib in self.libs]
-        if counts:
-            return max(counts)
-        return _cpu_count()
+        counts = self.saved if self.saved is not None else [lib.get() for lib in self.libs]
+        return max(counts) if counts else _cpu_count()
 
     def _threaded(self, n):
         """Every library at `n` threads (None: the caller's counts); shorten spinning first
@@ -305,10 +305,7 @@ def concurrently(calls, flop_each):
     """
     calls = list(calls)
     with BlasThreads() as threads:
-        total = _num_threads
-        if total is None:
-            counts = [lib.get() for lib in threads.libs]
-            total = max(counts) if counts else _cpu_count()
+        total = threads.available()
         if (len(calls) < 2 or total < 2 or flop_each < _CONCURRENT_MIN_FLOP
                 or getattr(_local, "pinned", None) is not None):
             return [call() for call in calls]

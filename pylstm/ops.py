@@ -289,10 +289,7 @@ def _core_forward(x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, bia
     if _fusable(kernel, projection, din, drec, N, B):
         # The core does the input product too (bias + x @ kernel into gates, the arithmetic
         # of `_fused_inference`) on the packed kernel, and the time loop, in one team run.
-        packed = np.empty(_core.packed_size(H, P), dtype=dtype)
-        packed_kernel = np.empty(_core.packed_size(H, D), dtype=dtype)
-        with BlasThreads() as threads:
-            team = threads.team(2 * B * (D + P) * G, N // B)
+        packed, packed_kernel, team = _fused_buffers(kernel, recurrent_kernel, B, N // B)
         _core.forward(gates, zs, hs, cs, h0, c0, ms, m, y, y_prev, hm, recurrent_kernel,
                       projection, mask_tm, drec, batch_sizes, reverse, True, zero_output, acts,
                       packed, True, team, np.ascontiguousarray(x_rows).reshape(-1), D, 0,
@@ -517,6 +514,18 @@ def _worth_packing(rows, step_flop, B):
                                       step_flop * (rows // B) >= _threads._TEAM_MIN_FLOP)
 
 
+def _fused_buffers(kernel, recurrent_kernel, B, steps):
+    """`(packed, packed_kernel, team)` for a core call that packs both kernels (float32):
+    the buffers they are packed into and the thread team for `steps` steps of batch B."""
+    D, G = kernel.shape
+    P = recurrent_kernel.shape[0]
+    packed = np.empty(_core.packed_size(G // 4, P), dtype=np.float32)
+    packed_kernel = np.empty(_core.packed_size(G // 4, D), dtype=np.float32)
+    with BlasThreads() as threads:
+        team = threads.team(2 * B * (D + P) * G, steps)
+    return packed, packed_kernel, team
+
+
 def _fused_inference(x_flat, ldx, x_step, batch_sizes, kernel, recurrent_kernel, bias, h0, c0,
                      mask_tm, acts, reverse, zero_output, y, ldy, y_step):
     """Inference in float32 without projection or dropout: one core call that packs both
@@ -530,7 +539,7 @@ def _fused_inference(x_flat, ldx, x_step, batch_sizes, kernel, recurrent_kernel,
     """
     B = h0.shape[0]
     T = batch_sizes.size
-    D, G = kernel.shape
+    G = kernel.shape[1]
     H = G // 4
     P = recurrent_kernel.shape[0]
     hs = _aligned_empty((3 * B, P), np.float32)
@@ -540,10 +549,7 @@ def _fused_inference(x_flat, ldx, x_step, batch_sizes, kernel, recurrent_kernel,
     c_carry[...] = c0
     y_prev = np.zeros((B, P), dtype=np.float32)
     z = _aligned_empty((_core.HOIST_STEPS if B == 1 and x_step > 0 else B, G), np.float32)
-    packed = np.empty(_core.packed_size(H, P), dtype=np.float32)
-    packed_kernel = np.empty(_core.packed_size(H, D), dtype=np.float32)
-    with BlasThreads() as threads:
-        team = threads.team(2 * B * (D + P) * G, T)
+    packed, packed_kernel, team = _fused_buffers(kernel, recurrent_kernel, B, T)
     _core.forward(z, None, hs, cs, h_carry, c_carry, None, None, y, y_prev, None,
                   recurrent_kernel, None, mask_tm, None, batch_sizes, reverse, False,
                   zero_output, acts, packed, True, team, x_flat, ldx, x_step, kernel,
