@@ -46,6 +46,11 @@ extensions = [
         extra_link_args=[] if sys.platform == "win32" else ["-pthread"],
     ),
     Extension(
+        "pylstm._memory",
+        ["pylstm/_memory.pyx"],
+        extra_compile_args=compile_args,
+    ),
+    Extension(
         "pylstm._step",
         ["pylstm/_step.pyx"],
         include_dirs=[np.get_include()],

@@ -9,8 +9,10 @@ __version__ = "0.1.0"
 from pylstm import (activations, callbacks, constraints, datasets, initializers, layers, losses,
                     metrics, models, nn, ops, optimizers, regularizers, streaming, utils)
 
+from pylstm._memory import get_memory_pool_limit, memory_pool_idle, set_memory_pool_limit
 from pylstm._threads import get_num_threads, set_num_threads
 
 __all__ = ["activations", "callbacks", "constraints", "datasets", "initializers", "layers",
            "losses", "metrics", "models", "nn", "ops", "optimizers", "regularizers", "streaming",
-           "utils", "get_num_threads", "set_num_threads", "__version__"]
+           "utils", "get_num_threads", "set_num_threads", "get_memory_pool_limit",
+           "set_memory_pool_limit", "memory_pool_idle", "__version__"]

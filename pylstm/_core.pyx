@@ -109,6 +109,8 @@ from pylstm._gates cimport *
 cdef extern from "_fastmath.h" nogil:
     void pl_standard_gates(float* zb, float* cb, const float* cpb, float* m_b, int H, int ua,
                            int ub)
+    void pl_standard_backward(float* dzb, float* dcb, const float* dm_b, const float* zb,
+                              const float* cnb, const float* cpb, int H, int ua, int ub)
 
 cdef extern from "_recurrent.h" nogil:
     ctypedef struct pl_barrier:
@@ -683,6 +685,9 @@ cdef void _backward(
     cdef floating* dcb
     cdef const floating* cnb
     cdef const floating* cpb
+    cdef bint standard = (acts[GATE_I] == ACT_SIGMOID and acts[GATE_F] == ACT_SIGMOID and
+                          acts[GATE_G] == ACT_TANH and acts[GATE_O] == ACT_SIGMOID and
+                          acts[CELL] == ACT_TANH)
 
     for s in range(T):
         N += batch_sizes[s]
@@ -733,6 +738,11 @@ cdef void _backward(
             dcb = dc + b * H
             cnb = (c_out if b < keep else c_fin) + b * H
             cpb = c_in + b * H
+            if floating is float:
+                if standard:
+                    # Keras's and PyTorch's activations in one pass over the units
+                    pl_standard_backward(dzb, dcb, dm_b, zb, cnb, cpb, H, ua, ub)
+                    continue
             # a = act(c_t), recomputed rather than cached
             memcpy(a + ua, cnb + ua, nu * f)
             _activate(acts[CELL], a + ua, nu)

@@ -140,4 +140,38 @@ static inline void pl_standard_gates(float* PL_RESTRICT zb, float* PL_RESTRICT c
     }
 }
 
+/* The backward of pl_standard_gates for one row over units [ua, ub): given dm_b = d loss /
+ * d m_t, the activated gates zb (4H,), c_t (cnb) and c_{t-1} (cpb), writes the pre-activation
+ * gradients dzb (4H,) and takes dcb from d c_t (what later steps sent) to d c_{t-1}. tanh(c_t)
+ * is recomputed, not cached. The same operations per element, in the same order, as the
+ * per-activation loops of _core.pyx's _backward. */
+static inline void pl_standard_backward(float* PL_RESTRICT dzb, float* PL_RESTRICT dcb,
+                                        const float* PL_RESTRICT dm_b,
+                                        const float* PL_RESTRICT zb,
+                                        const float* PL_RESTRICT cnb,
+                                        const float* PL_RESTRICT cpb, int H, int ua, int ub)
+{
+    /* one pointer a gate, indexed by j alone: Python extensions build with -fwrapv, under
+     * which GCC does not vectorize zb[k * H + j] */
+    const float* PL_RESTRICT zi = zb;
+    const float* PL_RESTRICT zf = zb + H;
+    const float* PL_RESTRICT zg = zb + 2 * H;
+    const float* PL_RESTRICT zo = zb + 3 * H;
+    float* PL_RESTRICT di = dzb;
+    float* PL_RESTRICT df = dzb + H;
+    float* PL_RESTRICT dg = dzb + 2 * H;
+    float* PL_RESTRICT dout = dzb + 3 * H;
+    for (int j = ua; j < ub; j++) {
+        const float gi = zi[j], gf = zf[j], gg = zg[j], go = zo[j];
+        const float a = pl_tanhf(cnb[j]);
+        const float dm = dm_b[j];
+        const float dc = dcb[j] + (dm * go) * (1.0f - a * a);
+        dout[j] = (dm * a) * (go * (1.0f - go));
+        di[j] = (dc * gg) * (gi * (1.0f - gi));
+        df[j] = (dc * cpb[j]) * (gf * (1.0f - gf));
+        dg[j] = (dc * gi) * (1.0f - gg * gg);
+        dcb[j] = dc * gf;
+    }
+}
+
 #endif

@@ -133,12 +133,13 @@ cdef inline void _mul_dact(int code, floating* v, const floating* x, const float
     cdef floating d, e, s
     cdef floating sa = <floating> (SELU_SCALE * SELU_ALPHA)
     cdef floating scale = <floating> SELU_SCALE
+    cdef floating one = 1      # a literal 1 would make C compute float32 in double
     if code == ACT_TANH:
         for k in range(n):
-            v[k] *= 1 - y[k] * y[k]
+            v[k] *= one - y[k] * y[k]
     elif code == ACT_SIGMOID:
         for k in range(n):
-            v[k] *= y[k] * (1 - y[k])
+            v[k] *= y[k] * (one - y[k])
     elif code == ACT_HARD_SIGMOID:
         for k in range(n):
             v[k] *= <floating> (1.0 / 6.0) if (y[k] > 0 and y[k] < 1) else 0
