@@ -1,0 +1,13 @@
+"""Type stubs for the pool of released core buffers (pylstm/_memory.pyx). `Block` is used
+through pylstm.ops._empty; the three functions are public as `pylstm.set_memory_pool_limit`,
+`pylstm.get_memory_pool_limit` and `pylstm.memory_pool_idle`."""
+
+from typing import SupportsIndex, Tuple
+
+class Block:
+    """`nbytes` bytes of writable, 64-byte aligned memory (buffer protocol)."""
+    def __init__(self, nbytes: int) -> None: ...
+
+def set_memory_pool_limit(nbytes: SupportsIndex) -> None: ...
+def get_memory_pool_limit() -> int: ...
+def memory_pool_idle() -> Tuple[int, int]: ...
