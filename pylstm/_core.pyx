@@ -125,6 +125,8 @@ cdef extern from "_recurrent.h" nogil:
                         const float* packed, int n, int H, int K, int q0, int q1)
     size_t pl_packed_t_size(int H, int P)
     void pl_pack_t(float* packed, const float* u, int H, int P, int c0, int c1)
+    void pl_weight_grad(float* dw, float* db, const float* a, size_t lda, int K, const float* dz,
+                        int n, int H, int ua, int ub)
     void pl_rec_grad(float* out, const float* dz, const float* packed_t, int n, int H, int P,
                      int c0, int c1)
     void pl_gemm_rows(float* z, const float* bias, const float* x, size_t ldx,
@@ -158,6 +160,12 @@ ACTIVATION_CODES = {
 cdef enum:
     HOIST = 64
 HOIST_STEPS = HOIST
+
+# Rows of dz the backward's team accumulates into the weight gradients at once (whole steps:
+# every step at batch >= 32, every 32 steps at batch 1): enough rows that loading and storing
+# the gradients' registers costs little beside the products.
+cdef enum:
+    WGRAD_ROWS = 32
 
 # Codes whose derivative needs the activation's input: a gate using one makes forward keep zs.
 INPUT_DERIVATIVE_CODES = frozenset({ACT_SWISH})
@@ -657,11 +665,18 @@ cdef void _backward(
         int R, int T, int B, int H, int P, bint reverse, bint zero_output,
         const int* acts,              # IN (5,): i, f, g, o, cell activations
         int c0, int c1,               # this thread's column groups of `packed_t` (all: 0, C)
-        pl_barrier* bar) noexcept nogil:
+        pl_barrier* bar,
+        float* dw,                    # OUT (D, G) d kernel, or NULL (float32, packed_t only)
+        float* du,                    # OUT (P, G) d recurrent_kernel, with dw
+        float* db,                    # OUT (G,) d bias, or NULL
+        const float* xr,              # IN (N, D) the input rows, with dw
+        const float* h_prev,          # IN (N, P) each row's h_{t-1}, with dw
+        int D) noexcept nogil:
     # One thread of a team computes the units [ua, ub) of groups [c0, c1) (all H when alone):
     # their gate derivatives, and the same columns of d h_{t-1}, after the team has met at
     # `bar` (once per step) with every column of dz_t written. Projection and recurrent
-    # dropout run alone, on BLAS.
+    # dropout run alone, on BLAS. With `dw`, it also adds its units' columns of the weight
+    # gradients (zeroed by the caller) every WGRAD_ROWS rows or more, while dz is in cache.
     cdef int G = 4 * H
     cdef Py_ssize_t N = 0
     cdef Py_ssize_t step, s, t, b, j, k, off, off_next
@@ -685,6 +700,7 @@ cdef void _backward(
     cdef floating* dcb
     cdef const floating* cnb
     cdef const floating* cpb
+    cdef Py_ssize_t lo = 0, pending = 0
     cdef bint standard = (acts[GATE_I] == ACT_SIGMOID and acts[GATE_F] == ACT_SIGMOID and
                           acts[GATE_G] == ACT_TANH and acts[GATE_O] == ACT_SIGMOID and
                           acts[CELL] == ACT_TANH)
@@ -770,6 +786,18 @@ cdef void _backward(
             for j in range(ua, ub):
                 dcb[j] *= zb[H + j]
 
+        if floating is float:
+            if dw != NULL:
+                # rows of the steps since the last flush: [lo, lo + pending), contiguous
+                if not reverse or pending == 0:
+                    lo = off
+                pending += n
+                if pending >= WGRAD_ROWS or step == T - 1:
+                    pl_weight_grad(dw, db, xr + lo * D, D, D, dz + lo * G, pending, H, ua, ub)
+                    pl_weight_grad(du, NULL, h_prev + lo * P, P, P, dz + lo * G, pending, H,
+                                   ua, ub)
+                    pending = 0
+
         # Every column of dz_t is written: the team meets before reading whole rows of it.
         pl_barrier_wait(bar, &sense)
         # d h_{t-1} = (dz_t @ recurrent_kernel^T) * r    (n, G) @ (G, P); masked rows carry dh.
@@ -810,7 +838,12 @@ cdef struct _PackedBackward:
     const unsigned char* mask
     const int* batch_sizes
     const int* acts
-    int T, B, H, P
+    float* dw
+    float* du
+    float* db
+    const float* x
+    const float* h_prev
+    int T, B, H, P, D
     bint reverse, zero_output
 
 
@@ -818,12 +851,31 @@ cdef void _packed_backward_worker(void* arg, int tid, int nt, pl_barrier* bar) n
     """Thread `tid` of `nt`: packs its groups of the transposed kernel, then runs its units."""
     cdef _PackedBackward* a = <_PackedBackward*> arg
     cdef int c0, c1
+    cdef int W = 4 * pl_vec_width()
+    cdef int ua, ub
     pl_share_groups(a.H, tid, nt, &c0, &c1)
     pl_pack_t(a.packed_t, a.recurrent_kernel, a.H, a.P, c0, c1)
+    if a.dw != NULL:
+        ua = min(c0 * W, a.H)
+        ub = min(c1 * W, a.H)
+        _zero_units(a.dw, a.D, a.H, ua, ub)
+        _zero_units(a.du, a.P, a.H, ua, ub)
+        if a.db != NULL:
+            _zero_units(a.db, 1, a.H, ua, ub)
     _backward(a.dz, a.dh, a.dc, a.dy_carry, <float*> NULL, <float*> NULL, a.g, a.a,
               <float*> NULL, a.dy, a.gates, a.zs, a.cs, a.recurrent_kernel, a.packed_t,
               <float*> NULL, a.mask, <float*> NULL, a.batch_sizes, 0, a.T, a.B, a.H, a.P,
-              a.reverse, a.zero_output, a.acts, c0, c1, bar)
+              a.reverse, a.zero_output, a.acts, c0, c1, bar, a.dw, a.du, a.db, a.x, a.h_prev,
+              a.D)
+
+
+cdef void _zero_units(float* w, int K, int H, int ua, int ub) noexcept nogil:
+    """Zeroes the columns of units [ua, ub) of every gate in the K rows of w (K, 4H)."""
+    cdef int k, g
+    if ub > ua:
+        for k in range(K):
+            for g in range(4):
+                memset(w + (<Py_ssize_t> k * 4 + g) * H + ua, 0, (ub - ua) * sizeof(float))
 
 
 def packed_t_size(int H, int P):
@@ -839,7 +891,9 @@ def backward(floating[:, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
              const floating[:, ::1] recurrent_kernel, const floating[:, ::1] projection,
              const unsigned char[:, ::1] mask, const floating[:, :, ::1] recurrent_dropout_mask,
              const int[::1] batch_sizes, bint reverse, bint zero_output,
-             const int[::1] activations, floating[::1] packed_t=None, int num_threads=1):
+             const int[::1] activations, floating[::1] packed_t=None, int num_threads=1,
+             floating[:, ::1] dw=None, floating[:, ::1] du=None, floating[::1] db=None,
+             const floating[:, ::1] x=None, const floating[:, ::1] h_prev=None):
     """Backpropagates through all steps of a packed batch, filling dz (see the Design note).
 
     Rows are packed as in `forward`; `cs` is its training state slots `(N + B, H)`. `zs` is the
@@ -851,6 +905,12 @@ def backward(floating[:, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
     per-step product `dz_t @ recurrent_kernel^T` runs on the transposed kernel packed into it
     (_recurrent.h) on `num_threads` threads, one parallel region for the whole sequence.
     None: one BLAS product per step on the calling thread.
+
+    With `packed_t`, given `dw` `(D, G)`, `du` `(P, G)` (and `db` `(G,)` or None), `x`
+    `(N, D)` the input rows and `h_prev` `(N, P)` each row's previous state, the team also
+    computes `dw = x^T dz`, `du = h_prev^T dz` (and `db` = dz's column sums), each member
+    its own units' columns, every WGRAD_ROWS rows while dz is in cache; they are then
+    not GEMMs after the loop.
     """
     cdef int T = batch_sizes.shape[0]
     cdef int B = dh.shape[0]
@@ -879,6 +939,12 @@ def backward(floating[:, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
             w.mask = &mask[0, 0] if mask is not None else NULL
             w.batch_sizes = &batch_sizes[0]
             w.acts = &activations[0]
+            w.dw = &dw[0, 0] if dw is not None else NULL
+            w.du = &du[0, 0] if dw is not None else NULL
+            w.db = &db[0] if dw is not None and db is not None else NULL
+            w.x = &x[0, 0] if dw is not None else NULL
+            w.h_prev = &h_prev[0, 0] if dw is not None else NULL
+            w.D = dw.shape[0] if dw is not None else 0
             w.T, w.B, w.H, w.P = T, B, H, P
             w.reverse, w.zero_output = reverse, zero_output
             num_threads = max(1, min(num_threads, C))
@@ -900,7 +966,7 @@ def backward(floating[:, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
                   &recurrent_dropout_mask[0, 0, 0] if recurrent_dropout_mask is not None
                   else NULL,
                   &batch_sizes[0], R, T, B, H, P, reverse, zero_output, &activations[0],
-                  0, C, &alone)
+                  0, C, &alone, NULL, NULL, NULL, NULL, NULL, 0)
 
 
 # GEMMs over all timesteps -----------------------------------------------------------------

@@ -271,6 +271,100 @@ static inline void pl_rec_grad(float* out, const float* dz, const float* packed_
     }
 }
 
+/* Weight gradients: dw (K, 4H) += a^T dz over a block of n rows, a (n, K) with rows lda apart
+ * (the inputs x_t or the states h_{t-1}), dz (n, 4H), for the units [ua, ub) of each gate:
+ *
+ *     dw[k, g*H + u] += sum_r a[r, k] * dz[r, g*H + u]     (r = 0 .. n-1 in order)
+ *
+ * so a team member that computed dz for its units adds their weight gradients while dz is
+ * still in its cache, with no other member involved. A tile holds MR rows k of dw times the
+ * four gates' vectors of PL_V units in registers, as pl_rec_tile does with roles swapped.
+ * Every element's arithmetic depends only on the row blocks, not on the units' thread. */
+#if defined(PL_VECTOR_EXTENSIONS)
+#define PL_DEFINE_WTILE(MR)                                                                 \
+static inline void pl_wgrad_tile##MR(float* dw, size_t ldw, size_t gs, const float* a,    \
+                                     size_t lda, const float* dz, size_t ldz, int n)       \
+{                                                                                           \
+    pl_vf acc[MR][4];                                                                       \
+    for (int m = 0; m < MR; m++)                                                            \
+        for (int g = 0; g < 4; g++)                                                         \
+            acc[m][g] = pl_loadu(dw + m * ldw + g * gs);                                    \
+    for (int r = 0; r < n; r++) {                                                           \
+        pl_vf dg[4];                                                                        \
+        for (int g = 0; g < 4; g++)                                                         \
+            dg[g] = pl_loadu(dz + r * ldz + g * gs);                                        \
+        for (int g = 0; g < 4; g++)                                                         \
+            PL_IN_REGISTER(dg[g]);                                                          \
+        for (int m = 0; m < MR; m++) {                                                      \
+            const float am = a[r * lda + m];                                                \
+            for (int g = 0; g < 4; g++)                                                     \
+                acc[m][g] += am * dg[g];                                                    \
+        }                                                                                   \
+    }                                                                                       \
+    for (int m = 0; m < MR; m++)                                                            \
+        for (int g = 0; g < 4; g++)                                                         \
+            pl_storeu(dw + m * ldw + g * gs, acc[m][g]);                                    \
+}
+#else
+#define PL_DEFINE_WTILE(MR)                                                                 \
+static inline void pl_wgrad_tile##MR(float* dw, size_t ldw, size_t gs, const float* a,    \
+                                     size_t lda, const float* dz, size_t ldz, int n)       \
+{                                                                                           \
+    float acc[MR][4][PL_V];                                                                 \
+    for (int m = 0; m < MR; m++)                                                            \
+        for (int g = 0; g < 4; g++)                                                         \
+            for (int v = 0; v < PL_V; v++)                                                  \
+                acc[m][g][v] = dw[m * ldw + g * gs + v];                                    \
+    for (int r = 0; r < n; r++)                                                             \
+        for (int m = 0; m < MR; m++)                                                        \
+            for (int g = 0; g < 4; g++)                                                     \
+                for (int v = 0; v < PL_V; v++)                                              \
+                    acc[m][g][v] += a[r * lda + m] * dz[r * ldz + g * gs + v];              \
+    for (int m = 0; m < MR; m++)                                                            \
+        for (int g = 0; g < 4; g++)                                                         \
+            for (int v = 0; v < PL_V; v++)                                                  \
+                dw[m * ldw + g * gs + v] = acc[m][g][v];                                    \
+}
+#endif
+
+PL_DEFINE_WTILE(1)
+PL_DEFINE_WTILE(4)
+
+/* dw (K, 4H) += a (n, K; rows lda apart)^T @ dz (n, 4H) for the units [ua, ub) (ua a
+ * multiple of PL_V); with db (4H,) also db += the column sums of dz over those units. */
+static inline void pl_weight_grad(float* dw, float* db, const float* a, size_t lda, int K,
+                                  const float* dz, int n, int H, int ua, int ub)
+{
+    const size_t G = 4 * (size_t)H;
+    for (int u0 = ua; u0 < ub; u0 += PL_V) {
+        if (u0 + PL_V <= H) {
+            int k = 0;
+            for (; k + 4 <= K; k += 4)
+                pl_wgrad_tile4(dw + k * G + u0, G, H, a + k, lda, dz + u0, G, n);
+            for (; k < K; k++)
+                pl_wgrad_tile1(dw + k * G + u0, G, H, a + k, lda, dz + u0, G, n);
+        } else {
+            /* the last, partial panel: the same sums one value at a time */
+            for (int k = 0; k < K; k++)
+                for (int g = 0; g < 4; g++)
+                    for (int u = u0; u < ub; u++) {
+                        float acc = dw[k * G + g * H + u];
+                        for (int r = 0; r < n; r++)
+                            acc += a[r * lda + k] * dz[r * G + g * H + u];
+                        dw[k * G + g * H + u] = acc;
+                    }
+        }
+    }
+    if (db != NULL)
+        for (int r = 0; r < n; r++)
+            for (int g = 0; g < 4; g++) {
+                float* dbg = db + (size_t)g * H;
+                const float* dzg = dz + r * G + (size_t)g * H;
+                for (int u = ua; u < ub; u++)
+                    dbg[u] += dzg[u];
+            }
+}
+
 /* Load balance: a team splits the work in proportion to each member's measured speed
  * (cores of one machine need not be equally fast: on this 2-vCPU VM one ran 15 % slower, the
  * other waiting for it at every step). pl_weight holds the estimates, pl_weight_run the ones

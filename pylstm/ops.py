@@ -744,18 +744,34 @@ def _core_backward(cache, dy_rows, dh, dc, dy_carry):
     with BlasThreads() as threads:
         packed_t, team = _packed(threads, recurrent_kernel, projection, rdrop, B, N,
                                  transposed=True)
+        # On the packed kernel without input dropout the team adds the weight gradients as
+        # it goes (each member its units' columns, while dz is in cache); else GEMMs after.
+        in_team = packed_t is not None and din is None
+        dw = du = db = None
+        if in_team:
+            D = kernel.shape[0]
+            dw, du = _empty((D, G), dtype), _empty((P, G), dtype)
+            db = _empty((G,), dtype) if cache.has_bias else None
         _core.backward(dz, dh, dc, dy_carry, dhs, dm, g, a, hm, dy_rows,
                        cache.gates.reshape(N, G), zs, cache.cs, recurrent_kernel, projection,
                        cache.mask, rdrop, cache.batch_sizes, cache.reverse, cache.zero_output,
-                       cache.acts, packed_t, team)
+                       cache.acts, packed_t, team, dw, du, db,
+                       cache.x.reshape(N, -1) if in_team else None,
+                       cache.h_prev.reshape(N, P) if in_team else None)
         threads.bulk()
-        grads["kernel"], dx = _masked_gemm_grads(cache.x, din, kernel, dz, want_input_grad=True)
-        grads["recurrent_kernel"], _ = _masked_gemm_grads(cache.h_prev, rdrop_rows,
-                                                          recurrent_kernel, dz,
-                                                          want_input_grad=False)
+        if in_team:
+            dx = _empty(cache.x.shape, dtype)
+            _core.matmul_acc(dz, kernel, dx.reshape(N, -1), False, True, 0.0)    # dz @ kernel^T
+            grads["kernel"], grads["recurrent_kernel"], grads["bias"] = dw, du, db
+        else:
+            grads["kernel"], dx = _masked_gemm_grads(cache.x, din, kernel, dz,
+                                                     want_input_grad=True)
+            grads["recurrent_kernel"], _ = _masked_gemm_grads(cache.h_prev, rdrop_rows,
+                                                              recurrent_kernel, dz,
+                                                              want_input_grad=False)
+            grads["bias"] = dz.sum(axis=0) if cache.has_bias else None
         if projection is not None:
             _core.matmul_acc(cache.ms, dhs, grads["projection"], True, False, 0.0)  # m^T @ dh
-    grads["bias"] = dz.sum(axis=0) if cache.has_bias else None
     grads["x"] = dx
     grads["h0"] = dh
     grads["c0"] = dc
