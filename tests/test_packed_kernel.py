@@ -5,8 +5,9 @@ per call and runs the whole sequence on a team of threads, each owning whole gro
 (SIMD width) units. These tests force teams of 1, 2 and 3 threads on small shapes (the size
 thresholds set to zero; a team has at most one thread per group of 64 units with AVX-512,
 32 otherwise) and check, for the forward and the backward, dense and packed
-(lengths) batches, reverse, masks, per-gate activations and unit counts that leave partial
-panels and groups:
+(lengths) batches, reverse, masks, per-gate activations, unit counts that leave partial
+panels and groups, and runs long enough for the backward's in-team weight gradients to take
+several blocks of rows:
 - every team size gives bitwise the same outputs and gradients;
 - they match the BLAS time loop (the path the parity tests were written against) and the
   float64 NumPy reference.
@@ -81,6 +82,13 @@ CASES = [
     (4, 6, 3, 130, dict(mask="random", zero_output_for_mask=True, reverse=True)),
     (7, 4, 3, 96, dict(gate_activations=("hard_sigmoid", "sigmoid", "relu", "swish", "elu"))),
     (2, 5, 3, 24, dict(activation="swish", recurrent_activation="softsign")),
+    # Longer runs: the backward's team adds the weight gradients every 32 rows or more
+    # (every 32 steps at batch 1), so these cross several blocks and end in a partial one.
+    (1, 70, 3, 20, {}),
+    (1, 70, 3, 20, dict(reverse=True)),
+    (7, 15, 4, 40, dict(lengths=np.array([15, 3, 9, 15, 1, 12, 6]), reverse=True)),
+    (7, 15, 4, 40, dict(lengths=np.array([15, 3, 9, 15, 1, 12, 6]))),
+    (10, 12, 3, 70, dict(mask="random")),
 ]
 
 
