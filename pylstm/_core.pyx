@@ -137,6 +137,8 @@ cdef extern from "_recurrent.h" nogil:
     void pl_share_panels(int H, int tid, int nt, int* q0, int* q1)
     void pl_share_groups(int H, int tid, int nt, int* c0, int* c1)
     void pl_barrier_wait(pl_barrier* bar, int* local_sense)
+    void pl_barrier_arrive(pl_barrier* bar, int* local_sense)
+    void pl_barrier_finish(pl_barrier* bar, int local_sense)
     int pl_team_run(int nt, pl_work_fn fn, void* arg)
 
 ACTIVATION_CODES = {
@@ -329,8 +331,8 @@ cdef void _forward(
     cdef floating* c_fin
     cdef floating* m_b
     cdef floating* yb
-    cdef const floating* xt
-    cdef Py_ssize_t span = 0, t_base = 0
+    cdef float* z_next = NULL
+    cdef Py_ssize_t t_next
     cdef bint masked
     cdef bint standard = (acts[GATE_I] == ACT_SIGMOID and acts[GATE_F] == ACT_SIGMOID and
                           acts[GATE_G] == ACT_TANH and acts[GATE_O] == ACT_SIGMOID and
@@ -365,29 +367,11 @@ cdef void _forward(
         n_prev = n
         z = gates + off * G
         if floating is float:
-            if x != NULL and B == 1 and x_step > 0:
-                # One sample: its steps' rows are x_step apart, so the input product of the
-                # next HOIST steps is one product (kernel read once for them, not per step)
-                # into gates, a (HOIST, G) scratch; the same arithmetic as per step.
-                if s % HOIST == 0:
-                    span = HOIST if T - s > HOIST else T - s
-                    t_base = s if not reverse else T - s - span
-                    if bias == NULL:
-                        for j in range(span):
-                            for k in range(4):
-                                memset(gates + j * G + k * H + ua, 0, nu * f)
-                    pl_rec_product(gates, bias, x + t_base * x_step, x_step, packed_kernel,
-                                   span, H, D, q0, q1)
-                z = gates + (t - t_base) * G
-            elif x != NULL:
-                # z = bias + x_t @ kernel, this thread's units
-                z = gates
-                if bias == NULL:
-                    for b in range(n):
-                        for k in range(4):
-                            memset(z + b * G + k * H + ua, 0, nu * f)
-                xt = x + (off * ldx if x_step == 0 else t * x_step)
-                pl_rec_product(z, bias, xt, ldx, packed_kernel, n, H, D, q0, q1)
+            if x != NULL:
+                # z = bias + x_t @ kernel: done while waiting at the previous step's barrier
+                z = z_next if z_next != NULL else _step_input(
+                    gates, x, ldx, x_step, packed_kernel, bias, D, H, B, T, s, t, off, n,
+                    reverse, training, q0, q1)
 
         if floating is float:
             if packed != NULL:
@@ -457,7 +441,58 @@ cdef void _forward(
                     memcpy(yb, hb, np_ * f)
         if not reverse:
             off += n
+        if floating is float:
+            if x != NULL and s + 1 < T:
+                # Split barrier: arrive, compute the next step's input product (it needs no
+                # other thread's h_t), then wait; a partner running late costs less idle time.
+                pl_barrier_arrive(bar, &sense)
+                t_next = t - 1 if reverse else t + 1
+                n_next = batch_sizes[t_next]
+                z_next = _step_input(gates, x, ldx, x_step, packed_kernel, bias, D, H, B, T,
+                                     s + 1, t_next, off - n_next if reverse else off, n_next,
+                                     reverse, training, q0, q1)
+                pl_barrier_finish(bar, sense)
+                continue
         pl_barrier_wait(bar, &sense)
+
+
+cdef float* _step_input(float* gates, const float* x, Py_ssize_t ldx, Py_ssize_t x_step,
+                        const float* packed_kernel, const float* bias, int D, int H, int B,
+                        int T, Py_ssize_t s, Py_ssize_t t, Py_ssize_t off, int n, bint reverse,
+                        bint training, int q0, int q1) noexcept nogil:
+    """The input product of processed step s (step t, rows [off, off + n)) for this thread's
+    panels [q0, q1): z = bias + x_t @ kernel from the packed kernel; returns where z is (the
+    gates cache rows in training, else the scratch)."""
+    cdef Py_ssize_t G = 4 * H
+    cdef int V = pl_vec_width()
+    cdef int ua = min(q0 * V, H)
+    cdef int nu = min(q1 * V, H) - ua
+    cdef Py_ssize_t block, span, t_base, j, b
+    cdef int k
+    cdef float* z
+    if not training and B == 1 and x_step > 0:
+        # One sample: its steps' rows are x_step apart, so the input product of the next
+        # HOIST steps is one product (kernel read once for them, not per step) into gates, a
+        # (HOIST, G) scratch; the same arithmetic as per step.
+        block = s - s % HOIST
+        span = HOIST if T - block > HOIST else T - block
+        t_base = block if not reverse else T - block - span
+        if s == block:
+            if bias == NULL:
+                for j in range(span):
+                    for k in range(4):
+                        memset(gates + j * G + k * H + ua, 0, nu * sizeof(float))
+            pl_rec_product(gates, bias, x + t_base * x_step, x_step, packed_kernel, span, H, D,
+                           q0, q1)
+        return gates + (t - t_base) * G
+    z = gates + off * G if training else gates
+    if bias == NULL:
+        for b in range(n):
+            for k in range(4):
+                memset(z + b * G + k * H + ua, 0, nu * sizeof(float))
+    pl_rec_product(z, bias, x + (off * ldx if x_step == 0 else t * x_step), ldx, packed_kernel,
+                   n, H, D, q0, q1)
+    return z
 
 
 cdef struct _Packed:

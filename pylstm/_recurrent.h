@@ -432,6 +432,18 @@ static inline void pl_barrier_wait(pl_barrier* bar, int* local_sense)
     (void)local_sense;
 }
 
+static inline void pl_barrier_arrive(pl_barrier* bar, int* local_sense)
+{
+    (void)bar;
+    (void)local_sense;
+}
+
+static inline void pl_barrier_finish(pl_barrier* bar, int local_sense)
+{
+    (void)bar;
+    (void)local_sense;
+}
+
 static inline int pl_team_run(int nt, pl_work_fn fn, void* arg)
 {
     pl_barrier bar = {0, 0, 1};
@@ -464,8 +476,10 @@ static inline long long pl_now_ns(void)
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Sense-reversing barrier: spins about 2^12 pauses (tens of microseconds), then yields. */
-static inline void pl_barrier_wait(pl_barrier* bar, int* local_sense)
+/* Sense-reversing barrier: spins about 2^12 pauses (tens of microseconds), then yields.
+ * Split in two: pl_barrier_arrive (this thread's writes are done) and pl_barrier_finish
+ * (wait for the others), so that a thread can do work that needs nobody else's in between. */
+static inline void pl_barrier_arrive(pl_barrier* bar, int* local_sense)
 {
     const int sense = !*local_sense;
     *local_sense = sense;
@@ -474,11 +488,16 @@ static inline void pl_barrier_wait(pl_barrier* bar, int* local_sense)
     if (__atomic_add_fetch(&bar->count, 1, __ATOMIC_ACQ_REL) == bar->nt) {
         __atomic_store_n(&bar->count, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&bar->sense, sense, __ATOMIC_RELEASE);
-        return;
     }
+}
+
+static inline void pl_barrier_finish(pl_barrier* bar, int local_sense)
+{
+    if (bar->nt <= 1 || __atomic_load_n(&bar->sense, __ATOMIC_ACQUIRE) == local_sense)
+        return;
     const long long start = pl_now_ns();
     unsigned spins = 0;
-    while (__atomic_load_n(&bar->sense, __ATOMIC_ACQUIRE) != sense) {
+    while (__atomic_load_n(&bar->sense, __ATOMIC_ACQUIRE) != local_sense) {
         if (spins < 4096) {
             spins++;
             pl_cpu_relax();
@@ -487,6 +506,12 @@ static inline void pl_barrier_wait(pl_barrier* bar, int* local_sense)
         }
     }
     pl_wait_ns += pl_now_ns() - start;
+}
+
+static inline void pl_barrier_wait(pl_barrier* bar, int* local_sense)
+{
+    pl_barrier_arrive(bar, local_sense);
+    pl_barrier_finish(bar, *local_sense);
 }
 
 /* The team's helper threads persist between runs (starting a thread took 70-90 us here,
