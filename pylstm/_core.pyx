@@ -821,6 +821,10 @@ cdef void _backward(
             for j in range(ua, ub):
                 dcb[j] *= zb[H + j]
 
+        # Every column of dz_t is written: the team meets before reading whole rows of it.
+        # Split barrier: in between, this thread's weight gradients, which need only its own
+        # columns of dz (a partner running late costs less idle time).
+        pl_barrier_arrive(bar, &sense)
         if floating is float:
             if dw != NULL:
                 # rows of the steps since the last flush: [lo, lo + pending), contiguous
@@ -832,9 +836,7 @@ cdef void _backward(
                     pl_weight_grad(du, NULL, h_prev + lo * P, P, P, dz + lo * G, pending, H,
                                    ua, ub)
                     pending = 0
-
-        # Every column of dz_t is written: the team meets before reading whole rows of it.
-        pl_barrier_wait(bar, &sense)
+        pl_barrier_finish(bar, sense)
         # d h_{t-1} = (dz_t @ recurrent_kernel^T) * r    (n, G) @ (G, P); masked rows carry dh.
         # Rows [n, B) keep their dh: those samples have not started (or have ended) here.
         if floating is float:
