@@ -140,6 +140,33 @@ static inline void pl_standard_gates(float* PL_RESTRICT zb, float* PL_RESTRICT c
     }
 }
 
+/* Whether p[:n] holds no NaN or inf: a value is not finite exactly when its exponent bits are
+ * all ones, so the largest masked exponent over the array tells; integer max and and, which
+ * vectorize (a float reduction would not without fast-math). */
+static inline int pl_all_finitef(const float* p, size_t n)
+{
+    uint32_t most = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, p + i, sizeof bits);
+        bits &= 0x7f800000u;
+        most = bits > most ? bits : most;
+    }
+    return most != 0x7f800000u;
+}
+
+static inline int pl_all_finite(const double* p, size_t n)
+{
+    uint64_t most = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t bits;
+        memcpy(&bits, p + i, sizeof bits);
+        bits &= 0x7ff0000000000000ull;
+        most = bits > most ? bits : most;
+    }
+    return most != 0x7ff0000000000000ull;
+}
+
 /* The backward of pl_standard_gates for one row over units [ua, ub): given dm_b = d loss /
  * d m_t, the activated gates zb (4H,), c_t (cnb) and c_{t-1} (cpb), writes the pre-activation
  * gradients dzb (4H,) and takes dcb from d c_t (what later steps sent) to d c_{t-1}. tanh(c_t)

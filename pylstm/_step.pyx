@@ -35,6 +35,10 @@ from libc.string cimport memcpy
 from pylstm._blas cimport matmul
 from pylstm._gates cimport (CELL, GATE_F, GATE_G, GATE_I, GATE_O, _activate)
 
+cdef extern from "_fastmath.h" nogil:
+    bint pl_all_finitef(const float* p, size_t n)
+    bint pl_all_finite(const double* p, size_t n)
+
 cnp.import_array()
 
 # Status codes of StepKernel.run: which input holds NaN or inf (nothing is written then).
@@ -46,13 +50,10 @@ cpdef enum:
 
 
 cdef inline bint _all_finite(const floating* p, Py_ssize_t n) noexcept nogil:
-    """True if p[:n] holds no NaN or inf: v - v is 0 for finite v, NaN otherwise. An OR
-    reduction over integers, which vectorizes (a float sum would not, without fast-math)."""
-    cdef Py_ssize_t k
-    cdef int bad = 0
-    for k in range(n):
-        bad |= (p[k] - p[k]) != 0
-    return bad == 0
+    """True if p[:n] holds no NaN or inf (one vectorized pass over the exponent bits)."""
+    if floating is float:
+        return pl_all_finitef(p, n)
+    return pl_all_finite(p, n)
 
 
 def all_finite(floating[::1] values):
