@@ -163,6 +163,12 @@ cdef enum:
     HOIST = 64
 HOIST_STEPS = HOIST
 
+# Batch from which a training forward computes each step's input product while waiting at the
+# previous step's barrier (as inference does) instead of all rows' at once before the loop:
+# below it, reading the packed kernel for every step of a few rows costs more than it hides.
+cdef enum:
+    TRAIN_STEP_INPUT_MIN_BATCH = 8
+
 # Rows of dz the backward's team accumulates into the weight gradients at once (whole steps:
 # every step at batch >= 32, every 32 steps at batch 1): enough rows that loading and storing
 # the gradients' registers costs little beside the products.
@@ -537,9 +543,11 @@ cdef void _packed_worker(void* arg, int tid, int nt, pl_barrier* bar) noexcept n
         pl_pack(a.packed, a.recurrent_kernel, a.H, a.P, q0, q1)
         if a.x != NULL:
             pl_pack(a.packed_kernel, a.kernel, a.H, a.D, q0, q1)
-    if a.x != NULL and a.training:
-        # The input product of every row at once into the gates cache (this thread's units):
-        # gates = bias + x @ kernel, the same arithmetic as the per-step fused inference.
+    if a.x != NULL and a.training and a.B < TRAIN_STEP_INPUT_MIN_BATCH:
+        # Small batches: the input product of every row at once into the gates cache (this
+        # thread's units), gates = bias + x @ kernel, reading the packed kernel once for many
+        # rows; larger batches compute it step by step, each while waiting at the previous
+        # step's barrier. Either way the same arithmetic as the fused inference.
         for s in range(a.T):
             N += a.batch_sizes[s]
         if a.bias == NULL:
@@ -614,8 +622,9 @@ def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
     a step's rows `ldx` apart, dense steps `x_step` apart (0: packed rows, each step's rows
     contiguous from its first packed row); `kernel` `(D, G)` is packed into `packed_kernel`
     `(packed_size(H, D),)` (with `pack`); `bias` `(G,)` or None. In training, `x` holds the
-    N packed rows (`ldx` = D) and `gates` gets `bias + x @ kernel` for all of them first; in
-    inference each step computes its own into `gates`, then a `(B, G)` scratch (for one dense
+    N packed rows (`ldx` = D) and `gates` gets `bias + x @ kernel` for all of them first
+    (batch under 8) or step by step; in inference each step computes its own into `gates`,
+    then a `(B, G)` scratch (for one dense
     sample, `(HOIST_STEPS, G)`: its next steps' products at once), and `y`'s
     rows are at `t * y_step + b * ldy` (dense; `ldy` 0: packed rows). Either way each gate's
     arithmetic is the same, so inference and training give the same bits.

@@ -22,6 +22,29 @@ cdef enum:
     _ALIGN = 64      # bytes
     _SLOTS = 32      # idle blocks kept at most
 
+cdef extern from *:
+    """
+    #if defined(__linux__)
+    #include <sys/mman.h>
+    #endif
+    /* Asks Linux for transparent huge pages over a new block of 4 MiB or more, as NumPy does
+     * for its own large arrays (fewer TLB misses when a kernel walks a large buffer); a no-op
+     * elsewhere, and harmless if refused. */
+    static void pl_advise_huge(void* p, size_t size)
+    {
+    #if defined(__linux__) && defined(MADV_HUGEPAGE)
+        if (size >= ((size_t)1 << 22)) {
+            const size_t offset = 4096 - (size_t)p % 4096;
+            (void)madvise((char*)p + offset, size - offset, MADV_HUGEPAGE);
+        }
+    #else
+        (void)p;
+        (void)size;
+    #endif
+    }
+    """
+    void pl_advise_huge(void* p, size_t size) nogil
+
 # A request may take an idle block up to this many times its size.
 cdef Py_ssize_t _SLACK = 2
 # Smaller blocks are freed at once: the C library reuses small memory without new pages, and
@@ -79,7 +102,10 @@ cdef void* _take(Py_ssize_t size, Py_ssize_t* got):
         _n_idle -= 1
         return base
     got[0] = size
-    return malloc(size + _ALIGN)
+    base = malloc(size + _ALIGN)
+    if base != NULL:
+        pl_advise_huge(base, size + _ALIGN)
+    return base
 
 
 cdef class Block:

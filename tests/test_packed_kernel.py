@@ -231,3 +231,18 @@ def test_uneven_team_splits_give_the_same_bits(force_teams, weights):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="weights"):
         _core.set_team_weights((1.0, 9.0))
+
+
+@pytest.mark.parametrize("case", [0, 5, 7, 11, 13])
+def test_weight_gradients_by_team_match_the_gemms(force_teams, monkeypatch, case):
+    """The backward's team adds the weight gradients itself while each member's share fits
+    its cache (ops._WGRAD_TEAM_BYTES), else BLAS GEMMs follow the loop: both agree."""
+    B, T, D, H, opts = CASES[case]
+    args = problem(B, T, D, H, seed=case)
+    kwargs = options(B, T, opts, seed=case)
+    pylstm.set_num_threads(2)
+    by_team = run(args, True, **kwargs)
+    monkeypatch.setattr(ops, "_WGRAD_TEAM_BYTES", 0)
+    by_gemm = run(args, True, **kwargs)
+    for a, b in zip(by_team, by_gemm):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
