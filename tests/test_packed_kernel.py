@@ -82,13 +82,13 @@ CASES = [
     (4, 6, 3, 130, dict(mask="random", zero_output_for_mask=True, reverse=True)),
     (7, 4, 3, 96, dict(gate_activations=("hard_sigmoid", "sigmoid", "relu", "swish", "elu"))),
     (2, 5, 3, 24, dict(activation="swish", recurrent_activation="softsign")),
-    # Longer runs: the backward's team adds the weight gradients every 32 rows or more
-    # (every 32 steps at batch 1), so these cross several blocks and end in a partial one.
-    (1, 70, 3, 20, {}),
-    (1, 70, 3, 20, dict(reverse=True)),
-    (7, 15, 4, 40, dict(lengths=np.array([15, 3, 9, 15, 1, 12, 6]), reverse=True)),
-    (7, 15, 4, 40, dict(lengths=np.array([15, 3, 9, 15, 1, 12, 6]))),
-    (10, 12, 3, 70, dict(mask="random")),
+    # Longer runs: the backward's team adds the weight gradients every 64 rows or more
+    # (every 64 steps at batch 1), so these cross several blocks and end in a partial one.
+    (1, 150, 3, 20, {}),
+    (1, 150, 3, 20, dict(reverse=True)),
+    (7, 30, 4, 40, dict(lengths=np.array([30, 5, 18, 30, 1, 24, 12]), reverse=True)),
+    (7, 30, 4, 40, dict(lengths=np.array([30, 5, 18, 30, 1, 24, 12]))),
+    (10, 15, 3, 70, dict(mask="random")),
 ]
 
 
