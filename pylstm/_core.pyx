@@ -676,7 +676,7 @@ def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
                  &y[0, 0] if y is not None else NULL,
                  &y_prev[0, 0],
                  &hm[0, 0] if hm is not None else NULL,
-                 &recurrent_kernel[0, 0], NULL, NULL, 0, 0, NULL, NULL, 0, 0, 0,
+                 &recurrent_kernel[0, 0], NULL, NULL, 0, 0, NULL, NULL, 0, ldy, y_step,
                  &projection[0, 0] if projection is not None else NULL,
                  &mask[0, 0] if mask is not None else NULL,
                  &recurrent_dropout_mask[0, 0, 0] if recurrent_dropout_mask is not None
@@ -697,7 +697,9 @@ cdef void _backward(
         floating* g,                  # scratch (B, P)
         floating* a,                  # scratch (H,)
         floating* hm,                 # scratch (B, P), used with four recurrent dropout masks
-        const floating* dy,           # IN (N, P) or NULL
+        const floating* dy,           # IN (N, P) or NULL; dense rows at t * dy_step + b * lddy
+        Py_ssize_t lddy,              # dy: elements between a step's rows; 0: packed rows
+        Py_ssize_t dy_step,           # dy: elements between dense steps (with lddy > 0)
         const floating* gates,        # IN (N, G) activated gates
         const floating* zs,           # IN (N, G) gate pre-activations, or NULL
         const floating* cs,           # IN (N + B, H) cell state slots of a training forward
@@ -745,6 +747,7 @@ cdef void _backward(
     cdef floating* dcb
     cdef const floating* cnb
     cdef const floating* cpb
+    cdef const floating* dyb = NULL
     cdef Py_ssize_t lo = 0, pending = 0
     cdef bint standard = (acts[GATE_I] == ACT_SIGMOID and acts[GATE_F] == ACT_SIGMOID and
                           acts[GATE_G] == ACT_TANH and acts[GATE_O] == ACT_SIGMOID and
@@ -768,17 +771,19 @@ cdef void _backward(
 
         # g = d loss / d h_t, for the samples that ran this step
         for b in range(n):
+            if dy != NULL:
+                dyb = dy + ((off + b) * P if lddy == 0 else t * dy_step + b * lddy)
             if mask != NULL and mask[t * B + b] == 0:
                 if dy != NULL and not zero_output:
                     for k in range(pa, pb):
-                        dy_carry[b * P + k] += dy[(off + b) * P + k]
+                        dy_carry[b * P + k] += dyb[k]
                 continue
             for k in range(pa, pb):
                 g[b * P + k] = dh[b * P + k] + dy_carry[b * P + k]
                 dy_carry[b * P + k] = 0
             if dy != NULL:
                 for k in range(pa, pb):
-                    g[b * P + k] += dy[(off + b) * P + k]
+                    g[b * P + k] += dyb[k]
 
         if projection != NULL:
             memcpy(dhs + off * P, g, n * P * f)
@@ -877,6 +882,7 @@ cdef struct _PackedBackward:
     float* g
     float* a
     const float* dy
+    Py_ssize_t lddy, dy_step
     const float* gates
     const float* zs
     const float* cs
@@ -910,7 +916,8 @@ cdef void _packed_backward_worker(void* arg, int tid, int nt, pl_barrier* bar) n
         if a.db != NULL:
             _zero_units(a.db, 1, a.H, ua, ub)
     _backward(a.dz, a.dh, a.dc, a.dy_carry, <float*> NULL, <float*> NULL, a.g, a.a,
-              <float*> NULL, a.dy, a.gates, a.zs, a.cs, a.recurrent_kernel, a.packed_t,
+              <float*> NULL, a.dy, a.lddy, a.dy_step, a.gates, a.zs, a.cs, a.recurrent_kernel,
+              a.packed_t,
               <float*> NULL, a.mask, <float*> NULL, a.batch_sizes, 0, a.T, a.B, a.H, a.P,
               a.reverse, a.zero_output, a.acts, c0, c1, bar, a.dw, a.du, a.db, a.x, a.h_prev,
               a.D)
@@ -940,7 +947,8 @@ def backward(floating[:, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
              const int[::1] batch_sizes, bint reverse, bint zero_output,
              const int[::1] activations, floating[::1] packed_t=None, int num_threads=1,
              floating[:, ::1] dw=None, floating[:, ::1] du=None, floating[::1] db=None,
-             const floating[:, ::1] x=None, const floating[:, ::1] h_prev=None):
+             const floating[:, ::1] x=None, const floating[:, ::1] h_prev=None,
+             Py_ssize_t lddy=0, Py_ssize_t dy_step=0):
     """Backpropagates through all steps of a packed batch, filling dz (see the Design note).
 
     Rows are packed as in `forward`; `cs` is its training state slots `(N + B, H)`. `zs` is the
@@ -958,6 +966,9 @@ def backward(floating[:, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
     computes `dw = x^T dz`, `du = h_prev^T dz` (and `db` = dz's column sums), each member
     its own units' columns, every WGRAD_ROWS rows while dz is in cache; they are then
     not GEMMs after the loop.
+
+    `dy` holds packed rows, or with `lddy` > 0 dense rows at `t * dy_step + b * lddy` (a
+    batch-major `(B, T, P)` gradient read in place: `lddy` = T * P, `dy_step` = P).
     """
     cdef int T = batch_sizes.shape[0]
     cdef int B = dh.shape[0]
@@ -978,6 +989,7 @@ def backward(floating[:, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
             w.g = &g[0, 0]
             w.a = &a[0]
             w.dy = &dy[0, 0] if dy is not None else NULL
+            w.lddy, w.dy_step = lddy, dy_step
             w.gates = &gates[0, 0]
             w.zs = &zs[0, 0] if zs is not None else NULL
             w.cs = &cs[0, 0]
@@ -1004,7 +1016,7 @@ def backward(floating[:, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
                   &dm[0, 0] if dm is not None else NULL,
                   &g[0, 0], &a[0],
                   &hm[0, 0] if hm is not None else NULL,
-                  &dy[0, 0] if dy is not None else NULL,
+                  &dy[0, 0] if dy is not None else NULL, lddy, dy_step,
                   &gates[0, 0],
                   &zs[0, 0] if zs is not None else NULL,
                   &cs[0, 0], &recurrent_kernel[0, 0], NULL,

@@ -219,14 +219,16 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
                               cs=None, ms=None, acts=None)
         return np.ascontiguousarray(y), h_n, c_n, cache
 
+    # A training forward (inference returned above): the core writes the sequence output in
+    # the caller's layout.
     batch_sizes = _dense_batch_sizes(T, B)
     run = _core_forward(x_tm, batch_sizes, None, kernel, recurrent_kernel, bias, projection,
                         h0, c0, mask_tm, din, drec, acts, reverse, training,
-                        zero_output_for_mask, want_y=return_sequences)
+                        zero_output_for_mask, want_y=return_sequences,
+                        y_batch_first=not time_major)
     y, h_n, c_n, core = run
     if return_sequences:
-        y = y.reshape(T, B, P)
-        out = y if time_major else _contiguous(y.transpose(1, 0, 2))
+        out = y.reshape((T, B, P) if time_major else (B, T, P))
     elif mask_tm is None:
         out = h_n.copy()
     else:
@@ -241,14 +243,16 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
 
 
 def _core_forward(x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, bias, projection,
-                  h0, c0, mask_tm, din, drec, acts, reverse, training, zero_output, want_y):
+                  h0, c0, mask_tm, din, drec, acts, reverse, training, zero_output, want_y,
+                  y_batch_first=False):
     """Runs the compiled forward over packed rows; validated arguments only.
 
     `x_rows` is `(T, B, D)` (every batch size B) or `(N, D)` packed by step; `row_sample`
     None, or `(N,)` the position within its step of each packed row (which row of a `(B, .)`
     per-sample array it uses). Returns `(y (N, P) or None, h_n, c_n, fields)`, `fields` the
     core part of an `LSTMCache` (and `y_prev`) in training, else only `y_prev`: inference
-    runs in chunks of steps (`_core_inference`) and keeps nothing per step.
+    runs in chunks of steps (`_core_inference`) and keeps nothing per step. With
+    `y_batch_first` (dense rows, training), `y` is `(B, T, P)` instead, written in place.
     """
     dtype = kernel.dtype
     D, G = kernel.shape
@@ -283,6 +287,10 @@ def _core_forward(x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, bia
     ms = _empty((N, H), dtype) if projection is not None else None
     m = np.empty((B, H), dtype=dtype) if projection is not None else None
     y = _empty((N, P), dtype) if want_y else None
+    ldy = y_step = 0
+    if want_y and y_batch_first:
+        T = batch_sizes.size
+        ldy, y_step = T * P, P       # row (t, b) of the output at b * T * P + t * P
     y_prev = np.zeros((B, P), dtype=dtype)
     hm = np.empty((B, P), dtype=dtype) if drec is not None else None
 
@@ -293,7 +301,7 @@ def _core_forward(x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, bia
         _core.forward(gates, zs, hs, cs, h0, c0, ms, m, y, y_prev, hm, recurrent_kernel,
                       projection, mask_tm, drec, batch_sizes, reverse, True, zero_output, acts,
                       packed, True, team, np.ascontiguousarray(x_rows).reshape(-1), D, 0,
-                      kernel, packed_kernel, bias)
+                      kernel, packed_kernel, bias, ldy, y_step)
         return _training_fields(y, hs, cs, gates, zs, ms, y_prev, acts, batch_sizes,
                                 row_sample, lead, B, N, G, P, reverse)
 
@@ -311,7 +319,7 @@ def _core_forward(x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, bia
         packed, team = _packed(threads, recurrent_kernel, projection, drec, B, N)
         _core.forward(gates, zs, hs, cs, h0, c0, ms, m, y, y_prev, hm, recurrent_kernel,
                       projection, mask_tm, drec, batch_sizes, reverse, True, zero_output, acts,
-                      packed, True, team)
+                      packed, True, team, None, 0, 0, None, None, None, ldy, y_step)
 
     return _training_fields(y, hs, cs, gates, zs, ms, y_prev, acts, batch_sizes, row_sample,
                             lead, B, N, G, P, reverse)
@@ -664,14 +672,13 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     P = cache.recurrent_kernel.shape[0]
     dtype = cache.kernel.dtype
 
-    dy_tm = None
+    dy_seq = None        # the sequence gradient, C-contiguous in the forward's layout
     dy_last = None
     if dy is not None:
         if cache.return_sequences:
             expected = (T, B, P) if cache.time_major else (B, T, P)
-            dy = check_array(dy, "dy", shape=expected, dtype=dtype)
-            dy_tm = _contiguous(dy if cache.time_major else dy.transpose(1, 0, 2))
-            check_finite(dy_tm, "dy")
+            dy_seq = _contiguous(check_array(dy, "dy", shape=expected, dtype=dtype))
+            check_finite(dy_seq, "dy")
         else:
             dy_last = check_array(dy, "dy", shape=(B, P), dtype=dtype)
             check_finite(dy_last, "dy")
@@ -679,6 +686,9 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     dc = _initial_state(dc_n, "dc_n", (B, H), dtype)
 
     if cache.reference is not None:
+        dy_tm = None
+        if dy_seq is not None:
+            dy_tm = dy_seq if cache.time_major else dy_seq.transpose(1, 0, 2)
         with BlasThreads() as threads:
             threads.loop(2 * B * P * G)
             grads = _reference.lstm_backward(cache.reference,
@@ -696,8 +706,10 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
             dy_carry[...] = dy_last
             if cache.zero_output:
                 dy_carry[cache.mask[0 if cache.reverse else T - 1] == 0] = 0
-    grads = _core_backward(cache, None if dy_tm is None else dy_tm.reshape(T * B, P), dh, dc,
-                           dy_carry)
+    # the core reads dy in place: rows (t, b) at b * T * P + t * P when batch-major
+    lddy, dy_step = (0, 0) if cache.time_major else (T * P, P)
+    grads = _core_backward(cache, None if dy_seq is None else dy_seq.reshape(T * B, P), dh, dc,
+                           dy_carry, lddy, dy_step)
     dx = grads["x"]
     grads["x"] = dx if cache.time_major else _contiguous(dx.transpose(1, 0, 2))
     return grads
@@ -710,8 +722,9 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
 _WGRAD_TEAM_BYTES = 1 << 20
 
 
-def _core_backward(cache, dy_rows, dh, dc, dy_carry):
-    """The compiled backward of `_core_forward`'s training run; `dy_rows` `(N, P)` or None.
+def _core_backward(cache, dy_rows, dh, dc, dy_carry, lddy=0, dy_step=0):
+    """The compiled backward of `_core_forward`'s training run; `dy_rows` `(N, P)` or None,
+    packed rows, or with `lddy` > 0 dense rows (t, b) at `t * dy_step + b * lddy`.
 
     Returns the gradients dict with `"x"` in the forward's row layout (`(T, B, D)` or
     `(N, D)`) and `"h0"`, `"c0"` `(B, .)`.
@@ -766,7 +779,7 @@ def _core_backward(cache, dy_rows, dh, dc, dy_carry):
                        cache.mask, rdrop, cache.batch_sizes, cache.reverse, cache.zero_output,
                        cache.acts, packed_t, team, dw, du, db,
                        cache.x.reshape(N, -1) if in_team else None,
-                       cache.h_prev.reshape(N, P) if in_team else None)
+                       cache.h_prev.reshape(N, P) if in_team else None, lddy, dy_step)
         threads.bulk()
         if in_team:
             dx = _empty(cache.x.shape, dtype)
