@@ -465,10 +465,8 @@ def _fused_dense_inference(x, time_major, kernel, recurrent_kernel, bias, h0, c0
     """`_dense_inference` on the fused core (`_fused_inference`): `x` read and the output
     written in the caller's layout through strides, no gathered copy of `x`."""
     T, B = (x.shape[0], x.shape[1]) if time_major else (x.shape[1], x.shape[0])
-    D = x.shape[2]
     P = recurrent_kernel.shape[0]
-    x = np.ascontiguousarray(x)
-    ldx, x_step = (D, B * D) if time_major else (T * D, D)
+    x_flat, ldx, x_step = _strided_rows(x, time_major)
     y = None
     ldy = y_step = 0
     if return_sequences:
@@ -476,11 +474,28 @@ def _fused_dense_inference(x, time_major, kernel, recurrent_kernel, bias, h0, c0
         y = out.reshape(T * B, P)
         ldy, y_step = (P, B * P) if time_major else (T * P, P)
     h_n, c_n, y_prev = _fused_inference(
-        x.reshape(-1), ldx, x_step, _dense_batch_sizes(T, B), kernel, recurrent_kernel, bias,
+        x_flat, ldx, x_step, _dense_batch_sizes(T, B), kernel, recurrent_kernel, bias,
         h0, c0, mask_tm, acts, reverse, zero_output, y, ldy, y_step)
     if not return_sequences:
         out = _last_output(h_n, y_prev, mask_tm, zero_output, reverse)
     return out, h_n, c_n, None
+
+
+def _strided_rows(x, time_major):
+    """`(flat, ldx, x_step)`: `x` `(T, B, D)` (`(B, T, D)` if not `time_major`) as the fused
+    core reads it, in place: element (t, b, k) at `flat[t * x_step + b * ldx + k]`, `flat` a
+    1-D view of x's memory. Any layout with unit last stride and non-negative strides is read
+    in place (a time-major view of a batch-major array, as `nn.LSTM` passes); others are
+    copied to C order first."""
+    item = x.itemsize
+    if x.strides[2] != item or any(st < 0 or st % item for st in x.strides[:2]):
+        x = np.ascontiguousarray(x)
+    step, row = (x.strides[0], x.strides[1]) if time_major else (x.strides[1], x.strides[0])
+    extent = ((x.shape[0] - 1) * x.strides[0] + (x.shape[1] - 1) * x.strides[1]
+              + x.shape[2] * item)
+    flat = np.lib.stride_tricks.as_strided(x, shape=(extent // item,), strides=(item,),
+                                           writeable=False)
+    return flat, row // item, step // item
 
 
 def _empty(shape, dtype):

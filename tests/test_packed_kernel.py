@@ -246,3 +246,34 @@ def test_weight_gradients_by_team_match_the_gemms(force_teams, monkeypatch, case
     by_gemm = run(args, True, **kwargs)
     for a, b in zip(by_team, by_gemm):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("layout", ["time-major view", "every other step", "reversed steps",
+                                    "broadcast batch", "fortran order", "one sample"])
+def test_fused_inference_reads_strided_input_in_place(force_teams, layout):
+    """The fused inference reads x through its strides (ops._strided_rows); every layout gives
+    the bits of the same values in a C-contiguous array."""
+    rng = np.random.default_rng(5)
+    args = problem(3, 10, 6, 40, seed=5)
+    base = rng.standard_normal((3, 20, 6)).astype(np.float32)
+    time_major = False
+    if layout == "time-major view":
+        x, time_major = base[:, :10].transpose(1, 0, 2), True
+    elif layout == "every other step":
+        x = base[:, ::2]
+    elif layout == "reversed steps":
+        x = base[:, 10::-1][:, :10]
+    elif layout == "broadcast batch":
+        x = np.broadcast_to(base[:1, :10], (3, 10, 6))
+    elif layout == "fortran order":
+        x = np.asfortranarray(base[:, :10])
+    else:
+        x = base[:1, ::2]
+        args = {k: (v[:1] if k in ("h0", "c0") else v) for k, v in args.items()}
+    args = dict(args, x=x)
+    for team in (1, 2):
+        pylstm.set_num_threads(team)
+        got = ops.lstm_forward(**args, time_major=time_major)
+        want = ops.lstm_forward(**dict(args, x=np.ascontiguousarray(x)), time_major=time_major)
+        for a, b in zip(got[:3], want[:3]):
+            np.testing.assert_array_equal(a, b)

@@ -203,7 +203,7 @@ class LSTM(_Module):
         if unbatched:
             return y[:, 0], (h_n[:, 0], c_n[:, 0])
         if self.batch_first:
-            y = np.ascontiguousarray(y.transpose(1, 0, 2))
+            y = ops._contiguous(y.transpose(1, 0, 2))
         return y, (h_n, c_n)
 
     def _initial_states(self, hx, N, unbatched):
@@ -277,7 +277,7 @@ class LSTM(_Module):
                 masks.append(mask)
             else:
                 masks.append(None)
-            y = np.empty(x.shape[:-1] + (D * P,), dtype=self.dtype)
+            y = ops._empty(x.shape[:-1] + (D * P,), self.dtype)
 
             def direction(d, x=x, layer=layer):
                 k = layer * D + d
@@ -546,7 +546,7 @@ class LSTM(_Module):
                 dy = dy[:, None, :]
             elif self.batch_first and not packed:
                 dy = dy.transpose(1, 0, 2)
-            dy = dy.astype(self.dtype)
+            dy = dy.astype(self.dtype, copy=False)
         dh_n = self._state_grad(grad_h_n, "grad_h_n", (n, N, P), unbatched)
         dc_n = self._state_grad(grad_c_n, "grad_c_n", (n, N, H), unbatched)
         order = layout[1].sorted_indices if packed else None
@@ -565,7 +565,7 @@ class LSTM(_Module):
         elif unbatched:
             dx, dh0, dc0 = dx[:, 0], dh0[:, 0], dc0[:, 0]
         elif self.batch_first:
-            dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
+            dx = ops._contiguous(dx.transpose(1, 0, 2))
         return (dx, (dh0, dc0)) if return_hx_grad else dx
 
     def _state_grad(self, value, name, shape, unbatched):
@@ -706,7 +706,7 @@ class LSTMLayer(Layer):
         m = self.module
         y, h_n, _ = m._forward(x.transpose(1, 0, 2), None, None, bool(training))
         if self.return_sequences:
-            return np.ascontiguousarray(y.transpose(1, 0, 2))
+            return ops._contiguous(y.transpose(1, 0, 2))
         D = m.num_directions
         return np.concatenate(list(h_n[-D:]), axis=-1)
 
@@ -725,7 +725,7 @@ class LSTMLayer(Layer):
             dh_n[-D:] = g.reshape(N, D, P).transpose(1, 0, 2)
             dx, _, _ = m._backward(None, dh_n, None)
         m._cache = {}
-        return np.ascontiguousarray(dx.transpose(1, 0, 2))
+        return ops._contiguous(dx.transpose(1, 0, 2))
 
     def get_config(self):
         config = super().get_config()
