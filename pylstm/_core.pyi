@@ -76,7 +76,6 @@ def backward(
 def packed_size(H: int, P: int) -> int: ...     # floats of a packed (P, 4H) kernel
 def packed_t_size(H: int, P: int) -> int: ...   # floats of a packed transposed kernel
 def set_team_weights(weights: "list[float]") -> None: ...   # load-balance weights (tests)
-def address(buf: np.ndarray) -> int: ...        # address of a uint8 buffer's first byte
 
 def matmul_acc(
     a: np.ndarray,                           # (m, k), or (k, m) if trans_a

@@ -76,7 +76,8 @@ Design:
     is not running there (forward: its last step is still to come in backward order;
     reverse: its steps are done, leaving d h_0, d c_0). act(c_t) is recomputed
     rather than cached. Backward fills dz (N, G) (and dhs (N, P), d h_t per row, with a
-    projection); the weight gradients are GEMMs over all N rows at once in pylstm.ops.
+    projection); the weight gradients are GEMMs over all N rows at once in pylstm.ops, or,
+    on the packed path, sums the team adds as it goes (below).
 
     Two ways to run the per-step products:
     - Packed (float32 without projection or recurrent dropout; pylstm.ops chooses it):
@@ -87,12 +88,15 @@ Design:
       thread computes its units' pre-activations with its own register-tiled kernel,
       their gate math and its columns of h_t and c_t, and the team meets once per step at a
       barrier before h_t is read. Each thread's panels stay in its core's L2 for the whole
-      sequence. In inference the input product is fused into each step (x read in place
-      through strides, y written in place); in training it is done for all rows first, with
-      the same arithmetic. Backward packs recurrent_kernel^T by groups of output columns:
-      each thread computes its units' gate derivatives, then, after the barrier, its columns
-      of d h_{t-1}. Every element's arithmetic is fixed by the layout, not by the team, so
-      results are bitwise the same on any number of threads.
+      sequence. The input product is fused into each step (x read in place through
+      strides, y written in place), computed between arriving at the previous step's
+      barrier and waiting at it; in training at batch under 8 it is done for all rows
+      first, with the same arithmetic. Backward packs recurrent_kernel^T by groups of output
+      columns: each thread computes its units' gate derivatives, adds its units' columns of
+      the weight gradients every WGRAD_ROWS rows (between arriving and waiting), then,
+      after the barrier, computes its columns of d h_{t-1}. Every element's arithmetic is
+      fixed by the layout, not by the team, so results are bitwise the same on any number
+      of threads.
     - BLAS (float64, projection, recurrent dropout): one SciPy BLAS product per step, on the
       calling thread alone; the input product is one GEMM over all rows done by the caller.
 
@@ -581,11 +585,6 @@ def set_team_weights(weights):
     pl_weight_nt_set(nt)
 
 
-def address(const unsigned char[::1] buf):
-    """The address of `buf`'s first byte (pylstm.ops aligns its buffers with it)."""
-    return <size_t> &buf[0]
-
-
 def packed_size(int H, int P):
     """Floats of the buffer `forward` packs a (P, 4H) recurrent kernel into (float32 only)."""
     return pl_packed_size(H, P)
@@ -954,7 +953,7 @@ def backward(floating[:, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
     Rows are packed as in `forward`; `cs` is its training state slots `(N + B, H)`. `zs` is the
     forward's pre-activation cache (None when no gate needs it); hm `(B, P)` is needed with a
     `recurrent_dropout_mask` of four masks. The weight gradients are then GEMMs over all N rows
-    at once (pylstm.ops).
+    at once (pylstm.ops), unless the team adds them (below).
 
     `packed_t` `(packed_t_size(H, P),)` float32, without projection or recurrent dropout: the
     per-step product `dz_t @ recurrent_kernel^T` runs on the transposed kernel packed into it

@@ -9,8 +9,9 @@ to the next request of about its size: a loop of training steps of one shape fau
 once. PyTorch's caching allocators and oneDNN's scratchpads keep memory for the same reason.
 
 Blocks start on 64-byte boundaries (a cache line: no two members of a team write one line
-when rows are multiples of 64 bytes). The pool is guarded by the GIL: every function here
-and every block's release run holding it.
+when rows are multiples of 64 bytes), and new blocks of 4 MiB or more ask Linux for huge
+pages, as NumPy does for its arrays. The pool is guarded by the GIL: every function here and
+every block's release run holding it.
 """
 
 from cpython.buffer cimport PyBUF_FORMAT

@@ -668,7 +668,8 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     Returns:
         dict of gradients in the forward's layouts and dtype: `"x"`, `"kernel"`,
         `"recurrent_kernel"`, `"bias"` (None without bias), `"projection"` (None without),
-        `"h0"`, `"c0"`. The weight gradients are GEMMs over all T*B rows at once. With
+        `"h0"`, `"c0"`. The weight gradients are sums over all T*B rows (GEMMs after the time
+        loop, or in float32 added by the core's threads as the loop goes). With
         dropout masks, `"x"` and the weight gradients are those of the masked products
         (`d x = (dz @ kernel^T) * dropout_mask`, and so on).
 
