@@ -143,7 +143,7 @@ cdef extern from "_recurrent.h" nogil:
     void pl_barrier_wait(pl_barrier* bar, int* local_sense)
     void pl_barrier_arrive(pl_barrier* bar, int* local_sense)
     void pl_barrier_finish(pl_barrier* bar, int local_sense)
-    int pl_team_run(int nt, pl_work_fn fn, void* arg)
+    int pl_team_run(int nt, pl_work_fn fn, void* arg, int only_awake)
 
 ACTIVATION_CODES = {
     "linear": ACT_LINEAR,
@@ -615,7 +615,8 @@ def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
 
     `packed` `(packed_size(H, P),)` float32, without projection or recurrent dropout: the
     recurrent product runs on recurrent_kernel packed into it (_recurrent.h; packed first if
-    `pack`, else as a previous call left it), on `num_threads` threads, one parallel region
+    `pack`, else as a previous call left it), on `num_threads` threads (negative: -num_threads
+    if the team's helpers are still awake from a previous run, else alone), one parallel region
     for the whole sequence. None: one BLAS product per step on the calling thread.
 
     With `packed`, the core may also do the input product: `x` (flat) holds the input rows,
@@ -637,6 +638,7 @@ def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
     cdef int Q = (H + pl_vec_width() - 1) // pl_vec_width()
     cdef pl_barrier alone
     cdef _Packed a
+    cdef bint only_awake
     alone.count = alone.sense = 0
     alone.nt = 1
     if floating is float:
@@ -662,9 +664,11 @@ def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
             a.D = kernel.shape[0] if x is not None else 0
             a.T, a.B, a.H, a.P = T, B, H, P
             a.reverse, a.training, a.zero_output, a.pack = reverse, training, zero_output, pack
-            num_threads = max(1, min(num_threads, Q))    # at most a panel a thread
+            # at most a panel a thread; negative: only while the helpers are awake
+            only_awake = num_threads < 0
+            num_threads = max(1, min(abs(num_threads), Q))
             with nogil:
-                pl_team_run(num_threads, _packed_worker, &a)
+                pl_team_run(num_threads, _packed_worker, &a, only_awake)
             return
     with nogil:
         _forward(&gates[0, 0],
@@ -957,7 +961,8 @@ def backward(floating[:, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
 
     `packed_t` `(packed_t_size(H, P),)` float32, without projection or recurrent dropout: the
     per-step product `dz_t @ recurrent_kernel^T` runs on the transposed kernel packed into it
-    (_recurrent.h) on `num_threads` threads, one parallel region for the whole sequence.
+    (_recurrent.h) on `num_threads` threads (negative: as in `forward`), one parallel region
+    for the whole sequence.
     None: one BLAS product per step on the calling thread.
 
     With `packed_t`, given `dw` `(D, G)`, `du` `(P, G)` (and `db` `(G,)` or None), `x`
@@ -977,6 +982,7 @@ def backward(floating[:, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
     cdef int C = (H + 4 * pl_vec_width() - 1) // (4 * pl_vec_width())
     cdef pl_barrier alone
     cdef _PackedBackward w
+    cdef bint only_awake
     alone.count = alone.sense = 0
     alone.nt = 1
     if floating is float:
@@ -1005,9 +1011,10 @@ def backward(floating[:, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
             w.D = dw.shape[0] if dw is not None else 0
             w.T, w.B, w.H, w.P = T, B, H, P
             w.reverse, w.zero_output = reverse, zero_output
-            num_threads = max(1, min(num_threads, C))
+            only_awake = num_threads < 0
+            num_threads = max(1, min(abs(num_threads), C))
             with nogil:
-                pl_team_run(num_threads, _packed_backward_worker, &w)
+                pl_team_run(num_threads, _packed_backward_worker, &w, only_awake)
             return
     with nogil:
         _backward(&dz[0, 0], &dh[0, 0], &dc[0, 0], &dy_carry[0, 0],

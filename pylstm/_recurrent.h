@@ -444,10 +444,11 @@ static inline void pl_barrier_finish(pl_barrier* bar, int local_sense)
     (void)local_sense;
 }
 
-static inline int pl_team_run(int nt, pl_work_fn fn, void* arg)
+static inline int pl_team_run(int nt, pl_work_fn fn, void* arg, int only_awake)
 {
     pl_barrier bar = {0, 0, 1};
     (void)nt;
+    (void)only_awake;
     fn(arg, 0, 1, &bar);
     return 1;
 }
@@ -517,7 +518,10 @@ static inline void pl_barrier_wait(pl_barrier* bar, int* local_sense)
 /* The team's helper threads persist between runs (starting a thread took 70-90 us here,
  * waking a sleeping one 15-50 us). After a run they spin PL_LINGER_NS for the next one, then
  * sleep on a condition variable. One run at a time per process: a caller that finds the
- * team busy (another Python thread inside the core) runs alone, with the same results. */
+ * team busy (another Python thread inside the core) runs alone, with the same results.
+ * A small run (`only_awake`) takes the team only while every helper is still spinning from
+ * the run before (a loop of calls); otherwise it runs alone and pokes the sleeping helpers
+ * awake for the next call, so that an occasional small call does not wait for a wake-up. */
 #define PL_LINGER_NS 50000
 
 typedef struct {
@@ -527,6 +531,8 @@ typedef struct {
     int started;                /* helper threads alive in this process */
     unsigned generation;        /* one more for each run */
     int acks;                   /* helpers done with the current run */
+    int awake;                  /* helpers not asleep on `wake` */
+    unsigned pokes;             /* one more each time sleeping helpers are sent to spin */
     pl_work_fn fn;
     void* arg;
     int nt;
@@ -535,11 +541,13 @@ typedef struct {
 } pl_pool_t;
 
 static pl_pool_t pl_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-                            PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, NULL, NULL, 1, {0, 0, 1}, 0};
+                            PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, 0, NULL, NULL, 1,
+                            {0, 0, 1}, 0};
 
 typedef struct {
     int tid;
     unsigned seen;              /* the generation before the helper's first run */
+    unsigned pokes;             /* and the pokes */
 } pl_helper_start;
 
 static pl_helper_start pl_helper_starts[PL_MAX_THREADS];
@@ -575,20 +583,31 @@ static void* pl_helper_main(void* p)
     const pl_helper_start* start = (const pl_helper_start*)p;
     const int tid = start->tid;
     unsigned seen = start->seen;
+    unsigned pokes = start->pokes;
     for (;;) {
         unsigned g;
         long long spin_end = pl_now_ns() + PL_LINGER_NS;
         int spins = 0;
         while ((g = __atomic_load_n(&pl_pool.generation, __ATOMIC_ACQUIRE)) == seen) {
-            if (++spins % 256 == 0 && pl_now_ns() > spin_end) {
+            const unsigned poked = __atomic_load_n(&pl_pool.pokes, __ATOMIC_ACQUIRE);
+            if (++spins % 256 == 0 && poked != pokes) {
+                pokes = poked;
+                spin_end = pl_now_ns() + PL_LINGER_NS;      /* poked: spin longer */
+            } else if (spins % 256 == 0 && pl_now_ns() > spin_end) {
                 pthread_mutex_lock(&pl_pool.lock);
-                while ((g = __atomic_load_n(&pl_pool.generation, __ATOMIC_ACQUIRE)) == seen)
+                __atomic_sub_fetch(&pl_pool.awake, 1, __ATOMIC_ACQ_REL);
+                while ((g = __atomic_load_n(&pl_pool.generation, __ATOMIC_ACQUIRE)) == seen
+                       && pl_pool.pokes == pokes)
                     pthread_cond_wait(&pl_pool.wake, &pl_pool.lock);
+                __atomic_add_fetch(&pl_pool.awake, 1, __ATOMIC_ACQ_REL);
+                pokes = pl_pool.pokes;
                 pthread_mutex_unlock(&pl_pool.lock);
                 break;
             }
             pl_cpu_relax();
         }
+        if (g == seen)
+            continue;           /* poked, not given work: spin again for the next run */
         seen = g;
         if (tid < pl_pool.nt)
             pl_member_run(tid);
@@ -606,11 +625,26 @@ static void pl_pool_after_fork_child(void)
     pl_pool.busy = fresh_mutex;
     pl_pool.wake = fresh_cond;
     pl_pool.started = 0;
+    pl_pool.awake = 0;
+}
+
+/* Calls of a loop come at most this far apart (end of one run to the start of the next). */
+#define PL_LOOP_GAP_NS 200000
+static long long pl_small_run_end;      /* when the last small run alone ended */
+
+/* Sends sleeping helpers back to spinning, and spinning ones PL_LINGER_NS more. */
+static inline void pl_pool_poke(void)
+{
+    pthread_mutex_lock(&pl_pool.lock);
+    __atomic_add_fetch(&pl_pool.pokes, 1, __ATOMIC_ACQ_REL);
+    pthread_cond_broadcast(&pl_pool.wake);
+    pthread_mutex_unlock(&pl_pool.lock);
 }
 
 /* Runs fn(arg, tid, nt, bar) on nt threads, the caller being tid 0; returns the team size
- * (smaller than asked, down to 1, if threads could not be started or the team is busy). */
-static inline int pl_team_run(int nt, pl_work_fn fn, void* arg)
+ * (smaller than asked, down to 1, if threads could not be started or the team is busy, or
+ * with `only_awake` if a helper was asleep). */
+static inline int pl_team_run(int nt, pl_work_fn fn, void* arg, int only_awake)
 {
     pl_barrier alone = {0, 0, 1};
     if (nt > PL_MAX_THREADS)
@@ -630,16 +664,33 @@ static inline int pl_team_run(int nt, pl_work_fn fn, void* arg)
         int failed;
         pl_helper_starts[t].tid = t;
         pl_helper_starts[t].seen = pl_pool.generation;
+        pl_helper_starts[t].pokes = pl_pool.pokes;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         failed = pthread_create(&thread, &attr, pl_helper_main, &pl_helper_starts[t]);
         pthread_attr_destroy(&attr);
         if (failed)
             break;
+        __atomic_add_fetch(&pl_pool.awake, 1, __ATOMIC_ACQ_REL);
         pl_pool.started = t;
     }
     if (nt > pl_pool.started + 1)
         nt = pl_pool.started + 1;
+    if (only_awake && nt > 1 &&
+            __atomic_load_n(&pl_pool.awake, __ATOMIC_ACQUIRE) < pl_pool.started) {
+        /* Alone; if the small run before this one ended moments ago (a loop of calls), wake
+         * the helpers at the end, so that the next call finds them spinning. Not at the
+         * start: a woken helper spinning beside this run slowed it (it can share its core),
+         * and an occasional call wakes no one. */
+        const long long begin = pl_now_ns();
+        const int in_loop = begin - pl_small_run_end < PL_LOOP_GAP_NS;
+        pthread_mutex_unlock(&pl_pool.busy);
+        fn(arg, 0, 1, &alone);
+        pl_small_run_end = pl_now_ns();
+        if (in_loop)
+            pl_pool_poke();
+        return 1;
+    }
     pl_pool.fn = fn;
     pl_pool.arg = arg;
     pl_pool.nt = nt;

@@ -31,9 +31,10 @@ Policy (measured on a shared 2-core AMD EPYC with SciPy's OpenBLAS 0.3.30, float
 
 - The core's packed time loops (float32 without projection or recurrent dropout, see
   pylstm/_core.pyx) run on a thread team of the core's own, not in BLAS: `BlasThreads.team`
-  gives it one thread below `_TEAM_MIN_STEP_FLOP` a step or `_TEAM_MIN_FLOP` a call (a team
-  meets at a barrier every step, and waking a helper costs 15 to 50 us here), else
-  `get_num_threads()` or the BLAS library's count. The team's helpers persist between calls,
+  gives it one thread below `_TEAM_SMALL_STEP_FLOP` a step or `_TEAM_SMALL_FLOP` a call (a
+  team meets at a barrier every step), else `get_num_threads()` or the BLAS library's count;
+  below `_TEAM_MIN_STEP_FLOP` a step or `_TEAM_MIN_FLOP` a call, only while the team's
+  helpers are awake (waking one costs 15 to 50 us here). The helpers persist between calls,
   spin 50 us after a run, then sleep.
 - Two independent calls (the directions of a bidirectional LSTM) run side by side
   (`concurrently`), each on its share of the threads, from `_CONCURRENT_MIN_FLOP` each.
@@ -68,6 +69,13 @@ _LOOP_MIN_FLOP = 1 << 20
 # D=32 H=64 (2**15.6).
 _TEAM_MIN_STEP_FLOP = 1 << 17
 _TEAM_MIN_FLOP = 1 << 24
+# Between these and the above, a loop takes a team only while its helpers are awake from the
+# call before (a loop of calls; `team` returns minus the count): no wake-up to wait for. In
+# a loop of calls at B=1 T=100 D=32 H=64 (32 kFLOP a step) one thread took 125 us and a team
+# of two 93-96 us; at B=1 H=32 (8 kFLOP a step) both 58-60 us. An occasional call after the
+# helpers slept took 180 us alone and 264 us waking them (1 ms between calls).
+_TEAM_SMALL_STEP_FLOP = 1 << 14
+_TEAM_SMALL_FLOP = 1 << 20
 
 # Independent calls (the two directions of a bidirectional layer) run concurrently from this
 # much work each (FLOPs of one call's recurrent products; see `concurrently`).
@@ -245,16 +253,18 @@ class BlasThreads:
 
     def team(self, step_flop, steps):
         """Threads for the core's own packed time loop (one parallel region per call): 1 for
-        loops too small to repay starting threads (`_TEAM_MIN_STEP_FLOP` a step,
-        `_TEAM_MIN_FLOP` in all), else `get_num_threads()`, or by default the BLAS library's
-        count (its setting, `OPENBLAS_NUM_THREADS` or threadpoolctl's limit), or the CPUs
-        this process may run on when no BLAS library is known."""
-        if step_flop < _TEAM_MIN_STEP_FLOP or step_flop * steps < _TEAM_MIN_FLOP:
+        loops too small to repay a team (`_TEAM_SMALL_STEP_FLOP` a step, `_TEAM_SMALL_FLOP`
+        in all), else n = `get_num_threads()`, or by default the BLAS library's count (its
+        setting, `OPENBLAS_NUM_THREADS` or threadpoolctl's limit), or the CPUs this process
+        may run on when no BLAS library is known; -n below `_TEAM_MIN_STEP_FLOP` a step or
+        `_TEAM_MIN_FLOP` in all: a team of n only if its helpers are awake (_core)."""
+        if step_flop < _TEAM_SMALL_STEP_FLOP or step_flop * steps < _TEAM_SMALL_FLOP:
             return 1
         pinned = getattr(_local, "pinned", None)
-        if pinned is not None:
-            return pinned
-        return self.available()
+        n = pinned if pinned is not None else self.available()
+        if step_flop < _TEAM_MIN_STEP_FLOP or step_flop * steps < _TEAM_MIN_FLOP:
+            return -n if n > 1 else 1
+        return n
 
     def available(self):
         """The threads pylstm may use: `get_num_threads()`, else the BLAS library's count

@@ -731,11 +731,12 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     return grads
 
 
-# The backward's team adds the weight gradients itself while each member's share of them is
-# at most this many bytes (about a core's L2 here); above, OpenBLAS's GEMMs after the loop are
-# faster. Measured on 2 threads, training step: B=32 H=128 (0.4 MB) 13.2 against 16.6 ms,
-# B=64 H=256 (1.5 MB) 43 against 49 ms; B=256 D=512 H=1024 (12.6 MB) 1.62 against 1.03 s.
-_WGRAD_TEAM_BYTES = 1 << 20
+# The backward's team adds the weight gradients itself while they take at most this many
+# bytes (a member's share then fits about a core's L2 here); above, OpenBLAS's GEMMs after
+# the loop are faster. Measured on 2 threads, training step: B=32 H=128 (0.4 MB) 13.2
+# against 16.6 ms, B=64 H=256 (1.5 MB) 43 against 49 ms; B=256 D=512 H=1024 (12.6 MB) 1.62
+# against 1.03 s.
+_WGRAD_TEAM_BYTES = 2 << 20
 
 
 def _core_backward(cache, dy_rows, dh, dc, dy_carry, lddy=0, dy_step=0):
@@ -780,12 +781,13 @@ def _core_backward(cache, dy_rows, dh, dc, dy_carry, lddy=0, dy_step=0):
     with BlasThreads() as threads:
         packed_t, team = _packed(threads, recurrent_kernel, projection, rdrop, B, N,
                                  transposed=True)
-        # On the packed kernel without input dropout, and while each member's share of the
-        # weight gradients fits its cache, the team adds them as it goes (each member its
-        # units' columns, while dz is in cache); else GEMMs after the loop.
+        # On the packed kernel without input dropout, and for weight gradients small enough
+        # to stay in cache, the team adds them as it goes (each member its units' columns,
+        # while dz is in cache); else GEMMs after the loop. Not chosen by the team's size:
+        # the results must not depend on the thread count.
         D = kernel.shape[0]
         in_team = (packed_t is not None and din is None
-                   and (D + P) * G * dtype.itemsize <= _WGRAD_TEAM_BYTES * team)
+                   and (D + P) * G * dtype.itemsize <= _WGRAD_TEAM_BYTES)
         dw = du = db = None
         if in_team:
             dw, du = _empty((D, G), dtype), _empty((P, G), dtype)

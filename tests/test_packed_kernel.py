@@ -27,8 +27,9 @@ from pylstm import _threads, ops
 @pytest.fixture
 def force_teams(monkeypatch):
     """Teams at every size; pylstm's thread setting restored afterwards."""
-    monkeypatch.setattr(_threads, "_TEAM_MIN_STEP_FLOP", 0)
-    monkeypatch.setattr(_threads, "_TEAM_MIN_FLOP", 0)
+    for name in ("_TEAM_MIN_STEP_FLOP", "_TEAM_MIN_FLOP", "_TEAM_SMALL_STEP_FLOP",
+                 "_TEAM_SMALL_FLOP"):
+        monkeypatch.setattr(_threads, name, 0)
     yield
     pylstm.set_num_threads(None)
 
@@ -173,6 +174,7 @@ def test_team_works_in_a_forked_child(force_teams):
 
 def _child_run(args, queue):
     _threads._TEAM_MIN_STEP_FLOP = _threads._TEAM_MIN_FLOP = 0
+    _threads._TEAM_SMALL_STEP_FLOP = _threads._TEAM_SMALL_FLOP = 0
     pylstm.set_num_threads(2)
     queue.put(run(args, True))
 
@@ -235,8 +237,8 @@ def test_uneven_team_splits_give_the_same_bits(force_teams, weights):
 
 @pytest.mark.parametrize("case", [0, 5, 7, 11, 13])
 def test_weight_gradients_by_team_match_the_gemms(force_teams, monkeypatch, case):
-    """The backward's team adds the weight gradients itself while each member's share fits
-    its cache (ops._WGRAD_TEAM_BYTES), else BLAS GEMMs follow the loop: both agree."""
+    """The backward's team adds the weight gradients itself while they fit in cache
+    (ops._WGRAD_TEAM_BYTES), else BLAS GEMMs follow the loop: both agree."""
     B, T, D, H, opts = CASES[case]
     args = problem(B, T, D, H, seed=case)
     kwargs = options(B, T, opts, seed=case)
@@ -277,3 +279,40 @@ def test_fused_inference_reads_strided_input_in_place(force_teams, layout):
         want = ops.lstm_forward(**dict(args, x=np.ascontiguousarray(x)), time_major=time_major)
         for a, b in zip(got[:3], want[:3]):
             np.testing.assert_array_equal(a, b)
+
+
+def test_small_loops_join_only_an_awake_team(monkeypatch):
+    """Loops between _TEAM_SMALL_* and _TEAM_MIN_* take the team only while its helpers are
+    awake from the call before (`BlasThreads.team` returns minus the count); either way, and
+    after the helpers have gone to sleep, the results are those of one thread."""
+    monkeypatch.setattr(_threads, "_TEAM_SMALL_STEP_FLOP", 0)
+    monkeypatch.setattr(_threads, "_TEAM_SMALL_FLOP", 0)
+    args = problem(2, 40, 8, 48, seed=3)
+    try:
+        pylstm.set_num_threads(1)
+        expected = run(args, True)
+        pylstm.set_num_threads(2)
+        with _threads.BlasThreads() as threads:
+            assert threads.team(2 * 2 * 48 * 192, 40) == -2
+        for pause in (0.0, 0.0, 0.01, 0.0):        # 10 ms: the helpers fall asleep
+            time.sleep(pause)
+            for a, b in zip(run(args, True), expected):
+                np.testing.assert_array_equal(a, b)
+    finally:
+        pylstm.set_num_threads(None)
+
+
+def test_which_path_adds_the_weight_gradients_does_not_depend_on_threads():
+    """With 1.5 MB of weight gradients (under ops._WGRAD_TEAM_BYTES for any team, over a
+    1 MiB share for one thread), one and two threads, and two directions side by side, give
+    the same bits."""
+    args = problem(2, 70, 128, 256, seed=9)
+    try:
+        results = []
+        for n in (1, 2):
+            pylstm.set_num_threads(n)
+            results.append(run(args, True))
+        for a, b in zip(*results):
+            np.testing.assert_array_equal(a, b)
+    finally:
+        pylstm.set_num_threads(None)
