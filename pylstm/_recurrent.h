@@ -664,7 +664,7 @@ static inline int pl_team_run(int nt, pl_work_fn fn, void* arg, int only_awake)
         int failed;
         pl_helper_starts[t].tid = t;
         pl_helper_starts[t].seen = pl_pool.generation;
-        pl_helper_starts[t].pokes = pl_pool.pokes;
+        pl_helper_starts[t].pokes = __atomic_load_n(&pl_pool.pokes, __ATOMIC_ACQUIRE);
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         failed = pthread_create(&thread, &attr, pl_helper_main, &pl_helper_starts[t]);
@@ -683,10 +683,11 @@ static inline int pl_team_run(int nt, pl_work_fn fn, void* arg, int only_awake)
          * start: a woken helper spinning beside this run slowed it (it can share its core),
          * and an occasional call wakes no one. */
         const long long begin = pl_now_ns();
-        const int in_loop = begin - pl_small_run_end < PL_LOOP_GAP_NS;
+        const int in_loop =
+            begin - __atomic_load_n(&pl_small_run_end, __ATOMIC_RELAXED) < PL_LOOP_GAP_NS;
         pthread_mutex_unlock(&pl_pool.busy);
         fn(arg, 0, 1, &alone);
-        pl_small_run_end = pl_now_ns();
+        __atomic_store_n(&pl_small_run_end, pl_now_ns(), __ATOMIC_RELAXED);
         if (in_loop)
             pl_pool_poke();
         return 1;
