@@ -76,6 +76,7 @@ def backward(
 def packed_size(H: int, P: int) -> int: ...     # floats of a packed (P, 4H) kernel
 def packed_t_size(H: int, P: int) -> int: ...   # floats of a packed transposed kernel
 def set_team_weights(weights: "list[float]") -> None: ...   # load-balance weights (tests)
+def team_weights(nt: int) -> "list[float]": ...   # the current ones, teams of nt (diagnostics)
 
 def matmul_acc(
     a: np.ndarray,                           # (m, k), or (k, m) if trans_a

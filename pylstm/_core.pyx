@@ -585,6 +585,14 @@ def set_team_weights(weights):
     pl_weight_nt_set(nt)
 
 
+def team_weights(int nt):
+    """The thread team's current load-balance weights for teams of `nt` (see
+    set_team_weights); for diagnostics and tests."""
+    if not 1 <= nt <= PL_MAX_THREADS:
+        raise ValueError(f"Argument `nt` must be in [1, {PL_MAX_THREADS}], received {nt}.")
+    return [pl_weight[t] for t in range(nt)]
+
+
 def packed_size(int H, int P):
     """Floats of the buffer `forward` packs a (P, 4H) recurrent kernel into (float32 only)."""
     return pl_packed_size(H, P)

@@ -225,6 +225,7 @@ def test_uneven_team_splits_give_the_same_bits(force_teams, weights):
     expected = run(args, True, **kwargs) + list(ops.lstm_forward(**args, **kwargs)[:3])
     pylstm.set_num_threads(2)
     _core.set_team_weights(weights)
+    assert _core.team_weights(2) == list(weights)
     try:
         got = run(args, True, **kwargs) + list(ops.lstm_forward(**args, **kwargs)[:3])
     finally:
