@@ -732,11 +732,12 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
 
 
 # The backward's team adds the weight gradients itself while they take at most this many
-# bytes (a member's share then fits about a core's L2 here); above, OpenBLAS's GEMMs after
-# the loop are faster. Measured on 2 threads, training step: B=32 H=128 (0.4 MB) 13.2
-# against 16.6 ms, B=64 H=256 (1.5 MB) 43 against 49 ms; B=256 D=512 H=1024 (12.6 MB) 1.62
-# against 1.03 s.
-_WGRAD_TEAM_BYTES = 2 << 20
+# bytes; above, OpenBLAS's GEMMs after the loop are faster. Measured, training step, team
+# against GEMMs: on 2 threads B=32 H=128 (0.4 MB) 13.2 against 16.6 ms, B=64 H=256 (1.5 MB)
+# 43 against 49 ms, B=64 D=128 H=384 (3.1 MB) 81 against 82-84 ms, D=256 H=384 (3.9 MB)
+# 99.5 both, D=256 H=512 (6.3 MB) 187-200 against 155 ms, B=256 D=512 H=1024 (12.6 MB) 1.62
+# against 1.03 s; on 1 thread B=64 H=256 80 against 85 ms.
+_WGRAD_TEAM_BYTES = 3 << 20
 
 
 def _core_backward(cache, dy_rows, dh, dc, dy_carry, lddy=0, dy_step=0):

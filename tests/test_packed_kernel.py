@@ -304,9 +304,9 @@ def test_small_loops_join_only_an_awake_team(monkeypatch):
 
 
 def test_which_path_adds_the_weight_gradients_does_not_depend_on_threads():
-    """With 1.5 MB of weight gradients (under ops._WGRAD_TEAM_BYTES for any team, over a
-    1 MiB share for one thread), one and two threads, and two directions side by side, give
-    the same bits."""
+    """With 1.5 MB of weight gradients (under ops._WGRAD_TEAM_BYTES, over a 1 MiB share for
+    one thread: a limit per member would pick GEMMs on one thread and the team on two), one
+    and two threads give the same bits."""
     args = problem(2, 70, 128, 256, seed=9)
     try:
         results = []
