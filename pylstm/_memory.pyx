@@ -104,6 +104,11 @@ cdef void* _take(Py_ssize_t size, Py_ssize_t* got):
         return base
     got[0] = size
     base = malloc(size + _ALIGN)
+    if base == NULL and _n_idle > 0:
+        # short of memory: give back every idle block first
+        while _n_idle > 0:
+            _drop_oldest()
+        base = malloc(size + _ALIGN)
     if base != NULL:
         pl_advise_huge(base, size + _ALIGN)
     return base
