@@ -88,8 +88,10 @@ cdef void* _take(Py_ssize_t size, Py_ssize_t* got):
     """An idle block of `size` to `_SLACK * size` bytes (the smallest), or a new one."""
     global _n_idle, _idle_bytes
     cdef int i, best = -1
+    if size > PY_SSIZE_T_MAX - _ALIGN:
+        return NULL
     for i in range(_n_idle):
-        if size <= _idle_size[i] <= _SLACK * size and (
+        if size <= _idle_size[i] and _idle_size[i] - size <= (_SLACK - 1) * size and (
                 best < 0 or _idle_size[i] < _idle_size[best]):
             best = i
     cdef void* base

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import pylstm
-from pylstm import ops
+from pylstm import _memory, ops
 
 
 @pytest.fixture
@@ -117,3 +117,17 @@ def test_dirty_reused_memory_gives_the_same_bits(limit):
         again = _training_step(0)
         for a, b in zip(fresh, again):
             np.testing.assert_array_equal(a, b)
+
+
+def test_an_impossible_size_raises_memory_error(limit):
+    """A request the C library cannot meet frees the idle blocks, then raises MemoryError."""
+    pylstm.set_memory_pool_limit(64 << 20)
+    a = ops._empty((1 << 18,), np.float32)
+    del a
+    assert pylstm.memory_pool_idle()[1] >= 1
+    for nbytes in (1 << 62, (1 << 63) - 1):
+        with pytest.raises(MemoryError):
+            _memory.Block(nbytes)
+    assert pylstm.memory_pool_idle() == (0, 0)
+    with pytest.raises(ValueError, match="nbytes"):
+        _memory.Block(-1)
