@@ -246,6 +246,13 @@ cdef inline void _recurrent_grad(
                 out[j] += hm[j] * r[j]
 
 
+cdef inline bint _standard(const int* acts) noexcept nogil:
+    """Whether the activations are Keras's and PyTorch's (sigmoid gates, tanh candidate and
+    cell output): the float32 kernels then run their fused one-pass gate math."""
+    return (acts[GATE_I] == ACT_SIGMOID and acts[GATE_F] == ACT_SIGMOID and
+            acts[GATE_G] == ACT_TANH and acts[GATE_O] == ACT_SIGMOID and acts[CELL] == ACT_TANH)
+
+
 # State slots -------------------------------------------------------------------------------
 
 cdef inline Py_ssize_t _slot(Py_ssize_t s, Py_ssize_t off, int B, bint reverse,
@@ -345,9 +352,7 @@ cdef void _forward(
     cdef float* z_next = NULL
     cdef Py_ssize_t t_next
     cdef bint masked
-    cdef bint standard = (acts[GATE_I] == ACT_SIGMOID and acts[GATE_F] == ACT_SIGMOID and
-                          acts[GATE_G] == ACT_TANH and acts[GATE_O] == ACT_SIGMOID and
-                          acts[CELL] == ACT_TANH)
+    cdef bint standard = _standard(acts)
 
     for s in range(T):
         N += batch_sizes[s]
@@ -760,9 +765,7 @@ cdef void _backward(
     cdef const floating* cpb
     cdef const floating* dyb = NULL
     cdef Py_ssize_t lo = 0, pending = 0
-    cdef bint standard = (acts[GATE_I] == ACT_SIGMOID and acts[GATE_F] == ACT_SIGMOID and
-                          acts[GATE_G] == ACT_TANH and acts[GATE_O] == ACT_SIGMOID and
-                          acts[CELL] == ACT_TANH)
+    cdef bint standard = _standard(acts)
 
     for s in range(T):
         N += batch_sizes[s]
