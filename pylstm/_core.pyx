@@ -104,6 +104,8 @@ Design:
     release the GIL for the whole sequence, and allocate nothing inside the time loop.
 """
 
+cimport numpy as cnp
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cython cimport floating
 from libc.string cimport memcpy, memset
 
@@ -166,6 +168,8 @@ ACTIVATION_CODES = {
 cdef enum:
     HOIST = 64
 HOIST_STEPS = HOIST
+
+cnp.import_array()
 
 # Batch from which a training forward computes each step's input product while waiting at the
 # previous step's barrier (as inference does) instead of all rows' at once before the loop:
@@ -699,6 +703,134 @@ def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
                  else NULL,
                  &batch_sizes[0], R, T, B, H, P, reverse, training, zero_output,
                  &activations[0], 0, Q, &alone)
+
+
+cdef void _forward_small(
+        floating* y,                  # OUT (N, P) outputs, rows time-major, or NULL
+        floating* h_n,                # OUT (B, P)
+        floating* c_n,                # OUT (B, H)
+        floating* scratch,            # (N*G + 4B*P + 3B*H) floats: gates, hs, cs, y_prev
+        const int* batch_sizes,       # IN (T,) every entry B
+        const floating* x,            # IN (N, D) time-major rows
+        const floating* kernel,       # IN (D, G)
+        const floating* recurrent_kernel,  # IN (P, G), P = H
+        const floating* bias,         # IN (G,) or NULL
+        const floating* h0,           # IN (B, P)
+        const floating* c0,           # IN (B, H)
+        const int* acts, int T, int B, int D, int H, bint reverse) noexcept nogil:
+    # The arithmetic of _core_inference's single chunk, step for step: gates = bias, then
+    # gates += x @ kernel (one GEMM over all rows), then the time loop on BLAS.
+    cdef int G = 4 * H
+    cdef int P = H
+    cdef Py_ssize_t N = <Py_ssize_t> T * B
+    cdef Py_ssize_t r
+    cdef floating* gates = scratch
+    cdef floating* hs = gates + N * G
+    cdef floating* cs = hs + 3 * B * P
+    cdef floating* y_prev = cs + 3 * B * H
+    cdef pl_barrier alone
+    alone.count = alone.sense = 0
+    alone.nt = 1
+    if bias != NULL:
+        for r in range(N):
+            memcpy(gates + r * G, bias, G * sizeof(floating))
+    else:
+        memset(gates, 0, N * G * sizeof(floating))
+    gemm(False, False, <int> N, G, D, 1, x, D, kernel, G, 1, gates, G)
+    memset(y_prev, 0, B * P * sizeof(floating))
+    _forward(gates, NULL, hs, cs, h0, c0, NULL, NULL, y, y_prev, NULL, recurrent_kernel,
+             NULL, NULL, 0, 0, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, batch_sizes, 0, T, B, H,
+             P, reverse, False, False, acts, 0, (H + pl_vec_width() - 1) // pl_vec_width(),
+             &alone)
+    memcpy(h_n, hs + 2 * B * P, B * P * sizeof(floating))
+    memcpy(c_n, cs + 2 * B * H, B * H * sizeof(floating))
+
+
+ctypedef int (*_get_threads_fn)() noexcept nogil
+ctypedef void (*_set_threads_fn)(int) noexcept nogil
+
+cdef enum:
+    MAX_BLAS_LIBS = 8
+
+
+def forward_small(cnp.ndarray x, cnp.ndarray kernel, cnp.ndarray recurrent_kernel, bias,
+                  cnp.ndarray h0, cnp.ndarray c0, cnp.ndarray activations,
+                  cnp.ndarray batch_sizes, bint reverse, bint return_sequences,
+                  cnp.ndarray blas_switch=None):
+    """Inference of a call with few rows, without a mask, projection or dropout: the
+    arithmetic of pylstm.ops's chunked inference (so the same bits), with one call's worth
+    of Python overhead (microseconds at batch 1) instead of several.
+
+    Args (trusted: validated by pylstm.ops; C-contiguous, the kernel's dtype):
+        x: `(T, B, D)` or `(B, T, D)` with T = 1 or B = 1: its rows are time-major in
+            memory either way (row t*B + b).
+        kernel `(D, 4H)`, recurrent_kernel `(H, 4H)`, bias `(4H,)` or None.
+        h0, c0: `(B, H)`.  activations: `(5,)` intc codes.
+        batch_sizes: `(T,)` intc, every entry B (in x's first two axes' order: T and B
+            are read from it and from h0).
+        blas_switch: None, or `(2n,)` uintp addresses of n BLAS libraries' get and set
+            thread-count functions (`pylstm._threads.loop_switch`): each is set to one thread
+            for the call, and back to its count after.
+
+    Returns:
+        `(y, h_n, c_n)`: y of x's shape with H features (None without `return_sequences`),
+        h_n and c_n `(B, H)`, new arrays of the kernel's dtype.
+    """
+    cdef int T = batch_sizes.shape[0]
+    cdef int B = h0.shape[0]
+    cdef int D = kernel.shape[0]
+    cdef int H = kernel.shape[1] // 4
+    cdef Py_ssize_t n = <Py_ssize_t> T * B * 4 * H + 4 * B * H + 3 * B * H
+    cdef int typenum = cnp.PyArray_TYPE(kernel)
+    cdef cnp.npy_intp dims[3]
+    dims[0], dims[1], dims[2] = x.shape[0], x.shape[1], H
+    y = cnp.PyArray_EMPTY(3, dims, typenum, 0) if return_sequences else None
+    dims[0], dims[1] = B, H
+    h_n = cnp.PyArray_EMPTY(2, dims, typenum, 0)
+    c_n = cnp.PyArray_EMPTY(2, dims, typenum, 0)
+    cdef void* y_p = cnp.PyArray_DATA(y) if y is not None else NULL
+    cdef void* hn_p = cnp.PyArray_DATA(h_n)
+    cdef void* cn_p = cnp.PyArray_DATA(c_n)
+    cdef const void* x_p = cnp.PyArray_DATA(x)
+    cdef const void* k_p = cnp.PyArray_DATA(kernel)
+    cdef const void* r_p = cnp.PyArray_DATA(recurrent_kernel)
+    cdef const void* b_p = cnp.PyArray_DATA(bias) if bias is not None else NULL
+    cdef const void* h0_p = cnp.PyArray_DATA(h0)
+    cdef const void* c0_p = cnp.PyArray_DATA(c0)
+    cdef const int* bs_p = <const int*> cnp.PyArray_DATA(batch_sizes)
+    cdef const int* acts_p = <const int*> cnp.PyArray_DATA(activations)
+    cdef const size_t* fns = NULL
+    cdef int nlibs = 0
+    cdef int saved[MAX_BLAS_LIBS]
+    cdef int k
+    if blas_switch is not None:
+        nlibs = blas_switch.shape[0] // 2
+        if nlibs > MAX_BLAS_LIBS or blas_switch.dtype.itemsize != sizeof(size_t):
+            raise ValueError(f"forward_small: bad blas_switch {blas_switch!r}.")
+        fns = <const size_t*> cnp.PyArray_DATA(blas_switch)
+    cdef void* scratch = PyMem_Malloc(n * cnp.PyArray_ITEMSIZE(kernel))
+    if scratch == NULL:
+        raise MemoryError(f"forward_small: cannot allocate {n} floats of scratch.")
+    with nogil:
+        for k in range(nlibs):
+            saved[k] = (<_get_threads_fn> fns[2 * k])()
+            if saved[k] != 1:
+                (<_set_threads_fn> fns[2 * k + 1])(1)
+        if typenum == cnp.NPY_FLOAT32:
+            _forward_small(<float*> y_p, <float*> hn_p, <float*> cn_p, <float*> scratch,
+                           bs_p, <const float*> x_p, <const float*> k_p,
+                           <const float*> r_p, <const float*> b_p, <const float*> h0_p,
+                           <const float*> c0_p, acts_p, T, B, D, H, reverse)
+        else:
+            _forward_small(<double*> y_p, <double*> hn_p, <double*> cn_p, <double*> scratch,
+                           bs_p, <const double*> x_p, <const double*> k_p,
+                           <const double*> r_p, <const double*> b_p, <const double*> h0_p,
+                           <const double*> c0_p, acts_p, T, B, D, H, reverse)
+        for k in range(nlibs):
+            if saved[k] != 1:
+                (<_set_threads_fn> fns[2 * k + 1])(saved[k])
+    PyMem_Free(scratch)
+    return y, h_n, c_n
 
 
 # Backward --------------------------------------------------------------------------------

@@ -43,5 +43,6 @@ class StepKernel:
     ) -> int: ...                            # a STATUS_* code
 
 
-def all_finite(values: np.ndarray) -> bool:
-    """True if the 1-D C-contiguous float32/float64 `values` holds no NaN or inf."""
+def all_finite(values: np.ndarray) -> Optional[bool]:
+    """Whether the C-contiguous float32/float64 `values` holds no NaN or inf; None for
+    other arrays."""

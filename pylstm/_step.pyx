@@ -56,14 +56,24 @@ cdef inline bint _all_finite(const floating* p, Py_ssize_t n) noexcept nogil:
     return pl_all_finite(p, n)
 
 
-def all_finite(floating[::1] values):
-    """True if the 1-D C-contiguous `values` holds no NaN or inf: one vectorized pass with no
-    temporary array (what `pylstm._validation.check_finite` uses on contiguous floats)."""
-    cdef Py_ssize_t n = values.shape[0]
+def all_finite(cnp.ndarray values):
+    """Whether the C-contiguous float32 or float64 array `values` holds no NaN or inf: one
+    vectorized pass with no temporary array (what `pylstm._validation.check_finite` uses).
+    None for any other array (another dtype, or not C-contiguous): the caller checks those
+    with NumPy."""
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(values)
+    cdef int typenum = cnp.PyArray_TYPE(values)
+    cdef const void* p = cnp.PyArray_DATA(values)
     cdef bint ok = True
+    if not cnp.PyArray_IS_C_CONTIGUOUS(values) or (typenum != cnp.NPY_FLOAT32 and
+                                                    typenum != cnp.NPY_FLOAT64):
+        return None
     if n:
         with nogil:
-            ok = _all_finite(&values[0], n)
+            if typenum == cnp.NPY_FLOAT32:
+                ok = pl_all_finitef(<const float*> p, n)
+            else:
+                ok = pl_all_finite(<const double*> p, n)
     return ok
 
 

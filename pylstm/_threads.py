@@ -57,6 +57,8 @@ import ctypes
 import os
 import threading
 
+import numpy as np
+
 # 2**16 TSC cycles: about 25 us at 2.6 GHz (see the module docstring).
 _SPIN_TIMEOUT_LOG2 = 16
 
@@ -96,6 +98,7 @@ class _Lib:
         self.get = controller.get_num_threads
         self.set = controller.set_num_threads
         self.dynlib = None
+        self.addresses = None     # (get, set) C function addresses, for the core (OpenBLAS)
         if controller.internal_api == "openblas" and controller.threading_layer == "pthreads":
             # SciPy's and NumPy's wheels rename OpenBLAS's symbols (scipy_ prefix, 64_ suffix).
             dynlib = controller.dynlib
@@ -111,6 +114,8 @@ class _Lib:
                 setter.restype = None
                 setter.argtypes = [ctypes.c_int]
                 self.get, self.set, self.dynlib = getter, setter, dynlib
+                self.addresses = (ctypes.cast(getter, ctypes.c_void_p).value,
+                                  ctypes.cast(setter, ctypes.c_void_p).value)
 
 
 def _cpu_count():
@@ -135,6 +140,33 @@ def _discover():
             blas = ThreadpoolController().select(user_api="blas")
             _libs = [_Lib(controller) for controller in blas.lib_controllers]
     return _libs
+
+
+def loop_switch(step_flop):
+    """How a core call whose BLAS time loop costs `step_flop` a step sets its BLAS threads by
+    itself (`_core.forward_small`: a few microseconds less than `BlasThreads` per call).
+
+    Returns a `(2n,)` uintp array of the get and set thread-count functions of the n BLAS
+    libraries, which the core sets to one thread for the call and restores after (what
+    `BlasThreads.loop` does below `_LOOP_MIN_FLOP`); an empty one when nothing is to change
+    (inside `concurrently`, whose share is already set; no BLAS library found); None when
+    `BlasThreads` must do it (larger steps, or a library without C entry points).
+    """
+    if getattr(_local, "pinned", None) is not None:
+        return _NO_SWITCH
+    if step_flop >= _LOOP_MIN_FLOP:
+        return None
+    global _switch
+    libs = _libs if _libs is not None else _discover()
+    if _switch[0] is not libs:
+        addresses = [lib.addresses for lib in libs]
+        _switch = (libs, None if None in addresses else
+                   np.array([a for pair in addresses for a in pair], dtype=np.uintp))
+    return _switch[1]
+
+
+_NO_SWITCH = np.zeros(0, dtype=np.uintp)
+_switch = (None, None)   # (the libraries, loop_switch's array for them)
 
 
 def set_num_threads(n):

@@ -74,9 +74,9 @@ def check_weight(value, name, ndim=None, shape=None, dtype=None):
 
 def check_finite(arr, name):
     """Raises ValueError naming `name` if `arr` holds NaN or inf."""
-    if type(arr) is np.ndarray and arr.dtype in _FLOATS and arr.flags.c_contiguous:
-        finite = all_finite(arr.reshape(-1))  # one pass, no boolean temporary
-    else:
+    # one pass with no boolean temporary for contiguous float32/64 arrays, else NumPy
+    finite = all_finite(arr) if type(arr) is np.ndarray else None
+    if finite is None:
         finite = np.isfinite(arr).all()
     if not finite:
         bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))

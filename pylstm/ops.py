@@ -416,6 +416,21 @@ def _dense_inference(x, time_major, kernel, recurrent_kernel, bias, projection, 
         return _fused_dense_inference(x, time_major, kernel, recurrent_kernel, bias, h0, c0,
                                       mask_tm, acts, reverse, zero_output, return_sequences)
     rows_in_place = time_major or B == 1
+    if (T * B < _PACK_MIN_ROWS and (rows_in_place or T == 1) and projection is None
+            and din is None and drec is None and mask_tm is None):
+        # A few rows (one step, a short sequence at batch 1): the same arithmetic in one
+        # core call, whose Python overhead is most of the time here.
+        args = (np.ascontiguousarray(x), kernel, recurrent_kernel, bias, h0, c0, acts,
+                _dense_batch_sizes(T, B), reverse, return_sequences)
+        step_flop = 2 * B * P * kernel.shape[1]
+        switch = _threads.loop_switch(step_flop)
+        if switch is not None:
+            y, h_n, c_n = _core.forward_small(*args, switch)
+        else:
+            with BlasThreads() as threads:
+                threads.loop(step_flop)
+                y, h_n, c_n = _core.forward_small(*args)
+        return (y if return_sequences else h_n.copy()), h_n, c_n, None
 
     chunks = _dense_chunks(T, B, kernel.shape[1] * dtype.itemsize)
     if rows_in_place and x.flags.c_contiguous:
