@@ -346,10 +346,12 @@ def concurrently(calls, flop_each):
     pylstm's BLAS products give the same bits on any thread count.
     """
     calls = list(calls)
+    if (len(calls) < 2 or flop_each < _CONCURRENT_MIN_FLOP
+            or getattr(_local, "pinned", None) is not None):
+        return [call() for call in calls]
     with BlasThreads() as threads:
         total = threads.available()
-        if (len(calls) < 2 or total < 2 or flop_each < _CONCURRENT_MIN_FLOP
-                or getattr(_local, "pinned", None) is not None):
+        if total < 2:
             return [call() for call in calls]
         share = max(1, total // len(calls))
         threads._threaded(share)

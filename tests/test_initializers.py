@@ -10,6 +10,7 @@ from pylstm import initializers, utils
 @pytest.mark.parametrize("shape", [(64, 32), (32, 64), (4, 8, 16), (50, 50)])
 def test_orthogonal_rows_or_columns_are_orthonormal(shape):
     w = initializers.Orthogonal(seed=1)(shape, dtype="float64")
+    assert w.flags.c_contiguous
     flat = w.reshape(-1, shape[-1])
     small = flat.T @ flat if flat.shape[0] >= flat.shape[1] else flat @ flat.T
     np.testing.assert_allclose(small, np.eye(len(small)), atol=1e-12)

@@ -124,6 +124,26 @@ def test_recurrent_kernel_is_orthogonal():
     assert np.abs(r.T @ r - np.eye(4 * units)).max() > 0.1  # not square, so not both ways
 
 
+def test_weights_are_c_contiguous_and_read_in_place(monkeypatch):
+    """The core reads weights in C order: a Fortran-ordered one (the orthogonal initializer's
+    transposed QR factor, or a custom initializer's) would be copied at every call."""
+    fortran = lambda shape, dtype="float32": np.asfortranarray(np.ones(shape, dtype))  # noqa
+    layer = LSTM(H, seed=4, kernel_initializer=fortran)
+    layer.build((None, T, D))
+    assert all(v.value.flags.c_contiguous for v in layer.weights)
+    received = []
+    forward = ops.lstm_forward
+
+    def spy(x, kernel, recurrent_kernel, bias, *args, **kwargs):
+        received.extend([kernel, recurrent_kernel, bias])
+        return forward(x, kernel, recurrent_kernel, bias, *args, **kwargs)
+
+    monkeypatch.setattr(ops, "lstm_forward", spy)
+    layer(inputs())
+    assert [id(w) for w in received] == [id(v.value) for v in layer.weights]
+    assert all(ops._check_weights(*received, None)[k] is received[k] for k in range(3))
+
+
 def test_glorot_uniform_kernel_statistics():
     layer = LSTM(100, seed=5)
     layer.build((None, 2, 200))
