@@ -277,9 +277,10 @@ class LSTM(_Module):
                 masks.append(mask)
             else:
                 masks.append(None)
-            y = ops._empty(x.shape[:-1] + (D * P,), self.dtype)
+            # one direction's output is the layer's; two write their halves of y
+            y = ops._empty(x.shape[:-1] + (D * P,), self.dtype) if D > 1 else None
 
-            def direction(d, x=x, layer=layer):
+            def direction(d, x=x, layer=layer, y=y):
                 k = layer * D + d
                 kernel, recurrent, bias, projection = self._weights(layer, self._suffixes()[d])
                 states = (None if h0 is None else h0[k], None if c0 is None else c0[k])
@@ -291,13 +292,16 @@ class LSTM(_Module):
                     out, h_n[k], c_n[k], cache = ops.lstm_forward_packed(
                         x, batch_sizes, kernel, recurrent, bias, *states,
                         projection=projection, reverse=d == 1, training=training)
+                if y is None:
+                    return cache, out
                 y[..., d * P:(d + 1) * P] = out
-                return cache
+                return cache, y
 
             # The directions are independent: side by side on a multi-core machine.
-            caches += _threads.concurrently([functools.partial(direction, d) for d in range(D)],
-                                            self._recurrent_flop(x))
-            x = y
+            results = _threads.concurrently(
+                [functools.partial(direction, d) for d in range(D)], self._recurrent_flop(x))
+            caches += [cache for cache, _ in results]
+            x = results[0][1]
         self._cache = {"caches": caches, "masks": masks, "N": N} if training else {}
         return x, h_n, c_n
 
