@@ -47,6 +47,21 @@ def forward(
     y_step: int = 0,                         # y: between dense steps
 ) -> None: ...
 
+def forward_small(
+    x: np.ndarray,                           # (T, B, D) rows time-major in memory (or B, T, D
+                                             # with T = 1 or B = 1)
+    kernel: np.ndarray,                      # (D, G)
+    recurrent_kernel: np.ndarray,            # (H, G): no projection
+    bias: Optional[np.ndarray],              # (G,) or None
+    h0: np.ndarray,                          # (B, H)
+    c0: np.ndarray,                          # (B, H)
+    activations: np.ndarray,                 # (5,) intc
+    batch_sizes: np.ndarray,                 # (T,) intc, every entry B
+    reverse: bool,
+    return_sequences: bool,
+    blas_switch: Optional[np.ndarray] = None,  # (2n,) uintp: BLAS get/set thread functions
+) -> tuple[Optional[np.ndarray], np.ndarray, np.ndarray]: ...   # y (x's shape, H), h_n, c_n
+
 def backward(
     dz: np.ndarray,                          # (N, G) out: d loss / d gate pre-activations
     dh: np.ndarray,                          # (B, P) in: d h_n; out: d h_0

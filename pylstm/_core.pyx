@@ -762,8 +762,8 @@ def forward_small(cnp.ndarray x, cnp.ndarray kernel, cnp.ndarray recurrent_kerne
     of Python overhead (microseconds at batch 1) instead of several.
 
     Args (trusted: validated by pylstm.ops; C-contiguous, the kernel's dtype):
-        x: `(T, B, D)` or `(B, T, D)` with T = 1 or B = 1: its rows are time-major in
-            memory either way (row t*B + b).
+        x: time-major `(T, B, D)`, or batch-major `(B, T, D)` with T = 1 or B = 1: rows
+            time-major in memory either way (row t*B + b).
         kernel `(D, 4H)`, recurrent_kernel `(H, 4H)`, bias `(4H,)` or None.
         h0, c0: `(B, H)`.  activations: `(5,)` intc codes.
         batch_sizes: `(T,)` intc, every entry B (in x's first two axes' order: T and B
