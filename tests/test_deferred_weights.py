@@ -9,7 +9,7 @@ import pytest
 
 from pylstm import initializers
 from pylstm.layers import LSTM, RNN, Bidirectional, Dense, Embedding, LSTMCell, TimeDistributed
-from pylstm.layers.layer import DEFAULT_MAX_WEIGHT_BYTES, deferred_weights
+from pylstm.layers.layer import DEFAULT_MAX_WEIGHT_BYTES, WeightLimitError, deferred_weights
 from pylstm.models import Sequential
 
 
@@ -63,7 +63,7 @@ def test_orthogonal_initializer_not_run_for_huge_units():
 
 
 def test_limit_raises_before_allocating():
-    with pytest.raises(ValueError, match=r"exceed the limit of 1000 bytes \(max_weight_bytes\)"
+    with pytest.raises(WeightLimitError, match=r"exceed the limit of 1000 bytes \(max_weight_bytes\)"
                        r".*lstm_big/kernel"):
         with deferred_weights(1000):
             # 10**12 x 4 bytes could never be allocated: the error must come first.

@@ -32,6 +32,11 @@ unless the caller raises the limit."""
 _WEIGHT_BUDGET = contextvars.ContextVar("pylstm_weight_budget", default=None)
 
 
+class WeightLimitError(ValueError):
+    """Raised inside `deferred_weights` when the weights would exceed its limit (a
+    `ValueError`, so that loaders' callers need catch nothing new)."""
+
+
 class WeightBudget:
     """The running total of a `deferred_weights` block.
 
@@ -48,7 +53,7 @@ class WeightBudget:
         """Counts, then allocates, zeros of `shape` and `dtype` for the weight `name`.
 
         Raises:
-            ValueError: if the total would exceed `max_bytes` (nothing is allocated).
+            WeightLimitError: if the total would exceed `max_bytes` (nothing is allocated).
         """
         shape = tuple(int(d) for d in shape)
         if any(d < 0 for d in shape):
@@ -56,7 +61,7 @@ class WeightBudget:
         # Python ints, so that a huge shape cannot overflow the count.
         nbytes = math.prod(shape) * np.dtype(dtype).itemsize
         if self.nbytes + nbytes > self.max_bytes:
-            raise ValueError(
+            raise WeightLimitError(
                 f"The model's weights of {self.nbytes + nbytes} bytes exceed the limit of "
                 f"{self.max_bytes} bytes (max_weight_bytes), reached at weight '{name}' of "
                 f"shape {shape}; pass a larger `max_weight_bytes` to load such a model.")
@@ -82,7 +87,8 @@ def deferred_weights(max_bytes=DEFAULT_MAX_WEIGHT_BYTES):
 
     Raises:
         TypeError: if `max_bytes` is not an int.
-        ValueError: if `max_bytes` is negative, or (from `add_weight`) the weights exceed it.
+        ValueError: if `max_bytes` is negative; `WeightLimitError` (a `ValueError`, from
+            `add_weight`) if the weights exceed it.
     """
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)):
         raise TypeError(f"Argument `max_bytes` must be an int, received {max_bytes!r}.")
