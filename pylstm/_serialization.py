@@ -17,6 +17,12 @@ def snake_case(name):
     return "".join(out)
 
 
+def _short_repr(value, limit=200):
+    """`repr(value)`, cut to `limit` characters (configs may come from untrusted files)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 class Configurable:
     """The config protocol: `get_config()` returns exactly the constructor's arguments and
     `from_config(config)` is `cls(**config)`; the repr shows the config."""
@@ -111,14 +117,16 @@ class Registry:
         """Builds an object from `{"class_name": str, "config": dict}`.
 
         Raises:
-            ValueError: if `config` is not such a dict or names an unknown class.
+            ValueError: if `config` is not such a dict (a str `class_name`, a dict or None
+                `config`) or names an unknown class.
         """
         if config is None and self.base is not None:
             return None
-        if not isinstance(config, dict) or "class_name" not in config:
+        if not (isinstance(config, dict) and isinstance(config.get("class_name"), str)
+                and isinstance(config.get("config"), (dict, type(None)))):
             raise ValueError(
-                f"Cannot deserialize a {self.kind} from {config!r}: expected a dict "
-                "{'class_name': ..., 'config': {...}}."
+                f"Cannot deserialize a {self.kind} from {_short_repr(config)}: expected a dict "
+                "{'class_name': str, 'config': {...}}."
             )
         return self.lookup(config["class_name"]).from_config(dict(config.get("config") or {}))
 

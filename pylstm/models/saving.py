@@ -3,9 +3,10 @@
 Format: a zip archive written by `np.savez` holding `config.json` (UTF-8 JSON stored as a
 `uint8` array) and the weights as `weight_0000`, `weight_0001`, ... in `model.get_weights()`
 order. `config.json` is `{"format": "pylstm", "format_version": 1, "model": model.get_config(),
-"compile_config": {"optimizer", "loss", "metrics"} or null}`. Loading uses
-`np.load(allow_pickle=False)` and `json`, so opening a file cannot run code. Optimizer state
-(momentums) is not saved: a reloaded model is compiled afresh.
+"compile_config": {"optimizer", "loss", "metrics"} or null}`. Loading reads the zip members
+itself (float .npy arrays only, their headers checked before their data) and the config with
+`json`, so opening a file cannot run code. Optimizer state (momentums) is not saved: a
+reloaded model is compiled afresh.
 
 Paths ending in `.keras` (and, for loading, `.h5` / `.hdf5`) use Keras's formats instead,
 through `pylstm.models.keras_io`.
@@ -15,11 +16,14 @@ import contextlib
 import json
 import os
 import secrets
+import struct
 import zipfile
+import zlib
 
 import numpy as np
 
 from pylstm import losses, optimizers
+from pylstm.layers.layer import DEFAULT_MAX_WEIGHT_BYTES, WeightLimitError, deferred_weights
 
 FORMAT = "pylstm"
 FORMAT_VERSION = 1
@@ -98,71 +102,223 @@ def _builtin_metric(name):
         return None
 
 
-def load_model(path):
+def load_model(path, max_weight_bytes=DEFAULT_MAX_WEIGHT_BYTES):
     """Loads a model written by `Sequential.save` / `save_model`, compiled if it was.
 
     A path ending in `.keras`, `.h5` or `.hdf5` is read as a Keras file
     (`pylstm.models.load_keras`); any other as pylstm's own format.
 
+    The file is treated as untrusted: the model is built from its config without running
+    initializers, and refused if its weights would exceed `max_weight_bytes`; each weight
+    member's declared size, dtype and shape are checked against the model before its data is
+    read, in bounded chunks, so that a small file cannot make loading take gigabytes or run
+    code.
+
     Args:
         path: str or path-like.
+        max_weight_bytes: int, the most bytes of weights the file's config may declare
+            (`pylstm.layers.layer.DEFAULT_MAX_WEIGHT_BYTES`, 2 GiB, by default); raise it to
+            load larger models.
 
     Returns:
         A `Sequential` with the saved architecture and weights.
 
     Raises:
         FileNotFoundError: if `path` does not exist.
-        ValueError: if `path` is not a valid pylstm model file (the message says why), or
-            names a layer class that is not defined.
+        ValueError: if `path` is not a valid pylstm model file (the message names the file and
+            says why: a damaged archive or member, a malformed config, a layer class that is
+            not defined, weights of the wrong dtype or shape or not finite), or its weights
+            exceed `max_weight_bytes`.
     """
-    from pylstm.models.sequential import Sequential
-
     path = os.fspath(path)
     if path.endswith((".keras", ".h5", ".hdf5")):
         from pylstm.models.keras_io import load_keras
 
-        return load_keras(path)
+        return load_keras(path, max_weight_bytes=max_weight_bytes)
 
     def invalid(why):
         return ValueError(f"{path!r} is not a valid pylstm model file: {why.rstrip('.')}.")
 
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (FileNotFoundError, IsADirectoryError):
+        archive = zipfile.ZipFile(path)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError,
-            RuntimeError) as e:
-        raise invalid(f"it cannot be read as a NumPy zip archive ({e})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise invalid("it holds a single NumPy array, not a zip archive")
+    except _READ_ERRORS as e:
+        if _starts_with(path, np.lib.format.MAGIC_PREFIX):
+            raise invalid("it holds a single NumPy array, not a zip archive") from e
+        raise invalid(f"it cannot be read as a zip archive ({e})") from e
     with archive:
-        if "config.json" not in archive.files:
-            raise invalid("it has no config.json entry")
         try:
-            config = json.loads(archive["config.json"].tobytes().decode("utf-8"))
-            names = sorted(n for n in archive.files if n.startswith("weight_"))
-            weights = [archive[n] for n in names]
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError,
-                RuntimeError) as e:
-            raise invalid(f"its contents are damaged ({type(e).__name__}: {e})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
+            return _load_archive(archive, invalid, max_weight_bytes)
+        except _READ_ERRORS as e:
+            raise invalid(f"its contents are damaged ({type(e).__name__}: {e})") from e
+
+
+# What reading a damaged or hostile archive can raise (zlib.error: a damaged deflate stream;
+# RuntimeError and NotImplementedError: zipfile's refusals).
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError,
+                NotImplementedError, struct.error)
+
+# What building a model from a config of the wrong shape or types can raise.
+_CONFIG_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError,
+                  OverflowError)
+
+MAX_CONFIG_BYTES = 2 ** 24
+"""The largest `config.json` member `load_model` reads (16 MiB; a model's config is a few KB)."""
+
+_MAX_NPY_HEADER_BYTES = 2 ** 16
+_CHUNK_BYTES = 2 ** 24
+_ZIP_ENCRYPTED = 0x1
+_WEIGHT_DTYPES = frozenset(np.dtype(f"{order}{code}") for order in "<>" for code in "f2 f4 f8".split())
+
+
+def _starts_with(path, prefix):
+    with contextlib.suppress(OSError), open(path, "rb") as f:
+        return f.read(len(prefix)) == prefix
+    return False
+
+
+def _load_archive(archive, invalid, max_weight_bytes):
+    """`load_model` of an open zip `archive`: reads the config, builds the model within
+    `max_weight_bytes`, then reads each weight member straight into its variable."""
+    from pylstm.models.sequential import Sequential
+
+    members = {}
+    for info in archive.infolist():
+        name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+        if name in members:
+            raise invalid(f"it holds the member {name!r} twice")
+        members[name] = info
+    if "config.json" not in members:
+        raise invalid("it has no config.json entry")
+    config = _read_config(archive, members["config.json"], invalid)
+    if config.get("format") != FORMAT:
         raise invalid("config.json does not declare the pylstm format")
     if config.get("format_version") != FORMAT_VERSION:
         raise invalid(f"unsupported format_version {config.get('format_version')!r}")
     try:
-        model = Sequential.from_config(config["model"])
-    except (KeyError, TypeError) as e:
-        raise invalid(f"its model config is malformed ({type(e).__name__}: {e})") from None
-    for name, w in zip(names, weights):
-        if w.dtype.kind != "f" or not np.isfinite(w).all():
-            raise invalid(f"weight array {name} is not finite floating-point data")
-    if weights and not model.built:
-        raise invalid("it holds weights but no input shape to build the model with")
-    try:
-        model.set_weights(weights)
-    except ValueError as e:
-        raise invalid(str(e)) from None
+        with deferred_weights(max_weight_bytes):
+            model = Sequential.from_config(config.get("model"))
+    except WeightLimitError as e:
+        raise ValueError(f"{archive.filename!r} cannot be loaded: {e}") from e
+    except _CONFIG_ERRORS as e:
+        raise invalid(f"its model config is malformed ({type(e).__name__}: {e})") from e
     compile_config = config.get("compile_config")
     if compile_config is not None:
-        model.compile(**compile_config)
+        if not isinstance(compile_config, dict) or not set(compile_config) <= _COMPILE_KEYS:
+            raise invalid(f"its compile_config must be a dict with keys among "
+                          f"{sorted(_COMPILE_KEYS)}, received {_describe(compile_config)}")
+        try:
+            model.compile(**compile_config)
+        except _CONFIG_ERRORS as e:
+            raise invalid(f"its compile_config is malformed ({type(e).__name__}: {e})") from e
+    variables = model.weights
+    names = [n for n in members if n.startswith("weight_")]
+    if names and not model.built:
+        raise invalid("it holds weights but no input shape to build the model with")
+    if len(names) != len(variables):
+        raise invalid(f"model {model.name!r} expects {len(variables)} weight arrays, "
+                      f"received {len(names)}")
+    for i, var in enumerate(variables):
+        name = f"weight_{i:04d}"
+        if name not in members:
+            raise invalid(f"it has no member {name} (its weight members are not numbered "
+                          f"weight_0000 to weight_{len(variables) - 1:04d})")
+        _read_weight(archive, members[name], name, var, invalid)
     return model
+
+
+_COMPILE_KEYS = frozenset(("optimizer", "loss", "metrics"))
+
+
+def _describe(value):
+    text = repr(value)
+    return text if len(text) <= 80 else f"a {type(value).__name__}"
+
+
+def _open_member(archive, info, invalid):
+    if info.flag_bits & _ZIP_ENCRYPTED:
+        raise invalid(f"its member {info.filename!r} is encrypted")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        # bzip2 and LZMA members are decompressed without a bound on the output of each call.
+        raise invalid(f"its member {info.filename!r} uses compression method "
+                      f"{info.compress_type}, not stored or deflated")
+    return archive.open(info)
+
+
+def _read_npy_header(f, info, invalid):
+    """Reads the .npy header of the open member `f`; returns `(shape, fortran_order, dtype,
+    data_bytes)` where `data_bytes` is what the member holds after the header."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise invalid(f"its member {info.filename!r} has .npy format version {version}, "
+                      "not 1.0 or 2.0")
+    return shape, fortran, dtype, info.file_size - f.tell()
+
+
+def _read_into(f, out, info, invalid):
+    """Fills the C-contiguous array `out` from `f` in bounded chunks, then checks that the
+    member ends there (which also makes zipfile check its CRC)."""
+    view = memoryview(out.reshape(-1).view(np.uint8))
+    pos = 0
+    while pos < len(view):
+        chunk = f.read(min(_CHUNK_BYTES, len(view) - pos))
+        if not chunk:
+            raise invalid(f"its member {info.filename!r} ends before its data")
+        view[pos:pos + len(chunk)] = chunk
+        pos += len(chunk)
+    if f.read(1):
+        raise invalid(f"its member {info.filename!r} holds more data than its header declares")
+
+
+def _read_config(archive, info, invalid):
+    if info.file_size > MAX_CONFIG_BYTES:
+        raise invalid(f"its config.json member declares {info.file_size} bytes, more than the "
+                      f"{MAX_CONFIG_BYTES} allowed")
+    with _open_member(archive, info, invalid) as f:
+        shape, _, dtype, data_bytes = _read_npy_header(f, info, invalid)
+        if dtype != np.uint8 or len(shape) != 1 or shape[0] != data_bytes:
+            raise invalid(f"its config.json member must be {data_bytes} bytes of uint8, "
+                          f"received dtype {dtype} and shape {shape}")
+        text = np.empty(data_bytes, np.uint8)
+        _read_into(f, text, info, invalid)
+    try:
+        config = json.loads(text.tobytes().decode("utf-8"))
+    except RecursionError as e:
+        raise invalid("its config.json is nested too deeply") from e
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+        raise invalid(f"its contents are damaged ({type(e).__name__}: {e})") from e
+    if not isinstance(config, dict):
+        raise invalid("config.json does not declare the pylstm format")
+    return config
+
+
+def _read_weight(archive, info, name, var, invalid):
+    """Reads the member `name` into `var` after checking its size, dtype and shape."""
+    if info.file_size > var.value.size * 8 + _MAX_NPY_HEADER_BYTES:
+        raise invalid(f"its member {info.filename!r} declares {info.file_size} bytes, more "
+                      f"than weight {var.name!r} of shape {var.shape} can take")
+    with _open_member(archive, info, invalid) as f:
+        shape, fortran, dtype, data_bytes = _read_npy_header(f, info, invalid)
+        if dtype not in _WEIGHT_DTYPES:
+            raise invalid(f"weight array {name} has dtype {dtype.str}, not float16, float32 "
+                          "or float64")
+        if shape != var.shape:
+            raise invalid(f"weight array {name} has shape {shape}; weight {var.name!r} "
+                          f"expects shape {var.shape}")
+        if data_bytes != var.value.size * dtype.itemsize:
+            raise invalid(f"its member {info.filename!r} holds {data_bytes} bytes of data, "
+                          f"its header declares {var.value.size * dtype.itemsize}")
+        if dtype == var.dtype and dtype.isnative and not fortran:
+            _read_into(f, var.value, info, invalid)
+        else:
+            data = np.empty(shape[::-1] if fortran else shape, dtype)
+            _read_into(f, data, info, invalid)
+            # Assignment converts the dtype and byte order to the variable's.
+            var.value[...] = data.T if fortran else data
+    if not np.isfinite(var.value).all():
+        raise invalid(f"weight array {name} is not finite floating-point data")

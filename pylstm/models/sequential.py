@@ -209,9 +209,17 @@ class Sequential:
 
         Raises:
             ValueError: for an unknown optimizer, loss or metric.
+            TypeError: `metrics` not a list of names or callables.
         """
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
+        if metrics is not None and not isinstance(metrics, (list, tuple)):
+            raise TypeError(f"Argument `metrics` must be a list of metric names or callables, "
+                            f"received {type(metrics).__name__}.")
+        for m in metrics or []:
+            if not (isinstance(m, str) or callable(m)):
+                raise TypeError(f"Argument `metrics` must hold metric names or callables, "
+                                f"received {m!r}.")
         self._metrics = [(m if isinstance(m, str) else m.__name__, metrics_module.get(m))
                          for m in metrics or []]
 
@@ -500,11 +508,35 @@ class Sequential:
         """Rebuilds the (uncompiled) model from `get_config()`'s output.
 
         Raises:
-            ValueError: for an unknown layer class.
+            ValueError: for an unknown layer class, or a config whose fields do not have the
+                types `get_config()` gives (a dict with a list of layer configs, a str or
+                None name, a list of ints and None as `build_input_shape`).
         """
-        model = cls([deserialize(c) for c in config["layers"]], name=config.get("name"))
-        if config.get("build_input_shape") is not None and not model.built:
-            model.build(tuple(config["build_input_shape"]))
+        if not isinstance(config, dict):
+            raise ValueError(f"Sequential config must be a dict, received "
+                             f"{type(config).__name__}.")
+        layers = config.get("layers")
+        if not isinstance(layers, list):
+            raise ValueError(f"Sequential config's `layers` must be a list of layer configs, "
+                             f"received {type(layers).__name__}.")
+        name = config.get("name")
+        if name is not None and not isinstance(name, str):
+            raise ValueError(f"Sequential config's `name` must be a str, received "
+                             f"{type(name).__name__}.")
+        shape = config.get("build_input_shape")
+        if shape is not None and not (isinstance(shape, (list, tuple)) and all(
+                d is None or (isinstance(d, int) and not isinstance(d, bool)) for d in shape)):
+            raise ValueError(f"Sequential config's `build_input_shape` must be a list of ints "
+                             f"and None, received {shape!r}.")
+        for i, layer in enumerate(layers):
+            if not (isinstance(layer, dict) and isinstance(layer.get("class_name"), str)
+                    and isinstance(layer.get("config", {}), (dict, type(None)))):
+                raise ValueError(f"Sequential config's layer {i} must be a dict "
+                                 "{'class_name': str, 'config': dict}, received "
+                                 f"{type(layer).__name__} {str(layer)[:80]}.")
+        model = cls([deserialize(c) for c in layers], name=name)
+        if shape is not None and not model.built:
+            model.build(tuple(shape))
         return model
 
     def save(self, path):
