@@ -36,14 +36,18 @@ import datetime
 import inspect
 import io
 import json
+import math
 import os
+import struct
 import zipfile
+import zlib
 
 import numpy as np
 
 from pylstm import activations, constraints, initializers, losses, optimizers, regularizers
 from pylstm import metrics as metrics_module
 from pylstm.layers import Layer, _layer_classes, serialize
+from pylstm.layers.layer import DEFAULT_MAX_WEIGHT_BYTES, deferred_weights
 from pylstm.models.saving import atomic_write
 from pylstm.models.sequential import Sequential
 
@@ -158,13 +162,20 @@ def _h5py():
 # Public API ---------------------------------------------------------------------------------
 
 
-def load_keras(path, compile=True):
+def load_keras(path, compile=True, max_weight_bytes=DEFAULT_MAX_WEIGHT_BYTES):
     """Loads a Keras `Sequential` model file into a pylstm `Sequential`.
 
     Reads Keras 3's `.keras` archives and legacy HDF5 model files (Keras 2's `model.save`,
-    Keras 3's `model.save("x.h5")`), with h5py and without TensorFlow. The model computes what
-    the Keras model computes, and can be trained further and saved back
-    (`model.save("x.keras")` writes a file Keras loads).
+    Keras 3's `model.save("x.h5")`), without TensorFlow. The model computes what the Keras
+    model computes, and can be trained further and saved back (`model.save("x.keras")` writes
+    a file Keras loads).
+
+    Files from anywhere are safe to load: HDF5 is read with pyfive, a pure-Python reader
+    (HDF5's C library can crash on damaged files), within a bound on the bytes read; links,
+    virtual datasets and external storage, which would read other files, are refused; every
+    array's type and shape are checked before it is read, and every size a file declares
+    (zip members, arrays) before anything of that size is allocated or decompressed. The model
+    is built from the file's config without running its initializers.
 
     Supported layers: `Input` / `InputLayer`, `Dense`, `Dropout`, `Activation`, `Flatten`,
     `Embedding`, `Masking`, `LSTM`, `RNN(LSTMCell)`, `Bidirectional` and `TimeDistributed`
@@ -180,17 +191,23 @@ def load_keras(path, compile=True):
             Otherwise (a learning-rate schedule, weight decay, a custom loss, ...) the model
             is returned uncompiled, as with `compile=False`, without a warning: call
             `compile()` before `fit()`.
+        max_weight_bytes: int, the most bytes the weights of the file's model may take
+            (default `pylstm.layers.layer.DEFAULT_MAX_WEIGHT_BYTES`, 2 GiB); a config that
+            implies more is refused before anything is allocated. Raise it to load a larger
+            model.
 
     Returns:
         A built `pylstm.models.Sequential` with the file's weights.
 
     Raises:
         FileNotFoundError: if `path` does not exist.
-        ImportError: if h5py is not installed.
-        ValueError: for a file that is not a valid Keras model file (damaged, truncated, a
-            missing member or weight, a wrong shape; the message says which), a model other
-            than `Sequential`, or a layer or argument pylstm does not support (the message
-            names the layer).
+        ImportError: if pyfive is not installed.
+        ValueError: for a file that is not a valid Keras model file (damaged, truncated,
+            hostile, a missing member or weight, a wrong type or shape; the message names the
+            file and says what), weights over `max_weight_bytes`, a model other than
+            `Sequential`, or a layer or argument pylstm does not support (the message names
+            the layer).
+        TypeError: if `max_weight_bytes` is not an int.
 
     Example:
 
@@ -207,34 +224,49 @@ def load_keras(path, compile=True):
     """
     path = os.fspath(path)
     if _sniff(path) == "zip":
-        config, weights = _read_archive(path)
-        model = _model_from_keras(path, config, legacy=False)
-        with _open_h5(path, io.BytesIO(weights), _WEIGHTS) as f:
-            _reading(path, _read_weights, path, model, f)
+        with _Archive(path) as archive:
+            config = archive.config()
+            model = _model_from_keras(path, config, False, max_weight_bytes)
+            weights = archive.weights(model)
+        with _open_hdf5(path, weights, _WEIGHTS) as f:
+            _read_weights(path, model, f.root)
             if compile:
                 _compile_from_keras(model, config.get("compile_config"), legacy=False)
-                _reading(path, _read_optimizer_state, model, f)
+                _read_optimizer_state(model, f.root)
         return model
-    with _open_h5(path, path) as f:
-        return _reading(path, _load_legacy_model, path, f, compile)
+    with _open_hdf5(path) as f:
+        return _load_legacy_model(path, f.root, compile, max_weight_bytes)
 
 
-def _load_legacy_model(path, f, compile):
+def _load_legacy_model(path, f, compile, max_weight_bytes):
     version = _attr_text(f, "keras_version") or ""
     if version.startswith("1."):
-        raise ValueError(f"Cannot load {path!r}: it was written by Keras {version}; pylstm "
+        raise ValueError(f"Cannot load {path!r}: it was written by Keras {version:.20}; pylstm "
                          f"reads files of Keras 2 and 3.")
-    if "model_config" not in f.attrs:
+    model_config = _attr_text(f, "model_config")
+    if model_config is None:
         raise _invalid(path, "the HDF5 file has no `model_config` attribute (a weights-only "
                        "file? load it with `load_keras_weights(model, path)`)")
-    config = _json(path, _attr_text(f, "model_config"), "model_config")
+    config = _json(path, model_config, "model_config")
+    if not isinstance(config, dict):
+        raise _invalid(path, "its `model_config` does not hold a serialized model")
     # Keras 2's "hard_sigmoid" is not Keras 3's; Keras 3 writes this format too.
-    model = _model_from_keras(path, config, legacy=not version.startswith("3."))
-    _read_legacy_weights(path, model, f["model_weights"] if "model_weights" in f else f)
-    if compile and "training_config" in f.attrs:
-        training = _json(path, _attr_text(f, "training_config"), "training_config")
-        _compile_from_keras(model, training, legacy=True)
+    model = _model_from_keras(path, config, not version.startswith("3."), max_weight_bytes)
+    _read_legacy_weights(path, model, _weights_root(path, f))
+    training_config = _attr_text(f, "training_config") if compile else None
+    if training_config is not None:
+        _compile_from_keras(model, _json(path, training_config, "training_config"), legacy=True)
     return model
+
+
+def _weights_root(path, f):
+    """The group of a legacy file that holds `layer_names`: `model_weights`, or the root."""
+    if "model_weights" not in f.links:
+        return f
+    group = f.get("model_weights")
+    if not isinstance(group, _Group):
+        raise _invalid(path, "its `model_weights` is not a group")
+    return group
 
 
 def load_keras_weights(model, path):
@@ -243,7 +275,8 @@ def load_keras_weights(model, path):
     Reads `.weights.h5` files (Keras 3's `save_weights`), `.keras` archives and legacy HDF5
     weight or model files (Keras 2's `save_weights("x.h5")`, matched layer by layer in order,
     as Keras does). A `.keras` or `.weights.h5` file's optimizer state is restored too when
-    `model` is compiled with the same optimizer class.
+    `model` is compiled with the same optimizer class. Files are read as safely as by
+    `load_keras`, each array's size bounded by the model's.
 
     Args:
         model: a built `pylstm.models.Sequential`.
@@ -251,29 +284,28 @@ def load_keras_weights(model, path):
 
     Raises:
         FileNotFoundError: if `path` does not exist.
-        ValueError: if `model` is not built, the file is not a valid Keras weights file, or
-            its weights do not fit the model (a missing group, a count or shape mismatch, or
-            weights for layers the model lacks; the message says which).
+        ImportError: if pyfive is not installed.
+        ValueError: if `model` is not built, the file is not a valid Keras weights file
+            (damaged or hostile; the message names the file), or its weights do not fit the
+            model (a missing group, a count or shape mismatch, or weights for layers the model
+            lacks; the message says which).
     """
     path = os.fspath(path)
     if not model.built:
         raise ValueError(f"Model '{model.name}' must be built before loading weights: start it "
                          f"with an `Input` layer or call `build(input_shape)`.")
     if _sniff(path) == "zip":
-        _, weights = _read_archive(path)
-        source = io.BytesIO(weights)
+        with _Archive(path) as archive:
+            weights = archive.weights(model)
+        opened = _open_hdf5(path, weights, _WEIGHTS)
     else:
-        source = path
-    with _open_h5(path, source) as f:
-        _reading(path, _load_weights_file, path, model, f)
-
-
-def _load_weights_file(path, model, f):
-    if "layers" in f or "vars" in f:
-        _read_weights(path, model, f)
-        _read_optimizer_state(model, f)
-    else:
-        _read_legacy_weights(path, model, f["model_weights"] if "model_weights" in f else f)
+        opened = _open_hdf5(path)
+    with opened as f:
+        if "layers" in f.root.links or "vars" in f.root.links:
+            _read_weights(path, model, f.root)
+            _read_optimizer_state(model, f.root)
+        else:
+            _read_legacy_weights(path, model, _weights_root(path, f.root))
 
 
 def save_keras(model, path):
@@ -329,9 +361,31 @@ def save_keras_weights(model, path):
 
 # Files --------------------------------------------------------------------------------------
 
+# The most bytes of config.json (uncompressed) a `.keras` archive may declare.
+_MAX_CONFIG_BYTES = 64 * 2**20
+# HDF5 bytes a weights member may hold beyond its arrays, per array and in all (object
+# headers, B-trees, heaps, attributes).
+_H5_OVERHEAD_PER_ARRAY, _H5_OVERHEAD = 16 * 2**10, 4 * 2**20
+# Slot arrays per weight in the optimizer state Keras saves (at most RMSprop's three).
+_MAX_SLOTS = max(sum(len(block) for block in blocks) for blocks in _OPTIMIZER_SLOTS.values())
+# How much an HDF5 file may make its reader read, as a multiple of its size plus a constant:
+# a valid file reads each byte about once; a cyclic B-tree, heap or header loops until this.
+_READ_FACTOR, _READ_EXTRA = 4, 4 * 2**20
+# Cost charged per read or seek call, so that many tiny reads also exhaust the budget.
+_CALL_COST = 16
+
+
+class _Invalid(ValueError):
+    """A Keras file's content is damaged or refused (raised by `_invalid`)."""
+
+
+class _Refused(Exception):
+    """Raised inside pyfive's parsing for a structure this module refuses (its message says
+    which); the caller turns it into `_invalid`."""
+
 
 def _invalid(path, why):
-    return ValueError(f"{path!r} is not a valid Keras file: {why.rstrip('.')}.")
+    return _Invalid(f"{path!r} is not a valid Keras file: {why.rstrip('.')}.")
 
 
 def _sniff(path):
@@ -344,55 +398,87 @@ def _sniff(path):
     raise _invalid(path, "it is neither a .keras zip archive nor an HDF5 file")
 
 
-def _read_archive(path):
-    """Returns `(config dict, model.weights.h5 bytes)` of a `.keras` archive."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            for member in (_CONFIG, _WEIGHTS):
-                if member not in names:
-                    extra = (" (Keras's npz weights format is not supported)"
-                             if member == _WEIGHTS and "model.weights.npz" in names else "")
-                    raise _invalid(path, f"the archive has no {member}{extra}")
-            config = _json(path, archive.read(_CONFIG).decode("utf-8"), _CONFIG)
-            weights = archive.read(_WEIGHTS)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, UnicodeDecodeError,
-            NotImplementedError) as e:
-        raise _invalid(path, f"the zip archive is damaged ({type(e).__name__}: {e})") from None
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise _invalid(path, "config.json does not hold a serialized model")
-    return config, weights
+class _Archive:
+    """A `.keras` zip archive, read member by member within declared and implied sizes."""
 
-
-class _open_h5:
-    """`h5py.File(source, "r")` as a context manager whose open errors are ValueErrors."""
-
-    def __init__(self, path, source, member=None):
-        h5py = _h5py()
+    def __init__(self, path):
+        self.path = path
         try:
-            self.file = h5py.File(source, "r")
-        except (OSError, ValueError) as e:
-            what = f"its {member}" if member else "the HDF5 file"
-            raise _invalid(path, f"{what} cannot be read ({e})") from None
+            self.zip = zipfile.ZipFile(path)
+            names = set(self.zip.namelist())
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
+                UnicodeDecodeError, NotImplementedError, RuntimeError) as e:
+            raise _invalid(path, f"the zip archive is damaged ({type(e).__name__}: {e})") from e
+        for member in (_CONFIG, _WEIGHTS):
+            if member not in names:
+                self.zip.close()
+                extra = (" (Keras's npz weights format is not supported)"
+                         if member == _WEIGHTS and "model.weights.npz" in names else "")
+                raise _invalid(path, f"the archive has no {member}{extra}")
 
     def __enter__(self):
-        return self.file
+        return self
 
     def __exit__(self, *exc):
-        self.file.close()
+        self.zip.close()
+
+    def read(self, member, limit, why):
+        """The bytes of `member`, refused before decompression when it declares more than
+        `limit` bytes (`why` says where the limit comes from)."""
+        path = self.path
+        info = self.zip.getinfo(member)
+        if info.flag_bits & 0x1:
+            raise _invalid(path, f"its {member} is encrypted")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise _invalid(path, f"its {member} uses zip compression method "
+                           f"{info.compress_type}; Keras writes stored or deflated members")
+        if info.file_size > limit:
+            raise _invalid(path, f"its {member} declares {info.file_size} bytes, more than the "
+                           f"{limit} bytes {why}")
+        data = bytearray()
+        try:
+            # ZipExtFile stops at the declared size and checks the CRC at the end.
+            with self.zip.open(info) as f:
+                while len(data) <= info.file_size:
+                    chunk = f.read(2**20)
+                    if not chunk:
+                        break
+                    data += chunk
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
+                NotImplementedError, RuntimeError, zlib.error) as e:
+            raise _invalid(path, f"the zip archive is damaged ({type(e).__name__}: {e})") from e
+        if len(data) != info.file_size:
+            raise _invalid(path, f"its {member} holds {len(data)} bytes, its zip entry "
+                           f"declares {info.file_size}")
+        return bytes(data)
+
+    def config(self):
+        """config.json as a dict."""
+        try:
+            text = self.read(_CONFIG, _MAX_CONFIG_BYTES, "a model config may have").decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise _invalid(self.path, f"its {_CONFIG} is not UTF-8 text ({e})") from e
+        config = _json(self.path, text, _CONFIG)
+        if not isinstance(config, dict) or "class_name" not in config:
+            raise _invalid(self.path, "config.json does not hold a serialized model")
+        return config
+
+    def weights(self, model):
+        """model.weights.h5, refused before decompression when it declares more bytes than
+        `model`'s weights, their optimizer slots and HDF5's overhead can take."""
+        variables = model.weights if model.built else []
+        nbytes = sum(v.value.nbytes for v in variables)
+        limit = ((1 + _MAX_SLOTS) * (nbytes + _H5_OVERHEAD_PER_ARRAY * len(variables))
+                 + _H5_OVERHEAD)
+        return self.read(_WEIGHTS, limit, f"that the weights of model '{model.name}' "
+                         f"({nbytes} bytes), their optimizer slots and HDF5's overhead can take")
 
 
-def _reading(path, read, *args):
-    """`read(*args)`, with h5py's errors on damaged data turned into a ValueError."""
+def _json(path, text, what):
     try:
-        return read(*args)
-    except (OSError, KeyError, RuntimeError, TypeError) as e:
-        raise _invalid(path, f"its HDF5 data is damaged ({type(e).__name__}: {e})") from None
-
-
-def _attr_text(f, name):
-    value = f.attrs.get(name)
-    return value.decode("utf-8") if isinstance(value, bytes) else value
+        return json.loads(text)
+    except (TypeError, ValueError, RecursionError) as e:
+        raise _invalid(path, f"{what} is not valid JSON ({type(e).__name__}: {e})") from e
 
 
 def _plain(value):
@@ -402,11 +488,379 @@ def _plain(value):
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def _json(path, text, what):
+# HDF5 reading -------------------------------------------------------------------------------
+#
+# Files to read may come from anywhere, and HDF5's C library (under h5py) crashes or hangs on
+# some damaged files and follows links, virtual datasets and external storage to other files.
+# They are read with pyfive, a pure-Python HDF5 reader (a damaged file can only raise), through
+# a file object of this module's that bounds the bytes pyfive may read. Only hard links inside
+# the file are followed; a dataset's layout, dtype and shape are checked before its data is
+# read, and its data must lie inside the file. pyfive is used for parsing only: the data of
+# contiguous, compact and (unfiltered) chunked datasets is read here.
+
+
+def _pyfive():
     try:
-        return json.loads(text)
-    except (TypeError, ValueError) as e:
-        raise _invalid(path, f"{what} is not valid JSON ({e})") from None
+        import pyfive.btree
+        import pyfive.dataobjects
+        import pyfive.misc_low_level
+    except ImportError:
+        raise ImportError("Reading Keras files needs pyfive: `pip install pyfive` (or "
+                          "`pip install pylstm[keras]`).") from None
+    return pyfive
+
+
+class _BoundedFile:
+    """A read-only view of a binary file for pyfive that refuses to read more than `budget`
+    bytes in all (each call also counts `_CALL_COST`), and never past `size`.
+
+    It has no `fileno`, `name` or `fs`, so pyfive neither memory-maps, reopens nor reads it
+    from threads.
+    """
+
+    closed = False
+
+    def __init__(self, raw, size, budget):
+        self._raw, self.size, self._left, self._pos = raw, size, budget, 0
+
+    def _charge(self, n):
+        self._left -= n + _CALL_COST
+        if self._left < 0:
+            raise _Refused("reading it takes more than a valid file of its size needs (a cycle "
+                           "in its B-trees, heaps or headers?)")
+
+    def seek(self, offset, whence=0):
+        self._charge(0)
+        base = (0, self._pos, self.size)[whence]
+        if base + offset < 0:
+            raise _Refused(f"an address points before the start of the file ({offset})")
+        self._pos = base + offset
+        return self._pos
+
+    def tell(self):
+        return self._pos
+
+    def read(self, n=-1):
+        left = max(0, self.size - self._pos)
+        n = left if n is None or n < 0 else min(n, left)
+        self._charge(n)
+        self._raw.seek(self._pos)
+        data = self._raw.read(n)
+        self._pos += len(data)
+        return data
+
+    def close(self):
+        pass
+
+
+def _checked_objects_class():
+    """pyfive's DataObjects (an HDF5 object header) with two structures checked before pyfive
+    acts on them: links (only hard and soft links, which `_Group` refuses in turn) and
+    attribute values (an element count that the bytes holding it cannot hold is refused before
+    pyfive allocates for it)."""
+    pyfive = _pyfive()
+    base = pyfive.dataobjects.DataObjects
+    p5t = pyfive.dataobjects
+
+    class CheckedObjects(base):
+        @staticmethod
+        def _decode_link_msg(data, offset):
+            flags = data[offset + 1]
+            link_type = data[offset + 2] if flags & 0x8 else 0
+            if link_type not in (0, 1):
+                raise _Refused("it holds an external or user-defined link (to another file); "
+                               "links out of the file are refused")
+            return base._decode_link_msg(data, offset)
+
+        def _attr_value(self, ptype, buf, count, offset):
+            vlen = isinstance(ptype, (p5t.P5SequenceType, p5t.P5ReferenceType,
+                                      p5t.P5VlenStringType))
+            itemsize = 8 if isinstance(ptype, p5t.P5ReferenceType) else (
+                16 if vlen else ptype.dtype.itemsize)
+            if count * max(itemsize, 1) > len(buf) - offset:
+                raise _Refused(f"an attribute declares {count} values, more than its "
+                               f"{len(buf) - offset} bytes hold")
+            return super()._attr_value(ptype, buf, count, offset)
+
+    return CheckedObjects
+
+
+class _HDF5:
+    """An untrusted HDF5 file opened with pyfive: `root` is its root `_Group`.
+
+    Args:
+        path: the file's path, for messages.
+        raw: a seekable binary file object holding the HDF5 bytes.
+        size: int, the number of bytes of `raw`.
+        what: str, the file's name in messages ("the HDF5 file", "its model.weights.h5").
+    """
+
+    def __init__(self, path, raw, size, what):
+        self.path, self.what, self.size = path, what, size
+        self._objects_class = _checked_objects_class()
+        self.fh = _BoundedFile(raw, size, _READ_FACTOR * size + _READ_EXTRA)
+        self._cache = {}
+
+        def open_root():
+            superblock = _pyfive().misc_low_level.SuperBlock(self.fh, 0)
+            if superblock._contents.get("base_address", 0):
+                raise _Refused("its superblock declares a user block")
+            return superblock.offset_to_dataobjects
+
+        self.root = _Group(self, "", self.parse(open_root))
+
+    def parse(self, fn, *args):
+        """`fn(*args)`, where any failure to parse the file's bytes is a damaged file."""
+        try:
+            return fn(*args)
+        except _Invalid:
+            raise
+        except _Refused as e:
+            raise _invalid(self.path, f"{self.what}'s HDF5 structure is damaged or hostile: "
+                           f"{e}") from e
+        except Exception as e:  # any error of the parser on these bytes: a damaged file
+            raise _invalid(self.path, f"{self.what}'s HDF5 structure is damaged or hostile "
+                           f"({type(e).__name__}: {e})") from e
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.fh._raw.close()
+
+    def objects(self, address):
+        """The parsed object header at `address` (cached: a link cycle parses nothing twice)."""
+        if address not in self._cache:
+            self._cache[address] = self.parse(self._objects_class, self.fh, address)
+        return self._cache[address]
+
+
+class _Group:
+    """An HDF5 group of an `_HDF5` file: its hard links, attributes and members."""
+
+    def __init__(self, h5, name, address):
+        self.h5, self.name, self.address = h5, name, address
+        self._objects = h5.objects(address)
+        self._links = None
+        self._attrs = None
+
+    @property
+    def links(self):
+        if self._links is None:
+            self._links = self.h5.parse(self._objects.get_links)
+        return self._links
+
+    @property
+    def attrs(self):
+        if self._attrs is None:
+            self._attrs = self.h5.parse(self._objects.get_attributes)
+        return self._attrs
+
+    def keys(self):
+        return list(self.links)
+
+    def __contains__(self, name):
+        return self.get(name) is not None
+
+    def get(self, name):
+        """The `_Group` or `_Dataset` at the relative path `name`, or None if absent."""
+        obj = self
+        for part in name.strip("/").split("/"):
+            if not isinstance(obj, _Group) or part not in obj.links:
+                return None
+            obj = obj._member(part)
+        return obj
+
+    def _member(self, part):
+        target = self.links[part]
+        name = f"{self.name}/{part}".lstrip("/")
+        if not isinstance(target, int):
+            raise _invalid(self.h5.path, f"'{name}' in {self.h5.what} is a soft link (to "
+                           f"{target!r:.100}); links are refused")
+        objects = self.h5.objects(target)
+        kind = self.h5.parse(lambda: "dataset" if objects.is_dataset else "group")
+        return (_Dataset if kind == "dataset" else _Group)(self.h5, name, target)
+
+    def datasets(self):
+        """Yields the paths (relative to this group) of the datasets below it."""
+        seen, queue = {self.address}, [self]
+        while queue:
+            group = queue.pop(0)
+            for part in group.keys():
+                obj = group._member(part)
+                if isinstance(obj, _Dataset):
+                    yield obj.name[len(self.name):].lstrip("/")
+                elif obj.address not in seen:
+                    seen.add(obj.address)
+                    queue.append(obj)
+
+
+# Header message types (HDF5 file format specification, IV.A.2).
+_MSG_EXTERNAL_FILES, _MSG_LAYOUT, _MSG_FILTERS = 0x0007, 0x0008, 0x000B
+_COMPACT, _CONTIGUOUS, _CHUNKED, _VIRTUAL = 0, 1, 2, 3
+
+
+class _Dataset:
+    """An HDF5 dataset of an `_HDF5` file, read only after its storage, dtype and shape are
+    checked."""
+
+    def __init__(self, h5, name, address):
+        self.h5, self.name, self.address = h5, name, address
+        self._objects = h5.objects(address)
+
+    @property
+    def shape(self):
+        shape = self.h5.parse(lambda: self._objects.shape)
+        return None if shape is None else tuple(int(d) for d in shape)
+
+    def read(self, shape, kinds="f"):
+        """The dataset as a native-byte-order array, refused before reading when its dtype kind
+        is not in `kinds` or its shape is not `shape`; None for a dataset without storage."""
+        h5, objects, what = self.h5, self._objects, f"'{self.name}' in {self.h5.what}"
+        types = {msg["type"] for msg in objects.msgs}
+        if _MSG_EXTERNAL_FILES in types:
+            raise _invalid(h5.path, f"{what} is stored in external files; reading other "
+                           f"files is refused")
+        if _MSG_FILTERS in types:
+            raise _invalid(h5.path, f"{what} is compressed or filtered; Keras writes "
+                           f"unfiltered arrays")
+        _, layout, offset = h5.parse(objects.get_id_storage_params)
+        if layout not in (_COMPACT, _CONTIGUOUS, _CHUNKED):
+            raise _invalid(h5.path, f"{what} is a virtual dataset (its data would come from "
+                           f"other datasets or files); refused" if layout == _VIRTUAL else
+                           f"{what} has an unknown storage layout ({layout})")
+        dtype = h5.parse(lambda: objects.ptype.dtype)
+        if not isinstance(dtype, np.dtype) or dtype.kind not in kinds or dtype.fields:
+            raise _invalid(h5.path, f"'{self.name}' is not finite floating-point data "
+                           f"({h5.what} stores it as {dtype})" if kinds == "f" else
+                           f"{what} has the HDF5 type {dtype}, expected kind {kinds!r}")
+        declared = self.shape
+        if declared != tuple(shape):
+            raise _ShapeMismatch(declared)
+        nbytes = math.prod(shape) * dtype.itemsize
+        if layout == _COMPACT:
+            data = h5.parse(self._compact)
+        elif layout == _CONTIGUOUS:
+            data = h5.parse(self._contiguous, offset, nbytes)
+        else:
+            return h5.parse(self._chunked, shape, dtype).astype(dtype.newbyteorder("="))
+        if data is None:
+            raise _invalid(h5.path, f"{what} has no data")
+        if len(data) != nbytes:
+            raise _invalid(h5.path, f"{what} holds {len(data)} bytes, its shape {shape} and "
+                           f"type {dtype} need {nbytes}")
+        return np.frombuffer(data, dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+    def _compact(self):
+        msg = self._objects.find_msg_type(_MSG_LAYOUT)[0]
+        start = msg["offset_to_message"]
+        layout = self._objects.msg_data[start:start + msg["size"]]
+        if layout[0] not in (3, 4):
+            raise _Refused(f"a compact layout of version {layout[0]}")
+        return layout[4:4 + int.from_bytes(layout[2:4], "little")]
+
+    def _contiguous(self, offset, nbytes):
+        (address,) = struct.unpack_from("<Q", self._objects.msg_data, offset)
+        if address == 0xFFFFFFFFFFFFFFFF:
+            return None
+        if address + nbytes > self.h5.size:
+            raise _Refused(f"'{self.name}' declares data at bytes {address} to "
+                           f"{address + nbytes}, past the end of the file ({self.h5.size})")
+        self.h5.fh.seek(address)
+        return self.h5.fh.read(nbytes)
+
+    def _chunked(self, shape, dtype):
+        objects, fh = self._objects, self.h5.fh
+        objects._get_chunk_params()
+        chunk = tuple(int(c) for c in objects._chunks[:-1])
+        if len(chunk) != len(shape) or not all(chunk):
+            raise _Refused(f"'{self.name}' declares chunks of shape {chunk} for shape {shape}")
+        out = np.zeros(shape, dtype)
+        if out.size == 0:
+            return out
+        chunk_bytes = math.prod(chunk) * dtype.itemsize
+        tree = _pyfive().btree.BTreeV1RawDataChunks(fh, objects._chunk_address,
+                                                     objects._chunk_dims)
+        seen = set()
+        for node in tree.all_nodes[0]:
+            for key, address in zip(node["keys"], node["addresses"]):
+                start = tuple(int(s) for s in key["chunk_offset"][:-1])
+                if (key["chunk_size"] != chunk_bytes or start in seen or len(start) != len(shape)
+                        or any(s % c or s >= d for s, c, d in zip(start, chunk, shape))
+                        or address + chunk_bytes > self.h5.size):
+                    raise _Refused(f"'{self.name}' has a damaged chunk index")
+                seen.add(start)
+                fh.seek(address)
+                block = np.frombuffer(fh.read(chunk_bytes), dtype).reshape(chunk)
+                region = tuple(slice(s, min(s + c, d)) for s, c, d in zip(start, chunk, shape))
+                out[region] = block[tuple(slice(0, r.stop - r.start) for r in region)]
+        if len(seen) != math.prod(-(-d // c) for d, c in zip(shape, chunk)):
+            raise _Refused(f"'{self.name}' lacks some of its chunks")
+        return out
+
+
+class _ShapeMismatch(Exception):
+    """A dataset's declared shape is not the expected one (the caller names the layer)."""
+
+    def __init__(self, declared):
+        super().__init__(declared)
+        self.declared = declared
+
+
+def _open_hdf5(path, data=None, member=None):
+    """`_HDF5` of `data`, the bytes of `member` of a `.keras` archive, or else of the file at
+    `path`."""
+    if data is not None:
+        return _HDF5(path, io.BytesIO(data), len(data), f"its {member}")
+    f = open(path, "rb")
+    try:
+        return _HDF5(path, f, os.fstat(f.fileno()).st_size, "the HDF5 file")
+    except BaseException:
+        f.close()
+        raise
+
+
+_MAX_ATTR_TEXT = _MAX_CONFIG_BYTES
+
+
+def _attr_text(group, name):
+    """The text attribute `name` of `group`, None if absent."""
+    value = group.attrs.get(name)
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray) and value.shape == () :
+        value = value[()]
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise _invalid(group.h5.path, f"its `{name}` attribute is not UTF-8 text") from e
+    if not isinstance(value, str) or len(value) > _MAX_ATTR_TEXT:
+        raise _invalid(group.h5.path, f"its `{name}` attribute is not text of at most "
+                       f"{_MAX_ATTR_TEXT} characters (received {type(value).__name__})")
+    return value
+
+
+def _attr_names(group, name):
+    """The list-of-names attribute `name` of `group` (`layer_names`, `weight_names`), None if
+    absent."""
+    values = group.attrs.get(name)
+    if values is None:
+        return None
+    if not isinstance(values, np.ndarray):
+        values = np.asarray([values], dtype=object)
+    names = []
+    for value in values.reshape(-1).tolist():
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise _invalid(group.h5.path, f"its `{name}` attribute is not UTF-8 text") from e
+        if not isinstance(value, str):
+            raise _invalid(group.h5.path, f"its `{name}` attribute holds a "
+                           f"{type(value).__name__}, expected names")
+        names.append(value)
+    return names
 
 
 # Keras config -> pylstm ---------------------------------------------------------------------
@@ -523,11 +977,12 @@ def _layer_from_keras(obj, legacy):
     return {"class_name": class_name, "config": out}
 
 
-def _model_from_keras(path, config, legacy):
-    """The pylstm `Sequential` (built, weights not loaded) of a Keras model config."""
+def _model_from_keras(path, config, legacy, max_weight_bytes=DEFAULT_MAX_WEIGHT_BYTES):
+    """The pylstm `Sequential` (built, weights zeros) of a Keras model config, built without
+    running initializers and within `max_weight_bytes` of weights."""
     if config.get("class_name") != "Sequential":
         raise ValueError(f"Cannot load {path!r}: pylstm loads Keras Sequential models, this file "
-                         f"holds a {config.get('class_name')!r} model.")
+                         f"holds a {config.get('class_name')!r:.100} model.")
     body = config.get("config")
     if isinstance(body, list):  # Keras 2.0 wrote the list of layers alone
         body = {"layers": body}
@@ -540,24 +995,31 @@ def _model_from_keras(path, config, legacy):
             keras_config = entry["config"]
             shape = keras_config.get("batch_input_shape") or keras_config.get("batch_shape")
             if layer["class_name"] != "InputLayer" and not layers and shape:
+                if not isinstance(shape, list):
+                    raise _Unmappable(f"layer '{keras_config.get('name')!s:.100}': its input "
+                                      f"shape is not a list ({shape!r:.100})")
                 layers.append({"class_name": "InputLayer",
                                "config": {"shape": shape[1:], "batch_size": shape[0],
                                           "dtype": None, "name": None}})
             layers.append(layer)
     except _Unmappable as e:
-        raise ValueError(f"Cannot load {path!r}: {e}.") from None
+        raise ValueError(f"Cannot load {path!r}: {e}.") from e
+    except RecursionError as e:
+        raise _invalid(path, "its model config nests layers too deeply") from e
     if layers and layers[0]["class_name"] == "InputLayer" and layers[0]["config"]["dtype"] is None:
         # An integer input (token ids) is fed as floats to the first layer's dtype.
         following = layers[1]["config"].get("dtype") if len(layers) > 1 else None
         layers[0]["config"]["dtype"] = following or "float32"
-    build_shape = body.get("build_input_shape") or (config.get("build_config") or {}).get(
-        "input_shape")
-    try:
-        return Sequential.from_config({"name": body.get("name"), "layers": layers,
-                                       "build_input_shape": build_shape})
-    except (ValueError, TypeError, KeyError) as e:
-        raise ValueError(f"Cannot load {path!r}: its model cannot be built in pylstm "
-                         f"({type(e).__name__}: {e}).") from None
+    build_config = config.get("build_config")
+    build_shape = body.get("build_input_shape") or (
+        build_config.get("input_shape") if isinstance(build_config, dict) else None)
+    with deferred_weights(max_weight_bytes):
+        try:
+            return Sequential.from_config({"name": body.get("name"), "layers": layers,
+                                           "build_input_shape": build_shape})
+        except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as e:
+            raise ValueError(f"Cannot load {path!r}: its model cannot be built in pylstm "
+                             f"({type(e).__name__}: {e}).") from e
 
 
 def _compile_from_keras(model, config, legacy):
@@ -636,86 +1098,100 @@ def _layer_groups(model):
                             for rel, n in _weight_groups(obj)]
 
 
-def _read_vars(path, f, group_path, expected):
-    h5py = _h5py()
+def _read_vars(path, f, group_path, layer, shapes):
+    """The arrays of the group `group_path/vars` of `f`, of the shapes `shapes` that `layer`
+    expects."""
     name = f"{group_path}/vars"
     group = f.get(name)
-    if not isinstance(group, h5py.Group):
+    if not isinstance(group, _Group):
         raise _invalid(path, f"it has no weights group '{name}'")
     keys = sorted(group.keys(), key=lambda k: int(k) if k.isdigit() else -1)
-    if keys != [str(i) for i in range(expected)]:
-        raise _invalid(path, f"'{name}' holds the arrays {keys}, expected {expected} "
-                       f"(0 to {expected - 1})")
-    return [_array(path, group[k], f"{name}/{k}") for k in keys]
+    if keys != [str(i) for i in range(len(shapes))]:
+        raise _invalid(path, f"'{name}' holds the arrays {keys[:10]}, expected {len(shapes)} "
+                       f"(0 to {len(shapes) - 1})")
+    return [_array(path, group.get(k), f"{name}/{k}", layer, shape)
+            for k, shape in zip(keys, shapes)]
 
 
-def _array(path, dataset, name):
-    h5py = _h5py()
-    if not isinstance(dataset, h5py.Dataset):
+def _array(path, dataset, name, layer, shape):
+    """The dataset `name` for a weight of `layer` of shape `shape`, checked before and after
+    it is read."""
+    if not isinstance(dataset, _Dataset):
         raise _invalid(path, f"'{name}' is not an array")
     try:
-        value = dataset[()]
-    except (OSError, ValueError, TypeError) as e:
-        raise _invalid(path, f"'{name}' cannot be read ({e})") from None
-    if not isinstance(value, np.ndarray) or value.dtype.kind != "f" or not np.isfinite(value).all():
+        value = dataset.read(shape)
+    except _ShapeMismatch as e:
+        raise _invalid(path, f"its weights do not fit layer '{layer.name}': '{name}' expects "
+                       f"shape {tuple(shape)}, received shape {e.declared}") from e
+    if not np.isfinite(value).all():
         raise _invalid(path, f"'{name}' is not finite floating-point data")
     return value
+
+
+def _weight_shapes(layer):
+    return [tuple(v.value.shape) for v in layer.weights]
 
 
 def _set_weights(path, layer, weights):
     try:
         layer.set_weights(weights)
     except ValueError as e:
-        raise _invalid(path, f"its weights do not fit layer '{layer.name}': {e}") from None
+        raise _invalid(path, f"its weights do not fit layer '{layer.name}': {e}") from e
 
 
 def _read_weights(path, model, f):
-    """Loads a Keras 3 weights file (`f`, an open h5py File) into `model`."""
-    h5py = _h5py()
+    """Loads a Keras 3 weights file (`f`, the root `_Group`) into `model`."""
     try:
         # A model saved before it was built has no weights, in Keras as in pylstm.
         plan = list(_layer_groups(model)) if model.built else []
     except _Unmappable as e:
-        raise ValueError(f"Cannot load Keras weights into model '{model.name}': {e}.") from None
+        raise ValueError(f"Cannot load Keras weights into model '{model.name}': {e}.") from e
     read = set()
     for layer, _, groups in plan:
-        weights = []
+        shapes, weights = iter(_weight_shapes(layer)), []
         for group_path, n in groups:
-            weights += _read_vars(path, f, group_path, n)
+            group_shapes = [shape for _, shape in zip(range(n), shapes)]
+            if len(group_shapes) != n:
+                raise _invalid(path, f"its weights do not fit layer '{layer.name}'")
+            weights += _read_vars(path, f, group_path, layer, group_shapes)
             read.add(f"{group_path}/vars")
         _set_weights(path, layer, weights)
-    extra = []
-    if isinstance(f.get("layers"), h5py.Group):
-        f["layers"].visititems(lambda name, obj: extra.append(name) if isinstance(
-            obj, h5py.Dataset) and f"layers/{name.rsplit('/', 1)[0]}" not in read else None)
-    if extra:
-        raise _invalid(path, f"it holds weights the model has no layer for (e.g. "
-                       f"'layers/{extra[0]}'): it was saved from another architecture")
+    layers = f.get("layers")
+    if isinstance(layers, _Group):
+        extra = next((name for name in layers.datasets()
+                      if f"layers/{name.rsplit('/', 1)[0]}" not in read), None)
+        if extra is not None:
+            raise _invalid(path, f"it holds weights the model has no layer for (e.g. "
+                           f"'layers/{extra}'): it was saved from another architecture")
 
 
 def _read_legacy_weights(path, model, group):
     """Loads legacy HDF5 weights (Keras 2 layout) into `model`, layer by layer in order."""
-    h5py = _h5py()
-    names = group.attrs.get("layer_names")
+    names = _attr_names(group, "layer_names")
     if names is None:
         raise _invalid(path, "it has no `layer_names` attribute: not a Keras weights file")
     saved = []
-    for name in (n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names):
-        layer_group = group.get(name)
-        if not isinstance(layer_group, h5py.Group):
-            raise _invalid(path, f"it has no group for layer '{name}'")
-        weight_names = [n.decode("utf-8") if isinstance(n, bytes) else str(n)
-                        for n in layer_group.attrs.get("weight_names", [])]
+    for name in names:
+        layer_group = group.get(name) if name else None
+        if not isinstance(layer_group, _Group):
+            raise _invalid(path, f"it has no group for layer '{name:.100}'")
+        weight_names = _attr_names(layer_group, "weight_names") or []
         if weight_names:
-            saved.append((name, [_array(path, layer_group.get(w), f"{name}/{w}")
-                                 for w in weight_names]))
+            saved.append((name, layer_group, weight_names))
     layers = [layer for layer in model.layers if layer.weights]
     if len(saved) != len(layers):
         raise _invalid(path, f"it holds weights for {len(saved)} layers "
-                       f"({', '.join(n for n, _ in saved)}), model '{model.name}' has "
+                       f"({', '.join(n for n, _, _ in saved[:20])}), model '{model.name}' has "
                        f"{len(layers)} layers with weights")
-    for layer, (_, weights) in zip(layers, saved):
-        _set_weights(path, layer, weights)
+    for layer, (name, layer_group, weight_names) in zip(layers, saved):
+        shapes = _weight_shapes(layer)
+        if len(weight_names) != len(shapes):
+            raise _invalid(path, f"its weights do not fit layer '{layer.name}': the file holds "
+                           f"{len(weight_names)} arrays for it (layer '{name}'), the layer has "
+                           f"{len(shapes)}")
+        _set_weights(path, layer, [
+            _array(path, layer_group.get(w) if w else None, f"{name}/{w}", layer, shape)
+            for w, shape in zip(weight_names, shapes)])
 
 
 def _slot_order(optimizer, variables):
@@ -733,7 +1209,8 @@ def _read_optimizer_state(model, f):
     Keras does, minus its warning)."""
     optimizer = model.optimizer
     group = f.get("optimizer/vars")
-    if optimizer is None or group is None or type(optimizer).__name__ not in _OPTIMIZER_SLOTS:
+    if (optimizer is None or not isinstance(group, _Group)
+            or type(optimizer).__name__ not in _OPTIMIZER_SLOTS):
         return
     variables = model.trainable_variables
     order = _slot_order(optimizer, variables)
@@ -742,13 +1219,15 @@ def _read_optimizer_state(model, f):
         order = []
     elif keys != {str(i) for i in range(2 + len(order))}:
         return
+    datasets = [group.get(str(i)) for i in range(2 + len(order))]
+    if not all(isinstance(d, _Dataset) for d in datasets) or datasets[0].shape != ():
+        return
     slots = {var: {} for var in variables}
-    for i, (var, slot) in enumerate(order, start=2):
-        value = group[str(i)][()]
-        if getattr(value, "shape", None) != var.shape:
+    for dataset, (var, slot) in zip(datasets[2:], order):
+        if dataset.shape != tuple(var.shape):
             return
-        slots[var][slot] = np.array(value, dtype=var.dtype)
-    optimizer.iterations = int(group["0"][()])
+        slots[var][slot] = np.array(dataset.read(var.shape), dtype=var.dtype)
+    optimizer.iterations = int(datasets[0].read((), kinds="iu"))
     if order:
         optimizer._slots = slots
 
