@@ -15,7 +15,7 @@ import numpy as np
 
 from pylstm._validation import as_float_array
 from pylstm.layers.layer import Variable
-from pylstm.nn.state_dict import load_state_dict_file, save_state_dict_file, to_numpy
+from pylstm.nn.state_dict import read_state_dict_file, save_state_dict_file, to_numpy
 
 IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 IncompatibleKeys.__doc__ = """What `load_state_dict(..., strict=False)` did not match (as
@@ -82,13 +82,16 @@ def _as_batch(x, name, input_size):
 def _load_parameters(owner, params, state_dict, strict):
     """`load_state_dict` of `pylstm.nn` modules: validates `state_dict` against `params`
     (`{name: Variable}`) and copies it into the parameters in place."""
+    unexpected = []
     if isinstance(state_dict, (str, bytes)) or hasattr(state_dict, "__fspath__"):
-        state_dict = load_state_dict_file(state_dict)
+        # Only the parameters' tensors are read, each after its dtype and shape are checked.
+        state_dict, unexpected = read_state_dict_file(
+            state_dict, {name: var.shape for name, var in params.items()})
     if not isinstance(state_dict, collections.abc.Mapping):
         raise TypeError(f"Argument `state_dict` must be a mapping of names to arrays or a "
                         f"file path, received {type(state_dict).__name__}.")
     missing = [name for name in params if name not in state_dict]
-    unexpected = [str(key) for key in state_dict if key not in params]
+    unexpected += [str(key) for key in state_dict if key not in params]
     if strict and (missing or unexpected):
         raise ValueError(f"Error loading the state_dict into {owner!r}: missing keys "
                          f"{missing}, unexpected keys {unexpected}.")
@@ -179,9 +182,10 @@ class _Module:
         Raises:
             ValueError: with `strict`, missing or unexpected keys (all named); in any case a
                 value whose shape differs from its parameter's (named, with both shapes), or
-                holding NaN or inf.
+                holding NaN or inf; a file that cannot be read (named, chained to the
+                reader's error).
             TypeError: `state_dict` not a mapping or path, or a value that is not a real
-                floating array.
+                floating array (a file's tensor: not float16/32/64).
             ImportError: a file whose format needs `safetensors` or `torch`, not installed.
         """
         result = _load_parameters(self, self._params, state_dict, strict)
