@@ -15,7 +15,9 @@ def _describe(value):
 
 
 def as_float_array(value, name):
-    """Returns `value` as a real floating ndarray (float16/32/64 kept), without copying it.
+    """Returns `value` as a real floating ndarray (float16/32/64 kept), without copying it
+    unless its byte order is not the machine's (the kernels read raw memory): then a copy in
+    native order.
 
     Raises:
         TypeError: `value` is not array-like, or is of integer, boolean, complex, string or
@@ -30,7 +32,25 @@ def as_float_array(value, name):
         hint = " (cast it with .astype('float32'))" if arr.dtype.kind in "iub" else ""
         raise TypeError(f"Argument `{name}` must be a real floating-point array (float32 or "
                         f"float64), received dtype {arr.dtype}{hint}.")
-    return arr
+    return native(arr)
+
+
+def native(arr):
+    """`arr` itself if its byte order is the machine's, else a copy in native order (same
+    values): the compiled kernels read raw memory as native floats and integers."""
+    if arr.dtype.isnative:
+        return arr
+    return arr.astype(arr.dtype.newbyteorder("="))
+
+
+def check_destination(arr, name):
+    """Raises TypeError naming `name` if the `out=` / in-place destination `arr` is not in
+    the machine's byte order (results are written there as native values, so it cannot be
+    converted the way an input is)."""
+    if isinstance(arr, np.ndarray) and not arr.dtype.isnative:
+        raise TypeError(f"Argument `{name}` must be in the machine's native byte order to be "
+                        f"written into, received dtype {arr.dtype.str} (non-native); pass a "
+                        f"native array such as `np.empty(shape, {arr.dtype.name!r})`.")
 
 
 def check_array(value, name, ndim=None, shape=None, dtype=None):

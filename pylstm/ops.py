@@ -1102,18 +1102,19 @@ def _masked_gemm_grads(a, masks, w, dz2, want_input_grad):
 def _weight(value, name, ndim=None, shape=None, dtype=None):
     """`check_weight`, with its conversions skipped for an array that needs none.
 
-    A C-contiguous float32/float64 ndarray of the right ndim, shape and dtype is only
-    checked for NaN and inf; anything else goes through `check_weight` (same errors).
+    A C-contiguous native-order float32/float64 ndarray of the right ndim, shape and dtype is
+    only checked for NaN and inf; anything else goes through `check_weight` (same errors; a
+    copy in native byte order).
     """
     if (type(value) is np.ndarray and value.flags.c_contiguous
-            and (value.dtype == dtype if dtype is not None else value.dtype.type in _FLOATS)
+            and (value.dtype == dtype if dtype is not None else value.dtype in _FLOATS)
             and (value.shape == shape if shape is not None else value.ndim == ndim)):
         check_finite(value, name)
         return value
     return check_weight(value, name, ndim=ndim, shape=shape, dtype=dtype)
 
 
-_FLOATS = (np.float32, np.float64)
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))   # native byte order
 
 
 def _check_weights(kernel, recurrent_kernel, bias, projection):

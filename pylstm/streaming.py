@@ -17,7 +17,7 @@ size), G = 4H. Weights use the Keras layout and gate order i, f, c, o.
 import numpy as np
 
 from pylstm import _step, ops
-from pylstm._validation import check_array, check_finite, check_weight
+from pylstm._validation import check_array, check_destination, check_finite, check_weight
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -50,8 +50,9 @@ class LSTMState:
         c: `(B, H)` cell state, same dtype and batch size.
 
     The state holds the arrays themselves when they are C-contiguous, writeable float arrays
-    (else a copy), so a step that writes into this state (`new_state=state`) updates them in
-    place. `h` and `c` cannot be rebound; write into them (`state.h[...] = ...`).
+    in native byte order (else a copy), so a step that writes into this state
+    (`new_state=state`) updates them in place. `h` and `c` cannot be rebound; write into them
+    (`state.h[...] = ...`).
 
     Raises:
         TypeError: `h` or `c` is not a float32/float64 array, or their dtypes differ.
@@ -366,6 +367,7 @@ class LSTMStepper:
         if not isinstance(out, np.ndarray):
             raise TypeError(f"Argument `out` must be a NumPy array or None, received "
                             f"{type(out).__name__}.")
+        check_destination(out, "out")
         if out.dtype != self._dtype:
             raise TypeError(f"Argument `out` must have dtype {self._dtype}, received dtype "
                             f"{out.dtype}.")

@@ -28,7 +28,7 @@ from pylstm.nn.module import (IncompatibleKeys, _as_batch, _check_dtype, _check_
                               _keras_storage, _Module, _parameter)
 from pylstm.nn.state_dict import to_numpy
 from pylstm.streaming import LSTMState, LSTMStepper
-from pylstm.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from pylstm.nn.utils.rnn import check_packed_sequence, pack_padded_sequence, pad_packed_sequence
 
 class LSTM(_Module):
     """A multi-layer LSTM with the arguments, parameters, shapes and results of PyTorch's
@@ -324,11 +324,12 @@ class LSTM(_Module):
     def _forward_packed(self, packed, hx):
         """A `PackedSequence` through every layer; states follow `sorted_indices` as in
         PyTorch (given and returned in the caller's sample order)."""
-        data = as_float_array(to_numpy(packed.data), "input.data")
+        packed = check_packed_sequence(packed, "input")
+        data = as_float_array(packed.data, "input.data")
         if data.ndim != 2:
             raise ValueError(f"Argument `input.data` of a PackedSequence must be 2-D "
                              f"(sum of lengths, H_in), received shape {data.shape}.")
-        batch_sizes = np.asarray(to_numpy(packed.batch_sizes))
+        batch_sizes = packed.batch_sizes
         order = packed.sorted_indices
         unorder = packed.unsorted_indices
         N = int(batch_sizes[0])

@@ -50,12 +50,12 @@ def _parameter(name, value):
 
 def _keras_storage(var):
     """The C-contiguous Keras-layout array behind a 2-D parameter (`var.value.T`). If
-    `var.value` was rebound to an array that is not such a view, it is moved into a new
-    storage and rebound to its view, so that a stepper built on the storage keeps seeing
-    in-place updates."""
+    `var.value` was rebound to an array that is not such a view (or not in native byte order),
+    it is moved into a new storage and rebound to its view, so that a stepper built on the
+    storage keeps seeing in-place updates."""
     storage = var.value.T
-    if not (storage.flags.c_contiguous and storage.flags.writeable):
-        storage = np.array(storage, order="C")
+    if not (storage.flags.c_contiguous and storage.flags.writeable and storage.dtype.isnative):
+        storage = np.array(storage, dtype=storage.dtype.newbyteorder("="), order="C")
         var.value = storage.T
     return storage
 

@@ -10,6 +10,8 @@ import zipfile
 
 import numpy as np
 
+from pylstm._validation import native
+
 _SAFETENSORS_HINT = ("reading or writing .safetensors files needs the `safetensors` package: "
                      "pip install 'pylstm[safetensors]' (or pip install safetensors)")
 _TORCH_HINT = ("reading or writing .pt / .pth files needs PyTorch: pip install torch (or save the "
@@ -218,7 +220,8 @@ def save_state_dict_file(state_dict, path):
         ImportError: `safetensors` or `torch` not installed, for its format.
     """
     path, kind = _kind(path, "path")
-    arrays = {str(k): np.ascontiguousarray(to_numpy(v)) for k, v in state_dict.items()}
+    # both formats store native (little-endian) values: another byte order is converted
+    arrays = {str(k): np.ascontiguousarray(native(to_numpy(v))) for k, v in state_dict.items()}
     from pylstm.models.saving import atomic_write
 
     if kind == "safetensors":

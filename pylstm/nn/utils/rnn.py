@@ -14,6 +14,12 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from pylstm._validation import native
+from pylstm.nn.state_dict import to_numpy
+
+__all__ = ["PackedSequence", "pack_padded_sequence", "pad_packed_sequence", "pad_sequence",
+           "pack_sequence"]
+
 
 class PackedSequence(NamedTuple):
     """A batch of variable-length sequences, packed by timestep (`torch.nn.utils.rnn`).
@@ -25,6 +31,13 @@ class PackedSequence(NamedTuple):
         sorted_indices: `(B,)` int64, the original index of each sample in the packed order,
             or None when the input was already sorted (`enforce_sorted=True`).
         unsorted_indices: `(B,)` int64, the inverse permutation, or None likewise.
+
+    As in PyTorch, the fields are not checked when the tuple is made; they are checked where
+    it is used (`pad_packed_sequence`, `pylstm.nn.LSTM`), with a ValueError or TypeError
+    naming the field: `batch_sizes` must be a non-empty 1-D integer array, each >= 1,
+    non-increasing, summing to `len(data)`; each index array a permutation of
+    `range(batch_sizes[0])`, the two inverse to each other. A `sorted_indices` given without
+    `unsorted_indices` has its inverse computed (PyTorch's `PackedSequence` does the same).
     """
 
     data: np.ndarray
@@ -61,7 +74,7 @@ def pack_padded_sequence(input, lengths, batch_first=False, enforce_sorted=True)
     >>> packed.data.ravel().tolist(), packed.batch_sizes.tolist()
     ([0.0, 1.0, 2.0, 4.0], [2, 1, 1])
     """
-    input = np.asarray(input)
+    input = _as_data(input, "input")
     if input.ndim < 2:
         raise ValueError(f"Argument `input` must have at least 2 axes (time and batch), "
                          f"received shape {input.shape}.")
@@ -117,17 +130,19 @@ def pad_packed_sequence(sequence, batch_first=False, padding_value=0.0, total_le
         samples in their original order; `lengths` `(B,)` int64.
 
     Raises:
-        TypeError: `sequence` is not a `PackedSequence`.
-        ValueError: `total_length` shorter than the longest sequence.
+        TypeError: `sequence` is not a `PackedSequence`, or a field of the wrong type (see
+            `PackedSequence`); `total_length` not an integer.
+        ValueError: a malformed field (see `PackedSequence`), or `total_length` shorter than
+            the longest sequence.
     """
-    if not isinstance(sequence, PackedSequence):
-        raise TypeError(f"Argument `sequence` must be a PackedSequence, received "
-                        f"{type(sequence).__name__}.")
-    data = np.asarray(sequence.data)
-    batch_sizes = np.asarray(sequence.batch_sizes, dtype=np.int64)
+    sequence = check_packed_sequence(sequence, "sequence")
+    data, batch_sizes = sequence.data, sequence.batch_sizes
     T_max, B = batch_sizes.size, int(batch_sizes[0])
     T = T_max
     if total_length is not None:
+        if isinstance(total_length, bool) or not isinstance(total_length, (int, np.integer)):
+            raise TypeError(f"Argument `total_length` must be an int or None, received "
+                            f"{type(total_length).__name__}.")
         if total_length < T_max:
             raise ValueError(f"Expected total_length to be at least the length of the longest "
                              f"sequence in input, but got total_length={total_length} and max "
@@ -163,7 +178,7 @@ def pad_sequence(sequences, batch_first=False, padding_value=0.0, padding_side="
         ValueError: an empty list, arrays without a time axis or with different trailing
             shapes, or an unknown `padding_side`.
     """
-    arrays = [np.asarray(s) for s in sequences]
+    arrays = [_as_data(s, f"sequences[{i}]") for i, s in enumerate(_as_list(sequences))]
     if not arrays:
         raise ValueError("Argument `sequences` must hold at least one array, received none.")
     if padding_side not in ("right", "left"):
@@ -198,9 +213,112 @@ def pack_sequence(sequences, enforce_sorted=True):
     Raises:
         ValueError: as `pad_sequence` and `pack_padded_sequence`.
     """
-    arrays = [np.asarray(s) for s in sequences]
+    arrays = [_as_data(s, f"sequences[{i}]") for i, s in enumerate(_as_list(sequences))]
     lengths = np.array([a.shape[0] if a.ndim else 0 for a in arrays], dtype=np.int64)
     return pack_padded_sequence(pad_sequence(arrays), lengths, enforce_sorted=enforce_sorted)
+
+
+def check_packed_sequence(sequence, name):
+    """`sequence` with its fields checked (see `PackedSequence`) and normalized: `data` a
+    native-order array, `batch_sizes` and the indices int64 (`unsorted_indices` computed from
+    `sorted_indices` when only that one is given).
+
+    Raises:
+        TypeError: not a `PackedSequence`, or a field of the wrong type, both naming the field
+            as `name.field`.
+        ValueError: a field of the wrong shape or values.
+    """
+    if not isinstance(sequence, PackedSequence):
+        raise TypeError(f"Argument `{name}` must be a PackedSequence, received "
+                        f"{type(sequence).__name__}.")
+    data = _as_data(sequence.data, f"{name}.data")
+    if data.ndim < 1:
+        raise ValueError(f"Argument `{name}.data` must have a first axis of rows, received a "
+                         f"0-D array.")
+    batch_sizes = _int_vector(sequence.batch_sizes, f"{name}.batch_sizes")
+    if batch_sizes.size == 0:
+        raise ValueError(f"Argument `{name}.batch_sizes` must not be empty (one entry per "
+                         f"step, at least one step).")
+    if batch_sizes.min() < 1:
+        raise ValueError(f"Argument `{name}.batch_sizes` must be >= 1 at every step, received "
+                         f"{_short(batch_sizes)}.")
+    if np.any(np.diff(batch_sizes) > 0):
+        raise ValueError(f"Argument `{name}.batch_sizes` must be non-increasing (samples sorted "
+                         f"by decreasing length), received {_short(batch_sizes)}.")
+    rows = data.shape[0]
+    # each entry is <= batch_sizes[0]: past these bounds the sum exceeds rows (and could
+    # overflow int64), so it is not computed
+    if (batch_sizes.size > rows or batch_sizes[0] > rows
+            or int(batch_sizes.sum()) != rows):
+        raise ValueError(f"Argument `{name}.batch_sizes` must sum to the {rows} rows of "
+                         f"`{name}.data`, received {_short(batch_sizes)}.")
+    B = int(batch_sizes[0])
+    order = unorder = None
+    if sequence.sorted_indices is not None:
+        order = _permutation(sequence.sorted_indices, f"{name}.sorted_indices", B)
+    if sequence.unsorted_indices is not None:
+        unorder = _permutation(sequence.unsorted_indices, f"{name}.unsorted_indices", B)
+    if order is not None:
+        if unorder is None:
+            unorder = _invert(order)
+        elif np.any(order[unorder] != np.arange(B)):
+            raise ValueError(f"Arguments `{name}.sorted_indices` and `{name}.unsorted_indices` "
+                             f"must be inverse permutations, received {_short(order)} and "
+                             f"{_short(unorder)}.")
+    return PackedSequence(data, batch_sizes, order, unorder)
+
+
+def _as_list(sequences):
+    if isinstance(sequences, np.ndarray) or not hasattr(sequences, "__iter__") or \
+            isinstance(sequences, (str, bytes)):
+        raise TypeError(f"Argument `sequences` must be a list of arrays, received "
+                        f"{type(sequences).__name__}.")
+    return list(sequences)
+
+
+def _as_data(value, name):
+    """A numeric (bool, integer or real float) array in native byte order."""
+    try:
+        arr = to_numpy(value)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise TypeError(f"Argument `{name}` must be a numeric array, received "
+                        f"{type(value).__name__} that NumPy cannot convert ({exc}).") from exc
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"Argument `{name}` must be a numeric array, received dtype "
+                        f"{arr.dtype}.")
+    return native(arr)
+
+
+def _int_vector(value, name):
+    """A 1-D integer array as int64, or a clear error."""
+    arr = _as_data(value, name)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"Argument `{name}` must be an array of integers, received dtype "
+                        f"{arr.dtype}.")
+    if arr.ndim != 1:
+        raise ValueError(f"Argument `{name}` must be 1-D, received shape {arr.shape}.")
+    if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"Argument `{name}` holds values over the int64 range, received "
+                         f"{_short(arr)}.")
+    return arr.astype(np.int64)
+
+
+def _permutation(value, name, B):
+    """`value` as an int64 permutation of `range(B)`, or a clear error."""
+    arr = _int_vector(value, name)
+    if arr.size != B:
+        raise ValueError(f"Argument `{name}` must have one entry per sample ({B}, "
+                         f"batch_sizes[0]), received {arr.size}.")
+    if arr.min() < 0 or arr.max() >= B or np.unique(arr).size != B:
+        raise ValueError(f"Argument `{name}` must be a permutation of range({B}) (each sample "
+                         f"index once), received {_short(arr)}.")
+    return arr
+
+
+def _short(arr):
+    """An array for an error message, elided past 20 values."""
+    values = arr.tolist()
+    return str(values) if len(values) <= 20 else f"[{', '.join(map(str, values[:20]))}, ...]"
 
 
 def _invert(permutation):
