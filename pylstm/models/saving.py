@@ -231,7 +231,7 @@ def load_model(path, max_weight_bytes=DEFAULT_MAX_WEIGHT_BYTES):
         return load_keras(path, max_weight_bytes=max_weight_bytes)
 
     def invalid(why):
-        return ValueError(f"{path!r} is not a valid pylstm model file: {why.rstrip('.')}.")
+        return _FileError(f"{path!r} is not a valid pylstm model file: {why.rstrip('.')}.")
 
     try:
         archive = zipfile.ZipFile(path)
@@ -244,8 +244,14 @@ def load_model(path, max_weight_bytes=DEFAULT_MAX_WEIGHT_BYTES):
     with archive:
         try:
             return _load_archive(archive, invalid, max_weight_bytes)
+        except _FileError:
+            raise
         except _READ_ERRORS as e:
             raise invalid(f"its contents are damaged ({type(e).__name__}: {e})") from e
+
+
+class _FileError(ValueError):
+    """The ValueError `load_model` raises, naming the file (not to be wrapped again)."""
 
 
 # What reading a damaged or hostile archive can raise (zlib.error: a damaged deflate stream;
@@ -294,7 +300,7 @@ def _load_archive(archive, invalid, max_weight_bytes):
         with deferred_weights(max_weight_bytes):
             model = Sequential.from_config(config.get("model"))
     except WeightLimitError as e:
-        raise ValueError(f"{archive.filename!r} cannot be loaded: {e}") from e
+        raise _FileError(f"{archive.filename!r} cannot be loaded: {e}") from e
     except _CONFIG_ERRORS as e:
         raise invalid(f"its model config is malformed ({type(e).__name__}: {e})") from e
     compile_config = config.get("compile_config")

@@ -1,0 +1,676 @@
+"""Hostile and damaged files for pylstm's own format (`load_model`) and the state dict formats
+(`.pt`, `.safetensors`), and killed saves.
+
+Each hostile file must end in a loaded model (predicting as the original) or in a ValueError /
+TypeError naming the file, within bounded time and memory: the loads run in a child process
+whose address space is capped (RLIMIT_AS) under a generous hang guard, so that an attempt to
+allocate what a small file declares fails the test instead of the machine. Pickle payloads
+would create a marker file: it must never appear."""
+
+import json
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zipfile
+import zlib
+
+import numpy as np
+import pytest
+
+from pylstm.layers import LSTM, Bidirectional, Dense
+from pylstm.models import Sequential, load_model
+from pylstm.models import saving
+
+T, D = 5, 3
+MIB = 2 ** 20
+HANG_GUARD_S = 240
+
+
+def small_model():
+    model = Sequential([LSTM(4, seed=0), Dense(2)])
+    model.build((None, T, D))
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    return model
+
+
+def inputs():
+    return np.random.default_rng(1).normal(size=(2, T, D)).astype(np.float32)
+
+
+# The child: loads each case and prints one JSON line per case, so that a crash names it.
+CHILD = r"""
+import json, resource, sys
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+import numpy as np
+cases, x = json.loads(sys.stdin.read()), None
+for case in cases:
+    result = {"name": case["name"]}
+    try:
+        if case["loader"] == "load_model":
+            from pylstm.models import load_model
+            model = load_model(case["path"], **case.get("kwargs", {}))
+            x = np.load(case["inputs"])
+            result["outputs"] = model.predict(x, verbose=0).tolist()
+            result["compiled"] = model.optimizer is not None
+        elif case["loader"] == "nn":
+            from pylstm.nn import LSTM
+            module = LSTM(3, 4, **case.get("kwargs", {}))
+            module.load_state_dict(case["path"])
+            result["outputs"] = {k: v.tolist() for k, v in module.state_dict().items()}
+        else:
+            from pylstm.nn import load_state_dict_file
+            arrays = load_state_dict_file(case["path"])
+            result["outputs"] = {k: [str(v.dtype), list(v.shape)] for k, v in arrays.items()}
+        result["outcome"] = "loaded"
+    except (ValueError, TypeError) as e:
+        result.update(outcome="error", type=type(e).__name__, message=str(e))
+    except BaseException as e:
+        result.update(outcome="other", type=type(e).__name__, message=str(e)[:500])
+    print(json.dumps(result), flush=True)
+"""
+
+
+def run_isolated(cases, memory=3 * 2 ** 30):
+    """Runs `cases` (dicts: name, loader, path, ...) in one capped child; returns
+    `{name: result}`. A crash or hang fails the test, naming the case it happened in."""
+    proc = subprocess.run([sys.executable, "-P", "-c", CHILD, str(memory)],
+                          input=json.dumps(cases), capture_output=True, text=True,
+                          timeout=HANG_GUARD_S)
+    results = {}
+    for line in proc.stdout.splitlines():
+        result = json.loads(line)
+        results[result["name"]] = result
+    done = len(results)
+    assert proc.returncode == 0 and done == len(cases), (
+        f"child exited with {proc.returncode} in case "
+        f"{cases[done]['name'] if done < len(cases) else '?'}: {proc.stderr[-2000:]}")
+    return results
+
+
+def assert_error(result, path, match=None):
+    assert result["outcome"] == "error", result
+    assert str(path) in result["message"], result
+    if match is not None:
+        assert match in result["message"], result
+
+
+# Building pylstm files by hand -----------------------------------------------------------------
+
+
+def npy(array=None, header=None, data=None, version=(1, 0)):
+    """The bytes of an .npy file: `array`'s, or a hand-written header dict and raw data."""
+    import io
+
+    if header is None:
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, np.asanyarray(array), version=version,
+                                  allow_pickle=True)
+        return buf.getvalue()
+    text = repr(header).encode("latin1")
+    text += b" " * (63 - (len(text) + 10) % 64) + b"\n"
+    return (np.lib.format.magic(*version) + struct.pack("<H", len(text)) + text
+            + (data or b""))
+
+
+def pylstm_members(model):
+    config = {"format": "pylstm", "format_version": 1, "model": model.get_config(),
+              "compile_config": saving._serialize_compile_config(model)}
+    members = {"config.json.npy": npy(np.frombuffer(json.dumps(config).encode(), np.uint8))}
+    for i, w in enumerate(model.get_weights()):
+        members[f"weight_{i:04d}.npy"] = npy(w)
+    return members, config
+
+
+def write_zip(path, members, compression=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+def patch_sizes(path, member, size):
+    """Rewrites the uncompressed size `member` declares, in its local header and the central
+    directory."""
+    data = bytearray(path.read_bytes())
+    name = member.encode()
+    for sig, size_at, name_at in ((b"PK\x03\x04", 22, 30), (b"PK\x01\x02", 24, 46)):
+        at = data.find(sig)
+        while at != -1:
+            if data[at + name_at:at + name_at + len(name)] == name:
+                data[at + size_at:at + size_at + 4] = struct.pack("<I", size)
+            at = data.find(sig, at + 4)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def set_flag(path, member, flag):
+    data = bytearray(path.read_bytes())
+    name = member.encode()
+    for sig, flag_at, name_at in ((b"PK\x03\x04", 6, 30), (b"PK\x01\x02", 8, 46)):
+        at = data.find(sig)
+        while at != -1:
+            if data[at + name_at:at + name_at + len(name)] == name:
+                data[at + flag_at] |= flag
+            at = data.find(sig, at + 4)
+    path.write_bytes(bytes(data))
+    return path
+
+
+class Marker:
+    """Unpickling it would create the marker file."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def pylstm_cases(tmp_path, model):
+    """`(name, path, kwargs, expect)` for pylstm files: expect None (loads the same) or the
+    substring its error must hold."""
+    members, config = pylstm_members(model)
+    weights = model.get_weights()
+    marker = tmp_path / "marker_pylstm"
+    cases = []
+
+    def add(name, members_or_path, expect, kwargs=None, **zip_kwargs):
+        path = members_or_path
+        if isinstance(members_or_path, dict):
+            path = write_zip(tmp_path / f"{name}.pylstm", members_or_path, **zip_kwargs)
+        cases.append((name, path, kwargs or {}, expect))
+        return path
+
+    def with_config(edit):
+        c = json.loads(json.dumps(config))
+        edit(c)
+        return {**members, "config.json.npy": npy(np.frombuffer(json.dumps(c).encode(),
+                                                                np.uint8))}
+
+    def with_weight(i, data):
+        return {**members, f"weight_{i:04d}.npy": data}
+
+    def setter(*keys, value):
+        def edit(c):
+            node = c
+            for k in keys[:-1]:
+                node = node[k]
+            node[keys[-1]] = value
+        return edit
+
+    add("valid", members, None)
+    add("valid_deflated", members, None, compression=zipfile.ZIP_DEFLATED)
+    # Other byte orders and float dtypes convert to the model's.
+    add("big_endian", {**members, **{f"weight_{i:04d}.npy": npy(w.astype(">f4"))
+                                     for i, w in enumerate(weights)}}, None)
+    add("float64", {**members, **{f"weight_{i:04d}.npy": npy(w.astype("<f8"))
+                                  for i, w in enumerate(weights)}}, None)
+    add("big_endian_f8_fortran", with_weight(0, npy(np.asfortranarray(
+        weights[0].astype(">f8")))), None)
+    # The limit: refused below the model's size, loaded when raised.
+    add("limit_refused", members, "max_weight_bytes", {"max_weight_bytes": 100})
+    add("limit_raised", members, None, {"max_weight_bytes": 2 ** 40})
+    # An npy header lying about its shape: 8 GB of float32 declared by a tiny member.
+    add("npy_shape_8gb", with_weight(0, npy(header={"descr": "<f4", "fortran_order": False,
+                                                    "shape": (2 ** 31,)})), "shape")
+    add("npy_right_shape_no_data", with_weight(0, npy(header={
+        "descr": "<f4", "fortran_order": False, "shape": weights[0].shape})), "bytes of data")
+    add("npy_header_v2_huge_length", with_weight(
+        0, np.lib.format.magic(2, 0) + struct.pack("<I", 2 ** 31) + b"{"), "")
+    add("npy_version_3", with_weight(0, npy(weights[0], version=(3, 0))), "version")
+    add("npy_not_npy", with_weight(0, b"PK\x03\x04 not an array at all"), "")
+    add("npy_object_pickle", with_weight(0, npy(np.array([Marker(marker)], dtype=object))),
+        "dtype |O")
+    add("npy_structured", with_weight(0, npy(np.zeros(weights[0].shape,
+                                                      [("a", "<f4")]))), "dtype")
+    add("npy_int", with_weight(0, npy(weights[0].astype(np.int32))), "dtype")
+    add("npy_complex", with_weight(0, npy(weights[0].astype(np.complex64))), "dtype")
+    add("npy_nan", with_weight(0, npy(np.full_like(weights[0], np.nan))), "finite")
+    add("npy_extra_data", with_weight(0, npy(weights[0]) + b"\0" * 16), "bytes of data")
+    # Zip members lying about their sizes, bombs, encryption, other compressions.
+    lying = add("zip_member_declares_4gb", members, "declares")
+    patch_sizes(lying, "weight_0000.npy", 2 ** 32 - 1)
+    lying = add("zip_config_declares_4gb", members, "config.json")
+    patch_sizes(lying, "config.json.npy", 2 ** 32 - 1)
+    bomb = npy(header={"descr": "<f4", "fortran_order": False, "shape": weights[0].shape},
+               data=b"\0" * (64 * MIB))
+    bomb_path = add("zip_bomb_weight", with_weight(0, bomb), "declares",
+                    compression=zipfile.ZIP_DEFLATED)
+    # The same bomb declaring the size the model expects: reading stops there, and the
+    # member's CRC (of all 64 MiB) does not match.
+    shrunk = tmp_path / "zip_bomb_declared_small.pylstm"
+    shrunk.write_bytes(bomb_path.read_bytes())
+    add("zip_bomb_declared_small", patch_sizes(shrunk, "weight_0000.npy",
+                                               len(npy(weights[0]))), "")
+    config_bomb = npy(np.frombuffer(b" " * (64 * MIB) + json.dumps(config).encode(), np.uint8))
+    add("zip_bomb_config", {**members, "config.json.npy": config_bomb}, "config.json",
+        compression=zipfile.ZIP_DEFLATED)
+    for member in ("config.json.npy", "weight_0001.npy"):
+        enc = add(f"encrypted_{member}", members, "encrypted")
+        set_flag(enc, member, 0x1)
+    add("bzip2", members, "compression method", compression=zipfile.ZIP_BZIP2)
+    dup = tmp_path / "duplicate.pylstm"
+    write_zip(dup, members)
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(dup, "a") as z:
+        z.writestr("weight_0000.npy", npy(weights[0] * 0))
+    add("duplicate_member", dup, "twice")
+    add("missing_weight", {k: v for k, v in members.items() if k != "weight_0002.npy"},
+        "expects")
+    add("extra_weight", {**members, "weight_0099.npy": npy(weights[0])}, "expects")
+    # Configs: huge units, nesting, wrong types anywhere.
+    lstm = ("model", "layers", 0, "config")
+    add("units_4000", with_config(setter(*lstm, "units", value=4000)), "shape")
+    add("units_huge", with_config(setter(*lstm, "units", value=10 ** 9)), "max_weight_bytes")
+    add("units_bigint", with_config(setter(*lstm, "units", value=10 ** 400)), "")
+    add("json_nested", {**members, "config.json.npy": npy(np.frombuffer(
+        b"[" * 100_000 + b"]" * 100_000, np.uint8))}, "nested too deeply")
+    add("json_nested_layer", with_config(setter(*lstm, "kernel_initializer", value=json.loads(
+        '{"class_name": "Orthogonal", "config": {"gain": ' + "[" * 900 + "]" * 900 + "}}"))),
+        "")
+    add("json_not_utf8", {**members, "config.json.npy": npy(np.frombuffer(b"\xff\xfe{",
+                                                                          np.uint8))}, "")
+    add("config_not_uint8", {**members, "config.json.npy": npy(np.zeros(4, np.float32))},
+        "uint8")
+    wrong_types = {
+        "model_list": (("model",), [1, 2]),
+        "layers_int": (("model", "layers"), 5),
+        "layer_int": (("model", "layers", 0), 1),
+        "layer_config_list": (("model", "layers", 0, "config"), [1]),
+        "class_name_int": (("model", "layers", 0, "class_name"), 1),
+        "class_name_list": (("model", "layers", 0, "class_name"), ["LSTM"]),
+        "model_name_int": (("model", "name"), 5),
+        "build_shape_str": (("model", "build_input_shape"), "abc"),
+        "build_shape_float": (("model", "build_input_shape"), [None, 1.5, 3]),
+        "build_shape_huge": (("model", "build_input_shape"), [None, 5, 10 ** 12]),
+        "units_str": (lstm + ("units",), "4"),
+        "units_float": (lstm + ("units",), 1e308),
+        "dtype_int": (lstm + ("dtype",), "int32"),
+        "dtype_list": (lstm + ("dtype",), [1]),
+        "activation_int": (lstm + ("activation",), 1),
+        "initializer_list": (lstm + ("kernel_initializer",), [1]),
+        "initializer_class_int": (lstm + ("kernel_initializer",), {"class_name": 1}),
+        "regularizer_str_config": (lstm + ("kernel_regularizer",),
+                                   {"class_name": "L2", "config": "x"}),
+        "unknown_kwarg": (lstm + ("bogus",), 1),
+        "module_int": (("model", "layers", 0, "module"), 1),
+        "compile_list": (("compile_config",), [1]),
+        "compile_unknown_key": (("compile_config", "bogus"), 1),
+        "metrics_int": (("compile_config", "metrics"), [1]),
+        "metrics_str": (("compile_config", "metrics"), "mae"),
+        "metrics_dict": (("compile_config", "metrics"), {"a": 1}),
+        "optimizer_int": (("compile_config", "optimizer"), 5),
+        "optimizer_config_list": (("compile_config", "optimizer"),
+                                  {"class_name": "Adam", "config": [1]}),
+        "optimizer_lr_str": (("compile_config", "optimizer", "config", "learning_rate"), "x"),
+        "loss_list": (("compile_config", "loss"), [1]),
+        "format_version_str": (("format_version",), "1"),
+    }
+    for name, (keys, value) in wrong_types.items():
+        expect = None if name == "module_int" else ""  # pylstm's format has no "module"
+        add(f"type_{name}", with_config(setter(*keys, value=value)), expect)
+    nested = {"class_name": "Dense", "config": {"units": 2}}
+    for _ in range(300):
+        nested = {"class_name": "Bidirectional", "config": {"layer": nested}}
+    add("nested_wrappers", with_config(setter("model", "layers", value=[nested])), "")
+    # Not a zip at all.
+    for name, data in (("empty", b""), ("random", np.random.default_rng(0).bytes(4096)),
+                       ("npy_file", npy(weights[0])), ("zip_magic", b"PK\x05\x06" + b"\0" * 18)):
+        path = tmp_path / f"{name}.pylstm"
+        path.write_bytes(data)
+        add(f"not_zip_{name}", path, "")
+    return cases, marker
+
+
+def test_hostile_pylstm_files(tmp_path):
+    model = small_model()
+    x = inputs()
+    np.save(tmp_path / "x.npy", x)
+    want = model.predict(x, verbose=0)
+    cases, marker = pylstm_cases(tmp_path, model)
+    results = run_isolated([{"name": n, "loader": "load_model", "path": str(p), "kwargs": k,
+                             "inputs": str(tmp_path / "x.npy")} for n, p, k, _ in cases])
+    for name, path, _, expect in cases:
+        result = results[name]
+        if expect is None:
+            assert result["outcome"] == "loaded", result
+            np.testing.assert_allclose(result["outputs"], want, rtol=1e-6, atol=1e-7,
+                                       err_msg=name)
+            assert result["compiled"], name
+        else:
+            assert_error(result, path, expect)
+    assert not marker.exists()
+
+
+def test_byte_flips_of_a_pylstm_file(tmp_path):
+    """Every flipped byte of a small pylstm file: a loaded model that predicts as the
+    original, or a ValueError naming the file (the members' CRCs catch damaged data)."""
+    model = small_model()
+    x = inputs()
+    np.save(tmp_path / "x.npy", x)
+    want = model.predict(x, verbose=0)
+    path = tmp_path / "base.pylstm"
+    model.save(path)
+    data = path.read_bytes()
+    offsets = range(0, len(data), max(1, len(data) // 300))
+    cases = []
+    for offset in offsets:
+        flipped = tmp_path / f"flip_{offset}.pylstm"
+        damaged = bytearray(data)
+        damaged[offset] ^= 0xFF
+        flipped.write_bytes(bytes(damaged))
+        cases.append({"name": str(offset), "loader": "load_model", "path": str(flipped),
+                      "inputs": str(tmp_path / "x.npy")})
+    results = run_isolated(cases)
+    for case in cases:
+        result = results[case["name"]]
+        if result["outcome"] == "loaded":
+            np.testing.assert_allclose(result["outputs"], want, rtol=1e-6, atol=1e-7)
+        else:
+            assert_error(result, case["path"])
+
+
+def test_units_4000_does_not_run_the_initializer(tmp_path):
+    """The audit's file: a few KB declaring `units=4000` (its weights do not match) is
+    refused fast, without the orthogonal initializer's 16000 x 4000 decomposition."""
+    model = small_model()
+    members, config = pylstm_members(model)
+    config["model"]["layers"][0]["config"]["units"] = 4000
+    members["config.json.npy"] = npy(np.frombuffer(json.dumps(config).encode(), np.uint8))
+    path = write_zip(tmp_path / "units.pylstm", members)
+    assert path.stat().st_size < 8192
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="units.pylstm.*expects shape"):
+        load_model(path)
+    # A hang guard, generous: the initializer alone took 22 s.
+    assert time.perf_counter() - start < 15
+
+
+def test_limit_counts_the_config_before_reading(tmp_path):
+    model = small_model()
+    path = tmp_path / "m.pylstm"
+    model.save(path)
+    nbytes = sum(w.nbytes for w in model.get_weights())
+    with pytest.raises(ValueError, match=rf"m\.pylstm.*{nbytes} bytes exceed the limit of "
+                                         rf"{nbytes - 1} bytes \(max_weight_bytes\)"):
+        load_model(path, max_weight_bytes=nbytes - 1)
+    loaded = load_model(path, max_weight_bytes=nbytes)
+    np.testing.assert_array_equal(loaded.predict(inputs(), verbose=0),
+                                  model.predict(inputs(), verbose=0))
+
+
+def test_from_config_type_errors_are_clear():
+    """`Sequential.from_config` and the registries refuse wrong-typed fields with a
+    ValueError, not an AttributeError or KeyError from deep inside."""
+    from pylstm import initializers
+
+    config = small_model().get_config()
+    for bad in ([1], {"layers": 5}, {"layers": [1]}, {"layers": [{"class_name": ["x"]}]},
+                {"layers": [{"class_name": "Dense", "config": [1]}]},
+                {"layers": [], "name": 3}, {**config, "build_input_shape": [None, 1.5]}):
+        with pytest.raises(ValueError, match="Sequential config"):
+            Sequential.from_config(bad)
+    for bad in ({"class_name": 1}, {"class_name": ["Orthogonal"]},
+                {"class_name": "Orthogonal", "config": [1]}):
+        with pytest.raises(ValueError, match="Cannot deserialize a"):
+            initializers.deserialize(bad)
+    with pytest.raises(TypeError, match="`metrics`"):
+        small_model().compile(loss="mse", metrics=[1])
+
+
+def test_big_endian_weights_predict_the_same(tmp_path):
+    model = Sequential([Bidirectional(LSTM(4, seed=0)), Dense(2)])
+    model.build((None, T, D))
+    members, _ = pylstm_members(model)
+    for i, w in enumerate(model.get_weights()):
+        members[f"weight_{i:04d}.npy"] = npy(w.astype(">f4"))
+    loaded = load_model(write_zip(tmp_path / "be.pylstm", members))
+    for w in loaded.get_weights():
+        assert w.dtype == np.float32 and w.dtype.isnative
+    np.testing.assert_array_equal(loaded.predict(inputs(), verbose=0),
+                                  model.predict(inputs(), verbose=0))
+
+
+def test_files_written_by_np_savez_still_load(tmp_path):
+    """The format is unchanged: an archive written by `np.savez` / `np.savez_compressed`
+    exactly as `save_model` wrote it before loads."""
+    model = small_model()
+    members, config = pylstm_members(model)
+    arrays = {"config.json": np.frombuffer(json.dumps(config).encode(), np.uint8)}
+    arrays.update({f"weight_{i:04d}": w for i, w in enumerate(model.get_weights())})
+    for save in (np.savez, np.savez_compressed):
+        path = tmp_path / f"{save.__name__}.npz"
+        save(path, **arrays)
+        np.testing.assert_array_equal(load_model(path).predict(inputs(), verbose=0),
+                                      model.predict(inputs(), verbose=0))
+
+
+# State dict files ---------------------------------------------------------------------------
+
+
+def state_dict_cases(tmp_path):
+    torch = pytest.importorskip("torch")
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    from pylstm.nn import LSTM as NNLSTM
+
+    module = NNLSTM(3, 4, seed=0)
+    tensors = {k: torch.from_numpy(np.array(v)) for k, v in module.state_dict().items()}
+    marker = tmp_path / "marker_torch"
+    cases = []
+
+    def add(name, data, expect_nn, expect_file="same"):
+        """expect_*: None (loads), or the substring of the error; "same" as for nn."""
+        path = tmp_path / name
+        if callable(data):
+            data(path)
+        else:
+            path.write_bytes(data)
+        cases.append((name, path, expect_nn, expect_nn if expect_file == "same" else expect_file))
+
+    def pt(obj):
+        return lambda path: torch.save(obj, path)
+
+    def st(obj):
+        return lambda path: safetensors_torch.save_file(obj, path)
+
+    add("valid.pt", pt(tensors), None)
+    add("valid.safetensors", st(tensors), None)
+    add("legacy.pt", lambda p: torch.save(tensors, p, _use_new_zipfile_serialization=False),
+        None)
+    add("float64.safetensors", st({k: v.double() for k, v in tensors.items()}), None)
+    good_pt, good_st = tmp_path / "valid.pt", tmp_path / "valid.safetensors"
+    for kind in ("pt", "safetensors"):
+        good = (pt(tensors) if kind == "pt" else st(tensors))
+        good(tmp_path / "tmp_good")
+        data = (tmp_path / "tmp_good").read_bytes()
+        for fraction in (0, 0.1, 0.5, 0.9, 0.99):
+            add(f"truncated_{fraction}.{kind}", data[:int(len(data) * fraction)], "")
+        rng = np.random.default_rng(0)
+        add(f"random.{kind}", rng.bytes(4096), "")
+        prefix = b"PK\x03\x04" if kind == "pt" else struct.pack("<Q", 60) + b'{"a":'
+        add(f"random_magic.{kind}", prefix + rng.bytes(4096), "")
+    # Pickles that would run code: as a legacy .pt and inside a zip .pt.
+    payload = {"weight_ih_l0": Marker(marker)}
+    add("pickle_legacy.pt", pickle.dumps(payload), "weights_only=True")
+
+    def zip_pickle(path):
+        torch.save(tensors, path)
+        with zipfile.ZipFile(path) as z:
+            items = [(i, z.read(i)) for i in z.infolist()]
+        with zipfile.ZipFile(path, "w") as z:
+            for info, data in items:
+                z.writestr(info, pickle.dumps(payload) if info.filename.endswith("data.pkl")
+                           else data)
+    add("pickle_zip.pt", zip_pickle, "weights_only=True")
+    # Dtypes that are not real floats NumPy holds.
+    for dtype in ("float8_e4m3fn", "bfloat16", "int32", "bool", "complex64"):
+        cast = {k: v.to(getattr(torch, dtype)) for k, v in tensors.items()}
+        numpy_has = dtype in ("int32", "bool", "complex64")
+        add(f"{dtype}.pt", pt(cast), "has dtype", None if numpy_has else "has dtype")
+        if dtype != "complex64":
+            add(f"{dtype}.safetensors", st(cast), "has dtype", None if numpy_has else
+                "has dtype")
+    # Shapes, containers and declared sizes.
+    wrong = {**tensors, "weight_ih_l0": torch.zeros(2 ** 20, 1).expand(2 ** 20, 2 ** 20)}
+    add("expanded_huge.pt", pt(wrong), "shape", None)
+    add("wrong_shape.safetensors", st({**tensors, "weight_ih_l0": torch.zeros(5, 5)}), "shape",
+        None)
+    add("list.pt", pt([1, 2]), "not a state dict")
+    add("not_tensor.pt", pt({**tensors, "weight_ih_l0": {"x": torch.zeros(2)}}), "not a tensor",
+        None)
+
+    def lying_storage(path):
+        torch.save({"weight_ih_l0": torch.zeros(4)}, path)
+        with zipfile.ZipFile(path) as z:
+            items = [(i, z.read(i)) for i in z.infolist()]
+        with zipfile.ZipFile(path, "w") as z:
+            for info, data in items:
+                if info.filename.endswith("data.pkl"):
+                    # The storage's numel and the tensor's size: 4 -> 2**31 - 1 elements.
+                    data = data.replace(b"K\x04t", b"J\xff\xff\xff\x7ft").replace(
+                        b"K\x04\x85", b"J\xff\xff\xff\x7f\x85")
+                z.writestr(info, data)
+    add("lying_storage.pt", lying_storage, "")
+
+    def lying_header(path):
+        header = json.dumps({"weight_ih_l0": {"dtype": "F32", "shape": [2 ** 20, 2 ** 20],
+                                              "data_offsets": [0, 2 ** 42]}}).encode()
+        path.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 64)
+    add("lying_header.safetensors", lying_header, "")
+    add("huge_header_length.safetensors", struct.pack("<Q", 2 ** 62) + b"{}", "")
+    return cases, marker, module
+
+
+def test_hostile_state_dict_files(tmp_path):
+    cases, marker, module = state_dict_cases(tmp_path)
+    want = {k: v.tolist() for k, v in module.state_dict().items()}
+    runs = [{"name": f"{loader}:{name}", "loader": loader, "path": str(path)}
+            for name, path, _, _ in cases for loader in ("nn", "file")]
+    # torch needs more address space than NumPy alone.
+    results = run_isolated(runs, memory=6 * 2 ** 30)
+    for name, path, expect_nn, expect_file in cases:
+        nn_result, file_result = results[f"nn:{name}"], results[f"file:{name}"]
+        if expect_nn is None:
+            assert nn_result["outcome"] == "loaded", nn_result
+            for k, v in want.items():
+                np.testing.assert_allclose(nn_result["outputs"][k], v, rtol=1e-6, err_msg=name)
+        else:
+            assert_error(nn_result, path, expect_nn)
+        if expect_file is None:
+            assert file_result["outcome"] == "loaded", file_result
+        else:
+            assert_error(file_result, path, expect_file)
+    assert not marker.exists()
+
+
+# Saves ---------------------------------------------------------------------------------------
+
+
+KILLED_SAVE = r"""
+import sys, time
+from pylstm.models import saving
+def write(f):
+    f.write(b"x" * (1 << 20))
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+saving.atomic_write(sys.argv[1], write)
+"""
+
+
+def start_save(path):
+    """A child process that starts an atomic save to `path` and hangs in it; returns it once
+    its temporary file exists."""
+    proc = subprocess.Popen([sys.executable, "-P", "-c", KILLED_SAVE, str(path)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    return proc
+
+
+def temp_files(folder):
+    return sorted(p.name for p in folder.iterdir() if saving._TEMP_NAME.match(p.name))
+
+
+def test_killed_save_is_cleaned_by_the_next(tmp_path):
+    model = small_model()
+    path = tmp_path / "m.pylstm"
+    model.save(path)
+    before = path.read_bytes()
+    proc = start_save(path)
+    leftover = temp_files(tmp_path)
+    assert len(leftover) == 1 and leftover[0].startswith(f".pylstm-{proc.pid}-")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    assert path.read_bytes() == before  # the path's file is intact
+    assert temp_files(tmp_path) == leftover
+    model.save(tmp_path / "other.pylstm")  # any save into the folder cleans up
+    assert temp_files(tmp_path) == []
+    np.testing.assert_array_equal(load_model(path).predict(inputs(), verbose=0),
+                                  model.predict(inputs(), verbose=0))
+
+
+def test_live_saves_temp_files_are_kept(tmp_path):
+    """A save in progress (its process alive, its file locked) keeps its temporary file;
+    unlocked ones of a live process are kept for a day; files not of our pattern are never
+    touched."""
+    proc = start_save(tmp_path / "a.pylstm")
+    try:
+        live = temp_files(tmp_path)
+        # Unlocked, of a live process (pid 1), fresh: kept; the same a day old: removed.
+        fresh = tmp_path / f".pylstm-1-{'a' * 16}.tmp"
+        old = tmp_path / f".pylstm-1-{'b' * 16}.tmp"
+        dead_other = tmp_path / f".pylstm-1-{'c' * 15}.tmp"  # not our pattern
+        for p in (fresh, old, dead_other):
+            p.write_bytes(b"x")
+        day_ago = time.time() - saving._STALE_AGE_S - 60
+        os.utime(old, (day_ago, day_ago))
+        os.utime(dead_other, (day_ago, day_ago))
+        small_model().save(tmp_path / "b.pylstm")
+        assert temp_files(tmp_path) == sorted(live + [fresh.name])
+        assert dead_other.exists()
+    finally:
+        proc.kill()
+        proc.wait(30)
+    small_model().save(tmp_path / "b.pylstm")
+    assert temp_files(tmp_path) == [fresh.name]
+
+
+def test_save_syncs_the_folder(tmp_path, monkeypatch):
+    import stat
+
+    synced = []
+    real_fsync = os.fsync
+
+    def spy(fd):
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    small_model().save(tmp_path / "m.pylstm")
+    assert synced == [False, True]  # the file, then the folder after the rename
+
+
+@pytest.mark.parametrize("ext", [".pt", ".safetensors"])
+def test_state_dict_save_is_atomic(tmp_path, monkeypatch, ext):
+    pytest.importorskip("torch")
+    pytest.importorskip("safetensors")
+    from pylstm.nn import LSTM as NNLSTM
+
+    module = NNLSTM(3, 4, seed=0)
+    path = tmp_path / f"m{ext}"
+    module.save_state_dict(path)
+    before = path.read_bytes()
+
+    def failing(path_, write):
+        return real(path_, lambda f: (write(f), f.truncate(10), 1 / 0))
+
+    real = saving.atomic_write
+    monkeypatch.setattr(saving, "atomic_write", failing)
+    with pytest.raises(ZeroDivisionError):
+        NNLSTM(3, 4, seed=1).save_state_dict(path)
+    assert path.read_bytes() == before
+    assert temp_files(tmp_path) == []
