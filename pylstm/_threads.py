@@ -49,8 +49,9 @@ about 20 us for `threadpoolctl.threadpool_limits`. Without threadpoolctl, pylstm
 BLAS threads alone and everything else works the same.
 
 The thread count of OpenBLAS's pthreads pool is process-wide: Python threads that run
-pylstm concurrently share it (each call restores what it found; the results are the same
-whatever the count).
+pylstm concurrently share it (the results are the same whatever the count). The caller's
+counts are those found by the first of the calls in flight, and the last one to end puts
+them back (`BlasThreads`), so interleaved calls leave the caller's setting as it was.
 """
 
 import ctypes
@@ -85,6 +86,14 @@ _CONCURRENT_MIN_FLOP = 1 << 26
 
 _lock = threading.Lock()
 _local = threading.local()   # .pinned: threads of the calls made in this thread, or None
+# Calls (in any Python thread) that changed the BLAS counts and have not yet put them back, and
+# the counts the first of them found: the caller's, which the last one restores. Each call
+# restoring what it found itself would leave another thread's temporary count behind when
+# calls interleave. _contended: another call changed the counts meanwhile, so a call's record
+# of the counts it set may be stale.
+_held = 0
+_callers = None
+_contended = False
 _num_threads = None
 _libs = None          # list of _Lib once discovered (empty when nothing can be controlled)
 _timeout_set = False
@@ -319,16 +328,37 @@ class BlasThreads:
                 self._use(self.saved)
             return
         if self.current is None:
-            self.saved = [lib.get() for lib in self.libs]
-            self.current = list(self.saved)
+            self._hold()
         if n > 1 and not _timeout_set:
             with _lock:
                 _shorten_spinning()
         self._use([n] * len(self.libs))
 
+    def _hold(self):
+        """Registers this call as changing the BLAS counts (see `_held`); `saved` becomes the
+        caller's counts, those found by the first of the calls in flight."""
+        global _held, _callers, _contended
+        with _lock:
+            if _held == 0:
+                _callers = [lib.get() for lib in self.libs]
+                _contended = False
+            else:
+                _contended = True
+            _held += 1
+            self.saved = _callers
+        self.current = [lib.get() for lib in self.libs] if _contended else list(self.saved)
+
     def __exit__(self, *exc):
+        global _held
         if self.current is not None:
-            self._use(self.saved)
+            with _lock:
+                _held -= 1
+                if _held == 0:
+                    # The last call in flight: every library back at the caller's count
+                    # (read afresh where other calls may have changed it meanwhile).
+                    if _contended:
+                        self.current = [lib.get() for lib in self.libs]
+                    self._use(self.saved)
         return False
 
 

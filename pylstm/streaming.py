@@ -14,6 +14,8 @@ Legend: B batch, D input features, H units, P recurrent output size (H, or the p
 size), G = 4H. Weights use the Keras layout and gate order i, f, c, o.
 """
 
+import threading
+
 import numpy as np
 
 from pylstm import _step, ops
@@ -192,9 +194,9 @@ class LSTMStepper:
     `h' = h' @ projection`, LSTMP, Sak et al. 2014); `y_t = h'`.
 
     The stepper keeps references to the weights (no copy when they are C-contiguous): writing
-    new values into them in place is seen by the next step. It owns per-batch-size scratch
-    buffers, so one stepper must not run steps from two threads at once (steps release the GIL;
-    use one stepper per thread).
+    new values into them in place is seen by the next step. Its scratch buffers are per thread
+    (and per batch size), so several threads may run steps of one stepper at once, each with
+    its own states and outputs; steps release the GIL.
 
     Args:
         kernel: `(D, 4H)` input weights, float32 or float64 (sets the dtype of everything).
@@ -257,7 +259,8 @@ class LSTMStepper:
         # None when an activation is a Python callable: steps then go through pylstm.ops.
         self._kernel_step = (None if codes is None else
                              _step.StepKernel(kernel, recurrent_kernel, bias, projection, codes))
-        self._scratch = {}
+        # Per thread: {B: (z, m)} scratch of the compiled step (steps release the GIL).
+        self._local = threading.local()
 
     @property
     def input_size(self):
@@ -337,11 +340,10 @@ class LSTMStepper:
 
         if self._kernel_step is None:
             return self._numpy_step(x, state, out, new_state)
-        scratch = self._scratch.get(B)
-        if scratch is None:
-            scratch = self._scratch[B] = (
-                np.empty((B, 4 * self._H), self._dtype),
-                np.empty((B, self._H), self._dtype) if self._projection is not None else None)
+        try:
+            scratch = self._local.scratch[B]
+        except (AttributeError, KeyError):
+            scratch = self._new_scratch(B)
         status = self._kernel_step.run(x, h, c, h_new, new_state._c,
                                        None if out is h_new else out, scratch[0], scratch[1])
         if status:
@@ -350,6 +352,16 @@ class LSTMStepper:
             raise ValueError(f"Argument `{name}` contains NaN or inf values; all values must "
                              f"be finite.")
         return out, new_state
+
+    def _new_scratch(self, B):
+        """This thread's scratch for batch size B, made once."""
+        by_batch = getattr(self._local, "scratch", None)
+        if by_batch is None:
+            by_batch = self._local.scratch = {}
+        scratch = by_batch[B] = (
+            np.empty((B, 4 * self._H), self._dtype),
+            np.empty((B, self._H), self._dtype) if self._projection is not None else None)
+        return scratch
 
     def _input(self, x_t, B):
         """x_t validated and cast to a C-contiguous `(B, D)` array of the weights' dtype."""

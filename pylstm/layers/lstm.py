@@ -254,13 +254,15 @@ class LSTM(LSTMArgs, SequenceArgs, Layer):
         weights = (self.kernel.value, self.recurrent_kernel.value,
                    None if self.bias is None else self.bias.value,
                    None if self.projection is None else self.projection.value)
+        # One tuple, read once: a thread that rebuilds it while another steps replaces it
+        # whole. The stepper keeps its scratch per thread, so threads may share it.
         cached = getattr(self, "_step_cache", None)
         if cached is None or any(a is not b for a, b in zip(cached[0], weights)):
-            stepper = LSTMStepper(*weights[:3], projection=weights[3],
-                                  activation=self.activation,
-                                  recurrent_activation=self.recurrent_activation)
-            self._step_cache = (weights, stepper)
-        return self._step_cache[1]
+            cached = (weights, LSTMStepper(*weights[:3], projection=weights[3],
+                                           activation=self.activation,
+                                           recurrent_activation=self.recurrent_activation))
+            self._step_cache = cached
+        return cached[1]
 
     def compute_mask(self, inputs, mask=None):
         # As Keras: the input mask, not reversed under go_backwards.

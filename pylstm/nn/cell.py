@@ -7,6 +7,7 @@ streaming stepper used at inference reads the memory that optimizers update in p
 """
 
 import math
+import threading
 
 import numpy as np
 
@@ -28,7 +29,8 @@ class LSTMCell(_Module):
     2000).
 
     In `eval()` mode a call runs one compiled step with the GIL released
-    (`pylstm.streaming.LSTMStepper`, cached and rebuilt when a parameter's `value` is rebound);
+    (`pylstm.streaming.LSTMStepper`, cached per thread and rebuilt when a parameter's `value` is
+    rebound; threads may call one cell at once);
     in training mode (the default, as in PyTorch) it runs through `pylstm.ops.lstm_forward`
     with one step and keeps what `backward` needs.
 
@@ -143,10 +145,15 @@ class LSTMCell(_Module):
         return p["weight_ih"].value.T.copy(), p["weight_hh"].value.T.copy(), bias
 
     def _stepper(self):
-        """The `LSTMStepper` over the parameters' storage, its fused bias refreshed from
-        `bias_ih + bias_hh`; rebuilt when a parameter's `value` was rebound."""
+        """This thread's `LSTMStepper` over the parameters' storage, its fused bias refreshed
+        from `bias_ih + bias_hh`; rebuilt when a parameter's `value` was rebound.
+
+        Each thread has its own stepper and fused bias buffer (`_thread_cache`): a refresh in
+        one thread never writes memory that a step in another is reading.
+        """
         p = self._params
-        cached = self._step_cache
+        local = _thread_cache(self)
+        cached = getattr(local, "stepper", None)
         if cached is not None and all(a is var.value for a, var in zip(cached[0],
                                                                         p.values())):
             stepper, bias = cached[1], cached[2]
@@ -156,7 +163,7 @@ class LSTMCell(_Module):
         bias = p["bias_ih"].value + p["bias_hh"].value if self.bias else None
         stepper = LSTMStepper(_keras_storage(p["weight_ih"]), _keras_storage(p["weight_hh"]),
                               bias)
-        self._step_cache = ([var.value for var in p.values()], stepper, bias)
+        local.stepper = ([var.value for var in p.values()], stepper, bias)
         return stepper
 
     def backward(self, grad_h=None, grad_c=None):
@@ -206,3 +213,14 @@ class LSTMCell(_Module):
         if unbatched:
             return dx[0], (dh0[0], dc0[0])
         return dx, (dh0, dc0)
+
+
+def _thread_cache(module):
+    """The calling thread's namespace in `module._step_cache` (a `threading.local`, made on
+    first use; `load_state_dict` drops it by setting None, and every thread rebuilds)."""
+    cache = module._step_cache
+    if cache is None:
+        # Two threads may both make one here; the last stored wins and the other thread
+        # rebuilds its steppers once on its next call.
+        cache = module._step_cache = threading.local()
+    return cache

@@ -23,6 +23,7 @@ import numpy as np
 from pylstm import _threads, ops
 from pylstm._validation import as_float_array
 from pylstm.layers.layer import Layer
+from pylstm.nn.cell import _thread_cache
 # IncompatibleKeys: re-exported, as `pylstm.nn` imports it from here.
 from pylstm.nn.module import (IncompatibleKeys, _as_batch, _check_dtype, _check_int,
                               _keras_storage, _Module, _parameter)
@@ -366,7 +367,8 @@ class LSTM(_Module):
         here). Each layer runs in compiled code with the GIL released
         (`pylstm.streaming.LSTMStepper`); with `out` and `new_state` given, nothing is
         allocated but the cast of an input that is not C-contiguous of the model's dtype. The
-        steppers are cached on the module and see in-place parameter updates (optimizers,
+        steppers are cached on the module, one set per thread (threads may step one module
+        at once, each with its own states), and see in-place parameter updates (optimizers,
         `load_state_dict`); they are rebuilt when a parameter's `value` is rebound.
 
         Args:
@@ -467,11 +469,13 @@ class LSTM(_Module):
             for k in range(self.num_layers)))
 
     def _steppers(self):
-        """The per-layer `LSTMStepper`s over the parameters' storage, and the fused bias
-        buffers `(buffer, bias_ih, bias_hh)` to refresh before a step; rebuilt when a
-        parameter's `value` was rebound since they were made."""
+        """This thread's per-layer `LSTMStepper`s over the parameters' storage, and the fused
+        bias buffers `(buffer, bias_ih, bias_hh)` to refresh before a step; rebuilt when a
+        parameter's `value` was rebound since they were made. Per thread (`_thread_cache`):
+        threads stepping one module at once never share a bias buffer."""
         values = [var.value for var in self._params.values()]
-        cached = self._step_cache
+        local = _thread_cache(self)
+        cached = getattr(local, "steppers", None)
         if cached is not None:
             for a, b in zip(cached[0], values):
                 if a is not b:
@@ -492,7 +496,7 @@ class LSTM(_Module):
             steppers.append(LSTMStepper(_keras_storage(p[f"weight_ih_l{layer}"]),
                                         _keras_storage(p[f"weight_hh_l{layer}"]), bias,
                                         projection=projection))
-        self._step_cache = ([var.value for var in p.values()], steppers, biases)
+        local.steppers = ([var.value for var in p.values()], steppers, biases)
         return steppers, biases
 
     # Backward ------------------------------------------------------------------------
