@@ -139,7 +139,7 @@ class _Unmappable(ValueError):
 
 def _entry(obj):
     """The `_LAYERS` entry of a serialized layer; raises `_Unmappable` for other classes."""
-    if obj.get("class_name") not in _LAYERS:
+    if not isinstance(obj.get("class_name"), str) or obj["class_name"] not in _LAYERS:
         raise _Unmappable(f"layer '{obj['config'].get('name')}' ({obj.get('class_name')}) has no "
                           f"Keras equivalent; Keras files hold only {', '.join(sorted(_LAYERS))}")
     return _LAYERS[obj["class_name"]]
@@ -896,7 +896,8 @@ def _keep_supported(cls, config, where):
 
 def _dtype_from_keras(value, where):
     if isinstance(value, dict):
-        value = (value.get("config") or {}).get("name")
+        value = value.get("config")
+        value = value.get("name") if isinstance(value, dict) else None
     if value not in ("float32", "float64"):
         raise _Unmappable(f"{where}: pylstm computes in float32 or float64, the layer's dtype "
                           f"policy is {value!r}")
@@ -928,8 +929,10 @@ def _object_from_keras(obj, package, where):
         cls = type(package.get(class_name))
     except ValueError:
         raise _Unmappable(f"{where}: {package.__name__} has no {class_name!r}") from None
-    config = _keep_supported(cls, dict(obj.get("config") or {}), where)
-    return {"class_name": class_name, "config": config}
+    config = obj.get("config") or {}
+    if not isinstance(config, dict):
+        raise _Unmappable(f"{where}: the config of {class_name!r} is not a dict")
+    return {"class_name": class_name, "config": _keep_supported(cls, config, where)}
 
 
 def _package_of(key):
@@ -945,9 +948,15 @@ def _layer_from_keras(obj, legacy):
     if not isinstance(obj, dict) or not isinstance(obj.get("config"), dict):
         raise _Unmappable(f"a layer entry is not a serialized layer: {obj!r:.100}")
     class_name, config = obj.get("class_name"), obj["config"]
-    where = f"layer '{config.get('name')}' ({class_name})"
+    where = f"layer '{config.get('name')!s:.100}' ({class_name!s:.100})"
+    if not isinstance(class_name, str):
+        raise _Unmappable(f"{where}: its `class_name` is not a string")
+    if not isinstance(config.get("name"), (str, type(None))):
+        raise _Unmappable(f"{where}: its `name` is not a string")
     cls = _layer_classes().get(class_name)
     module = obj.get("module") or "keras"
+    if not isinstance(module, str):
+        raise _Unmappable(f"{where}: its `module` is not a string ({module!r:.100})")
     if class_name not in _LAYERS or cls is None or not module.startswith("keras"):
         supported = ", ".join(sorted(n for n in _LAYERS if n in _layer_classes()))
         raise _Unmappable(f"{where}: pylstm does not support the Keras layer class "
@@ -971,8 +980,11 @@ def _layer_from_keras(obj, legacy):
         elif key in _SUBLAYER_KEYS and value is not None:
             value = ([_layer_from_keras(v, legacy) for v in value] if isinstance(value, list)
                      else _layer_from_keras(value, legacy))
-        elif _package_of(key) is not None and value is not None:
-            value = _object_from_keras(value, _package_of(key), f"{where}, `{key}`")
+        elif _package_of(key) is not None:
+            if value is None and key.endswith("_initializer"):
+                continue  # Keras's add_weight falls back to its default, pylstm's layer too
+            if value is not None:
+                value = _object_from_keras(value, _package_of(key), f"{where}, `{key}`")
         out[key] = value
     return {"class_name": class_name, "config": out}
 
@@ -1004,6 +1016,9 @@ def _model_from_keras(path, config, legacy, max_weight_bytes=DEFAULT_MAX_WEIGHT_
             layers.append(layer)
     except _Unmappable as e:
         raise ValueError(f"Cannot load {path!r}: {e}.") from e
+    except (ValueError, TypeError, KeyError) as e:  # a value of the wrong type or form
+        raise _invalid(path, f"its model config cannot be read ({type(e).__name__}: "
+                       f"{e})") from e
     except RecursionError as e:
         raise _invalid(path, "its model config nests layers too deeply") from e
     if layers and layers[0]["class_name"] == "InputLayer" and layers[0]["config"]["dtype"] is None:

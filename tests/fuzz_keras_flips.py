@@ -1,0 +1,209 @@
+"""Byte-flip fuzzing of the Keras file readers: every damaged file must end in a loaded model or
+a ValueError/TypeError naming the file, never a crash, a hang or a memory blowup.
+
+Each case flips one byte (XOR 0xFF by default) of a small Keras file and loads it in a child
+process that runs many cases in turn, under a memory cap (RLIMIT_AS, the child's address space
+after its imports plus `--memory` MiB) and a per-case alarm (SIGALRM with its default action,
+which ends the child even inside C code). A child that dies is restarted after the case that
+killed it. Two files:
+
+- `legacy`: tests/data/keras2_lstm.h5 (Keras 2's `model.save`, 22 KB), loaded with `load_keras`;
+- `keras`: a `.keras` archive written by pylstm (LSTM(4) -> Dense(2), compiled with Adam), whose
+  `model.weights.h5` member is flipped and the zip rebuilt with valid checksums.
+
+Two readers: `new`, the installed `pylstm.models.keras_io` (pyfive); `h5py`, keras_io.py as of
+`--old-ref` (the last commit that read with h5py), taken with `git show` into a temporary module.
+
+Outcomes: `same` (loaded, predictions bitwise equal to the intact file's), `different` (loaded,
+predictions differ), `ValueError` / `TypeError` (with `(unnamed)` when the message does not name
+the file), `other:<type>` (another exception), `memory` (MemoryError under the cap), `hang`
+(alarm), `crash:<signal>` (segfault, abort, ...).
+
+Usage (from the repository root):
+    python -P tests/fuzz_keras_flips.py --all            # every offset, both files, both readers
+    python -P tests/fuzz_keras_flips.py --step 7 --reader new --file legacy
+tests/test_keras_hostile.py runs every 7th offset with the new reader in CI.
+"""
+
+import argparse
+import collections
+import gzip
+import io
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+
+TESTS = pathlib.Path(__file__).resolve().parent
+WEIGHTS = "model.weights.h5"
+OLD_REF = "a2ac8d1"  # the last commit whose keras_io read HDF5 with h5py
+
+# The child: reads its job as JSON on stdin, prints "S <offset>" before and "R <offset> <outcome>"
+# after each case.
+CHILD = r"""
+import importlib.util, io, json, os, resource, signal, sys, zipfile
+import numpy as np
+job = json.load(sys.stdin)
+if job["old_module"]:
+    spec = importlib.util.spec_from_file_location("keras_io_h5py", job["old_module"])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    load_keras = module.load_keras
+else:
+    from pylstm.models import load_keras
+base = open(job["base"], "rb").read()
+if job["kind"] == "keras":
+    with zipfile.ZipFile(io.BytesIO(base)) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    data = members["model.weights.h5"]
+else:
+    data = base
+path = job["path"]
+
+def write(content):
+    if job["kind"] == "keras":
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, value in members.items():
+                archive.writestr(name, content if name == "model.weights.h5" else value)
+    else:
+        with open(path, "wb") as f:
+            f.write(content)
+
+def predict(model):
+    x = np.random.default_rng(0).normal(size=(2,) + tuple(model._build_input_shape[1:]))
+    return model.predict(x.astype(model.dtype))
+
+write(data)
+reference = predict(load_keras(path))
+with open("/proc/self/status") as f:
+    vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (vm + job["memory"], vm + job["memory"]))
+for offset in job["offsets"]:
+    print("S", offset, flush=True)
+    flipped = bytearray(data)
+    flipped[offset] ^= job["xor"]
+    write(bytes(flipped))
+    signal.alarm(job["alarm"])
+    try:
+        y = predict(load_keras(path))
+        outcome = "same" if np.array_equal(y, reference, equal_nan=True) else "different"
+    except MemoryError:
+        outcome = "memory"
+    except (ValueError, TypeError) as e:
+        outcome = ("ValueError" if isinstance(e, ValueError) else "TypeError") + (
+            "" if repr(path) in str(e) else "(unnamed)")
+    except BaseException as e:
+        outcome = "other:" + type(e).__name__
+    signal.alarm(0)
+    print("R", offset, outcome, flush=True)
+"""
+
+
+def targets(workdir):
+    """{name: (kind, path of the intact file, number of bytes that can be flipped)}."""
+    workdir = pathlib.Path(workdir)
+    legacy = workdir / "keras2_lstm.h5"
+    legacy.write_bytes(gzip.decompress((TESTS / "data" / "keras2_lstm.h5.gz").read_bytes()))
+    from pylstm.layers import LSTM, Dense, Input
+    from pylstm.models import Sequential
+    model = Sequential([Input((5, 3)), LSTM(4), Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    archive = workdir / "small.keras"
+    model.save(archive)
+    with zipfile.ZipFile(archive) as z:
+        weights = len(z.read(WEIGHTS))
+    return {"legacy": ("legacy", legacy, legacy.stat().st_size),
+            "keras": ("keras", archive, weights)}
+
+
+def old_module(workdir, ref=OLD_REF):
+    """keras_io.py as of `ref`, written into `workdir`; its path."""
+    source = subprocess.run(["git", "show", f"{ref}:pylstm/models/keras_io.py"], cwd=TESTS.parent,
+                            check=True, capture_output=True, text=True).stdout
+    path = pathlib.Path(workdir) / "keras_io_h5py.py"
+    path.write_text(source)
+    return path
+
+
+def run_flips(kind, base, offsets, workdir, old=None, xor=0xFF, alarm=20, memory=2**30,
+              timeout=None):
+    """Loads `base` with the byte at each of `offsets` flipped; returns `{offset: outcome}`.
+
+    Args:
+        kind: "legacy" (flip the file) or "keras" (flip its model.weights.h5 member).
+        base: path of the intact file.
+        offsets: list of int.
+        workdir: a directory for the flipped file.
+        old: path of an old keras_io module to load with instead of pylstm's, or None.
+        xor, alarm, memory: the flip, the per-case alarm in seconds, the memory cap in bytes.
+        timeout: seconds for all cases together (a guard for CI), or None.
+    """
+    results, pending = {}, list(offsets)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while pending:
+        job = {"kind": kind, "base": str(base), "offsets": pending, "xor": xor, "alarm": alarm,
+               "memory": memory, "old_module": str(old) if old else None,
+               "path": str(pathlib.Path(workdir) / f"flipped.{'keras' if kind == 'keras' else 'h5'}")}
+        left = None if deadline is None else max(1.0, deadline - time.monotonic())
+        child = subprocess.run([sys.executable, "-P", "-c", CHILD], input=json.dumps(job),
+                               capture_output=True, text=True, timeout=left)
+        started = None
+        for line in child.stdout.splitlines():
+            tag, _, rest = line.partition(" ")
+            if tag == "S":
+                started = int(rest)
+            elif tag == "R":
+                offset, outcome = rest.split(" ", 1)
+                results[int(offset)] = outcome
+                started = None
+        if child.returncode == 0:
+            break
+        if started is None:  # died before the first case: the intact file fails
+            raise RuntimeError(f"the child failed on the intact file:\n{child.stderr[-3000:]}")
+        signum = -child.returncode
+        results[started] = ("hang" if signum == signal.SIGALRM else
+                            f"crash:{signal.Signals(signum).name}" if signum > 0 else
+                            f"crash:exit{child.returncode}")
+        pending = pending[pending.index(started) + 1:]
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--all", action="store_true", help="every offset (--step 1)")
+    parser.add_argument("--step", type=int, default=7)
+    parser.add_argument("--reader", choices=["new", "h5py", "both"], default="both")
+    parser.add_argument("--file", choices=["legacy", "keras", "both"], default="both")
+    parser.add_argument("--xor", type=lambda s: int(s, 0), default=0xFF)
+    parser.add_argument("--alarm", type=int, default=20, help="seconds per case")
+    parser.add_argument("--memory", type=int, default=1024, help="MiB above the child's imports")
+    parser.add_argument("--old-ref", default=OLD_REF)
+    args = parser.parse_args()
+    step = 1 if args.all else args.step
+    with tempfile.TemporaryDirectory() as workdir:
+        files = targets(workdir)
+        readers = ["new", "h5py"] if args.reader == "both" else [args.reader]
+        names = ["legacy", "keras"] if args.file == "both" else [args.file]
+        for name in names:
+            kind, base, size = files[name]
+            for reader in readers:
+                old = old_module(workdir, args.old_ref) if reader == "h5py" else None
+                start = time.monotonic()
+                results = run_flips(kind, base, list(range(0, size, step)), workdir, old,
+                                    args.xor, args.alarm, args.memory * 2**20)
+                counts = collections.Counter(results.values())
+                bad = sorted(o for o, r in results.items()
+                             if r.startswith(("crash", "hang", "memory", "other")))
+                print(json.dumps({"file": name, "bytes": size, "reader": reader,
+                                  "cases": len(results), "seconds": round(time.monotonic() - start),
+                                  "counts": dict(counts.most_common()),
+                                  "bad_offsets": bad[:50]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
