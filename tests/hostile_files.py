@@ -605,12 +605,34 @@ def _random(corpus, fmt, magics, seed):
                        ERROR)
 
 
+def write_valid(out):
+    """Writes the valid file of each format (`valid.pylstm`, `valid.keras`, ...) and
+    `reference.npz` (their outputs) into the folder `out`, which must exist."""
+    from pylstm.models import load_keras
+
+    out = Path(out)
+    reference = {}
+    model = small_model(seed=0)
+    model.save(out / "valid.pylstm")
+    model.save(out / "valid.keras")
+    model.save_weights(out / "valid.weights.h5")
+    (out / "valid.h5").write_bytes(gzip.decompress((HERE / "data" / "keras2_lstm.h5.gz")
+                                                   .read_bytes()))
+    lstm = small_nn(seed=0)
+    lstm.save_state_dict(out / "valid.safetensors")
+    lstm.save_state_dict(out / "valid.pt")
+    for key, kind, obj in [("small", "model", model), ("nn", "nn", lstm),
+                           ("state", "state", lstm.state_dict()),
+                           ("legacy", "model", load_keras(out / "valid.h5"))]:
+        for k, v in outputs_of(kind, obj).items():
+            reference[f"{key}|{k}"] = np.asarray(v, dtype=np.float64)
+    np.savez(out / "reference.npz", **reference)
+
+
 def write_corpus(out, flips=None):
     """Writes the corpus into the folder `out` (created; emptied of a previous corpus) and
     returns its manifest (the list of entries)."""
     import h5py
-
-    from pylstm import nn
 
     flips = int(os.environ.get("PYLSTM_HOSTILE_FLIPS", 24)) if flips is None else flips
     out = Path(out)
@@ -624,26 +646,7 @@ def write_corpus(out, flips=None):
     with h5py.File(outside / "target.h5", "w") as f:
         f.create_dataset("data", data=np.full((64, 64), TARGET_VALUE, "f4"))
     corpus = _Corpus(out)
-    reference = {}
-
-    # Valid files and their outputs.
-    model = small_model(seed=0)
-    model.save(out / "valid.pylstm")
-    model.save(out / "valid.keras")
-    model.save_weights(out / "valid.weights.h5")
-    (out / "valid.h5").write_bytes(gzip.decompress((HERE / "data" / "keras2_lstm.h5.gz")
-                                                   .read_bytes()))
-    lstm = small_nn(seed=0)
-    lstm.save_state_dict(out / "valid.safetensors")
-    lstm.save_state_dict(out / "valid.pt")
-    from pylstm.models import load_keras
-
-    for key, kind, obj in [("small", "model", model), ("nn", "nn", lstm),
-                           ("state", "state", lstm.state_dict()),
-                           ("legacy", "model", load_keras(out / "valid.h5"))]:
-        for k, v in outputs_of(kind, obj).items():
-            reference[f"{key}|{k}"] = np.asarray(v, dtype=np.float64)
-    np.savez(out / "reference.npz", **reference)
+    write_valid(out)
     base = {fmt: (out / f"valid{SUFFIX[fmt]}").read_bytes() for fmt in SUFFIX}
     for fmt in SUFFIX:
         corpus.add(fmt, "valid", "file", base[fmt], SAME)
