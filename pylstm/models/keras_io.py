@@ -605,6 +605,9 @@ class _HDF5:
             superblock = _pyfive().misc_low_level.SuperBlock(self.fh, 0)
             if superblock._contents.get("base_address", 0):
                 raise _Refused("its superblock declares a user block")
+            end = superblock._contents["end_of_file_address"]
+            if end > size:  # HDF5's own check for a truncated file
+                raise _Refused(f"it is truncated: it declares {end} bytes, {size} are there")
             return superblock.offset_to_dataobjects
 
         self.root = _Group(self, "", self.parse(open_root))
@@ -772,7 +775,7 @@ class _Dataset:
     def _chunked(self, shape, dtype):
         objects, fh = self._objects, self.h5.fh
         objects._get_chunk_params()
-        chunk = tuple(int(c) for c in objects._chunks[:-1])
+        chunk = tuple(int(c) for c in objects._chunks)
         if len(chunk) != len(shape) or not all(chunk):
             raise _Refused(f"'{self.name}' declares chunks of shape {chunk} for shape {shape}")
         out = np.zeros(shape, dtype)
@@ -894,6 +897,15 @@ def _keep_supported(cls, config, where):
     return kept
 
 
+def _shape_from_keras(shape, where):
+    """A Keras shape: a non-empty list of non-negative ints or None (raises `_Unmappable`)."""
+    if not isinstance(shape, list) or not shape or not all(
+            d is None or type(d) is int and d >= 0 for d in shape):
+        raise _Unmappable(f"{where} is not a shape (a list of non-negative ints or None): "
+                          f"{shape!r:.100}")
+    return shape
+
+
 def _dtype_from_keras(value, where):
     if isinstance(value, dict):
         value = value.get("config")
@@ -962,9 +974,8 @@ def _layer_from_keras(obj, legacy):
         raise _Unmappable(f"{where}: pylstm does not support the Keras layer class "
                           f"{class_name!r}; supported: {supported}")
     if class_name == "InputLayer":
-        shape = config.get("batch_shape") or config.get("batch_input_shape")
-        if not isinstance(shape, list) or not shape:
-            raise _Unmappable(f"{where}: no `batch_shape`")
+        shape = _shape_from_keras(config.get("batch_shape") or config.get("batch_input_shape"),
+                                  f"{where}: `batch_shape`")
         dtype = config.get("dtype")
         return {"class_name": "InputLayer",
                 "config": {"shape": shape[1:], "batch_size": shape[0], "name": config.get("name"),
@@ -1007,9 +1018,8 @@ def _model_from_keras(path, config, legacy, max_weight_bytes=DEFAULT_MAX_WEIGHT_
             keras_config = entry["config"]
             shape = keras_config.get("batch_input_shape") or keras_config.get("batch_shape")
             if layer["class_name"] != "InputLayer" and not layers and shape:
-                if not isinstance(shape, list):
-                    raise _Unmappable(f"layer '{keras_config.get('name')!s:.100}': its input "
-                                      f"shape is not a list ({shape!r:.100})")
+                shape = _shape_from_keras(shape, f"layer '{keras_config.get('name')!s:.100}': "
+                                                 f"`batch_input_shape`")
                 layers.append({"class_name": "InputLayer",
                                "config": {"shape": shape[1:], "batch_size": shape[0],
                                           "dtype": None, "name": None}})
@@ -1028,6 +1038,11 @@ def _model_from_keras(path, config, legacy, max_weight_bytes=DEFAULT_MAX_WEIGHT_
     build_config = config.get("build_config")
     build_shape = body.get("build_input_shape") or (
         build_config.get("input_shape") if isinstance(build_config, dict) else None)
+    if build_shape is not None:
+        try:
+            build_shape = _shape_from_keras(build_shape, "`build_input_shape`")
+        except _Unmappable as e:
+            raise _invalid(path, f"its model config's {e}") from e
     with deferred_weights(max_weight_bytes):
         try:
             return Sequential.from_config({"name": body.get("name"), "layers": layers,

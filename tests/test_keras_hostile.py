@@ -1,0 +1,581 @@
+"""Hostile and damaged Keras files (issue 12): each one ends in a loaded model or a ValueError /
+TypeError naming the file, within bounded time and memory, and never reads another file.
+
+The files are made here with h5py and zipfile: HDF5 virtual datasets, external storage, external
+and soft links, a huge declared dataset, a zip bomb, lying zip sizes, an encrypted flag, deep
+JSON, config fields of the wrong type, truncations and byte flips. Every load runs in a child
+process under a memory cap (RLIMIT_AS) and a timeout, so that a crash or a hang is reported as a
+failure instead of taking pytest down.
+"""
+
+import gzip
+import importlib.util
+import io
+import json
+import pathlib
+import re
+import struct
+import subprocess
+import sys
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+
+from pylstm.layers import LSTM, Dense, Input
+from pylstm.models import Sequential, save_keras_weights
+
+TESTS = pathlib.Path(__file__).parent
+WEIGHTS = "model.weights.h5"
+KERNEL = "layers/lstm/cell/vars/0"  # (3, 16) in the .keras and .weights.h5 files below
+LEGACY_KERNEL = "model_weights/lstm/lstm/lstm_cell/kernel:0"  # (3, 16) in keras2_lstm.h5
+
+# The child: reads a list of cases as JSON on stdin and loads each (`load_keras`, or
+# `load_keras_weights` into the model of a reference file) under a memory cap and a per-case
+# alarm (SIGALRM's default action ends the child even inside C code); prints "S <i>" before and
+# "R <i> <outcome as JSON>" after each case.
+CHILD = r"""
+import json, resource, signal, sys
+import numpy as np
+from pylstm.models import load_keras, load_keras_weights
+job = json.load(sys.stdin)
+references = {c["reference"]: load_keras(c["reference"]) for c in job["cases"] if c["reference"]}
+with open("/proc/self/status") as f:
+    vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (vm + job["memory"], vm + job["memory"]))
+for i, case in enumerate(job["cases"]):
+    print("S", i, flush=True)
+    path = case["path"]
+    signal.alarm(job["alarm"])
+    try:
+        if case["reference"]:
+            model = references[case["reference"]]
+            load_keras_weights(model, path)
+        else:
+            model = load_keras(path)
+    except (ValueError, TypeError) as e:
+        out = {"outcome": "ValueError" if isinstance(e, ValueError) else "TypeError",
+               "message": str(e), "names_file": repr(path) in str(e)}
+    except BaseException as e:
+        out = {"outcome": "other", "message": f"{type(e).__name__}: {e}"}
+    else:
+        # A config may load with odd sizes (0 or None timesteps): predict on 4 if unsized.
+        shape = [4 if d is None else d for d in model._build_input_shape[1:]]
+        x = np.random.default_rng(0).normal(size=[2] + shape).astype(model.dtype)
+        try:
+            out = {"outcome": "loaded", "y": model.predict(x).tolist()}
+        except (ValueError, TypeError) as e:
+            out = {"outcome": "loaded", "y": None, "predict_error": str(e)}
+    signal.alarm(0)
+    print("R", i, json.dumps(out), flush=True)
+"""
+
+
+def _run(cases, memory=512 * 2**20, alarm=60, timeout=900):
+    """Loads each `(path, reference or None)` of `cases` in child processes; returns their
+    outcome dicts. A case that crashes or hangs its child gets the outcome "crash" or "hang"
+    (with the exit status), and the rest run in a new child."""
+    results, start = [None] * len(cases), 0
+    while start < len(cases):
+        job = {"cases": [{"path": str(p), "reference": str(r) if r else None}
+                         for p, r in cases[start:]], "memory": memory, "alarm": alarm}
+        child = subprocess.run([sys.executable, "-P", "-c", CHILD], input=json.dumps(job),
+                               capture_output=True, text=True, timeout=timeout)
+        current = None
+        for line in child.stdout.splitlines():
+            tag, _, rest = line.partition(" ")
+            if tag == "S":
+                current = start + int(rest)
+            elif tag == "R":
+                i, out = rest.split(" ", 1)
+                results[start + int(i)] = json.loads(out)
+                current = None
+        if child.returncode == 0:
+            break
+        if current is None:
+            pytest.fail(f"the loading child failed outside a case:\n{child.stderr[-3000:]}")
+        results[current] = {"outcome": "hang" if child.returncode == -14 else "crash",
+                            "message": f"exit {child.returncode}: {child.stderr[-2000:]}"}
+        start = current + 1
+    return results
+
+
+def _assert_refused(out, match):
+    """Asserts that an outcome is a ValueError naming its file, whose message matches."""
+    assert out["outcome"] == "ValueError", out
+    assert out["names_file"], out["message"]
+    assert re.search(match, out["message"]), out["message"]
+
+
+# Files --------------------------------------------------------------------------------------
+#
+# Each case is a builder `(files, root) -> (path, reference)` (reference: the `.keras` file
+# whose model `load_keras_weights` loads into, or None for `load_keras`). The `outcomes`
+# fixture builds every case and loads them all in one child process.
+
+CASES = {}
+
+
+def case(name):
+    def register(build):
+        CASES[name] = build
+        return build
+    return register
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """The intact files: a `.keras` archive, a `.weights.h5` and Keras 2's legacy `.h5`, and
+    the files that hostile ones point at."""
+    root = tmp_path_factory.mktemp("intact")
+    model = Sequential([Input((5, 3)), LSTM(4), Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    model.save(root / "small.keras")
+    save_keras_weights(model, root / "small.weights.h5")
+    legacy = root / "keras2_lstm.h5"
+    legacy.write_bytes(gzip.decompress((TESTS / "data" / "keras2_lstm.h5.gz").read_bytes()))
+    secret = root / "secret.bin"
+    secret.write_bytes(b"A" * 4096)  # float32 0x41414141 = 12.078: finite, passes a NaN check
+    other = root / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["data"] = np.full((3, 16), 7.0, "float32")
+    return {"root": root, "keras": root / "small.keras", "weights": root / "small.weights.h5",
+            "legacy": legacy, "secret": secret, "other": other}
+
+
+@pytest.fixture(scope="module")
+def outcomes(files):
+    """{case name: outcome dict} for every case of `CASES`, plus the intact files'."""
+    names = ["intact_keras", "intact_weights", "intact_legacy"] + sorted(CASES)
+    cases = [(files["keras"], None), (files["weights"], files["keras"]), (files["legacy"], None)]
+    cases += [CASES[name](files, files["root"]) for name in sorted(CASES)]
+    results = dict(zip(names, _run(cases)))
+    for name in names[:3]:
+        assert results[name]["outcome"] == "loaded", results[name]
+    return results
+
+
+def _members(path):
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _write_zip(path, members):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def _edited(files, container, edit, name):
+    """A copy of the intact `container` file ("keras", "weights" or "legacy") whose HDF5 is
+    edited by `edit(h5py.File, kernel path)`; returns `(path, reference)`."""
+    root = files["root"]
+    if container == "keras":
+        members = _members(files["keras"])
+        h5 = root / f"{name}.weights_member.h5"
+        h5.write_bytes(members[WEIGHTS])
+        with h5py.File(h5, "r+") as f:
+            edit(f, KERNEL)
+        members[WEIGHTS] = h5.read_bytes()
+        return _write_zip(root / f"{name}.keras", members), None
+    path = root / f"{name}.{container}.h5"
+    path.write_bytes(files[container].read_bytes())
+    with h5py.File(path, "r+") as f:
+        edit(f, LEGACY_KERNEL if container == "legacy" else KERNEL)
+    return path, files["keras"] if container == "weights" else None
+
+
+CONTAINERS = ["keras", "weights", "legacy"]
+
+# HDF5 structures that read other files, or crash or hang HDF5 -------------------------------
+
+
+def _vds_self(files, f, name):
+    shape, dtype = f[name].shape, f[name].dtype
+    del f[name]
+    layout = h5py.VirtualLayout(shape, dtype)
+    layout[:] = h5py.VirtualSource(".", name, shape, dtype)  # itself: segfaults HDF5
+    f.create_virtual_dataset(name, layout)
+
+
+def _vds_other(files, f, name):
+    shape, dtype = f[name].shape, f[name].dtype
+    del f[name]
+    layout = h5py.VirtualLayout(shape, dtype)
+    layout[:] = h5py.VirtualSource(str(files["other"]), "data", shape, dtype)
+    f.create_virtual_dataset(name, layout)
+
+
+def _external_storage(files, f, name):
+    shape, dtype = f[name].shape, f[name].dtype
+    del f[name]
+    f.create_dataset(name, shape, dtype,
+                     external=[(str(files["secret"]), 0, int(np.prod(shape)) * 4)])
+
+
+def _external_link(files, f, name):
+    del f[name]
+    f[name] = h5py.ExternalLink(str(files["other"]), "data")
+
+
+def _soft_link(files, f, name):
+    f["hidden"] = f[name][()]
+    del f[name]
+    f[name] = h5py.SoftLink("/hidden")
+
+
+def _huge(files, f, name):
+    del f[name]
+    f.create_dataset(name, (2**16, 2**15), "float32")  # 8 GiB declared, never written
+
+
+def _huge_chunked(files, f, name):
+    del f[name]
+    f.create_dataset(name, (2**16, 2**15), "float32", chunks=(256, 256))
+
+
+def _gzip(files, f, name):
+    value = f[name][()]
+    del f[name]
+    f.create_dataset(name, data=value, chunks=(1, 4), compression="gzip")
+
+
+HOSTILE = {
+    "vds_self": (_vds_self, "virtual dataset"),
+    "vds_other": (_vds_other, "virtual dataset"),
+    "external_storage": (_external_storage, "stored in external files"),
+    "external_link": (_external_link, "external or user-defined link"),
+    "soft_link": (_soft_link, "soft link"),
+    "huge_declared": (_huge, r"expects shape \(3, 16\), received shape \(65536, 32768\)"),
+    "huge_chunked": (_huge_chunked, r"expects shape \(3, 16\), received shape \(65536, 32768\)"),
+    "gzip": (_gzip, "compressed or filtered"),
+}
+
+for _attack, (_make, _) in HOSTILE.items():
+    for _container in CONTAINERS:
+        case(f"{_attack}_{_container}")(
+            lambda files, root, make=_make, container=_container, name=f"{_attack}_{_container}":
+            _edited(files, container, lambda f, kernel: make(files, f, kernel), name))
+
+
+@pytest.mark.parametrize("container", CONTAINERS)
+@pytest.mark.parametrize("attack", sorted(HOSTILE))
+def test_hostile_hdf5_is_refused(outcomes, container, attack):
+    """Virtual datasets, external storage and links are refused before any data is read (the
+    file they point at never reaches the model); a huge declared shape is refused before
+    anything of its size is allocated."""
+    _assert_refused(outcomes[f"{attack}_{container}"], HOSTILE[attack][1])
+
+
+# HDF5 storage that must load: the same predictions as the intact file ----------------------
+
+
+def _rewrite_all(f, **create):
+    """Rewrites every float dataset of `f` with `create_dataset(**create)` options."""
+    names = []
+    f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset)
+                 and o.dtype.kind == "f" else None)
+    for name in names:
+        value = f[name][()]
+        del f[name]
+        options = dict(create)
+        dtype = options.pop("dtype", value.dtype)
+        if value.ndim == 0:
+            options.pop("chunks", None)
+        f.create_dataset(name, data=value.astype(dtype), dtype=dtype, **options)
+
+
+def _compact_all(f):
+    """Rewrites every dataset of `f` with the compact layout (data inside its header)."""
+    names = []
+    f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    for name in names:
+        value = np.ascontiguousarray(f[name][()])
+        del f[name]
+        space = (h5py.h5s.create_simple(value.shape) if value.ndim
+                 else h5py.h5s.create(h5py.h5s.SCALAR))
+        plist = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        plist.set_layout(h5py.h5d.COMPACT)
+        dataset = h5py.h5d.create(f.id, name.encode(), h5py.h5t.py_create(value.dtype), space,
+                                  dcpl=plist)
+        dataset.write(h5py.h5s.ALL, h5py.h5s.ALL, value)
+
+
+STORAGE = {
+    "big_endian": lambda f: _rewrite_all(f, dtype=">f4"),
+    "chunked": lambda f: _rewrite_all(f, chunks=True),
+    "compact": _compact_all,
+}
+
+for _storage, _rewrite in STORAGE.items():
+    for _container in CONTAINERS:
+        case(f"{_storage}_{_container}")(
+            lambda files, root, rewrite=_rewrite, container=_container,
+            name=f"{_storage}_{_container}":
+            _edited(files, container, lambda f, kernel: rewrite(f), name))
+
+
+@pytest.mark.parametrize("container", CONTAINERS)
+@pytest.mark.parametrize("storage", sorted(STORAGE))
+def test_other_storage_loads_the_same(outcomes, container, storage):
+    """Big-endian weights (`>f4`) are converted, not read as native floats; chunked and compact
+    datasets read as contiguous ones do."""
+    out = outcomes[f"{storage}_{container}"]
+    assert out["outcome"] == "loaded", out
+    intact = outcomes["intact_legacy" if container == "legacy" else "intact_keras"]
+    np.testing.assert_array_equal(out["y"], intact["y"])
+
+
+def test_big_endian_files_hold_big_endian_weights(files):
+    """The big-endian cases above do test byte order: h5py wrote `>f4`."""
+    path, _ = _edited(files, "weights", lambda f, kernel: STORAGE["big_endian"](f), "be_check")
+    with h5py.File(path, "r") as f:
+        assert f[KERNEL].dtype == np.dtype(">f4")
+
+
+# Sizes declared before anything of that size is allocated or decompressed ------------------
+
+
+def _zip_entry_offsets(data, member):
+    """Offsets of `member`'s local header and central directory entry in zip bytes."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        local = archive.getinfo(member).header_offset
+    name = member.encode()
+    central = next(i for i in range(len(data)) if data.startswith(b"PK\x01\x02", i)
+                   and data[i + 46:i + 46 + len(name)] == name)
+    return local, central
+
+
+@case("zip_bomb")
+def _zip_bomb(files, root):
+    """A 1 GiB weights member (1 MB compressed): the memory cap is 512 MiB."""
+    members = _members(files["keras"])
+    path = root / "bomb.keras"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for name in ("config.json", "metadata.json"):
+            archive.writestr(name, members[name])
+        with archive.open(WEIGHTS, "w", force_zip64=True) as f:
+            f.write(members[WEIGHTS])
+            zeros = bytes(2**20)
+            for _ in range(1024):
+                f.write(zeros)
+    assert path.stat().st_size < 8 * 2**20
+    return path, None
+
+
+case("zip_bomb_weights")(lambda files, root: (_zip_bomb(files, root)[0], files["keras"]))
+
+
+@case("big_config")
+def _big_config(files, root):
+    members = _members(files["keras"])
+    members["config.json"] = members["config.json"] + b" " * (65 * 2**20)
+    path = root / "big_config.keras"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path, None
+
+
+def _patched_zip(files, root, name, member, patch):
+    data = bytearray(_write_zip(root / f"{name}.plain.keras", _members(files["keras"]))
+                     .read_bytes())
+    patch(data, *_zip_entry_offsets(bytes(data), member))
+    path = root / f"{name}.keras"
+    path.write_bytes(bytes(data))
+    return path, None
+
+
+def _lie(factor):
+    def patch(data, local, central):
+        size = int(struct.unpack_from("<I", data, local + 22)[0] * factor)
+        struct.pack_into("<I", data, local + 22, size)
+        struct.pack_into("<I", data, central + 24, size)
+    return patch
+
+
+def _encrypt(data, local, central):
+    data[local + 6] |= 1
+    data[central + 8] |= 1
+
+
+for _name, _member, _patch in [("lying_smaller", WEIGHTS, _lie(0.5)),
+                               ("lying_larger", WEIGHTS, _lie(2)),
+                               ("encrypted_config", "config.json", _encrypt),
+                               ("encrypted_weights", WEIGHTS, _encrypt)]:
+    case(_name)(lambda files, root, n=_name, m=_member, p=_patch: _patched_zip(files, root, n, m, p))
+
+
+@case("huge_units")
+def _huge_units(files, root):
+    members = _members(files["keras"])
+    config = json.loads(members["config.json"])
+    config["config"]["layers"][1]["config"]["units"] = 10**6  # 16 TB of recurrent kernel
+    members["config.json"] = json.dumps(config).encode()
+    return _write_zip(root / "huge_units.keras", members), None
+
+
+@pytest.mark.parametrize("name,match", [
+    ("zip_bomb", "model.weights.h5 declares 1073[0-9]+ bytes, more than the [0-9]+ bytes that "
+                 "the weights of model"),
+    ("zip_bomb_weights", "model.weights.h5 declares 1073[0-9]+ bytes"),
+    ("big_config", "config.json declares [0-9]+ bytes, more than the 67108864 bytes"),
+    ("lying_smaller", "zip archive is damaged"),
+    ("lying_larger", "zip archive is damaged|holds [0-9]+ bytes"),
+    ("encrypted_config", "its config.json is encrypted"),
+    ("encrypted_weights", "its model.weights.h5 is encrypted"),
+    ("huge_units", r"exceed the limit of 2147483648 bytes \(max_weight_bytes\)"),
+])
+def test_declared_sizes_are_checked_first(outcomes, name, match):
+    """Zip members and model configs are refused from the sizes they declare, before anything
+    of that size is decompressed or allocated (the memory cap is 512 MiB)."""
+    _assert_refused(outcomes[name], match)
+
+
+# JSON and configs -----------------------------------------------------------------------------
+
+
+@case("nested_json_keras")
+def _nested_json_keras(files, root):
+    members = _members(files["keras"])
+    members["config.json"] = (b'{"class_name": "Sequential", "config": ' + b"[" * 10**5
+                              + b"]" * 10**5 + b"}")
+    return _write_zip(root / "nested.keras", members), None
+
+
+@case("nested_json_legacy")
+def _nested_json_legacy(files, root):
+    path = root / "nested.h5"
+    path.write_bytes(files["legacy"].read_bytes())
+    with h5py.File(path, "r+") as f:
+        f.attrs["model_config"] = "[" * 20000 + "]" * 20000
+    return path, None
+
+
+@case("nested_layers")
+def _nested_layers(files, root):
+    members = _members(files["keras"])
+    config = json.loads(members["config.json"])
+    layer = config["config"]["layers"][2]
+    for _ in range(400):
+        layer = {"module": "keras.layers", "class_name": "TimeDistributed",
+                 "config": {"layer": layer}, "registered_name": None}
+    config["config"]["layers"][2] = layer
+    members["config.json"] = json.dumps(config).encode()
+    return _write_zip(root / "deep_layers.keras", members), None
+
+
+@pytest.mark.parametrize("name,match", [
+    ("nested_json_keras", "config.json is not valid JSON"),
+    ("nested_json_legacy", "model_config is not valid JSON"),
+    ("nested_layers", "nests layers too deeply|cannot be built"),
+])
+def test_deep_json(outcomes, name, match):
+    _assert_refused(outcomes[name], match)
+
+
+def _paths(obj, prefix=()):
+    yield prefix
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(
+        obj, list) else ()
+    for key, value in items:
+        yield from _paths(value, prefix + (key,))
+
+
+def _replaced(config, field, value):
+    edited = json.loads(json.dumps(config))
+    target = edited
+    for key in field[:-1]:
+        target = target[key]
+    target[field[-1]] = value
+    return edited
+
+
+# Values of the wrong type or form for any field of a config.
+ODD_VALUES = [1, "x", None, [], {}, -1, 1e308, True, [1], {"class_name": 1}]
+
+
+def test_config_fields_of_the_wrong_type(files, tmp_path):
+    """Every field of config.json (and of the legacy file's model_config and training_config)
+    replaced by each of `ODD_VALUES` (the first five for the legacy file): a loaded model or a
+    ValueError naming the file."""
+    members = _members(files["keras"])
+    config = json.loads(members["config.json"])
+    cases = []
+    for i, field in enumerate(list(_paths(config))[1:]):
+        for j, value in enumerate(ODD_VALUES):
+            path = tmp_path / f"field{i}_{j}.keras"
+            _write_zip(path, {**members,
+                              "config.json": json.dumps(_replaced(config, field, value)).encode()})
+            cases.append((path, None))
+    with h5py.File(files["legacy"], "r") as f:
+        legacy = {name: json.loads(f.attrs[name]) for name in ("model_config", "training_config")}
+    for attr, config in legacy.items():
+        for i, field in enumerate(list(_paths(config))[1:]):
+            for j, value in enumerate(ODD_VALUES[:5]):
+                path = tmp_path / f"{attr}{i}_{j}.h5"
+                path.write_bytes(files["legacy"].read_bytes())
+                with h5py.File(path, "r+") as f:
+                    f.attrs[attr] = json.dumps(_replaced(config, field, value))
+                cases.append((path, None))
+    results = _run(cases)
+    bad = [(str(p), o) for (p, _), o in zip(cases, results) if not (
+        o["outcome"] == "loaded" or o["outcome"] in ("ValueError", "TypeError")
+        and o["names_file"])]
+    assert not bad, bad[:5]
+    assert len(cases) > 1000
+    assert sum(o["outcome"] == "ValueError" for o in results) > 300
+
+
+# Truncations and byte flips -------------------------------------------------------------------
+
+FRACTIONS = (0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.999)
+
+
+def _truncated(files, root, container, fraction):
+    if container == "keras_member":
+        members = _members(files["keras"])
+        members[WEIGHTS] = members[WEIGHTS][:int(len(members[WEIGHTS]) * fraction)]
+        return _write_zip(root / f"cut_member{fraction}.keras", members), None
+    data = files[container].read_bytes()
+    path = root / f"cut_{container}{fraction}.h5"
+    path.write_bytes(data[:int(len(data) * fraction)])
+    return path, files["keras"] if container == "weights" else None
+
+
+for _container in ("legacy", "weights", "keras_member"):
+    for _fraction in FRACTIONS:
+        case(f"cut_{_container}_{_fraction}")(
+            lambda files, root, c=_container, x=_fraction: _truncated(files, root, c, x))
+
+
+@pytest.mark.parametrize("container", ["legacy", "weights", "keras_member"])
+def test_truncations(outcomes, container):
+    for fraction in FRACTIONS:
+        _assert_refused(outcomes[f"cut_{container}_{fraction}"], "is not a valid Keras file")
+
+
+def _fuzz_module():
+    spec = importlib.util.spec_from_file_location("fuzz_keras_flips",
+                                                  TESTS / "fuzz_keras_flips.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["legacy", "keras"])
+def test_byte_flips(tmp_path, name):
+    """Every 7th byte of Keras 2's legacy .h5 and of a .keras file's weights member, flipped
+    one at a time (tests/fuzz_keras_flips.py; `--all` flips every byte): each loads or raises
+    a ValueError naming the file; no crash, hang or memory blowup."""
+    fuzz = _fuzz_module()
+    kind, base, size = fuzz.targets(tmp_path)[name]
+    results = fuzz.run_flips(kind, base, list(range(0, size, 7)), tmp_path, alarm=20,
+                             memory=512 * 2**20, timeout=600)
+    bad = {offset: r for offset, r in results.items()
+           if r not in ("same", "different", "ValueError", "TypeError")}
+    assert not bad, bad
+    assert len(results) == len(range(0, size, 7))
+    assert sum(r == "ValueError" for r in results.values()) > len(results) // 20
