@@ -2,6 +2,8 @@
 the initializer, counts the bytes (nested layers included) and refuses, before allocating, a
 total over the limit; the flag is per thread."""
 
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -171,3 +173,24 @@ def test_other_threads_still_initialize():
     assert results["calls"] == 2
     assert all(w.all() for w in results["weights"])
     assert results["nbytes"] == 2 * (2 * 3 + 3) * 4
+
+
+def test_deferred_weights_touch_no_memory():
+    """Values and gradients of a deferred build are untouched zero pages: building a 512 MB
+    model (values and gradients) inside the block raises the peak resident memory by far
+    less (a child process, so that the peak is this build's)."""
+    code = (
+        "import resource\n"
+        "from pylstm.layers import LSTM\n"
+        "from pylstm.layers.layer import deferred_weights\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "with deferred_weights(2 ** 31):\n"
+        "    layer = LSTM(4000)\n"
+        "    layer.build((1, 1, 3))\n"
+        "grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+        "print(grown, layer.recurrent_kernel.grad.nbytes)\n")
+    out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split()
+    grown_kib, grad_bytes = int(out[0]), int(out[1])
+    assert grad_bytes == 4000 * 16000 * 4
+    assert grown_kib < 64 * 1024, grown_kib

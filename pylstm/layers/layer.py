@@ -118,7 +118,13 @@ class Variable:
     def __init__(self, name, value, trainable=True, regularizer=None, constraint=None):
         self.name = name
         self.value = value
-        self.grad = np.zeros_like(value)
+        # np.zeros (calloc) rather than zeros_like, which writes every byte: a loader builds
+        # a model before reading its weights, and untouched pages cost no memory until then.
+        if value.flags.c_contiguous or value.flags.f_contiguous:
+            self.grad = np.zeros(value.shape, value.dtype,
+                                 order="C" if value.flags.c_contiguous else "F")
+        else:
+            self.grad = np.zeros_like(value)
         self.trainable = trainable
         self.regularizer = regularizer
         self.constraint = constraint
