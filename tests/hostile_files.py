@@ -45,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import zipfile
 import zlib
 from pathlib import Path
@@ -178,7 +179,16 @@ _REFERENCE = {}
 def run_entry(corpus, entry, loader):
     """Loads the corpus file of `entry` with `loader`; returns a plain dict: the outcome
     ("loaded" or "raised"), and for a load whether its outputs match the reference and whether
-    it holds external bytes, for an exception its type, message and cause."""
+    it holds external bytes, for an exception its type, message and cause; with the seconds
+    the call took and the process's peak resident memory after it (MB)."""
+    start = time.perf_counter()
+    result = _run_entry(corpus, entry, loader)
+    result["seconds"] = time.perf_counter() - start
+    result["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def _run_entry(corpus, entry, loader):
     path = os.path.join(corpus, entry["name"])
     if corpus not in _REFERENCE:
         with np.load(os.path.join(corpus, "reference.npz")) as ref:
@@ -202,7 +212,8 @@ def run_entry(corpus, entry, loader):
                 "value_or_type_error": isinstance(e, (ValueError, TypeError)),
                 "names_file": os.path.basename(path) in str(e),
                 "message": str(e)[:400],
-                "cause": None if cause is None else f"{type(cause).__name__}: {str(cause)[:200]}"}
+                "cause": None if cause is None else f"{type(cause).__name__}: {str(cause)[:200]}",
+                "where": _where(e)}
 
 
 def expectation(entry, loader):
@@ -210,6 +221,15 @@ def expectation(entry, loader):
     or a dict by loader)."""
     expect = entry["expect"]
     return expect[loader] if isinstance(expect, dict) else expect
+
+
+def _where(e):
+    """The last frames of `e`'s traceback, without reading source files (which would show as
+    opens outside the corpus)."""
+    frames = traceback.StackSummary.extract(traceback.walk_tb(e.__traceback__),
+                                            lookup_lines=False)[-3:]
+    return " <- ".join(f"{os.path.basename(f.filename)}:{f.lineno} {f.name}"
+                       for f in reversed(frames))
 
 
 def judge(entry, loader, result):
@@ -225,7 +245,7 @@ def judge(entry, loader, result):
             return "loaded with outputs different from the valid file's (silently wrong)"
         return None
     if not result["value_or_type_error"]:
-        return f"raised {result['type']}: {result['message'][:200]}"
+        return f"raised {result['type']}: {result['message'][:200]} (at {result['where']})"
     if not result["names_file"]:
         return f"raised {result['type']} without naming the file: {result['message'][:200]}"
     if expect == SAME:

@@ -241,12 +241,12 @@ def layer_recipes(draw):
     B, T, D, H = draw(sizes())
     kind = draw(st.sampled_from(["lstm", "lstm", "bidirectional", "rnn_cell", "stacked",
                                  "dense", "embedding", "masking", "time_distributed"]))
-    units = draw(st.sampled_from([H] * 6 + [0, -1, 2.5, "3", None, True]))
+    units = draw(st.sampled_from([H] * 18 + [0, -1, 2.5, "3", None, True]))
     config = {"units": units,
               "return_sequences": draw(st.booleans()), "return_state": draw(st.booleans()),
               "go_backwards": draw(st.booleans()),
-              "dropout": draw(st.sampled_from([0.0, 0.0, 0.3, 1.0, -0.1, float("nan")])),
-              "recurrent_dropout": draw(st.sampled_from([0.0, 0.0, 0.2, 2.0])),
+              "dropout": draw(st.sampled_from([0.0] * 6 + [0.3, 1.0, -0.1, float("nan")])),
+              "recurrent_dropout": draw(st.sampled_from([0.0] * 6 + [0.2, 2.0])),
               "activation": draw(st.sampled_from(["tanh"] * 4 + ACTIVATIONS)),
               "use_bias": draw(st.booleans()), "seed": 0,
               "proj_size": draw(st.sampled_from([None] * 4 + [1, 0, H, H + 1]))}
@@ -265,22 +265,23 @@ def layer_recipes(draw):
 def model_recipes(draw):
     B, T, D, H = draw(sizes())
     out = draw(st.sampled_from([1, 2]))
-    return {"T": T, "D": D, "H": H, "out": out,
-            "x": draw(arrays((B, T, D))), "y": draw(arrays((B, out))),
-            "batch_size": draw(st.sampled_from([1, 2, 32] * 3 + [0, -1, None])),
+    return_sequences = draw(st.booleans())
+    return {"T": T, "D": D, "H": H, "out": out, "return_sequences": return_sequences,
+            "x": draw(arrays((B, T, D))),
+            "y": draw(arrays((B, T, out) if return_sequences else (B, out))),
+            "batch_size": draw(st.sampled_from([1, 2, 32] * 5 + [0, -1, None])),
             "validation_split": draw(st.sampled_from([0.0] * 6 + [0.5, 1.0, -0.5])),
             "loss": draw(st.sampled_from(["mse", "mae", "binary_crossentropy"] * 3 + ["nope"])),
-            "optimizer": draw(st.sampled_from(["adam", "sgd", "rmsprop"] * 3 + ["nope", 5])),
-            "bidirectional": draw(st.booleans()), "masking": draw(st.booleans()),
-            "return_sequences": draw(st.booleans())}
+            "optimizer": draw(st.sampled_from(["adam", "sgd", "rmsprop"] * 5 + ["nope", 5])),
+            "bidirectional": draw(st.booleans()), "masking": draw(st.booleans())}
 
 
 @st.composite
 def nn_recipes(draw):
     B, T, D, H = draw(sizes())
-    num_layers = draw(st.sampled_from([1, 1, 2, 0]))
+    num_layers = draw(st.sampled_from([1] * 6 + [2] * 3 + [0]))
     bidirectional = draw(st.booleans())
-    proj = draw(st.sampled_from([0, 0, 0, 1, H, -1]))
+    proj = draw(st.sampled_from([0] * 8 + [1, H, -1]))
     P = proj if 0 < proj < H else H
     dirs = 2 if bidirectional else 1
     batch_first = draw(st.booleans())
@@ -289,7 +290,7 @@ def nn_recipes(draw):
         x_shape = x_shape[1:] if batch_first else (T, D)  # unbatched
     return {"D": D, "H": H, "num_layers": num_layers, "bidirectional": bidirectional,
             "proj": proj, "batch_first": batch_first,
-            "dropout": draw(st.sampled_from([0.0, 0.0, 0.5, 1.5])),
+            "dropout": draw(st.sampled_from([0.0] * 8 + [0.5, 1.5])),
             "dtype": draw(st.sampled_from(["float32", "float64"] * 3 + ["float16"])),
             "x": draw(arrays(x_shape)),
             "h0": draw(st.one_of(st.none(), arrays((max(num_layers, 1) * dirs, B, P)))),

@@ -49,8 +49,11 @@ def _strace_works():
 
 def _allowed_roots(corpus):
     """Where a worker may open files: the corpus itself (not its `outside` and `markers`
-    folders), Python's and the packages' installation, and the system's runtime files."""
-    roots = {str(corpus)}
+    folders), pylstm's and the tests' sources, Python's and the packages' installation, and
+    the system's runtime files."""
+    import pylstm
+
+    roots = {str(corpus), os.path.dirname(pylstm.__file__), str(HERE)}
     for key in ("stdlib", "platstdlib", "purelib", "platlib", "include", "data"):
         roots.add(sysconfig.get_paths()[key])
     roots.update({sys.prefix, sys.base_prefix, sys.exec_prefix, "/proc", "/sys", "/dev",
@@ -192,16 +195,21 @@ def main():
         manifest = hf.write_corpus(corpus)
         use_strace = _strace_works()
         results = run_corpus(corpus, manifest, use_strace)
-        table = collections.defaultdict(lambda: [0, 0, collections.Counter()])
+        table = collections.defaultdict(lambda: [0, 0, collections.Counter(), 0.0, 0.0])
         for entry, _, failure, value in results:
             row = table[(entry["format"], entry["cls"])]
             row[0] += 1
             if failure is not None:
                 row[1] += 1
                 row[2][failure.split(":")[0][:60]] += 1
+            if value is not None:
+                row[3] = max(row[3], value["seconds"])
+                row[4] = max(row[4], value["maxrss_mb"])
         print(f"strace: {use_strace}; markers: {sorted(os.listdir(corpus / 'markers'))}")
-        for (fmt, cls), (tried, failed, why) in sorted(table.items()):
-            print(f"{fmt:12} {cls:18} {tried:4} loads {failed:4} failed  {dict(why)}")
+        print("format       class              loads failed  slowest  worker peak RSS")
+        for (fmt, cls), (tried, failed, why, slowest, rss) in sorted(table.items()):
+            print(f"{fmt:12} {cls:18} {tried:5} {failed:6} {slowest:7.3f}s {rss:7.0f} MB  "
+                  f"{dict(why) if why else ''}")
         if "-v" in sys.argv:
             for entry, loader, failure, _ in results:
                 if failure:
