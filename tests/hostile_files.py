@@ -597,17 +597,36 @@ def _pylstm_config_attacks(marker):
     ]
 
 
-def _flips(corpus, fmt, base, cls, count, expect, seed, lo=0, rewrap=None):
+def _flips(corpus, fmt, base, cls, count, expect, seed, rewrap=None):
     """`count` copies of `base` with one byte XORed by a nonzero value, at deterministic
-    offsets in [lo, len); `rewrap(bytes)` re-packs an edited member (a .keras's HDF5)."""
+    offsets; `rewrap(bytes)` re-packs an edited member (a .keras's HDF5)."""
     rng = np.random.default_rng(seed)
     for _ in range(count):
-        offset = int(rng.integers(lo, len(base)))
+        offset = int(rng.integers(0, len(base)))
         value = int(rng.integers(1, 256))
         data = bytearray(base)
         data[offset] ^= value
         data = bytes(data) if rewrap is None else rewrap(bytes(data))
         corpus.add(fmt, cls, f"at{offset}_x{value:02x}", data, expect)
+
+
+def _member_flips(corpus, fmt, base, count, seed):
+    """`count` copies of the zip `base` with one byte of one member (drawn deterministically)
+    XORed, zipped again with valid checksums: the member's own parser meets the damage."""
+    members = _members(io.BytesIO(base))
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        k = int(rng.integers(len(members)))
+        name, data = members[k]
+        offset = int(rng.integers(0, max(len(data), 1)))
+        value = int(rng.integers(1, 256))
+        damaged = bytearray(data)
+        if damaged:
+            damaged[offset] ^= value
+        edited = list(members)
+        edited[k] = (name, bytes(damaged))
+        corpus.add(fmt, "byte_flip_member", f"{name.replace('/', '_')}_at{offset}_x{value:02x}",
+                   _zip(edited), ERROR_OR_LOADS)
 
 
 def _truncations(corpus, fmt, base, expect):
@@ -797,6 +816,7 @@ def _pylstm_corpus(corpus, base, markers, flips):
     corpus.add(fmt, "wrong_type", "duplicate_members", _zip(mlist + [mlist[0]]),
                ERROR_OR_SAME)
     _flips(corpus, fmt, base, "byte_flip", flips, ERROR_OR_SAME, seed=1)
+    _member_flips(corpus, fmt, base, flips, seed=14)
     _truncations(corpus, fmt, base, ERROR)
     _random(corpus, fmt, [("zip", b"PK\x03\x04"), ("npy", b"\x93NUMPY\x01\x00"),
                           ("none", b"")], seed=2)
@@ -867,6 +887,7 @@ def _keras_corpus(corpus, base, weights_base, outside, markers, flips):
 
     _flips(corpus, "keras", h5, "byte_flip_member", flips, ERROR_OR_LOADS, seed=3,
            rewrap=rewrap)
+    _member_flips(corpus, "keras", base, flips // 2, seed=16)
     _flips(corpus, "keras", base, "byte_flip", flips // 2, ERROR_OR_SAME, seed=4)
     _flips(corpus, "weights.h5", weights_base, "byte_flip", flips, ERROR_OR_LOADS, seed=5)
     _truncations(corpus, "keras", base, ERROR)
@@ -910,32 +931,25 @@ def _torch_corpus(corpus, base, markers, flips):
         return buf.getvalue()
 
     state = torch.load(io.BytesIO(base), weights_only=True)
-    ok = {"load_state_dict_file": ERROR_OR_LOADS}
-    for case, obj, expect in [
-        ("list", [1, 2], ERROR), ("tensor", torch.zeros(3), ERROR), ("none", None, ERROR),
-        ("int_tensors", {k: v.to(torch.int32) for k, v in state.items()}, ERROR),
-        ("bfloat16", {k: v.to(torch.bfloat16) for k, v in state.items()}, ERROR),
-        ("float8", {k: v.to(torch.float8_e4m3fn) for k, v in state.items()}, ERROR),
-        ("complex", {k: v.to(torch.complex64) for k, v in state.items()}, ERROR),
-        ("nan", {k: v * float("nan") for k, v in state.items()}, ERROR),
-        ("wrong_shape", {k: v.T.contiguous() if v.dim() == 2 else v for k, v in state.items()},
-         ERROR),
-        ("nested", {k: {"x": v} for k, v in state.items()}, ERROR),
-        ("int_keys", {i: v for i, v in enumerate(state.values())}, ERROR),
-        ("strided_view", {k: torch.zeros(v.numel() * 2)[::2].reshape(v.shape)
-                          for k, v in state.items()}, ERROR_OR_LOADS),
+    # Valid state dict files whose content nn.LSTM refuses: load_state_dict_file may read them.
+    content = {"load_state_dict_file": ERROR_OR_LOADS, "nn.LSTM.load_state_dict": ERROR}
+    for cls, case, obj, expect in [
+        ("wrong_type", "list", [1, 2], ERROR),
+        ("wrong_type", "tensor", torch.zeros(3), ERROR),
+        ("wrong_type", "none", None, ERROR),
+        ("wrong_type", "nested", {k: {"x": v} for k, v in state.items()}, ERROR),
+        ("wrong_type", "int_keys", {i: v for i, v in enumerate(state.values())}, content),
+        ("wrong_type", "wrong_shape", {k: v.T.contiguous() if v.dim() == 2 else v
+                                       for k, v in state.items()}, content),
+        ("dtype", "int_tensors", {k: v.to(torch.int32) for k, v in state.items()}, content),
+        ("dtype", "complex", {k: v.to(torch.complex64) for k, v in state.items()}, content),
+        ("dtype", "nan", {k: v * float("nan") for k, v in state.items()}, content),
+        ("dtype", "bfloat16", {k: v.to(torch.bfloat16) for k, v in state.items()}, ERROR),
+        ("dtype", "float8", {k: v.to(torch.float8_e4m3fn) for k, v in state.items()}, ERROR),
+        ("layout", "strided_view", {k: torch.zeros(v.numel() * 2)[::2].reshape(v.shape)
+                                    for k, v in state.items()}, ERROR_OR_LOADS),
     ]:
-        entry_expect = expect
-        if case in ("int_tensors", "nan", "wrong_shape", "int_keys", "complex"):
-            entry_expect = ERROR  # nn.LSTM refuses; load_state_dict_file may read it
-        corpus.add(fmt, "dtype" if case not in ("list", "tensor", "none") else "wrong_type",
-                   case, saved(obj), entry_expect,
-                   loaders=["nn.LSTM.load_state_dict"] if case in (
-                       "int_tensors", "nan", "wrong_shape", "int_keys", "complex",
-                       "strided_view") else None)
-        if case in ("int_tensors", "nan", "wrong_shape", "int_keys", "complex"):
-            corpus.add(fmt, "dtype", case + "_file", saved(obj), ok["load_state_dict_file"],
-                       loaders=["load_state_dict_file"])
+        corpus.add(fmt, cls, case, saved(obj), expect)
     data_members = [n for n, _ in members if "/data/" in n]
     # Lying sizes in the pickle: a storage of 2^31 - 1 floats, a (10^5, 10^5) tensor over a
     # storage of 48 floats (the first tensor, weight_ih_l0 (16, 3), follows the first 'cpu').
@@ -961,6 +975,7 @@ def _torch_corpus(corpus, base, markers, flips):
     # torch checks neither the zip's CRCs nor its compression method: a flipped byte of a
     # tensor loads as another value.
     _flips(corpus, fmt, base, "byte_flip", flips, ERROR_OR_LOADS, seed=10)
+    _member_flips(corpus, fmt, base, flips, seed=15)
     _truncations(corpus, fmt, base, ERROR)
     _random(corpus, fmt, [("zip", b"PK\x03\x04"), ("pickle", b"\x80\x02")], seed=11)
 
@@ -1023,16 +1038,13 @@ def _safetensors_corpus(corpus, base, flips):
         ("entry_int", st(edit(lambda h: h.update({first: 5}))), ERROR),
         ("nan", st(header, body=np.full(len(data) // 4, np.nan, "<f4").tobytes()), ERROR),
     ]:
-        loaders = None
         if case in ("int32", "bool", "nan", "float16"):  # valid files of the wrong content
-            loaders = ["nn.LSTM.load_state_dict"]
-            corpus.add(fmt, "dtype", case + "_file", blob, ERROR_OR_LOADS,
-                       loaders=["load_state_dict_file"])
+            expect = {"load_state_dict_file": ERROR_OR_LOADS, "nn.LSTM.load_state_dict": expect}
         cls = ("lying_size" if "len" in case or "shape" in case or "offsets" in case else
                "nested_json" if case == "header_nested" else
                "dtype" if case in ("float8", "float8_e5m2", "bfloat16", "int32", "bool",
                                    "float16", "dtype_unknown", "nan") else "wrong_type")
-        corpus.add(fmt, cls, case, blob, expect, loaders=loaders)
+        corpus.add(fmt, cls, case, blob, expect)
     _flips(corpus, fmt, base, "byte_flip", flips, ERROR_OR_LOADS, seed=12)
     _truncations(corpus, fmt, base, ERROR)
     _random(corpus, fmt, [("header", struct.pack("<Q", 64) + b"{")], seed=13)
