@@ -579,3 +579,47 @@ def test_byte_flips(tmp_path, name):
     assert not bad, bad
     assert len(results) == len(range(0, size, 7))
     assert sum(r == "ValueError" for r in results.values()) > len(results) // 20
+
+
+@case("cyclic_header")
+def _cyclic_header(files, root):
+    """The root group's object header continues into itself, 65535 times over."""
+    data = bytearray(files["legacy"].read_bytes())
+    address = 96  # the root group's object header (version 1) in keras2_lstm.h5
+    assert struct.unpack_from("<BBH", data, address)[0] == 1
+    struct.pack_into("<H", data, address + 2, 0xFFFF)  # messages
+    block = address + 16  # its first message: a continuation (type 0x10)
+    assert struct.unpack_from("<H", data, block)[0] == 0x10
+    struct.pack_into("<QQ", data, block + 8, block, 24)
+    path = root / "cyclic_header.h5"
+    path.write_bytes(bytes(data))
+    return path, None
+
+
+def test_cyclic_header(outcomes):
+    _assert_refused(outcomes["cyclic_header"], "is not a valid Keras file")
+
+
+def test_reading_opens_nothing_else_and_starts_no_thread(files, monkeypatch):
+    """pyfive reads through the loader's own file object: no other file is opened, nothing is
+    memory-mapped, no thread is started."""
+    import builtins
+    import mmap
+    import threading
+
+    from pylstm.models import load_keras, load_keras_weights
+
+    load_keras(files["legacy"])  # imports pyfive, which reads package metadata
+    opened, started = [], []
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: opened.append(str(f)) or
+                        real_open(f, *a, **k))
+    monkeypatch.setattr(io, "open", builtins.open)
+    monkeypatch.setattr(threading.Thread, "start", lambda self: started.append(self))
+    monkeypatch.setattr(np, "memmap", lambda *a, **k: pytest.fail("memmap"))
+    monkeypatch.setattr(mmap, "mmap", lambda *a, **k: pytest.fail("mmap"))
+    for path in (files["legacy"], files["keras"]):
+        load_keras(path)
+    load_keras_weights(load_keras(files["keras"]), files["weights"])
+    assert set(opened) <= {str(files[k]) for k in ("legacy", "keras", "weights")}, opened
+    assert not started

@@ -1,7 +1,8 @@
 """Keras model files: read `.keras`, `.weights.h5` and legacy HDF5 files; write `.keras`.
 
 Design:
-    The files, as Keras 3.15 writes them (read and written here with h5py; no TensorFlow):
+    The files, as Keras 3.15 writes them (read here with pyfive, written with h5py; no
+    TensorFlow):
 
     - `.keras`: a zip archive of `config.json` (the model as `{"module", "class_name",
       "config", "registered_name", "build_config", "compile_config"}`), `metadata.json`
@@ -30,6 +31,13 @@ Design:
     the results (`None`, or a value in `_NEUTRAL`; or a speed-only key in `_IGNORED`) and is an
     error otherwise. Writing is the same walk backwards. Each supported layer class is one
     entry of `_LAYERS`: its Keras path name and the weight groups it owns.
+
+    Untrusted files: reading is bounded before anything is validated. config.json may declare
+    at most `_MAX_CONFIG_BYTES`; the model is built from it inside `deferred_weights`, whose
+    byte count bounds the size model.weights.h5 may declare; members are refused when
+    encrypted or compressed otherwise than stored/deflated, and inflated in chunks that
+    zipfile stops at the declared size. HDF5 is parsed by pyfive (see "HDF5 reading" below).
+    Every failure is a ValueError (`_invalid`) naming the file, chained to its cause.
 """
 
 import datetime
@@ -644,20 +652,17 @@ class _Group:
     def __init__(self, h5, name, address):
         self.h5, self.name, self.address = h5, name, address
         self._objects = h5.objects(address)
-        self._links = None
-        self._attrs = None
 
     @property
     def links(self):
-        if self._links is None:
-            self._links = self.h5.parse(self._objects.get_links)
-        return self._links
+        # Cached in the object header's entry: a group is reached once per path through it.
+        if not hasattr(self._objects, "pylstm_links"):
+            self._objects.pylstm_links = self.h5.parse(self._objects.get_links)
+        return self._objects.pylstm_links
 
     @property
     def attrs(self):
-        if self._attrs is None:
-            self._attrs = self.h5.parse(self._objects.get_attributes)
-        return self._attrs
+        return self.h5.parse(self._objects.get_attributes)  # cached by pyfive
 
     def keys(self):
         return list(self.links)
