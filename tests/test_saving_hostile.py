@@ -520,7 +520,11 @@ def state_dict_cases(tmp_path):
     add("wrong_shape.safetensors", st({**tensors, "weight_ih_l0": torch.zeros(5, 5)}), "shape",
         None)
     add("list.pt", pt([1, 2]), "not a state dict")
-    add("not_tensor.pt", pt({**tensors, "weight_ih_l0": {"x": torch.zeros(2)}}), "not a tensor",
+    add("not_tensor.pt", pt({**tensors, "weight_ih_l0": {"x": torch.zeros(2)}}), "not a tensor")
+    add("int_keys.pt", pt({i: v for i, v in enumerate(tensors.values())}), "missing keys",
+        None)
+    add("nan.pt", pt({**tensors, "bias_hh_l0": tensors["bias_hh_l0"] * np.nan}), "NaN", None)
+    add("nan.safetensors", st({**tensors, "bias_hh_l0": tensors["bias_hh_l0"] * np.inf}), "NaN",
         None)
 
     def lying_storage(path):

@@ -10,6 +10,7 @@ steppers read the very memory that optimizers update in place.
 """
 
 import collections
+import os
 
 import numpy as np
 
@@ -82,8 +83,9 @@ def _as_batch(x, name, input_size):
 def _load_parameters(owner, params, state_dict, strict):
     """`load_state_dict` of `pylstm.nn` modules: validates `state_dict` against `params`
     (`{name: Variable}`) and copies it into the parameters in place."""
-    unexpected = []
+    unexpected, source = [], ""
     if isinstance(state_dict, (str, bytes)) or hasattr(state_dict, "__fspath__"):
+        source = f" from {os.fsdecode(os.fspath(state_dict))!r}"
         # Only the parameters' tensors are read, each after its dtype and shape are checked.
         state_dict, unexpected = read_state_dict_file(
             state_dict, {name: var.shape for name, var in params.items()})
@@ -93,7 +95,7 @@ def _load_parameters(owner, params, state_dict, strict):
     missing = [name for name in params if name not in state_dict]
     unexpected += [str(key) for key in state_dict if key not in params]
     if strict and (missing or unexpected):
-        raise ValueError(f"Error loading the state_dict into {owner!r}: missing keys "
+        raise ValueError(f"Error loading the state_dict{source} into {owner!r}: missing keys "
                          f"{missing}, unexpected keys {unexpected}.")
     arrays, bad_shapes = {}, []
     for name, var in params.items():
@@ -105,7 +107,7 @@ def _load_parameters(owner, params, state_dict, strict):
                               f"{arr.shape}")
             continue
         if not np.isfinite(arr).all():
-            raise ValueError(f"Argument `state_dict[{name!r}]` contains NaN or inf.")
+            raise ValueError(f"Argument `state_dict[{name!r}]`{source} contains NaN or inf.")
         arrays[name] = arr
     if bad_shapes:
         raise ValueError(f"Error loading the state_dict into {owner!r}: size mismatch for "

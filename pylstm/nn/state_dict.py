@@ -188,11 +188,8 @@ def _read_torch(path, shapes):
         if shapes is not None and name not in shapes:
             continue
         if not isinstance(value, torch.Tensor):
-            if shapes is not None:
-                raise TypeError(f"Entry {name!r} of {path!r} is a {type(value).__name__}, not "
-                                "a tensor.")
-            arrays[name] = to_numpy(value)
-            continue
+            raise TypeError(f"Entry {name!r} of {path!r} is a {type(value).__name__}, not a "
+                            "tensor.")
         dtype_name = str(value.dtype).removeprefix("torch.")
         if shapes is not None:
             _check_entry(path, name, dtype_name, tuple(value.shape), shapes)
