@@ -350,13 +350,16 @@ def _read_npy_header(f, info, invalid):
     """Reads the .npy header of the open member `f`; returns `(shape, fortran_order, dtype,
     data_bytes)` where `data_bytes` is what the member holds after the header."""
     version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-    elif version == (2, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-    else:
+    if version not in ((1, 0), (2, 0)):
         raise invalid(f"its member {info.filename!r} has .npy format version {version}, "
                       "not 1.0 or 2.0")
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    try:
+        shape, fortran, dtype = read_header(f)
+    except Exception as e:  # NumPy parses the header with ast and tokenize, which raise many
+        raise invalid(f"its member {info.filename!r} has a damaged .npy header "
+                      f"({type(e).__name__}: {e})") from e
     return shape, fortran, dtype, info.file_size - f.tell()
 
 
