@@ -423,6 +423,15 @@ def test_limit_counts_the_config_before_reading(tmp_path):
                                   model.predict(inputs(), verbose=0))
 
 
+@pytest.mark.parametrize("bad, error", [(1.5, TypeError), (True, TypeError), ("1", TypeError),
+                                        (-1, ValueError)])
+def test_bad_max_weight_bytes(tmp_path, bad, error):
+    path = tmp_path / "m.pylstm"
+    small_model().save(path)
+    with pytest.raises(error, match="`max_weight_bytes`"):
+        load_model(path, max_weight_bytes=bad)
+
+
 def test_from_config_type_errors_are_clear():
     """`Sequential.from_config` and the registries refuse wrong-typed fields with a
     ValueError, not an AttributeError or KeyError from deep inside."""

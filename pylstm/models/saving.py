@@ -219,12 +219,19 @@ def load_model(path, max_weight_bytes=DEFAULT_MAX_WEIGHT_BYTES):
 
     Raises:
         FileNotFoundError: if `path` does not exist.
+        TypeError: if `max_weight_bytes` is not an int.
         ValueError: if `path` is not a valid pylstm model file (the message names the file and
             says why: a damaged archive or member, a malformed config, a layer class that is
             not defined, weights of the wrong dtype or shape or not finite), or its weights
             exceed `max_weight_bytes`.
     """
     path = os.fspath(path)
+    if isinstance(max_weight_bytes, bool) or not isinstance(max_weight_bytes, (int, np.integer)):
+        raise TypeError(f"Argument `max_weight_bytes` must be an int, received "
+                        f"{max_weight_bytes!r}.")
+    if max_weight_bytes < 0:
+        raise ValueError(f"Argument `max_weight_bytes` must be non-negative, received "
+                         f"{max_weight_bytes}.")
     if path.endswith((".keras", ".h5", ".hdf5")):
         from pylstm.models.keras_io import load_keras
 

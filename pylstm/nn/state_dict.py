@@ -174,10 +174,11 @@ def _read_torch(path, shapes):
     except ImportError as exc:
         raise ImportError(_TORCH_HINT) from exc
     with _reading(path, "PyTorch state dict"):
-        # weights_only: tensors and containers only, never arbitrary pickled code. mmap (for
-        # torch.save's zip format; the legacy format cannot): tensors not read are not loaded.
+        # weights_only: tensors and containers only, never arbitrary pickled code. mmap, when
+        # loading into a module (which copies what it wants) from torch.save's zip format
+        # (the legacy format cannot): the tensors it does not want are never read.
         loaded = torch.load(path, map_location="cpu", weights_only=True,
-                            mmap=zipfile.is_zipfile(path))
+                            mmap=shapes is not None and zipfile.is_zipfile(path))
     if not isinstance(loaded, collections.abc.Mapping):
         raise ValueError(f"{path!r} is not a valid PyTorch state dict file: it holds a "
                          f"{type(loaded).__name__}, not a state dict (save it with "
