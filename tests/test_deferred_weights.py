@@ -65,8 +65,8 @@ def test_orthogonal_initializer_not_run_for_huge_units():
 
 
 def test_limit_raises_before_allocating():
-    with pytest.raises(WeightLimitError, match=r"exceed the limit of 1000 bytes \(max_weight_bytes\)"
-                       r".*lstm_big/kernel"):
+    message = r"exceed the limit of 1000 bytes \(max_weight_bytes\).*lstm_big/kernel"
+    with pytest.raises(WeightLimitError, match=message):
         with deferred_weights(1000):
             # 10**12 x 4 bytes could never be allocated: the error must come first.
             LSTM(10 ** 6, name="lstm_big").build((1, 1, 10 ** 6))

@@ -276,7 +276,8 @@ MAX_CONFIG_BYTES = 2 ** 24
 _MAX_NPY_HEADER_BYTES = 2 ** 16
 _CHUNK_BYTES = 2 ** 24
 _ZIP_ENCRYPTED = 0x1
-_WEIGHT_DTYPES = frozenset(np.dtype(f"{order}{code}") for order in "<>" for code in "f2 f4 f8".split())
+_WEIGHT_DTYPES = frozenset(np.dtype(f"{order}{code}") for order in "<>"
+                           for code in ("f2", "f4", "f8"))
 
 
 def _starts_with(path, prefix):
@@ -423,7 +424,8 @@ def _read_weight(archive, info, name, var, invalid):
         if data_bytes != var.value.size * dtype.itemsize:
             raise invalid(f"its member {info.filename!r} holds {data_bytes} bytes of data, "
                           f"its header declares {var.value.size * dtype.itemsize}")
-        if dtype == var.dtype and dtype.isnative and not fortran:
+        direct = dtype == var.dtype and dtype.isnative and not fortran
+        if direct and var.value.flags.c_contiguous:
             _read_into(f, var.value, info, invalid)
         else:
             data = np.empty(shape[::-1] if fortran else shape, dtype)
