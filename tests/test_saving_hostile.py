@@ -539,7 +539,7 @@ def state_dict_cases(tmp_path):
     for dtype in ("float8_e4m3fn", "bfloat16", "int32", "bool", "complex64"):
         cast = {k: v.to(getattr(torch, dtype)) for k, v in tensors.items()}
         numpy_has = dtype in ("int32", "bool", "complex64")
-        add(f"{dtype}.pt", pt(cast), "has dtype", None if numpy_has else "has dtype")
+        add(f"{dtype}.pt", pt(cast), "has dtype", None if numpy_has else "cannot become")
         if dtype != "complex64":
             add(f"{dtype}.safetensors", st(cast), "has dtype", None if numpy_has else
                 "has dtype")
@@ -549,6 +549,10 @@ def state_dict_cases(tmp_path):
     add("wrong_shape.safetensors", st({**tensors, "weight_ih_l0": torch.zeros(5, 5)}), "shape",
         None)
     add("list.pt", pt([1, 2]), "not a state dict")
+    add("sparse.pt", pt({**tensors, "weight_ih_l0": tensors["weight_ih_l0"].to_sparse()}),
+        "cannot become")
+    add("meta.pt", pt({**tensors, "weight_ih_l0": torch.zeros(16, 3, device="meta")}),
+        "cannot become")
     add("not_tensor.pt", pt({**tensors, "weight_ih_l0": {"x": torch.zeros(2)}}), "not a tensor")
     add("int_keys.pt", pt({i: v for i, v in enumerate(tensors.values())}), "missing keys",
         None)

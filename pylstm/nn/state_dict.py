@@ -127,8 +127,8 @@ def _reading(path, kind):
 
 
 def _check_entry(path, name, dtype_name, shape, shapes):
-    """Raises if the wanted tensor `name` (of `dtype_name`, a NumPy dtype name or None when
-    NumPy has none, and `shape`) cannot load into a parameter of shape `shapes[name]`."""
+    """Raises if the wanted tensor `name` (of `dtype_name`, a NumPy dtype name where NumPy has
+    one, and `shape`) cannot load into a parameter of shape `shapes[name]`."""
     if dtype_name not in _FLOAT_NAMES:
         raise TypeError(f"Tensor {name!r} of {path!r} has dtype {dtype_name}, not float16, "
                         "float32 or float64 (convert it, e.g. with tensor.float(), before "
@@ -196,10 +196,12 @@ def _read_torch(path, shapes):
             _check_entry(path, name, dtype_name, tuple(value.shape), shapes)
         try:
             arrays[name] = to_numpy(value)
-        except TypeError as e:  # bfloat16, float8: NumPy has no such type
-            raise TypeError(f"Tensor {name!r} of {path!r} has dtype {dtype_name}, which NumPy "
-                            "has no type for (convert it, e.g. with tensor.float(), before "
-                            "saving).") from e
+        except (TypeError, RuntimeError, NotImplementedError) as e:
+            # bfloat16 and float8 (NumPy has no such type), sparse or meta tensors
+            raise TypeError(f"Tensor {name!r} of {path!r} ({dtype_name}, {value.layout}, on "
+                            f"{value.device}) cannot become a NumPy array: "
+                            f"{str(e).strip()[:200]} (save a dense float tensor, e.g. "
+                            "tensor.to_dense().float()).") from e
     return arrays, [n for n in entries if shapes is not None and n not in shapes]
 
 
