@@ -138,9 +138,16 @@ def _make(spec):
     return arr
 
 
+def maybe(strategy, one_in=3):
+    """`strategy`'s value one time in `one_in`, else None (optional arguments mostly left out,
+    so that the plain paths run too)."""
+    return st.sampled_from([True] + [False] * (one_in - 1)).flatmap(
+        lambda present: strategy if present else st.none())
+
+
 def weight_dtypes(draw):
-    """The dtypes of one example's weights: one precision, either byte order."""
-    return draw(st.sampled_from([["float32", ">f4"], ["float32"], ["float64", ">f8"]]))
+    """The dtype of one example's weights (and states): one precision, one byte order."""
+    return [draw(st.sampled_from([">f4", "float32", ">f8", "float64"]))]
 
 
 @st.composite
@@ -153,7 +160,7 @@ def sizes(draw):
 
 @st.composite
 def lengths(draw, B, T):
-    kind = draw(st.sampled_from(["none"] * 3 + ["valid", "odd"]))
+    kind = draw(st.sampled_from(["none"] * 5 + ["valid", "odd"]))
     if kind == "none":
         return None
     if kind == "valid":
@@ -173,17 +180,17 @@ def forward_recipes(draw):
          "x": draw(arrays(x_shape)), "kernel": draw(arrays((D, 4 * H), wd)),
          "recurrent_kernel": draw(arrays((Pout, 4 * H), wd)),
          "bias": draw(st.one_of(st.none(), arrays((4 * H,), wd))),
-         "h0": draw(st.one_of(st.none(), arrays((B, Pout), wd))),
-         "c0": draw(st.one_of(st.none(), arrays((B, H), wd))),
+         "h0": draw(maybe(arrays((B, Pout), wd))),
+         "c0": draw(maybe(arrays((B, H), wd))),
          "projection": None if P is None else draw(arrays((H, P), wd)),
-         "mask": draw(st.one_of(st.none(), arrays(x_shape[:2], dtypes=["bool"]))),
+         "mask": draw(maybe(arrays(x_shape[:2], dtypes=["bool"]), 4)),
          "lengths": draw(lengths(B, T)),
-         "dropout_mask": draw(st.one_of(st.none(), arrays((B, D)), arrays((4, B, D)))),
-         "recurrent_dropout_mask": draw(st.one_of(st.none(), arrays((B, Pout)))),
+         "dropout_mask": draw(maybe(st.one_of(arrays((B, D)), arrays((4, B, D))), 4)),
+         "recurrent_dropout_mask": draw(maybe(arrays((B, Pout)), 4)),
          "kw": {"reverse": draw(st.booleans()), "time_major": time_major,
                 "return_sequences": draw(st.booleans()),
                 "zero_output_for_mask": draw(st.booleans()),
-                "training": draw(st.booleans()),
+                "training": draw(st.sampled_from([False, False, True])),
                 "padding_side": draw(st.sampled_from(["right", "right", "left", "middle"])),
                 "activation": draw(st.sampled_from(ACTIVATIONS[:4] * 3 + ACTIVATIONS)),
                 "recurrent_activation": draw(st.sampled_from(["sigmoid"] * 6 + ACTIVATIONS))},
@@ -352,7 +359,9 @@ def t_ops_forward(r):
     y, h, c, cache = ops.lstm_forward(**arrays_, **kw)
     if cache is not None and r["dy"] != "none":
         dy = np.ones_like(y) if r["dy"] == "ones" else np.ones(y.shape + (1,), y.dtype)
-        ops.lstm_backward(cache, dy=dy, dh_n=np.ones_like(h), dc_n=None)
+        grads = ops.lstm_backward(cache, dy=dy, dh_n=np.ones_like(h), dc_n=None)
+        return [y, h, c] + [g for _, g in sorted(grads.items()) if g is not None]
+    return [y, h, c]
 
 
 def t_ops_packed(r):
@@ -364,7 +373,9 @@ def t_ops_packed(r):
         _make(r["bias"]), _make(r["h0"]), _make(r["c0"]), reverse=r["reverse"],
         training=r["training"])
     if cache is not None:
-        ops.lstm_backward(cache, dy=np.ones_like(y))
+        grads = ops.lstm_backward(cache, dy=np.ones_like(y))
+        return [y, h, c] + [g for _, g in sorted(grads.items()) if g is not None]
+    return [y, h, c]
 
 
 def t_streaming(r):
@@ -379,8 +390,10 @@ def t_streaming(r):
     for _ in range(r["steps"]):
         y, state2 = stepper.step(_make(r["x"]), state2, out=out if r["in_place"] else None,
                                  new_state=state2 if r["in_place"] else None)
+    outputs = [y.copy(), state2.h.copy(), state2.c.copy()]
     state2.copy().reset(_make(r["reset_mask"]))
     streaming.LSTMState.from_dict({"h": _make(r["h"]), "c": _make(r["c"])})
+    return outputs
 
 
 def t_layers(r):
@@ -464,7 +477,8 @@ def t_nn(r):
     hx = None if h0 is None and c0 is None else (h0, c0)
     lens = _make(r["lengths"])
     x = _make(r["x"])
-    output, _ = lstm(x, hx, lengths=lens) if lens is not None else lstm(x, hx)
+    output, (h_n, c_n) = lstm(x, hx, lengths=lens) if lens is not None else lstm(x, hx)
+    results = [np.array(output), np.array(h_n), np.array(c_n)]
     if r["grad"] and r["train"]:
         lstm.backward(np.ones_like(output))
     if r["step"] and not r["bidirectional"]:
@@ -477,6 +491,7 @@ def t_nn(r):
     cell = nn.LSTMCell(r["D"], r["H"], dtype=r["dtype"], seed=0)
     if np.ndim(x) == 3 and np.shape(x)[0]:
         cell(np.asarray(x)[0])
+    return None if r["train"] else results  # training draws dropout masks
 
 
 def _packed_sequence(p):
@@ -591,10 +606,33 @@ class _Failure(Exception):
     """A loader outcome that breaks the contract (reported as a failure, not an error)."""
 
 
+def _native(recipe):
+    """`recipe` with every big-endian dtype made native (same values, same layouts)."""
+    if isinstance(recipe, dict):
+        return {k: ({">f4": "float32", ">f8": "float64", ">i8": "int64"}.get(v, v)
+                    if k in ("dt", "bs_dtype") else _native(v)) for k, v in recipe.items()}
+    if isinstance(recipe, list):
+        return [_native(v) for v in recipe]
+    return recipe
+
+
+def _same(a, b):
+    return len(a) == len(b) and all(
+        np.asarray(x).shape == np.asarray(y).shape
+        and np.array_equal(np.asarray(x), np.asarray(y), equal_nan=True) for x, y in zip(a, b))
+
+
 def run(target, recipe):
-    """Runs `t_<target>(recipe)`; returns `{"outcome": "ok"}` or what was raised."""
+    """Runs `t_<target>(recipe)`; returns `{"outcome": "ok"}` or what was raised. A target
+    that returns its results is run again with every big-endian array made native: the
+    results must be bitwise the same (no silent wrong answer from the byte order)."""
     try:
-        globals()[f"t_{target}"](recipe)
+        results = globals()[f"t_{target}"](recipe)
+        native = _native(recipe)
+        if results is not None and native != recipe:
+            if not _same(results, globals()[f"t_{target}"](native)):
+                raise _Failure("big-endian inputs gave results different from the same "
+                               "values in native byte order")
         return {"outcome": "ok"}
     except BaseException as e:  # noqa: B036 - every exception is the data here
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
