@@ -111,7 +111,7 @@ def test_eval_stepper_reads_the_parameters_updated_in_place():
     x, gh = data((N, D), 1), data((N, H), 2)
     cell.eval()
     cell(x)  # builds the stepper
-    stepper = cell._step_cache[1]
+    stepper = cell._stepper()  # this thread's
     assert np.shares_memory(stepper._kernel, cell.weight_ih.value)
     assert np.shares_memory(stepper._recurrent_kernel, cell.weight_hh.value)
 
@@ -128,7 +128,7 @@ def test_eval_stepper_reads_the_parameters_updated_in_place():
         tsgd.step()
         cell.eval()
         h1, c1 = cell(x)
-        assert cell._step_cache[1] is stepper  # same stepper, new values seen through it
+        assert cell._stepper() is stepper  # same stepper, new values seen through it
         th, tc = tcell(torch.tensor(x))
         np.testing.assert_allclose(h1, th.detach().numpy(), rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(c1, tc.detach().numpy(), rtol=1e-4, atol=1e-6)
@@ -138,7 +138,7 @@ def test_eval_stepper_reads_the_parameters_updated_in_place():
     with torch.no_grad():
         tcell.weight_hh.zero_()
     h1, _ = cell(x)
-    assert cell._step_cache[1] is not stepper
+    assert cell._stepper() is not stepper
     np.testing.assert_allclose(h1, tcell(torch.tensor(x))[0].detach().numpy(), rtol=1e-5,
                                atol=1e-6)
 

@@ -131,7 +131,7 @@ def test_steppers_follow_in_place_updates_and_reloads():
     model, tmodel = make_pair(3, 5, num_layers=2, proj_size=2)
     x = data((4, 2, 3), 0)
     model.step(x[0])
-    steppers = model._step_cache[1]
+    steppers = model._steppers()[0]  # this thread's
     assert np.shares_memory(steppers[0]._kernel, model.weight_ih_l0.value)
     assert np.shares_memory(steppers[1]._projection, model.weight_hr_l1.value)
 
@@ -141,7 +141,7 @@ def test_steppers_follow_in_place_updates_and_reloads():
     optimizers.SGD(learning_rate=0.3).apply(list(model.parameters()))
     y_ref, _ = model.eval()(x)
     y_step, _ = run_steps(model, x, None, in_place=True)
-    assert model._step_cache[1] is steppers
+    assert model._steppers()[0] is steppers
     np.testing.assert_allclose(y_step, y_ref, rtol=RTOL, atol=ATOL)
 
     model.load_state_dict(tmodel.state_dict())
