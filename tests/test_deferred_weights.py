@@ -194,3 +194,19 @@ def test_deferred_weights_touch_no_memory():
     grown_kib, grad_bytes = int(out[0]), int(out[1])
     assert grad_bytes == 4000 * 16000 * 4
     assert grown_kib < 64 * 1024, grown_kib
+
+
+def test_nn_lstm_layer_is_deferred_and_counted():
+    """`pylstm.nn.LSTM` (behind `LSTMLayer`, which a pylstm file may name) draws no initial
+    values inside the block, and its parameters count against the limit."""
+    from pylstm.nn import LSTM as NNLSTM
+    from pylstm.nn.lstm import LSTMLayer
+
+    with deferred_weights(10 ** 6) as budget:
+        module = NNLSTM(3, 4, num_layers=2, bidirectional=True)
+    assert budget.nbytes == sum(v.value.nbytes for v in module.parameters())
+    assert not any(v.value.any() for v in module.parameters())
+    assert NNLSTM(3, 4).weight_ih_l0.value.any()
+    with pytest.raises(WeightLimitError, match="weight_hh_l0"):
+        with deferred_weights(10 ** 9):
+            LSTMLayer(input_size=3, hidden_size=12_000)

@@ -711,3 +711,23 @@ def test_state_dict_save_is_atomic(tmp_path, monkeypatch, ext):
         NNLSTM(3, 4, seed=1).save_state_dict(path)
     assert path.read_bytes() == before
     assert temp_files(tmp_path) == []
+
+
+def test_nn_lstm_layer_config_within_the_limit(tmp_path):
+    """A file may name `LSTMLayer` (a `pylstm.nn.LSTM` as a layer), whose parameters are
+    drawn in its constructor: a huge `hidden_size` is refused before any is made."""
+    from pylstm.nn import LSTM as NNLSTM
+
+    model = Sequential([NNLSTM(3, 4, seed=0).as_layer(return_sequences=False)])
+    model.build((None, T, D))
+    np.save(tmp_path / "x.npy", inputs())
+    members, config = pylstm_members(model)
+    valid = write_zip(tmp_path / "valid.pylstm", members)
+    config["model"]["layers"][0]["config"]["hidden_size"] = 12_000  # 2.3 GB of weights
+    members["config.json.npy"] = npy(np.frombuffer(json.dumps(config).encode(), np.uint8))
+    huge = write_zip(tmp_path / "huge.pylstm", members)
+    results = run_isolated([{"name": p.name, "loader": "load_model", "path": str(p),
+                             "inputs": str(tmp_path / "x.npy")} for p in (valid, huge)])
+    np.testing.assert_allclose(results["valid.pylstm"]["outputs"],
+                               model.predict(inputs(), verbose=0), rtol=1e-6)
+    assert_error(results["huge.pylstm"], huge, "max_weight_bytes")

@@ -22,7 +22,7 @@ import numpy as np
 
 from pylstm import _threads, ops
 from pylstm._validation import as_float_array
-from pylstm.layers.layer import Layer
+from pylstm.layers.layer import Layer, deferred_zeros
 from pylstm.nn.cell import _thread_cache
 # IncompatibleKeys: re-exported, as `pylstm.nn` imports it from here.
 from pylstm.nn.module import (IncompatibleKeys, _as_batch, _check_dtype, _check_int,
@@ -126,7 +126,11 @@ class LSTM(_Module):
         rng = np.random.default_rng(init_seq)
         bound = 1.0 / math.sqrt(self.hidden_size)
         for name, shape in self._parameter_shapes():
-            value = rng.uniform(-bound, bound, size=shape).astype(self.dtype)
+            # zeros (no draw) while a loader builds a model from a file's config; Fortran
+            # order, the layout `_parameter` stores, so that they stay untouched pages
+            value = deferred_zeros(name, shape, self.dtype, order="F")
+            if value is None:
+                value = rng.uniform(-bound, bound, size=shape).astype(self.dtype)
             self._params[name] = _parameter(name, value)
 
     # Structure -----------------------------------------------------------------------
