@@ -9,11 +9,44 @@ from cython cimport floating
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 
 
+# float32 results must not depend on the BLAS thread count. OpenBLAS sums a GEMM's k
+# products in blocks of GEMM_Q (448 in float32 on SkylakeX), and a remainder between GEMM_Q
+# and 2 GEMM_Q in two halves: its threaded driver halves it as (k + 1) / 2, its one-thread
+# driver rounds the half up to a multiple of its unroll (16), so unless the half is such a
+# multiple the blocks, and the rounding of the sums, differ between one thread and several.
+# A float32 GEMM with k over _K_SPLIT_MIN is therefore run as two: the first
+# k - k % _K_ALIGN terms, whose remainders halve evenly on both drivers, then the last few,
+# a single block. Each element's sum then runs in the same order on any thread count;
+# shorter GEMMs are single blocks already (GEMM_Q >= 256). float64 is not split: OpenBLAS's
+# double-precision kernels round differently at the edges of the output blocks each thread
+# takes, so its results depend on the thread count whatever k is (pylstm/_threads.py).
+cdef enum:
+    _K_SPLIT_MIN = 256
+    _K_ALIGN = 32
+
+
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
                       floating alpha, const floating* a, int lda,
                       const floating* b, int ldb,
                       floating beta, floating* c, int ldc) noexcept nogil:
-    """c (m, n) = alpha * op(a) @ op(b) + beta * c, all row-major; op(a) is (m, k)."""
+    """c (m, n) = alpha * op(a) @ op(b) + beta * c, all row-major; op(a) is (m, k).
+
+    In float32, bitwise the same on any BLAS thread count (see _K_SPLIT_MIN)."""
+    cdef int tail = k % _K_ALIGN
+    if floating is float and k > _K_SPLIT_MIN and tail:
+        _gemm(trans_a, trans_b, m, n, k - tail, alpha, a, lda, b, ldb, beta, c, ldc)
+        _gemm(trans_a, trans_b, m, n, tail, alpha,
+              a + (k - tail) * (lda if trans_a else 1), lda,
+              b + (k - tail) * (1 if trans_b else ldb), ldb, 1, c, ldc)
+    else:
+        _gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+
+
+cdef inline void _gemm(bint trans_a, bint trans_b, int m, int n, int k,
+                       floating alpha, const floating* a, int lda,
+                       const floating* b, int ldb,
+                       floating beta, floating* c, int ldc) noexcept nogil:
+    """One BLAS call: c (m, n) = alpha * op(a) @ op(b) + beta * c, all row-major."""
     cdef char ta = b'T' if trans_a else b'N'
     cdef char tb = b'T' if trans_b else b'N'
     if floating is float:
@@ -41,7 +74,9 @@ cdef inline void matmul(int rows, int k, int n, floating alpha,
                         floating beta, floating* c, int ldc) noexcept nogil:
     """c (rows, n) = alpha * a (rows, k) @ op(w) + beta * c, where op(w) is (k, n).
 
-    One row (batch 1) goes through gemv, which is faster there than a degenerate gemm.
+    One row (batch 1) goes through gemv, which is faster there than a degenerate gemm. A
+    gemv large enough for OpenBLAS to share between threads (about 2**19 elements of w) is
+    not split: its non-transposed form rounds by how the threads share it (pylstm/_threads.py).
     """
     if rows == 1:
         if trans_w:

@@ -39,9 +39,22 @@ Policy (measured on a shared 2-core AMD EPYC with SciPy's OpenBLAS 0.3.30, float
 - Two independent calls (the directions of a bidirectional LSTM) run side by side
   (`concurrently`), each on its share of the threads, from `_CONCURRENT_MIN_FLOP` each.
 
-Results do not depend on the thread count: OpenBLAS splits a GEMM over output blocks, each
-computed by one thread with the same kernel, so outputs and gradients are bitwise identical
-(tests/test_threads.py checks this on 1 and 2 threads).
+Where results do not depend on the thread count (tests/test_thread_determinism.py and
+tests/test_threads.py check 1 against 2 threads, measured with SciPy's OpenBLAS 0.3.30):
+- float32, every path: the packed core (its team's split never changes a sum's order), and
+  the BLAS products, which OpenBLAS splits over output blocks computed with the same float32
+  kernel; pylstm's own GEMMs split sums over more than 256 terms so that OpenBLAS's blocking
+  of the sum is the same on one thread and several (pylstm/_blas.pxd). Except: a product of
+  one row (batch 1, or a packed batch down to its last sample, on the BLAS path of
+  projections and recurrent dropout, and `LSTMStepper.step` at batch 1) with a weight matrix
+  of about 2**19 elements or more, on more than one thread: OpenBLAS shares such a
+  matrix-vector product between its threads in a way that changes its rounding.
+- Python-callable activations (the NumPy path), float32 and float64: it runs on one thread.
+- Not float64 on the compiled path: OpenBLAS's double-precision kernels round differently at
+  the edges of the output blocks each thread takes, so float64 results can differ in the
+  last bits between thread counts; on one thread count they are the same
+  from run to run. Running its products on one thread would cost most of float64's gain
+  from threads.
 
 Thread counts are set through `threadpoolctl` (it finds every BLAS library loaded in the
 process); for OpenBLAS the setter is called directly through ctypes, 0.2 us a call, against
@@ -57,6 +70,7 @@ them back (`BlasThreads`), so interleaved calls leave the caller's setting as it
 import ctypes
 import os
 import threading
+import time
 
 import numpy as np
 
@@ -94,6 +108,13 @@ _local = threading.local()   # .pinned: threads of the calls made in this thread
 _held = 0
 _callers = None
 _contended = False
+# One entry per core call in flight that switches the counts itself (`begin_switch`; list
+# appends and pops are atomic, cheaper than the lock on the small calls that do this): the
+# first call to hold the counts waits for them to end before it reads the caller's counts,
+# and none starts while a call holds them. _cond (on _lock) lets later holders wait for the
+# first one's reading.
+_switches = []
+_cond = threading.Condition(_lock)
 _num_threads = None
 _libs = None          # list of _Lib once discovered (empty when nothing can be controlled)
 _timeout_set = False
@@ -178,6 +199,28 @@ _NO_SWITCH = np.zeros(0, dtype=np.uintp)
 _switch = (None, None)   # (the libraries, loop_switch's array for them)
 
 
+def begin_switch(switch):
+    """Before a core call given `switch` (from `loop_switch`): whether it may switch the counts
+    itself. False while another call holds them (`BlasThreads`): then take `BlasThreads`, so
+    that the last call in flight restores the caller's counts. A True answer must be followed
+    by `end_switch(switch)` after the core call."""
+    if not switch.size:
+        return True
+    # Announce first, then look: a holder increments _held, then waits for _switches to
+    # empty, so one of the two always sees the other.
+    _switches.append(None)
+    if _held:
+        _switches.pop()
+        return False
+    return True
+
+
+def end_switch(switch):
+    """After a core call that `begin_switch` let switch the counts (they are restored)."""
+    if switch.size:
+        _switches.pop()
+
+
 def set_num_threads(n):
     """Sets how many threads pylstm's compiled core and its BLAS products may use.
 
@@ -187,7 +230,10 @@ def set_num_threads(n):
     gradients, and the input projection on the BLAS path) use `n` threads, and so do the
     per-timestep BLAS products (float64, projection, recurrent dropout) from 2**20 FLOPs a
     step. The BLAS libraries' own settings are restored after every pylstm call, so other
-    code in the process is not affected. This mirrors `torch.set_num_threads`.
+    code in the process is not affected. This mirrors `torch.set_num_threads`. float32
+    results are bitwise the same on any thread count (but for large products of one row);
+    float64 results on the compiled path can differ in their last bits (`pylstm._threads`
+    says exactly where the guarantee holds).
 
     The first time pylstm uses more than one BLAS thread, it shortens the time OpenBLAS's
     worker threads busy-wait after a call from about 100 ms to about 25 us, once, by
@@ -338,14 +384,25 @@ class BlasThreads:
         """Registers this call as changing the BLAS counts (see `_held`); `saved` becomes the
         caller's counts, those found by the first of the calls in flight."""
         global _held, _callers, _contended
-        with _lock:
-            if _held == 0:
-                _callers = [lib.get() for lib in self.libs]
+        with _cond:
+            _held += 1
+            first = _held == 1
+            if first:
+                _callers = None
                 _contended = False
             else:
                 _contended = True
-            _held += 1
-            self.saved = _callers
+                while _callers is None:
+                    _cond.wait()
+                self.saved = _callers
+        if first:
+            while _switches:     # core calls that switched the counts: they restore them
+                time.sleep(0)
+            counts = [lib.get() for lib in self.libs]
+            with _cond:
+                _callers = self.saved = counts
+                if _held > 1:
+                    _cond.notify_all()
         self.current = [lib.get() for lib in self.libs] if _contended else list(self.saved)
 
     def __exit__(self, *exc):
@@ -372,8 +429,9 @@ def concurrently(calls, flop_each):
     threads, BLAS included; otherwise one after the other. Used for the two directions of a
     bidirectional LSTM: running them side by side avoids a synchronisation per step between
     cores (measured, 2-layer bidirectional B=32 T=100 D=64 H=128 on 2 cores: see
-    benchmarks/README.md). Results are bitwise those of sequential calls: the core and
-    pylstm's BLAS products give the same bits on any thread count.
+    benchmarks/README.md). In float32, results are bitwise those of sequential calls (the
+    core and pylstm's BLAS products give the same bits on any thread count, see the module
+    docstring; float64's BLAS products may differ in their last bits).
     """
     calls = list(calls)
     if (len(calls) < 2 or flop_each < _CONCURRENT_MIN_FLOP

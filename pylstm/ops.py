@@ -11,7 +11,10 @@ packed once per call, on a thread team (`BlasThreads.team`); everything else run
 BLAS product per step. Threads: `set_num_threads(n)` (default None: the BLAS library's
 setting) for the team, the GEMMs done once per call over all rows, and per-step BLAS
 products large enough to gain from threads; the caller's BLAS settings are restored after
-every call (`pylstm._threads` has the measurements behind this policy).
+every call (`pylstm._threads` has the measurements behind this policy). float32 results are
+bitwise the same on any thread count (but for products of one row with weight matrices of
+about 2**19 elements or more); float64 results on the core can differ in their last bits
+between thread counts (`pylstm._threads` says exactly where the guarantee holds).
 
 Legend: B batch, T timesteps, D input features, H units, P recurrent output size (H, or the
 projection size), G = 4H. Weights use the Keras layout and gate order i, f, c, o.
@@ -202,9 +205,11 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
                                 training)
 
     if acts is None:
-        # One NumPy product per step: one BLAS thread, as in the core's time loop (_threads).
+        # One NumPy product per step, on one BLAS thread whatever the step's size: NumPy's
+        # products of one row, and in float64 all of them, round by how OpenBLAS shares them
+        # between threads (_threads), and this path is bound by its Python calls anyway.
         with BlasThreads() as threads:
-            threads.loop(2 * B * P * G)
+            threads.loop(0)
             y, h_n, c_n, ref_cache = _reference.lstm_forward(
                 x_tm, kernel, recurrent_kernel, bias, h0, c0, projection=projection,
                 mask=None if mask_tm is None else mask_tm.view(np.bool_), reverse=reverse,
@@ -315,7 +320,7 @@ def _core_forward(x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, bia
             _core.matmul_acc(x_in.reshape(N, D), kernel, gates, False, False, 1.0)
         else:
             for k, cols in enumerate(_gate_columns(H)):
-                gates[:, cols] += (x_rows * din_rows[k]).reshape(N, D) @ kernel[:, cols]
+                gates[:, cols] += _matmul((x_rows * din_rows[k]).reshape(N, D), kernel[:, cols])
         packed, team = _packed(threads, recurrent_kernel, projection, drec, B, N)
         _core.forward(gates, zs, hs, cs, h0, c0, ms, m, y, y_prev, hm, recurrent_kernel,
                       projection, mask_tm, drec, batch_sizes, reverse, True, zero_output, acts,
@@ -424,8 +429,11 @@ def _dense_inference(x, time_major, kernel, recurrent_kernel, bias, projection, 
                 _dense_batch_sizes(T, B), reverse, return_sequences)
         step_flop = 2 * B * P * kernel.shape[1]
         switch = _threads.loop_switch(step_flop)
-        if switch is not None:
-            y, h_n, c_n = _core.forward_small(*args, switch)
+        if switch is not None and _threads.begin_switch(switch):
+            try:
+                y, h_n, c_n = _core.forward_small(*args, switch)
+            finally:
+                _threads.end_switch(switch)
         else:
             with BlasThreads() as threads:
                 threads.loop(step_flop)
@@ -654,7 +662,8 @@ def _core_inference(load, chunks, batch_sizes, kernel, recurrent_kernel, bias, p
                                      False, False, 1.0)
                 else:
                     for k, cols in enumerate(_gate_columns(H)):
-                        gates[:, cols] += (x_in * masks[k]).reshape(r1 - r0, D) @ kernel[:, cols]
+                        gates[:, cols] += _matmul((x_in * masks[k]).reshape(r1 - r0, D),
+                                                  kernel[:, cols])
             if first:
                 packed, team = _packed(threads, recurrent_kernel, projection, drec, B,
                                        int(batch_sizes.sum()))
@@ -721,7 +730,7 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
         if dy_seq is not None:
             dy_tm = dy_seq if cache.time_major else dy_seq.transpose(1, 0, 2)
         with BlasThreads() as threads:
-            threads.loop(2 * B * P * G)
+            threads.loop(0)     # one BLAS thread, as the forward (see lstm_forward)
             grads = _reference.lstm_backward(cache.reference,
                                              dy_tm if dy_last is None else dy_last, dh, dc)
         if not cache.time_major:
@@ -1093,10 +1102,23 @@ def _masked_gemm_grads(a, masks, w, dz2, want_input_grad):
     if want_input_grad:
         da[...] = 0
     for k, cols in enumerate(_gate_columns(G // 4)):
-        dw[:, cols] = (a * masks[k]).reshape(N, n).T @ dz2[:, cols]
+        dw[:, cols] = _matmul((a * masks[k]).reshape(N, n).T, dz2[:, cols])
         if want_input_grad:
-            da += (dz2[:, cols] @ w[:, cols].T).reshape(a.shape) * masks[k]
+            da += _matmul(dz2[:, cols], w[:, cols].T).reshape(a.shape) * masks[k]
     return dw, da
+
+
+def _matmul(a, b):
+    """`a @ b` for 2-D arrays on NumPy's BLAS, in float32 bitwise the same on any BLAS thread
+    count: a sum over more than 256 terms is split at a multiple of 32, as `_blas.gemm` does
+    in the core (pylstm/_blas.pxd explains why)."""
+    k = a.shape[1]
+    tail = k % 32
+    if a.dtype != np.float32 or k <= 256 or not tail:
+        return a @ b
+    out = a[:, :k - tail] @ b[:k - tail]
+    out += a[:, k - tail:] @ b[k - tail:]
+    return out
 
 
 def _weight(value, name, ndim=None, shape=None, dtype=None):

@@ -196,7 +196,9 @@ class LSTMStepper:
     The stepper keeps references to the weights (no copy when they are C-contiguous): writing
     new values into them in place is seen by the next step. Its scratch buffers are per thread
     (and per batch size), so several threads may run steps of one stepper at once, each with
-    its own states and outputs; steps release the GIL.
+    its own states and outputs; steps release the GIL. Steps use the caller's BLAS thread
+    count; in float32 their results are bitwise the same on any count, but at batch 1 with a
+    weight matrix of about 2**19 elements or more (`pylstm._threads` has the details).
 
     Args:
         kernel: `(D, 4H)` input weights, float32 or float64 (sets the dtype of everything).

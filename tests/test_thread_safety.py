@@ -259,8 +259,9 @@ def test_ops_forward_and_backward_with_shared_weights(dtype):
 
 
 def test_concurrent_calls_leave_the_blas_setting_alone():
-    """Each call restores the BLAS thread counts it found; threads that interleave calls that
-    change them (a one-thread time loop, a set thread count) leave the caller's setting."""
+    """Threads that interleave calls changing the BLAS thread counts (a one-thread time loop,
+    a set thread count, small calls whose core switches the counts itself) leave the caller's
+    setting: the last call in flight restores it."""
     from threadpoolctl import threadpool_info
 
     def counts():
@@ -275,7 +276,8 @@ def test_concurrent_calls_leave_the_blas_setting_alone():
 
     def work(k):
         y, _, _, cache = ops.lstm_forward(xs[k], kernel, recurrent_kernel, training=True)
-        return [y, ops.lstm_backward(cache, np.ones_like(y))["kernel"]]
+        small = ops.lstm_forward(xs[k][:1, :3], kernel, recurrent_kernel)[0]
+        return [y, small, ops.lstm_backward(cache, np.ones_like(y))["kernel"]]
 
     pylstm.set_num_threads(2)
     try:
