@@ -142,8 +142,8 @@ class Systems:
     def pylstm_kernel(self):
         """The compiled step alone: what `LSTMStepper.step` adds is its Python-side checks."""
         state = self.stepper.initial_state(1)
-        self.stepper.step(self.xs[0], state)  # allocates the stepper's scratch
-        z, m = self.stepper._scratch[1]
+        self.stepper.step(self.xs[0], state)  # allocates this thread's scratch
+        z, m = self.stepper._local.scratch[1]
         run, h, c = self.stepper._kernel_step.run, state.h, state.c
 
         def step(x_t):
