@@ -53,7 +53,8 @@ tests/test_threads.py check 1 against 2 threads, measured with SciPy's OpenBLAS 
 - Not float64 on the compiled path: OpenBLAS's double-precision kernels round differently at
   the edges of the output blocks each thread takes, so float64 results can differ in the
   last bits between thread counts (on one thread count they are the same from run to run).
-  Running its products on one thread would cost most of float64's gain from threads.
+  pylstm keeps them threaded; `set_num_threads(1)` gives float64 results that do not depend
+  on the machine's core count.
 
 Thread counts are set through `threadpoolctl` (it finds every BLAS library loaded in the
 process); for OpenBLAS the setter is called directly through ctypes, 0.2 us a call, against
