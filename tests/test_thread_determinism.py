@@ -152,3 +152,16 @@ def test_float32_stepper_on_one_and_two_blas_threads(projection):
                 ys.append(y)
             results.append(dict(y=np.stack(ys), h=state.h, c=state.c))
     assert_same(*results)
+
+
+def test_float64_pinned_to_one_thread_ignores_the_callers_setting():
+    """float64's BLAS products round by their thread count; `set_num_threads(1)` makes them
+    the same whatever the caller's BLAS setting (the machine's core count by default)."""
+    args = problem(32, 8, 300, 150, 100, dtype="float64")
+    kwargs = options("recurrent dropout, lengths", 32, 8, 300, 100, "float64")
+    ops.set_num_threads(1)
+    results = []
+    for n in (1, 2):
+        with threadpool_limits(limits=n, user_api="blas"):
+            results.append(outputs(args, kwargs))
+    assert_same(*results)
