@@ -285,7 +285,16 @@ def _shorten_spinning():
     global _timeout_set
     if _timeout_set:
         return
-    _timeout_set = True
+    try:
+        _restart_pools()
+    finally:
+        # Only now: a call in another thread that finds it unset waits for _lock, held by
+        # this one's caller, instead of entering BLAS while its pool restarts.
+        _timeout_set = True
+
+
+def _restart_pools():
+    """`_shorten_spinning`'s work: the timeout set and the pools restarted."""
     if "OPENBLAS_THREAD_TIMEOUT" in os.environ:
         return
     libs = [lib for lib in _discover() if lib.dynlib is not None]
