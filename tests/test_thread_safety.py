@@ -36,11 +36,13 @@ def data(seed, shape, dtype="float32"):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
-def run_concurrently(work, rounds):
+def run_concurrently(work, rounds, before_threads=None):
     """Runs `work(k)` (which returns a list of arrays) `rounds` times in each of THREADS
     threads at once, k the thread's index, and checks every result against a serial run of
-    `work(k)`. Returns the number of results compared."""
+    `work(k)` (then `before_threads()`, if given). Returns the number of results compared."""
     expected = [[a.copy() for a in work(k)] for k in range(THREADS)]
+    if before_threads is not None:
+        before_threads()
     start = threading.Barrier(THREADS)
     mismatches = []
     errors = []
@@ -285,3 +287,27 @@ def test_concurrent_calls_leave_the_blas_setting_alone():
     finally:
         pylstm.set_num_threads(None)
     assert counts() == before
+
+
+def test_first_multithreaded_calls_at_once(monkeypatch):
+    """The first call on several BLAS threads restarts OpenBLAS's pools (a shorter busy-wait,
+    see pylstm._threads): threads whose calls start meanwhile wait for it."""
+    from pylstm import _threads
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+    rng = np.random.default_rng(0)
+    kernel = rng.uniform(-0.5, 0.5, (40, 4 * 64)).astype("float32")
+    recurrent_kernel = rng.uniform(-0.5, 0.5, (64, 4 * 64)).astype("float32")
+    xs = [data(k, (16, 6, 40)) for k in range(THREADS)]
+
+    def work(k):
+        y, _, _, cache = ops.lstm_forward(xs[k], kernel, recurrent_kernel, training=True)
+        return [y, ops.lstm_backward(cache, np.ones_like(y))["kernel"]]
+
+    pylstm.set_num_threads(2)
+    try:
+        run_concurrently(work, rounds=3,
+                         before_threads=lambda: monkeypatch.setattr(_threads, "_timeout_set",
+                                                                    False))
+    finally:
+        pylstm.set_num_threads(None)
+    assert _threads._timeout_set
