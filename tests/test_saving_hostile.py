@@ -265,7 +265,7 @@ def pylstm_cases(tmp_path, model):
     # Configs: huge units, nesting, wrong types anywhere.
     lstm = ("model", "layers", 0, "config")
     add("units_4000", with_config(setter(*lstm, "units", value=4000)), "shape")
-    add("units_huge", with_config(setter(*lstm, "units", value=10 ** 9)), "max_weight_bytes")
+    add("units_huge", with_config(setter(*lstm, "units", value=12_000)), "max_weight_bytes")
     add("units_bigint", with_config(setter(*lstm, "units", value=10 ** 400)), "")
     add("json_nested", {**members, "config.json.npy": npy(np.frombuffer(
         b"[" * 100_000 + b"]" * 100_000, np.uint8))}, "nested too deeply")
@@ -296,6 +296,7 @@ def pylstm_cases(tmp_path, model):
         "initializer_class_int": (lstm + ("kernel_initializer",), {"class_name": 1}),
         "regularizer_str_config": (lstm + ("kernel_regularizer",),
                                    {"class_name": "L2", "config": "x"}),
+        "layer_name_list": (lstm + ("name",), [1]),
         "unknown_kwarg": (lstm + ("bogus",), 1),
         "module_int": (("model", "layers", 0, "module"), 1),
         "compile_list": (("compile_config",), [1]),
@@ -449,6 +450,12 @@ def test_from_config_type_errors_are_clear():
             initializers.deserialize(bad)
     with pytest.raises(TypeError, match="`metrics`"):
         small_model().compile(loss="mse", metrics=[1])
+    for bad in ([1], {"config": [1]}, "tanh", 1.5):
+        with pytest.raises(ValueError, match="`dtype`"):
+            Dense.from_config({"units": 2, "dtype": bad})
+    with pytest.raises(TypeError, match="`name`"):
+        Bidirectional.from_config({"layer": {"class_name": "LSTM",
+                                             "config": {"units": 2, "name": [1]}}})
 
 
 def test_big_endian_weights_predict_the_same(tmp_path):
@@ -731,3 +738,46 @@ def test_nn_lstm_layer_config_within_the_limit(tmp_path):
     np.testing.assert_allclose(results["valid.pylstm"]["outputs"],
                                model.predict(inputs(), verbose=0), rtol=1e-6)
     assert_error(results["huge.pylstm"], huge, "max_weight_bytes")
+
+
+MUTANTS = [None, True, False, 0, -1, 3, 1.5, float("nan"), 10 ** 6, 10 ** 30, -(10 ** 30), "",
+           "x", "tanh", "float64", [], [1], [None, 5, 3], {}, {"class_name": "Dense"},
+           {"class_name": "LSTM", "config": {"units": 10 ** 9}}, [[[[[]]]]]]
+
+
+def _paths(node, prefix=()):
+    yield prefix
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _paths(v, prefix + (i,))
+
+
+def test_random_config_mutations(tmp_path):
+    """Each of 400 configs with one field (anywhere) replaced by a value of another type or
+    size loads, or raises a ValueError / TypeError naming the file."""
+    model = Sequential([Bidirectional(LSTM(3, seed=0)), Dense(2)])
+    model.build((None, T, D))
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"])
+    np.save(tmp_path / "x.npy", inputs())
+    members, config = pylstm_members(model)
+    paths = list(_paths(config))[1:]
+    rng = np.random.default_rng(0)
+    cases = []
+    for i in range(400):
+        mutated = json.loads(json.dumps(config))
+        keys = paths[rng.integers(len(paths))]
+        node = mutated
+        for k in keys[:-1]:
+            node = node[k]
+        node[keys[-1]] = MUTANTS[rng.integers(len(MUTANTS))]
+        data = npy(np.frombuffer(json.dumps(mutated).encode(), np.uint8))
+        path = write_zip(tmp_path / f"mutant_{i}.pylstm", {**members, "config.json.npy": data})
+        cases.append({"name": str(i), "loader": "load_model", "path": str(path),
+                      "inputs": str(tmp_path / "x.npy")})
+    results = run_isolated(cases)
+    for case in cases:
+        if results[case["name"]]["outcome"] != "loaded":
+            assert_error(results[case["name"]], case["path"])

@@ -207,11 +207,17 @@ class Layer:
                  activity_regularizer=None):
         if dtype is None:
             dtype = "float32"
-        if isinstance(dtype, dict):  # a Keras DTypePolicy config
-            dtype = dtype.get("config", {}).get("name", "float32")
-        dtype = np.dtype(dtype).name
+        try:
+            if isinstance(dtype, dict):  # a Keras DTypePolicy config
+                dtype = dtype.get("config", {}).get("name", "float32")
+            dtype = np.dtype(dtype).name
+        except (TypeError, AttributeError) as e:  # configs from files hold anything
+            raise ValueError(f"Argument `dtype` must be 'float32' or 'float64', received "
+                             f"{str(dtype)[:80]!r}.") from e
         if dtype not in _FLOAT_DTYPES:
             raise ValueError(f"Argument `dtype` must be 'float32' or 'float64', received {dtype!r}.")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"Argument `name` must be a str, received {type(name).__name__}.")
         if name is None:
             base = _default_name(type(self).__name__)
             count = Layer._name_counts.get(base, 0)
