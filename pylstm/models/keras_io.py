@@ -443,22 +443,23 @@ class _Archive:
         if info.file_size > limit:
             raise _invalid(path, f"its {member} declares {info.file_size} bytes, more than the "
                            f"{limit} bytes {why}")
-        data = bytearray()
+        chunks, size = [], 0
         try:
-            # ZipExtFile stops at the declared size and checks the CRC at the end.
+            # ZipExtFile inflates at most the declared size, and checks the CRC on reaching it.
             with self.zip.open(info) as f:
-                while len(data) <= info.file_size:
-                    chunk = f.read(2**20)
+                while size < info.file_size:
+                    chunk = f.read(min(2**22, info.file_size - size))
                     if not chunk:
                         break
-                    data += chunk
+                    chunks.append(chunk)
+                    size += len(chunk)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
                 NotImplementedError, RuntimeError, zlib.error) as e:
             raise _invalid(path, f"the zip archive is damaged ({type(e).__name__}: {e})") from e
-        if len(data) != info.file_size:
-            raise _invalid(path, f"its {member} holds {len(data)} bytes, its zip entry "
-                           f"declares {info.file_size}")
-        return bytes(data)
+        if size != info.file_size:
+            raise _invalid(path, f"its {member} holds {size} bytes, its zip entry declares "
+                           f"{info.file_size}")
+        return b"".join(chunks)
 
     def config(self):
         """config.json as a dict."""
@@ -529,7 +530,9 @@ class _BoundedFile:
     closed = False
 
     def __init__(self, raw, size, budget):
+        # `raw`: a binary file object, or the bytes themselves (read without a copy).
         self._raw, self.size, self._left, self._pos = raw, size, budget, 0
+        self._view = memoryview(raw) if isinstance(raw, (bytes, bytearray)) else None
 
     def _charge(self, n):
         self._left -= n + _CALL_COST
@@ -548,17 +551,24 @@ class _BoundedFile:
     def tell(self):
         return self._pos
 
-    def read(self, n=-1):
+    def read(self, n=-1, view=False):
+        """At most `n` bytes (all that are left if `n` is negative), as `bytes`, or with `view`
+        as a read-only buffer without a copy where the bytes are in memory."""
         left = max(0, self.size - self._pos)
         n = left if n is None or n < 0 else min(n, left)
         self._charge(n)
-        self._raw.seek(self._pos)
-        data = self._raw.read(n)
+        if self._view is not None:
+            data = self._view[self._pos:self._pos + n]
+            data = data if view else data.tobytes()
+        else:
+            self._raw.seek(self._pos)
+            data = self._raw.read(n)
         self._pos += len(data)
         return data
 
     def close(self):
-        pass
+        if self._view is None:
+            self._raw.close()
 
 
 def _checked_objects_class():
@@ -637,7 +647,7 @@ class _HDF5:
         return self
 
     def __exit__(self, *exc):
-        self.fh._raw.close()
+        self.fh.close()
 
     def objects(self, address):
         """The parsed object header at `address` (cached: a link cycle parses nothing twice)."""
@@ -775,7 +785,7 @@ class _Dataset:
             raise _Refused(f"'{self.name}' declares data at bytes {address} to "
                            f"{address + nbytes}, past the end of the file ({self.h5.size})")
         self.h5.fh.seek(address)
-        return self.h5.fh.read(nbytes)
+        return self.h5.fh.read(nbytes, view=True)
 
     def _chunked(self, shape, dtype):
         objects, fh = self._objects, self.h5.fh
@@ -819,7 +829,7 @@ def _open_hdf5(path, data=None, member=None):
     """`_HDF5` of `data`, the bytes of `member` of a `.keras` archive, or else of the file at
     `path`."""
     if data is not None:
-        return _HDF5(path, io.BytesIO(data), len(data), f"its {member}")
+        return _HDF5(path, data, len(data), f"its {member}")
     f = open(path, "rb")
     try:
         return _HDF5(path, f, os.fstat(f.fileno()).st_size, "the HDF5 file")
@@ -1261,7 +1271,7 @@ def _read_optimizer_state(model, f):
     for dataset, (var, slot) in zip(datasets[2:], order):
         if dataset.shape != tuple(var.shape):
             return
-        slots[var][slot] = np.array(dataset.read(var.shape), dtype=var.dtype)
+        slots[var][slot] = np.asarray(dataset.read(var.shape), dtype=var.dtype)
     optimizer.iterations = int(datasets[0].read((), kinds="iu"))
     if order:
         optimizer._slots = slots
