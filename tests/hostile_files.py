@@ -802,7 +802,7 @@ def _pylstm_corpus(corpus, base, markers, flips):
                                                                BOMB_BYTES)]),
                ERROR_OR_SAME)
     corpus.add(fmt, "lying_size", "zip_sizes_small", _zip(
-        mlist, lie=lambda n, cs, us: (cs, 4))[:], ERROR)
+        mlist, lie=lambda n, cs, us: (cs, 4)), ERROR)
     corpus.add(fmt, "lying_size", "zip_sizes_4GB", _zip(
         mlist, lie=lambda n, cs, us: (cs, 0xFFFFFFF0)), ERROR)
     corpus.add(fmt, "lying_size", "zip_csize_4GB", _zip(

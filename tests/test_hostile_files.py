@@ -180,7 +180,7 @@ def test_no_pickled_code_ran(corpus_run):
 def test_external_targets_untouched(corpus_run):
     """No load returned the bytes of a file outside the corpus (checked in every load's
     weights); with strace, no load even opened one."""
-    corpus, _, results, use_strace = corpus_run
+    _, _, results, use_strace = corpus_run
     loaded = [r for r in results if r[3] is not None and r[3]["outcome"] == "loaded"]
     assert loaded  # the valid files, at least
     assert not [r for r in loaded if r[3]["holds_target"]]
