@@ -9,7 +9,9 @@ killed it. Two files:
 
 - `legacy`: tests/data/keras2_lstm.h5 (Keras 2's `model.save`, 22 KB), loaded with `load_keras`;
 - `keras`: a `.keras` archive written by pylstm (LSTM(4) -> Dense(2), compiled with Adam), whose
-  `model.weights.h5` member is flipped and the zip rebuilt with valid checksums.
+  `model.weights.h5` member is flipped and the zip rebuilt with valid checksums;
+- `latest`: keras2_lstm.h5 rewritten by h5py in HDF5's newest format (superblock 3, version-2
+  object headers), loaded with `load_keras`.
 
 Two readers: `new`, the installed `pylstm.models.keras_io` (pyfive); `h5py`, keras_io.py as of
 `--old-ref` (the last commit that read with h5py), taken with `git show` into a temporary module.
@@ -20,9 +22,9 @@ the file), `other:<type>` (another exception), `memory` (MemoryError under the c
 (alarm), `crash:<signal>` (segfault, abort, ...).
 
 Usage (from the repository root):
-    python -P tests/fuzz_keras_flips.py --all            # every offset, both files, both readers
+    python -P tests/fuzz_keras_flips.py --all            # every offset, all files, both readers
     python -P tests/fuzz_keras_flips.py --step 7 --reader new --file legacy
-tests/test_keras_hostile.py runs every 7th offset with the new reader in CI.
+tests/test_keras_hostile.py runs every 7th (`latest`: 13th) offset with the new reader in CI.
 """
 
 import argparse
@@ -117,8 +119,21 @@ def targets(workdir):
     model.save(archive)
     with zipfile.ZipFile(archive) as z:
         weights = len(z.read(WEIGHTS))
+    latest = workdir / "keras2_lstm_latest.h5"
+    import h5py
+    with h5py.File(legacy, "r") as f, h5py.File(latest, "w", libver="latest") as copy:
+        names = []
+        f.visit(names.append)
+        for name in names:
+            if isinstance(f[name], h5py.Dataset):
+                copy.create_dataset(name, data=f[name][()])
+            else:
+                copy.require_group(name)
+            copy[name].attrs.update(dict(f[name].attrs))
+        copy.attrs.update(dict(f.attrs))
     return {"legacy": ("legacy", legacy, legacy.stat().st_size),
-            "keras": ("keras", archive, weights)}
+            "keras": ("keras", archive, weights),
+            "latest": ("legacy", latest, latest.stat().st_size)}
 
 
 def old_module(workdir, ref=OLD_REF):
@@ -178,7 +193,7 @@ def main():
     parser.add_argument("--all", action="store_true", help="every offset (--step 1)")
     parser.add_argument("--step", type=int, default=7)
     parser.add_argument("--reader", choices=["new", "h5py", "both"], default="both")
-    parser.add_argument("--file", choices=["legacy", "keras", "both"], default="both")
+    parser.add_argument("--file", choices=["legacy", "keras", "latest", "all"], default="all")
     parser.add_argument("--xor", type=lambda s: int(s, 0), default=0xFF)
     parser.add_argument("--alarm", type=int, default=20, help="seconds per case")
     parser.add_argument("--memory", type=int, default=1024, help="MiB above the child's imports")
@@ -188,7 +203,7 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         files = targets(workdir)
         readers = ["new", "h5py"] if args.reader == "both" else [args.reader]
-        names = ["legacy", "keras"] if args.file == "both" else [args.file]
+        names = ["legacy", "keras", "latest"] if args.file == "all" else [args.file]
         for name in names:
             kind, base, size = files[name]
             for reader in readers:

@@ -36,7 +36,7 @@ LEGACY_KERNEL = "model_weights/lstm/lstm/lstm_cell/kernel:0"  # (3, 16) in keras
 # alarm (SIGALRM's default action ends the child even inside C code); prints "S <i>" before and
 # "R <i> <outcome as JSON>" after each case.
 CHILD = r"""
-import json, resource, signal, sys
+import json, resource, signal, sys, time
 import numpy as np
 from pylstm.models import load_keras, load_keras_weights
 job = json.load(sys.stdin)
@@ -48,6 +48,7 @@ for i, case in enumerate(job["cases"]):
     print("S", i, flush=True)
     path = case["path"]
     signal.alarm(job["alarm"])
+    start = time.perf_counter()
     try:
         if case["reference"]:
             model = references[case["reference"]]
@@ -68,6 +69,7 @@ for i, case in enumerate(job["cases"]):
         except (ValueError, TypeError) as e:
             out = {"outcome": "loaded", "y": None, "predict_error": str(e)}
     signal.alarm(0)
+    out["seconds"] = time.perf_counter() - start
     print("R", i, json.dumps(out), flush=True)
 """
 
@@ -303,6 +305,45 @@ def _compact_all(f):
         dataset.write(h5py.h5s.ALL, h5py.h5s.ALL, value)
 
 
+def _latest_format(data):
+    """The HDF5 file `data` (bytes) rewritten in HDF5's newest format (superblock 3, version-2
+    object headers, link messages)."""
+    buffer = io.BytesIO()
+    with h5py.File(io.BytesIO(data), "r") as f, \
+            h5py.File(buffer, "w", libver="latest") as copy:
+        names = []
+        f.visit(names.append)
+        for name in names:
+            if isinstance(f[name], h5py.Dataset):
+                copy.create_dataset(name, data=f[name][()])
+            else:
+                copy.require_group(name)
+            copy[name].attrs.update(dict(f[name].attrs))
+        copy.attrs.update(dict(f.attrs))
+    return buffer.getvalue()
+
+
+@case("latest_format_keras")
+def _latest_keras(files, root):
+    members = _members(files["keras"])
+    members[WEIGHTS] = _latest_format(members[WEIGHTS])
+    return _write_zip(root / "latest.keras", members), None
+
+
+@case("latest_format_weights")
+def _latest_weights(files, root):
+    path = root / "latest.weights.h5"
+    path.write_bytes(_latest_format(files["weights"].read_bytes()))
+    return path, files["keras"]
+
+
+@case("latest_format_legacy")
+def _latest_legacy(files, root):
+    path = root / "latest.h5"
+    path.write_bytes(_latest_format(files["legacy"].read_bytes()))
+    return path, None
+
+
 STORAGE = {
     "big_endian": lambda f: _rewrite_all(f, dtype=">f4"),
     "chunked": lambda f: _rewrite_all(f, chunks=True),
@@ -318,10 +359,10 @@ for _storage, _rewrite in STORAGE.items():
 
 
 @pytest.mark.parametrize("container", CONTAINERS)
-@pytest.mark.parametrize("storage", sorted(STORAGE))
+@pytest.mark.parametrize("storage", sorted(STORAGE) + ["latest_format"])
 def test_other_storage_loads_the_same(outcomes, container, storage):
     """Big-endian weights (`>f4`) are converted, not read as native floats; chunked and compact
-    datasets read as contiguous ones do."""
+    datasets, and HDF5's newest format, read as Keras's default files do."""
     out = outcomes[f"{storage}_{container}"]
     assert out["outcome"] == "loaded", out
     intact = outcomes["intact_legacy" if container == "legacy" else "intact_keras"]
@@ -565,19 +606,20 @@ def _fuzz_module():
     return module
 
 
-@pytest.mark.parametrize("name", ["legacy", "keras"])
-def test_byte_flips(tmp_path, name):
-    """Every 7th byte of Keras 2's legacy .h5 and of a .keras file's weights member, flipped
-    one at a time (tests/fuzz_keras_flips.py; `--all` flips every byte): each loads or raises
-    a ValueError naming the file; no crash, hang or memory blowup."""
+@pytest.mark.parametrize("name,step", [("legacy", 7), ("keras", 7), ("latest", 13)])
+def test_byte_flips(tmp_path, name, step):
+    """Every 7th byte of Keras 2's legacy .h5 and of a .keras file's weights member (every 13th
+    of the legacy file in HDF5's newest format), flipped one at a time
+    (tests/fuzz_keras_flips.py; `--all` flips every byte): each loads or raises a ValueError
+    naming the file; no crash, hang or memory blowup."""
     fuzz = _fuzz_module()
     kind, base, size = fuzz.targets(tmp_path)[name]
-    results = fuzz.run_flips(kind, base, list(range(0, size, 7)), tmp_path, alarm=20,
+    results = fuzz.run_flips(kind, base, list(range(0, size, step)), tmp_path, alarm=20,
                              memory=512 * 2**20, timeout=600)
     bad = {offset: r for offset, r in results.items()
            if r not in ("same", "different", "ValueError", "TypeError")}
     assert not bad, bad
-    assert len(results) == len(range(0, size, 7))
+    assert len(results) == len(range(0, size, step))
     assert sum(r == "ValueError" for r in results.values()) > len(results) // 20
 
 

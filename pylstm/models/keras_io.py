@@ -511,6 +511,7 @@ def _plain(value):
 def _pyfive():
     try:
         import pyfive.btree
+        import pyfive.core
         import pyfive.dataobjects
         import pyfive.misc_low_level
     except ImportError:
@@ -580,7 +581,59 @@ def _checked_objects_class():
     base = pyfive.dataobjects.DataObjects
     p5t = pyfive.dataobjects
 
+    unpack, continuation = pyfive.core._unpack_struct_from, p5t.OBJECT_CONTINUATION_MSG_TYPE
+
+    def more(fh, msg_data, offset, seen):
+        """Reads the continuation block that the message at `offset` points at, once."""
+        address, size = struct.unpack_from("<QQ", msg_data, offset)
+        if address in seen:
+            raise _Refused("an object header continues into itself")
+        seen.add(address)
+        fh.seek(address)
+        return fh.read(size)
+
     class CheckedObjects(base):
+        # pyfive's header parsers, with two changes: a continuation block read twice (a cycle)
+        # is refused, and the header grows in a bytearray (pyfive's bytes concatenation is
+        # quadratic in the number of continuations).
+        @staticmethod
+        def _parse_v1_objects(fh):
+            header = pyfive.core._unpack_struct_from_file(p5t.OBJECT_HEADER_V1, fh)
+            if header["version"] != 1:
+                raise _Refused(f"an object header of version {header['version']}")
+            msg_data = bytearray(fh.read(header["object_header_size"]))
+            msgs, offset, seen = [], 0, set()
+            for _ in range(header["total_header_messages"]):
+                msg = unpack(p5t.HEADER_MSG_INFO_V1, msg_data, offset)
+                msg["offset_to_message"] = offset + 8
+                if msg["type"] == continuation:
+                    msg_data += more(fh, msg_data, offset + 8, seen)
+                msgs.append(msg)
+                offset += 8 + msg["size"]
+            return msgs, bytes(msg_data), header
+
+        def _parse_v2_objects(self, fh):
+            header, order_size = self._parse_v2_header(fh)
+            msg_data = bytearray(fh.read(header["size_of_chunk_0"]))
+            msgs, offset, seen = [], 0, set()
+            chunk_sizes, chunk, done = [header["size_of_chunk_0"]], 0, 0
+            while offset < len(msg_data) - 4:
+                msg = unpack(p5t.HEADER_MSG_INFO_V2, msg_data, offset)
+                msg["offset_to_message"] = offset + 4 + order_size
+                if msg["type"] == continuation:
+                    block = more(fh, msg_data, offset + 4 + order_size, seen)
+                    if block[:4] != b"OCHK":
+                        raise _Refused("an object header continuation has no OCHK signature")
+                    chunk_sizes.append(len(block) - 4)
+                    msg_data += block[4:]
+                msgs.append(msg)
+                offset += 4 + msg["size"] + order_size
+                if offset - done + 4 >= chunk_sizes[chunk]:  # to the next block
+                    offset += chunk_sizes[chunk] - (offset - done)
+                    done += chunk_sizes[chunk]
+                    chunk += 1
+            return msgs, bytes(msg_data), header
+
         @staticmethod
         def _decode_link_msg(data, offset):
             flags = data[offset + 1]
