@@ -1,11 +1,21 @@
 """Checks at the Python-Cython boundary: dtype, shape and finiteness, with errors that name the
 argument, what was expected and what was received."""
 
+import math
+import os
+
 import numpy as np
 
 from pylstm._step import all_finite
 
 _FLOATS = (np.float32, np.float64)
+
+# The compiled kernels and BLAS take int32 sizes: no array they read may hold more elements.
+INT32_MAX = 2**31 - 1
+
+# Allocations below this size are not checked against the machine's memory (no file read on
+# the fast paths).
+_CHECKED_BYTES = 1 << 26
 
 
 def _describe(value):
@@ -32,6 +42,11 @@ def as_float_array(value, name):
         hint = " (cast it with .astype('float32'))" if arr.dtype.kind in "iub" else ""
         raise TypeError(f"Argument `{name}` must be a real floating-point array (float32 or "
                         f"float64), received dtype {arr.dtype}{hint}.")
+    if arr.size > INT32_MAX:
+        # before any copy: a broadcast view can claim terabytes without holding them
+        raise ValueError(f"Argument `{name}` of shape {arr.shape} has {arr.size} elements, over "
+                         f"the {INT32_MAX} that the compiled kernels' int32 sizes index; "
+                         f"split it.")
     return native(arr)
 
 
@@ -41,6 +56,57 @@ def native(arr):
     if arr.dtype.isnative:
         return arr
     return arr.astype(arr.dtype.newbyteorder("="))
+
+
+def check_lstm_size(D, H, P, owner):
+    """Raises ValueError naming `owner` when an LSTM of D input features, H units and
+    recurrent size P has weights over the kernels' int32 sizes (`(max(D, P), 4H)`), before
+    any of them is allocated."""
+    if 4 * H * max(D, P) > INT32_MAX:
+        raise ValueError(f"{owner}: weights of shape ({max(D, P)}, {4 * H}) (input size {D}, "
+                         f"{H} units) have over {INT32_MAX} elements, the compiled kernels' "
+                         f"int32 limit.")
+
+
+def check_allocation(shape, dtype, name, count=1, subject=None):
+    """Raises ValueError naming argument `name` (or `subject`, a phrase that replaces
+    "Argument `name`") when `count` arrays of `shape` and `dtype` would take more memory than
+    this machine has available: a size that can only fail is refused before
+    anything is allocated (rather than a MemoryError, or the process killed when the pages of
+    an overcommitted allocation are first touched).
+
+    Raises:
+        ValueError: the request exceeds the available memory.
+    """
+    nbytes = count * math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize
+    if nbytes <= _CHECKED_BYTES:
+        return
+    available = _available_memory()
+    if available is not None and nbytes > available:
+        raise ValueError(f"{subject or f'Argument `{name}`'} asks for {_gib(nbytes)} (shape "
+                         f"{tuple(shape)}"
+                         f"{f' x {count}' if count != 1 else ''}, {np.dtype(dtype)}), more "
+                         f"than the {_gib(available)} of memory available.")
+
+
+def _available_memory():
+    """Bytes of memory available to a new allocation: Linux's MemAvailable, else the physical
+    memory, else None (unknown)."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _gib(nbytes):
+    return f"{nbytes / 2**30:.3g} GiB"
 
 
 def check_destination(arr, name):

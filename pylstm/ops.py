@@ -947,9 +947,9 @@ def _forward_lengths(x_tm, lengths, padding_side, mask, acts, fields, bias, h0, 
         raise ValueError("Argument `lengths` runs on the compiled core: the activations must be "
                          "names, received a Python callable (use `mask` with "
                          "`zero_output_for_mask=True` for right padding instead).")
-    if padding_side not in ("right", "left"):
+    if not isinstance(padding_side, str) or padding_side not in ("right", "left"):
         raise ValueError(f"Argument `padding_side` must be 'right' or 'left', received "
-                         f"{padding_side!r}.")
+                         f"{padding_side!r:.100}.")
     lengths = _check_lengths(lengths, B, T)
     order = np.argsort(-lengths, kind="stable")
     batch_sizes = _batch_sizes(lengths[order])

@@ -19,7 +19,8 @@ import threading
 import numpy as np
 
 from pylstm import _step, ops
-from pylstm._validation import check_array, check_destination, check_finite, check_weight
+from pylstm._validation import (check_allocation, check_array, check_destination, check_finite,
+                                check_weight)
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -94,6 +95,11 @@ class LSTMState:
 
         Returns:
             An `LSTMState` with `h` `(B, P)` and `c` `(B, H)` of zeros.
+
+        Raises:
+            ValueError: a size that is not an integer >= 1, or states larger than the memory
+                available.
+            TypeError: a dtype other than float32 and float64.
         """
         P = units if output_size is None else output_size
         for name, value in (("batch_size", batch_size), ("units", units), ("output_size", P)):
@@ -103,6 +109,8 @@ class LSTMState:
         dt = np.dtype(dtype)
         if dt not in _FLOATS:
             raise TypeError(f"Argument `dtype` must be float32 or float64, received {dtype!r}.")
+        sizes = {"batch_size": batch_size, "units": units, "output_size": P}
+        check_allocation((int(batch_size), int(P) + int(units)), dt, max(sizes, key=sizes.get))
         state = cls.__new__(cls)
         state._h = np.zeros((int(batch_size), int(P)), dtype=dt)
         state._c = np.zeros((int(batch_size), int(units)), dtype=dt)
@@ -177,7 +185,8 @@ class LSTMState:
         if keys != {"h", "c"}:
             raise ValueError(f"Argument `values` must have exactly the keys ['c', 'h'], "
                              f"received {sorted(keys)}.")
-        return cls(np.array(values["h"]), np.array(values["c"]))
+        # validated before the copy that makes the state independent of `values`
+        return cls(values["h"], values["c"]).copy()
 
     def __repr__(self):
         return (f"LSTMState(batch_size={self.batch_size}, units={self._c.shape[1]}, "

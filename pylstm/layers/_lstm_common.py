@@ -17,6 +17,8 @@ import numpy as np
 
 from pylstm import activations, constraints, initializers, ops, regularizers, utils
 from pylstm._core import ACTIVATION_CODES
+from pylstm._validation import check_allocation, check_lstm_size
+from pylstm.layers.layer import _WEIGHT_BUDGET
 
 
 class LSTMArgs:
@@ -80,6 +82,12 @@ class LSTMArgs:
         """Creates `kernel (D, 4H)`, `recurrent_kernel (P, 4H)` and, with `use_bias`,
         `bias (4H,)`, in Keras's order; P is the size of h (`units` unless projected)."""
         H = self.units
+        if _WEIGHT_BUDGET.get() is None:
+            # before any initializer runs: sizes the kernels cannot take, or memory cannot
+            # hold (inside `deferred_weights` its byte limit applies instead)
+            check_lstm_size(D, H, P, f"Layer '{self.name}'")
+            check_allocation((4 * H * (D + P + 1),), self.dtype, "",
+                             subject=f"Layer '{self.name}' ({H} units, {D} input features)")
         self.kernel = self.add_weight("kernel", (D, 4 * H), self._seeded(self.kernel_initializer, 0),
                                       self.kernel_regularizer, self.kernel_constraint)
         self.recurrent_kernel = self.add_weight(

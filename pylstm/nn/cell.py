@@ -12,7 +12,7 @@ import threading
 import numpy as np
 
 from pylstm import ops
-from pylstm._validation import as_float_array
+from pylstm._validation import as_float_array, check_allocation, check_lstm_size
 from pylstm.nn.module import (_as_batch, _check_dtype, _check_int, _keras_storage, _Module,
                               _parameter)
 from pylstm.nn.state_dict import to_numpy
@@ -50,8 +50,9 @@ class LSTMCell(_Module):
         `(h_1, c_1)`, each `(N, H)` (`(H,)` unbatched) of the cell's dtype.
 
     Raises:
-        ValueError: an argument out of range; when called, an input that is not 1-D or 2-D,
-            of another feature size or empty, or an `hx` of the wrong shape.
+        ValueError: an argument out of range, or sizes whose weights are over the kernels'
+            int32 limit or exceed the memory available; when called, an input that is not 1-D
+            or 2-D, of another feature size or empty, or an `hx` of the wrong shape.
         TypeError: a non-floating input, or `hx` not a pair.
 
     Example:
@@ -75,6 +76,10 @@ class LSTMCell(_Module):
         self.bias = bool(bias)
         self.dtype = _check_dtype(dtype)
         self.seed = seed
+        owner = f"LSTMCell({self.input_size}, {self.hidden_size})"
+        check_lstm_size(self.input_size, self.hidden_size, self.hidden_size, owner)
+        check_allocation((4 * self.hidden_size * (self.input_size + self.hidden_size + 2),),
+                         self.dtype, "", subject=f"{owner}'s parameters")
         super().__init__()
         rng = np.random.default_rng(seed)
         bound = 1.0 / math.sqrt(self.hidden_size)

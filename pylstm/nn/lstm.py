@@ -21,8 +21,8 @@ import warnings
 import numpy as np
 
 from pylstm import _threads, ops
-from pylstm._validation import as_float_array
-from pylstm.layers.layer import Layer, deferred_zeros
+from pylstm._validation import as_float_array, check_allocation, check_lstm_size
+from pylstm.layers.layer import _WEIGHT_BUDGET, Layer, deferred_zeros
 from pylstm.nn.cell import _thread_cache
 # IncompatibleKeys: re-exported, as `pylstm.nn` imports it from here.
 from pylstm.nn.module import (IncompatibleKeys, _as_batch, _check_dtype, _check_int,
@@ -78,9 +78,12 @@ class LSTM(_Module):
         state. All of the model's dtype.
 
     Raises:
-        ValueError: an argument out of range (see Args), or, when called, an input that is not
-            2-D or 3-D, of the wrong feature size, empty, or an `hx` of the wrong shape.
-        TypeError: a non-floating input or `hx` not a pair.
+        ValueError: an argument out of range (see Args), sizes whose weights are over the
+            kernels' int32 limit or whose parameters exceed the memory available; when called,
+            an input that is not 2-D or 3-D, of the wrong feature size, empty, an `hx` of the
+            wrong shape, or a malformed `PackedSequence` (see its docstring).
+        TypeError: a non-floating input, `hx` not a pair, or a `PackedSequence` field of the
+            wrong type.
 
     In training mode (the default, as in PyTorch) a call keeps what `backward` needs; call
     `eval()` for inference.
@@ -120,6 +123,8 @@ class LSTM(_Module):
         self.bidirectional = bool(bidirectional)
         self.dtype = _check_dtype(dtype)
         self.seed = seed
+        if _WEIGHT_BUDGET.get() is None:  # else `deferred_weights` limits the bytes
+            _check_parameter_sizes(self)
         super().__init__()
         init_seq, dropout_seq = np.random.SeedSequence(seed).spawn(2)
         self._dropout_rng = np.random.default_rng(dropout_seq)
@@ -779,6 +784,10 @@ class LSTMStepState:
     __slots__ = ("_layers",)
 
     def __init__(self, layers):
+        if isinstance(layers, np.ndarray) or not hasattr(layers, "__iter__"):
+            # an array would be split into rows before its first item is refused
+            raise TypeError(f"Argument `layers` must be a sequence of LSTMState, received "
+                            f"{type(layers).__name__}.")
         layers = tuple(layers)
         if not layers:
             raise ValueError("Argument `layers` must hold at least one LSTMState, received "
@@ -802,8 +811,10 @@ class LSTMStepState:
         """The zero state: `num_layers` layers of `h` `(batch_size, output_size or
         hidden_size)` and `c` `(batch_size, hidden_size)`."""
         num_layers = _check_int(num_layers, "num_layers", 1)
-        return cls(tuple(LSTMState.zeros(batch_size, hidden_size, output_size, dtype)
-                         for _ in range(num_layers)))
+        first = LSTMState.zeros(batch_size, hidden_size, output_size, dtype)
+        (B, P), H = first.h.shape, first.c.shape[1]
+        check_allocation((B, P + H), first.dtype, "num_layers", count=num_layers)
+        return cls((first,) + tuple(first.copy() for _ in range(num_layers - 1)))
 
     @property
     def layers(self):
@@ -887,6 +898,20 @@ class LSTMStepState:
         P, H = self.sizes
         return (f"LSTMStepState(num_layers={self.num_layers}, batch_size={self.batch_size}, "
                 f"hidden_size={H}, output_size={P}, dtype={self.dtype})")
+
+
+def _check_parameter_sizes(lstm):
+    """Refuses, before any parameter is made, an `LSTM` whose weights are over the kernels'
+    int32 sizes or whose parameters would not fit in the memory available."""
+    H, P, D = lstm.hidden_size, lstm.output_size, lstm.num_directions
+    owner = f"LSTM({lstm.input_size}, {H}, num_layers={lstm.num_layers})"
+    check_lstm_size(max(lstm.input_size, D * P), H, P, owner)
+
+    def per_direction(d_in):
+        return 4 * H * (d_in + P + 2 * lstm.bias) + (P * H if lstm.proj_size else 0)
+
+    total = D * (per_direction(lstm.input_size) + (lstm.num_layers - 1) * per_direction(D * P))
+    check_allocation((total,), lstm.dtype, "", subject=f"{owner}'s parameters")
 
 
 def _is_packed(value):

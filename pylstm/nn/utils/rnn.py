@@ -14,7 +14,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from pylstm._validation import native
+from pylstm._validation import check_allocation, native
 from pylstm.nn.state_dict import to_numpy
 
 __all__ = ["PackedSequence", "pack_padded_sequence", "pad_packed_sequence", "pad_sequence",
@@ -148,6 +148,8 @@ def pad_packed_sequence(sequence, batch_first=False, padding_value=0.0, total_le
                              f"sequence in input, but got total_length={total_length} and max "
                              f"sequence length being {T_max}.")
         T = int(total_length)
+    check_allocation((T, B) + data.shape[1:], data.dtype,
+                     "total_length" if T > T_max else "sequence")
     padded = np.full((T, B) + data.shape[1:], padding_value, dtype=data.dtype)
     offsets = np.concatenate([[0], np.cumsum(batch_sizes)])
     step = np.repeat(np.arange(T_max), batch_sizes)
@@ -181,17 +183,18 @@ def pad_sequence(sequences, batch_first=False, padding_value=0.0, padding_side="
     arrays = [_as_data(s, f"sequences[{i}]") for i, s in enumerate(_as_list(sequences))]
     if not arrays:
         raise ValueError("Argument `sequences` must hold at least one array, received none.")
-    if padding_side not in ("right", "left"):
+    if not isinstance(padding_side, str) or padding_side not in ("right", "left"):
         raise ValueError(f"Argument `padding_side` must be 'right' or 'left', received "
-                         f"{padding_side!r}.")
+                         f"{padding_side!r:.100}.")
     trailing = arrays[0].shape[1:]
     for i, a in enumerate(arrays):
         if a.ndim < 1 or a.shape[1:] != trailing:
             raise ValueError(f"Argument `sequences` must hold arrays of shape (L, *{trailing}), "
                              f"received shape {a.shape} at index {i}.")
     T = max(a.shape[0] for a in arrays)
-    out = np.full((T, len(arrays)) + trailing, padding_value,
-                  dtype=np.result_type(*arrays))
+    shape, dtype = (T, len(arrays)) + trailing, np.result_type(*arrays)
+    check_allocation(shape, dtype, "sequences")
+    out = np.full(shape, padding_value, dtype=dtype)
     for b, a in enumerate(arrays):
         if padding_side == "right":
             out[:a.shape[0], b] = a
