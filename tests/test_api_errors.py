@@ -5,7 +5,7 @@ a silently wrong result. Regressions of an odd-argument sweep over the public en
 import numpy as np
 import pytest
 
-from pylstm import layers, nn, ops, streaming
+from pylstm import layers, models, nn, ops, streaming
 from pylstm.nn.utils import rnn
 
 ERRORS = (ValueError, TypeError)
@@ -244,3 +244,15 @@ def _set(weights):
 def test_absurd_sizes_are_refused_before_allocating(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("verbose", [float("inf"), float("nan"), "loud", None, HUGE])
+@pytest.mark.parametrize("method", ["fit", "evaluate", "predict"])
+def test_bad_verbose(method, verbose):
+    """An OverflowError (inf), and a scan of an array compared with "auto", before."""
+    model = models.Sequential([layers.Input(shape=(2, 3)), layers.LSTM(2), layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.zeros((2, 2, 3), "float32"), np.zeros((2, 1), "float32")
+    args = (x,) if method == "predict" else (x, y)
+    with pytest.raises(ValueError, match="`verbose` must be 'auto' or an int"):
+        getattr(model, method)(*args, verbose=verbose)

@@ -567,7 +567,13 @@ def _check_positive_int(value, name):
 
 
 def _verbosity(verbose):
-    return 1 if verbose == "auto" else int(verbose)
+    if isinstance(verbose, str) and verbose == "auto":
+        return 1
+    try:
+        return int(verbose)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ValueError(f"Argument `verbose` must be 'auto' or an int (0 silent, 1 progress "
+                         f"bar, 2 one line per epoch), received {verbose!r:.100}.") from e
 
 
 def _row(cells, widths):
