@@ -30,9 +30,7 @@ tests/test_keras_hostile.py runs every 7th (`latest`: 13th) offset with the new 
 import argparse
 import collections
 import gzip
-import io
 import json
-import os
 import pathlib
 import signal
 import subprocess
@@ -161,9 +159,10 @@ def run_flips(kind, base, offsets, workdir, old=None, xor=0xFF, alarm=20, memory
     results, pending = {}, list(offsets)
     deadline = None if timeout is None else time.monotonic() + timeout
     while pending:
+        suffix = "keras" if kind == "keras" else "h5"
         job = {"kind": kind, "base": str(base), "offsets": pending, "xor": xor, "alarm": alarm,
                "memory": memory, "old_module": str(old) if old else None,
-               "path": str(pathlib.Path(workdir) / f"flipped.{'keras' if kind == 'keras' else 'h5'}")}
+               "path": str(pathlib.Path(workdir) / f"flipped.{suffix}")}
         left = None if deadline is None else max(1.0, deadline - time.monotonic())
         child = subprocess.run([sys.executable, "-P", "-c", CHILD], input=json.dumps(job),
                                capture_output=True, text=True, timeout=left)

@@ -18,6 +18,7 @@ import struct
 import subprocess
 import sys
 import zipfile
+import zlib
 
 import h5py
 import numpy as np
@@ -238,10 +239,25 @@ def _huge_chunked(files, f, name):
     f.create_dataset(name, (2**16, 2**15), "float32", chunks=(256, 256))
 
 
-def _gzip(files, f, name):
+def _lzf(files, f, name):
     value = f[name][()]
     del f[name]
-    f.create_dataset(name, data=value, chunks=(1, 4), compression="gzip")
+    f.create_dataset(name, data=value, chunks=(1, 4), compression="lzf")
+
+
+def _unwritten(files, f, name):
+    shape, dtype = f[name].shape, f[name].dtype
+    del f[name]
+    f.create_dataset(name, shape, dtype)  # no storage: HDF5 would return its fill value
+
+
+def _deflate_bomb(files, f, name):
+    """A 192-byte chunk whose gzip stream (64 KB, as much as its index can record) inflates
+    to 64 MiB."""
+    shape, dtype = f[name].shape, f[name].dtype
+    del f[name]
+    dataset = f.create_dataset(name, shape, dtype, chunks=shape, compression="gzip")
+    dataset.id.write_direct_chunk((0,) * len(shape), zlib.compress(bytes(2**26), 9))
 
 
 HOSTILE = {
@@ -252,7 +268,9 @@ HOSTILE = {
     "soft_link": (_soft_link, "soft link"),
     "huge_declared": (_huge, r"expects shape \(3, 16\), received shape \(65536, 32768\)"),
     "huge_chunked": (_huge_chunked, r"expects shape \(3, 16\), received shape \(65536, 32768\)"),
-    "gzip": (_gzip, "compressed or filtered"),
+    "lzf": (_lzf, r"compressed or filtered with HDF5 filters \[32000\]"),
+    "unwritten": (_unwritten, "has no data"),
+    "deflate_bomb": (_deflate_bomb, "does not inflate to 192 bytes"),
 }
 
 for _attack, (_make, _) in HOSTILE.items():
@@ -284,8 +302,8 @@ def _rewrite_all(f, **create):
         del f[name]
         options = dict(create)
         dtype = options.pop("dtype", value.dtype)
-        if value.ndim == 0:
-            options.pop("chunks", None)
+        if value.ndim == 0:  # scalars cannot be chunked or filtered
+            options = {}
         f.create_dataset(name, data=value.astype(dtype), dtype=dtype, **options)
 
 
@@ -347,6 +365,7 @@ def _latest_legacy(files, root):
 STORAGE = {
     "big_endian": lambda f: _rewrite_all(f, dtype=">f4"),
     "chunked": lambda f: _rewrite_all(f, chunks=True),
+    "gzip_shuffle": lambda f: _rewrite_all(f, chunks=True, compression="gzip", shuffle=True),
     "compact": _compact_all,
 }
 
@@ -446,7 +465,8 @@ for _name, _member, _patch in [("lying_smaller", WEIGHTS, _lie(0.5)),
                                ("lying_larger", WEIGHTS, _lie(2)),
                                ("encrypted_config", "config.json", _encrypt),
                                ("encrypted_weights", WEIGHTS, _encrypt)]:
-    case(_name)(lambda files, root, n=_name, m=_member, p=_patch: _patched_zip(files, root, n, m, p))
+    case(_name)(lambda files, root, n=_name, m=_member, p=_patch:
+                _patched_zip(files, root, n, m, p))
 
 
 @case("huge_units")
@@ -665,3 +685,14 @@ def test_reading_opens_nothing_else_and_starts_no_thread(files, monkeypatch):
     load_keras_weights(load_keras(files["keras"]), files["weights"])
     assert set(opened) <= {str(files[k]) for k in ("legacy", "keras", "weights")}, opened
     assert not started
+
+
+def test_max_weight_bytes(files):
+    from pylstm.models import load_keras
+
+    with pytest.raises(ValueError, match=r"small.keras'.*exceed the limit of 100 bytes "
+                                         r"\(max_weight_bytes\)"):
+        load_keras(files["keras"], max_weight_bytes=100)
+    assert load_keras(files["keras"], max_weight_bytes=10**6).built
+    with pytest.raises(TypeError, match="max_bytes"):
+        load_keras(files["keras"], max_weight_bytes=1e6)

@@ -769,6 +769,7 @@ class _Group:
 # Header message types (HDF5 file format specification, IV.A.2).
 _MSG_EXTERNAL_FILES, _MSG_LAYOUT, _MSG_FILTERS = 0x0007, 0x0008, 0x000B
 _COMPACT, _CONTIGUOUS, _CHUNKED, _VIRTUAL = 0, 1, 2, 3
+_FILTERS = {1: "gzip", 2: "shuffle"}  # the HDF5 filters read, by id
 
 
 class _Dataset:
@@ -792,10 +793,12 @@ class _Dataset:
         if _MSG_EXTERNAL_FILES in types:
             raise _invalid(h5.path, f"{what} is stored in external files; reading other "
                            f"files is refused")
-        if _MSG_FILTERS in types:
-            raise _invalid(h5.path, f"{what} is compressed or filtered; Keras writes "
-                           f"unfiltered arrays")
         _, layout, offset = h5.parse(objects.get_id_storage_params)
+        if _MSG_FILTERS in types:
+            filters = h5.parse(lambda: [f["filter_id"] for f in objects.filter_pipeline])
+            if layout != _CHUNKED or not set(filters) <= set(_FILTERS):
+                raise _invalid(h5.path, f"{what} is compressed or filtered with HDF5 filters "
+                               f"{filters}; only gzip (1) and shuffle (2) are read")
         if layout not in (_COMPACT, _CONTIGUOUS, _CHUNKED):
             raise _invalid(h5.path, f"{what} is a virtual dataset (its data would come from "
                            f"other datasets or files); refused" if layout == _VIRTUAL else
@@ -850,24 +853,46 @@ class _Dataset:
         if out.size == 0:
             return out
         chunk_bytes = math.prod(chunk) * dtype.itemsize
+        filters = [f["filter_id"] for f in objects.filter_pipeline or ()]
         tree = _pyfive().btree.BTreeV1RawDataChunks(fh, objects._chunk_address,
                                                      objects._chunk_dims)
         seen = set()
         for node in tree.all_nodes[0]:
             for key, address in zip(node["keys"], node["addresses"]):
                 start = tuple(int(s) for s in key["chunk_offset"][:-1])
-                if (key["chunk_size"] != chunk_bytes or start in seen or len(start) != len(shape)
+                size = key["chunk_size"]
+                if ((size != chunk_bytes and not filters) or start in seen
+                        or len(start) != len(shape)
                         or any(s % c or s >= d for s, c, d in zip(start, chunk, shape))
-                        or address + chunk_bytes > self.h5.size):
+                        or address + size > self.h5.size):
                     raise _Refused(f"'{self.name}' has a damaged chunk index")
                 seen.add(start)
                 fh.seek(address)
-                block = np.frombuffer(fh.read(chunk_bytes), dtype).reshape(chunk)
+                data = self._unfiltered(fh.read(size), filters, key["filter_mask"],
+                                        chunk_bytes, dtype.itemsize)
+                block = np.frombuffer(data, dtype).reshape(chunk)
                 region = tuple(slice(s, min(s + c, d)) for s, c, d in zip(start, chunk, shape))
                 out[region] = block[tuple(slice(0, r.stop - r.start) for r in region)]
         if len(seen) != math.prod(-(-d // c) for d, c in zip(shape, chunk)):
             raise _Refused(f"'{self.name}' lacks some of its chunks")
         return out
+
+    def _unfiltered(self, data, filters, mask, nbytes, itemsize):
+        """A chunk's `nbytes` bytes, its filters undone in reverse order (a bit of `mask` set
+        skips that filter); inflating stops at `nbytes`, so a deflate bomb costs nothing."""
+        for index in reversed(range(len(filters))):
+            if mask >> index & 1:
+                continue
+            if filters[index] == 1:
+                inflate = zlib.decompressobj()
+                data = inflate.decompress(data, nbytes)
+                if not inflate.eof or inflate.unconsumed_tail:
+                    raise _Refused(f"a chunk of '{self.name}' does not inflate to {nbytes} bytes")
+            elif len(data) == nbytes:  # shuffle: byte k of every element, then byte k + 1
+                data = np.frombuffer(data, np.uint8).reshape(itemsize, -1).T.tobytes()
+        if len(data) != nbytes:
+            raise _Refused(f"a chunk of '{self.name}' holds {len(data)} bytes, not {nbytes}")
+        return data
 
 
 class _ShapeMismatch(Exception):
