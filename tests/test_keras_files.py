@@ -579,7 +579,7 @@ def test_damaged_members(small_file, tmp_path):
 
 def test_damaged_hdf5_raises_value_error(small_file, tmp_path):
     """Random byte flips in model.weights.h5 (the zip's checksums kept valid) either load or
-    raise a ValueError; h5py's own errors never escape."""
+    raise a ValueError; the HDF5 reader's own errors never escape."""
     with zipfile.ZipFile(small_file) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
     rng = np.random.default_rng(0)

@@ -41,6 +41,7 @@ Design:
 """
 
 import datetime
+import functools
 import inspect
 import io
 import json
@@ -572,11 +573,12 @@ class _BoundedFile:
             self._raw.close()
 
 
+@functools.lru_cache(maxsize=None)
 def _checked_objects_class():
-    """pyfive's DataObjects (an HDF5 object header) with two structures checked before pyfive
-    acts on them: links (only hard and soft links, which `_Group` refuses in turn) and
-    attribute values (an element count that the bytes holding it cannot hold is refused before
-    pyfive allocates for it)."""
+    """pyfive's DataObjects (an HDF5 object header) with three structures checked before pyfive
+    acts on them: the header's continuation blocks (each read once), links (only hard and soft
+    links; `_Group` refuses soft ones) and attribute values (an element count that the bytes
+    holding it cannot hold is refused before pyfive allocates for it)."""
     pyfive = _pyfive()
     base = pyfive.dataobjects.DataObjects
     p5t = pyfive.dataobjects
@@ -593,9 +595,9 @@ def _checked_objects_class():
         return fh.read(size)
 
     class CheckedObjects(base):
-        # pyfive's header parsers, with two changes: a continuation block read twice (a cycle)
-        # is refused, and the header grows in a bytearray (pyfive's bytes concatenation is
-        # quadratic in the number of continuations).
+        # pyfive 1.3's header parsers, with two changes: a continuation block read twice (a
+        # cycle) is refused, and the header grows in a bytearray (pyfive's bytes concatenation
+        # is quadratic in the number of continuations).
         @staticmethod
         def _parse_v1_objects(fh):
             header = pyfive.core._unpack_struct_from_file(p5t.OBJECT_HEADER_V1, fh)
@@ -661,8 +663,8 @@ class _HDF5:
 
     Args:
         path: the file's path, for messages.
-        raw: a seekable binary file object holding the HDF5 bytes.
-        size: int, the number of bytes of `raw`.
+        raw: the HDF5 bytes, or a seekable binary file object holding them (closed on exit).
+        size: int, the number of bytes.
         what: str, the file's name in messages ("the HDF5 file", "its model.weights.h5").
     """
 
@@ -687,7 +689,7 @@ class _HDF5:
         """`fn(*args)`, where any failure to parse the file's bytes is a damaged file."""
         try:
             return fn(*args)
-        except _Invalid:
+        except (_Invalid, MemoryError):
             raise
         except _Refused as e:
             raise _invalid(self.path, f"{self.what}'s HDF5 structure is damaged or hostile: "
