@@ -109,11 +109,12 @@ class LSTMState:
         dt = np.dtype(dtype)
         if dt not in _FLOATS:
             raise TypeError(f"Argument `dtype` must be float32 or float64, received {dtype!r}.")
-        sizes = {"batch_size": batch_size, "units": units, "output_size": P}
-        check_allocation((int(batch_size), int(P) + int(units)), dt, max(sizes, key=sizes.get))
+        B, H, P = int(batch_size), int(units), int(P)
+        largest = "batch_size" if B >= max(H, P) else ("units" if H >= P else "output_size")
+        check_allocation((B, P + H), dt, largest)
         state = cls.__new__(cls)
-        state._h = np.zeros((int(batch_size), int(P)), dtype=dt)
-        state._c = np.zeros((int(batch_size), int(units)), dtype=dt)
+        state._h = np.zeros((B, P), dtype=dt)
+        state._c = np.zeros((B, H), dtype=dt)
         return state
 
     @property
