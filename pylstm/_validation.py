@@ -78,7 +78,7 @@ def check_allocation(shape, dtype, name, count=1, subject=None):
     Raises:
         ValueError: the request exceeds the available memory.
     """
-    nbytes = count * math.prod(shape) * np.dtype(dtype).itemsize
+    nbytes = count * math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize  # no overflow
     if nbytes <= _CHECKED_BYTES:
         return
     available = _available_memory()
