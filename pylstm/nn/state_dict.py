@@ -173,6 +173,8 @@ def _read_torch(path, shapes):
         import torch
     except ImportError as exc:
         raise ImportError(_TORCH_HINT) from exc
+    if zipfile.is_zipfile(path):
+        _check_zip_checksums(path)
     with _reading(path, "PyTorch state dict"):
         # weights_only: tensors and containers only, never arbitrary pickled code. mmap, when
         # loading into a module (which copies what it wants) from torch.save's zip format
@@ -203,6 +205,25 @@ def _read_torch(path, shapes):
                             f"{str(e).strip()[:200]} (save a dense float tensor, e.g. "
                             "tensor.to_dense().float()).") from e
     return arrays, [n for n in entries if shapes is not None and n not in shapes]
+
+
+def _check_zip_checksums(path):
+    """Raises a ValueError naming the file if a member of `torch.save`'s zip archive is damaged:
+    torch does not check the CRCs, so a flipped byte in a tensor would load silently.
+    torch.save stores its members uncompressed; a compressed member is refused rather than
+    inflated, so checking costs one read of the file."""
+    with _reading(path, "PyTorch state dict"), zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+        packed = [m.filename for m in members
+                  if m.compress_type != zipfile.ZIP_STORED or m.flag_bits & 0x1]
+        damaged = None if packed else archive.testzip()
+    if packed:
+        raise ValueError(f"{path!r} is not a valid PyTorch state dict file: member "
+                         f"{packed[0]!r} is compressed or encrypted, torch.save stores its "
+                         "members as they are.")
+    if damaged is not None:
+        raise ValueError(f"{path!r} is not a valid PyTorch state dict file: member "
+                         f"{damaged!r} fails its CRC check (the file is damaged).")
 
 
 def save_state_dict_file(state_dict, path):
