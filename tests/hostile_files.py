@@ -1,5 +1,5 @@
-"""A corpus of hostile model files for every format pylstm loads, and the isolated worker that
-loads them.
+"""A corpus of hostile model files for every format pylstm loads, and what loads and judges them
+in the isolated worker (`tests/isolated.py`).
 
 Usage: `python -P tests/hostile_files.py OUT_DIR` writes the corpus into OUT_DIR (a few seconds,
 about 60 MB; no TensorFlow): the files, `manifest.json` (one entry per file: its name, format,
@@ -22,12 +22,6 @@ and "error_or_loads" (a format without checksums, where a flipped weight byte ca
 
 External targets (the files that VDS, external storage and external links point at) live in
 OUT_DIR/outside, marker files of pickle payloads in OUT_DIR/markers: neither may be touched.
-
-The worker: `Worker` (parent side) runs `python -P tests/hostile_files.py --worker` as a child
-with its address space capped (RLIMIT_AS), sends it calls `(module path, function, args)` one
-at a time and reads each result; a call that kills the child (a signal) or outlives its timeout
-comes back as a crash or a hang, and the next call starts a fresh child. Used by
-`tests/test_fuzz_api.py` too.
 """
 
 import gzip
@@ -35,15 +29,10 @@ import io
 import json
 import os
 import pickle
-import re
 import resource
-import select
 import shutil
-import signal
 import struct
-import subprocess
 import sys
-import tempfile
 import time
 import traceback
 import zipfile
@@ -1050,176 +1039,8 @@ def _safetensors_corpus(corpus, base, flips):
     _random(corpus, fmt, [("header", struct.pack("<Q", 64) + b"{")], seed=13)
 
 
-# The isolated worker ------------------------------------------------------------------------
-
-DEFAULT_MEMORY = 3 << 29  # address space a worker may add to what it has after its imports
-MARKER_PREFIX = "/pylstm-hostile-call/"  # paths stat-ed around each call (strace brackets)
-STRACE = ["strace", "-f", "-qq", "--seccomp-bpf", "-e",
-          "trace=open,openat,openat2,creat,newfstatat,stat"]
-
-
-def _stat_marker(path):
-    try:
-        os.stat(path)
-    except OSError:
-        pass
-
-
-def _send(stream, obj):
-    data = pickle.dumps(obj)
-    stream.write(struct.pack("<Q", len(data)) + data)
-    stream.flush()
-
-
-def _worker_main(memory, preload):
-    """The child side: imports the modules in `preload` (before the memory limit, as a user's
-    process would have), then reads `(call id, module path, function, args)` calls from stdin
-    and writes each result to the protocol pipe (the original stdout; C-level prints go to
-    stderr)."""
-    import importlib
-    import importlib.util
-
-    proto = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    for name in ["pylstm"] + [p for p in preload.split(",") if p]:
-        importlib.import_module(name)
-
-    with open("/proc/self/status") as f:
-        size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
-    resource.setrlimit(resource.RLIMIT_AS, (size + memory, size + memory))
-    modules = {}
-    stdin = sys.stdin.buffer
-    while True:
-        head = stdin.read(8)
-        if len(head) < 8:
-            return
-        call_id, module_path, function, args = pickle.loads(
-            stdin.read(struct.unpack("<Q", head)[0]))
-        if module_path not in modules:
-            spec = importlib.util.spec_from_file_location(
-                f"_hostile_worker_{len(modules)}", module_path)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            modules[module_path] = module
-        # Marker syscalls that bracket this call in an strace log.
-        _stat_marker(f"{MARKER_PREFIX}{call_id}/begin")
-        result = getattr(modules[module_path], function)(*args)
-        _stat_marker(f"{MARKER_PREFIX}{call_id}/end")
-        _send(proto, result)
-
-
-class Worker:
-    """A child process that runs calls one at a time, isolated from the test's process.
-
-    Args:
-        memory: bytes of address space the child may add after its imports.
-        preload: modules the child imports before its memory is limited (e.g. "torch,h5py").
-        strace_log: None, or a path: the child runs under `strace` (`STRACE`), writing its
-            log there, or at `strace_log.N` for the N-th restart (`parse_strace` reads them).
-        cwd: the child's working directory.
-    """
-
-    def __init__(self, memory=DEFAULT_MEMORY, preload="", strace_log=None, cwd=None):
-        self.memory = memory
-        self.preload = preload
-        self.strace_log = strace_log
-        self.cwd = cwd
-        self.proc = None
-        self.stderr = None
-        self.starts = 0
-        self.calls = 0
-
-    def _start(self):
-        self.stderr = tempfile.TemporaryFile()
-        cmd = [sys.executable, "-P", str(Path(__file__).resolve()), "--worker", str(self.memory),
-               self.preload]
-        if self.strace_log is not None:
-            cmd = STRACE + ["-o", f"{self.strace_log}.{self.starts}"] + cmd
-        self.starts += 1
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.stderr, cwd=self.cwd)
-
-    def stderr_tail(self, n=3000):
-        if self.stderr is None:
-            return ""
-        self.stderr.seek(0)
-        return self.stderr.read().decode("utf-8", "replace")[-n:]
-
-    def call(self, module_path, function, *args, timeout=60.0, call_id=None):
-        """Runs `function(*args)` of the module at `module_path` in the child.
-
-        Returns `("ok", value)`, `("crash", description)` (the child died: a signal, or an
-        exit) or `("hang", description)` (no answer within `timeout` seconds; the child is
-        killed). `call_id` (default: a counter) names the call in the strace log."""
-        if self.proc is None or self.proc.poll() is not None:
-            self._start()
-        self.calls += 1
-        call_id = self.calls if call_id is None else call_id
-        try:
-            _send(self.proc.stdin, (call_id, str(module_path), function, args))
-        except BrokenPipeError:
-            return self._died()
-        out = self.proc.stdout
-        deadline = time.monotonic() + timeout
-        buf = b""
-        need = None
-        while need is None or len(buf) < need:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([out], [], [], left)[0]:
-                self.close()
-                return "hang", f"no answer in {timeout:.0f} s; stderr: {self.stderr_tail(800)}"
-            chunk = os.read(out.fileno(), 1 << 20)
-            if not chunk:
-                return self._died()
-            buf += chunk
-            if need is None and len(buf) >= 8:
-                need = 8 + struct.unpack("<Q", buf[:8])[0]
-        return "ok", pickle.loads(buf[8:need])
-
-    def _died(self):
-        rc = self.proc.wait()
-        self.proc = None
-        what = (f"killed by signal {signal.Signals(-rc).name}" if rc < 0 else f"exited {rc}")
-        return "crash", f"the worker {what}; stderr: {self.stderr_tail(1500)}"
-
-    def close(self):
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-
-_SYSCALL = re.compile(r'^(\d+)\s+(open|openat|openat2|creat|newfstatat|stat)\('
-                      r'(?:AT_FDCWD, |\d+, )?"((?:[^"\\]|\\.)*)"')
-
-
-def parse_strace(log_prefix):
-    """`{call id: [paths the child tried to open during that call]}` from the strace logs of a
-    `Worker(strace_log=log_prefix)`."""
-    opened = {}
-    for log in sorted(Path(log_prefix).parent.glob(Path(log_prefix).name + ".*")):
-        call = None  # calls run one at a time: every thread's opens belong to the current one
-        for line in log.read_text(errors="replace").splitlines():
-            m = _SYSCALL.match(line)
-            if m is None:
-                continue
-            syscall, path = m.group(2), m.group(3)
-            if path.startswith(MARKER_PREFIX):
-                call_id, edge = path[len(MARKER_PREFIX):].rsplit("/", 1)
-                call = call_id if edge == "begin" else None
-                opened.setdefault(call_id, [])
-                continue
-            if call is not None and syscall in ("open", "openat", "openat2", "creat"):
-                opened[call].append(path)
-    return opened
-
-
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--worker":
-        _worker_main(int(sys.argv[2]), sys.argv[3])
-    elif len(sys.argv) == 2:
+    if len(sys.argv) == 2:
         entries = write_corpus(sys.argv[1])
         counts = {}
         for e in entries:

@@ -1,6 +1,6 @@
 """Property-based fuzzing (hypothesis) of every public entry point and every loader, each
-example run in an isolated worker process (`tests/hostile_files.py`'s `Worker`, its address
-space capped): an example must end in a valid result or a ValueError/TypeError; a crash
+example run in an isolated worker process (`tests/isolated.py`'s `Worker`, its address space
+capped): an example must end in a valid result or a ValueError/TypeError; a crash
 (a signal), a hang, a MemoryError or any other exception fails the test with the example's
 recipe, which reproduces it in-process:
 `python -P tests/test_fuzz_api.py TARGET 'RECIPE_JSON'`.
@@ -39,6 +39,9 @@ _spec = importlib.util.spec_from_file_location("pylstm_tests_hostile_files",
                                                HERE / "hostile_files.py")
 hf = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(hf)
+_spec = importlib.util.spec_from_file_location("pylstm_tests_isolated", HERE / "isolated.py")
+isolated = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(isolated)
 
 EXAMPLES = int(os.environ.get("PYLSTM_FUZZ_EXAMPLES", 30))
 TIMEOUT = 60.0  # seconds per example: a hang guard (an example takes milliseconds)
@@ -648,7 +651,7 @@ def run(target, recipe):
 
 @pytest.fixture(scope="module")
 def worker():
-    w = hf.Worker(preload="h5py")
+    w = isolated.Worker(preload=["h5py"])
     yield w
     w.close()
 
@@ -657,7 +660,7 @@ def worker():
 def load_worker(tmp_path_factory):
     corpus = tmp_path_factory.mktemp("fuzz_corpus")
     hf.write_valid(corpus)
-    w = hf.Worker(preload="torch,h5py", cwd=corpus)
+    w = isolated.Worker(preload=["torch", "h5py"], cwd=corpus)
     yield w, str(corpus)
     w.close()
 
@@ -725,11 +728,14 @@ def test_loaders_on_damaged_files(load_worker, recipe):
 
 def test_worker_reports_crashes_and_hangs():
     """The isolation itself: a segfault and a hang in the worker come back as failures, and
-    the next call runs in a fresh worker."""
-    w = hf.Worker()
+    the next call runs in a fresh worker; an exception comes back described."""
+    w = isolated.Worker()
     try:
+        status, value = w.call(__file__, "raise_for_test", timeout=TIMEOUT)
+        assert status == "raised" and value["type"] == "json.decoder.JSONDecodeError"
+        assert "ValueError" in value["mro"] and "Expecting value" in value["message"]
         status, value = w.call(__file__, "crash_for_test", timeout=TIMEOUT)
-        assert status == "crash" and "SIGSEGV" in value
+        assert status == "crash" and value.startswith("SIGSEGV")
         status, value = w.call(__file__, "hang_for_test", timeout=2)
         assert status == "hang"
         assert w.call(__file__, "run", "streaming", _VALID_STREAMING) == ("ok", {"outcome": "ok"})
@@ -745,6 +751,10 @@ _VALID_STREAMING = {
     "recurrent_kernel": {"a": [3, 12], "dt": "float32", "fill": "normal", "lay": "c", "seed": 4},
     "bias": None, "out": None, "reset_mask": None, "in_place": True, "steps": 2,
     "activation": "tanh"}
+
+
+def raise_for_test():
+    json.loads("")
 
 
 def crash_for_test():

@@ -1,9 +1,10 @@
 """Every file of the hostile corpus (`tests/hostile_files.py`) through every public loader of
-its format, each load in an isolated worker process with its address space capped: a load
-ends in a model or a ValueError/TypeError naming the file, within a time limit, never a crash,
-a hang, a MemoryError or another exception; no pickled code runs (no marker file appears);
-nothing outside the corpus is read (the loaded weights never hold an external target's bytes,
-and, where `strace` is installed, the worker's log shows no open of a file outside it).
+its format, each load in an isolated worker process (`tests/isolated.py`) with its address
+space capped: a load ends in a model or a ValueError/TypeError naming the file, within a time
+limit, never a crash, a hang, a MemoryError or another exception; no pickled code runs (no
+marker file appears); nothing outside the corpus is read (the loaded weights never hold an
+external target's bytes, and, where `strace` is installed, the worker's log shows no open of a
+file outside it).
 
 Run: `python -P -m pytest -q --import-mode=importlib tests/test_hostile_files.py`. A longer
 run with more byte flips per format (the default is 24):
@@ -31,6 +32,9 @@ _spec = importlib.util.spec_from_file_location("pylstm_tests_hostile_files",
                                                HERE / "hostile_files.py")
 hf = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(hf)
+_spec = importlib.util.spec_from_file_location("pylstm_tests_isolated", HERE / "isolated.py")
+isolated = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(isolated)
 
 TIMEOUT = 30.0  # seconds per load: a hang guard (a load takes milliseconds)
 # The workers, one per group of formats (torch is imported only where `.pt` files are read).
@@ -41,8 +45,8 @@ def _strace_works():
     if shutil.which("strace") is None:
         return False
     try:
-        return subprocess.run(hf.STRACE + ["-o", os.devnull, "true"], capture_output=True,
-                              timeout=30).returncode == 0
+        return subprocess.run(isolated.STRACE + ["-o", os.devnull, "true"],
+                              capture_output=True, timeout=30).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
 
@@ -84,8 +88,8 @@ def run_corpus(corpus, manifest, use_strace):
 
     def run_group(index, formats):
         log = corpus.parent / f"strace-{index}" if use_strace else None
-        worker = hf.Worker(preload="torch" if "pt" in formats else "h5py", strace_log=log,
-                           cwd=corpus)
+        worker = isolated.Worker(preload=["torch" if "pt" in formats else "h5py"],
+                                 strace_log=log, cwd=corpus)
         calls = {}
         try:
             for entry in manifest:
@@ -96,7 +100,7 @@ def run_corpus(corpus, manifest, use_strace):
                     status, value = worker.call(hf.__file__, "run_entry", str(corpus), entry,
                                                 loader, timeout=TIMEOUT, call_id=call_id)
                     if status != "ok":
-                        alone = hf.Worker(preload=worker.preload, cwd=corpus)
+                        alone = isolated.Worker(preload=worker.preload, cwd=corpus)
                         try:
                             again, _ = alone.call(hf.__file__, "run_entry", str(corpus), entry,
                                                   loader, timeout=TIMEOUT)
@@ -111,7 +115,7 @@ def run_corpus(corpus, manifest, use_strace):
                     calls[call_id] = (entry, loader, hf.judge(entry, loader, value), value)
         finally:
             worker.close()
-        opened = hf.parse_strace(log) if use_strace else {}
+        opened = isolated.parse_strace(log) if use_strace else {}
         with lock:
             for call_id, (entry, loader, failure, value) in calls.items():
                 bad = _outside_opens(opened.get(call_id, []), corpus, roots)
