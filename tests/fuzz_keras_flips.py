@@ -1,11 +1,11 @@
 """Byte-flip fuzzing of the Keras file readers: every damaged file must end in a loaded model or
 a ValueError/TypeError naming the file, never a crash, a hang or a memory blowup.
 
-Each case flips one byte (XOR 0xFF by default) of a small Keras file and loads it in a child
-process that runs many cases in turn, under a memory cap (RLIMIT_AS, the child's address space
-after its imports plus `--memory` MiB) and a per-case alarm (SIGALRM with its default action,
-which ends the child even inside C code). A child that dies is restarted after the case that
-killed it. Two files:
+Each case flips one byte (XOR 0xFF by default) of a small Keras file and loads it in the
+isolated worker (`tests/isolated.py`), which runs many cases in turn under a memory cap
+(RLIMIT_AS, the worker's address space after its imports plus `--memory` MiB) and a per-case
+timeout (`--alarm`; the worker is killed, even inside C code). A worker that dies is restarted
+after the case that killed it. Two files:
 
 - `legacy`: tests/data/keras2_lstm.h5 (Keras 2's `model.save`, 22 KB), loaded with `load_keras`;
 - `keras`: a `.keras` archive written by pylstm (LSTM(4) -> Dense(2), compiled with Adam), whose
@@ -19,7 +19,7 @@ Two readers: `new`, the installed `pylstm.models.keras_io` (pyfive); `h5py`, ker
 Outcomes: `same` (loaded, predictions bitwise equal to the intact file's), `different` (loaded,
 predictions differ), `ValueError` / `TypeError` (with `(unnamed)` when the message does not name
 the file), `other:<type>` (another exception), `memory` (MemoryError under the cap), `hang`
-(alarm), `crash:<signal>` (segfault, abort, ...).
+(timeout), `crash:<signal>` (segfault, abort, ...) or `crash:exit<status>`.
 
 Usage (from the repository root):
     python -P tests/fuzz_keras_flips.py --all            # every offset, all files, both readers
@@ -30,78 +30,85 @@ tests/test_keras_hostile.py runs every 7th (`latest`: 13th) offset with the new 
 import argparse
 import collections
 import gzip
+import importlib.util
+import io
 import json
 import pathlib
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 import zipfile
+
+import numpy as np
 
 TESTS = pathlib.Path(__file__).resolve().parent
 WEIGHTS = "model.weights.h5"
 OLD_REF = "a2ac8d1"  # the last commit whose keras_io read HDF5 with h5py
 
-# The child: reads its job as JSON on stdin, prints "S <offset>" before and "R <offset> <outcome>"
-# after each case.
-CHILD = r"""
-import importlib.util, io, json, os, resource, signal, sys, zipfile
-import numpy as np
-job = json.load(sys.stdin)
-if job["old_module"]:
-    spec = importlib.util.spec_from_file_location("keras_io_h5py", job["old_module"])
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    load_keras = module.load_keras
-else:
-    from pylstm.models import load_keras
-base = open(job["base"], "rb").read()
-if job["kind"] == "keras":
-    with zipfile.ZipFile(io.BytesIO(base)) as archive:
-        members = {name: archive.read(name) for name in archive.namelist()}
-    data = members["model.weights.h5"]
-else:
-    data = base
-path = job["path"]
+_spec = importlib.util.spec_from_file_location("pylstm_tests_isolated", TESTS / "isolated.py")
+isolated = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(isolated)
+_INTACT = {}  # in the worker: (kind, base, path, old) -> (load_keras, data, members, reference)
 
-def write(content):
-    if job["kind"] == "keras":
-        with zipfile.ZipFile(path, "w") as archive:
-            for name, value in members.items():
-                archive.writestr(name, content if name == "model.weights.h5" else value)
-    else:
-        with open(path, "wb") as f:
-            f.write(content)
 
-def predict(model):
+def _predict(model):
     x = np.random.default_rng(0).normal(size=(2,) + tuple(model._build_input_shape[1:]))
     return model.predict(x.astype(model.dtype))
 
-write(data)
-reference = predict(load_keras(path))
-with open("/proc/self/status") as f:
-    vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
-resource.setrlimit(resource.RLIMIT_AS, (vm + job["memory"], vm + job["memory"]))
-for offset in job["offsets"]:
-    print("S", offset, flush=True)
+
+def _write(kind, path, members, content):
+    if kind == "keras":
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, value in members.items():
+                archive.writestr(name, content if name == WEIGHTS else value)
+    else:
+        pathlib.Path(path).write_bytes(content)
+
+
+def flip_case(kind, base, path, old, xor, offset):
+    """In the worker: loads `base` (see `run_flips`) with the byte at `offset` XOR `xor`,
+    written to `path` (`offset` None: the intact file); returns "same" or "different"."""
+    key = (kind, base, path, old)
+    if key not in _INTACT:
+        if old:
+            spec = importlib.util.spec_from_file_location("keras_io_h5py", old)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            load_keras = module.load_keras
+        else:
+            from pylstm.models import load_keras
+        data, members = pathlib.Path(base).read_bytes(), None
+        if kind == "keras":
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                members = {name: archive.read(name) for name in archive.namelist()}
+            data = members[WEIGHTS]
+        _write(kind, path, members, data)
+        _INTACT[key] = load_keras, data, members, _predict(load_keras(path))
+    load_keras, data, members, reference = _INTACT[key]
+    if offset is None:
+        return "same"
     flipped = bytearray(data)
-    flipped[offset] ^= job["xor"]
-    write(bytes(flipped))
-    signal.alarm(job["alarm"])
-    try:
-        y = predict(load_keras(path))
-        outcome = "same" if np.array_equal(y, reference, equal_nan=True) else "different"
-    except MemoryError:
-        outcome = "memory"
-    except (ValueError, TypeError) as e:
-        outcome = ("ValueError" if isinstance(e, ValueError) else "TypeError") + (
-            "" if repr(path) in str(e) else "(unnamed)")
-    except BaseException as e:
-        outcome = "other:" + type(e).__name__
-    signal.alarm(0)
-    print("R", offset, outcome, flush=True)
-"""
+    flipped[offset] ^= xor
+    _write(kind, path, members, bytes(flipped))
+    y = _predict(load_keras(path))
+    return "same" if np.array_equal(y, reference, equal_nan=True) else "different"
+
+
+def _outcome(status, value, path):
+    """The outcome of one case from its `isolated.Worker.call` result."""
+    if status == "ok":
+        return value
+    if status == "hang":
+        return "hang"
+    if status == "crash":
+        return "crash:" + value.split(":", 1)[0].replace(" ", "")
+    mro = value["mro"]
+    if "MemoryError" in mro:
+        return "memory"
+    for error in ("ValueError", "TypeError"):
+        if error in mro:
+            return error + ("" if repr(path) in value["message"] else "(unnamed)")
+    return "other:" + value["type"].rsplit(".", 1)[-1]
 
 
 def targets(workdir):
@@ -153,38 +160,18 @@ def run_flips(kind, base, offsets, workdir, old=None, xor=0xFF, alarm=20, memory
         offsets: list of int.
         workdir: a directory for the flipped file.
         old: path of an old keras_io module to load with instead of pylstm's, or None.
-        xor, alarm, memory: the flip, the per-case alarm in seconds, the memory cap in bytes.
+        xor, alarm, memory: the flip, the per-case timeout in seconds, the memory cap in bytes.
         timeout: seconds for all cases together (a guard for CI), or None.
     """
-    results, pending = {}, list(offsets)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while pending:
-        suffix = "keras" if kind == "keras" else "h5"
-        job = {"kind": kind, "base": str(base), "offsets": pending, "xor": xor, "alarm": alarm,
-               "memory": memory, "old_module": str(old) if old else None,
-               "path": str(pathlib.Path(workdir) / f"flipped.{suffix}")}
-        left = None if deadline is None else max(1.0, deadline - time.monotonic())
-        child = subprocess.run([sys.executable, "-P", "-c", CHILD], input=json.dumps(job),
-                               capture_output=True, text=True, timeout=left)
-        started = None
-        for line in child.stdout.splitlines():
-            tag, _, rest = line.partition(" ")
-            if tag == "S":
-                started = int(rest)
-            elif tag == "R":
-                offset, outcome = rest.split(" ", 1)
-                results[int(offset)] = outcome
-                started = None
-        if child.returncode == 0:
-            break
-        if started is None:  # died before the first case: the intact file fails
-            raise RuntimeError(f"the child failed on the intact file:\n{child.stderr[-3000:]}")
-        signum = -child.returncode
-        results[started] = ("hang" if signum == signal.SIGALRM else
-                            f"crash:{signal.Signals(signum).name}" if signum > 0 else
-                            f"crash:exit{child.returncode}")
-        pending = pending[pending.index(started) + 1:]
-    return results
+    path = str(pathlib.Path(workdir) / ("flipped.keras" if kind == "keras" else "flipped.h5"))
+    calls = [(kind, str(base), path, str(old) if old else None, xor, offset)
+             for offset in [None, *offsets]]
+    results = isolated.run_calls(__file__, "flip_case", calls, timeout=alarm,
+                                 total_timeout=timeout, memory=memory,
+                                 preload=["h5py", __file__])
+    if results[0] != ("ok", "same"):
+        raise RuntimeError(f"the intact file {base} failed: {results[0]}")
+    return {offset: _outcome(*result, path) for offset, result in zip(offsets, results[1:])}
 
 
 def main():

@@ -3,9 +3,9 @@ TypeError naming the file, within bounded time and memory, and never reads anoth
 
 The files are made here with h5py and zipfile: HDF5 virtual datasets, external storage, external
 and soft links, a huge declared dataset, a zip bomb, lying zip sizes, an encrypted flag, deep
-JSON, config fields of the wrong type, truncations and byte flips. Every load runs in a child
-process under a memory cap (RLIMIT_AS) and a timeout, so that a crash or a hang is reported as a
-failure instead of taking pytest down.
+JSON, config fields of the wrong type, truncations and byte flips. Every load runs in the
+isolated worker (`tests/isolated.py`) under a memory cap (RLIMIT_AS) and a timeout, so that a
+crash or a hang is reported as a failure instead of taking pytest down.
 """
 
 import gzip
@@ -15,8 +15,6 @@ import json
 import pathlib
 import re
 import struct
-import subprocess
-import sys
 import zipfile
 import zlib
 
@@ -32,76 +30,56 @@ WEIGHTS = "model.weights.h5"
 KERNEL = "layers/lstm/cell/vars/0"  # (3, 16) in the .keras and .weights.h5 files below
 LEGACY_KERNEL = "model_weights/lstm/lstm/lstm_cell/kernel:0"  # (3, 16) in keras2_lstm.h5
 
-# The child: reads a list of cases as JSON on stdin and loads each (`load_keras`, or
-# `load_keras_weights` into the model of a reference file) under a memory cap and a per-case
-# alarm (SIGALRM's default action ends the child even inside C code); prints "S <i>" before and
-# "R <i> <outcome as JSON>" after each case.
-CHILD = r"""
-import json, resource, signal, sys, time
-import numpy as np
-from pylstm.models import load_keras, load_keras_weights
-job = json.load(sys.stdin)
-references = {c["reference"]: load_keras(c["reference"]) for c in job["cases"] if c["reference"]}
-with open("/proc/self/status") as f:
-    vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
-resource.setrlimit(resource.RLIMIT_AS, (vm + job["memory"], vm + job["memory"]))
-for i, case in enumerate(job["cases"]):
-    print("S", i, flush=True)
-    path = case["path"]
-    signal.alarm(job["alarm"])
-    start = time.perf_counter()
-    try:
-        if case["reference"]:
-            model = references[case["reference"]]
-            load_keras_weights(model, path)
-        else:
-            model = load_keras(path)
-    except (ValueError, TypeError) as e:
-        out = {"outcome": "ValueError" if isinstance(e, ValueError) else "TypeError",
-               "message": str(e), "names_file": repr(path) in str(e)}
-    except BaseException as e:
-        out = {"outcome": "other", "message": f"{type(e).__name__}: {e}"}
+_spec = importlib.util.spec_from_file_location("pylstm_tests_isolated", TESTS / "isolated.py")
+isolated = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(isolated)
+_REFERENCES = {}  # in the worker: path of a `.keras` file -> its model
+
+
+def load_case(path, reference):
+    """In the worker: loads `path` (`load_keras`, or `load_keras_weights` into the model of the
+    `.keras` file `reference`); returns `{"outcome": "loaded", "y": predictions}`."""
+    from pylstm.models import load_keras, load_keras_weights
+
+    if reference:
+        if reference not in _REFERENCES:
+            _REFERENCES[reference] = load_keras(reference)
+        model = _REFERENCES[reference]
+        load_keras_weights(model, path)
     else:
-        # A config may load with odd sizes (0 or None timesteps): predict on 4 if unsized.
-        shape = [4 if d is None else d for d in model._build_input_shape[1:]]
-        x = np.random.default_rng(0).normal(size=[2] + shape).astype(model.dtype)
-        try:
-            out = {"outcome": "loaded", "y": model.predict(x).tolist()}
-        except (ValueError, TypeError) as e:
-            out = {"outcome": "loaded", "y": None, "predict_error": str(e)}
-    signal.alarm(0)
-    out["seconds"] = time.perf_counter() - start
-    print("R", i, json.dumps(out), flush=True)
-"""
+        model = load_keras(path)
+    # A config may load with odd sizes (0 or None timesteps): predict on 4 if unsized.
+    shape = [4 if d is None else d for d in model._build_input_shape[1:]]
+    x = np.random.default_rng(0).normal(size=[2] + shape).astype(model.dtype)
+    try:
+        return {"outcome": "loaded", "y": model.predict(x).tolist()}
+    except (ValueError, TypeError) as e:
+        return {"outcome": "loaded", "y": None, "predict_error": str(e)}
 
 
 def _run(cases, memory=512 * 2**20, alarm=60, timeout=900):
-    """Loads each `(path, reference or None)` of `cases` in child processes; returns their
-    outcome dicts. A case that crashes or hangs its child gets the outcome "crash" or "hang"
-    (with the exit status), and the rest run in a new child."""
-    results, start = [None] * len(cases), 0
-    while start < len(cases):
-        job = {"cases": [{"path": str(p), "reference": str(r) if r else None}
-                         for p, r in cases[start:]], "memory": memory, "alarm": alarm}
-        child = subprocess.run([sys.executable, "-P", "-c", CHILD], input=json.dumps(job),
-                               capture_output=True, text=True, timeout=timeout)
-        current = None
-        for line in child.stdout.splitlines():
-            tag, _, rest = line.partition(" ")
-            if tag == "S":
-                current = start + int(rest)
-            elif tag == "R":
-                i, out = rest.split(" ", 1)
-                results[start + int(i)] = json.loads(out)
-                current = None
-        if child.returncode == 0:
-            break
-        if current is None:
-            pytest.fail(f"the loading child failed outside a case:\n{child.stderr[-3000:]}")
-        results[current] = {"outcome": "hang" if child.returncode == -14 else "crash",
-                            "message": f"exit {child.returncode}: {child.stderr[-2000:]}"}
-        start = current + 1
-    return results
+    """Loads each `(path, reference or None)` of `cases` in the isolated worker (a memory cap,
+    `alarm` seconds per case, `timeout` for all); returns their outcome dicts: "loaded",
+    "ValueError", "TypeError" (with "names_file"), "other", or "crash" / "hang" (the rest run
+    in a fresh worker)."""
+    results = isolated.run_calls(__file__, "load_case",
+                                 [(str(p), str(r) if r else None) for p, r in cases],
+                                 timeout=alarm, total_timeout=timeout, memory=memory,
+                                 preload=["h5py", __file__])
+    outcomes = []
+    for (path, _), (status, value) in zip(cases, results):
+        if status == "ok":
+            outcomes.append(value)
+        elif status != "raised":
+            outcomes.append({"outcome": status, "message": value})
+        elif "ValueError" in value["mro"] or "TypeError" in value["mro"]:
+            outcomes.append({"outcome": "ValueError" if "ValueError" in value["mro"] else
+                             "TypeError", "message": value["message"],
+                             "names_file": repr(str(path)) in value["message"]})
+        else:
+            outcomes.append({"outcome": "other", "message": f"{value['type']}: "
+                             f"{value['message']} (at {value['where']})"})
+    return outcomes
 
 
 def _assert_refused(out, match):
@@ -115,7 +93,7 @@ def _assert_refused(out, match):
 #
 # Each case is a builder `(files, root) -> (path, reference)` (reference: the `.keras` file
 # whose model `load_keras_weights` loads into, or None for `load_keras`). The `outcomes`
-# fixture builds every case and loads them all in one child process.
+# fixture builds every case and loads them all in one worker.
 
 CASES = {}
 

@@ -3,10 +3,11 @@
 
 Each hostile file must end in a loaded model (predicting as the original) or in a ValueError /
 TypeError naming the file, within bounded time and memory: the loads run in a child process
-whose address space is capped (RLIMIT_AS) under a generous hang guard, so that an attempt to
-allocate what a small file declares fails the test instead of the machine. Pickle payloads
+(`tests/isolated.py`) whose address space is capped (RLIMIT_AS) under a generous hang guard, so
+that an attempt to allocate what a small file declares fails the test instead of the machine. Pickle payloads
 would create a marker file: it must never appear."""
 
+import importlib.util
 import json
 import os
 import pickle
@@ -17,6 +18,7 @@ import sys
 import time
 import zipfile
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,54 +43,56 @@ def inputs():
     return np.random.default_rng(1).normal(size=(2, T, D)).astype(np.float32)
 
 
-# The child: loads each case and prints one JSON line per case, so that a crash names it.
-CHILD = r"""
-import json, resource, sys
-limit = int(sys.argv[1])
-resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-import numpy as np
-cases, x = json.loads(sys.stdin.read()), None
-for case in cases:
+_spec = importlib.util.spec_from_file_location("pylstm_tests_isolated",
+                                               Path(__file__).with_name("isolated.py"))
+isolated = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(isolated)
+
+
+def load_case(case):
+    """In the worker: loads `case` (a dict: name, loader, path, ...) and returns what the
+    tests compare: the predictions, or the state dict."""
     result = {"name": case["name"]}
-    try:
-        if case["loader"] == "load_model":
-            from pylstm.models import load_model
-            model = load_model(case["path"], **case.get("kwargs", {}))
-            x = np.load(case["inputs"])
-            result["outputs"] = model.predict(x, verbose=0).tolist()
-            result["compiled"] = model.optimizer is not None
-        elif case["loader"] == "nn":
-            from pylstm.nn import LSTM
-            module = LSTM(3, 4, **case.get("kwargs", {}))
-            module.load_state_dict(case["path"])
-            result["outputs"] = {k: v.tolist() for k, v in module.state_dict().items()}
+    if case["loader"] == "load_model":
+        model = load_model(case["path"], **case.get("kwargs", {}))
+        result["outputs"] = model.predict(np.load(case["inputs"]), verbose=0).tolist()
+        result["compiled"] = model.optimizer is not None
+    elif case["loader"] == "nn":
+        from pylstm.nn import LSTM
+
+        module = LSTM(3, 4, **case.get("kwargs", {}))
+        module.load_state_dict(case["path"])
+        result["outputs"] = {k: v.tolist() for k, v in module.state_dict().items()}
+    else:
+        from pylstm.nn import load_state_dict_file
+
+        arrays = load_state_dict_file(case["path"])
+        result["outputs"] = {k: [str(v.dtype), list(v.shape)] for k, v in arrays.items()}
+    result["outcome"] = "loaded"
+    return result
+
+
+def run_isolated(cases, memory=2.75 * isolated.GIB, preload=()):
+    """Runs `cases` (dicts: name, loader, path, ...) in the isolated worker, its address space
+    capped at its size after importing pylstm and `preload` plus `memory`; returns `{name:
+    result}`, an exception as outcome "error" (a ValueError or TypeError) or "other". A crash
+    or hang fails the test, naming the case it happened in."""
+    calls = isolated.run_calls(__file__, "load_case", [(case,) for case in cases],
+                               timeout=HANG_GUARD_S, total_timeout=HANG_GUARD_S, memory=memory,
+                               preload=[*preload, __file__])
+    results, broken = {}, []
+    for case, (status, value) in zip(cases, calls):
+        if status == "ok":
+            results[case["name"]] = value
+        elif status == "raised":
+            error = "ValueError" in value["mro"] or "TypeError" in value["mro"]
+            results[case["name"]] = {"name": case["name"], "outcome": "error" if error else
+                                     "other", "type": value["type"].rsplit(".", 1)[-1],
+                                     "message": value["message"] if error else
+                                     value["message"][:500]}
         else:
-            from pylstm.nn import load_state_dict_file
-            arrays = load_state_dict_file(case["path"])
-            result["outputs"] = {k: [str(v.dtype), list(v.shape)] for k, v in arrays.items()}
-        result["outcome"] = "loaded"
-    except (ValueError, TypeError) as e:
-        result.update(outcome="error", type=type(e).__name__, message=str(e))
-    except BaseException as e:
-        result.update(outcome="other", type=type(e).__name__, message=str(e)[:500])
-    print(json.dumps(result), flush=True)
-"""
-
-
-def run_isolated(cases, memory=3 * 2 ** 30):
-    """Runs `cases` (dicts: name, loader, path, ...) in one capped child; returns
-    `{name: result}`. A crash or hang fails the test, naming the case it happened in."""
-    proc = subprocess.run([sys.executable, "-P", "-c", CHILD, str(memory)],
-                          input=json.dumps(cases), capture_output=True, text=True,
-                          timeout=HANG_GUARD_S)
-    results = {}
-    for line in proc.stdout.splitlines():
-        result = json.loads(line)
-        results[result["name"]] = result
-    done = len(results)
-    assert proc.returncode == 0 and done == len(cases), (
-        f"child exited with {proc.returncode} in case "
-        f"{cases[done]['name'] if done < len(cases) else '?'}: {proc.stderr[-2000:]}")
+            broken.append(f"{case['name']}: {status}: {value}")
+    assert not broken, "\n".join(broken[:5])
     return results
 
 
@@ -595,7 +599,7 @@ def test_hostile_state_dict_files(tmp_path):
     runs = [{"name": f"{loader}:{name}", "loader": loader, "path": str(path)}
             for name, path, _, _ in cases for loader in ("nn", "file")]
     # torch needs more address space than NumPy alone.
-    results = run_isolated(runs, memory=6 * 2 ** 30)
+    results = run_isolated(runs, memory=5.25 * isolated.GIB, preload=["torch"])
     for name, path, expect_nn, expect_file in cases:
         nn_result, file_result = results[f"nn:{name}"], results[f"file:{name}"]
         if expect_nn is None:
