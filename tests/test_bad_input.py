@@ -492,7 +492,7 @@ def test_load_model_bad_config(tmp_path, saved, edit, match):
 
 def test_load_model_bad_json_and_missing_weight(tmp_path, saved):
     np.savez(tmp_path / "badjson.npz", **{"config.json": np.frombuffer(b"{oops", np.uint8)})
-    with pytest.raises(ValueError, match="damaged.*JSONDecodeError"):
+    with pytest.raises(ValueError, match="config.json is not valid JSON.*JSONDecodeError"):
         load_model(tmp_path / "badjson.npz")
     path = _rewrite(tmp_path, saved[0], edit_arrays=lambda a: a.pop("weight_0004"))
     with pytest.raises(ValueError, match=r"expects 5 weight arrays, received 4"):

@@ -34,10 +34,11 @@ Design:
 
     Untrusted files: reading is bounded before anything is validated. config.json may declare
     at most `_MAX_CONFIG_BYTES`; the model is built from it inside `deferred_weights`, whose
-    byte count bounds the size model.weights.h5 may declare; members are refused when
-    encrypted or compressed otherwise than stored/deflated, and inflated in chunks that
-    zipfile stops at the declared size. HDF5 is parsed by pyfive (see "HDF5 reading" below).
-    Every failure is a ValueError (`_invalid`) naming the file, chained to its cause.
+    byte count bounds the size model.weights.h5 may declare. Zip members are read by
+    `pylstm.models._archive.Member` (encryption and other compressions refused, sizes bounded
+    before inflating), JSON by `_archive.parse_json`, HDF5 by `pylstm.models._hdf5` (pyfive,
+    within a read budget, refusing anything that would read outside the file). Every failure
+    is a ValueError (`_invalid`) naming the file, chained to its cause.
 """
 
 import datetime
@@ -45,11 +46,8 @@ import functools
 import inspect
 import io
 import json
-import math
 import os
-import struct
 import zipfile
-import zlib
 
 import numpy as np
 
@@ -57,6 +55,7 @@ from pylstm import activations, constraints, initializers, losses, optimizers, r
 from pylstm import metrics as metrics_module
 from pylstm.layers import Layer, _layer_classes, serialize
 from pylstm.layers.layer import DEFAULT_MAX_WEIGHT_BYTES, deferred_weights
+from pylstm.models import _archive, _hdf5
 from pylstm.models.saving import atomic_write
 from pylstm.models.sequential import Sequential
 
@@ -248,11 +247,11 @@ def load_keras(path, compile=True, max_weight_bytes=DEFAULT_MAX_WEIGHT_BYTES):
 
 
 def _load_legacy_model(path, f, compile, max_weight_bytes):
-    version = _attr_text(f, "keras_version") or ""
+    version = f.text("keras_version", _MAX_ATTR_TEXT) or ""
     if version.startswith("1."):
         raise ValueError(f"Cannot load {path!r}: it was written by Keras {version:.20}; pylstm "
                          f"reads files of Keras 2 and 3.")
-    model_config = _attr_text(f, "model_config")
+    model_config = f.text("model_config", _MAX_ATTR_TEXT)
     if model_config is None:
         raise _invalid(path, "the HDF5 file has no `model_config` attribute (a weights-only "
                        "file? load it with `load_keras_weights(model, path)`)")
@@ -262,7 +261,7 @@ def _load_legacy_model(path, f, compile, max_weight_bytes):
     # Keras 2's "hard_sigmoid" is not Keras 3's; Keras 3 writes this format too.
     model = _model_from_keras(path, config, not version.startswith("3."), max_weight_bytes)
     _read_legacy_weights(path, model, _weights_root(path, f))
-    training_config = _attr_text(f, "training_config") if compile else None
+    training_config = f.text("training_config", _MAX_ATTR_TEXT) if compile else None
     if training_config is not None:
         _compile_from_keras(model, _json(path, training_config, "training_config"), legacy=True)
     return model
@@ -273,7 +272,7 @@ def _weights_root(path, f):
     if "model_weights" not in f.links:
         return f
     group = f.get("model_weights")
-    if not isinstance(group, _Group):
+    if not isinstance(group, _hdf5.Group):
         raise _invalid(path, "its `model_weights` is not a group")
     return group
 
@@ -372,29 +371,17 @@ def save_keras_weights(model, path):
 
 # The most bytes of config.json (uncompressed) a `.keras` archive may declare.
 _MAX_CONFIG_BYTES = 64 * 2**20
+# The most characters of a text attribute (`model_config`, ...) of a legacy HDF5 file.
+_MAX_ATTR_TEXT = _MAX_CONFIG_BYTES
 # HDF5 bytes a weights member may hold beyond its arrays, per array and in all (object
 # headers, B-trees, heaps, attributes).
 _H5_OVERHEAD_PER_ARRAY, _H5_OVERHEAD = 16 * 2**10, 4 * 2**20
 # Slot arrays per weight in the optimizer state Keras saves (at most RMSprop's three).
 _MAX_SLOTS = max(sum(len(block) for block in blocks) for blocks in _OPTIMIZER_SLOTS.values())
-# How much an HDF5 file may make its reader read, as a multiple of its size plus a constant:
-# a valid file reads each byte about once; a cyclic B-tree, heap or header loops until this.
-_READ_FACTOR, _READ_EXTRA = 4, 4 * 2**20
-# Cost charged per read or seek call, so that many tiny reads also exhaust the budget.
-_CALL_COST = 16
-
-
-class _Invalid(ValueError):
-    """A Keras file's content is damaged or refused (raised by `_invalid`)."""
-
-
-class _Refused(Exception):
-    """Raised inside pyfive's parsing for a structure this module refuses (its message says
-    which); the caller turns it into `_invalid`."""
 
 
 def _invalid(path, why):
-    return _Invalid(f"{path!r} is not a valid Keras file: {why.rstrip('.')}.")
+    return ValueError(f"{path!r} is not a valid Keras file: {why.rstrip('.')}.")
 
 
 def _sniff(path):
@@ -407,6 +394,13 @@ def _sniff(path):
     raise _invalid(path, "it is neither a .keras zip archive nor an HDF5 file")
 
 
+def _open_hdf5(path, data=None, member=None):
+    """`_hdf5.HDF5` of `data`, the bytes of `member` of a `.keras` archive, or else of the
+    file at `path`; its errors name `path` as a Keras file."""
+    return _hdf5.open_file(path, functools.partial(_invalid, path), data,
+                           None if member is None else f"its {member}")
+
+
 class _Archive:
     """A `.keras` zip archive, read member by member within declared and implied sizes."""
 
@@ -415,8 +409,7 @@ class _Archive:
         try:
             self.zip = zipfile.ZipFile(path)
             names = set(self.zip.namelist())
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
-                UnicodeDecodeError, NotImplementedError, RuntimeError) as e:
+        except _archive.ZIP_ERRORS as e:
             raise _invalid(path, f"the zip archive is damaged ({type(e).__name__}: {e})") from e
         for member in (_CONFIG, _WEIGHTS):
             if member not in names:
@@ -434,41 +427,14 @@ class _Archive:
     def read(self, member, limit, why):
         """The bytes of `member`, refused before decompression when it declares more than
         `limit` bytes (`why` says where the limit comes from)."""
-        path = self.path
-        info = self.zip.getinfo(member)
-        if info.flag_bits & 0x1:
-            raise _invalid(path, f"its {member} is encrypted")
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise _invalid(path, f"its {member} uses zip compression method "
-                           f"{info.compress_type}; Keras writes stored or deflated members")
-        if info.file_size > limit:
-            raise _invalid(path, f"its {member} declares {info.file_size} bytes, more than the "
-                           f"{limit} bytes {why}")
-        chunks, size = [], 0
-        try:
-            # ZipExtFile inflates at most the declared size, and checks the CRC on reaching it.
-            with self.zip.open(info) as f:
-                while size < info.file_size:
-                    chunk = f.read(min(2**22, info.file_size - size))
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
-                    size += len(chunk)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
-                NotImplementedError, RuntimeError, zlib.error) as e:
-            raise _invalid(path, f"the zip archive is damaged ({type(e).__name__}: {e})") from e
-        if size != info.file_size:
-            raise _invalid(path, f"its {member} holds {size} bytes, its zip entry declares "
-                           f"{info.file_size}")
-        return b"".join(chunks)
+        with _archive.Member(self.zip, self.zip.getinfo(member), f"its {member}", limit, why,
+                             functools.partial(_invalid, self.path)) as f:
+            return f.read_all()
 
     def config(self):
         """config.json as a dict."""
-        try:
-            text = self.read(_CONFIG, _MAX_CONFIG_BYTES, "a model config may have").decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise _invalid(self.path, f"its {_CONFIG} is not UTF-8 text ({e})") from e
-        config = _json(self.path, text, _CONFIG)
+        text = self.read(_CONFIG, _MAX_CONFIG_BYTES, "a model config may have")
+        config = _json(self.path, text, f"its {_CONFIG}")
         if not isinstance(config, dict) or "class_name" not in config:
             raise _invalid(self.path, "config.json does not hold a serialized model")
         return config
@@ -485,10 +451,7 @@ class _Archive:
 
 
 def _json(path, text, what):
-    try:
-        return json.loads(text)
-    except (TypeError, ValueError, RecursionError) as e:
-        raise _invalid(path, f"{what} is not valid JSON ({type(e).__name__}: {e})") from e
+    return _archive.parse_json(text, what, functools.partial(_invalid, path))
 
 
 def _plain(value):
@@ -496,469 +459,6 @@ def _plain(value):
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-# HDF5 reading -------------------------------------------------------------------------------
-#
-# Files to read may come from anywhere, and HDF5's C library (under h5py) crashes or hangs on
-# some damaged files and follows links, virtual datasets and external storage to other files.
-# They are read with pyfive, a pure-Python HDF5 reader (a damaged file can only raise), through
-# a file object of this module's that bounds the bytes pyfive may read. Only hard links inside
-# the file are followed; a dataset's layout, dtype and shape are checked before its data is
-# read, and its data must lie inside the file. pyfive is used for parsing only: the data of
-# contiguous, compact and (unfiltered) chunked datasets is read here.
-
-
-def _pyfive():
-    try:
-        import pyfive.btree
-        import pyfive.core
-        import pyfive.dataobjects
-        import pyfive.misc_low_level
-    except ImportError:
-        raise ImportError("Reading Keras files needs pyfive: `pip install pyfive` (or "
-                          "`pip install pylstm[keras]`).") from None
-    return pyfive
-
-
-class _BoundedFile:
-    """A read-only view of a binary file for pyfive that refuses to read more than `budget`
-    bytes in all (each call also counts `_CALL_COST`), and never past `size`.
-
-    It has no `fileno`, `name` or `fs`, so pyfive neither memory-maps, reopens nor reads it
-    from threads.
-    """
-
-    closed = False
-
-    def __init__(self, raw, size, budget):
-        # `raw`: a binary file object, or the bytes themselves (read without a copy).
-        self._raw, self.size, self._left, self._pos = raw, size, budget, 0
-        self._view = memoryview(raw) if isinstance(raw, (bytes, bytearray)) else None
-
-    def _charge(self, n):
-        self._left -= n + _CALL_COST
-        if self._left < 0:
-            raise _Refused("reading it takes more than a valid file of its size needs (a cycle "
-                           "in its B-trees, heaps or headers?)")
-
-    def seek(self, offset, whence=0):
-        self._charge(0)
-        base = (0, self._pos, self.size)[whence]
-        if base + offset < 0:
-            raise _Refused(f"an address points before the start of the file ({offset})")
-        self._pos = base + offset
-        return self._pos
-
-    def tell(self):
-        return self._pos
-
-    def read(self, n=-1, view=False):
-        """At most `n` bytes (all that are left if `n` is negative), as `bytes`, or with `view`
-        as a read-only buffer without a copy where the bytes are in memory."""
-        left = max(0, self.size - self._pos)
-        n = left if n is None or n < 0 else min(n, left)
-        self._charge(n)
-        if self._view is not None:
-            data = self._view[self._pos:self._pos + n]
-            data = data if view else data.tobytes()
-        else:
-            self._raw.seek(self._pos)
-            data = self._raw.read(n)
-        self._pos += len(data)
-        return data
-
-    def close(self):
-        if self._view is None:
-            self._raw.close()
-
-
-@functools.lru_cache(maxsize=None)
-def _checked_objects_class():
-    """pyfive's DataObjects (an HDF5 object header) with three structures checked before pyfive
-    acts on them: the header's continuation blocks (each read once), links (only hard and soft
-    links; `_Group` refuses soft ones) and attribute values (an element count that the bytes
-    holding it cannot hold is refused before pyfive allocates for it)."""
-    pyfive = _pyfive()
-    base = pyfive.dataobjects.DataObjects
-    p5t = pyfive.dataobjects
-
-    unpack, continuation = pyfive.core._unpack_struct_from, p5t.OBJECT_CONTINUATION_MSG_TYPE
-
-    def more(fh, msg_data, offset, seen):
-        """Reads the continuation block that the message at `offset` points at, once."""
-        address, size = struct.unpack_from("<QQ", msg_data, offset)
-        if address in seen:
-            raise _Refused("an object header continues into itself")
-        seen.add(address)
-        fh.seek(address)
-        return fh.read(size)
-
-    class CheckedObjects(base):
-        # pyfive 1.3's header parsers, with two changes: a continuation block read twice (a
-        # cycle) is refused, and the header grows in a bytearray (pyfive's bytes concatenation
-        # is quadratic in the number of continuations).
-        @staticmethod
-        def _parse_v1_objects(fh):
-            header = pyfive.core._unpack_struct_from_file(p5t.OBJECT_HEADER_V1, fh)
-            if header["version"] != 1:
-                raise _Refused(f"an object header of version {header['version']}")
-            msg_data = bytearray(fh.read(header["object_header_size"]))
-            msgs, offset, seen = [], 0, set()
-            for _ in range(header["total_header_messages"]):
-                msg = unpack(p5t.HEADER_MSG_INFO_V1, msg_data, offset)
-                msg["offset_to_message"] = offset + 8
-                if msg["type"] == continuation:
-                    msg_data += more(fh, msg_data, offset + 8, seen)
-                msgs.append(msg)
-                offset += 8 + msg["size"]
-            return msgs, bytes(msg_data), header
-
-        def _parse_v2_objects(self, fh):
-            header, order_size = self._parse_v2_header(fh)
-            msg_data = bytearray(fh.read(header["size_of_chunk_0"]))
-            msgs, offset, seen = [], 0, set()
-            chunk_sizes, chunk, done = [header["size_of_chunk_0"]], 0, 0
-            while offset < len(msg_data) - 4:
-                msg = unpack(p5t.HEADER_MSG_INFO_V2, msg_data, offset)
-                msg["offset_to_message"] = offset + 4 + order_size
-                if msg["type"] == continuation:
-                    block = more(fh, msg_data, offset + 4 + order_size, seen)
-                    if block[:4] != b"OCHK":
-                        raise _Refused("an object header continuation has no OCHK signature")
-                    chunk_sizes.append(len(block) - 4)
-                    msg_data += block[4:]
-                msgs.append(msg)
-                offset += 4 + msg["size"] + order_size
-                if offset - done + 4 >= chunk_sizes[chunk]:  # to the next block
-                    offset += chunk_sizes[chunk] - (offset - done)
-                    done += chunk_sizes[chunk]
-                    chunk += 1
-            return msgs, bytes(msg_data), header
-
-        @staticmethod
-        def _decode_link_msg(data, offset):
-            flags = data[offset + 1]
-            link_type = data[offset + 2] if flags & 0x8 else 0
-            if link_type not in (0, 1):
-                raise _Refused("it holds an external or user-defined link (to another file); "
-                               "links out of the file are refused")
-            return base._decode_link_msg(data, offset)
-
-        def _attr_value(self, ptype, buf, count, offset):
-            vlen = isinstance(ptype, (p5t.P5SequenceType, p5t.P5ReferenceType,
-                                      p5t.P5VlenStringType))
-            itemsize = 8 if isinstance(ptype, p5t.P5ReferenceType) else (
-                16 if vlen else ptype.dtype.itemsize)
-            if count * max(itemsize, 1) > len(buf) - offset:
-                raise _Refused(f"an attribute declares {count} values, more than its "
-                               f"{len(buf) - offset} bytes hold")
-            return super()._attr_value(ptype, buf, count, offset)
-
-    return CheckedObjects
-
-
-class _HDF5:
-    """An untrusted HDF5 file opened with pyfive: `root` is its root `_Group`.
-
-    Args:
-        path: the file's path, for messages.
-        raw: the HDF5 bytes, or a seekable binary file object holding them (closed on exit).
-        size: int, the number of bytes.
-        what: str, the file's name in messages ("the HDF5 file", "its model.weights.h5").
-    """
-
-    def __init__(self, path, raw, size, what):
-        self.path, self.what, self.size = path, what, size
-        self._objects_class = _checked_objects_class()
-        self.fh = _BoundedFile(raw, size, _READ_FACTOR * size + _READ_EXTRA)
-        self._cache = {}
-
-        def open_root():
-            superblock = _pyfive().misc_low_level.SuperBlock(self.fh, 0)
-            if superblock._contents.get("base_address", 0):
-                raise _Refused("its superblock declares a user block")
-            end = superblock._contents["end_of_file_address"]
-            if end > size:  # HDF5's own check for a truncated file
-                raise _Refused(f"it is truncated: it declares {end} bytes, {size} are there")
-            return superblock.offset_to_dataobjects
-
-        self.root = _Group(self, "", self.parse(open_root))
-
-    def parse(self, fn, *args):
-        """`fn(*args)`, where any failure to parse the file's bytes is a damaged file."""
-        try:
-            return fn(*args)
-        except (_Invalid, MemoryError):
-            raise
-        except _Refused as e:
-            raise _invalid(self.path, f"{self.what}'s HDF5 structure is damaged or hostile: "
-                           f"{e}") from e
-        except Exception as e:  # any error of the parser on these bytes: a damaged file
-            raise _invalid(self.path, f"{self.what}'s HDF5 structure is damaged or hostile "
-                           f"({type(e).__name__}: {e})") from e
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.fh.close()
-
-    def objects(self, address):
-        """The parsed object header at `address` (cached: a link cycle parses nothing twice)."""
-        if address not in self._cache:
-            self._cache[address] = self.parse(self._objects_class, self.fh, address)
-        return self._cache[address]
-
-
-class _Group:
-    """An HDF5 group of an `_HDF5` file: its hard links, attributes and members."""
-
-    def __init__(self, h5, name, address):
-        self.h5, self.name, self.address = h5, name, address
-        self._objects = h5.objects(address)
-
-    @property
-    def links(self):
-        # Cached in the object header's entry: a group is reached once per path through it.
-        if not hasattr(self._objects, "pylstm_links"):
-            self._objects.pylstm_links = self.h5.parse(self._objects.get_links)
-        return self._objects.pylstm_links
-
-    @property
-    def attrs(self):
-        return self.h5.parse(self._objects.get_attributes)  # cached by pyfive
-
-    def keys(self):
-        return list(self.links)
-
-    def __contains__(self, name):
-        return self.get(name) is not None
-
-    def get(self, name):
-        """The `_Group` or `_Dataset` at the relative path `name`, or None if absent."""
-        obj = self
-        for part in name.strip("/").split("/"):
-            if not isinstance(obj, _Group) or part not in obj.links:
-                return None
-            obj = obj._member(part)
-        return obj
-
-    def _member(self, part):
-        target = self.links[part]
-        name = f"{self.name}/{part}".lstrip("/")
-        if not isinstance(target, int):
-            raise _invalid(self.h5.path, f"'{name}' in {self.h5.what} is a soft link (to "
-                           f"{target!r:.100}); links are refused")
-        objects = self.h5.objects(target)
-        kind = self.h5.parse(lambda: "dataset" if objects.is_dataset else "group")
-        return (_Dataset if kind == "dataset" else _Group)(self.h5, name, target)
-
-    def datasets(self):
-        """Yields the paths (relative to this group) of the datasets below it."""
-        seen, queue = {self.address}, [self]
-        while queue:
-            group = queue.pop(0)
-            for part in group.keys():
-                obj = group._member(part)
-                if isinstance(obj, _Dataset):
-                    yield obj.name[len(self.name):].lstrip("/")
-                elif obj.address not in seen:
-                    seen.add(obj.address)
-                    queue.append(obj)
-
-
-# Header message types (HDF5 file format specification, IV.A.2).
-_MSG_EXTERNAL_FILES, _MSG_LAYOUT, _MSG_FILTERS = 0x0007, 0x0008, 0x000B
-_COMPACT, _CONTIGUOUS, _CHUNKED, _VIRTUAL = 0, 1, 2, 3
-_FILTERS = {1: "gzip", 2: "shuffle"}  # the HDF5 filters read, by id
-
-
-class _Dataset:
-    """An HDF5 dataset of an `_HDF5` file, read only after its storage, dtype and shape are
-    checked."""
-
-    def __init__(self, h5, name, address):
-        self.h5, self.name, self.address = h5, name, address
-        self._objects = h5.objects(address)
-
-    @property
-    def shape(self):
-        shape = self.h5.parse(lambda: self._objects.shape)
-        return None if shape is None else tuple(int(d) for d in shape)
-
-    def read(self, shape, kinds="f"):
-        """The dataset as a native-byte-order array, refused before reading when its dtype kind
-        is not in `kinds` or its shape is not `shape`; None for a dataset without storage."""
-        h5, objects, what = self.h5, self._objects, f"'{self.name}' in {self.h5.what}"
-        types = {msg["type"] for msg in objects.msgs}
-        if _MSG_EXTERNAL_FILES in types:
-            raise _invalid(h5.path, f"{what} is stored in external files; reading other "
-                           f"files is refused")
-        _, layout, offset = h5.parse(objects.get_id_storage_params)
-        if _MSG_FILTERS in types:
-            filters = h5.parse(lambda: [f["filter_id"] for f in objects.filter_pipeline])
-            if layout != _CHUNKED or not set(filters) <= set(_FILTERS):
-                raise _invalid(h5.path, f"{what} is compressed or filtered with HDF5 filters "
-                               f"{filters}; only gzip (1) and shuffle (2) are read")
-        if layout not in (_COMPACT, _CONTIGUOUS, _CHUNKED):
-            raise _invalid(h5.path, f"{what} is a virtual dataset (its data would come from "
-                           f"other datasets or files); refused" if layout == _VIRTUAL else
-                           f"{what} has an unknown storage layout ({layout})")
-        dtype = h5.parse(lambda: objects.ptype.dtype)
-        if not isinstance(dtype, np.dtype) or dtype.kind not in kinds or dtype.fields:
-            raise _invalid(h5.path, f"'{self.name}' is not finite floating-point data "
-                           f"({h5.what} stores it as {dtype})" if kinds == "f" else
-                           f"{what} has the HDF5 type {dtype}, expected kind {kinds!r}")
-        declared = self.shape
-        if declared != tuple(shape):
-            raise _ShapeMismatch(declared)
-        nbytes = math.prod(shape) * dtype.itemsize
-        if layout == _COMPACT:
-            data = h5.parse(self._compact)
-        elif layout == _CONTIGUOUS:
-            data = h5.parse(self._contiguous, offset, nbytes)
-        else:
-            return h5.parse(self._chunked, shape, dtype).astype(dtype.newbyteorder("="))
-        if data is None:
-            raise _invalid(h5.path, f"{what} has no data")
-        if len(data) != nbytes:
-            raise _invalid(h5.path, f"{what} holds {len(data)} bytes, its shape {shape} and "
-                           f"type {dtype} need {nbytes}")
-        return np.frombuffer(data, dtype).reshape(shape).astype(dtype.newbyteorder("="))
-
-    def _compact(self):
-        msg = self._objects.find_msg_type(_MSG_LAYOUT)[0]
-        start = msg["offset_to_message"]
-        layout = self._objects.msg_data[start:start + msg["size"]]
-        if layout[0] not in (3, 4):
-            raise _Refused(f"a compact layout of version {layout[0]}")
-        return layout[4:4 + int.from_bytes(layout[2:4], "little")]
-
-    def _contiguous(self, offset, nbytes):
-        (address,) = struct.unpack_from("<Q", self._objects.msg_data, offset)
-        if address == 0xFFFFFFFFFFFFFFFF:
-            return None
-        if address + nbytes > self.h5.size:
-            raise _Refused(f"'{self.name}' declares data at bytes {address} to "
-                           f"{address + nbytes}, past the end of the file ({self.h5.size})")
-        self.h5.fh.seek(address)
-        return self.h5.fh.read(nbytes, view=True)
-
-    def _chunked(self, shape, dtype):
-        objects, fh = self._objects, self.h5.fh
-        objects._get_chunk_params()
-        chunk = tuple(int(c) for c in objects._chunks)
-        if len(chunk) != len(shape) or not all(chunk):
-            raise _Refused(f"'{self.name}' declares chunks of shape {chunk} for shape {shape}")
-        out = np.zeros(shape, dtype)
-        if out.size == 0:
-            return out
-        chunk_bytes = math.prod(chunk) * dtype.itemsize
-        filters = [f["filter_id"] for f in objects.filter_pipeline or ()]
-        tree = _pyfive().btree.BTreeV1RawDataChunks(fh, objects._chunk_address,
-                                                     objects._chunk_dims)
-        seen = set()
-        for node in tree.all_nodes[0]:
-            for key, address in zip(node["keys"], node["addresses"]):
-                start = tuple(int(s) for s in key["chunk_offset"][:-1])
-                size = key["chunk_size"]
-                if ((size != chunk_bytes and not filters) or start in seen
-                        or len(start) != len(shape)
-                        or any(s % c or s >= d for s, c, d in zip(start, chunk, shape))
-                        or address + size > self.h5.size):
-                    raise _Refused(f"'{self.name}' has a damaged chunk index")
-                seen.add(start)
-                fh.seek(address)
-                data = self._unfiltered(fh.read(size), filters, key["filter_mask"],
-                                        chunk_bytes, dtype.itemsize)
-                block = np.frombuffer(data, dtype).reshape(chunk)
-                region = tuple(slice(s, min(s + c, d)) for s, c, d in zip(start, chunk, shape))
-                out[region] = block[tuple(slice(0, r.stop - r.start) for r in region)]
-        if len(seen) != math.prod(-(-d // c) for d, c in zip(shape, chunk)):
-            raise _Refused(f"'{self.name}' lacks some of its chunks")
-        return out
-
-    def _unfiltered(self, data, filters, mask, nbytes, itemsize):
-        """A chunk's `nbytes` bytes, its filters undone in reverse order (a bit of `mask` set
-        skips that filter); inflating stops at `nbytes`, so a deflate bomb costs nothing."""
-        for index in reversed(range(len(filters))):
-            if mask >> index & 1:
-                continue
-            if filters[index] == 1:
-                inflate = zlib.decompressobj()
-                data = inflate.decompress(data, nbytes)
-                if not inflate.eof or inflate.unconsumed_tail:
-                    raise _Refused(f"a chunk of '{self.name}' does not inflate to {nbytes} bytes")
-            elif len(data) == nbytes:  # shuffle: byte k of every element, then byte k + 1
-                data = np.frombuffer(data, np.uint8).reshape(itemsize, -1).T.tobytes()
-        if len(data) != nbytes:
-            raise _Refused(f"a chunk of '{self.name}' holds {len(data)} bytes, not {nbytes}")
-        return data
-
-
-class _ShapeMismatch(Exception):
-    """A dataset's declared shape is not the expected one (the caller names the layer)."""
-
-    def __init__(self, declared):
-        super().__init__(declared)
-        self.declared = declared
-
-
-def _open_hdf5(path, data=None, member=None):
-    """`_HDF5` of `data`, the bytes of `member` of a `.keras` archive, or else of the file at
-    `path`."""
-    if data is not None:
-        return _HDF5(path, data, len(data), f"its {member}")
-    f = open(path, "rb")
-    try:
-        return _HDF5(path, f, os.fstat(f.fileno()).st_size, "the HDF5 file")
-    except BaseException:
-        f.close()
-        raise
-
-
-_MAX_ATTR_TEXT = _MAX_CONFIG_BYTES
-
-
-def _attr_text(group, name):
-    """The text attribute `name` of `group`, None if absent."""
-    value = group.attrs.get(name)
-    if value is None:
-        return None
-    if isinstance(value, np.ndarray) and value.shape == () :
-        value = value[()]
-    if isinstance(value, bytes):
-        try:
-            value = value.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise _invalid(group.h5.path, f"its `{name}` attribute is not UTF-8 text") from e
-    if not isinstance(value, str) or len(value) > _MAX_ATTR_TEXT:
-        raise _invalid(group.h5.path, f"its `{name}` attribute is not text of at most "
-                       f"{_MAX_ATTR_TEXT} characters (received {type(value).__name__})")
-    return value
-
-
-def _attr_names(group, name):
-    """The list-of-names attribute `name` of `group` (`layer_names`, `weight_names`), None if
-    absent."""
-    values = group.attrs.get(name)
-    if values is None:
-        return None
-    if not isinstance(values, np.ndarray):
-        values = np.asarray([values], dtype=object)
-    names = []
-    for value in values.reshape(-1).tolist():
-        if isinstance(value, bytes):
-            try:
-                value = value.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise _invalid(group.h5.path, f"its `{name}` attribute is not UTF-8 text") from e
-        if not isinstance(value, str):
-            raise _invalid(group.h5.path, f"its `{name}` attribute holds a "
-                           f"{type(value).__name__}, expected names")
-        names.append(value)
-    return names
 
 
 # Keras config -> pylstm ---------------------------------------------------------------------
@@ -1228,7 +728,7 @@ def _read_vars(path, f, group_path, layer, shapes):
     expects."""
     name = f"{group_path}/vars"
     group = f.get(name)
-    if not isinstance(group, _Group):
+    if not isinstance(group, _hdf5.Group):
         raise _invalid(path, f"it has no weights group '{name}'")
     keys = sorted(group.keys(), key=lambda k: int(k) if k.isdigit() else -1)
     if keys != [str(i) for i in range(len(shapes))]:
@@ -1241,11 +741,11 @@ def _read_vars(path, f, group_path, layer, shapes):
 def _array(path, dataset, name, layer, shape):
     """The dataset `name` for a weight of `layer` of shape `shape`, checked before and after
     it is read."""
-    if not isinstance(dataset, _Dataset):
+    if not isinstance(dataset, _hdf5.Dataset):
         raise _invalid(path, f"'{name}' is not an array")
     try:
         value = dataset.read(shape)
-    except _ShapeMismatch as e:
+    except _hdf5.ShapeMismatch as e:
         raise _invalid(path, f"its weights do not fit layer '{layer.name}': '{name}' expects "
                        f"shape {tuple(shape)}, received shape {e.declared}") from e
     if not np.isfinite(value).all():
@@ -1265,7 +765,7 @@ def _set_weights(path, layer, weights):
 
 
 def _read_weights(path, model, f):
-    """Loads a Keras 3 weights file (`f`, the root `_Group`) into `model`."""
+    """Loads a Keras 3 weights file (`f`, the root `_hdf5.Group`) into `model`."""
     try:
         # A model saved before it was built has no weights, in Keras as in pylstm.
         plan = list(_layer_groups(model)) if model.built else []
@@ -1282,7 +782,7 @@ def _read_weights(path, model, f):
             read.add(f"{group_path}/vars")
         _set_weights(path, layer, weights)
     layers = f.get("layers")
-    if isinstance(layers, _Group):
+    if isinstance(layers, _hdf5.Group):
         extra = next((name for name in layers.datasets()
                       if f"layers/{name.rsplit('/', 1)[0]}" not in read), None)
         if extra is not None:
@@ -1292,15 +792,15 @@ def _read_weights(path, model, f):
 
 def _read_legacy_weights(path, model, group):
     """Loads legacy HDF5 weights (Keras 2 layout) into `model`, layer by layer in order."""
-    names = _attr_names(group, "layer_names")
+    names = group.names("layer_names")
     if names is None:
         raise _invalid(path, "it has no `layer_names` attribute: not a Keras weights file")
     saved = []
     for name in names:
         layer_group = group.get(name) if name else None
-        if not isinstance(layer_group, _Group):
+        if not isinstance(layer_group, _hdf5.Group):
             raise _invalid(path, f"it has no group for layer '{name:.100}'")
-        weight_names = _attr_names(layer_group, "weight_names") or []
+        weight_names = layer_group.names("weight_names") or []
         if weight_names:
             saved.append((name, layer_group, weight_names))
     layers = [layer for layer in model.layers if layer.weights]
@@ -1334,7 +834,7 @@ def _read_optimizer_state(model, f):
     Keras does, minus its warning)."""
     optimizer = model.optimizer
     group = f.get("optimizer/vars")
-    if (optimizer is None or not isinstance(group, _Group)
+    if (optimizer is None or not isinstance(group, _hdf5.Group)
             or type(optimizer).__name__ not in _OPTIMIZER_SLOTS):
         return
     variables = model.trainable_variables
@@ -1345,7 +845,7 @@ def _read_optimizer_state(model, f):
     elif keys != {str(i) for i in range(2 + len(order))}:
         return
     datasets = [group.get(str(i)) for i in range(2 + len(order))]
-    if not all(isinstance(d, _Dataset) for d in datasets) or datasets[0].shape != ():
+    if not all(isinstance(d, _hdf5.Dataset) for d in datasets) or datasets[0].shape != ():
         return
     slots = {var: {} for var in variables}
     for dataset, (var, slot) in zip(datasets[2:], order):

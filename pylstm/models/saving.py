@@ -4,9 +4,10 @@ Format: a zip archive written by `np.savez` holding `config.json` (UTF-8 JSON st
 `uint8` array) and the weights as `weight_0000`, `weight_0001`, ... in `model.get_weights()`
 order. `config.json` is `{"format": "pylstm", "format_version": 1, "model": model.get_config(),
 "compile_config": {"optimizer", "loss", "metrics"} or null}`. Loading reads the zip members
-itself (float .npy arrays only, their headers checked before their data) and the config with
-`json`, so opening a file cannot run code. Optimizer state (momentums) is not saved: a
-reloaded model is compiled afresh.
+itself, through `pylstm.models._archive` (sizes bounded before inflating; float .npy arrays
+only, their headers checked here before their data) and parses the config as plain JSON, so
+opening a file cannot run code. Optimizer state (momentums) is not saved: a reloaded model is
+compiled afresh.
 
 Paths ending in `.keras` (and, for loading, `.h5` / `.hdf5`) use Keras's formats instead,
 through `pylstm.models.keras_io`.
@@ -17,10 +18,8 @@ import json
 import os
 import re
 import secrets
-import struct
 import time
 import zipfile
-import zlib
 
 import numpy as np
 
@@ -31,6 +30,7 @@ except ImportError:  # Windows
 
 from pylstm import losses, optimizers
 from pylstm.layers.layer import DEFAULT_MAX_WEIGHT_BYTES, WeightLimitError, deferred_weights
+from pylstm.models import _archive
 
 FORMAT = "pylstm"
 FORMAT_VERSION = 1
@@ -244,7 +244,7 @@ def load_model(path, max_weight_bytes=DEFAULT_MAX_WEIGHT_BYTES):
         archive = zipfile.ZipFile(path)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
-    except _READ_ERRORS as e:
+    except _archive.ZIP_ERRORS as e:
         if _starts_with(path, np.lib.format.MAGIC_PREFIX):
             raise invalid("it holds a single NumPy array, not a zip archive") from e
         raise invalid(f"it cannot be read as a zip archive ({e})") from e
@@ -253,18 +253,13 @@ def load_model(path, max_weight_bytes=DEFAULT_MAX_WEIGHT_BYTES):
             return _load_archive(archive, invalid, max_weight_bytes)
         except _FileError:
             raise
-        except _READ_ERRORS as e:
+        except _archive.ZIP_ERRORS as e:
             raise invalid(f"its contents are damaged ({type(e).__name__}: {e})") from e
 
 
 class _FileError(ValueError):
     """The ValueError `load_model` raises, naming the file (not to be wrapped again)."""
 
-
-# What reading a damaged or hostile archive can raise (zlib.error: a damaged deflate stream;
-# RuntimeError and NotImplementedError: zipfile's refusals).
-_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError,
-                NotImplementedError, struct.error)
 
 # What building a model from a config of the wrong shape or types can raise.
 _CONFIG_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError,
@@ -274,8 +269,6 @@ MAX_CONFIG_BYTES = 2 ** 24
 """The largest `config.json` member `load_model` reads (16 MiB; a model's config is a few KB)."""
 
 _MAX_NPY_HEADER_BYTES = 2 ** 16
-_CHUNK_BYTES = 2 ** 24
-_ZIP_ENCRYPTED = 0x1
 _WEIGHT_DTYPES = frozenset(np.dtype(f"{order}{code}") for order in "<>"
                            for code in ("f2", "f4", "f8"))
 
@@ -344,65 +337,36 @@ def _describe(value):
     return text if len(text) <= 80 else f"a {type(value).__name__}"
 
 
-def _open_member(archive, info, invalid):
-    if info.flag_bits & _ZIP_ENCRYPTED:
-        raise invalid(f"its member {info.filename!r} is encrypted")
-    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        # bzip2 and LZMA members are decompressed without a bound on the output of each call.
-        raise invalid(f"its member {info.filename!r} uses compression method "
-                      f"{info.compress_type}, not stored or deflated")
-    return archive.open(info)
+def _member(archive, info, limit, why, invalid):
+    """`info` of `archive` opened for bounded reading (see `_archive.Member`)."""
+    return _archive.Member(archive, info, f"its member {info.filename!r}", limit, why, invalid)
 
 
-def _read_npy_header(f, info, invalid):
-    """Reads the .npy header of the open member `f`; returns `(shape, fortran_order, dtype,
-    data_bytes)` where `data_bytes` is what the member holds after the header."""
+def _read_npy_header(f, invalid):
+    """Reads the .npy header of the open `_archive.Member` `f`; returns `(shape, fortran_order,
+    dtype, data_bytes)` where `data_bytes` is what the member holds after the header."""
     version = np.lib.format.read_magic(f)
     if version not in ((1, 0), (2, 0)):
-        raise invalid(f"its member {info.filename!r} has .npy format version {version}, "
-                      "not 1.0 or 2.0")
+        raise invalid(f"{f.what} has .npy format version {version}, not 1.0 or 2.0")
     read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                    else np.lib.format.read_array_header_2_0)
     try:
         shape, fortran, dtype = read_header(f)
+    except _FileError:
+        raise
     except Exception as e:  # NumPy parses the header with ast and tokenize, which raise many
-        raise invalid(f"its member {info.filename!r} has a damaged .npy header "
-                      f"({type(e).__name__}: {e})") from e
-    return shape, fortran, dtype, info.file_size - f.tell()
-
-
-def _read_into(f, out, info, invalid):
-    """Fills the C-contiguous array `out` from `f` in bounded chunks, then checks that the
-    member ends there (which also makes zipfile check its CRC)."""
-    view = memoryview(out.reshape(-1).view(np.uint8))
-    pos = 0
-    while pos < len(view):
-        chunk = f.read(min(_CHUNK_BYTES, len(view) - pos))
-        if not chunk:
-            raise invalid(f"its member {info.filename!r} ends before its data")
-        view[pos:pos + len(chunk)] = chunk
-        pos += len(chunk)
-    if f.read(1):
-        raise invalid(f"its member {info.filename!r} holds more data than its header declares")
+        raise invalid(f"{f.what} has a damaged .npy header ({type(e).__name__}: {e})") from e
+    return shape, fortran, dtype, f.size - f.tell()
 
 
 def _read_config(archive, info, invalid):
-    if info.file_size > MAX_CONFIG_BYTES:
-        raise invalid(f"its config.json member declares {info.file_size} bytes, more than the "
-                      f"{MAX_CONFIG_BYTES} allowed")
-    with _open_member(archive, info, invalid) as f:
-        shape, _, dtype, data_bytes = _read_npy_header(f, info, invalid)
+    with _member(archive, info, MAX_CONFIG_BYTES, "a config may have", invalid) as f:
+        shape, _, dtype, data_bytes = _read_npy_header(f, invalid)
         if dtype != np.uint8 or len(shape) != 1 or shape[0] != data_bytes:
             raise invalid(f"its config.json member must be {data_bytes} bytes of uint8, "
                           f"received dtype {dtype} and shape {shape}")
-        text = np.empty(data_bytes, np.uint8)
-        _read_into(f, text, info, invalid)
-    try:
-        config = json.loads(text.tobytes().decode("utf-8"))
-    except RecursionError as e:
-        raise invalid("its config.json is nested too deeply") from e
-    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
-        raise invalid(f"its contents are damaged ({type(e).__name__}: {e})") from e
+        text = f.read_all()
+    config = _archive.parse_json(text, "its config.json", invalid)
     if not isinstance(config, dict):
         raise invalid("config.json does not declare the pylstm format")
     return config
@@ -410,11 +374,9 @@ def _read_config(archive, info, invalid):
 
 def _read_weight(archive, info, name, var, invalid):
     """Reads the member `name` into `var` after checking its size, dtype and shape."""
-    if info.file_size > var.value.size * 8 + _MAX_NPY_HEADER_BYTES:
-        raise invalid(f"its member {info.filename!r} declares {info.file_size} bytes, more "
-                      f"than weight {var.name!r} of shape {var.shape} can take")
-    with _open_member(archive, info, invalid) as f:
-        shape, fortran, dtype, data_bytes = _read_npy_header(f, info, invalid)
+    with _member(archive, info, var.value.size * 8 + _MAX_NPY_HEADER_BYTES,
+                 f"that weight {var.name!r} of shape {var.shape} can take", invalid) as f:
+        shape, fortran, dtype, data_bytes = _read_npy_header(f, invalid)
         if dtype not in _WEIGHT_DTYPES:
             raise invalid(f"weight array {name} has dtype {dtype.str}, not float16, float32 "
                           "or float64")
@@ -422,14 +384,14 @@ def _read_weight(archive, info, name, var, invalid):
             raise invalid(f"weight array {name} has shape {shape}; weight {var.name!r} "
                           f"expects shape {var.shape}")
         if data_bytes != var.value.size * dtype.itemsize:
-            raise invalid(f"its member {info.filename!r} holds {data_bytes} bytes of data, "
+            raise invalid(f"{f.what} holds {data_bytes} bytes of data, "
                           f"its header declares {var.value.size * dtype.itemsize}")
         direct = dtype == var.dtype and dtype.isnative and not fortran
         if direct and var.value.flags.c_contiguous:
-            _read_into(f, var.value, info, invalid)
+            f.read_into(var.value.reshape(-1).view(np.uint8))
         else:
             data = np.empty(shape[::-1] if fortran else shape, dtype)
-            _read_into(f, data, info, invalid)
+            f.read_into(data.reshape(-1).view(np.uint8))
             # Assignment converts the dtype and byte order to the variable's.
             var.value[...] = data.T if fortran else data
     if not np.isfinite(var.value).all():
