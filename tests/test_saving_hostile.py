@@ -4,8 +4,8 @@
 Each hostile file must end in a loaded model (predicting as the original) or in a ValueError /
 TypeError naming the file, within bounded time and memory: the loads run in a child process
 (`tests/isolated.py`) whose address space is capped (RLIMIT_AS) under a generous hang guard, so
-that an attempt to allocate what a small file declares fails the test instead of the machine. Pickle payloads
-would create a marker file: it must never appear."""
+that an attempt to allocate what a small file declares fails the test instead of the machine.
+Pickle payloads would create a marker file: it must never appear."""
 
 import importlib.util
 import json
@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
