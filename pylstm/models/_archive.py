@@ -7,8 +7,8 @@ Design:
     than stored or deflated (bzip2 and LZMA inflate without a bound on the output of each
     call) and a declared size over the caller's limit are refused when the member is opened;
     reads go in chunks and stop at the declared size, where zipfile checks the CRC; a member
-    whose data ends before its declared size is refused. Configs are parsed by `parse_json`, in which deep nesting
-    (a `RecursionError`) is an invalid file like any other malformed JSON.
+    whose data ends before its declared size is refused. Configs are parsed by `parse_json`,
+    in which deep nesting (a `RecursionError`) is an invalid file like any other bad JSON.
 
     Each format keeps its own checks (the .npy headers of `saving`, the size of the weights
     member of `keras_io`) and the start of its messages: every refusal here is the caller's
