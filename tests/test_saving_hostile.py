@@ -583,6 +583,24 @@ def state_dict_cases(tmp_path):
                 z.writestr(info, data)
     add("lying_storage.pt", lying_storage, "")
 
+    def pt_edit(edit):
+        def write(path):
+            torch.save(tensors, path)
+            data = bytearray(path.read_bytes())
+            edit(path, data)
+            path.write_bytes(bytes(data))
+        return write
+
+    def multi_disk(path, data):  # the zip64 locator's disk number: zipfile raises BadZipFile
+        data[data.rfind(b"PK\x06\x07") + 4] = 1
+
+    def flipped_tensor(path, data):  # a tensor's bytes changed: torch would load them
+        with zipfile.ZipFile(path) as z:
+            stored = z.read(next(n for n in z.namelist() if n.endswith("/data/0")))
+        data[data.find(stored) + 1] ^= 0x40
+    add("multi_disk.pt", pt_edit(multi_disk), "")
+    add("flipped_tensor.pt", pt_edit(flipped_tensor), "CRC check")
+
     def lying_header(path):
         header = json.dumps({"weight_ih_l0": {"dtype": "F32", "shape": [2 ** 20, 2 ** 20],
                                               "data_offsets": [0, 2 ** 42]}}).encode()

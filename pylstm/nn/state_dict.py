@@ -173,14 +173,16 @@ def _read_torch(path, shapes):
         import torch
     except ImportError as exc:
         raise ImportError(_TORCH_HINT) from exc
-    if zipfile.is_zipfile(path):
+    with _reading(path, "PyTorch state dict"):
+        is_zip = zipfile.is_zipfile(path)   # raises BadZipFile on some damaged archives
+    if is_zip:
         _check_zip_checksums(path)
     with _reading(path, "PyTorch state dict"):
         # weights_only: tensors and containers only, never arbitrary pickled code. mmap, when
         # loading into a module (which copies what it wants) from torch.save's zip format
         # (the legacy format cannot): the tensors it does not want are never read.
         loaded = torch.load(path, map_location="cpu", weights_only=True,
-                            mmap=shapes is not None and zipfile.is_zipfile(path))
+                            mmap=shapes is not None and is_zip)
     if not isinstance(loaded, collections.abc.Mapping):
         raise ValueError(f"{path!r} is not a valid PyTorch state dict file: it holds a "
                          f"{type(loaded).__name__}, not a state dict (save it with "
