@@ -959,11 +959,11 @@ def _torch_corpus(corpus, base, markers, flips):
     if data_members:
         corpus.add(fmt, "zip_bomb", "storage_member", _zip(
             [(n, raw, 8, crc, BOMB_BYTES) if n == data_members[0] else (n, d)
-             for n, d in members]), ERROR_OR_LOADS)
+             for n, d in members]), ERROR)
     corpus.add(fmt, "encrypted_flag", "all", _zip(members, encrypted=True), ERROR)
-    # torch checks neither the zip's CRCs nor its compression method: a flipped byte of a
-    # tensor loads as another value.
-    _flips(corpus, fmt, base, "byte_flip", flips, ERROR_OR_LOADS, seed=10)
+    # torch checks neither the zip's CRCs nor its compression method; pylstm checks both
+    # before torch.load, so a flipped byte of a tensor is an error, not another value.
+    _flips(corpus, fmt, base, "byte_flip", flips, ERROR_OR_SAME, seed=10)
     _member_flips(corpus, fmt, base, flips, seed=15)
     _truncations(corpus, fmt, base, ERROR)
     _random(corpus, fmt, [("zip", b"PK\x03\x04"), ("pickle", b"\x80\x02")], seed=11)
