@@ -32,6 +32,7 @@ def as_float_array(value, name):
     Raises:
         TypeError: `value` is not array-like, or is of integer, boolean, complex, string or
             object dtype (cast it explicitly, e.g. `x.astype("float32")`).
+        ValueError: `value` has more than 2**31 - 1 elements (the kernels' int32 limit).
     """
     try:
         arr = np.asarray(value)

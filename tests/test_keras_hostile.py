@@ -238,6 +238,15 @@ def _deflate_bomb(files, f, name):
     dataset.id.write_direct_chunk((0,) * len(shape), zlib.compress(bytes(2**26), 9))
 
 
+def _oversized_chunk(files, f, name):
+    """The right data in one gzip chunk of 64 MiB: chunks larger than the dataset (allowed
+    for resizable datasets) would let a small file inflate to gigabytes."""
+    value = f[name][()]
+    del f[name]
+    f.create_dataset(name, data=value, maxshape=(None,) * value.ndim,
+                     chunks=(4096,) * value.ndim, compression="gzip")
+
+
 HOSTILE = {
     "vds_self": (_vds_self, "virtual dataset"),
     "vds_other": (_vds_other, "virtual dataset"),
@@ -249,6 +258,7 @@ HOSTILE = {
     "lzf": (_lzf, r"compressed or filtered with HDF5 filters \[32000\]"),
     "unwritten": (_unwritten, "has no data"),
     "deflate_bomb": (_deflate_bomb, "does not inflate to 192 bytes"),
+    "oversized_chunk": (_oversized_chunk, r"larger than its data of shape \(3, 16\)"),
 }
 
 for _attack, (_make, _) in HOSTILE.items():
@@ -672,5 +682,5 @@ def test_max_weight_bytes(files):
                                          r"\(max_weight_bytes\)"):
         load_keras(files["keras"], max_weight_bytes=100)
     assert load_keras(files["keras"], max_weight_bytes=10**6).built
-    with pytest.raises(TypeError, match="max_bytes"):
+    with pytest.raises(TypeError, match="`max_weight_bytes` must be an int"):
         load_keras(files["keras"], max_weight_bytes=1e6)

@@ -442,10 +442,15 @@ def test_from_config_type_errors_are_clear():
     from pylstm import initializers
 
     config = small_model().get_config()
-    for bad in ([1], {"layers": 5}, {"layers": [1]}, {"layers": [{"class_name": ["x"]}]},
-                {"layers": [{"class_name": "Dense", "config": [1]}]},
-                {"layers": [], "name": 3}, {**config, "build_input_shape": [None, 1.5]}):
+    for bad in ([1], {"layers": 5}, {"layers": [], "name": 3},
+                {**config, "build_input_shape": [None, 1.5]}):
         with pytest.raises(ValueError, match="Sequential config"):
+            Sequential.from_config(bad)
+    for bad in ({"layers": [1]}, {"layers": [{"class_name": ["x"]}]},
+                {"layers": [{"class_name": "Dense", "config": [1]}]},
+                {"layers": [{"class_name": "Bidirectional",
+                             "config": {"layer": {"class_name": ["LSTM"]}}}]}):
+        with pytest.raises(ValueError, match="Cannot deserialize a layer from a"):
             Sequential.from_config(bad)
     for bad in ({"class_name": 1}, {"class_name": ["Orthogonal"]},
                 {"class_name": "Orthogonal", "config": [1]}):

@@ -34,8 +34,11 @@ def deserialize(config):
         ValueError: for a malformed config or a class name that is not a known `Layer`
             subclass (import the module defining a custom layer before loading).
     """
-    if not isinstance(config, dict) or "class_name" not in config:
-        raise ValueError(f"Cannot deserialize a layer from {config!r}.")
+    if not (isinstance(config, dict) and isinstance(config.get("class_name"), str)
+            and isinstance(config.get("config", {}), (dict, type(None)))):
+        raise ValueError("Cannot deserialize a layer from a "
+                         f"{type(config).__name__} {str(config)[:80]}: expected a dict "
+                         "{'class_name': str, 'config': dict}.")
     classes = _layer_classes()
     name = config["class_name"]
     if name not in classes:

@@ -82,6 +82,20 @@ def deferred_zeros(name, shape, dtype, order="C"):
     return None if budget is None else budget.zeros(name, shape, dtype, order)
 
 
+def check_byte_limit(value, name):
+    """`value` as an int, checked as the byte limit passed as argument `name`.
+
+    Raises:
+        TypeError: if `value` is not an int.
+        ValueError: if `value` is negative.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"Argument `{name}` must be an int, received {value!r:.80}.")
+    if value < 0:
+        raise ValueError(f"Argument `{name}` must be non-negative, received {value}.")
+    return int(value)
+
+
 @contextlib.contextmanager
 def deferred_weights(max_bytes=DEFAULT_MAX_WEIGHT_BYTES):
     """Builds layers without running their initializers, within a limit on weight bytes.
@@ -103,11 +117,7 @@ def deferred_weights(max_bytes=DEFAULT_MAX_WEIGHT_BYTES):
         ValueError: if `max_bytes` is negative; `WeightLimitError` (a `ValueError`, from
             `add_weight`) if the weights exceed it.
     """
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)):
-        raise TypeError(f"Argument `max_bytes` must be an int, received {max_bytes!r}.")
-    if max_bytes < 0:
-        raise ValueError(f"Argument `max_bytes` must be non-negative, received {max_bytes}.")
-    budget = WeightBudget(int(max_bytes))
+    budget = WeightBudget(check_byte_limit(max_bytes, "max_bytes"))
     token = _WEIGHT_BUDGET.set(budget)
     try:
         yield budget

@@ -18,7 +18,9 @@ Design:
       the file are followed), a user block, and data or chunks outside the file; also HDF5
       filters other than gzip and shuffle.
     - A dataset's layout, dtype and shape are checked before its data is read
-      (`Dataset.read`), so a small file that declares a huge array allocates nothing.
+      (`Dataset.read`), so a small file that declares a huge array allocates nothing; a
+      chunk may not be larger than its dataset (beyond 1 MiB), and each inflates to at most
+      its own size, so compressed chunks cannot inflate past the data's size either.
 
     Every failure is the caller's `invalid(why)` exception (a ValueError naming the file),
     chained to its cause, pyfive's own errors on damaged bytes included.
@@ -37,6 +39,8 @@ import numpy as np
 READ_FACTOR, READ_EXTRA = 4, 4 * 2**20
 # Cost charged per read or seek call, so that many tiny reads also exhaust the budget.
 CALL_COST = 16
+# A chunk may be larger than its dataset (HDF5 allows it) up to this many bytes.
+_MAX_SMALL_CHUNK = 2**20
 
 
 class Refused(Exception):
@@ -423,7 +427,8 @@ class Dataset(_Object):
         elif layout == _CONTIGUOUS:
             data = h5.parse(self._contiguous, offset, nbytes)
         else:
-            return h5.parse(self._chunked, shape, dtype).astype(dtype.newbyteorder("="))
+            return h5.parse(self._chunked, shape, dtype).astype(dtype.newbyteorder("="),
+                                                                copy=False)
         if data is None:
             raise h5.invalid(f"{what} has no data")
         if len(data) != nbytes:
@@ -459,6 +464,11 @@ class Dataset(_Object):
         if out.size == 0:
             return out
         chunk_bytes = math.prod(chunk) * dtype.itemsize
+        if chunk_bytes > max(out.nbytes, _MAX_SMALL_CHUNK):
+            # Each chunk inflates to chunk_bytes: a chunk larger than its dataset would let a
+            # small compressed file inflate to gigabytes.
+            raise Refused(f"'{self.name}' declares chunks of shape {chunk} ({chunk_bytes} "
+                          f"bytes), larger than its data of shape {shape}")
         filters = [f["filter_id"] for f in objects.filter_pipeline or ()]
         tree = _pyfive().btree.BTreeV1RawDataChunks(fh, objects._chunk_address,
                                                     objects._chunk_dims)

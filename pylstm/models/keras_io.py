@@ -54,7 +54,7 @@ import numpy as np
 from pylstm import activations, constraints, initializers, losses, optimizers, regularizers
 from pylstm import metrics as metrics_module
 from pylstm.layers import Layer, _layer_classes, serialize
-from pylstm.layers.layer import DEFAULT_MAX_WEIGHT_BYTES, deferred_weights
+from pylstm.layers.layer import DEFAULT_MAX_WEIGHT_BYTES, check_byte_limit, deferred_weights
 from pylstm.models import _archive, _hdf5
 from pylstm.models.saving import atomic_write
 from pylstm.models.sequential import Sequential
@@ -162,7 +162,7 @@ def _h5py():
     try:
         import h5py
     except ImportError:
-        raise ImportError("Reading and writing Keras files needs h5py: "
+        raise ImportError("Writing Keras files needs h5py: "
                           "`pip install h5py` (or `pip install pylstm[keras]`).") from None
     return h5py
 
@@ -215,7 +215,7 @@ def load_keras(path, compile=True, max_weight_bytes=DEFAULT_MAX_WEIGHT_BYTES):
             file and says what), weights over `max_weight_bytes`, a model other than
             `Sequential`, or a layer or argument pylstm does not support (the message names
             the layer).
-        TypeError: if `max_weight_bytes` is not an int.
+        TypeError: if `max_weight_bytes` is not an int (ValueError if negative).
 
     Example:
 
@@ -231,6 +231,7 @@ def load_keras(path, compile=True, max_weight_bytes=DEFAULT_MAX_WEIGHT_BYTES):
     (['LSTM', 'Dense'], 'Adam')
     """
     path = os.fspath(path)
+    check_byte_limit(max_weight_bytes, "max_weight_bytes")
     if _sniff(path) == "zip":
         with _Archive(path) as archive:
             config = archive.config()
@@ -376,8 +377,9 @@ _MAX_ATTR_TEXT = _MAX_CONFIG_BYTES
 # HDF5 bytes a weights member may hold beyond its arrays, per array and in all (object
 # headers, B-trees, heaps, attributes).
 _H5_OVERHEAD_PER_ARRAY, _H5_OVERHEAD = 16 * 2**10, 4 * 2**20
-# Slot arrays per weight in the optimizer state Keras saves (at most RMSprop's three).
-_MAX_SLOTS = max(sum(len(block) for block in blocks) for blocks in _OPTIMIZER_SLOTS.values())
+# Slot arrays per weight in the optimizer state Keras saves, for any Keras optimizer (AdamW
+# with amsgrad and EMA keeps four), so that a valid file is never refused for its optimizer.
+_MAX_SLOTS = 5
 
 
 def _invalid(path, why):
@@ -852,7 +854,10 @@ def _read_optimizer_state(model, f):
         if dataset.shape != tuple(var.shape):
             return
         slots[var][slot] = np.asarray(dataset.read(var.shape), dtype=var.dtype)
-    optimizer.iterations = int(datasets[0].read((), kinds="iu"))
+    iterations = datasets[0].read((), kinds="iuf")
+    if not (np.isfinite(iterations) and iterations >= 0 and iterations == int(iterations)):
+        return
+    optimizer.iterations = int(iterations)
     if order:
         optimizer._slots = slots
 

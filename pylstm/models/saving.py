@@ -29,7 +29,8 @@ except ImportError:  # Windows
     fcntl = None
 
 from pylstm import losses, optimizers
-from pylstm.layers.layer import DEFAULT_MAX_WEIGHT_BYTES, WeightLimitError, deferred_weights
+from pylstm.layers.layer import (DEFAULT_MAX_WEIGHT_BYTES, WeightLimitError, check_byte_limit,
+                                 deferred_weights)
 from pylstm.models import _archive
 
 FORMAT = "pylstm"
@@ -226,12 +227,7 @@ def load_model(path, max_weight_bytes=DEFAULT_MAX_WEIGHT_BYTES):
             exceed `max_weight_bytes`.
     """
     path = os.fspath(path)
-    if isinstance(max_weight_bytes, bool) or not isinstance(max_weight_bytes, (int, np.integer)):
-        raise TypeError(f"Argument `max_weight_bytes` must be an int, received "
-                        f"{max_weight_bytes!r}.")
-    if max_weight_bytes < 0:
-        raise ValueError(f"Argument `max_weight_bytes` must be non-negative, received "
-                         f"{max_weight_bytes}.")
+    check_byte_limit(max_weight_bytes, "max_weight_bytes")
     if path.endswith((".keras", ".h5", ".hdf5")):
         from pylstm.models.keras_io import load_keras
 

@@ -528,12 +528,6 @@ class Sequential:
                 d is None or (isinstance(d, int) and not isinstance(d, bool)) for d in shape)):
             raise ValueError(f"Sequential config's `build_input_shape` must be a list of ints "
                              f"and None, received {shape!r}.")
-        for i, layer in enumerate(layers):
-            if not (isinstance(layer, dict) and isinstance(layer.get("class_name"), str)
-                    and isinstance(layer.get("config", {}), (dict, type(None)))):
-                raise ValueError(f"Sequential config's layer {i} must be a dict "
-                                 "{'class_name': str, 'config': dict}, received "
-                                 f"{type(layer).__name__} {str(layer)[:80]}.")
         model = cls([deserialize(c) for c in layers], name=name)
         if shape is not None and not model.built:
             model.build(tuple(shape))
@@ -554,7 +548,7 @@ class Sequential:
         save_keras_weights(self, path)
 
     def load_weights(self, path):
-        """Loads Keras weights (`.weights.h5`, `.keras` or legacy `.h5`) into this model (h5py
+        """Loads Keras weights (`.weights.h5`, `.keras` or legacy `.h5`) into this model (pyfive
         needed); see `pylstm.models.load_keras_weights`."""
         from pylstm.models.keras_io import load_keras_weights
 

@@ -149,22 +149,24 @@ def _read_safetensors(path, shapes):
         from safetensors import safe_open
     except ImportError as exc:
         raise ImportError(_SAFETENSORS_HINT) from exc
-    with _reading(path, "safetensors"):
-        handle = safe_open(path, framework="np")
-        entries = {}
-        for name in handle.keys():
-            tensor = handle.get_slice(name)
-            entries[name] = (tensor.get_dtype(), tuple(tensor.get_shape()))
-    wanted = list(entries) if shapes is None else [n for n in entries if n in shapes]
-    for name in wanted:
-        dtype, shape = entries[name]
-        if shapes is not None:
-            _check_entry(path, name, _SAFETENSORS_DTYPES.get(dtype, dtype), shape, shapes)
-        elif dtype not in _SAFETENSORS_DTYPES:
-            raise TypeError(f"Tensor {name!r} of {path!r} has dtype {dtype}, which NumPy has no "
-                            "type for (convert it, e.g. with tensor.float(), before saving).")
-    with _reading(path, "safetensors"):
-        arrays = {name: handle.get_tensor(name) for name in wanted}
+    with contextlib.ExitStack() as stack:   # the handle maps the file until it is closed
+        with _reading(path, "safetensors"):
+            handle = stack.enter_context(safe_open(path, framework="np"))
+            entries = {}
+            for name in handle.keys():
+                tensor = handle.get_slice(name)
+                entries[name] = (tensor.get_dtype(), tuple(tensor.get_shape()))
+        wanted = list(entries) if shapes is None else [n for n in entries if n in shapes]
+        for name in wanted:
+            dtype, shape = entries[name]
+            if shapes is not None:
+                _check_entry(path, name, _SAFETENSORS_DTYPES.get(dtype, dtype), shape, shapes)
+            elif dtype not in _SAFETENSORS_DTYPES:
+                raise TypeError(f"Tensor {name!r} of {path!r} has dtype {dtype}, which NumPy "
+                                "has no type for (convert it, e.g. with tensor.float(), before "
+                                "saving).")
+        with _reading(path, "safetensors"):
+            arrays = {name: handle.get_tensor(name) for name in wanted}
     return arrays, [n for n in entries if shapes is not None and n not in shapes]
 
 
@@ -180,7 +182,7 @@ def _read_torch(path, shapes):
     with _reading(path, "PyTorch state dict"):
         # weights_only: tensors and containers only, never arbitrary pickled code. mmap, when
         # loading into a module (which copies what it wants) from torch.save's zip format
-        # (the legacy format cannot): the tensors it does not want are never read.
+        # (the legacy format cannot): the tensors it does not want take no memory.
         loaded = torch.load(path, map_location="cpu", weights_only=True,
                             mmap=shapes is not None and is_zip)
     if not isinstance(loaded, collections.abc.Mapping):
