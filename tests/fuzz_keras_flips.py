@@ -125,8 +125,20 @@ def targets(workdir):
     with zipfile.ZipFile(archive) as z:
         weights = len(z.read(WEIGHTS))
     latest = workdir / "keras2_lstm_latest.h5"
+    latest.write_bytes(latest_format(legacy.read_bytes()))
+    return {"legacy": ("legacy", legacy, legacy.stat().st_size),
+            "keras": ("keras", archive, weights),
+            "latest": ("legacy", latest, latest.stat().st_size)}
+
+
+def latest_format(data):
+    """The HDF5 file `data` (bytes) rewritten in HDF5's newest format (superblock 3, version-2
+    object headers, link messages)."""
     import h5py
-    with h5py.File(legacy, "r") as f, h5py.File(latest, "w", libver="latest") as copy:
+
+    buffer = io.BytesIO()
+    with h5py.File(io.BytesIO(data), "r") as f, \
+            h5py.File(buffer, "w", libver="latest") as copy:
         names = []
         f.visit(names.append)
         for name in names:
@@ -136,9 +148,7 @@ def targets(workdir):
                 copy.require_group(name)
             copy[name].attrs.update(dict(f[name].attrs))
         copy.attrs.update(dict(f.attrs))
-    return {"legacy": ("legacy", legacy, legacy.stat().st_size),
-            "keras": ("keras", archive, weights),
-            "latest": ("legacy", latest, latest.stat().st_size)}
+    return buffer.getvalue()
 
 
 def old_module(workdir, ref=OLD_REF):

@@ -8,6 +8,7 @@ isolated worker (`tests/isolated.py`) under a memory cap (RLIMIT_AS) and a timeo
 crash or a hang is reported as a failure instead of taking pytest down.
 """
 
+import functools
 import gzip
 import importlib.util
 import io
@@ -312,21 +313,8 @@ def _compact_all(f):
 
 
 def _latest_format(data):
-    """The HDF5 file `data` (bytes) rewritten in HDF5's newest format (superblock 3, version-2
-    object headers, link messages)."""
-    buffer = io.BytesIO()
-    with h5py.File(io.BytesIO(data), "r") as f, \
-            h5py.File(buffer, "w", libver="latest") as copy:
-        names = []
-        f.visit(names.append)
-        for name in names:
-            if isinstance(f[name], h5py.Dataset):
-                copy.create_dataset(name, data=f[name][()])
-            else:
-                copy.require_group(name)
-            copy[name].attrs.update(dict(f[name].attrs))
-        copy.attrs.update(dict(f.attrs))
-    return buffer.getvalue()
+    """`data` (HDF5 bytes) in HDF5's newest format, as tests/fuzz_keras_flips.py writes it."""
+    return _fuzz_module().latest_format(data)
 
 
 @case("latest_format_keras")
@@ -606,6 +594,7 @@ def test_truncations(outcomes, container):
         _assert_refused(outcomes[f"cut_{container}_{fraction}"], "is not a valid Keras file")
 
 
+@functools.lru_cache(maxsize=None)
 def _fuzz_module():
     spec = importlib.util.spec_from_file_location("fuzz_keras_flips",
                                                   TESTS / "fuzz_keras_flips.py")
