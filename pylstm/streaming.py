@@ -19,180 +19,11 @@ import threading
 import numpy as np
 
 from pylstm import _step, ops
-from pylstm._validation import (check_allocation, check_array, check_destination, check_finite,
-                                check_weight)
-
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def _state_array(value, name, dtype=None):
-    """A state array as a writeable C-contiguous `(B, n)` float32/float64 array (no copy when
-    it already is one)."""
-    arr = check_array(value, name, ndim=2)
-    if dtype is not None and arr.dtype != dtype:
-        raise TypeError(f"Argument `{name}` must have dtype {np.dtype(dtype)}, received dtype "
-                        f"{arr.dtype}.")
-    if arr.dtype not in _FLOATS:
-        raise TypeError(f"Argument `{name}` must be float32 or float64, received dtype "
-                        f"{arr.dtype}.")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"Argument `{name}` must have shape (batch, size) with both >= 1, "
-                         f"received shape {arr.shape}.")
-    check_finite(arr, name)
-    arr = np.ascontiguousarray(arr)
-    if not arr.flags.writeable:
-        arr = arr.copy()
-    return arr
-
-
-class LSTMState:
-    """The recurrent state of an LSTM between two steps: `h` and `c` for a batch.
-
-    Args:
-        h: `(B, P)` recurrent state (the last output), float32 or float64.
-        c: `(B, H)` cell state, same dtype and batch size.
-
-    The state holds the arrays themselves when they are C-contiguous, writeable float arrays
-    in native byte order (else a copy), so a step that writes into this state
-    (`new_state=state`) updates them in place. `h` and `c` cannot be rebound; write into them
-    (`state.h[...] = ...`).
-
-    Raises:
-        TypeError: `h` or `c` is not a float32/float64 array, or their dtypes differ.
-        ValueError: not 2-D, empty, different batch sizes, or NaN or inf.
-
-    Example:
-
-    >>> state = LSTMState.zeros(batch_size=2, units=3)
-    >>> state.h.shape, state.c.shape, state.dtype
-    ((2, 3), (2, 3), dtype('float32'))
-    >>> state.c[1] = 1.0
-    >>> state.reset(np.array([False, True]))
-    >>> float(state.c.sum())
-    0.0
-    """
-
-    __slots__ = ("_h", "_c")
-
-    def __init__(self, h, c):
-        h = _state_array(h, "h")
-        c = _state_array(c, "c", dtype=h.dtype)
-        if c.shape[0] != h.shape[0]:
-            raise ValueError(f"Arguments `h` and `c` must have the same batch size, received "
-                             f"shapes {h.shape} and {c.shape}.")
-        self._h = h
-        self._c = c
-
-    @classmethod
-    def zeros(cls, batch_size, units, output_size=None, dtype="float32"):
-        """The zero state (PyTorch's and Keras's default initial state).
-
-        Args:
-            batch_size: B >= 1.
-            units: H >= 1, the cell size.
-            output_size: P, the recurrent output size with a projection; None for H.
-            dtype: "float32" or "float64".
-
-        Returns:
-            An `LSTMState` with `h` `(B, P)` and `c` `(B, H)` of zeros.
-
-        Raises:
-            ValueError: a size that is not an integer >= 1, or states larger than the memory
-                available.
-            TypeError: a dtype other than float32 and float64.
-        """
-        P = units if output_size is None else output_size
-        for name, value in (("batch_size", batch_size), ("units", units), ("output_size", P)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"Argument `{name}` must be an integer >= 1, received "
-                                 f"{value!r}.")
-        dt = np.dtype(dtype)
-        if dt not in _FLOATS:
-            raise TypeError(f"Argument `dtype` must be float32 or float64, received {dtype!r}.")
-        B, H, P = int(batch_size), int(units), int(P)
-        largest = "batch_size" if B >= max(H, P) else ("units" if H >= P else "output_size")
-        check_allocation((B, P + H), dt, largest)
-        state = cls.__new__(cls)
-        state._h = np.zeros((B, P), dtype=dt)
-        state._c = np.zeros((B, H), dtype=dt)
-        return state
-
-    @property
-    def h(self):
-        """`(B, P)` recurrent state."""
-        return self._h
-
-    @property
-    def c(self):
-        """`(B, H)` cell state."""
-        return self._c
-
-    @property
-    def batch_size(self):
-        return self._h.shape[0]
-
-    @property
-    def dtype(self):
-        return self._h.dtype
-
-    def copy(self):
-        """An independent copy (new arrays), e.g. to branch a stream or keep a checkpoint."""
-        state = LSTMState.__new__(LSTMState)
-        state._h = self._h.copy()
-        state._c = self._c.copy()
-        return state
-
-    def reset(self, mask=None):
-        """Sets the state of some or all samples back to zeros, in place.
-
-        Args:
-            mask: None to reset every sample, or a `(B,)` boolean array, True for the samples
-                to reset (a stream that starts a new sequence while the others go on).
-
-        Raises:
-            TypeError: `mask` is not boolean.
-            ValueError: `mask` does not have shape `(B,)`.
-        """
-        if mask is None:
-            self._h[...] = 0
-            self._c[...] = 0
-            return
-        mask = np.asarray(mask)
-        if mask.dtype != np.bool_:
-            raise TypeError(f"Argument `mask` must be a boolean array, received dtype "
-                            f"{mask.dtype}.")
-        if mask.shape != (self.batch_size,):
-            raise ValueError(f"Argument `mask` must have shape ({self.batch_size},), received "
-                             f"shape {mask.shape}.")
-        self._h[mask] = 0
-        self._c[mask] = 0
-
-    def to_dict(self):
-        """`{"h": (B, P), "c": (B, H)}` copies, for `np.savez`, safetensors or pickling."""
-        return {"h": self._h.copy(), "c": self._c.copy()}
-
-    @classmethod
-    def from_dict(cls, values):
-        """The state saved by `to_dict`.
-
-        Raises:
-            TypeError: `values` is not a mapping.
-            ValueError: keys other than exactly "h" and "c", or bad arrays (see the class).
-        """
-        if not hasattr(values, "keys"):
-            raise TypeError(f"Argument `values` must be a mapping with keys 'h' and 'c', "
-                            f"received {type(values).__name__}.")
-        keys = set(values.keys())
-        if keys != {"h", "c"}:
-            raise ValueError(f"Argument `values` must have exactly the keys ['c', 'h'], "
-                             f"received {sorted(keys)}.")
-        # validated before the copy that makes the state independent of `values`
-        return cls(values["h"], values["c"]).copy()
-
-    def __repr__(self):
-        return (f"LSTMState(batch_size={self.batch_size}, units={self._c.shape[1]}, "
-                f"output_size={self._h.shape[1]}, dtype={self.dtype})")
-
+from pylstm._validation import (check_array, check_destination, check_finite,
+                                check_lstm_weights)
+from pylstm.ops._arguments import resolve_activations
+# LSTMState: public here (`pylstm.streaming.LSTMState`), where steps take it.
+from pylstm.state import LSTMState
 
 class LSTMStepper:
     """Runs an LSTM one timestep at a time with fixed weights: validated once, then cheap steps.
@@ -237,29 +68,13 @@ class LSTMStepper:
 
     def __init__(self, kernel, recurrent_kernel, bias=None, *, projection=None,
                  activation="tanh", recurrent_activation="sigmoid", gate_activations=None):
-        kernel = check_weight(kernel, "kernel", ndim=2)
+        kernel, recurrent_kernel, bias, projection = check_lstm_weights(
+            kernel, recurrent_kernel, bias, projection, min_features=1)
         dtype = kernel.dtype
         D, G = kernel.shape
-        if D == 0 or G == 0 or G % 4:
-            raise ValueError(f"Argument `kernel` must have shape (D, 4*units) with D >= 1 and "
-                             f"units >= 1, received shape {kernel.shape}.")
         H = G // 4
-        recurrent_kernel = check_weight(recurrent_kernel, "recurrent_kernel", ndim=2,
-                                        dtype=dtype)
         P = recurrent_kernel.shape[0]
-        if recurrent_kernel.shape[1] != G or P == 0:
-            raise ValueError(f"Argument `recurrent_kernel` must have shape (P, {G}) with "
-                             f"P >= 1, received shape {recurrent_kernel.shape}.")
-        if projection is None:
-            if P != H:
-                raise ValueError(f"Argument `recurrent_kernel` must have shape ({H}, {G}) "
-                                 f"without a projection, received shape "
-                                 f"{recurrent_kernel.shape}.")
-        else:
-            projection = check_weight(projection, "projection", shape=(H, P), dtype=dtype)
-        if bias is not None:
-            bias = check_weight(bias, "bias", shape=(G,), dtype=dtype)
-        codes, entries = ops._activations(activation, recurrent_activation, gate_activations)
+        codes, entries = resolve_activations(activation, recurrent_activation, gate_activations)
 
         self._kernel = kernel
         self._recurrent_kernel = recurrent_kernel
@@ -333,9 +148,7 @@ class LSTMStepper:
                 or not x.flags.c_contiguous):
             x = self._input(x_t, B)
         if new_state is None:
-            new_state = LSTMState.__new__(LSTMState)
-            new_state._h = np.empty_like(h)
-            new_state._c = np.empty_like(c)
+            new_state = LSTMState._of(np.empty_like(h), np.empty_like(c))
         elif type(new_state) is not LSTMState:
             raise TypeError(f"Argument `new_state` must be an LSTMState or None, received "
                             f"{type(new_state).__name__}.")

@@ -10,7 +10,8 @@ Design:
     `unit_forget_bias` and the layer's seed), the dropout masks, the call into
     `ops.lstm_forward` on those weights, the weight gradients, and the `get_config` entries.
     Likewise `LSTM` and `RNN` inherit `SequenceArgs`, Keras 3's `RNN` arguments
-    (`return_sequences`, ..., `stateful`) with the stateful batch and `reset_state`.
+    (`return_sequences`, ..., `stateful`) with the stateful batch and `reset_state`; a stateful
+    layer carries one `pylstm.state.LSTMState` per cell between batches.
 """
 
 import numpy as np
@@ -18,7 +19,8 @@ import numpy as np
 from pylstm import activations, constraints, initializers, ops, regularizers, utils
 from pylstm._core import ACTIVATION_CODES
 from pylstm._validation import check_allocation, check_lstm_size
-from pylstm.layers.layer import _WEIGHT_BUDGET
+from pylstm.state import LSTMState, reset_layers
+from pylstm.variable import deferring_weights
 
 
 class LSTMArgs:
@@ -82,7 +84,7 @@ class LSTMArgs:
         """Creates `kernel (D, 4H)`, `recurrent_kernel (P, 4H)` and, with `use_bias`,
         `bias (4H,)`, in Keras's order; P is the size of h (`units` unless projected)."""
         H = self.units
-        if _WEIGHT_BUDGET.get() is None:
+        if not deferring_weights():
             # before any initializer runs: sizes the kernels cannot take, or memory cannot
             # hold (inside `deferred_weights` its byte limit applies instead)
             check_lstm_size(D, H, P, f"Layer '{self.name}'")
@@ -169,7 +171,10 @@ class LSTMArgs:
 class SequenceArgs:
     """Mixin for the layers that run whole sequences (`LSTM`, `RNN`): Keras 3's `RNN`
     arguments, the input-shape check of `build`, and the states a stateful layer carries
-    (`states`, a list of `(B, ...)` arrays or of lists of them, one pair per cell)."""
+    between batches (one `LSTMState` per cell, `LSTM` being one cell)."""
+
+    # `states` as Keras structures them: `[h, c]` (False), or one `[h, c]` pair per cell.
+    _states_per_cell = False
 
     def _init_sequence_args(self, return_sequences, return_state, go_backwards, stateful,
                             unroll, zero_output_for_mask):
@@ -179,8 +184,23 @@ class SequenceArgs:
         self.stateful = bool(stateful)
         self.unroll = bool(unroll)
         self.zero_output_for_mask = bool(zero_output_for_mask)
-        self.states = None
+        self._carried = None
         self._stateful_batch_size = None
+
+    @property
+    def states(self):
+        """The states a stateful layer carries into its next call, or None (before its first
+        call, after `reset_state()`): `[h (B, P), c (B, H)]` for `LSTM`, one such pair per
+        cell for `RNN` (the arrays themselves)."""
+        if self._carried is None:
+            return None
+        pairs = [[state.h, state.c] for state in self._carried]
+        return pairs if self._states_per_cell else pairs[0]
+
+    def _carry(self, finals):
+        """Keeps copies of the final states `[(h_n, c_n), ...]` (one pair per cell) as the
+        initial states of the next call."""
+        self._carried = tuple(LSTMState._of(h.copy(), c.copy()) for h, c in finals)
 
     def _check_sequence_shape(self, input_shape):
         """Checks a `build` shape `(B, T, D)`; a stateful layer takes B as its batch size when
@@ -205,25 +225,23 @@ class SequenceArgs:
         """Zeroes the carried states of a stateful layer (Keras's `reset_state`).
 
         Args:
-            mask: None to reset every sample, or a `(B,)` bool array: only samples where it
+            mask: None to reset every sample, or a `(B,)` boolean array: only samples where it
                 is True are reset (their next batch starts from zero state); the others keep
                 their state. (Keras has no per-sample reset.)
 
         Raises:
-            ValueError: `mask` is not a `(B,)` bool array for the layer's batch size.
+            ValueError: `mask` is not a `(B,)` boolean array for the layer's batch size.
         """
-        if mask is None or self.states is None:
-            self.states = None
+        if mask is None or self._carried is None:
+            self._carried = None
             return
-        arrays = [s for item in self.states
-                  for s in (item if isinstance(item, (list, tuple)) else [item])]
-        mask = np.asarray(mask)
-        B = arrays[0].shape[0]
-        if mask.dtype != bool or mask.shape != (B,):
-            raise ValueError(f"Argument `mask` of reset_state must be a ({B},) bool array, "
-                             f"received dtype {mask.dtype} and shape {mask.shape}.")
-        for state in arrays:
-            state[mask] = 0
+        try:
+            reset_layers(self._carried, mask)
+        except (TypeError, ValueError):
+            mask = np.asarray(mask)
+            raise ValueError(f"Argument `mask` of reset_state must be a "
+                             f"({self._carried[0].batch_size},) boolean array, received dtype "
+                             f"{mask.dtype} and shape {mask.shape}.") from None
 
     def _sequence_config(self):
         return dict(

@@ -3,6 +3,7 @@
 import numpy as np
 
 from pylstm import _threads
+from pylstm.layers._registry import deserialize, serialize
 from pylstm.layers.layer import Layer
 from pylstm.layers.lstm import LSTM
 
@@ -271,8 +272,6 @@ class Bidirectional(Layer):
         return g * y_rev, g * y  # mul
 
     def get_config(self):
-        from pylstm.layers import serialize  # pylstm.layers imports this module
-
         config = super().get_config()
         config.update(merge_mode=self.merge_mode, layer=serialize(self.forward_layer),
                       backward_layer=serialize(self.backward_layer))
@@ -280,8 +279,6 @@ class Bidirectional(Layer):
 
     @classmethod
     def from_config(cls, config):
-        from pylstm.layers import deserialize
-
         config = dict(config)
         for key in ("layer", "backward_layer"):
             if isinstance(config.get(key), dict):

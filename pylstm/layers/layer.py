@@ -10,190 +10,19 @@ Design:
     (scikit-learn's `neural_network` style: derivatives from cached outputs).
 """
 
-import contextlib
-import contextvars
 import inspect
-import math
 import re
 
 import numpy as np
 
 from pylstm import initializers, regularizers
+# The weight names are importable from here as well: loaders and their users have them from
+# `pylstm.layers.layer` (`deferred_weights`, `DEFAULT_MAX_WEIGHT_BYTES`, ...).
+from pylstm.variable import (DEFAULT_MAX_WEIGHT_BYTES, Variable, WeightBudget,  # noqa: F401
+                             WeightLimitError, assign_weights, check_byte_limit,
+                             deferred_weights, deferred_zeros)
 
 _FLOAT_DTYPES = ("float32", "float64")
-
-DEFAULT_MAX_WEIGHT_BYTES = 2 ** 31
-"""The default `max_weight_bytes` of the loaders that build a model from a file's config
-(2 GiB of weights): a config that implies more is refused before anything is allocated,
-unless the caller raises the limit."""
-
-# A context variable, not a global: each thread starts with its own (unset) value, so a
-# thread building a model while another loads a file still runs its initializers.
-_WEIGHT_BUDGET = contextvars.ContextVar("pylstm_weight_budget", default=None)
-
-
-class WeightLimitError(ValueError):
-    """Raised inside `deferred_weights` when the weights would exceed its limit (a
-    `ValueError`, so that loaders' callers need catch nothing new)."""
-
-
-class WeightBudget:
-    """The running total of a `deferred_weights` block.
-
-    Attributes:
-        max_bytes: int, the limit.
-        nbytes: int, the bytes of the weights created in the block so far.
-    """
-
-    def __init__(self, max_bytes):
-        self.max_bytes = max_bytes
-        self.nbytes = 0
-
-    def zeros(self, name, shape, dtype, order="C"):
-        """Counts, then allocates, zeros of `shape`, `dtype` and memory `order` for the
-        weight `name`.
-
-        Raises:
-            WeightLimitError: if the total would exceed `max_bytes` (nothing is allocated).
-        """
-        shape = tuple(int(d) for d in shape)
-        if any(d < 0 for d in shape):
-            raise ValueError(f"Weight '{name}' has a negative dimension in shape {shape}.")
-        # Python ints, so that a huge shape cannot overflow the count.
-        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
-        if self.nbytes + nbytes > self.max_bytes:
-            raise WeightLimitError(
-                f"The model's weights of {self.nbytes + nbytes} bytes exceed the limit of "
-                f"{self.max_bytes} bytes (max_weight_bytes), reached at weight '{name}' of "
-                f"shape {shape}; pass a larger `max_weight_bytes` to load such a model.")
-        self.nbytes += nbytes
-        return np.zeros(shape, dtype=dtype, order=order)
-
-
-def deferred_zeros(name, shape, dtype, order="C"):
-    """Inside `deferred_weights`: counts the weight `name` and returns zeros of `shape`,
-    `dtype` and memory `order` in place of its initial value; outside: None (run the
-    initializer). For weights made without `Layer.add_weight` (`pylstm.nn` modules).
-
-    Raises:
-        WeightLimitError: if the block's weights would exceed its limit.
-    """
-    budget = _WEIGHT_BUDGET.get()
-    return None if budget is None else budget.zeros(name, shape, dtype, order)
-
-
-def check_byte_limit(value, name):
-    """`value` as an int, checked as the byte limit passed as argument `name`.
-
-    Raises:
-        TypeError: if `value` is not an int.
-        ValueError: if `value` is negative.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"Argument `{name}` must be an int, received {value!r:.80}.")
-    if value < 0:
-        raise ValueError(f"Argument `{name}` must be non-negative, received {value}.")
-    return int(value)
-
-
-@contextlib.contextmanager
-def deferred_weights(max_bytes=DEFAULT_MAX_WEIGHT_BYTES):
-    """Builds layers without running their initializers, within a limit on weight bytes.
-
-    Inside the block (in the current thread or task only), `Layer.add_weight` allocates
-    zeros of the weight's shape and dtype instead of calling its initializer, and counts
-    their bytes. Loaders build a model from a file's config inside it, then set the file's
-    weights, so that a small file cannot make them run an initializer for minutes or
-    allocate gigabytes.
-
-    Args:
-        max_bytes: non-negative int, the most bytes of weights the block may create.
-
-    Yields:
-        A `WeightBudget` whose `nbytes` is the total bytes of the weights created.
-
-    Raises:
-        TypeError: if `max_bytes` is not an int.
-        ValueError: if `max_bytes` is negative; `WeightLimitError` (a `ValueError`, from
-            `add_weight`) if the weights exceed it.
-    """
-    budget = WeightBudget(check_byte_limit(max_bytes, "max_bytes"))
-    token = _WEIGHT_BUDGET.set(budget)
-    try:
-        yield budget
-    finally:
-        _WEIGHT_BUDGET.reset(token)
-
-
-class Variable:
-    """A trainable (or frozen) array owned by a layer.
-
-    Attributes:
-        name: str, e.g. `"lstm/kernel"`.
-        value: `np.ndarray`, the weight itself; optimizers update it in place.
-        grad: `np.ndarray` of the same shape and dtype, accumulated by `Layer.backward`
-            and zeroed by `Sequential` before each batch.
-        trainable: bool; optimizers skip frozen variables.
-        regularizer: callable `value -> float` or None (penalty added to the loss).
-        constraint: callable `value -> value` or None (applied after each optimizer step).
-    """
-
-    def __init__(self, name, value, trainable=True, regularizer=None, constraint=None):
-        self.name = name
-        self.value = value
-        # np.zeros (calloc) rather than zeros_like, which writes every byte: a loader builds
-        # a model before reading its weights, and untouched pages cost no memory until then.
-        if value.flags.c_contiguous or value.flags.f_contiguous:
-            self.grad = np.zeros(value.shape, value.dtype,
-                                 order="C" if value.flags.c_contiguous else "F")
-        else:
-            self.grad = np.zeros_like(value)
-        self.trainable = trainable
-        self.regularizer = regularizer
-        self.constraint = constraint
-
-    @property
-    def shape(self):
-        return self.value.shape
-
-    @property
-    def dtype(self):
-        return self.value.dtype
-
-    def assign(self, value):
-        """Copies `value` into this variable, checking its shape.
-
-        Raises:
-            ValueError: if `value`'s shape differs from the variable's.
-        """
-        value = np.asarray(value)
-        if value.shape != self.value.shape:
-            raise ValueError(
-                f"Variable '{self.name}' expects shape {self.value.shape}, "
-                f"received shape {value.shape}."
-            )
-        self.value[...] = value
-
-    def __repr__(self):
-        return f"<Variable {self.name} shape={self.shape} dtype={self.dtype}>"
-
-
-def assign_weights(variables, weights, owner):
-    """Copies `weights` (arrays, in order) into `variables`, for `set_weights`.
-
-    Raises:
-        ValueError: naming `owner`, if the count or a shape does not match.
-    """
-    # counted before the list is made: an array passed here would be split into its rows
-    count = len(weights) if isinstance(weights, np.ndarray) and weights.ndim else None
-    if count is None:
-        weights = list(weights)
-        count = len(weights)
-    if count != len(variables):
-        raise ValueError(f"{owner} expects {len(variables)} weight arrays, "
-                         f"received {count}.")
-    for var, w in zip(variables, weights):
-        var.assign(w)
 
 
 class Layer:

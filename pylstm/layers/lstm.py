@@ -6,7 +6,8 @@ from pylstm import ops
 from pylstm._validation import check_array, check_finite
 from pylstm.layers._lstm_common import LSTMArgs, SequenceArgs
 from pylstm.layers.layer import Layer
-from pylstm.streaming import LSTMState, LSTMStepper
+from pylstm.state import LSTMState
+from pylstm.streaming import LSTMStepper
 
 
 class LSTM(LSTMArgs, SequenceArgs, Layer):
@@ -185,8 +186,8 @@ class LSTM(LSTMArgs, SequenceArgs, Layer):
             check_finite(c0, "initial_state[1]")
         elif self.stateful:
             self._check_stateful_batch(B)
-            if self.states is not None:
-                h0, c0 = self.states
+            if self._carried is not None:
+                h0, c0 = self._carried[0].h, self._carried[0].c
         y, h_n, c_n, cache = self._lstm_forward(
             x, h0, c0, training,
             projection=None if self.projection is None else self.projection.value, mask=mask,
@@ -195,7 +196,7 @@ class LSTM(LSTMArgs, SequenceArgs, Layer):
         if self.go_backwards and self.return_sequences:
             y = y[:, ::-1]
         if self.stateful:
-            self.states = [h_n.copy(), c_n.copy()]
+            self._carry([(h_n, c_n)])
         self._cache = cache
         self._had_initial_state = initial_state is not None
         if self.return_state:

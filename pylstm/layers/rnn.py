@@ -27,6 +27,7 @@ import numpy as np
 from pylstm import ops
 from pylstm._validation import check_array, check_finite
 from pylstm.layers._lstm_common import LSTMArgs, SequenceArgs
+from pylstm.layers._registry import deserialize, serialize
 from pylstm.layers.layer import Layer
 
 
@@ -298,14 +299,10 @@ class StackedRNNCells(Layer):
         return grad, prev
 
     def get_config(self):
-        from pylstm.layers import serialize  # pylstm.layers imports this module
-
         return {**super().get_config(), "cells": [serialize(cell) for cell in self.cells]}
 
     @classmethod
     def from_config(cls, config):
-        from pylstm.layers import deserialize
-
         config = dict(config)
         config["cells"] = [deserialize(c) if isinstance(c, dict) else c for c in config["cells"]]
         return cls(**config)
@@ -370,6 +367,7 @@ class RNN(SequenceArgs, Layer):
     """
 
     supports_masking = True
+    _states_per_cell = True
 
     def __init__(self, cell, return_sequences=False, return_state=False, go_backwards=False,
                  stateful=False, unroll=False, zero_output_for_mask=False, **kwargs):
@@ -424,30 +422,6 @@ class RNN(SequenceArgs, Layer):
             return out
         return [out] + [None] * (2 if self._single else len(self._cells))
 
-    # Overrides SequenceArgs's only to keep this layer's error wording ("boolean array").
-    def reset_state(self, mask=None):
-        """Zeroes the carried states of a stateful layer.
-
-        Args:
-            mask: None to reset every sample, or a `(B,)` boolean array: the samples where it
-                is True get zero states, the others keep theirs (as `pylstm.layers.LSTM`;
-                Keras has no per-sample reset).
-
-        Raises:
-            ValueError: `mask` is not a `(B,)` boolean array.
-        """
-        if mask is None or self.states is None:
-            self.states = None
-            return
-        mask = np.asarray(mask)
-        B = self.states[0][0].shape[0]
-        if mask.dtype != np.bool_ or mask.shape != (B,):
-            raise ValueError(f"Argument `mask` of reset_state must be a ({B},) boolean array, "
-                             f"received dtype {mask.dtype} and shape {mask.shape}.")
-        for pair in self.states:
-            for state in pair:
-                state[mask] = 0
-
     def call(self, inputs, training=False, initial_state=None, mask=None):
         x = check_array(inputs, "inputs", ndim=3, dtype=self.dtype)
         if not self.built:
@@ -467,8 +441,8 @@ class RNN(SequenceArgs, Layer):
             states = [(None, None)] * len(self._cells)
             if self.stateful:
                 self._check_stateful_batch(B)
-                if self.states is not None:
-                    states = self.states
+                if self._carried is not None:
+                    states = [(state.h, state.c) for state in self._carried]
 
         seq, caches, finals = x, [], []
         for k, cell in enumerate(self._cells):
@@ -481,7 +455,7 @@ class RNN(SequenceArgs, Layer):
         if self.go_backwards and self.return_sequences:
             seq = seq[:, ::-1]
         if self.stateful:
-            self.states = [[h.copy(), c.copy()] for h, c in finals]
+            self._carry(finals)
         self._caches = caches if training else None
         self._had_initial_state = initial_state is not None
         if self.return_state:
@@ -545,8 +519,6 @@ class RNN(SequenceArgs, Layer):
         return dy
 
     def get_config(self):
-        from pylstm.layers import serialize  # pylstm.layers imports this module
-
         config = super().get_config()
         config.update(
             cell=serialize(self.cell),
@@ -556,8 +528,6 @@ class RNN(SequenceArgs, Layer):
 
     @classmethod
     def from_config(cls, config):
-        from pylstm.layers import deserialize
-
         config = dict(config)
         if isinstance(config.get("cell"), dict):
             config["cell"] = deserialize(config["cell"])

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from pylstm.layers._registry import deserialize, serialize
 from pylstm.layers.layer import Layer
 
 
@@ -111,14 +112,10 @@ class TimeDistributed(Layer):
         return grad_inputs.reshape((B, T) + grad_inputs.shape[1:])
 
     def get_config(self):
-        from pylstm.layers import serialize  # pylstm.layers imports this module
-
         return {**super().get_config(), "layer": serialize(self.layer)}
 
     @classmethod
     def from_config(cls, config):
-        from pylstm.layers import deserialize
-
         config = dict(config)
         if isinstance(config.get("layer"), dict):
             config["layer"] = deserialize(config["layer"])

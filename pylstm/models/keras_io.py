@@ -52,12 +52,12 @@ import zipfile
 import numpy as np
 
 from pylstm import activations, constraints, initializers, losses, optimizers, regularizers
+from pylstm._atomic_write import atomic_write
 from pylstm import metrics as metrics_module
 from pylstm.layers import Layer, _layer_classes, serialize
-from pylstm.layers.layer import DEFAULT_MAX_WEIGHT_BYTES, check_byte_limit, deferred_weights
 from pylstm.models import _archive, _hdf5
-from pylstm.models.saving import atomic_write
 from pylstm.models.sequential import Sequential
+from pylstm.variable import DEFAULT_MAX_WEIGHT_BYTES, check_byte_limit, deferred_weights
 
 # The Keras release whose `.keras` layout `save_keras` follows (recorded in metadata.json).
 KERAS_VERSION = "3.15.1"

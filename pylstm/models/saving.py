@@ -16,22 +16,16 @@ through `pylstm.models.keras_io`.
 import contextlib
 import json
 import os
-import re
-import secrets
-import time
 import zipfile
 
 import numpy as np
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None
-
 from pylstm import losses, optimizers
-from pylstm.layers.layer import (DEFAULT_MAX_WEIGHT_BYTES, WeightLimitError, check_byte_limit,
-                                 deferred_weights)
-from pylstm.models import _archive
+from pylstm._atomic_write import atomic_write
+from pylstm.models import _archive, _formats
+from pylstm.models.sequential import Sequential
+from pylstm.variable import (DEFAULT_MAX_WEIGHT_BYTES, WeightLimitError, check_byte_limit,
+                             deferred_weights)
 
 FORMAT = "pylstm"
 FORMAT_VERSION = 1
@@ -52,128 +46,17 @@ def save_model(model, path):
         ValueError: if the compile config holds objects that cannot be serialized, or (for
             `.keras`) the model holds something Keras lacks.
     """
-    if os.fspath(path).endswith(".keras"):
-        from pylstm.models.keras_io import save_keras
+    _formats.find("save_model", path)(model, path)
 
-        save_keras(model, path)
-        return
+
+def _save_pylstm(model, path):
+    """`save_model` in pylstm's own format."""
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.get_config(),
               "compile_config": _serialize_compile_config(model)}
     arrays = {"config.json": np.frombuffer(json.dumps(config).encode("utf-8"), dtype=np.uint8)}
     for i, w in enumerate(model.get_weights()):
         arrays[f"weight_{i:04d}"] = w
     atomic_write(path, lambda f: np.savez(f, **arrays))
-
-
-def atomic_write(path, write):
-    """Calls `write(f)` on a fresh binary file beside `path`, then moves it onto `path`, so an
-    interrupted save never leaves a half-written file at `path`.
-
-    The temporary file is `.pylstm-<pid>-<random hex>.tmp`, locked (`flock`, where the system
-    has it) while it is written. A save killed midway cannot remove its own, so each save
-    first removes those of earlier saves into the same folder that are stale: not locked,
-    and whose process is gone (or, since a pid can be reused, older than a day). After the
-    rename the folder is synced too (where the system allows it), so that the rename
-    survives a power cut.
-
-    Args:
-        path: str or path-like.
-        write: callable taking a writable binary file object.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    _remove_stale_temp_files(directory)
-    # A fresh name opened with "xb" gets the usual umask permissions (mkstemp's are 0600).
-    tmp = os.path.join(directory, f".pylstm-{os.getpid()}-{secrets.token_hex(8)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            _lock(f.fileno(), blocking=True)
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(directory)
-
-
-_TEMP_NAME = re.compile(r"\.pylstm-(\d+)-[0-9a-f]{16}\.tmp\Z")
-_STALE_AGE_S = 24 * 3600
-
-
-def _lock(fd, blocking):
-    """Takes an exclusive `flock` on `fd`; returns False if another holds it. Where the
-    system or filesystem has no `flock`, returns True (nothing to wait for)."""
-    if fcntl is None:
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
-
-
-def _remove_stale_temp_files(directory):
-    """Removes the temporary files of killed saves into `directory` (see `atomic_write`);
-    never fails a save."""
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return
-    for entry in entries:
-        match = _TEMP_NAME.match(entry.name)
-        if match is None:
-            continue
-        with contextlib.suppress(OSError, ValueError):
-            if os.name == "posix":
-                _remove_if_stale(entry.path, int(match.group(1)))
-            elif time.time() - entry.stat(follow_symlinks=False).st_mtime > _STALE_AGE_S:
-                # Windows refuses to delete a file that a save still has open.
-                os.unlink(entry.path)
-
-
-def _remove_if_stale(path, pid):
-    """Removes the temporary file `path` of process `pid` if no save holds its lock and the
-    process is gone (our own pid counts as alive: another thread's save) or the file is
-    older than a day."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        stat = os.fstat(fd)
-        old = time.time() - stat.st_mtime > _STALE_AGE_S
-        if (os.path.samestat(stat, os.stat(path, follow_symlinks=False))
-                and _lock(fd, blocking=False)
-                and (old or (pid != os.getpid() and not _pid_alive(pid)))):
-            os.unlink(path)
-    finally:
-        os.close(fd)
-
-
-def _fsync_directory(directory):
-    """Syncs `directory`'s entries to disk; skipped where directories cannot be opened or
-    synced (Windows, some filesystems)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _serialize_compile_config(model):
@@ -228,10 +111,11 @@ def load_model(path, max_weight_bytes=DEFAULT_MAX_WEIGHT_BYTES):
     """
     path = os.fspath(path)
     check_byte_limit(max_weight_bytes, "max_weight_bytes")
-    if path.endswith((".keras", ".h5", ".hdf5")):
-        from pylstm.models.keras_io import load_keras
+    return _formats.find("load_model", path)(path, max_weight_bytes=max_weight_bytes)
 
-        return load_keras(path, max_weight_bytes=max_weight_bytes)
+
+def _load_pylstm(path, max_weight_bytes):
+    """`load_model` of a file in pylstm's own format."""
 
     def invalid(why):
         return _FileError(f"{path!r} is not a valid pylstm model file: {why.rstrip('.')}.")
@@ -278,8 +162,6 @@ def _starts_with(path, prefix):
 def _load_archive(archive, invalid, max_weight_bytes):
     """`load_model` of an open zip `archive`: reads the config, builds the model within
     `max_weight_bytes`, then reads each weight member straight into its variable."""
-    from pylstm.models.sequential import Sequential
-
     members = {}
     for info in archive.infolist():
         name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename

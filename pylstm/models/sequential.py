@@ -19,7 +19,8 @@ from pylstm import losses, optimizers, utils
 from pylstm import metrics as metrics_module
 from pylstm.callbacks import History
 from pylstm.layers import InputLayer, Layer, deserialize, serialize
-from pylstm.layers.layer import assign_weights
+from pylstm.models import _formats
+from pylstm.variable import assign_weights
 
 try:
     from tqdm import tqdm
@@ -536,23 +537,17 @@ class Sequential:
     def save(self, path):
         """Saves the model to one file: the Keras 3 format for a path ending in
         `.keras`, else pylstm's own; see `pylstm.models.save_model`."""
-        from pylstm.models.saving import save_model
-
-        save_model(self, path)
+        _formats.find("save_model", path)(self, path)
 
     def save_weights(self, path):
         """Writes the weights (and optimizer state) as a Keras 3 `.weights.h5` file (h5py
         needed); see `pylstm.models.save_keras_weights`."""
-        from pylstm.models.keras_io import save_keras_weights
-
-        save_keras_weights(self, path)
+        _formats.find("save_weights", path)(self, path)
 
     def load_weights(self, path):
         """Loads Keras weights (`.weights.h5`, `.keras` or legacy `.h5`) into this model (pyfive
         needed); see `pylstm.models.load_keras_weights`."""
-        from pylstm.models.keras_io import load_keras_weights
-
-        load_keras_weights(self, path)
+        _formats.find("load_weights", path)(self, path)
 
 
 def _check_positive_int(value, name):

@@ -37,8 +37,9 @@ Example:
 """
 
 from pylstm.nn.cell import LSTMCell
-from pylstm.nn.lstm import LSTM, IncompatibleKeys, LSTMLayer, LSTMStepState
+from pylstm.nn.lstm import LSTM, IncompatibleKeys, LSTMLayer
 from pylstm.nn.state_dict import load_state_dict_file, save_state_dict_file
+from pylstm.state import LSTMStepState
 
 __all__ = ["LSTM", "LSTMCell", "LSTMLayer", "LSTMStepState", "IncompatibleKeys",
            "load_state_dict_file", "save_state_dict_file"]

@@ -16,7 +16,8 @@ from pylstm._validation import as_float_array, check_allocation, check_lstm_size
 from pylstm.nn.module import (_as_batch, _check_dtype, _check_int, _keras_storage, _Module,
                               _parameter)
 from pylstm.nn.state_dict import to_numpy
-from pylstm.streaming import LSTMState, LSTMStepper
+from pylstm.state import LSTMState
+from pylstm.streaming import LSTMStepper
 
 
 class LSTMCell(_Module):

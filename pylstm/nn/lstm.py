@@ -22,14 +22,17 @@ import numpy as np
 
 from pylstm import _threads, ops
 from pylstm._validation import as_float_array, check_allocation, check_lstm_size
-from pylstm.layers.layer import _WEIGHT_BUDGET, Layer, deferred_zeros
+from pylstm.layers.layer import Layer
 from pylstm.nn.cell import _thread_cache
 # IncompatibleKeys: re-exported, as `pylstm.nn` imports it from here.
 from pylstm.nn.module import (IncompatibleKeys, _as_batch, _check_dtype, _check_int,
                               _keras_storage, _Module, _parameter)
 from pylstm.nn.state_dict import to_numpy
-from pylstm.streaming import LSTMState, LSTMStepper
 from pylstm.nn.utils.rnn import check_packed_sequence, pack_padded_sequence, pad_packed_sequence
+from pylstm.ops._buffers import contiguous, empty
+from pylstm.state import LSTMState, LSTMStepState
+from pylstm.streaming import LSTMStepper
+from pylstm.variable import deferred_zeros, deferring_weights
 
 class LSTM(_Module):
     """A multi-layer LSTM with the arguments, parameters, shapes and results of PyTorch's
@@ -123,7 +126,7 @@ class LSTM(_Module):
         self.bidirectional = bool(bidirectional)
         self.dtype = _check_dtype(dtype)
         self.seed = seed
-        if _WEIGHT_BUDGET.get() is None:  # else `deferred_weights` limits the bytes
+        if not deferring_weights():  # else `deferred_weights` limits the bytes
             _check_parameter_sizes(self)
         super().__init__()
         init_seq, dropout_seq = np.random.SeedSequence(seed).spawn(2)
@@ -213,7 +216,7 @@ class LSTM(_Module):
         if unbatched:
             return y[:, 0], (h_n[:, 0], c_n[:, 0])
         if self.batch_first:
-            y = ops._contiguous(y.transpose(1, 0, 2))
+            y = contiguous(y.transpose(1, 0, 2))
         return y, (h_n, c_n)
 
     def _initial_states(self, hx, N, unbatched):
@@ -288,7 +291,7 @@ class LSTM(_Module):
             else:
                 masks.append(None)
             # one direction's output is the layer's; two write their halves of y
-            y = ops._empty(x.shape[:-1] + (D * P,), self.dtype) if D > 1 else None
+            y = empty(x.shape[:-1] + (D * P,), self.dtype) if D > 1 else None
 
             def direction(d, x=x, layer=layer, y=y):
                 k = layer * D + d
@@ -583,7 +586,7 @@ class LSTM(_Module):
         elif unbatched:
             dx, dh0, dc0 = dx[:, 0], dh0[:, 0], dc0[:, 0]
         elif self.batch_first:
-            dx = ops._contiguous(dx.transpose(1, 0, 2))
+            dx = contiguous(dx.transpose(1, 0, 2))
         return (dx, (dh0, dc0)) if return_hx_grad else dx
 
     def _state_grad(self, value, name, shape, unbatched):
@@ -724,7 +727,7 @@ class LSTMLayer(Layer):
         m = self.module
         y, h_n, _ = m._forward(x.transpose(1, 0, 2), None, None, bool(training))
         if self.return_sequences:
-            return ops._contiguous(y.transpose(1, 0, 2))
+            return contiguous(y.transpose(1, 0, 2))
         D = m.num_directions
         return np.concatenate(list(h_n[-D:]), axis=-1)
 
@@ -743,7 +746,7 @@ class LSTMLayer(Layer):
             dh_n[-D:] = g.reshape(N, D, P).transpose(1, 0, 2)
             dx, _, _ = m._backward(None, dh_n, None)
         m._cache = {}
-        return ops._contiguous(dx.transpose(1, 0, 2))
+        return contiguous(dx.transpose(1, 0, 2))
 
     def get_config(self):
         config = super().get_config()
@@ -752,152 +755,6 @@ class LSTMLayer(Layer):
         module_config.pop("dtype")
         config.update(module_config, return_sequences=self.return_sequences)
         return config
-
-
-class LSTMStepState:
-    """The state of a stacked `pylstm.nn.LSTM` between two `step` calls: one
-    `pylstm.streaming.LSTMState` per layer (`h` `(N, P_out)`, `c` `(N, H)`), the streaming
-    counterpart of PyTorch's `(h_n, c_n)`.
-
-    Args:
-        layers: a sequence of `LSTMState`, layer 0 first, of the same batch size, sizes and
-            dtype (held, not copied).
-
-    Raises:
-        TypeError: an item that is not an `LSTMState`, or different dtypes.
-        ValueError: no layers, or different batch sizes or sizes.
-
-    Example:
-
-    >>> import numpy as np
-    >>> from pylstm.nn import LSTM, LSTMStepState
-    >>> lstm = LSTM(input_size=2, hidden_size=3, num_layers=2, seed=0).eval()
-    >>> _, state = lstm.step(np.ones((2, 2), dtype="float32"), lstm.initial_state(2))
-    >>> saved = state.to_dict()  # {"h": (2, 2, 3), "c": (2, 2, 3)}: np.savez(path, **saved)
-    >>> state.reset(np.array([True, False]))  # sample 0 starts a new sequence
-    >>> float(np.abs(state.h[:, 0]).sum()), bool(np.allclose(state.h[:, 1], saved["h"][:, 1]))
-    (0.0, True)
-    >>> LSTMStepState.from_dict(saved).h.shape
-    (2, 2, 3)
-    """
-
-    __slots__ = ("_layers",)
-
-    def __init__(self, layers):
-        if isinstance(layers, np.ndarray) or not hasattr(layers, "__iter__"):
-            # an array would be split into rows before its first item is refused
-            raise TypeError(f"Argument `layers` must be a sequence of LSTMState, received "
-                            f"{type(layers).__name__}.")
-        layers = tuple(layers)
-        if not layers:
-            raise ValueError("Argument `layers` must hold at least one LSTMState, received "
-                             "none.")
-        for k, state in enumerate(layers):
-            if not isinstance(state, LSTMState):
-                raise TypeError(f"Argument `layers[{k}]` must be an LSTMState, received "
-                                f"{type(state).__name__}.")
-            first = layers[0]
-            if state.dtype != first.dtype:
-                raise TypeError(f"Argument `layers` must share one dtype, received "
-                                f"{first.dtype} (layer 0) and {state.dtype} (layer {k}).")
-            if (state.h.shape, state.c.shape) != (first.h.shape, first.c.shape):
-                raise ValueError(f"Argument `layers` must share batch size and sizes, "
-                                 f"received h {first.h.shape}, c {first.c.shape} (layer 0) "
-                                 f"and h {state.h.shape}, c {state.c.shape} (layer {k}).")
-        self._layers = layers
-
-    @classmethod
-    def zeros(cls, num_layers, batch_size, hidden_size, output_size=None, dtype="float32"):
-        """The zero state: `num_layers` layers of `h` `(batch_size, output_size or
-        hidden_size)` and `c` `(batch_size, hidden_size)`."""
-        num_layers = _check_int(num_layers, "num_layers", 1)
-        first = LSTMState.zeros(batch_size, hidden_size, output_size, dtype)
-        (B, P), H = first.h.shape, first.c.shape[1]
-        check_allocation((B, P + H), first.dtype, "num_layers", count=num_layers)
-        return cls((first,) + tuple(first.copy() for _ in range(num_layers - 1)))
-
-    @property
-    def layers(self):
-        """The per-layer `LSTMState`s, layer 0 first (a tuple; write into their arrays)."""
-        return self._layers
-
-    @property
-    def num_layers(self):
-        return len(self._layers)
-
-    @property
-    def batch_size(self):
-        return self._layers[0].batch_size
-
-    @property
-    def sizes(self):
-        """`(P_out, H)`: the sizes of `h` and `c`."""
-        return self._layers[0].h.shape[1], self._layers[0].c.shape[1]
-
-    @property
-    def dtype(self):
-        return self._layers[0].dtype
-
-    @property
-    def h(self):
-        """`(num_layers, N, P_out)` copy of every layer's `h` (the layout of `h_n`)."""
-        return np.stack([s.h for s in self._layers])
-
-    @property
-    def c(self):
-        """`(num_layers, N, H)` copy of every layer's `c` (the layout of `c_n`)."""
-        return np.stack([s.c for s in self._layers])
-
-    def copy(self):
-        """An independent copy (new arrays), to branch a stream or keep a checkpoint."""
-        return LSTMStepState(tuple(s.copy() for s in self._layers))
-
-    def reset(self, mask=None):
-        """Sets the state of some or all samples back to zeros in every layer, in place.
-
-        Args:
-            mask: None for every sample, or a `(N,)` boolean array, True for the samples that
-                start a new sequence.
-
-        Raises:
-            TypeError: `mask` is not boolean.
-            ValueError: `mask` does not have shape `(N,)`.
-        """
-        for s in self._layers:
-            s.reset(mask)
-
-    def to_dict(self):
-        """`{"h": (num_layers, N, P_out), "c": (num_layers, N, H)}` copies, for `np.savez`,
-        safetensors or pickling; also the `(h_0, c_0)` of a call."""
-        return {"h": self.h, "c": self.c}
-
-    @classmethod
-    def from_dict(cls, values):
-        """The state saved by `to_dict`.
-
-        Raises:
-            TypeError: `values` is not a mapping, or its arrays are not float32/float64.
-            ValueError: keys other than exactly "h" and "c", or arrays that are not 3-D with
-                the same number of layers and batch size.
-        """
-        if not hasattr(values, "keys"):
-            raise TypeError(f"Argument `values` must be a mapping with keys 'h' and 'c', "
-                            f"received {type(values).__name__}.")
-        keys = set(values.keys())
-        if keys != {"h", "c"}:
-            raise ValueError(f"Argument `values` must have exactly the keys ['c', 'h'], "
-                             f"received {sorted(keys)}.")
-        h, c = np.asarray(values["h"]), np.asarray(values["c"])
-        if h.ndim != 3 or c.ndim != 3 or h.shape[:2] != c.shape[:2]:
-            raise ValueError(f"Arguments `values['h']` and `values['c']` must be "
-                             f"(num_layers, batch, size) with the same first two axes, "
-                             f"received shapes {h.shape} and {c.shape}.")
-        return cls(tuple(LSTMState(h[k].copy(), c[k].copy()) for k in range(h.shape[0])))
-
-    def __repr__(self):
-        P, H = self.sizes
-        return (f"LSTMStepState(num_layers={self.num_layers}, batch_size={self.batch_size}, "
-                f"hidden_size={H}, output_size={P}, dtype={self.dtype})")
 
 
 def _check_parameter_sizes(lstm):

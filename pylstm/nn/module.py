@@ -15,8 +15,8 @@ import os
 import numpy as np
 
 from pylstm._validation import as_float_array
-from pylstm.layers.layer import Variable
 from pylstm.nn.state_dict import read_state_dict_file, save_state_dict_file, to_numpy
+from pylstm.variable import Variable
 
 IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 IncompatibleKeys.__doc__ = """What `load_state_dict(..., strict=False)` did not match (as

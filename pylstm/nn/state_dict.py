@@ -10,6 +10,7 @@ import zipfile
 
 import numpy as np
 
+from pylstm._atomic_write import atomic_write
 from pylstm._validation import native
 
 _SAFETENSORS_HINT = ("reading or writing .safetensors files needs the `safetensors` package: "
@@ -233,7 +234,7 @@ def _check_zip_checksums(path):
 def save_state_dict_file(state_dict, path):
     """Writes `{name: array}` to a `.safetensors` file or a `.pt` / `.pth` file that
     `torch.load(path, weights_only=True)` and `torch.nn.LSTM.load_state_dict` accept,
-    atomically (`pylstm.models.saving.atomic_write`): an interrupted save never leaves a
+    atomically (`pylstm._atomic_write.atomic_write`): an interrupted save never leaves a
     half-written file at `path`.
 
     Args:
@@ -247,8 +248,6 @@ def save_state_dict_file(state_dict, path):
     path, kind = _kind(path, "path")
     # both formats store native (little-endian) values: another byte order is converted
     arrays = {str(k): np.ascontiguousarray(native(to_numpy(v))) for k, v in state_dict.items()}
-    from pylstm.models.saving import atomic_write
-
     if kind == "safetensors":
         try:
             from safetensors.numpy import save
