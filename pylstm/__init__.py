@@ -6,11 +6,20 @@ Keras-style API (`pylstm.layers`, `pylstm.models`) sits on top.
 
 __version__ = "0.1.0"
 
-from pylstm import (activations, callbacks, constraints, datasets, initializers, layers, losses,
-                    metrics, models, nn, ops, optimizers, regularizers, streaming, utils)
+try:
+    from pylstm import (activations, callbacks, constraints, datasets, initializers, layers,
+                        losses, metrics, models, nn, ops, optimizers, regularizers, streaming,
+                        utils)
 
-from pylstm._memory import get_memory_pool_limit, memory_pool_idle, set_memory_pool_limit
-from pylstm._threads import get_num_threads, set_num_threads
+    from pylstm._memory import get_memory_pool_limit, memory_pool_idle, set_memory_pool_limit
+    from pylstm._threads import get_num_threads, set_num_threads
+except ImportError as error:
+    from pylstm._extensions import unbuilt_error
+
+    unbuilt = unbuilt_error(error, __name__, __path__[0])
+    if unbuilt is None:
+        raise
+    raise unbuilt from error
 
 __all__ = ["activations", "callbacks", "constraints", "datasets", "initializers", "layers",
            "losses", "metrics", "models", "nn", "ops", "optimizers", "regularizers", "streaming",
