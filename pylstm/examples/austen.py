@@ -25,7 +25,8 @@ With the defaults (6 epochs, 256 units) the LSTM reaches about 2.2 bits per char
 Persuasion, against 4.44 for the unigram baseline, after 2.5 to 5 minutes of training on a
 2-core machine (one BLAS thread; the whole run takes 3 to 6 minutes). The LSTM's per-timestep
 matrix products are small: on a machine busy with other jobs, `OPENBLAS_NUM_THREADS=1` stops
-OpenBLAS's threads from waiting on each other (3 to 7 times faster there).
+OpenBLAS's threads from waiting on each other (benchmarks/README.md, "Thread policy
+measurements").
 """
 
 import argparse
