@@ -1,6 +1,6 @@
 """Helpers shared by the test modules. pytest runs with --import-mode=importlib, which keeps
-tests/ off `sys.path`, so they come as fixtures, or, for `keras_util.py` (needed at module level
-by the Keras parity suites), as the module `pylstm_tests_keras_util` registered here:
+tests/ off `sys.path`, so they come as fixtures, or, for `support/keras_util.py` (needed at
+module level by the Keras parity suites), as the module `pylstm_tests_keras_util` registered here:
 `import pylstm_tests_keras_util as ku`."""
 
 import importlib.util
@@ -21,7 +21,7 @@ def _register_lazily(name, path):
     spec.loader.exec_module(module)
 
 
-_register_lazily("pylstm_tests_keras_util", Path(__file__).with_name("keras_util.py"))
+_register_lazily("pylstm_tests_keras_util", Path(__file__).parent / "support" / "keras_util.py")
 
 
 def central_difference(f, arr, eps=1e-6):

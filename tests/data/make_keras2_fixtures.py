@@ -1,4 +1,4 @@
-"""Writes the Keras 2 fixtures of tests/test_keras_files.py (run once; needs tf_keras).
+"""Writes the Keras 2 fixtures of tests/parity/keras/test_keras_files.py (run once; needs tf_keras).
 
     pip install --no-deps --target /tmp/tfk tf-keras==2.21.0
     PYTHONPATH=/tmp/tfk python tests/data/make_keras2_fixtures.py

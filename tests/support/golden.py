@@ -18,7 +18,7 @@ float32 runs on the default thread count (its results are the same on any count)
 on one thread (its BLAS products round by how they are shared between threads).
 
 Regenerate (only for a deliberate change of results, saying why in the commit):
-`python -P tests/golden.py tests/data/golden.json`.
+`python -P tests/support/golden.py tests/data/golden.json`.
 """
 
 import hashlib

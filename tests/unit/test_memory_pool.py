@@ -31,6 +31,7 @@ def test_buffers_are_aligned_writable_and_shaped():
 
 
 def test_a_released_buffer_is_reused(limit):
+    pylstm.set_memory_pool_limit(0)     # no idle buffer of the same size from earlier tests
     pylstm.set_memory_pool_limit(64 << 20)
     a = ops._empty((1 << 18,), np.float32)            # 1 MiB
     address = _address(a)

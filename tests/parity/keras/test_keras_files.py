@@ -34,7 +34,7 @@ from pylstm.models import (Sequential, keras_io, load_keras, load_keras_weights,
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 
-DATA = pathlib.Path(__file__).parent / "data"
+DATA = pathlib.Path(__file__).resolve().parents[2] / "data"
 B, T, D = 5, 6, 3
 L = keras.layers
 

@@ -580,7 +580,7 @@ NO_ARRAYS = {
     "pylstm.losses.serialize": "config", "pylstm.losses.deserialize": "config",
     "pylstm.optimizers.serialize": "config", "pylstm.optimizers.deserialize": "config",
     "pylstm.layers.serialize": "config", "pylstm.layers.deserialize": "config",
-    "pylstm.models.load_model": "file (tests/test_hostile_files.py and the loaders' tests)",
+    "pylstm.models.load_model": "file (tests/files/test_hostile_files.py and the loaders' tests)",
     "pylstm.models.save_model": "saves a model's native weights",
     "pylstm.models.load_keras": "file", "pylstm.models.load_keras_weights": "file",
     "pylstm.models.save_keras": "saves a model's native weights",

@@ -4,8 +4,8 @@ TypeError naming the file, within bounded time and memory, and never reads anoth
 The files are made here with h5py and zipfile: HDF5 virtual datasets, external storage, external
 and soft links, a huge declared dataset, a zip bomb, lying zip sizes, an encrypted flag, deep
 JSON, config fields of the wrong type, truncations and byte flips. Every load runs in the
-isolated worker (`tests/isolated.py`) under a memory cap (RLIMIT_AS) and a timeout, so that a
-crash or a hang is reported as a failure instead of taking pytest down.
+isolated worker (`tests/support/isolated.py`) under a memory cap (RLIMIT_AS) and a timeout, so
+that a crash or a hang is reported as a failure instead of taking pytest down.
 """
 
 import functools
@@ -26,12 +26,13 @@ import pytest
 from pylstm.layers import LSTM, Dense, Input
 from pylstm.models import Sequential, save_keras_weights
 
-TESTS = pathlib.Path(__file__).parent
+TESTS = pathlib.Path(__file__).resolve().parents[1]
 WEIGHTS = "model.weights.h5"
 KERNEL = "layers/lstm/cell/vars/0"  # (3, 16) in the .keras and .weights.h5 files below
 LEGACY_KERNEL = "model_weights/lstm/lstm/lstm_cell/kernel:0"  # (3, 16) in keras2_lstm.h5
 
-_spec = importlib.util.spec_from_file_location("pylstm_tests_isolated", TESTS / "isolated.py")
+_spec = importlib.util.spec_from_file_location("pylstm_tests_isolated",
+                                               TESTS / "support" / "isolated.py")
 isolated = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(isolated)
 _REFERENCES = {}  # in the worker: path of a `.keras` file -> its model
@@ -313,7 +314,7 @@ def _compact_all(f):
 
 
 def _latest_format(data):
-    """`data` (HDF5 bytes) in HDF5's newest format, as tests/fuzz_keras_flips.py writes it."""
+    """`data` (HDF5 bytes) in HDF5's newest format, as `support/fuzz_keras_flips.py` writes it."""
     return _fuzz_module().latest_format(data)
 
 
@@ -597,7 +598,7 @@ def test_truncations(outcomes, container):
 @functools.lru_cache(maxsize=None)
 def _fuzz_module():
     spec = importlib.util.spec_from_file_location("fuzz_keras_flips",
-                                                  TESTS / "fuzz_keras_flips.py")
+                                                  TESTS / "support" / "fuzz_keras_flips.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -607,7 +608,7 @@ def _fuzz_module():
 def test_byte_flips(tmp_path, name, step):
     """Every 7th byte of Keras 2's legacy .h5 and of a .keras file's weights member (every 13th
     of the legacy file in HDF5's newest format), flipped one at a time
-    (tests/fuzz_keras_flips.py; `--all` flips every byte): each loads or raises a ValueError
+    (tests/support/fuzz_keras_flips.py; `--all` flips every byte): each loads or raises a ValueError
     naming the file; no crash, hang or memory blowup."""
     fuzz = _fuzz_module()
     kind, base, size = fuzz.targets(tmp_path)[name]

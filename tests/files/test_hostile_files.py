@@ -1,16 +1,16 @@
-"""Every file of the hostile corpus (`tests/hostile_files.py`) through every public loader of
-its format, each load in an isolated worker process (`tests/isolated.py`) with its address
+"""Every file of the hostile corpus (`tests/support/hostile_files.py`) through every public
+loader of its format, each load in an isolated worker process (`tests/support/isolated.py`) with its address
 space capped: a load ends in a model or a ValueError/TypeError naming the file, within a time
 limit, never a crash, a hang, a MemoryError or another exception; no pickled code runs (no
 marker file appears); nothing outside the corpus is read (the loaded weights never hold an
 external target's bytes, and, where `strace` is installed, the worker's log shows no open of a
 file outside it).
 
-Run: `python -P -m pytest -q --import-mode=importlib tests/test_hostile_files.py`. A longer
+Run: `python -P -m pytest -q --import-mode=importlib tests/files/test_hostile_files.py`. A longer
 run with more byte flips per format (the default is 24):
 `PYLSTM_HOSTILE_FLIPS=2000 PYLSTM_FUZZ_EXAMPLES=20000 python -P -m pytest -q
---import-mode=importlib tests/test_fuzz_api.py tests/test_hostile_files.py`.
-`python -P tests/test_hostile_files.py` prints the table of classes, cases and failures.
+--import-mode=importlib tests/files/test_fuzz_api.py tests/files/test_hostile_files.py`.
+`python -P tests/files/test_hostile_files.py` prints the table of classes, cases and failures.
 """
 
 import collections
@@ -27,12 +27,13 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("pylstm_tests_hostile_files",
-                                               HERE / "hostile_files.py")
+                                               TESTS / "support" / "hostile_files.py")
 hf = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(hf)
-_spec = importlib.util.spec_from_file_location("pylstm_tests_isolated", HERE / "isolated.py")
+_spec = importlib.util.spec_from_file_location("pylstm_tests_isolated",
+                                               TESTS / "support" / "isolated.py")
 isolated = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(isolated)
 
@@ -57,7 +58,7 @@ def _allowed_roots(corpus):
     the system's runtime files."""
     import pylstm
 
-    roots = {str(corpus), os.path.dirname(pylstm.__file__), str(HERE)}
+    roots = {str(corpus), os.path.dirname(pylstm.__file__), str(TESTS)}
     for key in ("stdlib", "platstdlib", "purelib", "platlib", "include", "data"):
         roots.add(sysconfig.get_paths()[key])
     roots.update({sys.prefix, sys.base_prefix, sys.exec_prefix, "/proc", "/sys", "/dev",

@@ -1,15 +1,16 @@
 """The isolated worker that runs untrusted loads for the hostile-file and fuzz tests.
 
-`Worker` (parent side) starts `python -P tests/isolated.py --worker` as a child, which imports
-pylstm and the `preload` modules, then caps its address space (RLIMIT_AS: its size after the
-imports plus `memory`). It runs calls `(module path, function, args)` one at a time: a call's
+`Worker` (parent side) starts `python -P tests/support/isolated.py --worker` as a child, which
+imports pylstm and the `preload` modules, then caps its address space (RLIMIT_AS: its size after
+the imports plus `memory`). It runs calls `(module path, function, args)` one at a time: a call's
 result comes back as `("ok", value)`, an exception it raised as `("raised", description)`; a
 call that kills the child (a signal, an exit) or outlives its timeout comes back as `("crash",
 why)` or `("hang", why)`, and the next call starts a fresh child. `run_calls` runs a list of
 calls that way. Values and arguments cross the pipe pickled: keep them plain.
 
 Import it by path (tests/ is not a package, and pytest runs with --import-mode=importlib):
-    spec = importlib.util.spec_from_file_location("pylstm_tests_isolated", HERE / "isolated.py")
+    spec = importlib.util.spec_from_file_location("pylstm_tests_isolated",
+                                                  TESTS / "support" / "isolated.py")
 """
 
 import json

@@ -3,8 +3,8 @@
 
 Each hostile file must end in a loaded model (predicting as the original) or in a ValueError /
 TypeError naming the file, within bounded time and memory: the loads run in a child process
-(`tests/isolated.py`) whose address space is capped (RLIMIT_AS) under a generous hang guard, so
-that an attempt to allocate what a small file declares fails the test instead of the machine.
+(`tests/support/isolated.py`) whose address space is capped (RLIMIT_AS) under a generous hang
+guard, so that an attempt to allocate what a small file declares fails the test instead of the machine.
 Pickle payloads would create a marker file: it must never appear."""
 
 import importlib.util
@@ -42,8 +42,8 @@ def inputs():
     return np.random.default_rng(1).normal(size=(2, T, D)).astype(np.float32)
 
 
-_spec = importlib.util.spec_from_file_location("pylstm_tests_isolated",
-                                               Path(__file__).with_name("isolated.py"))
+_spec = importlib.util.spec_from_file_location(
+    "pylstm_tests_isolated", Path(__file__).resolve().parents[1] / "support" / "isolated.py")
 isolated = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(isolated)
 

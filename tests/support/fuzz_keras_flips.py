@@ -2,7 +2,7 @@
 a ValueError/TypeError naming the file, never a crash, a hang or a memory blowup.
 
 Each case flips one byte (XOR 0xFF by default) of a small Keras file and loads it in the
-isolated worker (`tests/isolated.py`), which runs many cases in turn under a memory cap
+isolated worker (`tests/support/isolated.py`), which runs many cases in turn under a memory cap
 (RLIMIT_AS, the worker's address space after its imports plus `--memory` MiB) and a per-case
 timeout (`--alarm`; the worker is killed, even inside C code). A worker that dies is restarted
 after the case that killed it. Two files:
@@ -22,9 +22,9 @@ the file), `other:<type>` (another exception), `memory` (MemoryError under the c
 (timeout), `crash:<signal>` (segfault, abort, ...) or `crash:exit<status>`.
 
 Usage (from the repository root):
-    python -P tests/fuzz_keras_flips.py --all            # every offset, all files, both readers
-    python -P tests/fuzz_keras_flips.py --step 7 --reader new --file legacy
-tests/test_keras_hostile.py runs every 7th (`latest`: 13th) offset with the new reader in CI.
+    python -P tests/support/fuzz_keras_flips.py --all    # every offset, all files, both readers
+    python -P tests/support/fuzz_keras_flips.py --step 7 --reader new --file legacy
+tests/files/test_keras_hostile.py runs every 7th (`latest`: 13th) offset with the new reader in CI.
 """
 
 import argparse
@@ -41,11 +41,12 @@ import zipfile
 
 import numpy as np
 
-TESTS = pathlib.Path(__file__).resolve().parent
+TESTS = pathlib.Path(__file__).resolve().parents[1]
 WEIGHTS = "model.weights.h5"
 OLD_REF = "a2ac8d1"  # the last commit whose keras_io read HDF5 with h5py
 
-_spec = importlib.util.spec_from_file_location("pylstm_tests_isolated", TESTS / "isolated.py")
+_spec = importlib.util.spec_from_file_location("pylstm_tests_isolated",
+                                               TESTS / "support" / "isolated.py")
 isolated = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(isolated)
 _INTACT = {}  # in the worker: (kind, base, path, old) -> (load_keras, data, members, reference)

@@ -25,7 +25,7 @@ from pylstm import optimizers
 from pylstm.layers import LSTM, Dense, Embedding, Input, Masking
 from pylstm.models import Sequential
 
-# tests/keras_util.py, registered by conftest.py.
+# tests/support/keras_util.py, registered by conftest.py.
 import pylstm_tests_keras_util as ku
 
 keras = ku.keras

@@ -16,7 +16,7 @@ from pylstm.layers import LSTM, Dense, Input, deserialize, serialize
 from pylstm.layers.rnn import RNN, LSTMCell, StackedRNNCells
 from pylstm.models import Sequential
 
-# tests/keras_util.py, registered by conftest.py.
+# tests/support/keras_util.py, registered by conftest.py.
 import pylstm_tests_keras_util as ku
 
 keras = ku.keras

@@ -1,10 +1,11 @@
 """A corpus of hostile model files for every format pylstm loads, and what loads and judges them
-in the isolated worker (`tests/isolated.py`).
+in the isolated worker (`tests/support/isolated.py`).
 
-Usage: `python -P tests/hostile_files.py OUT_DIR` writes the corpus into OUT_DIR (a few seconds,
-about 60 MB; no TensorFlow): the files, `manifest.json` (one entry per file: its name, format,
+Usage: `python -P tests/support/hostile_files.py OUT_DIR` writes the corpus into OUT_DIR (a few
+seconds, about 60 MB; no TensorFlow): the files, `manifest.json` (one entry per file: its name, format,
 class, loaders and expected outcome) and `reference.npz` (the predictions of the valid files).
-`tests/test_hostile_files.py` runs every entry through its loaders; it imports this file by path.
+`tests/files/test_hostile_files.py` runs every entry through its loaders; it imports this file by
+path.
 
 Formats: pylstm's own (`Sequential.save("x.pylstm")`, an npz zip), `.keras` (a zip of
 config.json, metadata.json, model.weights.h5), `.weights.h5`, legacy Keras `.h5` (the Keras 2
@@ -644,7 +645,7 @@ def write_valid(out):
     model.save(out / "valid.pylstm")
     model.save(out / "valid.keras")
     model.save_weights(out / "valid.weights.h5")
-    (out / "valid.h5").write_bytes(gzip.decompress((HERE / "data" / "keras2_lstm.h5.gz")
+    (out / "valid.h5").write_bytes(gzip.decompress((HERE.parent / "data" / "keras2_lstm.h5.gz")
                                                    .read_bytes()))
     lstm = small_nn(seed=0)
     lstm.save_state_dict(out / "valid.safetensors")

@@ -1,5 +1,5 @@
-"""The golden fixture (tests/golden.py): today's code reproduces the saved results, bitwise on
-the machine and libraries that wrote them, and to rounding elsewhere."""
+"""The golden fixture (tests/support/golden.py): today's code reproduces the saved results, bitwise
+on the machine and libraries that wrote them, and to rounding elsewhere."""
 
 import importlib.util
 import json
@@ -8,19 +8,30 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-HERE = Path(__file__).parent
-_spec = importlib.util.spec_from_file_location("pylstm_tests_golden", HERE / "golden.py")
+from pylstm.layers.layer import Layer
+
+TESTS = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("pylstm_tests_golden",
+                                               TESTS / "support" / "golden.py")
 golden = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(golden)
 
-with open(HERE / "data" / golden.FIXTURE) as f:
+with open(TESTS / "data" / golden.FIXTURE) as f:
     SAVED = json.load(f)
 BITWISE = golden.signature() == SAVED["signature"]
 
 
 @pytest.fixture(scope="module")
 def computed():
-    return golden.compute()
+    # The fixture's keys hold default layer names, which count the layers made before: compute
+    # with the counts of the fresh process that wrote it, whatever tests ran first.
+    counts = dict(Layer._name_counts)
+    Layer._name_counts.clear()
+    try:
+        return golden.compute()
+    finally:
+        Layer._name_counts.clear()
+        Layer._name_counts.update(counts)
 
 
 def test_same_cases(computed):

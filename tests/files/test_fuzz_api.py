@@ -1,9 +1,9 @@
 """Property-based fuzzing (hypothesis) of every public entry point and every loader, each
-example run in an isolated worker process (`tests/isolated.py`'s `Worker`, its address space
+example run in an isolated worker process (`tests/support/isolated.py`'s `Worker`, its address space
 capped): an example must end in a valid result or a ValueError/TypeError; a crash
 (a signal), a hang, a MemoryError or any other exception fails the test with the example's
 recipe, which reproduces it in-process:
-`python -P tests/test_fuzz_api.py TARGET 'RECIPE_JSON'`.
+`python -P tests/files/test_fuzz_api.py TARGET 'RECIPE_JSON'`.
 
 Entry points: `pylstm.ops.lstm_forward` / `lstm_forward_packed` / `lstm_backward`,
 `pylstm.streaming` (`lstm_step`, `LSTMStepper`, `LSTMState`), the layers (`LSTM` call and
@@ -16,7 +16,7 @@ Arguments are drawn as recipes (shapes, dtypes with both byte orders, NaN/inf/hu
 Fortran/strided/read-only/broadcast layouts, wrong types), mostly valid so that the deep paths
 run. CI runs `PYLSTM_FUZZ_EXAMPLES` examples per test (default 30); a longer run:
 `PYLSTM_HOSTILE_FLIPS=2000 PYLSTM_FUZZ_EXAMPLES=20000 python -P -m pytest -q
---import-mode=importlib tests/test_fuzz_api.py tests/test_hostile_files.py`.
+--import-mode=importlib tests/files/test_fuzz_api.py tests/files/test_hostile_files.py`.
 Hypothesis keeps its examples database in `.hypothesis/` (git-ignored).
 """
 
@@ -34,12 +34,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-HERE = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("pylstm_tests_hostile_files",
-                                               HERE / "hostile_files.py")
+                                               TESTS / "support" / "hostile_files.py")
 hf = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(hf)
-_spec = importlib.util.spec_from_file_location("pylstm_tests_isolated", HERE / "isolated.py")
+_spec = importlib.util.spec_from_file_location("pylstm_tests_isolated",
+                                               TESTS / "support" / "isolated.py")
 isolated = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(isolated)
 
@@ -667,7 +668,7 @@ def load_worker(tmp_path_factory):
 
 def check(worker, target, recipe):
     status, value = worker.call(__file__, "run", target, recipe, timeout=TIMEOUT)
-    reproduce = (f"reproduce: python -P tests/test_fuzz_api.py {target} "
+    reproduce = (f"reproduce: python -P tests/files/test_fuzz_api.py {target} "
                  f"'{json.dumps(recipe)}'")
     event(status if status != "ok" else value["outcome"])
     if status != "ok":

@@ -17,7 +17,7 @@ from pylstm.layers.bidirectional import Bidirectional
 from pylstm.layers.rnn import RNN, LSTMCell
 from pylstm.models import Sequential
 
-# tests/keras_util.py, registered by conftest.py.
+# tests/support/keras_util.py, registered by conftest.py.
 import pylstm_tests_keras_util as ku
 
 keras = ku.keras

@@ -23,7 +23,7 @@ from pylstm import constraints, optimizers, regularizers
 from pylstm.layers import LSTM, Input
 from pylstm.models import Sequential
 
-# tests/keras_util.py, registered by conftest.py.
+# tests/support/keras_util.py, registered by conftest.py.
 import pylstm_tests_keras_util as ku
 
 keras = ku.keras

@@ -15,7 +15,7 @@ from pylstm.layers import (LSTM, Activation, Dense, Dropout, Embedding, Input, M
 from pylstm.layers.time_distributed import TimeDistributed
 from pylstm.models import Sequential
 
-# tests/keras_util.py, registered by conftest.py.
+# tests/support/keras_util.py, registered by conftest.py.
 import pylstm_tests_keras_util as ku
 
 keras = ku.keras
