@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pylstm import _threads
+from pylstm import _stack
 from pylstm.layers._registry import deserialize, serialize
 from pylstm.layers.layer import Layer
 from pylstm.layers.lstm import LSTM
@@ -153,9 +153,9 @@ class Bidirectional(Layer):
 
     def _side_by_side_flop(self, x):
         """Recurrent FLOPs of one direction over `x` `(B, T, .)` when both directions are
-        built pylstm LSTM layers (which may run side by side, `_threads.concurrently`), else 0
-        (run one after the other: other layers may share state, and building draws initial
-        weights from seeded generators in a fixed order)."""
+        built pylstm LSTM layers (which may run side by side, `pylstm._stack.side_by_side`),
+        else 0 (run one after the other: other layers may share state, and building draws
+        initial weights from seeded generators in a fixed order)."""
         layers = (self.forward_layer, self.backward_layer)
         if not all(type(layer) is LSTM and layer.built for layer in layers):
             return 0
@@ -163,7 +163,7 @@ class Bidirectional(Layer):
         if x.ndim != 3:
             return 0
         units = self.forward_layer.units
-        return 2 * x.shape[0] * x.shape[1] * (self.forward_layer.proj_size or units) * 4 * units
+        return _stack.recurrent_flop(x, units, self.forward_layer.proj_size or units)
 
     def call(self, inputs, training=False, initial_state=None, mask=None):
         kwargs_f, kwargs_b = {}, {}
@@ -175,7 +175,7 @@ class Bidirectional(Layer):
             half = len(initial_state) // 2
             kwargs_f["initial_state"] = list(initial_state[:half])
             kwargs_b["initial_state"] = list(initial_state[half:])
-        y, y_rev = _threads.concurrently(
+        y, y_rev = _stack.side_by_side(
             [lambda: self.forward_layer(inputs, training=training, mask=mask, **kwargs_f),
              lambda: self.backward_layer(inputs, training=training, mask=mask, **kwargs_b)],
             self._side_by_side_flop(inputs))
@@ -242,7 +242,7 @@ class Bidirectional(Layer):
         if self.return_state:
             dy = [dy] + d_states[:n_states]
             dy_rev = [dy_rev] + d_states[n_states:]
-        g_f, g_b = _threads.concurrently(
+        g_f, g_b = _stack.side_by_side(
             [lambda: self.forward_layer.backward_with_penalties(dy),
              lambda: self.backward_layer.backward_with_penalties(dy_rev)],
             self._side_by_side_flop(y))

@@ -24,7 +24,7 @@ Design:
 
 import numpy as np
 
-from pylstm import ops
+from pylstm import _stack, ops
 from pylstm._validation import check_array, check_finite
 from pylstm.layers._lstm_common import LSTMArgs, SequenceArgs
 from pylstm.layers._registry import deserialize, serialize
@@ -444,14 +444,17 @@ class RNN(SequenceArgs, Layer):
                 if self._carried is not None:
                     states = [(state.h, state.c) for state in self._carried]
 
-        seq, caches, finals = x, [], []
-        for k, cell in enumerate(self._cells):
+        finals = []
+
+        def run(k, d, seq):
             top = k == len(self._cells) - 1
-            seq, h_n, c_n, cache = cell._run_sequence(
+            seq, h_n, c_n, cache = self._cells[k]._run_sequence(
                 seq, *states[k], mask, self.go_backwards, self.zero_output_for_mask and top,
                 training, self.return_sequences or not top)
-            caches.append(cache)
             finals.append([h_n, c_n])
+            return seq, cache
+
+        seq, caches = _stack.forward(x, len(self._cells), run)
         if self.go_backwards and self.return_sequences:
             seq = seq[:, ::-1]
         if self.stateful:
@@ -509,11 +512,15 @@ class RNN(SequenceArgs, Layer):
         if dy is not None and self.go_backwards and self.return_sequences:
             dy = np.asarray(dy)[:, ::-1]
         d_initial = [None] * n
-        for k in reversed(range(n)):
-            grads = ops.lstm_backward(self._caches[k], dy, *d_states[k])
+
+        def run_backward(k, d, dy):
+            return ops.lstm_backward(self._caches[k], dy, *d_states[k])
+
+        def take(k, grads):
             self._cells[k]._add_weight_grads(grads)
-            dy = grads["x"]
             d_initial[k] = [grads["h0"], grads["c0"]]
+
+        dy = _stack.backward(dy, self._caches, n, run_backward, take)
         if self._had_initial_state:
             return dy, (d_initial[0] if self._single else d_initial)
         return dy

@@ -14,13 +14,12 @@ C-contiguous transpose and exposed as its transposed view (`Variable.value`, PyT
 the streaming steppers of `LSTM.step` read the very memory that optimizers update in place.
 """
 
-import functools
 import math
 import warnings
 
 import numpy as np
 
-from pylstm import _threads, ops
+from pylstm import _stack, ops
 from pylstm._validation import as_float_array, check_allocation, check_lstm_size
 from pylstm.layers.layer import Layer
 from pylstm.nn.cell import _thread_cache
@@ -29,7 +28,7 @@ from pylstm.nn.module import (IncompatibleKeys, _as_batch, _check_dtype, _check_
                               _keras_storage, _Module, _parameter)
 from pylstm.nn.state_dict import to_numpy
 from pylstm.nn.utils.rnn import check_packed_sequence, pack_padded_sequence, pad_packed_sequence
-from pylstm.ops._buffers import contiguous, empty
+from pylstm.ops._buffers import contiguous
 from pylstm.state import LSTMState, LSTMStepState
 from pylstm.streaming import LSTMStepper
 from pylstm.variable import deferred_zeros, deferring_weights
@@ -255,7 +254,7 @@ class LSTM(_Module):
 
     def _recurrent_flop(self, x):
         """FLOPs of one direction's recurrent products over input rows `x` `(..., H_in)`."""
-        return 2 * (x.size // x.shape[-1]) * self.output_size * 4 * self.hidden_size
+        return _stack.recurrent_flop(x, self.hidden_size, self.output_size)
 
     def _forward(self, x, h0, c0, training, batch_sizes=None):
         """Runs every layer on time-major `x` `(L, N, H_in)`, or on packed rows `x`
@@ -279,44 +278,36 @@ class LSTM(_Module):
         x = x.astype(self.dtype, copy=False)
         h_n = np.empty((self.num_layers * D, N, P), dtype=self.dtype)
         c_n = np.empty((self.num_layers * D, N, H), dtype=self.dtype)
-        caches, masks = [], []
-        for layer in range(self.num_layers):
-            if layer > 0 and training and self.dropout > 0:
-                keep = 1.0 - self.dropout
-                mask = (self._dropout_rng.random(x.shape) < keep).astype(self.dtype)
-                if keep > 0:
-                    mask /= keep
-                x = x * mask
-                masks.append(mask)
+        masks = [None] * self.num_layers
+
+        def dropout(layer, x):
+            if not training or self.dropout == 0:
+                return x
+            keep = 1.0 - self.dropout
+            mask = (self._dropout_rng.random(x.shape) < keep).astype(self.dtype)
+            if keep > 0:
+                mask /= keep
+            masks[layer] = mask
+            return x * mask
+
+        def direction(layer, d, x):
+            k = layer * D + d
+            kernel, recurrent, bias, projection = self._weights(layer, self._suffixes()[d])
+            states = (None if h0 is None else h0[k], None if c0 is None else c0[k])
+            if batch_sizes is None:
+                out, h_n[k], c_n[k], cache = ops.lstm_forward(
+                    x, kernel, recurrent, bias, *states, projection=projection,
+                    reverse=d == 1, training=training, time_major=True)
             else:
-                masks.append(None)
-            # one direction's output is the layer's; two write their halves of y
-            y = empty(x.shape[:-1] + (D * P,), self.dtype) if D > 1 else None
+                out, h_n[k], c_n[k], cache = ops.lstm_forward_packed(
+                    x, batch_sizes, kernel, recurrent, bias, *states,
+                    projection=projection, reverse=d == 1, training=training)
+            return out, cache
 
-            def direction(d, x=x, layer=layer, y=y):
-                k = layer * D + d
-                kernel, recurrent, bias, projection = self._weights(layer, self._suffixes()[d])
-                states = (None if h0 is None else h0[k], None if c0 is None else c0[k])
-                if batch_sizes is None:
-                    out, h_n[k], c_n[k], cache = ops.lstm_forward(
-                        x, kernel, recurrent, bias, *states, projection=projection,
-                        reverse=d == 1, training=training, time_major=True)
-                else:
-                    out, h_n[k], c_n[k], cache = ops.lstm_forward_packed(
-                        x, batch_sizes, kernel, recurrent, bias, *states,
-                        projection=projection, reverse=d == 1, training=training)
-                if y is None:
-                    return cache, out
-                y[..., d * P:(d + 1) * P] = out
-                return cache, y
-
-            # The directions are independent: side by side on a multi-core machine.
-            results = _threads.concurrently(
-                [functools.partial(direction, d) for d in range(D)], self._recurrent_flop(x))
-            caches += [cache for cache, _ in results]
-            x = results[0][1]
+        y, caches = _stack.forward(x, self.num_layers, direction, num_directions=D,
+                                   output_size=P, flop=self._recurrent_flop, between=dropout)
         self._cache = {"caches": caches, "masks": masks, "N": N} if training else {}
-        return x, h_n, c_n
+        return y, h_n, c_n
 
     def _forward_lengths(self, input, hx, lengths):
         """Padded input with per-sample `lengths`: packed (only real steps computed), run,
@@ -608,35 +599,33 @@ class LSTM(_Module):
         n = self.num_layers * D
         dh0 = np.zeros((n, N, P), dtype=self.dtype)
         dc0 = np.zeros((n, N, H), dtype=self.dtype)
-        for layer in reversed(range(self.num_layers)):
-            dx = None
 
-            def direction(d, dy=dy, layer=layer):
-                k = layer * D + d
-                return ops.lstm_backward(
-                    cache["caches"][k], None if dy is None else dy[..., d * P:(d + 1) * P],
-                    None if dh_n is None else dh_n[k], None if dc_n is None else dc_n[k])
+        def direction(layer, d, dy):
+            k = layer * D + d
+            return ops.lstm_backward(cache["caches"][k], dy, None if dh_n is None else dh_n[k],
+                                     None if dc_n is None else dc_n[k])
 
-            # The directions are independent: side by side on a multi-core machine.
-            all_grads = _threads.concurrently(
-                [functools.partial(direction, d) for d in range(D)],
-                self._recurrent_flop(cache["caches"][layer * D].x))
-            for d, suffix in enumerate(self._suffixes()):
-                k = layer * D + d
-                grads = all_grads[d]
-                p = self._params
-                p[f"weight_ih_l{layer}{suffix}"].grad += grads["kernel"].T
-                p[f"weight_hh_l{layer}{suffix}"].grad += grads["recurrent_kernel"].T
-                if self.bias:
-                    p[f"bias_ih_l{layer}{suffix}"].grad += grads["bias"]
-                    p[f"bias_hh_l{layer}{suffix}"].grad += grads["bias"]
-                if self.proj_size:
-                    p[f"weight_hr_l{layer}{suffix}"].grad += grads["projection"].T
-                dx = grads["x"] if dx is None else dx + grads["x"]
-                dh0[k], dc0[k] = grads["h0"], grads["c0"]
+        def take(k, grads):
+            layer, d = divmod(k, D)
+            suffix = self._suffixes()[d]
+            p = self._params
+            p[f"weight_ih_l{layer}{suffix}"].grad += grads["kernel"].T
+            p[f"weight_hh_l{layer}{suffix}"].grad += grads["recurrent_kernel"].T
+            if self.bias:
+                p[f"bias_ih_l{layer}{suffix}"].grad += grads["bias"]
+                p[f"bias_hh_l{layer}{suffix}"].grad += grads["bias"]
+            if self.proj_size:
+                p[f"weight_hr_l{layer}{suffix}"].grad += grads["projection"].T
+            dh0[k], dc0[k] = grads["h0"], grads["c0"]
+
+        def dropout(layer, dx):
             mask = cache["masks"][layer]
-            dy = dx if mask is None else dx * mask
-        return dy, dh0, dc0
+            return dx if mask is None else dx * mask
+
+        dx = _stack.backward(dy, cache["caches"], self.num_layers, direction, take,
+                             num_directions=D, output_size=P, flop=self._recurrent_flop,
+                             between=dropout)
+        return dx, dh0, dc0
 
     def as_layer(self, return_sequences=True, **kwargs):
         """Wraps this module as a `pylstm.layers.Layer` for `pylstm.models.Sequential`.
