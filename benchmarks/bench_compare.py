@@ -83,15 +83,23 @@ def child(args):
     stdout. `{"op": "case", "index": i}` sets up case i of the grid (and checks it with
     `--check`) and answers `{cell: digest of its outputs}`; `{"op": "time", "cell": name}`
     answers the cell's median wall time in seconds."""
+    import importlib.machinery
+
     import numpy as np
-    import pylstm
+
+    import bench_lstm
+    from _common import measure
     tree = os.path.realpath(args.tree) + os.sep
-    for module in (pylstm, pylstm._core):
+    loaded = [m for name, m in sys.modules.items()
+              if name.split(".")[0] == "pylstm" and getattr(m, "__file__", None)]
+    compiled = [m for m in loaded
+                if m.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))]
+    if not compiled:
+        sys.exit("bench_compare: no compiled module of pylstm was loaded")
+    for module in loaded:
         if not os.path.realpath(module.__file__).startswith(tree):
             sys.exit(f"bench_compare: {module.__name__} came from {module.__file__}, "
                      f"not from {tree}")
-    import bench_lstm
-    from _common import measure
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
