@@ -13,8 +13,8 @@ import numpy as np
 
 from pylstm import ops
 from pylstm._validation import as_float_array, check_allocation, check_lstm_size
-from pylstm.nn.module import (_as_batch, _check_dtype, _check_int, _keras_storage, _Module,
-                              _parameter)
+from pylstm.nn.module import (_as_batch, _check_dtype, _check_int, _hx_arrays, _keras_storage,
+                              _Module, _parameter)
 from pylstm.nn.state_dict import to_numpy
 from pylstm.state import LSTMState
 from pylstm.streaming import LSTMStepper
@@ -127,13 +127,9 @@ class LSTMCell(_Module):
     def _initial_states(self, hx, N, unbatched):
         if hx is None:
             return None, None
-        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-            raise TypeError(f"Argument `hx` must be a pair (h_0, c_0) or None, received "
-                            f"{type(hx).__name__}.")
         expected = (self.hidden_size,) if unbatched else (N, self.hidden_size)
         out = []
-        for k, value in enumerate(hx):
-            arr = as_float_array(to_numpy(value), f"hx[{k}]")
+        for k, arr in _hx_arrays(hx):
             if arr.shape != expected:
                 raise ValueError(f"Argument `hx[{k}]` ({'h_0' if k == 0 else 'c_0'}) must have "
                                  f"shape {expected} for an input of shape "

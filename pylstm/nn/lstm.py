@@ -24,7 +24,7 @@ from pylstm._validation import as_float_array, check_allocation, check_lstm_size
 from pylstm.layers.layer import Layer
 from pylstm.nn.cell import _thread_cache
 # IncompatibleKeys: re-exported, as `pylstm.nn` imports it from here.
-from pylstm.nn.module import (IncompatibleKeys, _as_batch, _check_dtype, _check_int,
+from pylstm.nn.module import (IncompatibleKeys, _as_batch, _check_dtype, _check_int, _hx_arrays,
                               _keras_storage, _Module, _parameter)
 from pylstm.nn.state_dict import to_numpy
 from pylstm.nn.utils.rnn import check_packed_sequence, pack_padded_sequence, pad_packed_sequence
@@ -221,13 +221,9 @@ class LSTM(_Module):
     def _initial_states(self, hx, N, unbatched):
         if hx is None:
             return None, None
-        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-            raise TypeError(f"Argument `hx` must be a pair (h_0, c_0) or None, received "
-                            f"{type(hx).__name__}.")
         n = self.num_layers * self.num_directions
         out = []
-        for k, (value, size) in enumerate(zip(hx, (self.output_size, self.hidden_size))):
-            arr = as_float_array(to_numpy(value), f"hx[{k}]")
+        for (k, arr), size in zip(_hx_arrays(hx), (self.output_size, self.hidden_size)):
             expected = (n, size) if unbatched else (n, N, size)
             if arr.shape != expected:
                 raise ValueError(f"Argument `hx[{k}]` ({'h_0' if k == 0 else 'c_0'}) must have "

@@ -61,6 +61,20 @@ def _keras_storage(var):
     return storage
 
 
+def _hx_arrays(hx):
+    """`(k, array)` for `h_0` (k = 0) and `c_0` (k = 1) of a call's `hx` pair, each made a
+    float array when its turn comes (so that a caller checks one's shape before the next).
+
+    Raises:
+        TypeError: `hx` is not a pair, or an item is not a real floating array.
+    """
+    if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+        raise TypeError(f"Argument `hx` must be a pair (h_0, c_0) or None, received "
+                        f"{type(hx).__name__}.")
+    for k, value in enumerate(hx):
+        yield k, as_float_array(to_numpy(value), f"hx[{k}]")
+
+
 def _as_batch(x, name, input_size):
     """`x`, an `(N, H_in)` or unbatched `(H_in,)` array, as `(x2d (N, H_in), unbatched, N)`.
 
