@@ -1,46 +1,30 @@
 """How many threads pylstm's BLAS calls use, and the caller's BLAS setting restored after each call.
 
-Policy (measured on a shared 2-core AMD EPYC with SciPy's OpenBLAS 0.3.30, float32):
+Policy (the sizes that choose between these are in `pylstm._plan`, with the benchmarks that
+set them; the measurements are in benchmarks/README.md, "Thread policy measurements"):
 
-- The time loop of the core makes one recurrent product per step. Below `_LOOP_MIN_FLOP`
-  (2**20 FLOPs a step: batch 1 at any size here, batch 8 with 64 units) it runs on one BLAS
-  thread: two threads were never faster there (0.97x to 1.02x, interleaved A/B), and a worker
-  woken every step is what stalls when another process holds the second core. Above it, the
-  loop uses `get_num_threads()` threads: on an idle second core two threads took 0.6x to
-  0.83x the time of one (batch 8 to 64, 64 to 256 units), but 2x to 8x longer when another
-  process kept a core busy: an application on a shared machine pins pylstm with
-  `set_num_threads(1)`.
-- The GEMMs done once per call over all T*B rows (the hoisted input product `x @ kernel`, the
-  weight and input gradients) use `get_num_threads()` threads; OpenBLAS itself keeps small
-  ones on one thread.
+- A time loop of one BLAS product per step runs on one BLAS thread for small steps, else on
+  `get_num_threads()`: a worker woken every step stalls when another process holds a core, so
+  an application on a shared machine pins pylstm with `set_num_threads(1)`.
+- The GEMMs done once per call over all rows (the hoisted input product, the weight and input
+  gradients) use `get_num_threads()` threads; OpenBLAS itself keeps small ones on one thread.
 - `get_num_threads()` is None by default: the BLAS library's own setting at the call (OpenBLAS:
-  one thread per core, or `OPENBLAS_NUM_THREADS`, or what threadpoolctl set), as PyTorch uses
+  one thread per core, `OPENBLAS_NUM_THREADS`, or what threadpoolctl set), as PyTorch uses
   every core by default. After a call the BLAS libraries are back at the caller's counts.
-- Spinning: OpenBLAS's workers busy-wait about 2**28 TSC cycles (0.1 s at 2.6 GHz) after each
-  multi-threaded call before they sleep (its THREAD_TIMEOUT, read from the environment variable
-  `OPENBLAS_THREAD_TIMEOUT` when the library loads; setting its thread count to 1 after a
-  call does not stop them, measured). On one thread no worker is woken, so nothing spins.
-  The first time pylstm is about to use more than one thread, unless the caller set
-  `OPENBLAS_THREAD_TIMEOUT`, it sets that timeout to 2**16 cycles (25 us at 2.6 GHz) in the
-  OpenBLAS libraries it drives and restarts their thread pools, which read it when they start
-  again: spinning after a call then ends within a millisecond. The short timeout matters
-  inside a call too: the core's own thread team (`BlasThreads.team`) starts right after the
-  input GEMM, and an OpenBLAS worker still spinning there takes the core a team member
-  needs (measured forward, 2 threads: 2**25 cycles 1.7x to 2.4x slower than 2**16 at
-  B=1 H=256 and B=32 H=128; 2**4, sleeping at once, no faster than 2**16).
-
-- The core's packed time loops (float32 without projection or recurrent dropout, see
-  pylstm/_core.pyx) run on a thread team of the core's own, not in BLAS: `BlasThreads.team`
-  gives it one thread below `_TEAM_SMALL_STEP_FLOP` a step or `_TEAM_SMALL_FLOP` a call (a
-  team meets at a barrier every step), else `get_num_threads()` or the BLAS library's count;
-  below `_TEAM_MIN_STEP_FLOP` a step or `_TEAM_MIN_FLOP` a call, only while the team's
-  helpers are awake (waking one costs 15 to 50 us here). The helpers persist between calls,
-  spin 50 us after a run, then sleep.
+- Spinning: OpenBLAS's workers busy-wait about 2**28 TSC cycles after each multi-threaded call
+  before they sleep (its THREAD_TIMEOUT, read from `OPENBLAS_THREAD_TIMEOUT` when the library
+  loads; setting its thread count to 1 does not stop them). The first time pylstm is about to
+  use more than one thread, unless the caller set `OPENBLAS_THREAD_TIMEOUT`, it sets that
+  timeout to 2**16 cycles in the OpenBLAS libraries it drives and restarts their thread pools:
+  a worker still spinning would take the core that a member of the core's own team needs.
+- The core's packed time loops (float32 without projection or recurrent dropout) run on a
+  thread team of the core's own, sized by `pylstm._plan.team_size` from `available()`; its
+  helpers persist between calls, spin briefly after a run, then sleep.
 - Two independent calls (the directions of a bidirectional LSTM) run side by side
-  (`concurrently`), each on its share of the threads, from `_CONCURRENT_MIN_FLOP` each.
+  (`concurrently`), each on its share of the threads, when `pylstm._plan.side_by_side` says so.
 
-Where results do not depend on the thread count (tests/test_thread_determinism.py and
-tests/test_threads.py check 1 against 2 threads, measured with SciPy's OpenBLAS 0.3.30):
+Where results do not depend on the thread count (tests/unit/test_thread_determinism.py and
+tests/unit/test_threads.py check 1 against 2 threads):
 - float32, every path: the packed core (its team's split never changes a sum's order), and
   the BLAS products, which OpenBLAS splits over output blocks computed with the same float32
   kernel; pylstm's own GEMMs split sums over more than 256 terms so that OpenBLAS's blocking
@@ -53,13 +37,12 @@ tests/test_threads.py check 1 against 2 threads, measured with SciPy's OpenBLAS 
 - Not float64 on the compiled path: OpenBLAS's double-precision kernels round differently at
   the edges of the output blocks each thread takes, so float64 results can differ in the
   last bits between thread counts (on one thread count they are the same from run to run).
-  pylstm keeps them threaded; `set_num_threads(1)` gives float64 results that do not depend
-  on the machine's core count.
+  `set_num_threads(1)` gives float64 results that do not depend on the machine's core count.
 
 Thread counts are set through `threadpoolctl` (it finds every BLAS library loaded in the
-process); for OpenBLAS the setter is called directly through ctypes, 0.2 us a call, against
-about 20 us for `threadpoolctl.threadpool_limits`. Without threadpoolctl, pylstm leaves the
-BLAS threads alone and everything else works the same.
+process); for OpenBLAS the setter is called directly through ctypes, much cheaper than
+`threadpoolctl.threadpool_limits`. Without threadpoolctl, pylstm leaves the BLAS threads alone
+and everything else works the same.
 
 The thread count of OpenBLAS's pthreads pool is process-wide: Python threads that run
 pylstm concurrently share it (the results are the same whatever the count). The caller's
@@ -74,29 +57,10 @@ import time
 
 import numpy as np
 
-# 2**16 TSC cycles: about 25 us at 2.6 GHz (see the module docstring).
+from pylstm import _plan
+
+# 2**16 TSC cycles: a spinning worker sleeps within a millisecond (see the module docstring).
 _SPIN_TIMEOUT_LOG2 = 16
-
-# Per-step recurrent products below this many FLOPs run on one thread (measured, see above).
-_LOOP_MIN_FLOP = 1 << 20
-
-# The core's packed time loop uses a team of threads (one parallel region per call, a barrier
-# per step) only from these sizes. Measured (forward T=100, 2 threads against 1, interleaved):
-# 0.72x at B=1 D=64 H=128 and 0.70x at B=4 D=32 H=64 (2**17.6 FLOP a step); 0.99x at B=1
-# D=32 H=64 (2**15.6).
-_TEAM_MIN_STEP_FLOP = 1 << 17
-_TEAM_MIN_FLOP = 1 << 24
-# Between these and the above, a loop takes a team only while its helpers are awake from the
-# call before (a loop of calls; `team` returns minus the count): no wake-up to wait for. In
-# a loop of calls at B=1 T=100 D=32 H=64 (32 kFLOP a step) one thread took 125 us and a team
-# of two 93-96 us; at B=1 H=32 (8 kFLOP a step) both 58-60 us. An occasional call after the
-# helpers slept took 180 us alone and 264 us waking them (1 ms between calls).
-_TEAM_SMALL_STEP_FLOP = 1 << 14
-_TEAM_SMALL_FLOP = 1 << 20
-
-# Independent calls (the two directions of a bidirectional layer) run concurrently from this
-# much work each (FLOPs of one call's recurrent products; see `concurrently`).
-_CONCURRENT_MIN_FLOP = 1 << 26
 
 _lock = threading.Lock()
 _local = threading.local()   # .pinned: threads of the calls made in this thread, or None
@@ -172,20 +136,17 @@ def _discover():
     return _libs
 
 
-def loop_switch(step_flop):
-    """How a core call whose BLAS time loop costs `step_flop` a step sets its BLAS threads by
-    itself (`_core.forward_small`: a few microseconds less than `BlasThreads` per call).
+def loop_switch():
+    """How a core call whose BLAS time loop runs on one thread (`pylstm._plan.loop_threads`)
+    sets its BLAS threads by itself (`_core.forward_small`: cheaper than `BlasThreads`).
 
     Returns a `(2n,)` uintp array of the get and set thread-count functions of the n BLAS
-    libraries, which the core sets to one thread for the call and restores after (what
-    `BlasThreads.loop` does below `_LOOP_MIN_FLOP`); an empty one when nothing is to change
-    (inside `concurrently`, whose share is already set; no BLAS library found); None when
-    `BlasThreads` must do it (larger steps, or a library without C entry points).
+    libraries, which the core sets to one thread for the call and restores after; an empty
+    one when nothing is to change (inside `concurrently`, whose share is already set; no BLAS
+    library found); None when `BlasThreads` must do it (a library without C entry points).
     """
     if getattr(_local, "pinned", None) is not None:
         return _NO_SWITCH
-    if step_flop >= _LOOP_MIN_FLOP:
-        return None
     global _switch
     libs = _libs if _libs is not None else _discover()
     if _switch[0] is not libs:
@@ -315,6 +276,19 @@ def _restart_pools():
         del os.environ["OPENBLAS_THREAD_TIMEOUT"]
 
 
+def available():
+    """The threads pylstm may use for a thread team: the share of a call inside
+    `concurrently`, else `get_num_threads()`, else the BLAS library's count (the caller's),
+    else the CPUs this process may run on."""
+    pinned = getattr(_local, "pinned", None)
+    if pinned is not None:
+        return pinned
+    if _num_threads is not None:
+        return _num_threads
+    libs = _libs if _libs is not None else _discover()
+    return max(lib.get() for lib in libs) if libs else _cpu_count()
+
+
 class BlasThreads:
     """Sets the BLAS thread counts for one pylstm call and restores the caller's at exit.
 
@@ -338,29 +312,15 @@ class BlasThreads:
                 lib.set(counts[k])
                 self.current[k] = counts[k]
 
-    def loop(self, step_flop):
-        """Before a time loop whose recurrent product costs `step_flop` per step."""
+    def loop(self, threads):
+        """Before a time loop of one BLAS product per step on `threads` threads: 1, or None
+        for `get_num_threads()` (`pylstm._plan.loop_threads`)."""
         if getattr(_local, "pinned", None) is None:
-            self._threaded(1 if step_flop < _LOOP_MIN_FLOP else _num_threads)
+            self._threaded(1 if threads == 1 else _num_threads)
 
     def bulk(self):
         if getattr(_local, "pinned", None) is None:
             self._threaded(_num_threads)
-
-    def team(self, step_flop, steps):
-        """Threads for the core's own packed time loop (one parallel region per call): 1 for
-        loops too small to repay a team (`_TEAM_SMALL_STEP_FLOP` a step, `_TEAM_SMALL_FLOP`
-        in all), else n = `get_num_threads()`, or by default the BLAS library's count (its
-        setting, `OPENBLAS_NUM_THREADS` or threadpoolctl's limit), or the CPUs this process
-        may run on when no BLAS library is known; -n below `_TEAM_MIN_STEP_FLOP` a step or
-        `_TEAM_MIN_FLOP` in all: a team of n only if its helpers are awake (_core)."""
-        if step_flop < _TEAM_SMALL_STEP_FLOP or step_flop * steps < _TEAM_SMALL_FLOP:
-            return 1
-        pinned = getattr(_local, "pinned", None)
-        n = pinned if pinned is not None else self.available()
-        if step_flop < _TEAM_MIN_STEP_FLOP or step_flop * steps < _TEAM_MIN_FLOP:
-            return -n if n > 1 else 1
-        return n
 
     def available(self):
         """The threads pylstm may use: `get_num_threads()`, else the BLAS library's count
@@ -433,7 +393,7 @@ def concurrently(calls, flop_each):
     results in order (the first exception raised, if any, after all have ended).
 
     With at least two threads to use (`get_num_threads()`, else the BLAS library's count)
-    and `flop_each` (the recurrent FLOPs of one call) of at least `_CONCURRENT_MIN_FLOP`,
+    and `flop_each` (the recurrent FLOPs of one call) large enough (`pylstm._plan.side_by_side`),
     each call runs in its own thread (the first in the caller's) on its share of the
     threads, BLAS included; otherwise one after the other. Used for the two directions of a
     bidirectional LSTM: running them side by side avoids a synchronisation per step between
@@ -443,7 +403,7 @@ def concurrently(calls, flop_each):
     docstring; float64's BLAS products may differ in their last bits).
     """
     calls = list(calls)
-    if (len(calls) < 2 or flop_each < _CONCURRENT_MIN_FLOP
+    if (len(calls) < 2 or not _plan.side_by_side(flop_each)
             or getattr(_local, "pinned", None) is not None):
         return [call() for call in calls]
     with BlasThreads() as threads:

@@ -144,10 +144,18 @@ def check_array(value, name, ndim=None, shape=None, dtype=None):
 def check_weight(value, name, ndim=None, shape=None, dtype=None):
     """Like `check_array`, for weights: float32 or float64 only, C-contiguous (copied if not).
 
+    A C-contiguous native-order float32/float64 ndarray of the right ndim, shape and dtype is
+    returned as it is, only checked for NaN and inf (no conversion to look for).
+
     Raises:
         TypeError: not float32/float64, or not the dtype of the other weights.
         ValueError: wrong ndim or shape, NaN or inf.
     """
+    if (type(value) is np.ndarray and value.flags.c_contiguous and value.size <= INT32_MAX
+            and (value.dtype == dtype if dtype is not None else value.dtype in _NATIVE_FLOATS)
+            and (value.shape == shape if shape is not None else value.ndim == ndim)):
+        check_finite(value, name)
+        return value
     arr = check_array(value, name, ndim=ndim, shape=shape)
     if arr.dtype.type not in _FLOATS:
         raise TypeError(f"Argument `{name}` must be float32 or float64, received dtype "
@@ -157,6 +165,46 @@ def check_weight(value, name, ndim=None, shape=None, dtype=None):
                         f"received dtype {arr.dtype}.")
     check_finite(arr, name)
     return np.ascontiguousarray(arr)
+
+
+_NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_lstm_weights(kernel, recurrent_kernel, bias=None, projection=None, *,
+                       min_features=0):
+    """The weights of one LSTM direction, validated (`check_weight`): `(kernel (D, 4H),
+    recurrent_kernel (P, 4H), bias (4H,) or None, projection (H, P) or None)`, all of
+    `kernel`'s dtype, P = H without a projection.
+
+    Args:
+        min_features: the least D accepted (the step kernel needs 1).
+
+    Raises:
+        TypeError: a weight not float32/float64, or not of `kernel`'s dtype.
+        ValueError: a shape that does not fit the others, NaN or inf.
+    """
+    kernel = check_weight(kernel, "kernel", ndim=2)
+    dtype = kernel.dtype
+    D, G = kernel.shape
+    if D < min_features or G == 0 or G % 4:
+        least = f"D >= {min_features} and " if min_features else ""
+        raise ValueError(f"Argument `kernel` must have shape (D, 4*units) with {least}units "
+                         f">= 1, received shape {kernel.shape}.")
+    H = G // 4
+    recurrent_kernel = check_weight(recurrent_kernel, "recurrent_kernel", ndim=2, dtype=dtype)
+    P = recurrent_kernel.shape[0]
+    if recurrent_kernel.shape[1] != G or P == 0:
+        raise ValueError(f"Argument `recurrent_kernel` must have shape (P, {G}) with P >= 1, "
+                         f"received shape {recurrent_kernel.shape}.")
+    if projection is None:
+        if P != H:
+            raise ValueError(f"Argument `recurrent_kernel` must have shape ({H}, {G}) without "
+                             f"a projection, received shape {recurrent_kernel.shape}.")
+    else:
+        projection = check_weight(projection, "projection", shape=(H, P), dtype=dtype)
+    if bias is not None:
+        bias = check_weight(bias, "bias", shape=(G,), dtype=dtype)
+    return kernel, recurrent_kernel, bias, projection
 
 
 def check_finite(arr, name):
