@@ -1,7 +1,7 @@
 """Bidirectional LSTM: the two directions side by side (one per core) against one after the other.
 
 `pylstm.nn.LSTM(bidirectional=True)` runs its directions concurrently from
-`pylstm._threads._CONCURRENT_MIN_FLOP` per direction; this times forward (eval) and a
+`pylstm._plan._CONCURRENT_MIN_FLOP` per direction; this times forward (eval) and a
 training step (train + backward) both ways, whatever the size, interleaved in rounds in one process, after
 checking that both ways give the same bits. Run: python -m benchmarks.bench_bidirectional
 [--rounds N] [--shape B T D H] [--layers L]
@@ -15,12 +15,12 @@ import sys
 import numpy as np
 
 import pylstm
-from pylstm import _threads
+from pylstm import _plan
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import median_ms  # noqa: E402
 
-DEFAULT = _threads._CONCURRENT_MIN_FLOP
+DEFAULT = _plan._CONCURRENT_MIN_FLOP
 SIDE_BY_SIDE = 0            # whatever the size
 ONE_AFTER_THE_OTHER = 1 << 62
 
@@ -51,7 +51,7 @@ def main():
     outputs = {}
     for label, threshold in (("side by side", SIDE_BY_SIDE),
                              ("one after the other", ONE_AFTER_THE_OTHER)):
-        _threads._CONCURRENT_MIN_FLOP = threshold
+        _plan._CONCURRENT_MIN_FLOP = threshold
         outputs[label] = (forward(), train())
     for a, b in zip(outputs["side by side"], outputs["one after the other"]):
         np.testing.assert_array_equal(a, b)
@@ -60,10 +60,10 @@ def main():
     for _ in range(args.rounds):
         for label, threshold in (("side by side", SIDE_BY_SIDE),
                                  ("one after the other", ONE_AFTER_THE_OTHER)):
-            _threads._CONCURRENT_MIN_FLOP = threshold
+            _plan._CONCURRENT_MIN_FLOP = threshold
             for name, fn in (("forward", forward), ("train step", train)):
                 times.setdefault((label, name), []).append(median_ms(fn, args.repeats))
-    _threads._CONCURRENT_MIN_FLOP = DEFAULT
+    _plan._CONCURRENT_MIN_FLOP = DEFAULT
 
     print(f"Bidirectional {args.layers}-layer LSTM, B={B} T={T} D={D} H={H}, float32, "
           f"{platform.machine()}; median of {args.rounds} rounds of {args.repeats} calls "

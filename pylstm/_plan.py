@@ -40,39 +40,44 @@ BACKWARD = "backward"
 REFERENCE_BACKWARD = "reference backward"
 ROUTES = (REFERENCE, SMALL, FUSED_INFERENCE, CHUNKED_INFERENCE, FUSED_TRAINING, GEMM_TRAINING)
 
+# The numbers behind these thresholds were measured with interleaved A/B runs of the two
+# settings (`python benchmarks/bench_compare.py` runs two builds side by side); they are in
+# benchmarks/README.md, "Measurements behind the thresholds".
+
 # Packing the kernels costs about as much as reading them once: a call with fewer input rows
 # than this, whose steps are too small for a thread team, runs on BLAS; dense inference of
-# so few rows (in place) is one `forward_small` call. Set by
-# `python benchmarks/bench_step.py` and `python benchmarks/bench_lstm.py --quick` at B=1.
+# so few rows (in place) is one `forward_small` call. README "Route measurements";
+# `python benchmarks/bench_step.py` and `python benchmarks/bench_lstm.py --quick` time both.
 _PACK_MIN_ROWS = 64
 
 # Per-step BLAS products below this many FLOPs run on one BLAS thread, above on
-# `get_num_threads()`. Set by `python benchmarks/bench_scaling.py` (1 against 2 threads).
+# `get_num_threads()`. README "Thread policy measurements";
+# `python benchmarks/bench_scaling.py --threads 1` and `--threads 2` time both sides.
 _LOOP_MIN_FLOP = 1 << 20
 
 # The core's packed time loop runs on a team of threads (a barrier per step) from these sizes
-# (FLOPs a step and a call). Set by `python benchmarks/bench_scaling.py` (forward T=100,
-# 2 threads against 1).
+# (FLOPs a step and a call). README "Thread policy measurements" (forward T=100, 2 threads
+# against 1).
 _TEAM_MIN_STEP_FLOP = 1 << 17
 _TEAM_MIN_FLOP = 1 << 24
 # Between these and the above, a loop takes a team only while its helpers are awake from the
 # call before (a loop of calls; the team count is then negative: no wake-up to wait for).
-# Set by `python benchmarks/bench_step.py` (a loop of calls at B=1 T=100, H=32 and 64).
+# README "Thread policy measurements" (a loop of calls at B=1 T=100).
 _TEAM_SMALL_STEP_FLOP = 1 << 14
 _TEAM_SMALL_FLOP = 1 << 20
 
 # Inference chunks: whole steps whose gates (rows, 4H) take about this many bytes, written by
-# one GEMM per chunk and read by the time loop while still in L2. Set by
-# `python benchmarks/bench_memory.py` (float32, B=64 T=50 D=128 H=256, 1 to 8 MiB).
+# one GEMM per chunk and read by the time loop while still in L2. README "Route
+# measurements"; `python benchmarks/bench_memory.py` checks the memory it bounds.
 _CHUNK_BYTES = 1 << 20
 
 # The backward's team adds the weight gradients itself while they take at most this many
-# bytes; above, BLAS GEMMs after the loop are faster. Set by
-# `python benchmarks/bench_lstm.py --train` (team against GEMMs, H=128 to 1024).
+# bytes; above, BLAS GEMMs after the loop are faster. README "Route measurements" (team
+# against GEMMs, training step).
 _WGRAD_TEAM_BYTES = 3 << 20
 
 # Independent calls (the two directions of a bidirectional layer) run side by side from this
-# many recurrent FLOPs each. Set by `python benchmarks/bench_bidirectional.py`.
+# many recurrent FLOPs each. Set by `python -m benchmarks.bench_bidirectional`.
 _CONCURRENT_MIN_FLOP = 1 << 26
 
 
