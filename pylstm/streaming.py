@@ -21,7 +21,7 @@ import numpy as np
 from pylstm import _step, ops
 from pylstm._validation import (check_array, check_destination, check_finite,
                                 check_lstm_weights)
-from pylstm.ops._arguments import resolve_activations
+from pylstm.ops._arguments import resolve_activations as _resolve_activations
 # LSTMState: public here (`pylstm.streaming.LSTMState`), where steps take it.
 from pylstm.state import LSTMState
 
@@ -74,7 +74,7 @@ class LSTMStepper:
         D, G = kernel.shape
         H = G // 4
         P = recurrent_kernel.shape[0]
-        codes, entries = resolve_activations(activation, recurrent_activation, gate_activations)
+        codes, entries = _resolve_activations(activation, recurrent_activation, gate_activations)
 
         self._kernel = kernel
         self._recurrent_kernel = recurrent_kernel

@@ -588,6 +588,7 @@ NO_ARRAYS = {
     "pylstm.nn.IncompatibleKeys": "a named tuple of key lists",
     "pylstm.ops.BlasThreads": "thread settings", "pylstm.ops.get_num_threads": "thread settings",
     "pylstm.ops.set_num_threads": "thread settings",
+    "pylstm.ops.explain": "shapes and options (lengths and batch sizes: integers)",
     "pylstm.utils.*": "random generators from seeds",
     "pylstm.get_num_threads": "thread settings", "pylstm.set_num_threads": "thread settings",
     "pylstm.get_memory_pool_limit": "memory settings",

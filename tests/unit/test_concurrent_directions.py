@@ -10,18 +10,19 @@ import numpy as np
 import pytest
 
 import pylstm
-from pylstm import _threads
+from pylstm import _plan, _threads
 from pylstm.nn.utils.rnn import pack_padded_sequence
 
 
 @pytest.fixture(params=["side by side", "one after the other"])
-def mode(request, monkeypatch):
-    """Forces both modes whatever the size (a threshold of 0 or out of reach); two threads."""
-    side = request.param == "side by side"
-    monkeypatch.setattr(_threads, "_CONCURRENT_MIN_FLOP", 0 if side else 1 << 62)
+def mode(request):
+    """Forces both modes whatever the size (`_plan.forced`); two threads."""
     pylstm.set_num_threads(2)
-    yield request.param
-    pylstm.set_num_threads(None)
+    try:
+        with _plan.forced(side_by_side=request.param == "side by side"):
+            yield request.param
+    finally:
+        pylstm.set_num_threads(None)
 
 
 def nn_run(packed):
@@ -45,10 +46,10 @@ def nn_run(packed):
 
 
 @pytest.mark.parametrize("packed", [False, True], ids=["dense", "packed"])
-def test_nn_lstm_same_bits_side_by_side(mode, packed, monkeypatch):
+def test_nn_lstm_same_bits_side_by_side(mode, packed):
     got = nn_run(packed)
-    monkeypatch.setattr(_threads, "_CONCURRENT_MIN_FLOP", 1 << 62)
-    expected = nn_run(packed)
+    with _plan.forced(side_by_side=False):
+        expected = nn_run(packed)
     for a, b in zip(got, expected):
         np.testing.assert_array_equal(a, b)
 
@@ -66,22 +67,24 @@ def keras_run():
     return [y, dx] + grads, [w.copy() for w in layer.get_weights()]
 
 
-def test_bidirectional_layer_same_bits_side_by_side(mode, monkeypatch):
+def test_bidirectional_layer_same_bits_side_by_side(mode):
     got, weights = keras_run()
-    monkeypatch.setattr(_threads, "_CONCURRENT_MIN_FLOP", 1 << 62)
-    expected, expected_weights = keras_run()
+    with _plan.forced(side_by_side=False):
+        expected, expected_weights = keras_run()
     for a, b in zip(weights + got, expected_weights + expected):
         np.testing.assert_array_equal(a, b)
 
 
-def test_concurrently_runs_in_threads_and_raises_the_first_error(monkeypatch):
-    monkeypatch.setattr(_threads, "_CONCURRENT_MIN_FLOP", 0)
+def test_concurrently_runs_in_threads_and_raises_the_first_error():
     pylstm.set_num_threads(2)
     try:
         seen = []
+        assert not _plan.side_by_side(1)
+        assert _plan.side_by_side(_plan._CONCURRENT_MIN_FLOP)
+        flop = _plan._CONCURRENT_MIN_FLOP
         results = _threads.concurrently(
             [lambda: seen.append(threading.get_ident()) or 1,
-             lambda: seen.append(threading.get_ident()) or 2], 1)
+             lambda: seen.append(threading.get_ident()) or 2], flop)
         assert results == [1, 2]
         assert len(set(seen)) == 2
 
@@ -89,11 +92,11 @@ def test_concurrently_runs_in_threads_and_raises_the_first_error(monkeypatch):
             raise ValueError("boom")
 
         with pytest.raises(ValueError, match="boom"):
-            _threads.concurrently([lambda: 1, fail], 1)
+            _threads.concurrently([lambda: 1, fail], flop)
         # Nested calls inside a side-by-side call run one after the other.
         inner = _threads.concurrently(
-            [lambda: _threads.concurrently([threading.get_ident, threading.get_ident], 1),
-             lambda: None], 1)[0]
+            [lambda: _threads.concurrently([threading.get_ident, threading.get_ident], flop),
+             lambda: None], flop)[0]
         assert inner[0] == inner[1]
     finally:
         pylstm.set_num_threads(None)

@@ -6,6 +6,7 @@ import pytest
 
 import pylstm
 from pylstm import _memory, ops
+from pylstm.ops._buffers import empty
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def _address(a):
 def test_buffers_are_aligned_writable_and_shaped():
     for shape, dtype in [((3, 5), np.float32), ((1000, 33), np.float64), ((0, 4), np.float32),
                          ((7,), np.float32)]:
-        a = ops._empty(shape, dtype)
+        a = empty(shape, dtype)
         assert a.shape == shape and a.dtype == dtype
         assert a.flags.writeable and a.flags.c_contiguous
         assert _address(a) % 64 == 0
@@ -33,35 +34,35 @@ def test_buffers_are_aligned_writable_and_shaped():
 def test_a_released_buffer_is_reused(limit):
     pylstm.set_memory_pool_limit(0)     # no idle buffer of the same size from earlier tests
     pylstm.set_memory_pool_limit(64 << 20)
-    a = ops._empty((1 << 18,), np.float32)            # 1 MiB
+    a = empty((1 << 18,), np.float32)            # 1 MiB
     address = _address(a)
     idle_before = pylstm.memory_pool_idle()
     del a
     idle_bytes, idle_count = pylstm.memory_pool_idle()
     assert idle_count == idle_before[1] + 1 and idle_bytes >= idle_before[0] + (1 << 20)
-    b = ops._empty((1 << 18,), np.float32)
+    b = empty((1 << 18,), np.float32)
     assert _address(b) == address
     assert pylstm.memory_pool_idle() == idle_before
 
 
 def test_views_keep_their_buffer(limit):
     pylstm.set_memory_pool_limit(64 << 20)
-    a = ops._empty((1 << 16, 4), np.float32)
+    a = empty((1 << 16, 4), np.float32)
     a[...] = np.arange(4, dtype=np.float32)
     view = a[5:10, 2]
     del a
-    ops._empty((1 << 16, 4), np.float32)[...] = -1    # would overwrite a reused buffer
+    empty((1 << 16, 4), np.float32)[...] = -1    # would overwrite a reused buffer
     np.testing.assert_array_equal(view, 2)
 
 
 def test_limit_zero_keeps_nothing(limit):
     pylstm.set_memory_pool_limit(64 << 20)
-    a = ops._empty((1 << 18,), np.float32)
+    a = empty((1 << 18,), np.float32)
     del a
     assert pylstm.memory_pool_idle()[1] >= 1
     pylstm.set_memory_pool_limit(0)
     assert pylstm.memory_pool_idle() == (0, 0)
-    a = ops._empty((1 << 18,), np.float32)
+    a = empty((1 << 18,), np.float32)
     del a
     assert pylstm.memory_pool_idle() == (0, 0)
     assert pylstm.get_memory_pool_limit() == 0
@@ -70,14 +71,14 @@ def test_limit_zero_keeps_nothing(limit):
 def test_small_buffers_are_not_kept(limit):
     pylstm.set_memory_pool_limit(64 << 20)
     before = pylstm.memory_pool_idle()
-    a = ops._empty((100,), np.float32)
+    a = empty((100,), np.float32)
     del a
     assert pylstm.memory_pool_idle() == before
 
 
 def test_idle_memory_stays_under_the_limit(limit):
     pylstm.set_memory_pool_limit(3 << 20)
-    buffers = [ops._empty((1 << 18,), np.float32) for _ in range(6)]    # 6 x 1 MiB
+    buffers = [empty((1 << 18,), np.float32) for _ in range(6)]    # 6 x 1 MiB
     del buffers
     idle_bytes, idle_count = pylstm.memory_pool_idle()
     assert idle_bytes <= 3 << 20 and idle_count == 3
@@ -110,7 +111,7 @@ def test_dirty_reused_memory_gives_the_same_bits(limit):
     pylstm.set_memory_pool_limit(256 << 20)
     # fill the pool with NaN buffers of every size the step asks for (and others)
     for size in sorted({a.nbytes for a in fresh} | {1 << k for k in range(16, 24)}):
-        garbage = [ops._empty((max(1, size // 4) + extra,), np.float32) for extra in (0, 16)]
+        garbage = [empty((max(1, size // 4) + extra,), np.float32) for extra in (0, 16)]
         for g in garbage:
             g[...] = np.nan
         del garbage
@@ -123,7 +124,7 @@ def test_dirty_reused_memory_gives_the_same_bits(limit):
 def test_an_impossible_size_raises_memory_error(limit):
     """A request the C library cannot meet frees the idle blocks, then raises MemoryError."""
     pylstm.set_memory_pool_limit(64 << 20)
-    a = ops._empty((1 << 18,), np.float32)
+    a = empty((1 << 18,), np.float32)
     del a
     assert pylstm.memory_pool_idle()[1] >= 1
     for nbytes in (1 << 62, (1 << 63) - 1):

@@ -2,8 +2,8 @@
 
 The packed path (float32 without projection or recurrent dropout) packs recurrent_kernel once
 per call and runs the whole sequence on a team of threads, each owning whole groups of 4 x
-(SIMD width) units. These tests force teams of 1, 2 and 3 threads on small shapes (the size
-thresholds set to zero; a team has at most one thread per group of 64 units with AVX-512,
+(SIMD width) units. These tests force packing and teams of 1, 2 and 3 threads on small shapes
+(`pylstm._plan.forced`; a team has at most one thread per group of 64 units with AVX-512,
 32 otherwise) and check, for the forward and the backward, dense and packed
 (lengths) batches, reverse, masks, per-gate activations, unit counts that leave partial
 panels and groups, and runs long enough for the backward's in-team weight gradients to take
@@ -21,16 +21,14 @@ import numpy as np
 import pytest
 
 import pylstm
-from pylstm import _threads, ops
+from pylstm import _plan, ops
 
 
 @pytest.fixture
-def force_teams(monkeypatch):
-    """Teams at every size; pylstm's thread setting restored afterwards."""
-    for name in ("_TEAM_MIN_STEP_FLOP", "_TEAM_MIN_FLOP", "_TEAM_SMALL_STEP_FLOP",
-                 "_TEAM_SMALL_FLOP"):
-        monkeypatch.setattr(_threads, name, 0)
-    yield
+def force_teams():
+    """Packing and a full team at every size; pylstm's thread setting restored afterwards."""
+    with _plan.forced(packing=True):
+        yield
     pylstm.set_num_threads(None)
 
 
@@ -58,16 +56,14 @@ def run(args, training, **kwargs):
     return out
 
 
-def blas_loop(monkeypatch):
-    """Makes ops run the BLAS time loop (no packed kernel) until the monkeypatch is undone."""
-    original = ops._packed
-
-    def no_packing(threads, recurrent_kernel, projection, drec, B, steps, transposed=False):
-        threads.loop(2 * B * recurrent_kernel.size)
-        return None, 1
-
-    monkeypatch.setattr(ops, "_packed", no_packing)
-    return original
+def run_on_blas(args, training, **kwargs):
+    """`run` on the BLAS time loop: no packed kernel, the input product by a GEMM."""
+    with _plan.forced(packing=False):
+        plan = ops.explain(args["x"].shape, args["recurrent_kernel"].shape[0],
+                           training=training, lengths=kwargs.get("lengths"))
+        assert plan.recurrent == "BLAS", plan
+        assert not training or plan.backward.recurrent == "BLAS", plan
+        return run(args, training, **kwargs)
 
 
 CASES = [
@@ -103,20 +99,22 @@ def options(B, T, opts, seed):
 
 @pytest.mark.parametrize("training", [False, True], ids=["inference", "training"])
 @pytest.mark.parametrize("case", range(len(CASES)))
-def test_teams_bitwise_equal_and_match_blas(force_teams, monkeypatch, case, training):
+def test_teams_bitwise_equal_and_match_blas(force_teams, case, training):
     B, T, D, H, opts = CASES[case]
     args = problem(B, T, D, H, seed=case)
     kwargs = options(B, T, opts, seed=case)
     results = []
     for team in (1, 2, 3):
         pylstm.set_num_threads(team)
+        plan = ops.explain(args["x"].shape, H, training=training,
+                           lengths=kwargs.get("lengths"))
+        assert plan.recurrent == "fused" and plan.team == team, plan
         results.append(run(args, training, **kwargs))
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
 
-    blas_loop(monkeypatch)
-    expected = run(args, training, **kwargs)
+    expected = run_on_blas(args, training, **kwargs)
     assert len(expected) == len(results[0])
     for got, want in zip(results[0], expected):
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
@@ -127,13 +125,17 @@ def test_teams_bitwise_equal_and_match_blas(force_teams, monkeypatch, case, trai
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-def test_chunked_inference_packs_once_and_matches(force_teams, monkeypatch):
+def test_chunked_inference_packs_once_and_matches(force_teams):
     """Inference in several chunks reuses the buffer packed in the first chunk."""
-    monkeypatch.setattr(ops, "_CHUNK_BYTES", 4 * 4 * 40 * 3)   # 3 steps of B=4, H=40 a chunk
     args = problem(4, 10, 3, 40, seed=3)
+    # with input dropout the recurrent kernel alone is packed, on the chunked route
+    args["dropout_mask"] = np.full((4, 3), 1.25, np.float32)
     pylstm.set_num_threads(2)
-    got = run(args, False)
-    monkeypatch.setattr(ops, "_CHUNK_BYTES", 1 << 20)
+    with _plan.forced(chunk_bytes=3 * 4 * 160 * 4):   # 3 steps of B=4 rows of 4H=160 floats
+        plan = ops.explain((4, 10, 3), 40, dropout=True)
+        assert (plan.route, plan.recurrent, plan.chunk_rows) == ("chunked inference",
+                                                                  "packed", 12), plan
+        got = run(args, False)
     whole = run(args, False)
     for a, b in zip(got, whole):
         np.testing.assert_array_equal(a, b)
@@ -173,10 +175,9 @@ def test_team_works_in_a_forked_child(force_teams):
 
 
 def _child_run(args, queue):
-    _threads._TEAM_MIN_STEP_FLOP = _threads._TEAM_MIN_FLOP = 0
-    _threads._TEAM_SMALL_STEP_FLOP = _threads._TEAM_SMALL_FLOP = 0
     pylstm.set_num_threads(2)
-    queue.put(run(args, True))
+    with _plan.forced(packing=True):
+        queue.put(run(args, True))
 
 
 EXTRAS = {"plain": {}, "reverse": dict(reverse=True), "mask": dict(mask="random"),
@@ -237,16 +238,18 @@ def test_uneven_team_splits_give_the_same_bits(force_teams, weights):
 
 
 @pytest.mark.parametrize("case", [0, 5, 7, 11, 13])
-def test_weight_gradients_by_team_match_the_gemms(force_teams, monkeypatch, case):
+def test_weight_gradients_by_team_match_the_gemms(force_teams, case):
     """The backward's team adds the weight gradients itself while they fit in cache
-    (ops._WGRAD_TEAM_BYTES), else BLAS GEMMs follow the loop: both agree."""
+    (_plan._WGRAD_TEAM_BYTES), else BLAS GEMMs follow the loop: both agree."""
     B, T, D, H, opts = CASES[case]
     args = problem(B, T, D, H, seed=case)
     kwargs = options(B, T, opts, seed=case)
     pylstm.set_num_threads(2)
+    assert ops.explain((B, T, D), H, training=True).backward.weight_grads == "team"
     by_team = run(args, True, **kwargs)
-    monkeypatch.setattr(ops, "_WGRAD_TEAM_BYTES", 0)
-    by_gemm = run(args, True, **kwargs)
+    with _plan.forced(weight_grads="GEMM"):
+        assert ops.explain((B, T, D), H, training=True).backward.weight_grads == "GEMM"
+        by_gemm = run(args, True, **kwargs)
     for a, b in zip(by_team, by_gemm):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
 
@@ -254,7 +257,8 @@ def test_weight_gradients_by_team_match_the_gemms(force_teams, monkeypatch, case
 @pytest.mark.parametrize("layout", ["time-major view", "every other step", "reversed steps",
                                     "broadcast batch", "fortran order", "one sample"])
 def test_fused_inference_reads_strided_input_in_place(force_teams, layout):
-    """The fused inference reads x through its strides (ops._strided_rows); every layout gives
+    """The fused inference reads x through its strides (ops._dense._strided_rows); every layout
+    gives
     the bits of the same values in a C-contiguous array."""
     rng = np.random.default_rng(5)
     args = problem(3, 10, 6, 40, seed=5)
@@ -282,19 +286,17 @@ def test_fused_inference_reads_strided_input_in_place(force_teams, layout):
             np.testing.assert_array_equal(a, b)
 
 
-def test_small_loops_join_only_an_awake_team(monkeypatch):
+def test_small_loops_join_only_an_awake_team():
     """Loops between _TEAM_SMALL_* and _TEAM_MIN_* take the team only while its helpers are
-    awake from the call before (`BlasThreads.team` returns minus the count); either way, and
-    after the helpers have gone to sleep, the results are those of one thread."""
-    monkeypatch.setattr(_threads, "_TEAM_SMALL_STEP_FLOP", 0)
-    monkeypatch.setattr(_threads, "_TEAM_SMALL_FLOP", 0)
+    awake from the call before (the plan's team is minus the count); either way, and after
+    the helpers have gone to sleep, the results are those of one thread."""
     args = problem(2, 40, 8, 48, seed=3)
     try:
         pylstm.set_num_threads(1)
         expected = run(args, True)
         pylstm.set_num_threads(2)
-        with _threads.BlasThreads() as threads:
-            assert threads.team(2 * 2 * 48 * 192, 40) == -2
+        plan = ops.explain((2, 40, 8), 48, training=True)
+        assert plan.team == -2 and plan.backward.team == -2, plan
         for pause in (0.0, 0.0, 0.01, 0.0):        # 10 ms: the helpers fall asleep
             time.sleep(pause)
             for a, b in zip(run(args, True), expected):
@@ -304,7 +306,7 @@ def test_small_loops_join_only_an_awake_team(monkeypatch):
 
 
 def test_which_path_adds_the_weight_gradients_does_not_depend_on_threads():
-    """With 1.5 MB of weight gradients (under ops._WGRAD_TEAM_BYTES, over a 1 MiB share for
+    """With 1.5 MB of weight gradients (under _plan._WGRAD_TEAM_BYTES, over a 1 MiB share for
     one thread: a limit per member would pick GEMMs on one thread and the team on two), one
     and two threads give the same bits."""
     args = problem(2, 70, 128, 256, seed=9)

@@ -122,16 +122,18 @@ def test_loop_switch_policy(monkeypatch):
     to switch inside `concurrently` or without BLAS libraries; larger steps go through
     BlasThreads."""
     libs = _threads._discover()
-    switch = _threads.loop_switch(1000)
+    switch = _threads.loop_switch()
     assert switch.dtype == np.uintp
     if all(lib.addresses is not None for lib in libs):
         assert switch.tolist() == [a for lib in libs for a in lib.addresses]
-    assert _threads.loop_switch(_threads._LOOP_MIN_FLOP) is None
+    small, large = ops.explain((1, 1, 3), 4), ops.explain((1, 1, 3), 512)
+    assert (small.route, small.loop_threads) == ("small call", 1)
+    assert (large.route, large.loop_threads) == ("small call", None)   # via BlasThreads
     monkeypatch.setattr(_threads._local, "pinned", 1, raising=False)
-    assert _threads.loop_switch(1000).size == 0
+    assert _threads.loop_switch().size == 0
     monkeypatch.setattr(_threads._local, "pinned", None)
     monkeypatch.setattr(_threads, "_libs", [])
-    assert _threads.loop_switch(1000).size == 0
+    assert _threads.loop_switch().size == 0
 
 
 def test_bad_input_still_raises(small_calls):

@@ -10,7 +10,7 @@ import pytest
 import scipy.linalg.cython_blas  # noqa: F401  (load SciPy's BLAS before threadpoolctl looks)
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from pylstm import _core, _threads, ops
+from pylstm import _core, _plan, _threads, ops
 
 
 @pytest.fixture(autouse=True)
@@ -79,19 +79,24 @@ def test_restores_callers_blas_setting(caller, ours):
 
 
 class Recorder:
-    """Stands in for `pylstm._core`, recording SciPy's BLAS thread count at each kernel call."""
+    """Wraps `pylstm._core`'s kernels (`patch`), recording SciPy's BLAS thread count at each
+    kernel call."""
+
+    NAMES = ("forward", "backward", "matmul_acc")
 
     def __init__(self, lib):
         self.lib = lib
         self.calls = []
         self.teams = []     # forward's thread team on the packed path, None on BLAS
+        self.kernels = {name: getattr(_core, name) for name in self.NAMES}
 
-    def __getattr__(self, name):
-        return getattr(_core, name)
+    def patch(self, monkeypatch):
+        for name in self.NAMES:
+            monkeypatch.setattr(_core, name, getattr(self, name))
 
     def _wrap(self, name, *args):
         self.calls.append((name, self.lib.get()))
-        return getattr(_core, name)(*args)
+        return self.kernels[name](*args)
 
     def forward(self, *args):
         # forward(gates, ..., activations, packed, pack, num_threads, ...): positions 20, 22
@@ -119,15 +124,15 @@ def test_time_loop_and_gemm_threads(monkeypatch, ours, B, H):
     scipy_blas = [lib for lib in libs if "scipy" in lib.controller.filepath]
     assert scipy_blas, "SciPy's BLAS not found by threadpoolctl"
     recorder = Recorder(scipy_blas[0])
-    monkeypatch.setattr(ops, "_core", recorder)
+    recorder.patch(monkeypatch)
     ops.set_num_threads(ours)
     bulk = 2 if ours is None else ours
-    large = 2 * B * H * 4 * H >= _threads._LOOP_MIN_FLOP
+    large = 2 * B * H * 4 * H >= _plan._LOOP_MIN_FLOP
     assert large == (H == 128)
     T = 40
     step_flop = 2 * B * H * 4 * H
-    team = (step_flop >= _threads._TEAM_MIN_STEP_FLOP
-            and T * step_flop >= _threads._TEAM_MIN_FLOP)
+    team = (step_flop >= _plan._TEAM_MIN_STEP_FLOP
+            and T * step_flop >= _plan._TEAM_MIN_FLOP)
     assert team == (H == 128)
     with threadpool_limits(limits=2, user_api="blas"):
         train_step(problem(B, T, 5, H))
