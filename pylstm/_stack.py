@@ -1,6 +1,6 @@
 """A stack of recurrent layers of one or two directions, forward and backward: the loop that
-`pylstm.nn.LSTM` and `pylstm.layers.RNN` run, and the side-by-side run of two directions that
-`pylstm.layers.Bidirectional` shares.
+`pylstm.nn.LSTM`, `pylstm.layers.RNN` (whole sequences) and `StackedRNNCells` (one step) run,
+and the side-by-side run of two directions that `pylstm.layers.Bidirectional` shares.
 
 Design:
     Layer k reads the output of layer k - 1, both directions concatenated along the last axis
@@ -82,7 +82,8 @@ def backward(dy, caches, num_layers, run_backward, take, *, num_directions=1,
 
     Args:
         dy: gradient with respect to the stack's output, or None.
-        caches: `forward`'s caches (each with the layer's input as `.x`).
+        caches: `forward`'s caches (each with the layer's input as `.x`, read for the FLOP
+            count of two directions).
         num_layers: int >= 1.
         run_backward: `run_backward(layer, d, dy_d) -> grads`, a dict with the gradient
             with respect to the direction's input as `"x"`; `dy_d` is direction d's half of

@@ -277,9 +277,13 @@ class StackedRNNCells(Layer):
             raise ValueError(f"Argument `states` must be a list of {len(self.cells)} [h, c] "
                              f"pairs (one per cell), received {states!r:.200}.")
         new_states = []
-        for cell, cell_states in zip(self.cells, states):
-            inputs, cell_states = cell(inputs, cell_states, training=training)
+
+        def step(k, d, inputs):
+            inputs, cell_states = self.cells[k](inputs, states[k], training=training)
             new_states.append(cell_states)
+            return inputs, None
+
+        inputs, _ = _stack.forward(inputs, len(self.cells), step)
         return inputs, new_states
 
     def backward(self, grad_outputs):
@@ -292,10 +296,18 @@ class StackedRNNCells(Layer):
         Returns:
             `(d_inputs (B, D), d_states_prev)`, the latter one `[d_h, d_c]` pair per cell.
         """
-        d_output, d_states = _split_cell_grads(grad_outputs, len(self.cells))
-        grad, prev = d_output, [None] * len(self.cells)
-        for k in reversed(range(len(self.cells))):
-            grad, prev[k] = self.cells[k].backward((grad, d_states[k]))
+        n = len(self.cells)
+        d_output, d_states = _split_cell_grads(grad_outputs, n)
+        prev = [None] * n
+
+        def step_backward(k, d, grad):
+            grad, d_prev = self.cells[k].backward((grad, d_states[k]))
+            return {"x": grad, "states": d_prev}
+
+        def take(k, grads):
+            prev[k] = grads["states"]
+
+        grad = _stack.backward(d_output, [None] * n, n, step_backward, take)
         return grad, prev
 
     def get_config(self):
