@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from pylstm import _core, ops
+from pylstm import _core, _plan, ops
 from pylstm import _reference as ref
 
 ACTIVATION_PAIRS = [("tanh", "sigmoid"), ("relu", "hard_sigmoid"), ("linear", "tanh"),
@@ -28,10 +28,13 @@ def make_case(rng, dtype, B, T, D, H, P=0, masked=False, scale=0.5):
     return case, kw
 
 
-def run_both(case, kw, rng):
+def run_both(case, kw, rng, training=True):
+    """pylstm.ops and the reference on one case; with `training`, their gradients too."""
     args = [case[k] for k in ("x", "kernel", "recurrent_kernel", "bias", "h0", "c0")]
-    got = ops.lstm_forward(*args, training=True, **kw)
+    got = ops.lstm_forward(*args, training=training, **kw)
     want = ref.lstm_forward(*args, training=True, **kw)
+    if not training:
+        return got, want, None, None
     B, P = case["h0"].shape
     H = case["c0"].shape[1]
     dtype = case["x"].dtype
@@ -41,27 +44,69 @@ def run_both(case, kw, rng):
     return got, want, ops.lstm_backward(got[3], dy, dh, dc), ref.lstm_backward(want[3], dy, dh, dc)
 
 
-@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 2e-4)])
-@pytest.mark.parametrize("B,T,D,H,P", [(1, 1, 1, 1, 0), (1, 7, 3, 4, 0), (4, 6, 5, 3, 0),
-                                       (3, 5, 2, 4, 2), (8, 3, 4, 16, 0)])
-def test_core_matches_reference(dtype, tol, B, T, D, H, P):
+# Every route the plan can choose (pylstm._plan), with the time loop's recurrent product
+# packed or on BLAS where the route has the choice: (route, packing) for `_plan.forced`.
+ROUTES = [(_plan.GEMM_TRAINING, False), (_plan.GEMM_TRAINING, True), (_plan.FUSED_TRAINING, None),
+          (_plan.CHUNKED_INFERENCE, False), (_plan.CHUNKED_INFERENCE, True),
+          (_plan.FUSED_INFERENCE, None), (_plan.SMALL, None), (_plan.REFERENCE, None)]
+# (B, T, D, H, P): (16, 5, 8, 32, 0) has 80 rows, over the 64 from which float32 packs by
+# default (the route users run).
+SHAPES = [(1, 1, 1, 1, 0), (1, 7, 3, 4, 0), (4, 6, 5, 3, 0), (3, 5, 2, 4, 2), (8, 3, 4, 16, 0),
+          (16, 5, 8, 32, 0)]
+
+
+def _can_run(route, packing, dtype, B, T, P):
+    """Whether `route` (and packing) can run some case of this dtype and shape."""
+    packs = route in (_plan.FUSED_TRAINING, _plan.FUSED_INFERENCE) or packing
+    return ((not packs or (dtype == np.float32 and not P))
+            and (route != _plan.SMALL or ((B == 1 or T == 1) and not P)))
+
+
+ROUTE_CASES = [(route, packing, dtype, tol, shape) for route, packing in ROUTES
+               for dtype, tol in [(np.float64, 1e-10), (np.float32, 2e-4)] for shape in SHAPES
+               if _can_run(route, packing, dtype, shape[0], shape[1], shape[4])]
+
+
+@pytest.mark.parametrize("route, packing, dtype, tol, shape", ROUTE_CASES,
+                         ids=[f"{r}-{'packed' if k else 'BLAS' if k is False else ''}-"
+                              f"{np.dtype(d).name}-{'x'.join(map(str, sh))}"
+                              for r, k, d, _, sh in ROUTE_CASES])
+def test_core_matches_reference(route, packing, dtype, tol, shape):
+    """Every route against the NumPy reference: outputs, and gradients after the training
+    routes, over directions, masks, outputs and activations (the combinations a route
+    cannot run, such as a mask on the small-call route, are left out)."""
+    B, T, D, H, P = shape
+    training = route in (_plan.GEMM_TRAINING, _plan.FUSED_TRAINING, _plan.REFERENCE)
     rng = np.random.default_rng(B * 100 + T * 10 + H)
+    ran = 0
+    scale = 0.5 if H < 32 else 0.2      # linear activations grow with H
     for reverse, masked, zero_output, return_sequences, acts in itertools.product(
             [False, True], [False, True], [False, True], [False, True], ACTIVATION_PAIRS):
-        case, kw = make_case(rng, dtype, B, T, D, H, P, masked)
+        case, kw = make_case(rng, dtype, B, T, D, H, P, masked, scale)
         kw.update(reverse=reverse, zero_output_for_mask=zero_output,
                   return_sequences=return_sequences, activation=acts[0],
                   recurrent_activation=acts[1])
-        got, want, g_got, g_want = run_both(case, kw, rng)
+        with _plan.forced(route=route, packing=packing):
+            try:
+                plan = ops.explain((B, T, D), H, dtype=dtype, projection_size=P or None,
+                                   mask=masked, training=training)
+            except ValueError:
+                continue          # a combination this route cannot run
+            assert plan.route == route
+            if packing is not None:
+                assert plan.recurrent == ("packed" if packing else "BLAS"), plan
+            got, want, g_got, g_want = run_both(case, kw, rng, training)
+        ran += 1
         for name, a, b in zip(("y", "h_n", "c_n"), got[:3], want[:3]):
             assert_close(a, b, tol, f"{name} {kw}")
             assert a.dtype == dtype
-        for name, want_grad in g_want.items():
+        for name, want_grad in (g_want or {}).items():
             if want_grad is None:
                 assert g_got[name] is None, name
                 continue
             assert g_got[name].dtype == dtype
             assert_close(g_got[name], want_grad, tol, f"d{name} {kw}")
+    assert ran
 
 
 def assert_close(got, want, tol, msg):
