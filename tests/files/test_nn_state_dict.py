@@ -2,17 +2,15 @@
 and `.pt` files written by PyTorch itself (and read back by it), strict and non-strict key
 matching, and the errors for missing, extra and misshapen keys."""
 
-import sys
 
 import numpy as np
 import pytest
 
-from pylstm.nn import LSTM, load_state_dict_file, save_state_dict_file
+from pylstm.nn import LSTM, load_state_dict_file
 
 torch = pytest.importorskip("torch")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
-pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections:UserWarning")
 
 KWARGS = dict(num_layers=2, bidirectional=True, proj_size=2, batch_first=True)
 
@@ -139,9 +137,3 @@ def test_bad_values_and_paths(tmp_path):
     torch.save([torch.zeros(2)], path)
     with pytest.raises(ValueError, match="not a state dict"):
         load_state_dict_file(path)
-
-
-def test_missing_safetensors_names_the_extra(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
-    with pytest.raises(ImportError, match=r"pylstm\[safetensors\]"):
-        save_state_dict_file(LSTM(2, 3).state_dict(), tmp_path / "a.safetensors")

@@ -295,22 +295,6 @@ def test_recurrent_dropout_masks_are_shared_across_timesteps(rng):
     np.testing.assert_allclose(y, numpy_lstm(x, *weights, *masks), rtol=1e-5, atol=1e-6)
 
 
-def test_dropout_rate_and_a_fresh_mask_per_call(rng):
-    """The dropped fraction is `rate` (2048 Bernoulli draws: 5 standard deviations is 0.05),
-    and each call draws a new mask, as Keras does."""
-    rate, batch, features = 0.3, 64, 32
-    layer = LSTM(4, dropout=rate, seed=11)
-    layer.build((batch, T, features))
-    x = make_inputs(rng, batch, features)
-    upstream = rng.normal(size=(batch, 4)).astype("float32")
-    masks = []
-    for _ in range(2):
-        layer(x, training=True)
-        masks.append((layer.backward(upstream) == 0).all(axis=1))
-        assert abs(masks[-1].mean() - rate) < 0.05
-    assert (masks[0] != masks[1]).any()
-
-
 def test_dropout_is_reproducible_with_seed(rng):
     x = make_inputs(rng)
     weights = ku.lstm_weights(rng, D, H)

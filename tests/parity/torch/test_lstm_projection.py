@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from pylstm.layers import LSTM
-from pylstm.models import Sequential
 
 B, T, D, H, P = 3, 5, 4, 6, 2
 
@@ -49,17 +48,3 @@ def test_projection_matches_torch_outputs_states_and_gradients():
              (layer.projection.grad, twin.weight_hr_l0.grad.T)]
     for ours, theirs in pairs:
         np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-4, atol=1e-6)
-
-
-def test_projection_in_a_model_and_config():
-    model = Sequential([LSTM(H, proj_size=P, input_shape=(T, D))])
-    assert model.predict(np.zeros((2, T, D), dtype="float32")).shape == (2, P)
-    config = model.layers[0].get_config()
-    assert config["proj_size"] == P
-    assert LSTM.from_config(config).proj_size == P
-
-
-@pytest.mark.parametrize("proj_size", [H, 7, -1, 2.0, True])
-def test_bad_proj_size(proj_size):
-    with pytest.raises(ValueError, match=r"`proj_size` must be None or an int in \[0, units=6\)"):
-        LSTM(H, proj_size=proj_size)

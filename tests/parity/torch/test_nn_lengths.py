@@ -43,14 +43,3 @@ def test_lengths_match_torch_packed(batch_first, bidirectional):
     for (name, ours_p), (_, theirs_p) in zip(ours.named_parameters(), theirs.named_parameters()):
         np.testing.assert_allclose(ours_p.grad, theirs_p.grad.numpy(), rtol=1e-4, atol=1e-6,
                                    err_msg=name)
-
-
-def test_lengths_errors():
-    lstm = LSTM(D, H, seed=0)
-    x = np.zeros((L, N, D), dtype="float32")
-    with pytest.raises(ValueError):
-        lstm(x, lengths=np.array([7, 1, 1]))
-    with pytest.raises(ValueError):
-        lstm(x, lengths=np.array([0, 1, 1]))
-    with pytest.raises(ValueError, match="3-D"):
-        lstm(x[:, 0], lengths=np.array([2]))

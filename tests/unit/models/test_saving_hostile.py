@@ -1,16 +1,15 @@
-"""Hostile and damaged files for pylstm's own format (`load_model`) and the state dict formats
-(`.pt`, `.safetensors`), and killed saves.
+"""Hostile and damaged files for pylstm's own format (`load_model`), and killed saves.
 
 Each hostile file must end in a loaded model (predicting as the original) or in a ValueError /
-TypeError naming the file, within bounded time and memory: the loads run in a child process
-(`tests/support/isolated.py`) whose address space is capped (RLIMIT_AS) under a generous hang
-guard, so that an attempt to allocate what a small file declares fails the test instead of the machine.
-Pickle payloads would create a marker file: it must never appear."""
+TypeError naming the file, within bounded time and memory: the loads run in the isolated worker
+(`support/isolated.py`, through `support/hostile_loads.py`) whose address space is capped
+(RLIMIT_AS) under a generous hang guard, so that an attempt to allocate what a small file
+declares fails the test instead of the machine. Pickle payloads would create a marker file: it
+must never appear. The state dict formats are in `files/test_state_dict_hostile.py`."""
 
 import importlib.util
 import json
 import os
-import pickle
 import signal
 import struct
 import subprocess
@@ -22,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pylstm import _atomic_write
 from pylstm.layers import LSTM, Bidirectional, Dense
 from pylstm.models import Sequential, load_model
 from pylstm.models import saving
 
 T, D = 5, 3
 MIB = 2 ** 20
-HANG_GUARD_S = 240
 
 
 def small_model():
@@ -38,68 +37,15 @@ def small_model():
     return model
 
 
+_spec = importlib.util.spec_from_file_location(
+    "pylstm_tests_hostile_loads",
+    Path(__file__).resolve().parents[2] / "support" / "hostile_loads.py")
+hl = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(hl)
+
+
 def inputs():
     return np.random.default_rng(1).normal(size=(2, T, D)).astype(np.float32)
-
-
-_spec = importlib.util.spec_from_file_location(
-    "pylstm_tests_isolated", Path(__file__).resolve().parents[1] / "support" / "isolated.py")
-isolated = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(isolated)
-
-
-def load_case(case):
-    """In the worker: loads `case` (a dict: name, loader, path, ...) and returns what the
-    tests compare: the predictions, or the state dict."""
-    result = {"name": case["name"]}
-    if case["loader"] == "load_model":
-        model = load_model(case["path"], **case.get("kwargs", {}))
-        result["outputs"] = model.predict(np.load(case["inputs"]), verbose=0).tolist()
-        result["compiled"] = model.optimizer is not None
-    elif case["loader"] == "nn":
-        from pylstm.nn import LSTM
-
-        module = LSTM(3, 4, **case.get("kwargs", {}))
-        module.load_state_dict(case["path"])
-        result["outputs"] = {k: v.tolist() for k, v in module.state_dict().items()}
-    else:
-        from pylstm.nn import load_state_dict_file
-
-        arrays = load_state_dict_file(case["path"])
-        result["outputs"] = {k: [str(v.dtype), list(v.shape)] for k, v in arrays.items()}
-    result["outcome"] = "loaded"
-    return result
-
-
-def run_isolated(cases, memory=2.75 * isolated.GIB, preload=()):
-    """Runs `cases` (dicts: name, loader, path, ...) in the isolated worker, its address space
-    capped at its size after importing pylstm and `preload` plus `memory`; returns `{name:
-    result}`, an exception as outcome "error" (a ValueError or TypeError) or "other". A crash
-    or hang fails the test, naming the case it happened in."""
-    calls = isolated.run_calls(__file__, "load_case", [(case,) for case in cases],
-                               timeout=HANG_GUARD_S, total_timeout=HANG_GUARD_S, memory=memory,
-                               preload=[*preload, __file__])
-    results, broken = {}, []
-    for case, (status, value) in zip(cases, calls):
-        if status == "ok":
-            results[case["name"]] = value
-        elif status == "raised":
-            error = "ValueError" in value["mro"] or "TypeError" in value["mro"]
-            results[case["name"]] = {"name": case["name"], "outcome": "error" if error else
-                                     "other", "type": value["type"].rsplit(".", 1)[-1],
-                                     "message": value["message"] if error else
-                                     value["message"][:500]}
-        else:
-            broken.append(f"{case['name']}: {status}: {value}")
-    assert not broken, "\n".join(broken[:5])
-    return results
-
-
-def assert_error(result, path, match=None):
-    assert result["outcome"] == "error", result
-    assert str(path) in result["message"], result
-    if match is not None:
-        assert match in result["message"], result
 
 
 # Building pylstm files by hand -----------------------------------------------------------------
@@ -164,16 +110,6 @@ def set_flag(path, member, flag):
     return path
 
 
-class Marker:
-    """Unpickling it would create the marker file."""
-
-    def __init__(self, path):
-        self.path = str(path)
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
-
-
 def pylstm_cases(tmp_path, model):
     """`(name, path, kwargs, expect)` for pylstm files: expect None (loads the same) or the
     substring its error must hold."""
@@ -227,7 +163,7 @@ def pylstm_cases(tmp_path, model):
         0, np.lib.format.magic(2, 0) + struct.pack("<I", 2 ** 31) + b"{"), "")
     add("npy_version_3", with_weight(0, npy(weights[0], version=(3, 0))), "version")
     add("npy_not_npy", with_weight(0, b"PK\x03\x04 not an array at all"), "")
-    add("npy_object_pickle", with_weight(0, npy(np.array([Marker(marker)], dtype=object))),
+    add("npy_object_pickle", with_weight(0, npy(np.array([hl.Marker(marker)], dtype=object))),
         "dtype |O")
     add("npy_structured", with_weight(0, npy(np.zeros(weights[0].shape,
                                                       [("a", "<f4")]))), "dtype")
@@ -336,7 +272,7 @@ def test_hostile_pylstm_files(tmp_path):
     np.save(tmp_path / "x.npy", x)
     want = model.predict(x, verbose=0)
     cases, marker = pylstm_cases(tmp_path, model)
-    results = run_isolated([{"name": n, "loader": "load_model", "path": str(p), "kwargs": k,
+    results = hl.run_isolated([{"name": n, "loader": "load_model", "path": str(p), "kwargs": k,
                              "inputs": str(tmp_path / "x.npy")} for n, p, k, _ in cases])
     for name, path, _, expect in cases:
         result = results[name]
@@ -346,7 +282,7 @@ def test_hostile_pylstm_files(tmp_path):
                                        err_msg=name)
             assert result["compiled"], name
         else:
-            assert_error(result, path, expect)
+            hl.assert_error(result, path, expect)
     assert not marker.exists()
 
 
@@ -389,11 +325,11 @@ def test_byte_flips_of_a_pylstm_file(tmp_path):
                               "path": str(write_zip(tmp_path / f"{name}.pylstm",
                                                     {**members, member: bytes(damaged)})),
                               "any_outputs": offset >= header or member != "config.json.npy"})
-    results = run_isolated(cases)
+    results = hl.run_isolated(cases)
     for case in cases:
         result = results[case["name"]]
         if result["outcome"] != "loaded":
-            assert_error(result, case["path"])
+            hl.assert_error(result, case["path"])
         elif not case.get("any_outputs"):
             np.testing.assert_allclose(result["outputs"], want, rtol=1e-6, atol=1e-7)
 
@@ -493,162 +429,18 @@ def test_files_written_by_np_savez_still_load(tmp_path):
                                       model.predict(inputs(), verbose=0))
 
 
-# State dict files ---------------------------------------------------------------------------
-
-
-def state_dict_cases(tmp_path):
-    torch = pytest.importorskip("torch")
-    safetensors_torch = pytest.importorskip("safetensors.torch")
-    from pylstm.nn import LSTM as NNLSTM
-
-    module = NNLSTM(3, 4, seed=0)
-    tensors = {k: torch.from_numpy(np.array(v)) for k, v in module.state_dict().items()}
-    marker = tmp_path / "marker_torch"
-    cases = []
-
-    def add(name, data, expect_nn, expect_file="same"):
-        """expect_*: None (loads), or the substring of the error; "same" as for nn."""
-        path = tmp_path / name
-        if callable(data):
-            data(path)
-        else:
-            path.write_bytes(data)
-        cases.append((name, path, expect_nn, expect_nn if expect_file == "same" else expect_file))
-
-    def pt(obj):
-        return lambda path: torch.save(obj, path)
-
-    def st(obj):
-        return lambda path: safetensors_torch.save_file(obj, path)
-
-    add("valid.pt", pt(tensors), None)
-    add("valid.safetensors", st(tensors), None)
-    add("legacy.pt", lambda p: torch.save(tensors, p, _use_new_zipfile_serialization=False),
-        None)
-    add("float64.safetensors", st({k: v.double() for k, v in tensors.items()}), None)
-    good_pt, good_st = tmp_path / "valid.pt", tmp_path / "valid.safetensors"
-    for kind in ("pt", "safetensors"):
-        good = (pt(tensors) if kind == "pt" else st(tensors))
-        good(tmp_path / "tmp_good")
-        data = (tmp_path / "tmp_good").read_bytes()
-        for fraction in (0, 0.1, 0.5, 0.9, 0.99):
-            add(f"truncated_{fraction}.{kind}", data[:int(len(data) * fraction)], "")
-        rng = np.random.default_rng(0)
-        add(f"random.{kind}", rng.bytes(4096), "")
-        prefix = b"PK\x03\x04" if kind == "pt" else struct.pack("<Q", 60) + b'{"a":'
-        add(f"random_magic.{kind}", prefix + rng.bytes(4096), "")
-    # Pickles that would run code: as a legacy .pt and inside a zip .pt.
-    payload = {"weight_ih_l0": Marker(marker)}
-    add("pickle_legacy.pt", pickle.dumps(payload), "weights_only=True")
-
-    def zip_pickle(path):
-        torch.save(tensors, path)
-        with zipfile.ZipFile(path) as z:
-            items = [(i, z.read(i)) for i in z.infolist()]
-        with zipfile.ZipFile(path, "w") as z:
-            for info, data in items:
-                z.writestr(info, pickle.dumps(payload) if info.filename.endswith("data.pkl")
-                           else data)
-    add("pickle_zip.pt", zip_pickle, "weights_only=True")
-    # Dtypes that are not real floats NumPy holds.
-    for dtype in ("float8_e4m3fn", "bfloat16", "int32", "bool", "complex64"):
-        cast = {k: v.to(getattr(torch, dtype)) for k, v in tensors.items()}
-        numpy_has = dtype in ("int32", "bool", "complex64")
-        add(f"{dtype}.pt", pt(cast), "has dtype", None if numpy_has else "cannot become")
-        if dtype != "complex64":
-            add(f"{dtype}.safetensors", st(cast), "has dtype", None if numpy_has else
-                "has dtype")
-    # Shapes, containers and declared sizes.
-    wrong = {**tensors, "weight_ih_l0": torch.zeros(2 ** 20, 1).expand(2 ** 20, 2 ** 20)}
-    add("expanded_huge.pt", pt(wrong), "shape", None)
-    add("wrong_shape.safetensors", st({**tensors, "weight_ih_l0": torch.zeros(5, 5)}), "shape",
-        None)
-    add("list.pt", pt([1, 2]), "not a state dict")
-    add("sparse.pt", pt({**tensors, "weight_ih_l0": tensors["weight_ih_l0"].to_sparse()}),
-        "cannot become")
-    add("meta.pt", pt({**tensors, "weight_ih_l0": torch.zeros(16, 3, device="meta")}),
-        "cannot become")
-    add("not_tensor.pt", pt({**tensors, "weight_ih_l0": {"x": torch.zeros(2)}}), "not a tensor")
-    add("int_keys.pt", pt({i: v for i, v in enumerate(tensors.values())}), "missing keys",
-        None)
-    add("nan.pt", pt({**tensors, "bias_hh_l0": tensors["bias_hh_l0"] * np.nan}), "NaN", None)
-    add("nan.safetensors", st({**tensors, "bias_hh_l0": tensors["bias_hh_l0"] * np.inf}), "NaN",
-        None)
-
-    def lying_storage(path):
-        torch.save({"weight_ih_l0": torch.zeros(4)}, path)
-        with zipfile.ZipFile(path) as z:
-            items = [(i, z.read(i)) for i in z.infolist()]
-        with zipfile.ZipFile(path, "w") as z:
-            for info, data in items:
-                if info.filename.endswith("data.pkl"):
-                    # The storage's numel and the tensor's size: 4 -> 2**31 - 1 elements.
-                    data = data.replace(b"K\x04t", b"J\xff\xff\xff\x7ft").replace(
-                        b"K\x04\x85", b"J\xff\xff\xff\x7f\x85")
-                z.writestr(info, data)
-    add("lying_storage.pt", lying_storage, "")
-
-    def pt_edit(edit):
-        def write(path):
-            torch.save(tensors, path)
-            data = bytearray(path.read_bytes())
-            edit(path, data)
-            path.write_bytes(bytes(data))
-        return write
-
-    def multi_disk(path, data):  # the zip64 locator's disk number: zipfile raises BadZipFile
-        data[data.rfind(b"PK\x06\x07") + 4] = 1
-
-    def flipped_tensor(path, data):  # a tensor's bytes changed: torch would load them
-        with zipfile.ZipFile(path) as z:
-            stored = z.read(next(n for n in z.namelist() if n.endswith("/data/0")))
-        data[data.find(stored) + 1] ^= 0x40
-    add("multi_disk.pt", pt_edit(multi_disk), "")
-    add("flipped_tensor.pt", pt_edit(flipped_tensor), "CRC check")
-
-    def lying_header(path):
-        header = json.dumps({"weight_ih_l0": {"dtype": "F32", "shape": [2 ** 20, 2 ** 20],
-                                              "data_offsets": [0, 2 ** 42]}}).encode()
-        path.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 64)
-    add("lying_header.safetensors", lying_header, "")
-    add("huge_header_length.safetensors", struct.pack("<Q", 2 ** 62) + b"{}", "")
-    return cases, marker, module
-
-
-def test_hostile_state_dict_files(tmp_path):
-    cases, marker, module = state_dict_cases(tmp_path)
-    want = {k: v.tolist() for k, v in module.state_dict().items()}
-    runs = [{"name": f"{loader}:{name}", "loader": loader, "path": str(path)}
-            for name, path, _, _ in cases for loader in ("nn", "file")]
-    # torch needs more address space than NumPy alone.
-    results = run_isolated(runs, memory=5.25 * isolated.GIB, preload=["torch"])
-    for name, path, expect_nn, expect_file in cases:
-        nn_result, file_result = results[f"nn:{name}"], results[f"file:{name}"]
-        if expect_nn is None:
-            assert nn_result["outcome"] == "loaded", nn_result
-            for k, v in want.items():
-                np.testing.assert_allclose(nn_result["outputs"][k], v, rtol=1e-6, err_msg=name)
-        else:
-            assert_error(nn_result, path, expect_nn)
-        if expect_file is None:
-            assert file_result["outcome"] == "loaded", file_result
-        else:
-            assert_error(file_result, path, expect_file)
-    assert not marker.exists()
-
-
 # Saves ---------------------------------------------------------------------------------------
 
 
 KILLED_SAVE = r"""
 import sys, time
-from pylstm.models import saving
+from pylstm._atomic_write import atomic_write
 def write(f):
     f.write(b"x" * (1 << 20))
     f.flush()
     print("writing", flush=True)
     time.sleep(60)
-saving.atomic_write(sys.argv[1], write)
+atomic_write(sys.argv[1], write)
 """
 
 
@@ -661,24 +453,20 @@ def start_save(path):
     return proc
 
 
-def temp_files(folder):
-    return sorted(p.name for p in folder.iterdir() if saving._TEMP_NAME.match(p.name))
-
-
 def test_killed_save_is_cleaned_by_the_next(tmp_path):
     model = small_model()
     path = tmp_path / "m.pylstm"
     model.save(path)
     before = path.read_bytes()
     proc = start_save(path)
-    leftover = temp_files(tmp_path)
+    leftover = hl.temp_files(tmp_path)
     assert len(leftover) == 1 and leftover[0].startswith(f".pylstm-{proc.pid}-")
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
     assert path.read_bytes() == before  # the path's file is intact
-    assert temp_files(tmp_path) == leftover
+    assert hl.temp_files(tmp_path) == leftover
     model.save(tmp_path / "other.pylstm")  # any save into the folder cleans up
-    assert temp_files(tmp_path) == []
+    assert hl.temp_files(tmp_path) == []
     np.testing.assert_array_equal(load_model(path).predict(inputs(), verbose=0),
                                   model.predict(inputs(), verbose=0))
 
@@ -689,24 +477,24 @@ def test_live_saves_temp_files_are_kept(tmp_path):
     touched."""
     proc = start_save(tmp_path / "a.pylstm")
     try:
-        live = temp_files(tmp_path)
+        live = hl.temp_files(tmp_path)
         # Unlocked, of a live process (pid 1), fresh: kept; the same a day old: removed.
         fresh = tmp_path / f".pylstm-1-{'a' * 16}.tmp"
         old = tmp_path / f".pylstm-1-{'b' * 16}.tmp"
         dead_other = tmp_path / f".pylstm-1-{'c' * 15}.tmp"  # not our pattern
         for p in (fresh, old, dead_other):
             p.write_bytes(b"x")
-        day_ago = time.time() - saving._STALE_AGE_S - 60
+        day_ago = time.time() - _atomic_write._STALE_AGE_S - 60
         os.utime(old, (day_ago, day_ago))
         os.utime(dead_other, (day_ago, day_ago))
         small_model().save(tmp_path / "b.pylstm")
-        assert temp_files(tmp_path) == sorted(live + [fresh.name])
+        assert hl.temp_files(tmp_path) == sorted(live + [fresh.name])
         assert dead_other.exists()
     finally:
         proc.kill()
         proc.wait(30)
     small_model().save(tmp_path / "b.pylstm")
-    assert temp_files(tmp_path) == [fresh.name]
+    assert hl.temp_files(tmp_path) == [fresh.name]
 
 
 def test_save_syncs_the_folder(tmp_path, monkeypatch):
@@ -724,28 +512,6 @@ def test_save_syncs_the_folder(tmp_path, monkeypatch):
     assert synced == [False, True]  # the file, then the folder after the rename
 
 
-@pytest.mark.parametrize("ext", [".pt", ".safetensors"])
-def test_state_dict_save_is_atomic(tmp_path, monkeypatch, ext):
-    pytest.importorskip("torch")
-    pytest.importorskip("safetensors")
-    from pylstm.nn import LSTM as NNLSTM
-
-    module = NNLSTM(3, 4, seed=0)
-    path = tmp_path / f"m{ext}"
-    module.save_state_dict(path)
-    before = path.read_bytes()
-
-    def failing(path_, write):
-        return real(path_, lambda f: (write(f), f.truncate(10), 1 / 0))
-
-    real = saving.atomic_write
-    monkeypatch.setattr(saving, "atomic_write", failing)
-    with pytest.raises(ZeroDivisionError):
-        NNLSTM(3, 4, seed=1).save_state_dict(path)
-    assert path.read_bytes() == before
-    assert temp_files(tmp_path) == []
-
-
 def test_nn_lstm_layer_config_within_the_limit(tmp_path):
     """A file may name `LSTMLayer` (a `pylstm.nn.LSTM` as a layer), whose parameters are
     drawn in its constructor: a huge `hidden_size` is refused before any is made."""
@@ -759,11 +525,11 @@ def test_nn_lstm_layer_config_within_the_limit(tmp_path):
     config["model"]["layers"][0]["config"]["hidden_size"] = 12_000  # 2.3 GB of weights
     members["config.json.npy"] = npy(np.frombuffer(json.dumps(config).encode(), np.uint8))
     huge = write_zip(tmp_path / "huge.pylstm", members)
-    results = run_isolated([{"name": p.name, "loader": "load_model", "path": str(p),
+    results = hl.run_isolated([{"name": p.name, "loader": "load_model", "path": str(p),
                              "inputs": str(tmp_path / "x.npy")} for p in (valid, huge)])
     np.testing.assert_allclose(results["valid.pylstm"]["outputs"],
                                model.predict(inputs(), verbose=0), rtol=1e-6)
-    assert_error(results["huge.pylstm"], huge, "max_weight_bytes")
+    hl.assert_error(results["huge.pylstm"], huge, "max_weight_bytes")
 
 
 MUTANTS = [None, True, False, 0, -1, 3, 1.5, float("nan"), 10 ** 6, 10 ** 30, -(10 ** 30), "",
@@ -803,7 +569,7 @@ def test_random_config_mutations(tmp_path):
         path = write_zip(tmp_path / f"mutant_{i}.pylstm", {**members, "config.json.npy": data})
         cases.append({"name": str(i), "loader": "load_model", "path": str(path),
                       "inputs": str(tmp_path / "x.npy")})
-    results = run_isolated(cases)
+    results = hl.run_isolated(cases)
     for case in cases:
         if results[case["name"]]["outcome"] != "loaded":
-            assert_error(results[case["name"]], case["path"])
+            hl.assert_error(results[case["name"]], case["path"])
