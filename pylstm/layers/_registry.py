@@ -40,3 +40,13 @@ def deserialize(config):
             f"Unknown layer class {name!r}. Known layers: {', '.join(sorted(classes))}."
         )
     return classes[name].from_config(dict(config.get("config") or {}))
+
+
+def with_inner_layers(config, keys):
+    """A copy of a wrapper's `config` whose entries under `keys` that are layer configs (dicts,
+    as `serialize` writes them) are layers, for the wrapper's `from_config`."""
+    config = dict(config)
+    for key in keys:
+        if isinstance(config.get(key), dict):
+            config[key] = deserialize(config[key])
+    return config

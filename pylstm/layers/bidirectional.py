@@ -3,7 +3,7 @@
 import numpy as np
 
 from pylstm import _stack
-from pylstm.layers._registry import deserialize, serialize
+from pylstm.layers._registry import serialize, with_inner_layers
 from pylstm.layers.layer import Layer
 from pylstm.layers.lstm import LSTM
 
@@ -279,11 +279,7 @@ class Bidirectional(Layer):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        for key in ("layer", "backward_layer"):
-            if isinstance(config.get(key), dict):
-                config[key] = deserialize(config[key])
-        return cls(**config)
+        return cls(**with_inner_layers(config, ("layer", "backward_layer")))
 
 
 def _check_recurrent(layer, arg):

@@ -27,7 +27,7 @@ import numpy as np
 from pylstm import _stack, ops
 from pylstm._validation import check_array, check_finite
 from pylstm.layers._lstm_common import LSTMArgs, SequenceArgs
-from pylstm.layers._registry import deserialize, serialize
+from pylstm.layers._registry import deserialize, serialize, with_inner_layers
 from pylstm.layers.layer import Layer
 
 
@@ -547,10 +547,7 @@ class RNN(SequenceArgs, Layer):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("cell"), dict):
-            config["cell"] = deserialize(config["cell"])
-        return cls(**config)
+        return cls(**with_inner_layers(config, ("cell",)))
 
 
 # Helpers ---------------------------------------------------------------------------------------

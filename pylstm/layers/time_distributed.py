@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pylstm.layers._registry import deserialize, serialize
+from pylstm.layers._registry import serialize, with_inner_layers
 from pylstm.layers.layer import Layer
 
 
@@ -116,7 +116,4 @@ class TimeDistributed(Layer):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("layer"), dict):
-            config["layer"] = deserialize(config["layer"])
-        return cls(**config)
+        return cls(**with_inner_layers(config, ("layer",)))
