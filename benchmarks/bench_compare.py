@@ -39,6 +39,8 @@ import subprocess
 import sys
 import tempfile
 
+import numpy as np
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import FULL_GRID, QUICK_GRID, fmt_time  # noqa: E402
 
@@ -46,7 +48,7 @@ CELLS = ("forward", "train", "step")
 
 
 def cpu_model():
-    """The CPU's model name, as `lscpu` reports it (or /proc/cpuinfo), and the core count."""
+    """The CPU's model name, as `lscpu` reports it, and the logical core count."""
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
         name = next(line.split(":", 1)[1].strip() for line in out.splitlines()
@@ -57,7 +59,6 @@ def cpu_model():
 
 
 def _digest(arrays):
-    import numpy as np
     h = hashlib.sha256()
     for a in arrays:
         h.update(np.ascontiguousarray(np.asarray(a)).tobytes())
@@ -84,8 +85,6 @@ def child(args):
     `--check`) and answers `{cell: digest of its outputs}`; `{"op": "time", "cell": name}`
     answers the cell's median wall time in seconds."""
     import importlib.machinery
-
-    import numpy as np
 
     import bench_lstm
     from _common import measure
