@@ -251,6 +251,29 @@ def forward_plan(dtype, D, H, P, B, T, N, *, projection, input_dropout, recurren
     Raises:
         ValueError: a route forced by `forced` that this call cannot run.
     """
+    if not _overrides:
+        key = (dtype, D, H, P, B, T, N, projection, input_dropout, recurrent_dropout, mask,
+               training, in_core, input, rows_in_place)
+        plan = _known.get(key)
+        if plan is not None:
+            return plan
+    plan = _forward_plan(dtype, D, H, P, B, T, N, projection, input_dropout, recurrent_dropout,
+                         mask, training, in_core, input, rows_in_place, available)
+    if plan.team == 1 and not _overrides:
+        # No thread team to size: the same sizes and options always give this plan.
+        if len(_known) >= 256:
+            _known.clear()
+        _known[key] = plan
+    return plan
+
+
+# Plans without a thread team, by their `forward_plan` arguments: small calls skip the choice.
+_known = {}
+
+
+def _forward_plan(dtype, D, H, P, B, T, N, projection, input_dropout, recurrent_dropout, mask,
+                  training, in_core, input, rows_in_place, available):
+    """`forward_plan`, computed."""
     G = 4 * H
     f32 = dtype.itemsize == 4
     fusable = f32 and not (projection or input_dropout or recurrent_dropout)
@@ -277,7 +300,7 @@ def forward_plan(dtype, D, H, P, B, T, N, *, projection, input_dropout, recurren
                 GEMM_TRAINING: in_core and training}
         if not able[route]:
             raise ValueError(f"forced route {route!r} cannot run this call.")
-    name = str(dtype)
+    name = "float32" if f32 else "float64"
     if route == REFERENCE:
         return Plan(route, name, input, B, T, N, "NumPy")
     step_flop = 2 * B * P * G
@@ -299,7 +322,7 @@ def backward_plan(dtype, D, H, P, B, T, N, *, projection, input_dropout, recurre
                   reference, input="dense", available=None):
     """The `Plan` of the backward of a training forward with these sizes and options
     (arguments as `forward_plan`; `reference`: the forward ran the NumPy route)."""
-    name = str(dtype)
+    name = "float32" if dtype.itemsize == 4 else "float64"
     if reference:
         return Plan(REFERENCE_BACKWARD, name, input, B, T, N, "NumPy")
     G = 4 * H
