@@ -259,7 +259,7 @@ def forward_plan(dtype, D, H, P, B, T, N, *, projection, input_dropout, recurren
             return plan
     plan = _forward_plan(dtype, D, H, P, B, T, N, projection, input_dropout, recurrent_dropout,
                          mask, training, in_core, input, rows_in_place, available)
-    if plan.team == 1 and not _overrides:
+    if plan.recurrent in ("BLAS", "NumPy") and not _overrides:
         # No thread team to size: the same sizes and options always give this plan.
         if len(_known) >= 256:
             _known.clear()
