@@ -1,27 +1,54 @@
 """Helpers shared by the test modules. pytest runs with --import-mode=importlib, which keeps
-tests/ off `sys.path`, so they come as fixtures, or, for `support/keras_util.py` (needed at
-module level by the Keras parity suites), as the module `pylstm_tests_keras_util` registered here:
-`import pylstm_tests_keras_util as ku`."""
+tests/ off `sys.path`, so they come as fixtures or as modules registered here:
+`from pylstm_tests import require` (see `require`), and, for `support/keras_util.py` (needed at
+module level by the Keras parity suites), `import pylstm_tests_keras_util as ku`."""
 
+import importlib
+import importlib.abc
 import importlib.util
+import os
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 
-def _register_lazily(name, path):
-    """Puts the module at `path` into `sys.modules` as `name`, executed on first attribute
-    access, so that sessions that never touch it do not import TensorFlow."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    spec.loader = importlib.util.LazyLoader(spec.loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+class _KerasUtilFinder(importlib.abc.MetaPathFinder):
+    """Finds `pylstm_tests_keras_util` (support/keras_util.py) when a test module imports it,
+    so that sessions that never do import no TensorFlow."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "pylstm_tests_keras_util":
+            return None
+        return importlib.util.spec_from_file_location(
+            name, Path(__file__).parent / "support" / "keras_util.py")
 
 
-_register_lazily("pylstm_tests_keras_util", Path(__file__).parent / "support" / "keras_util.py")
+# Set by .ci/run: there a missing oracle or optional package fails instead of skipping.
+REQUIRE_ENV = "PYLSTM_REQUIRE_ORACLES"
+
+
+def require(name):
+    """Imports and returns the module `name`: an oracle (torch, keras, tensorflow, onnxruntime)
+    or an optional package (h5py, safetensors, ...) that a test needs beyond pylstm's own
+    dependencies. Where it cannot be imported, the test (or, called at module level, the whole
+    module) is skipped; with the environment variable PYLSTM_REQUIRE_ORACLES=1, as CI runs,
+    it fails instead, so that a missing oracle never passes as a skip."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        why = f"needs {name}, which cannot be imported ({e})"
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{why}; {REQUIRE_ENV}=1 makes that an error", pytrace=False)
+        pytest.skip(why, allow_module_level=True)
+
+
+_module = types.ModuleType("pylstm_tests", "The helpers of tests/conftest.py for test modules.")
+_module.require = require
+sys.modules["pylstm_tests"] = _module
+sys.meta_path.append(_KerasUtilFinder())
 
 
 def central_difference(f, arr, eps=1e-6):

@@ -31,8 +31,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pylstm_tests import require
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+
+# The optional packages that the fuzzed loaders read with and the workers preload.
+require("h5py")
+require("pyfive")
+require("safetensors")
+require("torch")
 
 TESTS = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("pylstm_tests_hostile_files",

@@ -26,6 +26,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from pylstm_tests import require
+
+# The optional packages this corpus is written with and read by.
+require("h5py")
+require("pyfive")
+require("safetensors")
+require("torch")
 
 TESTS = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("pylstm_tests_hostile_files",

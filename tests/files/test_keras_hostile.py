@@ -19,12 +19,15 @@ import struct
 import zipfile
 import zlib
 
-import h5py
 import numpy as np
 import pytest
+from pylstm_tests import require
 
 from pylstm.layers import LSTM, Dense, Input
 from pylstm.models import Sequential, save_keras_weights
+
+h5py = require("h5py")
+require("pyfive")  # the reader of load_keras
 
 TESTS = pathlib.Path(__file__).resolve().parents[1]
 WEIGHTS = "model.weights.h5"

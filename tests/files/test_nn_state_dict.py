@@ -2,14 +2,14 @@
 and `.pt` files written by PyTorch itself (and read back by it), strict and non-strict key
 matching, and the errors for missing, extra and misshapen keys."""
 
-
 import numpy as np
 import pytest
+from pylstm_tests import require
 
 from pylstm.nn import LSTM, load_state_dict_file
 
-torch = pytest.importorskip("torch")
-safetensors_torch = pytest.importorskip("safetensors.torch")
+torch = require("torch")
+safetensors_torch = require("safetensors.torch")
 
 
 KWARGS = dict(num_layers=2, bidirectional=True, proj_size=2, batch_first=True)

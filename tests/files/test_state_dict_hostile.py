@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pylstm_tests import require
 
 from pylstm.nn import state_dict
 
@@ -30,8 +31,8 @@ _spec.loader.exec_module(hl)
 
 
 def state_dict_cases(tmp_path):
-    torch = pytest.importorskip("torch")
-    safetensors_torch = pytest.importorskip("safetensors.torch")
+    torch = require("torch")
+    safetensors_torch = require("safetensors.torch")
     from pylstm.nn import LSTM as NNLSTM
 
     module = NNLSTM(3, 4, seed=0)
@@ -175,8 +176,8 @@ def test_hostile_state_dict_files(tmp_path):
 
 @pytest.mark.parametrize("ext", [".pt", ".safetensors"])
 def test_state_dict_save_is_atomic(tmp_path, monkeypatch, ext):
-    pytest.importorskip("torch")
-    pytest.importorskip("safetensors")
+    require("torch")
+    require("safetensors")
     from pylstm.nn import LSTM as NNLSTM
 
     module = NNLSTM(3, 4, seed=0)

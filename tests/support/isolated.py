@@ -84,7 +84,8 @@ def _worker_main(memory, preload):
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     modules = {}
-    for name in ["pylstm"] + preload:
+    # conftest.py registers `pylstm_tests`, which test modules run here import `require` from.
+    for name in ["pylstm", str(Path(__file__).resolve().parents[1] / "conftest.py")] + preload:
         if name.endswith(".py"):
             _exec_path(name, modules)
         else:

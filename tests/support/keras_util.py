@@ -10,12 +10,13 @@ before `keras` is first imported.
 
 import os
 
+import numpy as np
+from pylstm_tests import require
+
 os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+keras = require("keras")
+tf = require("tensorflow")
 
 
 # (3, 5) masks (batch, timesteps), True on real steps: the patterns Keras's RNN masking must

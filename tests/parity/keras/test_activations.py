@@ -1,14 +1,18 @@
 """`pylstm.activations` against Keras 3's (and Keras 2's legacy hard sigmoid) and PyTorch's
 on the same inputs. Oracle-free checks: unit/test_activations.py."""
 
+import os
 
+import numpy as np
+import pytest
+from pylstm_tests import require
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from pylstm import activations
 
-from pylstm import activations  # noqa: E402
+os.environ["KERAS_BACKEND"] = "tensorflow"
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+keras = require("keras")
+tf = require("tensorflow")
 
 NAMES = ["linear", "relu", "sigmoid", "tanh", "softmax", "hard_sigmoid", "elu", "selu",
          "softplus", "softsign", "swish", "silu", "exponential", "legacy_hard_sigmoid"]
@@ -52,7 +56,7 @@ def test_legacy_hard_sigmoid_against_keras_2_definition():
 
 
 def test_against_torch():
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     x = np.random.default_rng(1).standard_normal((4, 6))
     t = torch.tensor(x)
     pairs = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,

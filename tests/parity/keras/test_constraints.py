@@ -5,16 +5,17 @@ unit/constraints/test_constraints.py."""
 import json
 import os
 
+import numpy as np
+import pytest
+from pylstm_tests import require
+
+from pylstm import constraints, optimizers
+from pylstm.layers import Dense
+from pylstm.models import Sequential
+
 os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from pylstm import constraints, optimizers  # noqa: E402
-from pylstm.layers import Dense  # noqa: E402
-from pylstm.models import Sequential  # noqa: E402
+keras = require("keras")
 
 # (pylstm constraint, the same Keras 3 constraint).
 CASES = {

@@ -17,18 +17,19 @@ import warnings
 import zipfile
 import zlib
 
+import numpy as np
+import pytest
+from pylstm_tests import require
+
+import pylstm
+from pylstm.layers import LSTM, Dense, Dropout, Input, Layer
+from pylstm.models import (Sequential, keras_io, load_keras, load_keras_weights,
+                           load_model, save_keras_weights)
+
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-import h5py  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-import pylstm  # noqa: E402
-from pylstm.layers import LSTM, Dense, Dropout, Input, Layer  # noqa: E402
-from pylstm.models import (Sequential, keras_io, load_keras, load_keras_weights,  # noqa: E402
-                           load_model, save_keras_weights)
+h5py = require("h5py")
+keras = require("keras")
 
 # Keras's own conversions of its variables to NumPy arrays, on every get_weights().
 pytestmark = pytest.mark.filterwarnings(

@@ -15,7 +15,6 @@ model.
 Legend: B batch, T timesteps, D input features, H units.
 """
 
-
 import numpy as np
 import pytest
 

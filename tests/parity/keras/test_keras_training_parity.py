@@ -17,7 +17,6 @@ Legend: N samples, T timesteps, D input features, V vocabulary, E embedding size
 K outputs.
 """
 
-
 import numpy as np
 import pytest
 

@@ -3,14 +3,15 @@ same weights; masked losses. Oracle-free checks: unit/layers/test_masking_layers
 
 import os
 
+import numpy as np
+import pytest
+from pylstm_tests import require
+
+from pylstm import layers, models
+
 os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from pylstm import layers, models  # noqa: E402
+keras = require("keras")
 
 V, E, H, B, T = 7, 4, 5, 3, 6
 

@@ -2,12 +2,18 @@
 (Keras 3 LSTMCell semantics). Against the NumPy reference and central differences:
 unit/test_ops_dropout.py."""
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import os
 
-from pylstm import ops  # noqa: E402
+import numpy as np
+import pytest
+from pylstm_tests import require
+
+from pylstm import ops
+
+os.environ["KERAS_BACKEND"] = "tensorflow"
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+keras = require("keras")
+tf = require("tensorflow")
 
 B, T, D, H = 3, 4, 5, 4
 

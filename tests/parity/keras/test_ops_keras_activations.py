@@ -3,15 +3,16 @@ float32 (1e-5 relative) and outputs and gradients in float64 (TensorFlow's autod
 
 import os
 
+import numpy as np
+import pytest
+from pylstm_tests import require
+
+from pylstm import _core, ops
+
 os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from pylstm import _core, ops  # noqa: E402
+keras = require("keras")
+tf = require("tensorflow")
 
 B, T, D, H = 4, 6, 3, 5
 MASK = np.ones((B, T), bool)

@@ -5,17 +5,18 @@ step with a kernel regularizer. Oracle-free checks: unit/regularizers/test_regul
 import json
 import os
 
+import numpy as np
+import pytest
+from pylstm_tests import require
+
+from pylstm import optimizers, regularizers
+from pylstm.layers import Dense
+from pylstm.models import Sequential
+
 os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from pylstm import optimizers, regularizers  # noqa: E402
-from pylstm.layers import Dense  # noqa: E402
-from pylstm.models import Sequential  # noqa: E402
+keras = require("keras")
+tf = require("tensorflow")
 
 # (pylstm regularizer, the same Keras 3 regularizer).
 CASES = {

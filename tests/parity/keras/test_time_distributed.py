@@ -3,7 +3,6 @@ weights (outputs rtol 1e-5, gradients rtol 1e-4 against tf.GradientTape), in Seq
 with masks, plus float64 central differences, Dropout per timestep, the config protocol and bad
 arguments."""
 
-
 import numpy as np
 import pytest
 

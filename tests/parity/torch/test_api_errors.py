@@ -2,6 +2,7 @@
 malformed arguments: unit/test_api_errors.py."""
 
 import numpy as np
+from pylstm_tests import require
 
 from pylstm import nn
 from pylstm.nn.utils import rnn
@@ -18,7 +19,7 @@ def _packed(**fields):
 
 def test_packed_sequence_with_sorted_indices_only_is_unsorted_as_in_torch():
     """PyTorch computes `unsorted_indices` from `sorted_indices` when only that is given."""
-    import torch
+    torch = require("torch")
 
     full = _packed()
     padded, lengths = rnn.pad_packed_sequence(full._replace(unsorted_indices=None))

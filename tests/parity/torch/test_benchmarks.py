@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from pylstm_tests import require
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))), "benchmarks"))
@@ -16,14 +17,14 @@ from _common import Case  # noqa: E402
 @pytest.mark.parametrize("case", [Case("seq", 2, 3, 4, 5), Case("step", 1, 1, 4, 5),
                                   Case("bidi", 2, 3, 4, 5)], ids=lambda c: c.kind)
 def test_correctness_check_passes_and_catches_a_wrong_weight(case):
-    torch = pytest.importorskip("torch")
-    bench_lstm = pytest.importorskip("bench_lstm")
-    use_onnx = bench_lstm.onnxruntime is not None
-    problem = bench_lstm.Problem(case, "float32", 1, use_onnx, False, np.random.default_rng(0))
+    torch = require("torch")
+    require("onnxruntime")
+    import bench_lstm
+
+    problem = bench_lstm.Problem(case, "float32", 1, True, False, np.random.default_rng(0))
     diffs = problem.check(1e-4, 2e-4)
     assert diffs["torch fwd"] < 1e-5
-    if use_onnx:
-        assert diffs["onnxruntime fwd vs torch"] < 1e-5
+    assert diffs["onnxruntime fwd vs torch"] < 1e-5
     with torch.no_grad():
         problem.module.weight_hh_l0[0, 0] += 0.5
     with pytest.raises(AssertionError, match="torch"):

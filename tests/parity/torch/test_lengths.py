@@ -3,9 +3,11 @@ NumPy reference and central differences: unit/test_lengths.py."""
 
 import numpy as np
 import pytest
-import torch
+from pylstm_tests import require
 
 from pylstm import ops
+
+torch = require("torch")
 
 
 @pytest.mark.parametrize("proj", [0, 3])

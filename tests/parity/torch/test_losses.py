@@ -1,13 +1,14 @@
 """`pylstm.losses` against PyTorch's on the same inputs. Oracle-free checks:
 unit/losses/test_losses.py."""
 
-
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
+from pylstm_tests import require
 
 from pylstm import losses
+
+torch = require("torch")
+F = require("torch.nn.functional")
 
 rng = np.random.default_rng(0)
 

@@ -2,9 +2,11 @@
 
 import numpy as np
 import pytest
-import torch
+from pylstm_tests import require
 
 from pylstm.layers import LSTM
+
+torch = require("torch")
 
 B, T, D, H, P = 3, 5, 4, 6, 2
 

@@ -4,13 +4,14 @@ input, of `hx` and of every parameter against torch autograd (rtol 1e-4), batche
 unbatched, with and without bias; in-place optimizer updates reach the compiled stepper;
 bad input."""
 
-
 import numpy as np
 import pytest
-import torch
+from pylstm_tests import require
 
 from pylstm import optimizers
 from pylstm.nn import LSTMCell
+
+torch = require("torch")
 
 RTOL_Y, ATOL_Y = 1e-5, 1e-6
 RTOL_G, ATOL_G = 1e-4, 1e-6

@@ -2,9 +2,11 @@
 
 import numpy as np
 import pytest
-import torch
+from pylstm_tests import require
 
 from pylstm.nn import LSTM
+
+torch = require("torch")
 
 L, N, D, H = 6, 3, 4, 5
 LENGTHS = np.array([3, 6, 1])

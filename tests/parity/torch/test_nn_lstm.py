@@ -3,15 +3,15 @@
 `hx` and of every parameter against torch autograd (rtol 1e-4), SGD training, dropout, the
 `Sequential` adapter, and the errors of bad input."""
 
-
 import numpy as np
 import pytest
+from pylstm_tests import require
 
 from pylstm import layers, optimizers
 from pylstm.models import Sequential
 from pylstm.nn import LSTM
 
-torch = pytest.importorskip("torch")
+torch = require("torch")
 
 
 RTOL_Y, ATOL_Y = 1e-5, 1e-6

@@ -5,10 +5,12 @@ are rebuilt when parameters are reloaded; bidirectional and bad input raise clea
 
 import numpy as np
 import pytest
-import torch
+from pylstm_tests import require
 
 from pylstm import optimizers
 from pylstm.nn import LSTM, LSTMStepState
+
+torch = require("torch")
 
 
 RTOL, ATOL = 1e-5, 1e-6

@@ -2,9 +2,11 @@
 bits against one chunk and the training forward: unit/test_ops_chunked.py."""
 
 import numpy as np
-import torch
+from pylstm_tests import require
 
 from pylstm import _plan, ops
+
+torch = require("torch")
 
 TC = 4  # steps per chunk in these tests
 

@@ -6,10 +6,12 @@ import math
 
 import numpy as np
 import pytest
-import torch
+from pylstm_tests import require
 
 from pylstm import optimizers
 from pylstm.layers.layer import Variable
+
+torch = require("torch")
 
 STEPS = 5
 

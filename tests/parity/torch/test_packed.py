@@ -2,10 +2,12 @@
 
 import numpy as np
 import pytest
-import torch
-from torch.nn.utils import rnn as trnn
+from pylstm_tests import require
 
 from pylstm.nn.utils import rnn
+
+torch = require("torch")
+trnn = require("torch.nn.utils.rnn")
 
 
 @pytest.mark.parametrize("batch_first", [False, True])

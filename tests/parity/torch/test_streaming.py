@@ -3,6 +3,7 @@ projection, stepped on the same weights."""
 
 import numpy as np
 import pytest
+from pylstm_tests import require
 
 from pylstm.streaming import LSTMState, LSTMStepper
 
@@ -38,7 +39,7 @@ def run_steps(stepper, x, h0, c0, in_place=True):
 
 @pytest.mark.parametrize("B", [1, 4])
 def test_matches_torch_lstm_cell(B):
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     D, H = 5, 8
     w, x, h0, c0 = make(B, D, H, seed=3)
     cell = torch.nn.LSTMCell(D, H)
@@ -66,7 +67,7 @@ def test_matches_torch_lstm_cell(B):
 
 @pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
 def test_matches_torch_lstm_with_projection():
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     B, D, H, P = 2, 5, 8, 3
     w, x, h0, c0 = make(B, D, H, P, seed=5)
     module = torch.nn.LSTM(D, H, proj_size=P, batch_first=True)

@@ -10,11 +10,13 @@ so a wrong sum cannot pass.
 
 import numpy as np
 import pytest
+from pylstm_tests import require
 
 from pylstm import ops
 from pylstm.layers import LSTM
 
-torch = pytest.importorskip("torch")
+torch = require("torch")
+
 
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections:UserWarning")
 

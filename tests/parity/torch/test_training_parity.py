@@ -15,12 +15,14 @@ Why the setups agree:
 
 import numpy as np
 import pytest
+from pylstm_tests import require
 
 from pylstm import optimizers
 from pylstm.layers import LSTM, Dense
 from pylstm.models import Sequential
 
-torch = pytest.importorskip("torch")
+torch = require("torch")
+
 
 B, T, D, H, K = 20, 7, 3, 8, 2
 
