@@ -197,7 +197,7 @@ def set_num_threads(n):
     says exactly where the guarantee holds).
 
     The first time pylstm uses more than one BLAS thread, it shortens the time OpenBLAS's
-    worker threads busy-wait after a call from about 100 ms to about 25 us, once, by
+    worker threads busy-wait after a call from 2**28 to 2**16 processor cycles, once, by
     restarting OpenBLAS's thread pool (unless the environment variable
     `OPENBLAS_THREAD_TIMEOUT` is set): no other thread should be inside BLAS then. Calling
     `set_num_threads(n > 1)` or `set_num_threads(None)` does it at once.
@@ -292,11 +292,10 @@ def available():
 class BlasThreads:
     """Sets the BLAS thread counts for one pylstm call and restores the caller's at exit.
 
-    `with BlasThreads() as threads:` then `threads.loop(step_flop)` before a time loop,
-    `threads.bulk()` before a whole-call GEMM (`get_num_threads()`). The caller's counts are
-    read only when a count has to change, and nothing is set where a library already has the
-    wanted count: with the default policy a call that needs no switch costs no BLAS call
-    (a few microseconds per call at batch 1 otherwise).
+    `with BlasThreads() as threads:` then `threads.loop(plan.loop_threads)` before a time
+    loop, `threads.bulk()` before a whole-call GEMM (`get_num_threads()`). The caller's counts
+    are read only when a count has to change, and nothing is set where a library already has
+    the wanted count: with the default policy a call that needs no switch costs no BLAS call.
     """
 
     __slots__ = ("libs", "saved", "current")
@@ -397,8 +396,7 @@ def concurrently(calls, flop_each):
     each call runs in its own thread (the first in the caller's) on its share of the
     threads, BLAS included; otherwise one after the other. Used for the two directions of a
     bidirectional LSTM: running them side by side avoids a synchronisation per step between
-    cores (measured, 2-layer bidirectional B=32 T=100 D=64 H=128 on 2 cores: see
-    benchmarks/README.md). In float32, results are bitwise those of sequential calls (the
+    cores (`python -m benchmarks.bench_bidirectional`, benchmarks/README.md). In float32, results are bitwise those of sequential calls (the
     core and pylstm's BLAS products give the same bits on any thread count, see the module
     docstring; float64's BLAS products may differ in their last bits).
     """

@@ -14,8 +14,8 @@ def empty(shape, dtype):
     """`np.empty(shape, dtype)` on memory kept for reuse between calls (`_memory`), starting
     on a cache line: a loop of calls of one shape touches new pages only once, and rows whose
     size is a multiple of 64 bytes split between a thread team's members on cache-line
-    boundaries (no two threads writing one line; `python benchmarks/bench_lstm.py` compares
-    it with NumPy's 16-byte alignment)."""
+    boundaries (no two threads writing one line; benchmarks/README.md, "Route measurements",
+    compares it with NumPy's 16-byte alignment)."""
     dtype = np.dtype(dtype)
     n = math.prod(shape)
     return np.frombuffer(_memory.Block(n * dtype.itemsize), dtype, n).reshape(shape)
