@@ -4,10 +4,9 @@ and ONNX Runtime: parity/torch/test_benchmarks.py."""
 
 import os
 import sys
-import threading
-import time
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "benchmarks"))
@@ -39,36 +38,68 @@ def test_fmt_time_units():
     assert _common.fmt_time(1.08) == "1.08 s"
 
 
-def _burn(seconds):
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
+class FakeClock:
+    """Stands in for the `time` module in `_common`: wall and CPU seconds advance only when the
+    harness sleeps or a test says work was done, so that its arithmetic is checked without
+    timing this machine."""
+
+    def __init__(self):
+        self.wall = self.cpu = self.busy_until = 0.0
+
+    def perf_counter(self):
+        return self.wall
+
+    def process_time(self):
+        return self.cpu
+
+    def sleep(self, seconds):
+        """Time passes; a thread left spinning (`spin`) burns a core until it stops."""
+        end = self.wall + seconds
+        self.cpu += max(0.0, min(end, self.busy_until) - self.wall)
+        self.wall = end
+
+    def work(self, seconds):
+        """The calling thread computes for `seconds`."""
+        self.sleep(seconds)
+        self.cpu += seconds
+
+    def spin(self, seconds):
+        """A thread keeps a core busy for `seconds` from now."""
+        self.busy_until = self.wall + seconds
 
 
-def test_spin_probe_sees_cpu_burned_after_return():
-    idle_spin, idle_cpu = _common.spin_after(lambda: None)
-    assert idle_spin == 0 and idle_cpu < 20
-
-    def leaves_a_thread_spinning():
-        threading.Thread(target=_burn, args=(0.15,), daemon=True).start()
-
-    _, busy_cpu = _common.spin_after(leaves_a_thread_spinning)
-    assert busy_cpu > idle_cpu + 10
+@pytest.fixture
+def clock(monkeypatch):
+    fake = FakeClock()
+    monkeypatch.setattr(_common, "time", fake)
+    return fake
 
 
-def test_wait_idle_outlasts_a_busy_thread():
-    thread = threading.Thread(target=_burn, args=(0.1,), daemon=True)
-    thread.start()
-    waited = _common.wait_idle(max_s=3.0)
-    assert not thread.is_alive() or waited >= 3.0
-    assert waited >= 0.05
+def test_spin_probe_sees_cpu_burned_after_return(clock):
+    assert _common.spin_after(lambda: None) == (0, 0.0)
+    # busy to 30 ms: a third of the (20, 50] window; to 150 ms: half of (100, 200]
+    spin_ms, cpu_ms = _common.spin_after(lambda: clock.spin(0.03))
+    assert spin_ms == 50 and cpu_ms == pytest.approx(30)
+    spin_ms, cpu_ms = _common.spin_after(lambda: clock.spin(0.15))
+    assert spin_ms == 200 and cpu_ms == pytest.approx(150)
 
 
-def test_measure_reports_wall_and_cpu():
-    timing = _common.measure(lambda: _burn(0.002), 0.02, spin_probes=1)
-    assert timing.repeats >= 5
-    assert 0.0015 < timing.wall < 0.5
-    assert timing.cpu > 0 and timing.cores > 0
+def test_wait_idle_outlasts_a_busy_thread(clock):
+    assert _common.wait_idle() == pytest.approx(0.02)           # idle: one window
+    start = clock.wall
+    clock.spin(0.1)
+    assert _common.wait_idle() == pytest.approx(0.12)           # the first idle window ends it
+    clock.spin(10.0)
+    assert _common.wait_idle(max_s=3.0) >= 3.0                  # gives up at max_s
+    assert clock.wall - start < 3.2
+
+
+def test_measure_reports_wall_and_cpu(clock):
+    timing = _common.measure(lambda: clock.work(0.002), 0.02, spin_probes=1)
+    assert timing.repeats == 10                                  # budget / first call
+    assert timing.wall == pytest.approx(0.002) and timing.cpu == pytest.approx(0.002)
+    assert timing.cores == pytest.approx(1.0)
+    assert (timing.spin_ms, timing.spin_cpu_ms) == (0, 0.0)
 
 
 def test_memory_child_sees_the_training_cache_under_a_large_parent():
