@@ -1,7 +1,8 @@
 """Helpers shared by the test modules. pytest runs with --import-mode=importlib, which keeps
 tests/ off `sys.path`, so they come as fixtures or as modules registered here:
-`from pylstm_tests import require` (see `require`), and, for `support/keras_util.py` (needed at
-module level by the Keras parity suites), `import pylstm_tests_keras_util as ku`."""
+`from pylstm_tests import require, MASKS, as_list, lstm_weights`, and, for
+`support/keras_util.py` (needed at module level by the Keras parity suites),
+`import pylstm_tests_keras_util as ku`."""
 
 import importlib
 import importlib.abc
@@ -45,8 +46,32 @@ def require(name):
         pytest.skip(why, allow_module_level=True)
 
 
+# (3, 5) masks (batch, timesteps), True on real steps: the patterns Keras's RNN masking must
+# handle.
+MASKS = {
+    "right_padding": [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]],
+    "left_padding": [[1, 1, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 0, 0, 1]],
+    "holes": [[1, 0, 1, 1, 0], [0, 1, 0, 1, 1], [1, 1, 0, 0, 1]],
+    "masked_row": [[1, 1, 1, 1, 1], [0, 0, 0, 0, 0], [1, 1, 1, 0, 0]],
+}
+MASKS = {k: np.array(v, dtype=bool) for k, v in MASKS.items()}
+
+
+def as_list(outputs):
+    """A layer's outputs as a list (one array, or the list of `return_state`)."""
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def lstm_weights(rng, input_dim, units, use_bias=True, scale=0.3, dtype="float32"):
+    """Random LSTM weights in Keras's order: `kernel (D, 4H)`, `recurrent_kernel (H, 4H)` and,
+    with `use_bias`, `bias (4H,)`; small (`scale`) so that unbounded activations stay finite."""
+    shapes = [(input_dim, 4 * units), (units, 4 * units)] + ([(4 * units,)] if use_bias else [])
+    return [(rng.normal(size=s) * scale).astype(dtype) for s in shapes]
+
+
 _module = types.ModuleType("pylstm_tests", "The helpers of tests/conftest.py for test modules.")
-_module.require = require
+for _name in ("require", "MASKS", "as_list", "lstm_weights"):
+    setattr(_module, _name, globals()[_name])
 sys.modules["pylstm_tests"] = _module
 sys.meta_path.append(_KerasUtilFinder())
 

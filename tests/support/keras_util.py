@@ -11,28 +11,13 @@ before `keras` is first imported.
 import os
 
 import numpy as np
-from pylstm_tests import require
+# MASKS, as_list and lstm_weights are re-exported for the parity suites (ku.MASKS, ...).
+from pylstm_tests import MASKS, as_list, lstm_weights, require  # noqa: F401
 
 os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 keras = require("keras")
 tf = require("tensorflow")
-
-
-# (3, 5) masks (batch, timesteps), True on real steps: the patterns Keras's RNN masking must
-# handle.
-MASKS = {
-    "right_padding": [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]],
-    "left_padding": [[1, 1, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 0, 0, 1]],
-    "holes": [[1, 0, 1, 1, 0], [0, 1, 0, 1, 1], [1, 1, 0, 0, 1]],
-    "masked_row": [[1, 1, 1, 1, 1], [0, 0, 0, 0, 0], [1, 1, 1, 0, 0]],
-}
-MASKS = {k: np.array(v, dtype=bool) for k, v in MASKS.items()}
-
-
-def as_list(outputs):
-    """A layer's outputs as a list (one array, or the list of `return_state`)."""
-    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
 
 def copy_weights(src, dst):
@@ -46,13 +31,6 @@ def copy_weights(src, dst):
     assert [w.shape for w in weights] == want, (
         f"weight shapes differ: {[w.shape for w in weights]} vs {want}")
     dst.set_weights(weights)
-
-
-def lstm_weights(rng, input_dim, units, use_bias=True, scale=0.3, dtype="float32"):
-    """Random LSTM weights in Keras's order: `kernel (D, 4H)`, `recurrent_kernel (H, 4H)` and,
-    with `use_bias`, `bias (4H,)`; small (`scale`) so that unbounded activations stay finite."""
-    shapes = [(input_dim, 4 * units), (units, 4 * units)] + ([(4 * units,)] if use_bias else [])
-    return [(rng.normal(size=s) * scale).astype(dtype) for s in shapes]
 
 
 def keras_call(layer, x, upstream, *, mask=None, initial_state=None, training=False):

@@ -10,6 +10,7 @@ import pytest
 
 from pylstm import initializers, ops, utils
 from pylstm._validation import check_lstm_weights
+from pylstm.ops import _dense
 from pylstm.layers import LSTM
 
 B, T, D, H = 3, 5, 4, 6
@@ -133,13 +134,13 @@ def test_weights_are_c_contiguous_and_read_in_place(monkeypatch):
     layer.build((None, T, D))
     assert all(v.value.flags.c_contiguous for v in layer.weights)
     received = []
-    forward = ops.lstm_forward
+    forward = _dense.forward
 
     def spy(x, kernel, recurrent_kernel, bias, *args, **kwargs):
         received.extend([kernel, recurrent_kernel, bias])
         return forward(x, kernel, recurrent_kernel, bias, *args, **kwargs)
 
-    monkeypatch.setattr(ops, "lstm_forward", spy)
+    monkeypatch.setattr(_dense, "forward", spy)
     layer(inputs())
     assert [id(w) for w in received] == [id(v.value) for v in layer.weights]
     assert all(check_lstm_weights(*received)[k] is received[k] for k in range(3))
@@ -339,19 +340,3 @@ def test_backward_matches_finite_differences(return_sequences, return_state, go_
         assert g.shape == p.shape
         numeric = numeric_grad(lambda: _loss(layer, x, state, upstream), p)
         np.testing.assert_allclose(g, numeric, rtol=1e-6, atol=1e-8)
-
-
-def test_dropout_rate_and_a_fresh_mask_per_call(rng):
-    """The dropped fraction is `rate` (2048 Bernoulli draws: 5 standard deviations is 0.05),
-    and each call draws a new mask, as Keras does."""
-    rate, batch, steps, features = 0.3, 64, 5, 32
-    layer = LSTM(4, dropout=rate, seed=11)
-    layer.build((batch, steps, features))
-    x = (rng.normal(size=(batch, steps, features)) * 0.5).astype("float32")
-    upstream = rng.normal(size=(batch, 4)).astype("float32")
-    masks = []
-    for _ in range(2):
-        layer(x, training=True)
-        masks.append((layer.backward(upstream) == 0).all(axis=1))
-        assert abs(masks[-1].mean() - rate) < 0.05
-    assert (masks[0] != masks[1]).any()

@@ -4,12 +4,14 @@ differences; dropout (only in training, one mask per sequence); stateful use; th
 bad arguments. Parity with Keras 3: parity/keras/test_rnn_cell.py."""
 
 import doctest
+import json
 
 import numpy as np
 import pytest
+from pylstm_tests import MASKS
 
 import pylstm.layers.rnn as rnn_module
-from pylstm.layers import LSTM, Dense
+from pylstm.layers import LSTM, Dense, deserialize, serialize
 from pylstm.layers.rnn import RNN, LSTMCell, StackedRNNCells
 
 
@@ -313,3 +315,36 @@ def test_rnn_rejects_a_dtype_other_than_the_cells():
     with pytest.raises(ValueError, match="has dtype 'float64'"):
         StackedRNNCells([LSTMCell(H), LSTMCell(H, dtype="float64")])
     assert RNN(LSTMCell(H, dtype="float64")).dtype == "float64"
+
+
+def test_compute_mask():
+    mask = MASKS["holes"]
+    x = np.zeros((B, T, D), "float32")
+    np.testing.assert_array_equal(RNN(LSTMCell(H), return_sequences=True).compute_mask(x, mask),
+                                  mask)
+    assert RNN(LSTMCell(H)).compute_mask(x, mask) is None
+    assert RNN(LSTMCell(H), return_state=True).compute_mask(x, mask) == [None] * 3
+    assert RNN([LSTMCell(H), LSTMCell(H)], return_state=True).compute_mask(x, mask) == \
+        [None] * 3
+
+
+@pytest.mark.parametrize("cells", ["one", "stacked"])
+def test_rnn_config_round_trip(rng, cells):
+    cell_args = dict(activation="relu", unit_forget_bias=False, kernel_regularizer="l2",
+                     recurrent_constraint="non_neg", dropout=0.25, seed=4)
+    cell = LSTMCell(H, **cell_args) if cells == "one" else \
+        [LSTMCell(H, **cell_args), LSTMCell(H2)]
+    rnn = RNN(cell, return_sequences=True, go_backwards=True, zero_output_for_mask=True,
+              unroll=True, name="rnn_a")
+    x = inputs(rng)
+    rnn.build(x.shape)
+    rnn.set_weights(random_weights(rng, rnn))
+    config = json.loads(json.dumps(serialize(rnn)))
+    want = "LSTMCell" if cells == "one" else "StackedRNNCells"
+    assert config["config"]["cell"]["class_name"] == want
+    clone = deserialize(config)
+    assert json.loads(json.dumps(clone.get_config())) == config["config"]
+    clone.build(x.shape)
+    clone.set_weights(rnn.get_weights())
+    mask = MASKS["right_padding"]
+    np.testing.assert_array_equal(clone(x, mask=mask), rnn(x, mask=mask))
