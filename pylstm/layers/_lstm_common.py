@@ -16,9 +16,10 @@ Design:
 
 import numpy as np
 
-from pylstm import activations, constraints, initializers, ops, regularizers, utils
+from pylstm import activations, constraints, initializers, regularizers, utils
 from pylstm._core import ACTIVATION_CODES
 from pylstm._validation import check_allocation, check_lstm_size
+from pylstm.ops import _dense
 from pylstm.state import LSTMState, reset_layers
 from pylstm.variable import deferring_weights
 
@@ -116,12 +117,13 @@ class LSTMArgs:
         rng = self._rng if self._rng is not None else utils.default_generator()
         return ((rng.random(shape) >= rate) / (1.0 - rate)).astype(self.dtype)
 
-    def _lstm_forward(self, x, h0, c0, training, dropout_masks=None, **kwargs):
+    def _lstm_forward(self, x, h0, c0, training, dropout_masks=None, checked=(), **kwargs):
         """`ops.lstm_forward` of `x (B, T, D)` on the layer's weights and activations.
 
         In training, `dropout_masks` is the pair (input mask, recurrent mask) to apply, or None
-        to draw fresh ones (the input mask first, as Keras); other keyword arguments go to
-        `ops.lstm_forward` as they are."""
+        to draw fresh ones (the input mask first, as Keras); `checked` names the arrays among
+        "x", "h0" and "c0" that the caller scanned for NaN and inf; other keyword arguments go
+        to `ops.lstm_forward` as they are."""
         dropout_mask = recurrent_dropout_mask = None
         if training:
             if dropout_masks is None:
@@ -130,12 +132,12 @@ class LSTMArgs:
                                  self._draw_mask((B, self.recurrent_kernel.shape[0]),
                                                  self.recurrent_dropout))
             dropout_mask, recurrent_dropout_mask = dropout_masks
-        return ops.lstm_forward(
+        return _dense.forward(
             x, self.kernel.value, self.recurrent_kernel.value,
             None if self.bias is None else self.bias.value, h0, c0,
             activation=self.activation, recurrent_activation=self.recurrent_activation,
             dropout_mask=dropout_mask, recurrent_dropout_mask=recurrent_dropout_mask,
-            training=training, **kwargs)
+            training=training, checked=checked, **kwargs)
 
     def _add_weight_grads(self, grads):
         """Adds `ops.lstm_backward`'s weight gradients into the variables' `grad`."""

@@ -188,8 +188,10 @@ class LSTM(LSTMArgs, SequenceArgs, Layer):
             self._check_stateful_batch(B)
             if self._carried is not None:
                 h0, c0 = self._carried[0].h, self._carried[0].c
+        # scanned for NaN and inf above: ops does not scan them again
+        checked = ("x", "h0", "c0") if initial_state is not None else ("x",)
         y, h_n, c_n, cache = self._lstm_forward(
-            x, h0, c0, training,
+            x, h0, c0, training, checked=checked,
             projection=None if self.projection is None else self.projection.value, mask=mask,
             reverse=self.go_backwards, zero_output_for_mask=self.zero_output_for_mask,
             return_sequences=self.return_sequences, lengths=lengths)

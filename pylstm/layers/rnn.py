@@ -164,6 +164,7 @@ class LSTMCell(LSTMArgs, Layer):
         if training:
             masks = (self.get_dropout_mask(x), self.get_recurrent_dropout_mask(h))
         _, h, c, cache = self._lstm_forward(x[:, None, :], h, c, training, masks,
+                                            checked=("x", "h0", "c0"),
                                             return_sequences=False)
         if training:
             self._steps.append(cache)

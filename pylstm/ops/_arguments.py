@@ -9,8 +9,10 @@ from pylstm import _core, activations
 from pylstm._validation import INT32_MAX, as_float_array, check_array, check_finite
 
 
-def check_x(x, D, G, P, dtype, time_major):
-    """`x` `(B, T, D)` (`(T, B, D)` if `time_major`) in `dtype`, any strides, and `(T, B)`."""
+def check_x(x, D, G, P, dtype, time_major, finite=True):
+    """`x` `(B, T, D)` (`(T, B, D)` if `time_major`) in `dtype`, any strides, and `(T, B)`;
+    scanned for NaN and inf unless the caller did (`finite` False) on this very array."""
+    given = x
     x = check_array(x, "x", ndim=3, dtype=dtype)
     T, B, Dx = x.shape if time_major else (x.shape[1], x.shape[0], x.shape[2])
     if Dx != D:
@@ -23,7 +25,8 @@ def check_x(x, D, G, P, dtype, time_major):
     if max(T * B * max(D, G, P), G * max(D, P)) > INT32_MAX:
         raise ValueError(f"Argument `x` of shape {x.shape} with {G // 4} units is over the "
                          f"BLAS int32 size limit; split the batch.")
-    check_finite(x, "x")
+    if finite or x is not given:    # a cast to float32 can overflow
+        check_finite(x, "x")
     return x, T, B
 
 
@@ -114,12 +117,15 @@ def check_dropout_mask(value, name, B, n, letter, dtype):
     return np.ascontiguousarray(arr.reshape(-1, B, n), dtype=dtype)
 
 
-def check_state(value, name, shape, dtype):
-    """A `shape` state (or its gradient) as a new C-contiguous array in `dtype`; None: zeros."""
+def check_state(value, name, shape, dtype, finite=True):
+    """A `shape` state (or its gradient) as a new C-contiguous array in `dtype`; None: zeros.
+    Scanned for NaN and inf unless the caller did (`finite` False) on this very array."""
     if value is None:
         return np.zeros(shape, dtype=dtype)
+    given = value
     value = check_array(value, name, shape=shape, dtype=dtype)
-    check_finite(value, name)
+    if finite or value is not given:    # a cast to float32 can overflow
+        check_finite(value, name)
     return np.array(value, dtype=dtype, order="C")
 
 

@@ -104,19 +104,33 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
             `gate_activations` not of length 5, a callable activation that changes its
             input's shape, or sizes over the BLAS int32 limit.
     """
+    return forward(x, kernel, recurrent_kernel, bias, h0, c0, projection, mask, reverse,
+                   zero_output_for_mask, activation, recurrent_activation, gate_activations,
+                   dropout_mask, recurrent_dropout_mask, training, return_sequences, time_major,
+                   lengths, padding_side, ())
+
+
+def forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, projection=None,
+            mask=None, reverse=False, zero_output_for_mask=False, activation="tanh",
+            recurrent_activation="sigmoid", gate_activations=None, dropout_mask=None,
+            recurrent_dropout_mask=None, training=False, return_sequences=True,
+            time_major=False, lengths=None, padding_side="right", checked=()):
+    """`lstm_forward`, for callers that have already scanned some inputs for NaN and inf
+    themselves: `checked` names them among "x", "h0" and "c0" (the Keras-style layers, which
+    name them `inputs` and `initial_state`), so that each array is scanned once."""
     kernel, recurrent_kernel, bias, projection = check_lstm_weights(kernel, recurrent_kernel,
                                                                     bias, projection)
     dtype = kernel.dtype
     D, G = kernel.shape
     H = G // 4
     P = recurrent_kernel.shape[0]
-    x, T, B = check_x(x, D, G, P, dtype, time_major)
+    x, T, B = check_x(x, D, G, P, dtype, time_major, finite="x" not in checked)
     mask_tm = check_mask(mask, T, B, time_major)
     acts, entries = resolve_activations(activation, recurrent_activation, gate_activations)
     din = check_dropout_mask(dropout_mask, "dropout_mask", B, D, "D", dtype)
     drec = check_dropout_mask(recurrent_dropout_mask, "recurrent_dropout_mask", B, P, "P", dtype)
-    h0 = check_state(h0, "h0", (B, P), dtype)
-    c0 = check_state(c0, "c0", (B, H), dtype)
+    h0 = check_state(h0, "h0", (B, P), dtype, finite="h0" not in checked)
+    c0 = check_state(c0, "c0", (B, H), dtype, finite="c0" not in checked)
     reverse, zero_output = bool(reverse), bool(zero_output_for_mask)
     return_sequences, time_major = bool(return_sequences), bool(time_major)
     if lengths is not None:
