@@ -11,6 +11,8 @@ from pylstm.nn import LSTM, load_state_dict_file
 torch = require("torch")
 safetensors_torch = require("safetensors.torch")
 
+pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections:UserWarning")
+
 
 KWARGS = dict(num_layers=2, bidirectional=True, proj_size=2, batch_first=True)
 

@@ -2,10 +2,11 @@
 
 Oracles: Keras 3 itself (TensorFlow backend) for `.keras`, `.weights.h5` and Keras 3's legacy
 `.h5`; for Keras 2 files, fixtures written by tf_keras with its predictions recorded beside
-them (tests/data/README.md), since Keras 2 cannot be installed beside Keras 3.
+them (tests/data/README.md), since Keras 2 cannot be installed beside Keras 3. The checks that
+need no Keras (Keras 2 weights files and wrappers, dispatch, refusals, random bytes):
+files/test_keras_files.py.
 """
 
-import doctest
 import gzip
 import io
 import json
@@ -22,18 +23,17 @@ import pytest
 from pylstm_tests import require
 
 import pylstm
-from pylstm.layers import LSTM, Dense, Dropout, Input, Layer
-from pylstm.models import (Sequential, keras_io, load_keras, load_keras_weights,
-                           load_model, save_keras_weights)
+from pylstm.layers import LSTM, Dense, Dropout, Input
+from pylstm.models import Sequential, load_keras, load_keras_weights, save_keras_weights
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 h5py = require("h5py")
 keras = require("keras")
 
-# Keras's own conversions of its variables to NumPy arrays, on every get_weights().
 pytestmark = pytest.mark.filterwarnings(
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+
 
 DATA = pathlib.Path(__file__).resolve().parents[2] / "data"
 B, T, D = 5, 6, 3
@@ -297,10 +297,6 @@ def test_loading_imports_no_tensorflow(small_file, tmp_path):
     assert out.strip() == "[]"
 
 
-def test_doctests():
-    assert doctest.testmod(keras_io).failed == 0
-
-
 def test_keras_archive_layout(tmp_path):
     model, _ = _pylstm_model()
     model.save(tmp_path / "p.keras")
@@ -320,15 +316,6 @@ def test_keras_archive_layout(tmp_path):
     # iterations, learning rate, then m and v of each of the 7 variables
     assert len(weights["optimizer/vars"]) == 2 + 2 * 7
     weights.close()
-
-
-def test_load_model_and_save_dispatch_on_extension(tmp_path):
-    model, x = _pylstm_model()
-    model.save(tmp_path / "m.keras")
-    assert zipfile.ZipFile(tmp_path / "m.keras").read("metadata.json")
-    np.testing.assert_array_equal(load_model(tmp_path / "m.keras").predict(x), model.predict(x))
-    model.save(tmp_path / "m.pylstm")
-    assert "config.json.npy" in zipfile.ZipFile(tmp_path / "m.pylstm").namelist()
 
 
 # Training resumes where it stopped, across the two libraries --------------------------------
@@ -391,42 +378,6 @@ def _fixture(tmp_path, name):
     return path
 
 
-def test_keras2_hard_sigmoid_is_the_legacy_one(tmp_path):
-    expected = np.load(DATA / "keras2_lstm_expected.npz")
-    path = _fixture(tmp_path, "keras2_lstm.h5")
-    model = load_keras(path)
-    assert model.layers[0].recurrent_activation == "legacy_hard_sigmoid"
-    assert model.layers[1].activation == "legacy_hard_sigmoid"
-    np.testing.assert_allclose(model.predict(expected["x"]), expected["y"], rtol=1e-5, atol=1e-6)
-    assert isinstance(model.optimizer, pylstm.optimizers.Adam)
-    assert model.optimizer.learning_rate == pytest.approx(0.01)
-    assert [name for name, _ in model._metrics] == ["mae"]
-    # With Keras 3's hard_sigmoid instead, the numbers differ.
-    config = json.loads(json.dumps(model.get_config()).replace("legacy_hard_sigmoid",
-                                                               "hard_sigmoid"))
-    keras3 = Sequential.from_config(config)
-    keras3.set_weights(model.get_weights())
-    assert not np.allclose(keras3.predict(expected["x"]), expected["y"], rtol=1e-3)
-
-
-@pytest.mark.parametrize("name", ["keras2_lstm.weights.h5", "keras2_lstm_legacy_weights.h5"])
-def test_keras2_weights_files(tmp_path, name):
-    expected = np.load(DATA / "keras2_lstm_expected.npz")
-    model = load_keras(_fixture(tmp_path, "keras2_lstm.h5"))
-    model.set_weights([np.zeros_like(w) for w in model.get_weights()])
-    load_keras_weights(model, _fixture(tmp_path, name))
-    np.testing.assert_allclose(model.predict(expected["x"]), expected["y"], rtol=1e-5, atol=1e-6)
-
-
-def test_keras2_wrappers_with_mask(tmp_path):
-    expected = np.load(DATA / "keras2_wrappers_expected.npz")
-    model = load_keras(_fixture(tmp_path, "keras2_wrappers.h5"))
-    assert [type(layer).__name__ for layer in model.layers] == [
-        "Embedding", "Bidirectional", "TimeDistributed", "RNN", "Dense"]
-    np.testing.assert_allclose(model.predict(expected["x"]), expected["y"], rtol=1e-5, atol=1e-6)
-    assert isinstance(model.optimizer, pylstm.optimizers.SGD)
-
-
 def test_keras2_config_forms(tmp_path):
     """Older Keras 2 files: no InputLayer (the first layer's `batch_input_shape` declares the
     input), and Keras 2.0's bare list of layers as the Sequential's config."""
@@ -442,14 +393,6 @@ def test_keras2_config_forms(tmp_path):
     assert model.built and [type(layer).__name__ for layer in model.layers] == [
         "LSTM", "LSTM", "Dense"]
     np.testing.assert_allclose(model.predict(expected["x"]), expected["y"], rtol=1e-5, atol=1e-6)
-
-
-def test_legacy_activation_cannot_be_saved_for_keras3(tmp_path):
-    model = load_keras(_fixture(tmp_path, "keras2_lstm.h5"))
-    with pytest.raises(ValueError, match=r"layer 'lstm' \(LSTM\).*Keras 3 has no activation "
-                                         r"'legacy_hard_sigmoid'"):
-        model.save(tmp_path / "out.keras")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["keras2_lstm.h5"]
 
 
 # Bad files and unsupported models -----------------------------------------------------------
@@ -601,14 +544,6 @@ def test_damaged_hdf5_raises_value_error(small_file, tmp_path):
     assert failures > 10  # the flips did hit the file's structure
 
 
-@pytest.mark.parametrize("prefix", [b"", b"PK\x03\x04", b"\x89HDF\r\n\x1a\n"])
-def test_random_bytes(tmp_path, prefix):
-    path = tmp_path / "noise.keras"
-    path.write_bytes(prefix + np.random.default_rng(0).bytes(3000))
-    with pytest.raises(ValueError, match="is not a valid Keras file"):
-        load_keras(path)
-
-
 def test_missing_file_and_hdf5_without_model(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_keras(tmp_path / "absent.keras")
@@ -628,14 +563,3 @@ def test_weights_into_wrong_or_unbuilt_model(small_file, tmp_path):
         load_keras_weights(Sequential([Input((T, D)), LSTM(2), Dense(1)]), legacy)
     with pytest.raises(ValueError, match="must be built before loading weights"):
         load_keras_weights(Sequential([LSTM(2)]), small_file)
-
-
-def test_custom_layer_cannot_be_saved_as_keras(tmp_path):
-    class Doubler(Layer):
-        def call(self, inputs, training=False):
-            return 2 * np.asarray(inputs)
-
-    model = Sequential([Input((T, D)), LSTM(2), Doubler(name="twice")])
-    with pytest.raises(ValueError, match=r"layer 'twice' \(Doubler\) has no Keras equivalent"):
-        model.save(tmp_path / "custom.keras")
-    assert list(tmp_path.iterdir()) == []

@@ -13,6 +13,9 @@ from pylstm.nn import LSTM
 
 torch = require("torch")
 
+pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections:UserWarning",
+                                        "ignore:dropout=:UserWarning")
+
 
 RTOL_Y, ATOL_Y = 1e-5, 1e-6
 RTOL_G, ATOL_G = 1e-4, 1e-6

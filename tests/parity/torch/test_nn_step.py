@@ -12,6 +12,9 @@ from pylstm.nn import LSTM, LSTMStepState
 
 torch = require("torch")
 
+pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections:UserWarning",
+                                        "ignore:dropout=:UserWarning")
+
 
 RTOL, ATOL = 1e-5, 1e-6
 
