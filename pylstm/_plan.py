@@ -232,9 +232,8 @@ def chunk_rows(row_bytes):
     return max(1, budget // row_bytes)
 
 
-def forward_plan(dtype, D, H, P, B, T, N, *, projection, input_dropout, recurrent_dropout,
-                 mask, training, in_core, input="dense", rows_in_place=False,
-                 available=None):
+def forward_plan(dtype, D, H, P, B, T, N, projection, input_dropout, recurrent_dropout, mask,
+                 training, in_core, input="dense", rows_in_place=False, available=None):
     """The `Plan` of one forward call.
 
     Args:

@@ -125,10 +125,15 @@ def forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, projection
     H = G // 4
     P = recurrent_kernel.shape[0]
     x, T, B = check_x(x, D, G, P, dtype, time_major, finite="x" not in checked)
-    mask_tm = check_mask(mask, T, B, time_major)
+    # (the None tests spare small calls three function calls)
+    mask_tm = None if mask is None else check_mask(mask, T, B, time_major)
     acts, entries = resolve_activations(activation, recurrent_activation, gate_activations)
-    din = check_dropout_mask(dropout_mask, "dropout_mask", B, D, "D", dtype)
-    drec = check_dropout_mask(recurrent_dropout_mask, "recurrent_dropout_mask", B, P, "P", dtype)
+    din = drec = None
+    if dropout_mask is not None:
+        din = check_dropout_mask(dropout_mask, "dropout_mask", B, D, "D", dtype)
+    if recurrent_dropout_mask is not None:
+        drec = check_dropout_mask(recurrent_dropout_mask, "recurrent_dropout_mask", B, P, "P",
+                                  dtype)
     h0 = check_state(h0, "h0", (B, P), dtype, finite="h0" not in checked)
     c0 = check_state(c0, "c0", (B, H), dtype, finite="c0" not in checked)
     reverse, zero_output = bool(reverse), bool(zero_output_for_mask)
@@ -137,11 +142,11 @@ def forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, projection
         return forward_lengths(x, time_major, lengths, padding_side, mask, acts, kernel,
                                recurrent_kernel, bias, projection, h0, c0, din, drec, reverse,
                                training, return_sequences)
-    plan = _plan.forward_plan(
-        dtype, D, H, P, B, T, T * B, projection=projection is not None,
-        input_dropout=din is not None, recurrent_dropout=drec is not None,
-        mask=mask_tm is not None, training=training, in_core=acts is not None,
-        rows_in_place=time_major or B == 1, available=_threads.available)
+    # positional: the call every small call makes
+    plan = _plan.forward_plan(dtype, D, H, P, B, T, T * B, projection is not None,
+                              din is not None, drec is not None, mask_tm is not None,
+                              training, acts is not None, "dense", time_major or B == 1,
+                              _threads.available)
     if plan.route == _plan.REFERENCE:
         return _reference_forward(plan, x, time_major, kernel, recurrent_kernel, bias,
                                   projection, h0, c0, mask_tm, entries, din, drec, reverse,
