@@ -31,11 +31,10 @@ def run_rows(plan, x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, bi
     (dense rows, training), `y` is `(B, T, P)` instead, written in place.
     """
     dtype = kernel.dtype
-    D, G = kernel.shape
+    D = kernel.shape[0]
     P = recurrent_kernel.shape[0]
     B = h0.shape[0]
-    lead = x_rows.shape[:-1]
-    N = math.prod(lead)
+    N = math.prod(x_rows.shape[:-1])
     if plan.route == _plan.FUSED_INFERENCE:
         y = empty((N, P), dtype) if want_y else None
         h_n, c_n, y_prev = fused_inference(
