@@ -266,7 +266,7 @@ def forward_plan(dtype, D, H, P, B, T, N, projection, input_dropout, recurrent_d
     return plan
 
 
-# Plans without a thread team, by their `forward_plan` arguments: small calls skip the choice.
+# Plans without a thread team, by their arguments: small calls skip the choice.
 _known = {}
 
 
@@ -321,6 +321,24 @@ def backward_plan(dtype, D, H, P, B, T, N, *, projection, input_dropout, recurre
                   reference, input="dense", available=None):
     """The `Plan` of the backward of a training forward with these sizes and options
     (arguments as `forward_plan`; `reference`: the forward ran the NumPy route)."""
+    if not _overrides:
+        key = (BACKWARD, dtype, D, H, P, B, T, N, projection, input_dropout, recurrent_dropout,
+               reference, input)
+        plan = _known.get(key)
+        if plan is not None:
+            return plan
+    plan = _backward_plan(dtype, D, H, P, B, T, N, projection, input_dropout,
+                          recurrent_dropout, reference, input, available)
+    if plan.recurrent in ("BLAS", "NumPy") and not _overrides:
+        if len(_known) >= 256:
+            _known.clear()
+        _known[key] = plan
+    return plan
+
+
+def _backward_plan(dtype, D, H, P, B, T, N, projection, input_dropout, recurrent_dropout,
+                   reference, input, available):
+    """`backward_plan`, computed."""
     name = "float32" if dtype.itemsize == 4 else "float64"
     if reference:
         return Plan(REFERENCE_BACKWARD, name, input, B, T, N, "NumPy")
