@@ -7,8 +7,8 @@ Environment:
                        built with -march=native, the widest SIMD of the building machine, which
                        is right for `pip install .` (built and used on one machine) but makes a
                        wheel that may not run on older CPUs: set this when building wheels for
-                       other machines. The gate math is about 1.8x faster with AVX-512 than with
-                       the x86-64 baseline (benchmarks/README.md).
+                       other machines. `python -P benchmarks/bench_lstm.py` on a build of each
+                       kind shows what the wider SIMD is worth.
 """
 
 import os
@@ -35,14 +35,20 @@ directives = {
     "initializedcheck": debug,
 }
 
+# Headers each extension includes (setuptools rebuilds when one changes).
+gates = ["pylstm/_gates.pxd", "pylstm/_gates.h", "pylstm/_fastmath.h"]
+step = ["pylstm/_cell.pxd", "pylstm/_blas.pxd"] + gates
+numpy_macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+
 extensions = [
     Extension(
         "pylstm._core",
         ["pylstm/_core.pyx"],
         include_dirs=[np.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        define_macros=numpy_macros,
         extra_compile_args=compile_args,
-        # the thread team of _recurrent.h (POSIX threads; none on Windows)
+        depends=step + ["pylstm/_packed_products.h", "pylstm/_thread_team.h"],
+        # the thread team of _thread_team.h (POSIX threads; none on Windows)
         extra_link_args=[] if sys.platform == "win32" else ["-pthread"],
     ),
     Extension(
@@ -51,11 +57,20 @@ extensions = [
         extra_compile_args=compile_args,
     ),
     Extension(
+        "pylstm._scan",
+        ["pylstm/_scan.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=numpy_macros,
+        extra_compile_args=compile_args,
+        depends=["pylstm/_finite.h"],
+    ),
+    Extension(
         "pylstm._step",
         ["pylstm/_step.pyx"],
         include_dirs=[np.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        define_macros=numpy_macros,
         extra_compile_args=compile_args,
+        depends=step + ["pylstm/_finite.h"],
     ),
 ]
 
