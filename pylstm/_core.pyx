@@ -161,8 +161,7 @@ ACTIVATION_CODES = {
 
 # The constants of the compiled gate math (_gates.h), for the test that pylstm.activations
 # holds the same.
-SELU_ALPHA_C = SELU_ALPHA
-SELU_SCALE_C = SELU_SCALE
+GATE_CONSTANTS = {"selu_alpha": SELU_ALPHA, "selu_scale": SELU_SCALE}
 
 # Steps whose input product the fused inference of one sample does at once (forward's
 # `gates` scratch is then (HOIST, G)).

@@ -7,7 +7,7 @@
 #include "_fastmath.h"
 
 /* Klambauer et al. 2017 (the values Keras and TensorFlow use); pylstm.activations holds the
- * same numbers for NumPy, and a test checks that they agree (_core.SELU_ALPHA, SELU_SCALE). */
+ * same numbers for NumPy, and a test checks that they agree (_core.GATE_CONSTANTS). */
 #define PL_SELU_ALPHA 1.6732632423543772848170429916717
 #define PL_SELU_SCALE 1.0507009873554804934193349852946
 
