@@ -60,7 +60,8 @@ Design:
     four (n_t, P) @ (P, H) GEMMs on column blocks of recurrent_kernel. The input dropout
     mask is applied by the caller, which owns the x @ kernel GEMM.
 
-    Activations (_gates.pxd) are chosen by code, one per gate (i, f, g, o) and one for the
+    Activations (_gates.pxd, with its C half _gates.h: the only place gate math is written)
+    are chosen by code, one per gate (i, f, g, o) and one for the
     cell output (Keras's recurrent_activation / activation pair is the usual choice; Apple
     BNNS sets each gate's), and applied over contiguous gate blocks so that each loop
     vectorizes: float32 uses _fastmath.h (about 1e-7 relative error), float64 libm. The codes
@@ -82,15 +83,15 @@ Design:
     Two ways to run the per-step products:
     - Packed (float32 without projection or recurrent dropout; pylstm.ops chooses it):
       recurrent_kernel, and kernel for the input product, are packed once per call into
-      panels of SIMD-width units holding the four gates' columns (_packed_products.h). A team of
-      threads (one parallel region per call) splits the units, in whole panels (forward) or
-      groups of 4 panels (backward), in proportion to each member's measured speed: each
-      thread computes its units' pre-activations with its own register-tiled kernel,
-      their gate math and its columns of h_t and c_t, and the team meets once per step at a
-      barrier before h_t is read. Each thread's panels stay in its core's L2 for the whole
-      sequence. The input product is fused into each step (x read in place through
-      strides, y written in place), computed between arriving at the previous step's
-      barrier and waiting at it; in training at batch under 8 it is done for all rows
+      panels of SIMD-width units holding the four gates' columns (_packed_products.h). A team
+      of threads (_thread_team.h; one parallel region per call) splits the units, in whole
+      panels (forward) or groups of 4 panels (backward), in proportion to each member's
+      measured speed: each thread computes its units' pre-activations with its own
+      register-tiled kernel, their gate math and its columns of h_t and c_t, and the team
+      meets once per step at a barrier before h_t is read. Each thread's panels stay in its
+      core's L2 for the whole sequence. The input product is fused into each step (x read in
+      place through strides, y written in place), computed between arriving at the previous
+      step's barrier and waiting at it; in training at batch under 8 it is done for all rows
       first, with the same arithmetic. Backward packs recurrent_kernel^T by groups of output
       columns: each thread computes its units' gate derivatives, adds its units' columns of
       the weight gradients every WGRAD_ROWS rows (between arriving and waiting), then,
@@ -102,6 +103,20 @@ Design:
 
     Python validates and allocates (pylstm/ops.py); these functions trust their arguments,
     release the GIL for the whole sequence, and allocate nothing inside the time loop.
+
+Code:
+    Each Python-visible function (`forward`, `backward`) fills, once per call, the structs of
+    what the call runs over: Shape (B, T, H, P, D, R, N, batch_sizes), Options (direction,
+    training, zero_output, mask, activations), Weights (recurrent_kernel, projection, dropout
+    masks, packed kernels) and its buffers (ForwardBuffers, BackwardBuffers, WeightGrads for
+    the team's weight gradients). A Share is one thread's part of the units. `_forward` and
+    `_backward` walk the processed steps (StepRows: a step's rows and state slots) and call
+    one named function per stage of a step: initial states, input product, recurrent
+    product, gate math of each row (_gates.gates_forward / gates_backward), projection,
+    outputs; backward: output gradient, projection, gate derivatives, weight gradients,
+    state gradient. On the packed path a team member (`_forward_member`, `_backward_member`)
+    packs its panels and runs the same functions on its units. `forward_small` runs the
+    one-step kernel of _cell.pxd at each step, as `pylstm._step.StepKernel` does.
 """
 
 cimport numpy as cnp
@@ -888,10 +903,13 @@ def forward_small(cnp.ndarray x, cnp.ndarray kernel, cnp.ndarray recurrent_kerne
     cdef void* gates = PyMem_Malloc(N * 4 * H * cnp.PyArray_ITEMSIZE(kernel))
     if gates == NULL:
         raise MemoryError(f"forward_small: cannot allocate {N * 4 * H} floats of scratch.")
+    cdef const void* h0_p = cnp.PyArray_DATA(h0)
+    cdef const void* c0_p = cnp.PyArray_DATA(c0)
+    cdef size_t state_bytes = B * H * cnp.PyArray_ITEMSIZE(kernel)
     with nogil:
         # the state starts as h0, c0 and is updated in place
-        memcpy(hn_p, cnp.PyArray_DATA(h0), B * H * cnp.PyArray_ITEMSIZE(kernel))
-        memcpy(cn_p, cnp.PyArray_DATA(c0), B * H * cnp.PyArray_ITEMSIZE(kernel))
+        memcpy(hn_p, h0_p, state_bytes)
+        memcpy(cn_p, c0_p, state_bytes)
         _blas_one_thread(&sw)
         if typenum == cnp.NPY_FLOAT32:
             _input_rows(<float*> gates, <const float*> x_p, <const float*> k_p,

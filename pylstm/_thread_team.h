@@ -20,9 +20,9 @@
 
 /* Load balance: a team splits the work in proportion to each member's measured speed
  * (cores of one machine need not be equally fast, and the others would wait for the slowest
- * at every step). pl_weight holds the estimates, pl_weight_run the ones
- * a run uses (read by every member, so all compute the same split). Which thread computes a
- * unit never changes its arithmetic: results stay the same bits whatever the split. */
+ * at every step). pl_weight holds the estimates, pl_weight_run the ones a run uses (read by
+ * every member, so all compute the same split). Which thread computes a unit never changes
+ * its arithmetic: results stay the same bits whatever the split. */
 static double pl_weight[PL_MAX_THREADS];
 static double pl_weight_run[PL_MAX_THREADS];
 static int pl_weight_nt;
@@ -55,8 +55,11 @@ static inline void pl_split(int n, int tid, int nt, int* i0, int* i1)
 static inline void pl_share(int H, int width, int tid, int nt, int* i0, int* i1)
 {
     pl_split((H + width - 1) / width, tid, nt, i0, i1);
-    if (nt > 1)
-        pl_units[tid] = (*i1 * width < H ? *i1 * width : H) - (*i0 * width < H ? *i0 * width : H);
+    if (nt > 1) {
+        const int ua = *i0 * width < H ? *i0 * width : H;
+        const int ub = *i1 * width < H ? *i1 * width : H;
+        pl_units[tid] = ub - ua;
+    }
 }
 
 /* Thread team ---------------------------------------------------------------------------- */
@@ -161,8 +164,8 @@ static inline void pl_barrier_wait(pl_barrier* bar, int* local_sense)
 }
 
 /* The team's helper threads persist between runs (starting a thread costs more than waking
- * a sleeping one, which costs more than finding it spinning). After a run they spin PL_LINGER_NS for the next one, then
- * sleep on a condition variable. One run at a time per process: a caller that finds the
+ * a sleeping one, which costs more than finding it spinning). After a run they spin
+ * PL_LINGER_NS for the next one, then sleep on a condition variable. One run at a time per process: a caller that finds the
  * team busy (another Python thread inside the core) runs alone, with the same results.
  * A small run (`only_awake`) takes the team only while every helper is still spinning from
  * the run before (a loop of calls); otherwise it runs alone and pokes the sleeping helpers
