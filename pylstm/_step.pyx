@@ -53,7 +53,8 @@ cdef inline bint _all_finite(const floating* p, Py_ssize_t n) noexcept nogil:
     """True if p[:n] holds no NaN or inf (one vectorized pass over the exponent bits)."""
     if floating is float:
         return pl_all_finitef(p, n)
-    return pl_all_finite(p, n)
+    else:
+        return pl_all_finite(p, n)
 
 
 cdef struct _Weights:

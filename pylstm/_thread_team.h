@@ -289,18 +289,10 @@ static inline void pl_pool_poke(void)
     pthread_mutex_unlock(&pl_pool.lock);
 }
 
-/* Runs fn(arg, tid, nt, bar) on nt threads, the caller being tid 0; returns the team size
- * (smaller than asked, down to 1, if threads could not be started or the team is busy, or
- * with `only_awake` if a helper was asleep). */
-static inline int pl_team_run(int nt, pl_work_fn fn, void* arg, int only_awake)
+/* Starts helper threads until the pool has nt - 1 (fewer if the system refuses one); the
+ * caller holds pl_pool.busy. */
+static inline void pl_pool_grow(int nt)
 {
-    pl_barrier alone = {0, 0, 1};
-    if (nt > PL_MAX_THREADS)
-        nt = PL_MAX_THREADS;
-    if (nt <= 1 || pthread_mutex_trylock(&pl_pool.busy) != 0) {
-        fn(arg, 0, 1, &alone);
-        return 1;
-    }
     if (!pl_pool.atfork_registered) {
         pthread_atfork(NULL, NULL, pl_pool_after_fork_child);
         pl_pool.atfork_registered = 1;
@@ -322,22 +314,69 @@ static inline int pl_team_run(int nt, pl_work_fn fn, void* arg, int only_awake)
         __atomic_add_fetch(&pl_pool.awake, 1, __ATOMIC_ACQ_REL);
         pl_pool.started = t;
     }
+}
+
+/* A small run while a helper sleeps: alone, releasing pl_pool.busy first. If the small run
+ * before this one ended moments ago (a loop of calls), the helpers are woken at the end, so
+ * that the next call finds them spinning. Not at the start: a woken helper spinning beside
+ * this run slows it (it can share its core), and an occasional call wakes no one. */
+static inline void pl_run_alone_small(pl_work_fn fn, void* arg)
+{
+    pl_barrier alone = {0, 0, 1};
+    const long long begin = pl_now_ns();
+    const int in_loop =
+        begin - __atomic_load_n(&pl_small_run_end, __ATOMIC_RELAXED) < PL_LOOP_GAP_NS;
+    pthread_mutex_unlock(&pl_pool.busy);
+    fn(arg, 0, 1, &alone);
+    __atomic_store_n(&pl_small_run_end, pl_now_ns(), __ATOMIC_RELAXED);
+    if (in_loop)
+        pl_pool_poke();
+}
+
+/* The load-balance weights a run of nt uses (all equal for a new team size). */
+static inline void pl_weights_for_run(int nt)
+{
+    if (pl_weight_nt != nt) {
+        for (int t = 0; t < nt; t++)
+            pl_weight[t] = 1.0;
+        pl_weight_nt = nt;
+    }
+    for (int t = 0; t < nt; t++)
+        pl_weight_run[t] = pl_weight[t];
+}
+
+/* Waits until every helper has finished the current run. */
+static inline void pl_pool_wait_acks(void)
+{
+    unsigned spins = 0;
+    while (__atomic_load_n(&pl_pool.acks, __ATOMIC_ACQUIRE) < pl_pool.started) {
+        if (spins < 4096) {
+            spins++;
+            pl_cpu_relax();
+        } else {
+            sched_yield();
+        }
+    }
+}
+
+/* Runs fn(arg, tid, nt, bar) on nt threads, the caller being tid 0; returns the team size
+ * (smaller than asked, down to 1, if threads could not be started or the team is busy, or
+ * with `only_awake` if a helper was asleep). */
+static inline int pl_team_run(int nt, pl_work_fn fn, void* arg, int only_awake)
+{
+    pl_barrier alone = {0, 0, 1};
+    if (nt > PL_MAX_THREADS)
+        nt = PL_MAX_THREADS;
+    if (nt <= 1 || pthread_mutex_trylock(&pl_pool.busy) != 0) {
+        fn(arg, 0, 1, &alone);
+        return 1;
+    }
+    pl_pool_grow(nt);
     if (nt > pl_pool.started + 1)
         nt = pl_pool.started + 1;
     if (only_awake && nt > 1 &&
             __atomic_load_n(&pl_pool.awake, __ATOMIC_ACQUIRE) < pl_pool.started) {
-        /* Alone; if the small run before this one ended moments ago (a loop of calls), wake
-         * the helpers at the end, so that the next call finds them spinning. Not at the
-         * start: a woken helper spinning beside this run slowed it (it can share its core),
-         * and an occasional call wakes no one. */
-        const long long begin = pl_now_ns();
-        const int in_loop =
-            begin - __atomic_load_n(&pl_small_run_end, __ATOMIC_RELAXED) < PL_LOOP_GAP_NS;
-        pthread_mutex_unlock(&pl_pool.busy);
-        fn(arg, 0, 1, &alone);
-        __atomic_store_n(&pl_small_run_end, pl_now_ns(), __ATOMIC_RELAXED);
-        if (in_loop)
-            pl_pool_poke();
+        pl_run_alone_small(fn, arg);
         return 1;
     }
     pl_pool.fn = fn;
@@ -347,29 +386,13 @@ static inline int pl_team_run(int nt, pl_work_fn fn, void* arg, int only_awake)
     pl_pool.bar.sense = 0;
     pl_pool.bar.nt = nt;
     pl_pool.acks = 0;
-    if (pl_weight_nt != nt) {
-        for (int t = 0; t < nt; t++)
-            pl_weight[t] = 1.0;
-        pl_weight_nt = nt;
-    }
-    for (int t = 0; t < nt; t++)
-        pl_weight_run[t] = pl_weight[t];
+    pl_weights_for_run(nt);
     pthread_mutex_lock(&pl_pool.lock);
     __atomic_add_fetch(&pl_pool.generation, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&pl_pool.wake);
     pthread_mutex_unlock(&pl_pool.lock);
     pl_member_run(0);
-    {
-        unsigned spins = 0;
-        while (__atomic_load_n(&pl_pool.acks, __ATOMIC_ACQUIRE) < pl_pool.started) {
-            if (spins < 4096) {
-                spins++;
-                pl_cpu_relax();
-            } else {
-                sched_yield();
-            }
-        }
-    }
+    pl_pool_wait_acks();
     pl_update_weights(nt);
     pthread_mutex_unlock(&pl_pool.busy);
     return nt;
