@@ -38,40 +38,22 @@ directives = {
 # Headers each extension includes (setuptools rebuilds when one changes).
 gates = ["pylstm/_gates.pxd", "pylstm/_gates.h", "pylstm/_fastmath.h"]
 step = ["pylstm/_cell.pxd", "pylstm/_blas.pxd"] + gates
-numpy_macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+
+
+def extension(name, depends=(), **kwargs):
+    """The extension pylstm.NAME from pylstm/NAME.pyx, against NumPy's C API."""
+    return Extension(f"pylstm.{name}", [f"pylstm/{name}.pyx"], include_dirs=[np.get_include()],
+                     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+                     extra_compile_args=compile_args, depends=list(depends), **kwargs)
+
 
 extensions = [
-    Extension(
-        "pylstm._core",
-        ["pylstm/_core.pyx"],
-        include_dirs=[np.get_include()],
-        define_macros=numpy_macros,
-        extra_compile_args=compile_args,
-        depends=step + ["pylstm/_packed_products.h", "pylstm/_thread_team.h"],
-        # the thread team of _thread_team.h (POSIX threads; none on Windows)
-        extra_link_args=[] if sys.platform == "win32" else ["-pthread"],
-    ),
-    Extension(
-        "pylstm._memory",
-        ["pylstm/_memory.pyx"],
-        extra_compile_args=compile_args,
-    ),
-    Extension(
-        "pylstm._scan",
-        ["pylstm/_scan.pyx"],
-        include_dirs=[np.get_include()],
-        define_macros=numpy_macros,
-        extra_compile_args=compile_args,
-        depends=["pylstm/_finite.h"],
-    ),
-    Extension(
-        "pylstm._step",
-        ["pylstm/_step.pyx"],
-        include_dirs=[np.get_include()],
-        define_macros=numpy_macros,
-        extra_compile_args=compile_args,
-        depends=step + ["pylstm/_finite.h"],
-    ),
+    # the thread team of _thread_team.h runs on POSIX threads (none on Windows)
+    extension("_core", step + ["pylstm/_packed_products.h", "pylstm/_thread_team.h"],
+              extra_link_args=[] if sys.platform == "win32" else ["-pthread"]),
+    extension("_memory"),
+    extension("_scan", ["pylstm/_finite.h"]),
+    extension("_step", step + ["pylstm/_finite.h"]),
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives))

@@ -665,12 +665,41 @@ def packed_size(int H, int P):
     return pl_packed_size(H, P)
 
 
-cdef inline Py_ssize_t _rows(const int[::1] batch_sizes) noexcept nogil:
-    """N: the packed rows of all steps."""
-    cdef Py_ssize_t N = 0, s
-    for s in range(batch_sizes.shape[0]):
-        N += batch_sizes[s]
-    return N
+cdef Shape _shape(const int[::1] batch_sizes, int B, int H, int P,
+                  const floating[:, :, ::1] recurrent_dropout_mask):
+    """The Shape of a call (D is set with the core's input product)."""
+    cdef Shape sh
+    cdef Py_ssize_t s
+    sh.T, sh.B, sh.H, sh.P, sh.D = batch_sizes.shape[0], B, H, P, 0
+    sh.R = recurrent_dropout_mask.shape[0] if recurrent_dropout_mask is not None else 0
+    sh.N = 0
+    for s in range(sh.T):
+        sh.N += batch_sizes[s]
+    sh.batch_sizes = &batch_sizes[0]
+    return sh
+
+
+cdef Options _options(const unsigned char[:, ::1] mask, const int[::1] activations,
+                      bint reverse, bint training, bint zero_output):
+    cdef Options op
+    op.reverse, op.training, op.zero_output = reverse, training, zero_output
+    op.mask = &mask[0, 0] if mask is not None else NULL
+    op.acts = acts_of(&activations[0])
+    return op
+
+
+cdef Weights _weights(const floating[:, ::1] recurrent_kernel,
+                      const floating[:, ::1] projection,
+                      const floating[:, :, ::1] recurrent_dropout_mask):
+    """The Weights of a call on BLAS (the packed path sets `packed` and the kernels)."""
+    cdef Weights w
+    w.recurrent_kernel = &recurrent_kernel[0, 0]
+    w.projection = &projection[0, 0] if projection is not None else NULL
+    w.rdrop = (&recurrent_dropout_mask[0, 0, 0] if recurrent_dropout_mask is not None
+               else NULL)
+    w.packed = w.packed_kernel = NULL
+    w.kernel = w.bias = NULL
+    return w
 
 
 cdef inline int _team_size(int num_threads, int items, bint* only_awake) noexcept nogil:
@@ -730,22 +759,10 @@ def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
     cdef pl_barrier alone
     cdef Share me
     cdef bint only_awake
-    sh.T = batch_sizes.shape[0]
-    sh.B = h0.shape[0]
-    sh.H = gates.shape[1] // 4
-    sh.P = hs.shape[1]
-    sh.R = recurrent_dropout_mask.shape[0] if recurrent_dropout_mask is not None else 0
-    sh.N = _rows(batch_sizes)
-    sh.batch_sizes = &batch_sizes[0]
-    op.reverse, op.training, op.zero_output = reverse, training, zero_output
-    op.mask = &mask[0, 0] if mask is not None else NULL
-    op.acts = acts_of(&activations[0])
-    w.recurrent_kernel = &recurrent_kernel[0, 0]
-    w.projection = &projection[0, 0] if projection is not None else NULL
-    w.rdrop = (&recurrent_dropout_mask[0, 0, 0] if recurrent_dropout_mask is not None
-               else NULL)
-    w.packed = w.packed_kernel = NULL
-    w.kernel = w.bias = NULL
+    sh = _shape(batch_sizes, h0.shape[0], gates.shape[1] // 4, hs.shape[1],
+                recurrent_dropout_mask)
+    op = _options(mask, activations, reverse, training, zero_output)
+    w = _weights(recurrent_kernel, projection, recurrent_dropout_mask)
     io.gates = &gates[0, 0]
     io.zs = &zs[0, 0] if zs is not None else NULL
     io.hs = &hs[0, 0]
@@ -760,7 +777,6 @@ def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
     io.x = NULL
     io.ldx = io.x_step = 0
     io.ldy, io.y_step = ldy, y_step
-    sh.D = 0
     alone.count = alone.sense = 0
     alone.nt = 1
     if floating is float:
@@ -1190,23 +1206,10 @@ def backward(floating[:, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
     cdef Share me
     cdef bint only_awake
     cdef int C
-    sh.T = batch_sizes.shape[0]
-    sh.B = dh.shape[0]
-    sh.H = dz.shape[1] // 4
-    sh.P = dh.shape[1]
-    sh.D = 0
-    sh.R = recurrent_dropout_mask.shape[0] if recurrent_dropout_mask is not None else 0
-    sh.N = _rows(batch_sizes)
-    sh.batch_sizes = &batch_sizes[0]
-    op.reverse, op.training, op.zero_output = reverse, True, zero_output
-    op.mask = &mask[0, 0] if mask is not None else NULL
-    op.acts = acts_of(&activations[0])
-    w.recurrent_kernel = &recurrent_kernel[0, 0]
-    w.projection = &projection[0, 0] if projection is not None else NULL
-    w.rdrop = (&recurrent_dropout_mask[0, 0, 0] if recurrent_dropout_mask is not None
-               else NULL)
-    w.packed = w.packed_kernel = NULL
-    w.kernel = w.bias = NULL
+    sh = _shape(batch_sizes, dh.shape[0], dz.shape[1] // 4, dh.shape[1],
+                recurrent_dropout_mask)
+    op = _options(mask, activations, reverse, True, zero_output)
+    w = _weights(recurrent_kernel, projection, recurrent_dropout_mask)
     io.dz = &dz[0, 0]
     io.dh = &dh[0, 0]
     io.dc = &dc[0, 0]
