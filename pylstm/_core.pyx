@@ -871,7 +871,8 @@ def forward_small(cnp.ndarray x, cnp.ndarray kernel, cnp.ndarray recurrent_kerne
                   cnp.ndarray blas_switch=None):
     """Inference of a call with few rows, without a mask, projection or dropout: the
     arithmetic of pylstm.ops's chunked inference (so the same bits), with one call's worth
-    of Python overhead (microseconds at batch 1) instead of several.
+    of Python overhead instead of several (`python -P benchmarks/bench_lstm.py --quick` times
+    it: its one-step cell).
 
     Args (trusted: validated by pylstm.ops; C-contiguous, the kernel's dtype):
         x: time-major `(T, B, D)`, or batch-major `(B, T, D)` with T = 1 or B = 1: rows

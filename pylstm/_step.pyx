@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""Single-timestep LSTM kernel, for streaming inference: one step at microsecond latency.
+"""Single-timestep LSTM kernel, for streaming inference: one step with one call's overhead.
 
 Design:
     Legend as in _core.pyx: B batch, D input features, H units, P output size of the

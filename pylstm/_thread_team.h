@@ -125,7 +125,7 @@ static inline long long pl_now_ns(void)
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Sense-reversing barrier: spins about 2^12 pauses (tens of microseconds), then yields.
+/* Sense-reversing barrier: spins 2^12 pauses, then yields.
  * Split in two: pl_barrier_arrive (this thread's writes are done) and pl_barrier_finish
  * (wait for the others), so that a thread can do work that needs nobody else's in between. */
 static inline void pl_barrier_arrive(pl_barrier* bar, int* local_sense)
