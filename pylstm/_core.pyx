@@ -603,19 +603,23 @@ cdef struct _ForwardTeam:
 cdef void _forward_member(void* arg, int tid, int nt, pl_barrier* bar) noexcept nogil:
     """Thread `tid` of `nt`: packs its panels if asked, then runs its units of the forward."""
     cdef _ForwardTeam* a = <_ForwardTeam*> arg
+    # each member's own copy: read at every step, never from a line another thread writes
+    cdef Shape sh = a.sh
+    cdef Options op = a.op
+    cdef Weights w = a.w
+    cdef ForwardBuffers io = a.io
     cdef int q0, q1
     cdef Share me
-    cdef ForwardBuffers io = a.io
-    pl_share(a.sh.H, pl_vec_width(), tid, nt, &q0, &q1)
-    me = _share(&a.sh, False, pl_vec_width(), q0, q1, bar)
+    pl_share(sh.H, pl_vec_width(), tid, nt, &q0, &q1)
+    me = _share(&sh, False, pl_vec_width(), q0, q1, bar)
     if a.pack:
-        pl_pack(a.w.packed, <const float*> a.w.recurrent_kernel, a.sh.H, a.sh.P, q0, q1)
+        pl_pack(w.packed, <const float*> w.recurrent_kernel, sh.H, sh.P, q0, q1)
         if io.x != NULL:
-            pl_pack(a.w.packed_kernel, a.w.kernel, a.sh.H, a.sh.D, q0, q1)
-    if io.x != NULL and a.op.training and a.sh.B < TRAIN_STEP_INPUT_MIN_BATCH:
-        _all_rows_input(&io, &a.sh, &a.w, &me)
+            pl_pack(w.packed_kernel, w.kernel, sh.H, sh.D, q0, q1)
+    if io.x != NULL and op.training and sh.B < TRAIN_STEP_INPUT_MIN_BATCH:
+        _all_rows_input(&io, &sh, &w, &me)
         io.x = NULL
-    _forward(<float*> io.gates, &io, &a.sh, &a.op, &a.w, &me)
+    _forward(<float*> io.gates, &io, &sh, &op, &w, &me)
 
 
 cdef void _all_rows_input(const ForwardBuffers* io, const Shape* sh, const Weights* w,
@@ -1137,17 +1141,23 @@ cdef void _backward_member(void* arg, int tid, int nt, pl_barrier* bar) noexcept
     """Thread `tid` of `nt`: packs its groups of the transposed kernel, zeroes its units of
     the weight gradients if the team adds them, then runs its units."""
     cdef _BackwardTeam* a = <_BackwardTeam*> arg
+    # each member's own copy: read at every step, never from a line another thread writes
+    cdef Shape sh = a.sh
+    cdef Options op = a.op
+    cdef Weights w = a.w
+    cdef BackwardBuffers io = a.io
+    cdef WeightGrads wg = a.wg
     cdef int c0, c1
     cdef Share me
-    pl_share(a.sh.H, 4 * pl_vec_width(), tid, nt, &c0, &c1)
-    me = _share(&a.sh, False, 4 * pl_vec_width(), c0, c1, bar)
-    pl_pack_t(a.w.packed, <const float*> a.w.recurrent_kernel, a.sh.H, a.sh.P, c0, c1)
-    if a.wg.dw != NULL:
-        _zero_units(a.wg.dw, a.wg.D, a.sh.H, me.ua, me.ub)
-        _zero_units(a.wg.du, a.sh.P, a.sh.H, me.ua, me.ub)
-        if a.wg.db != NULL:
-            _zero_units(a.wg.db, 1, a.sh.H, me.ua, me.ub)
-    _backward(<float*> a.io.dz, &a.io, &a.sh, &a.op, &a.w, &me, &a.wg)
+    pl_share(sh.H, 4 * pl_vec_width(), tid, nt, &c0, &c1)
+    me = _share(&sh, False, 4 * pl_vec_width(), c0, c1, bar)
+    pl_pack_t(w.packed, <const float*> w.recurrent_kernel, sh.H, sh.P, c0, c1)
+    if wg.dw != NULL:
+        _zero_units(wg.dw, wg.D, sh.H, me.ua, me.ub)
+        _zero_units(wg.du, sh.P, sh.H, me.ua, me.ub)
+        if wg.db != NULL:
+            _zero_units(wg.db, 1, sh.H, me.ua, me.ub)
+    _backward(<float*> io.dz, &io, &sh, &op, &w, &me, &wg)
 
 
 cdef void _zero_units(float* w, int K, int H, int ua, int ub) noexcept nogil:
