@@ -7,8 +7,8 @@ Environment:
                        built with -march=native, the widest SIMD of the building machine, which
                        is right for `pip install .` (built and used on one machine) but makes a
                        wheel that may not run on older CPUs: set this when building wheels for
-                       other machines. The gate math is about 1.8x faster with AVX-512 than with
-                       the x86-64 baseline (benchmarks/README.md).
+                       other machines. `python -P benchmarks/bench_lstm.py` on a build of each
+                       kind shows what the wider SIMD is worth.
 """
 
 import os
@@ -35,28 +35,25 @@ directives = {
     "initializedcheck": debug,
 }
 
+# Headers each extension includes (setuptools rebuilds when one changes).
+gates = ["pylstm/_gates.pxd", "pylstm/_gates.h", "pylstm/_fastmath.h"]
+step = ["pylstm/_cell.pxd", "pylstm/_blas.pxd"] + gates
+
+
+def extension(name, depends=(), **kwargs):
+    """The extension pylstm.NAME from pylstm/NAME.pyx, against NumPy's C API."""
+    return Extension(f"pylstm.{name}", [f"pylstm/{name}.pyx"], include_dirs=[np.get_include()],
+                     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+                     extra_compile_args=compile_args, depends=list(depends), **kwargs)
+
+
 extensions = [
-    Extension(
-        "pylstm._core",
-        ["pylstm/_core.pyx"],
-        include_dirs=[np.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=compile_args,
-        # the thread team of _recurrent.h (POSIX threads; none on Windows)
-        extra_link_args=[] if sys.platform == "win32" else ["-pthread"],
-    ),
-    Extension(
-        "pylstm._memory",
-        ["pylstm/_memory.pyx"],
-        extra_compile_args=compile_args,
-    ),
-    Extension(
-        "pylstm._step",
-        ["pylstm/_step.pyx"],
-        include_dirs=[np.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=compile_args,
-    ),
+    # the thread team of _thread_team.h runs on POSIX threads (none on Windows)
+    extension("_core", step + ["pylstm/_packed_products.h", "pylstm/_thread_team.h"],
+              extra_link_args=[] if sys.platform == "win32" else ["-pthread"]),
+    extension("_memory"),
+    extension("_scan", ["pylstm/_finite.h"]),
+    extension("_step", step + ["pylstm/_finite.h"]),
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives))

@@ -12,6 +12,7 @@ import numpy as np
 ACTIVATION_CODES: dict[str, int]
 INPUT_DERIVATIVE_CODES: frozenset[int]
 HOIST_STEPS: int   # steps of one sample's fused input product done at once
+GATE_CONSTANTS: dict[str, float]   # the compiled gate math's constants (SELU's alpha and scale)
 
 def forward(
     gates: np.ndarray,                       # (N, G) in: x @ kernel + bias; out: activated
@@ -36,7 +37,8 @@ def forward(
     activations: np.ndarray,                 # (5,) intc: codes of gates i, f, g, o and cell
     packed: Optional[np.ndarray] = None,     # (packed_size(H, P),) float32: the packed path
     pack: bool = True,                       # pack recurrent_kernel (and kernel) into it first
-    num_threads: int = 1,                    # team size on the packed path
+    num_threads: int = 1,                    # team size on the packed path (-n: n only while
+                                             # the team's helpers are awake)
     x: Optional[np.ndarray] = None,          # flat float32 input rows: the core's input product
     ldx: int = 0,                            # x: elements between a step's rows
     x_step: int = 0,                         # x: between dense steps (0: packed rows)
@@ -72,7 +74,7 @@ def backward(
     g: np.ndarray,                           # (B, P) scratch
     a: np.ndarray,                           # (H,) scratch
     hm: Optional[np.ndarray],                # (B, P) scratch with recurrent dropout, or None
-    dy: Optional[np.ndarray],                # (N, P) d loss / d y, or None
+    dy: Optional[np.ndarray],                # (N, P) d loss / d y (or dense: lddy), or None
     gates: np.ndarray,                       # (N, G) forward's activated gates
     zs: Optional[np.ndarray],                # (N, G) gate pre-activations, or None
     cs: np.ndarray,                          # (N + B, H) forward's training cell state slots
@@ -86,6 +88,13 @@ def backward(
     activations: np.ndarray,                 # (5,) intc: codes of gates i, f, g, o and cell
     packed_t: Optional[np.ndarray] = None,   # (packed_t_size(H, P),) float32: the packed path
     num_threads: int = 1,                    # team size on the packed path
+    dw: Optional[np.ndarray] = None,         # (D, G) out: d kernel, added by the packed team
+    du: Optional[np.ndarray] = None,         # (P, G) out: d recurrent_kernel, with dw
+    db: Optional[np.ndarray] = None,         # (G,) out: d bias, with dw, or None
+    x: Optional[np.ndarray] = None,          # (N, D) the input rows, with dw
+    h_prev: Optional[np.ndarray] = None,     # (N, P) each row's h_{t-1}, with dw
+    lddy: int = 0,                           # dy: elements between a step's rows (0: packed)
+    dy_step: int = 0,                        # dy: between dense steps
 ) -> None: ...
 
 def packed_size(H: int, P: int) -> int: ...     # floats of a packed (P, 4H) kernel

@@ -60,7 +60,8 @@ Design:
     four (n_t, P) @ (P, H) GEMMs on column blocks of recurrent_kernel. The input dropout
     mask is applied by the caller, which owns the x @ kernel GEMM.
 
-    Activations (_gates.pxd) are chosen by code, one per gate (i, f, g, o) and one for the
+    Activations (_gates.pxd, with its C half _gates.h: the only place gate math is written)
+    are chosen by code, one per gate (i, f, g, o) and one for the
     cell output (Keras's recurrent_activation / activation pair is the usual choice; Apple
     BNNS sets each gate's), and applied over contiguous gate blocks so that each loop
     vectorizes: float32 uses _fastmath.h (about 1e-7 relative error), float64 libm. The codes
@@ -82,15 +83,15 @@ Design:
     Two ways to run the per-step products:
     - Packed (float32 without projection or recurrent dropout; pylstm.ops chooses it):
       recurrent_kernel, and kernel for the input product, are packed once per call into
-      panels of SIMD-width units holding the four gates' columns (_recurrent.h). A team of
-      threads (one parallel region per call) splits the units, in whole panels (forward) or
-      groups of 4 panels (backward), in proportion to each member's measured speed: each
-      thread computes its units' pre-activations with its own register-tiled kernel,
-      their gate math and its columns of h_t and c_t, and the team meets once per step at a
-      barrier before h_t is read. Each thread's panels stay in its core's L2 for the whole
-      sequence. The input product is fused into each step (x read in place through
-      strides, y written in place), computed between arriving at the previous step's
-      barrier and waiting at it; in training at batch under 8 it is done for all rows
+      panels of SIMD-width units holding the four gates' columns (_packed_products.h). A team
+      of threads (_thread_team.h; one parallel region per call) splits the units, in whole
+      panels (forward) or groups of 4 panels (backward), in proportion to each member's
+      measured speed: each thread computes its units' pre-activations with its own
+      register-tiled kernel, their gate math and its columns of h_t and c_t, and the team
+      meets once per step at a barrier before h_t is read. Each thread's panels stay in its
+      core's L2 for the whole sequence. The input product is fused into each step (x read in
+      place through strides, y written in place), computed between arriving at the previous
+      step's barrier and waiting at it; in training at batch under 8 it is done for all rows
       first, with the same arithmetic. Backward packs recurrent_kernel^T by groups of output
       columns: each thread computes its units' gate derivatives, adds its units' columns of
       the weight gradients every WGRAD_ROWS rows (between arriving and waiting), then,
@@ -102,6 +103,20 @@ Design:
 
     Python validates and allocates (pylstm/ops.py); these functions trust their arguments,
     release the GIL for the whole sequence, and allocate nothing inside the time loop.
+
+Code:
+    Each Python-visible function (`forward`, `backward`) fills, once per call, the structs of
+    what the call runs over: Shape (B, T, H, P, D, R, N, batch_sizes), Options (direction,
+    training, zero_output, mask, activations), Weights (recurrent_kernel, projection, dropout
+    masks, packed kernels) and its buffers (ForwardBuffers, BackwardBuffers, WeightGrads for
+    the team's weight gradients). A Share is one thread's part of the units. `_forward` and
+    `_backward` walk the processed steps (StepRows: a step's rows and state slots) and call
+    one named function per stage of a step: initial states, input product, recurrent
+    product, gate math of each row (_gates.gates_forward / gates_backward), projection,
+    outputs; backward: output gradient, projection, gate derivatives, weight gradients,
+    state gradient. On the packed path a team member (`_forward_member`, `_backward_member`)
+    packs its panels and runs the same functions on its units. `forward_small` runs the
+    one-step kernel of _cell.pxd at each step, as `pylstm._step.StepKernel` does.
 """
 
 cimport numpy as cnp
@@ -110,20 +125,10 @@ from cython cimport floating
 from libc.string cimport memcpy, memset
 
 from pylstm._blas cimport gemm, matmul
+from pylstm._cell cimport lstm_step
 from pylstm._gates cimport *
 
-cdef extern from "_fastmath.h" nogil:
-    void pl_standard_gates(float* zb, float* cb, const float* cpb, float* m_b, int H, int ua,
-                           int ub)
-    void pl_standard_backward(float* dzb, float* dcb, const float* dm_b, const float* zb,
-                              const float* cnb, const float* cpb, int H, int ua, int ub)
-
-cdef extern from "_recurrent.h" nogil:
-    ctypedef struct pl_barrier:
-        int count
-        int sense
-        int nt
-    ctypedef void (*pl_work_fn)(void* arg, int tid, int nt, pl_barrier* bar) noexcept nogil
+cdef extern from "_packed_products.h" nogil:
     int pl_vec_width()
     size_t pl_packed_size(int H, int P)
     void pl_pack(float* packed, const float* u, int H, int P, int q0, int q1)
@@ -137,11 +142,17 @@ cdef extern from "_recurrent.h" nogil:
                      int c0, int c1)
     void pl_gemm_rows(float* z, const float* bias, const float* x, size_t ldx,
                       const float* packed, size_t n, int H, int K, int q0, int q1)
+
+cdef extern from "_thread_team.h" nogil:
+    ctypedef struct pl_barrier:
+        int count
+        int sense
+        int nt
+    ctypedef void (*pl_work_fn)(void* arg, int tid, int nt, pl_barrier* bar) noexcept nogil
     int PL_MAX_THREADS
     double pl_weight[]
     void pl_weight_nt_set(int nt)
-    void pl_share_panels(int H, int tid, int nt, int* q0, int* q1)
-    void pl_share_groups(int H, int tid, int nt, int* c0, int* c1)
+    void pl_share(int H, int width, int tid, int nt, int* i0, int* i1)
     void pl_barrier_wait(pl_barrier* bar, int* local_sense)
     void pl_barrier_arrive(pl_barrier* bar, int* local_sense)
     void pl_barrier_finish(pl_barrier* bar, int local_sense)
@@ -163,6 +174,10 @@ ACTIVATION_CODES = {
     "legacy_hard_sigmoid": ACT_LEGACY_HARD_SIGMOID,
 }
 
+# The constants of the compiled gate math (_gates.h), for the test that pylstm.activations
+# holds the same.
+GATE_CONSTANTS = {"selu_alpha": SELU_ALPHA, "selu_scale": SELU_SCALE}
+
 # Steps whose input product the fused inference of one sample does at once (forward's
 # `gates` scratch is then (HOIST, G)).
 cdef enum:
@@ -180,7 +195,7 @@ cdef enum:
 # Rows of dz the backward's team accumulates into the weight gradients at once (whole steps:
 # every step at batch >= 64, every other step at batch 32, every 64 at batch 1): enough rows
 # that loading and storing the gradients' registers costs little beside the products
-# (pl_weight_grad on 64 units, dz in cache: 73-82 GFLOP/s on one core at 32 rows, 92-93 at 64).
+# (`python -P benchmarks/bench_lstm.py` times the training step that it sets).
 cdef enum:
     WGRAD_ROWS = 64
 
@@ -188,76 +203,119 @@ cdef enum:
 INPUT_DERIVATIVE_CODES = frozenset({ACT_SWISH})
 
 
-# Buffers -----------------------------------------------------------------------------------
+# What a call runs over ---------------------------------------------------------------------
+# The Python-visible wrappers fill these once per call; the kernels below read them. Buffers
+# are typeless pointers (a struct cannot hold a fused type): each kernel takes its main buffer
+# typed (float* or double*), which selects its specialization, and casts the others to match.
 
-cdef inline const floating* _offset(const floating* p, Py_ssize_t k) noexcept nogil:
-    """p + k, or NULL for an absent optional buffer."""
-    return p + k if p != NULL else NULL
-
-
-# Recurrent product with optional recurrent dropout -----------------------------------------
-
-cdef inline void _add_recurrent(
-        floating* z,                  # IN/OUT (n, G): gets (h_{t-1} * r) @ recurrent_kernel
-        const floating* h_prev,       # IN (n, P)
-        floating* hm,                 # scratch (n, P), used with recurrent dropout
-        const floating* recurrent_kernel,  # IN (P, G)
-        const floating* rdrop,        # IN (R, B, P) or NULL; rows [0, n) of each mask are used
-        int R, int n, int B, int H, int P) noexcept nogil:
-    cdef int G = 4 * H
-    cdef Py_ssize_t k, j
-    if rdrop == NULL:
-        # z += h_{t-1} @ recurrent_kernel    (n, P) @ (P, G)
-        matmul(n, P, G, 1, h_prev, P, recurrent_kernel, False, 1, z, G)
-        return
-    for k in range(R):
-        for j in range(n * P):
-            hm[j] = h_prev[j] * rdrop[k * B * P + j]
-        if R == 1:
-            # z += (h_{t-1} * r) @ recurrent_kernel    (n, P) @ (P, G)
-            matmul(n, P, G, 1, hm, P, recurrent_kernel, False, 1, z, G)
-        else:
-            # z[:, kH:(k+1)H] += (h_{t-1} * r_k) @ recurrent_kernel[:, kH:(k+1)H]    (n, P) @ (P, H)
-            gemm(False, False, n, H, P, 1, hm, P, recurrent_kernel + k * H, G, 1, z + k * H, G)
+cdef struct Shape:
+    int T, B, H, P                # legend of the Design note
+    int D                         # input features, with the core's input product (else 0)
+    int R                         # recurrent dropout masks: 0, 1 or 4
+    Py_ssize_t N                  # packed rows: sum(batch_sizes)
+    const int* batch_sizes        # (T,) non-increasing, batch_sizes[0] = B
 
 
-cdef inline void _recurrent_grad(
-        floating* out,                # OUT (n, P): d loss / d h_{t-1}
-        const floating* dz,           # IN (n, G)
-        floating* hm,                 # scratch (n, P), used with four recurrent dropout masks
-        const floating* recurrent_kernel,  # IN (P, G)
-        const floating* rdrop,        # IN (R, B, P) or NULL; rows [0, n) of each mask are used
-        int R, int n, int B, int H, int P) noexcept nogil:
-    cdef int G = 4 * H
-    cdef Py_ssize_t k, j
-    cdef const floating* r
-    if rdrop == NULL or R == 1:
-        # out = dz @ recurrent_kernel^T    (n, G) @ (G, P)
-        matmul(n, G, P, 1, dz, G, recurrent_kernel, True, 0, out, P)
-        if rdrop != NULL:
-            for j in range(n * P):
-                out[j] *= rdrop[j]
-        return
-    for k in range(R):
-        # hm = dz[:, kH:(k+1)H] @ recurrent_kernel[:, kH:(k+1)H]^T    (n, H) @ (H, P)
-        gemm(False, True, n, P, H, 1, dz + k * H, G, recurrent_kernel + k * H, G, 0, hm, P)
-        r = rdrop + k * B * P
-        if k == 0:
-            for j in range(n * P):
-                out[j] = hm[j] * r[j]
-        else:
-            for j in range(n * P):
-                out[j] += hm[j] * r[j]
+cdef struct Options:
+    bint reverse, training, zero_output
+    const unsigned char* mask     # (T, B) or NULL (only with all batch sizes = B)
+    Acts acts                     # gates i, f, g, o and cell output
 
 
-cdef inline bint _standard(const int* acts) noexcept nogil:
-    """Whether the activations are Keras's and PyTorch's (sigmoid gates, tanh candidate and
-    cell output): the float32 kernels then run their fused one-pass gate math."""
-    return (acts[GATE_I] == ACT_SIGMOID and acts[GATE_F] == ACT_SIGMOID and
-            acts[GATE_G] == ACT_TANH and acts[GATE_O] == ACT_SIGMOID and acts[CELL] == ACT_TANH)
+cdef struct Weights:
+    const void* recurrent_kernel  # (P, G)
+    const void* projection        # (H, P) or NULL
+    const void* rdrop             # (R, B, P) recurrent dropout mask, or NULL
+    float* packed                 # recurrent_kernel packed (forward) or its transpose packed
+                                  # (backward), float32; NULL: one BLAS product per step
+    const float* kernel           # (D, G), with the core's input product
+    float* packed_kernel          # kernel packed like recurrent_kernel, with kernel
+    const float* bias             # (G,) or NULL, with kernel
 
 
-# State slots -------------------------------------------------------------------------------
+cdef struct ForwardBuffers:
+    void* gates                   # IN/OUT (N, G): x @ kernel + bias -> activated gates
+                                  # (with x in inference: a (B, G) or (HOIST, G) scratch)
+    void* zs                      # OUT (N, G) gate pre-activations, or NULL
+    void* hs                      # OUT (S, P) state slots: h per step, final h
+    void* cs                      # OUT (S, H) state slots: c per step, final c
+    const void* h0                # IN (B, P) initial h
+    const void* c0                # IN (B, H) initial c
+    void* ms                      # OUT (N, H) m_t cache, or NULL (training with projection)
+    void* m                       # scratch (B, H), used with projection
+    void* y                       # OUT outputs, or NULL
+    void* y_prev                  # OUT (B, P): last unmasked output per sample (zeros in)
+    void* hm                      # scratch (B, P), used with recurrent dropout
+    const float* x                # IN input rows, with the core's input product, or NULL
+    Py_ssize_t ldx                # x: elements between a step's rows
+    Py_ssize_t x_step             # x: elements between dense steps; 0: packed rows
+    Py_ssize_t ldy                # y: elements between a step's rows; 0: packed rows (N, P)
+    Py_ssize_t y_step             # y: elements between dense steps (with ldy > 0)
+
+
+cdef struct BackwardBuffers:
+    void* dz                      # OUT (N, G): d loss / d gate pre-activations
+    void* dh                      # IN/OUT (B, P): d h_n in, d h_0 out
+    void* dc                      # IN/OUT (B, H): d c_n in, d c_0 out
+    void* dy_carry                # IN/OUT (B, P): d y_last in; scratch
+    void* dhs                     # OUT (N, P): d h_t per row (projection), or NULL
+    void* dm                      # scratch (B, H), used with projection
+    void* g                       # scratch (B, P)
+    void* a                       # scratch (H,)
+    void* hm                      # scratch (B, P), used with four recurrent dropout masks
+    const void* dy                # IN d loss / d y, or NULL
+    Py_ssize_t lddy               # dy: elements between a step's rows; 0: packed rows (N, P)
+    Py_ssize_t dy_step            # dy: elements between dense steps (with lddy > 0)
+    const void* gates             # IN (N, G) activated gates
+    const void* zs                # IN (N, G) gate pre-activations, or NULL
+    const void* cs                # IN (N + B, H) cell state slots of a training forward
+
+
+cdef struct WeightGrads:
+    # float32 packed backward only: the team adds the weight gradients as it goes.
+    float* dw                     # OUT (D, G) d kernel (zeroed here), or NULL: not here
+    float* du                     # OUT (P, G) d recurrent_kernel
+    float* db                     # OUT (G,) d bias, or NULL
+    const float* x                # IN (N, D) the input rows
+    const float* h_prev           # IN (N, P) each row's h_{t-1}
+    int D
+
+
+cdef struct Share:
+    # One thread's part of a call: items [i0, i1) (panels of `packed` forward, column groups
+    # of the transposed kernel backward), their units [ua, ub), and the columns [pa, pb) of
+    # h (its units, or all P of a projection, which runs alone).
+    int i0, i1, ua, ub, pa, pb
+    pl_barrier* bar
+
+
+cdef struct StepRows:
+    # Processed step s is step t, rows [off, off + n); the next processed step has n_next
+    # rows from off_next (0 after the last); rows [0, keep) carry on, rows [keep, n) end here
+    # and leave their state in the final slot. The step reads h_{t-1} and c_{t-1} from slot
+    # rows r_in and writes h_t and c_t to slot rows r_out (rows [keep, n): to r_fin).
+    Py_ssize_t t, off, off_next, r_in, r_out, r_fin
+    int n, n_next, keep
+
+
+cdef inline Share _share(const Shape* sh, bint projection, int width, int i0, int i1,
+                         pl_barrier* bar) noexcept nogil:
+    """The Share of items [i0, i1) of `width` units each."""
+    cdef Share me
+    me.i0, me.i1, me.bar = i0, i1, bar
+    me.ua = min(i0 * width, sh.H)
+    me.ub = min(i1 * width, sh.H)
+    me.pa = me.ua if not projection else 0
+    me.pb = me.ub if not projection else sh.P
+    return me
+
+
+# Walking the steps -------------------------------------------------------------------------
+
+cdef inline Py_ssize_t _step_of(Py_ssize_t s, const Shape* sh, bint reverse) noexcept nogil:
+    """The step t that processing index s runs."""
+    return sh.T - 1 - s if reverse else s
+
 
 cdef inline Py_ssize_t _slot(Py_ssize_t s, Py_ssize_t off, int B, bint reverse,
                              bint training) noexcept nogil:
@@ -275,306 +333,310 @@ cdef inline Py_ssize_t _final_slot(Py_ssize_t N, int B, bint reverse,
     return 2 * B
 
 
-cdef inline int _next_rows(Py_ssize_t s, Py_ssize_t t, int T, int n, Py_ssize_t off,
-                           const int* batch_sizes, bint reverse,
-                           Py_ssize_t* off_next) noexcept nogil:
-    """Batch size of the step processed after step t (processing index s), 0 after the last;
-    sets *off_next to its first packed row. Forward and backward walk the same geometry."""
-    off_next[0] = 0
-    if s + 1 >= T:
-        return 0
-    cdef int n_next = batch_sizes[t - 1 if reverse else t + 1]
-    off_next[0] = off - n_next if reverse else off + n
-    return n_next
+cdef inline void _step_rows(const Shape* sh, bint reverse, bint training, Py_ssize_t s,
+                            Py_ssize_t off, StepRows* st) noexcept nogil:
+    """Fills st for processed step s, whose rows start at `off`; forward and backward walk
+    the same geometry."""
+    st.t = _step_of(s, sh, reverse)
+    st.n = sh.batch_sizes[st.t]
+    st.off = off
+    st.n_next = 0
+    st.off_next = 0
+    if s + 1 < sh.T:
+        st.n_next = sh.batch_sizes[st.t - 1 if reverse else st.t + 1]
+        st.off_next = off - st.n_next if reverse else off + st.n
+    st.keep = st.n_next if st.n_next < st.n else st.n
+    st.r_in = _slot(s, off, sh.B, reverse, training)
+    st.r_out = _slot(s + 1, st.off_next, sh.B, reverse, training)
+    st.r_fin = _final_slot(sh.N, sh.B, reverse, training)
 
 
-# Forward ---------------------------------------------------------------------------------
+# Forward, one step at a time ---------------------------------------------------------------
 
-cdef void _forward(
-        floating* gates,              # IN/OUT (N, G): x @ kernel + bias -> activated gates
-        floating* zs,                 # OUT (N, G) gate pre-activations, or NULL
-        floating* hs,                 # OUT (S, P) state slots: h per step, final h
-        floating* cs,                 # OUT (S, H) state slots: c per step, final c
-        const floating* h0,           # IN (B, P) initial h
-        const floating* c0,           # IN (B, H) initial c
-        floating* ms,                 # OUT (N, H) m_t cache, or NULL (training with projection)
-        floating* m,                  # scratch (B, H), used with projection
-        floating* y,                  # OUT (N, P) outputs, or NULL
-        floating* y_prev,             # OUT (B, P): last unmasked output per sample (zeros in)
-        floating* hm,                 # scratch (B, P), used with recurrent dropout
-        const floating* recurrent_kernel,  # IN (P, G)
-        const floating* packed,       # IN recurrent_kernel packed (_recurrent.h), or NULL: BLAS
-        const floating* x,            # IN input rows (with packed), or NULL: gates has x @ W + b
-        Py_ssize_t ldx,               # x: elements between a step's rows
-        Py_ssize_t x_step,            # x: elements between dense steps; 0: packed rows, ldx apart
-        const floating* packed_kernel,  # IN kernel (D, G) packed like recurrent_kernel (with x)
-        const floating* bias,         # IN (G,) or NULL (with x)
-        int D,                        # input features (with x)
-        Py_ssize_t ldy,               # y: elements between a step's rows; 0: packed rows
-        Py_ssize_t y_step,            # y: elements between dense steps (with ldy > 0)
-        const floating* projection,   # IN (H, P) or NULL
-        const unsigned char* mask,    # IN (T, B) or NULL (only with all batch sizes = B)
-        const floating* rdrop,        # IN (R, B, P) recurrent dropout mask, or NULL
-        const int* batch_sizes,       # IN (T,) non-increasing, batch_sizes[0] = B
-        int R, int T, int B, int H, int P, bint reverse, bint training, bint zero_output,
-        const int* acts,              # IN (5,): i, f, g, o, cell activations
-        int q0, int q1,               # this thread's panels of `packed` (all: 0, Q)
-        pl_barrier* bar) noexcept nogil:
-    # One thread of a team computes the units [ua, ub) of panels [q0, q1) (all H units when
-    # alone); with `packed`, the team meets at `bar` once per step, after writing h_t, and
-    # after copying initial states. Projection and recurrent dropout run alone, on BLAS.
-    # With `x` (inference), `gates` is a (B, G) scratch: each step computes
-    # z = bias + x_t @ kernel + h_{t-1} @ recurrent_kernel there, from both packed kernels,
-    # reading x and writing y in place through their strides (no input GEMM, no gathered
-    # copies).
-    cdef int G = 4 * H
-    cdef Py_ssize_t N = 0
-    cdef Py_ssize_t s, t, b, j, k, off, off_next
-    cdef int n, n_prev, n_next, keep
-    cdef int V = pl_vec_width()
-    cdef int ua = q0 * V if q0 * V < H else H
-    cdef int ub = q1 * V if q1 * V < H else H
-    cdef int nu = ub - ua
-    # h's columns of this thread: its units, or all P of a projection (always alone)
-    cdef int pa = ua if projection == NULL else 0
-    cdef int np_ = nu if projection == NULL else P
-    cdef int sense = 0
-    cdef size_t f = sizeof(floating)
-    cdef floating* z
-    cdef floating* zb
-    cdef floating* cb
-    cdef floating* hb
-    cdef const floating* cpb
-    cdef floating* h_in
-    cdef floating* c_in
-    cdef floating* h_out
-    cdef floating* c_out
-    cdef floating* h_fin
-    cdef floating* c_fin
-    cdef floating* m_b
-    cdef floating* yb
-    cdef float* z_next = NULL
-    cdef Py_ssize_t t_next
-    cdef bint masked
-    cdef bint standard = _standard(acts)
+cdef inline void _start_states(floating* hs, floating* cs, const ForwardBuffers* io,
+                               const Shape* sh, const Share* me, const StepRows* st,
+                               int n_prev) noexcept nogil:
+    """Samples starting at this step (rows [n_prev, n): all at the first step; in reverse,
+    each at its last real step) take their initial state into the slot the step reads."""
+    cdef int P = sh.P, H = sh.H
+    cdef floating* h_in = hs + st.r_in * P
+    cdef floating* c_in = cs + st.r_in * H
+    cdef const floating* h0 = <const floating*> io.h0
+    cdef const floating* c0 = <const floating*> io.c0
+    cdef Py_ssize_t b
+    for b in range(n_prev, st.n):
+        memcpy(h_in + b * P + me.pa, h0 + b * P + me.pa, (me.pb - me.pa) * sizeof(floating))
+        memcpy(c_in + b * H + me.ua, c0 + b * H + me.ua, (me.ub - me.ua) * sizeof(floating))
 
-    for s in range(T):
-        N += batch_sizes[s]
-    h_fin = hs + _final_slot(N, B, reverse, training) * P
-    c_fin = cs + _final_slot(N, B, reverse, training) * H
-    off = N if reverse else 0
-    n_prev = 0
-    for s in range(T):
-        t = T - 1 - s if reverse else s
-        n = batch_sizes[t]
-        if reverse:
-            off -= n
-        # The samples still running at the next processed step: rows [0, keep) carry on, rows
-        # [keep, n) end here and leave their state in the final slot.
-        n_next = _next_rows(s, t, T, n, off, batch_sizes, reverse, &off_next)
-        keep = n_next if n_next < n else n
-        h_in = hs + _slot(s, off, B, reverse, training) * P
-        c_in = cs + _slot(s, off, B, reverse, training) * H
-        h_out = hs + _slot(s + 1, off_next, B, reverse, training) * P
-        c_out = cs + _slot(s + 1, off_next, B, reverse, training) * H
-        # Samples starting here (all at the first step; in reverse, each at its last real
-        # step) take their initial state.
-        if n_prev < n:
-            for b in range(n_prev, n):
-                memcpy(h_in + b * P + pa, h0 + b * P + pa, np_ * f)
-                memcpy(c_in + b * H + ua, c0 + b * H + ua, nu * f)
-            pl_barrier_wait(bar, &sense)
-        n_prev = n
-        z = gates + off * G
-        if floating is float:
-            if x != NULL:
-                # z = bias + x_t @ kernel: done while waiting at the previous step's barrier
-                z = z_next if z_next != NULL else _step_input(
-                    gates, x, ldx, x_step, packed_kernel, bias, D, H, B, T, s, t, off, n,
-                    reverse, training, q0, q1)
 
-        if floating is float:
-            if packed != NULL:
-                pl_rec_product(z, NULL, h_in, P, packed, n, H, P, q0, q1)
-            else:
-                _add_recurrent(z, h_in, hm, recurrent_kernel, rdrop, R, n, B, H, P)
+cdef inline void _add_recurrent(
+        floating* z,                  # IN/OUT (n, G): gets (h_{t-1} * r) @ recurrent_kernel
+        const floating* h_prev,       # IN (n, P)
+        floating* hm,                 # scratch (n, P), used with recurrent dropout
+        const Shape* sh,
+        const Weights* w,
+        int n) noexcept nogil:
+    """The BLAS recurrent product of one step, with the recurrent dropout masks (rows [0, n)
+    of each) if any."""
+    cdef int H = sh.H, P = sh.P, G = 4 * sh.H
+    cdef const floating* recurrent_kernel = <const floating*> w.recurrent_kernel
+    cdef const floating* rdrop = <const floating*> w.rdrop
+    cdef Py_ssize_t k, j
+    if rdrop == NULL:
+        # z += h_{t-1} @ recurrent_kernel    (n, P) @ (P, G)
+        matmul(n, P, G, 1, h_prev, P, recurrent_kernel, False, 1, z, G)
+        return
+    for k in range(sh.R):
+        for j in range(n * P):
+            hm[j] = h_prev[j] * rdrop[k * sh.B * P + j]
+        if sh.R == 1:
+            # z += (h_{t-1} * r) @ recurrent_kernel    (n, P) @ (P, G)
+            matmul(n, P, G, 1, hm, P, recurrent_kernel, False, 1, z, G)
         else:
-            _add_recurrent(z, h_in, hm, recurrent_kernel, rdrop, R, n, B, H, P)
-        if zs != NULL:
-            for b in range(n):
-                for k in range(4):
-                    memcpy(zs + (off + b) * G + k * H + ua, z + b * G + k * H + ua, nu * f)
+            # z[:, kH:(k+1)H] += (h_{t-1} * r_k) @ recurrent_kernel[:, kH:(k+1)H]    (n, P) @ (P, H)
+            gemm(False, False, n, H, P, 1, hm, P, recurrent_kernel + k * H, G, 1, z + k * H, G)
 
-        for b in range(n):
-            cb = (c_out if b < keep else c_fin) + b * H
-            cpb = c_in + b * H
-            masked = mask != NULL and mask[t * B + b] == 0
-            if masked:
-                memcpy(cb + ua, cpb + ua, nu * f)
-                continue
-            zb = z + b * G
-            m_b = m + b * H if projection != NULL else (h_out if b < keep else h_fin) + b * P
-            if floating is float:
-                if standard:
-                    # Keras's and PyTorch's activations in one pass over the units
-                    pl_standard_gates(zb, cb, cpb, m_b, H, ua, ub)
-                    continue
-            _activate(acts[GATE_I], zb + ua, nu)
-            _activate(acts[GATE_F], zb + H + ua, nu)
-            _activate(acts[GATE_G], zb + 2 * H + ua, nu)
-            _activate(acts[GATE_O], zb + 3 * H + ua, nu)
-            for j in range(ua, ub):
-                cb[j] = zb[H + j] * cpb[j] + zb[j] * zb[2 * H + j]
-            # m = o * act_cell(c)
-            memcpy(m_b + ua, cb + ua, nu * f)
-            _activate(acts[CELL], m_b + ua, nu)
-            for j in range(ua, ub):
-                m_b[j] *= zb[3 * H + j]
 
-        if projection != NULL:
-            if ms != NULL:
-                memcpy(ms + off * H, m, n * H * f)
-            # h_t = m_t @ projection    (n, H) @ (H, P), split between the two destinations
-            if keep > 0:
-                matmul(keep, H, P, 1, m, H, projection, False, 0, h_out, P)
-            if n > keep:
-                matmul(n - keep, H, P, 1, m + keep * H, H, projection, False, 0,
-                       h_fin + keep * P, P)
+cdef inline void _recurrent_product(floating* z, const floating* h_in, const ForwardBuffers* io,
+                                    const Shape* sh, const Weights* w,
+                                    const Share* me, int n) noexcept nogil:
+    """z += h_{t-1} @ recurrent_kernel for this thread's units: on the packed kernel, or BLAS."""
+    if floating is float:
+        if w.packed != NULL:
+            pl_rec_product(z, NULL, h_in, sh.P, w.packed, n, sh.H, sh.P, me.i0, me.i1)
+            return
+    _add_recurrent(z, h_in, <floating*> io.hm, sh, w, n)
 
-        for b in range(n):
-            hb = (h_out if b < keep else h_fin) + b * P + pa
-            masked = mask != NULL and mask[t * B + b] == 0
-            yb = NULL
+
+cdef inline void _keep_pre_activations(const floating* z, const ForwardBuffers* io,
+                                       const Shape* sh, const Share* me,
+                                       const StepRows* st) noexcept nogil:
+    """zs's rows of this step = z, for this thread's units (training, when a gate's
+    derivative needs its input)."""
+    cdef int H = sh.H, G = 4 * sh.H
+    cdef floating* zs = <floating*> io.zs
+    cdef Py_ssize_t b, k
+    for b in range(st.n):
+        for k in range(4):
+            memcpy(zs + (st.off + b) * G + k * H + me.ua, z + b * G + k * H + me.ua,
+                   (me.ub - me.ua) * sizeof(floating))
+
+
+cdef inline void _cell_rows(floating* z, const ForwardBuffers* io, const Shape* sh,
+                            const Options* op, const Weights* w, const Share* me,
+                            const StepRows* st) noexcept nogil:
+    """The gate math of every row of the step (this thread's units): c_t into the next slot
+    (or the final one), m_t into h's slot, or into m with a projection. A masked row carries
+    c_{t-1}."""
+    cdef int H = sh.H, P = sh.P, G = 4 * sh.H
+    cdef floating* hs = <floating*> io.hs
+    cdef floating* cs = <floating*> io.cs
+    cdef floating* m = <floating*> io.m
+    cdef floating* cb
+    cdef floating* m_b
+    cdef const floating* cpb
+    cdef Py_ssize_t b, r
+    for b in range(st.n):
+        r = (st.r_out if b < st.keep else st.r_fin) + b
+        cb = cs + r * H
+        cpb = cs + st.r_in * H + b * H
+        if op.mask != NULL and op.mask[st.t * sh.B + b] == 0:
+            memcpy(cb + me.ua, cpb + me.ua, (me.ub - me.ua) * sizeof(floating))
+            continue
+        m_b = m + b * H if w.projection != NULL else hs + r * P
+        gates_forward(&op.acts, z + b * G, cb, cpb, m_b, H, me.ua, me.ub)
+
+
+cdef inline void _project(floating* m, const ForwardBuffers* io, const Shape* sh,
+                          const Weights* w, const StepRows* st) noexcept nogil:
+    """h_t = m_t @ projection (alone), into the next slot and the final one; keeps m_t in ms
+    when training."""
+    cdef int H = sh.H, P = sh.P
+    cdef floating* hs = <floating*> io.hs
+    cdef const floating* projection = <const floating*> w.projection
+    if io.ms != NULL:
+        memcpy(<floating*> io.ms + st.off * H, m, st.n * H * sizeof(floating))
+    # h_t = m_t @ projection    (n, H) @ (H, P), split between the two destinations
+    if st.keep > 0:
+        matmul(st.keep, H, P, 1, m, H, projection, False, 0, hs + st.r_out * P, P)
+    if st.n > st.keep:
+        matmul(st.n - st.keep, H, P, 1, m + st.keep * H, H, projection, False, 0,
+               hs + (st.r_fin + st.keep) * P, P)
+
+
+cdef inline void _emit_rows(floating* hs, const ForwardBuffers* io, const Shape* sh,
+                            const Options* op, const Share* me,
+                            const StepRows* st) noexcept nogil:
+    """The outputs of the step (this thread's columns of h): y_t = h_t; a masked row carries
+    h_{t-1} and repeats its last unmasked output (or zeros, with zero_output)."""
+    cdef int P = sh.P
+    cdef size_t width = (me.pb - me.pa) * sizeof(floating)
+    cdef floating* y = <floating*> io.y
+    cdef floating* y_prev = <floating*> io.y_prev
+    cdef floating* hb
+    cdef floating* yb
+    cdef Py_ssize_t b
+    cdef bint masked
+    for b in range(st.n):
+        hb = hs + ((st.r_out if b < st.keep else st.r_fin) + b) * P + me.pa
+        masked = op.mask != NULL and op.mask[st.t * sh.B + b] == 0
+        yb = NULL
+        if y != NULL:
+            yb = y + ((st.off + b) * P if io.ldy == 0 else st.t * io.y_step + b * io.ldy) + me.pa
+        if masked:
+            memcpy(hb, hs + (st.r_in + b) * P + me.pa, width)
             if y != NULL:
-                yb = y + ((off + b) * P if ldy == 0 else t * y_step + b * ldy) + pa
-            if masked:
-                memcpy(hb, h_in + b * P + pa, np_ * f)
-                if y != NULL:
-                    if zero_output:
-                        memset(yb, 0, np_ * f)
-                    else:
-                        memcpy(yb, y_prev + b * P + pa, np_ * f)
-            else:
-                if mask != NULL:
-                    memcpy(y_prev + b * P + pa, hb, np_ * f)
-                if y != NULL:
-                    memcpy(yb, hb, np_ * f)
-        if not reverse:
-            off += n
-        if floating is float:
-            if x != NULL and s + 1 < T:
-                # Split barrier: arrive, compute the next step's input product (it needs no
-                # other thread's h_t), then wait; a partner running late costs less idle time.
-                pl_barrier_arrive(bar, &sense)
-                t_next = t - 1 if reverse else t + 1
-                n_next = batch_sizes[t_next]
-                z_next = _step_input(gates, x, ldx, x_step, packed_kernel, bias, D, H, B, T,
-                                     s + 1, t_next, off - n_next if reverse else off, n_next,
-                                     reverse, training, q0, q1)
-                pl_barrier_finish(bar, sense)
-                continue
-        pl_barrier_wait(bar, &sense)
+                if op.zero_output:
+                    memset(yb, 0, width)
+                else:
+                    memcpy(yb, y_prev + b * P + me.pa, width)
+        else:
+            if op.mask != NULL:
+                memcpy(y_prev + b * P + me.pa, hb, width)
+            if y != NULL:
+                memcpy(yb, hb, width)
 
 
-cdef float* _step_input(float* gates, const float* x, Py_ssize_t ldx, Py_ssize_t x_step,
-                        const float* packed_kernel, const float* bias, int D, int H, int B,
-                        int T, Py_ssize_t s, Py_ssize_t t, Py_ssize_t off, int n, bint reverse,
-                        bint training, int q0, int q1) noexcept nogil:
+cdef float* _step_input(float* gates, const ForwardBuffers* io, const Shape* sh,
+                        const Options* op, const Weights* w, const Share* me, Py_ssize_t s,
+                        Py_ssize_t t, Py_ssize_t off, int n) noexcept nogil:
     """The input product of processed step s (step t, rows [off, off + n)) for this thread's
-    panels [q0, q1): z = bias + x_t @ kernel from the packed kernel; returns where z is (the
-    gates cache rows in training, else the scratch)."""
-    cdef Py_ssize_t G = 4 * H
-    cdef int V = pl_vec_width()
-    cdef int ua = min(q0 * V, H)
-    cdef int nu = min(q1 * V, H) - ua
+    panels: z = bias + x_t @ kernel from the packed kernel; returns where z is (the gates
+    cache rows in training, else the scratch)."""
+    cdef Py_ssize_t G = 4 * sh.H
+    cdef int H = sh.H, T = sh.T
+    cdef int nu = me.ub - me.ua
     cdef Py_ssize_t block, span, t_base, j, b
     cdef int k
     cdef float* z
-    if not training and B == 1 and x_step > 0:
+    if not op.training and sh.B == 1 and io.x_step > 0:
         # One sample: its steps' rows are x_step apart, so the input product of the next
         # HOIST steps is one product (kernel read once for them, not per step) into gates, a
         # (HOIST, G) scratch; the same arithmetic as per step.
         block = s - s % HOIST
         span = HOIST if T - block > HOIST else T - block
-        t_base = block if not reverse else T - block - span
+        t_base = block if not op.reverse else T - block - span
         if s == block:
-            if bias == NULL:
+            if w.bias == NULL:
                 for j in range(span):
                     for k in range(4):
-                        memset(gates + j * G + k * H + ua, 0, nu * sizeof(float))
-            pl_rec_product(gates, bias, x + t_base * x_step, x_step, packed_kernel, span, H, D,
-                           q0, q1)
+                        memset(gates + j * G + k * H + me.ua, 0, nu * sizeof(float))
+            pl_rec_product(gates, w.bias, io.x + t_base * io.x_step, io.x_step, w.packed_kernel,
+                           span, H, sh.D, me.i0, me.i1)
         return gates + (t - t_base) * G
-    z = gates + off * G if training else gates
-    if bias == NULL:
+    z = gates + off * G if op.training else gates
+    if w.bias == NULL:
         for b in range(n):
             for k in range(4):
-                memset(z + b * G + k * H + ua, 0, nu * sizeof(float))
-    pl_rec_product(z, bias, x + (off * ldx if x_step == 0 else t * x_step), ldx, packed_kernel,
-                   n, H, D, q0, q1)
+                memset(z + b * G + k * H + me.ua, 0, nu * sizeof(float))
+    pl_rec_product(z, w.bias, io.x + (off * io.ldx if io.x_step == 0 else t * io.x_step),
+                   io.ldx, w.packed_kernel, n, H, sh.D, me.i0, me.i1)
     return z
 
 
-cdef struct _Packed:
+cdef void _forward(floating* gates, const ForwardBuffers* io, const Shape* sh,
+                   const Options* op, const Weights* w, const Share* me) noexcept nogil:
+    """The recurrence over all steps for one thread's units (all when alone; gates is
+    io.gates, typed). With `packed`, the team meets at me.bar once per step, after writing
+    h_t, and after copying initial states; projection and recurrent dropout run alone, on
+    BLAS. With io.x (the core's input product), each step computes
+    z = bias + x_t @ kernel + h_{t-1} @ recurrent_kernel from both packed kernels, reading x
+    and writing y in place through their strides."""
+    cdef int G = 4 * sh.H
+    cdef Py_ssize_t s, off
+    cdef int n_prev = 0
+    cdef int sense = 0
+    cdef floating* hs = <floating*> io.hs
+    cdef floating* cs = <floating*> io.cs
+    cdef floating* z
+    cdef float* z_next = NULL
+    cdef StepRows st
+
+    off = sh.N if op.reverse else 0
+    for s in range(sh.T):
+        if op.reverse:
+            off -= sh.batch_sizes[_step_of(s, sh, True)]
+        _step_rows(sh, op.reverse, op.training, s, off, &st)
+        if n_prev < st.n:
+            _start_states(hs, cs, io, sh, me, &st, n_prev)
+            pl_barrier_wait(me.bar, &sense)
+        n_prev = st.n
+        z = gates + st.off * G
+        if floating is float:
+            if io.x != NULL:
+                # z = bias + x_t @ kernel: done while waiting at the previous step's barrier
+                z = z_next if z_next != NULL else _step_input(gates, io, sh, op, w, me, s,
+                                                              st.t, st.off, st.n)
+        _recurrent_product(z, hs + st.r_in * sh.P, io, sh, w, me, st.n)
+        if io.zs != NULL:
+            _keep_pre_activations(z, io, sh, me, &st)
+        _cell_rows(z, io, sh, op, w, me, &st)
+        if w.projection != NULL:
+            _project(<floating*> io.m, io, sh, w, &st)
+        _emit_rows(hs, io, sh, op, me, &st)
+        if not op.reverse:
+            off += st.n
+        if floating is float:
+            if io.x != NULL and s + 1 < sh.T:
+                # Split barrier: arrive, compute the next step's input product (it needs no
+                # other thread's h_t), then wait; a partner running late costs less idle time.
+                pl_barrier_arrive(me.bar, &sense)
+                z_next = _step_input(gates, io, sh, op, w, me, s + 1,
+                                     st.t - 1 if op.reverse else st.t + 1, st.off_next,
+                                     st.n_next)
+                pl_barrier_finish(me.bar, sense)
+                continue
+        pl_barrier_wait(me.bar, &sense)
+
+
+# Forward on a thread team ------------------------------------------------------------------
+
+cdef struct _ForwardTeam:
     # One float32 forward on the packed recurrent kernel, shared by a thread team.
-    float* gates
-    float* zs
-    float* hs
-    float* cs
-    const float* h0
-    const float* c0
-    float* y
-    float* y_prev
-    const float* recurrent_kernel
-    float* packed
-    const float* x
-    Py_ssize_t ldx, x_step, ldy, y_step
-    float* packed_kernel
-    const float* kernel
-    const float* bias
-    int D
-    const unsigned char* mask
-    const int* batch_sizes
-    const int* acts
-    int T, B, H, P
-    bint reverse, training, zero_output, pack
+    Shape sh
+    Options op
+    Weights w
+    ForwardBuffers io
+    bint pack                     # pack the kernels first (else as a previous call left them)
 
 
-cdef void _packed_worker(void* arg, int tid, int nt, pl_barrier* bar) noexcept nogil:
+cdef void _forward_member(void* arg, int tid, int nt, pl_barrier* bar) noexcept nogil:
     """Thread `tid` of `nt`: packs its panels if asked, then runs its units of the forward."""
-    cdef _Packed* a = <_Packed*> arg
+    cdef _ForwardTeam* a = <_ForwardTeam*> arg
+    # each member's own copy: read at every step, never from a line another thread writes
+    cdef Shape sh = a.sh
+    cdef Options op = a.op
+    cdef Weights w = a.w
+    cdef ForwardBuffers io = a.io
     cdef int q0, q1
-    pl_share_panels(a.H, tid, nt, &q0, &q1)
-    cdef Py_ssize_t N = 0
-    cdef Py_ssize_t s, r
-    cdef int G = 4 * a.H
-    cdef int V = pl_vec_width()
-    cdef int ua = q0 * V if q0 * V < a.H else a.H
-    cdef int ub = q1 * V if q1 * V < a.H else a.H
-    cdef int k
-    cdef const float* x = a.x
+    cdef Share me
+    pl_share(sh.H, pl_vec_width(), tid, nt, &q0, &q1)
+    me = _share(&sh, False, pl_vec_width(), q0, q1, bar)
     if a.pack:
-        pl_pack(a.packed, a.recurrent_kernel, a.H, a.P, q0, q1)
-        if a.x != NULL:
-            pl_pack(a.packed_kernel, a.kernel, a.H, a.D, q0, q1)
-    if a.x != NULL and a.training and a.B < TRAIN_STEP_INPUT_MIN_BATCH:
-        # Small batches: the input product of every row at once into the gates cache (this
-        # thread's units), gates = bias + x @ kernel, reading the packed kernel once for many
-        # rows; larger batches compute it step by step, each while waiting at the previous
-        # step's barrier. Either way the same arithmetic as the fused inference.
-        for s in range(a.T):
-            N += a.batch_sizes[s]
-        if a.bias == NULL:
-            for r in range(N):
-                for k in range(4):
-                    memset(a.gates + r * G + k * a.H + ua, 0, (ub - ua) * sizeof(float))
-        pl_gemm_rows(a.gates, a.bias, a.x, a.ldx, a.packed_kernel, N, a.H, a.D, q0, q1)
-        x = NULL
-    _forward(a.gates, a.zs, a.hs, a.cs, a.h0, a.c0, <float*> NULL, <float*> NULL, a.y,
-             a.y_prev, <float*> NULL, a.recurrent_kernel, a.packed, x, a.ldx, a.x_step,
-             a.packed_kernel, a.bias, a.D, a.ldy, a.y_step, <float*> NULL, a.mask,
-             <float*> NULL, a.batch_sizes, 0, a.T, a.B, a.H, a.P, a.reverse, a.training,
-             a.zero_output, a.acts, q0, q1, bar)
+        pl_pack(w.packed, <const float*> w.recurrent_kernel, sh.H, sh.P, q0, q1)
+        if io.x != NULL:
+            pl_pack(w.packed_kernel, w.kernel, sh.H, sh.D, q0, q1)
+    if io.x != NULL and op.training and sh.B < TRAIN_STEP_INPUT_MIN_BATCH:
+        _all_rows_input(&io, &sh, &w, &me)
+        io.x = NULL
+    _forward(<float*> io.gates, &io, &sh, &op, &w, &me)
+
+
+cdef void _all_rows_input(const ForwardBuffers* io, const Shape* sh, const Weights* w,
+                          const Share* me) noexcept nogil:
+    """Small training batches: the input product of every row at once into the gates cache
+    (this thread's units), gates = bias + x @ kernel, reading the packed kernel once for many
+    rows; larger batches compute it step by step, each while waiting at the previous step's
+    barrier. Either way the same arithmetic as the fused inference."""
+    cdef int G = 4 * sh.H
+    cdef float* gates = <float*> io.gates
+    cdef Py_ssize_t r
+    cdef int k
+    if w.bias == NULL:
+        for r in range(sh.N):
+            for k in range(4):
+                memset(gates + r * G + k * sh.H + me.ua, 0, (me.ub - me.ua) * sizeof(float))
+    pl_gemm_rows(gates, w.bias, io.x, io.ldx, w.packed_kernel, sh.N, sh.H, sh.D, me.i0, me.i1)
 
 
 def set_team_weights(weights):
@@ -607,6 +669,51 @@ def packed_size(int H, int P):
     return pl_packed_size(H, P)
 
 
+cdef Shape _shape(const int[::1] batch_sizes, int B, int H, int P,
+                  const floating[:, :, ::1] recurrent_dropout_mask):
+    """The Shape of a call (D is set with the core's input product)."""
+    cdef Shape sh
+    cdef Py_ssize_t s
+    sh.T, sh.B, sh.H, sh.P, sh.D = batch_sizes.shape[0], B, H, P, 0
+    sh.R = recurrent_dropout_mask.shape[0] if recurrent_dropout_mask is not None else 0
+    sh.N = 0
+    for s in range(sh.T):
+        sh.N += batch_sizes[s]
+    sh.batch_sizes = &batch_sizes[0]
+    return sh
+
+
+cdef Options _options(const unsigned char[:, ::1] mask, const int[::1] activations,
+                      bint reverse, bint training, bint zero_output):
+    cdef Options op
+    op.reverse, op.training, op.zero_output = reverse, training, zero_output
+    op.mask = &mask[0, 0] if mask is not None else NULL
+    op.acts = acts_of(&activations[0])
+    return op
+
+
+cdef Weights _weights(const floating[:, ::1] recurrent_kernel,
+                      const floating[:, ::1] projection,
+                      const floating[:, :, ::1] recurrent_dropout_mask):
+    """The Weights of a call on BLAS (the packed path sets `packed` and the kernels)."""
+    cdef Weights w
+    w.recurrent_kernel = &recurrent_kernel[0, 0]
+    w.projection = &projection[0, 0] if projection is not None else NULL
+    w.rdrop = (&recurrent_dropout_mask[0, 0, 0] if recurrent_dropout_mask is not None
+               else NULL)
+    w.packed = w.packed_kernel = NULL
+    w.kernel = w.bias = NULL
+    return w
+
+
+cdef inline int _team_size(int num_threads, int items, bint* only_awake) noexcept nogil:
+    """The team for a `num_threads` argument: at most one member per item (panel or group).
+    pylstm._threads.BlasThreads.team asks for a team of n only while its helpers are awake
+    by passing -n; that flag ends here, as pl_team_run's only_awake."""
+    only_awake[0] = num_threads < 0
+    return max(1, min(abs(num_threads), items))
+
+
 def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
             floating[:, ::1] cs, const floating[:, ::1] h0, const floating[:, ::1] c0,
             floating[:, ::1] ms, floating[:, ::1] m,
@@ -631,10 +738,11 @@ def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
     and of the cell output. Shapes are trusted: pylstm.ops validates them.
 
     `packed` `(packed_size(H, P),)` float32, without projection or recurrent dropout: the
-    recurrent product runs on recurrent_kernel packed into it (_recurrent.h; packed first if
-    `pack`, else as a previous call left it), on `num_threads` threads (negative: -num_threads
-    if the team's helpers are still awake from a previous run, else alone), one parallel region
-    for the whole sequence. None: one BLAS product per step on the calling thread.
+    recurrent product runs on recurrent_kernel packed into it (_packed_products.h; packed
+    first if `pack`, else as a previous call left it), on `num_threads` threads (negative:
+    -num_threads if the team's helpers are still awake from a previous run, else alone), one
+    parallel region for the whole sequence. None: one BLAS product per step on the calling
+    thread.
 
     With `packed`, the core may also do the input product: `x` (flat) holds the input rows,
     a step's rows `ldx` apart, dense steps `x_step` apart (0: packed rows, each step's rows
@@ -642,108 +750,94 @@ def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
     `(packed_size(H, D),)` (with `pack`); `bias` `(G,)` or None. In training, `x` holds the
     N packed rows (`ldx` = D) and `gates` gets `bias + x @ kernel` for all of them first
     (batch under 8) or step by step; in inference each step computes its own into `gates`,
-    then a `(B, G)` scratch (for one dense
-    sample, `(HOIST_STEPS, G)`: its next steps' products at once), and `y`'s
-    rows are at `t * y_step + b * ldy` (dense; `ldy` 0: packed rows). Either way each gate's
-    arithmetic is the same, so inference and training give the same bits.
+    then a `(B, G)` scratch (for one dense sample, `(HOIST_STEPS, G)`: its next steps'
+    products at once), and `y`'s rows are at `t * y_step + b * ldy` (dense; `ldy` 0: packed
+    rows). Either way each gate's arithmetic is the same, so inference and training give the
+    same bits.
     """
-    cdef int T = batch_sizes.shape[0]
-    cdef int B = h0.shape[0]
-    cdef int H = gates.shape[1] // 4
-    cdef int P = hs.shape[1]
-    cdef int R = recurrent_dropout_mask.shape[0] if recurrent_dropout_mask is not None else 0
-    cdef int Q = (H + pl_vec_width() - 1) // pl_vec_width()
+    cdef Shape sh
+    cdef Options op
+    cdef Weights w
+    cdef ForwardBuffers io
+    cdef _ForwardTeam team
     cdef pl_barrier alone
-    cdef _Packed a
+    cdef Share me
     cdef bint only_awake
+    sh = _shape(batch_sizes, h0.shape[0], gates.shape[1] // 4, hs.shape[1],
+                recurrent_dropout_mask)
+    op = _options(mask, activations, reverse, training, zero_output)
+    w = _weights(recurrent_kernel, projection, recurrent_dropout_mask)
+    io.gates = &gates[0, 0]
+    io.zs = &zs[0, 0] if zs is not None else NULL
+    io.hs = &hs[0, 0]
+    io.cs = &cs[0, 0]
+    io.h0 = &h0[0, 0]
+    io.c0 = &c0[0, 0]
+    io.ms = &ms[0, 0] if ms is not None else NULL
+    io.m = &m[0, 0] if m is not None else NULL
+    io.y = &y[0, 0] if y is not None else NULL
+    io.y_prev = &y_prev[0, 0]
+    io.hm = &hm[0, 0] if hm is not None else NULL
+    io.x = NULL
+    io.ldx = io.x_step = 0
+    io.ldy, io.y_step = ldy, y_step
     alone.count = alone.sense = 0
     alone.nt = 1
     if floating is float:
         if packed is not None:
-            a.gates = &gates[0, 0]
-            a.zs = &zs[0, 0] if zs is not None else NULL
-            a.hs = &hs[0, 0]
-            a.cs = &cs[0, 0]
-            a.h0 = &h0[0, 0]
-            a.c0 = &c0[0, 0]
-            a.y = &y[0, 0] if y is not None else NULL
-            a.y_prev = &y_prev[0, 0]
-            a.recurrent_kernel = &recurrent_kernel[0, 0]
-            a.packed = &packed[0]
-            a.mask = &mask[0, 0] if mask is not None else NULL
-            a.batch_sizes = &batch_sizes[0]
-            a.acts = &activations[0]
-            a.x = &x[0] if x is not None else NULL
-            a.ldx, a.x_step, a.ldy, a.y_step = ldx, x_step, ldy, y_step
-            a.kernel = &kernel[0, 0] if x is not None else NULL
-            a.packed_kernel = &packed_kernel[0] if x is not None else NULL
-            a.bias = &bias[0] if x is not None and bias is not None else NULL
-            a.D = kernel.shape[0] if x is not None else 0
-            a.T, a.B, a.H, a.P = T, B, H, P
-            a.reverse, a.training, a.zero_output, a.pack = reverse, training, zero_output, pack
-            # at most a panel a thread; negative: only while the helpers are awake
-            only_awake = num_threads < 0
-            num_threads = max(1, min(abs(num_threads), Q))
+            w.packed = &packed[0]
+            if x is not None:
+                io.x = &x[0]
+                io.ldx, io.x_step = ldx, x_step
+                w.kernel = &kernel[0, 0]
+                w.packed_kernel = &packed_kernel[0]
+                w.bias = &bias[0] if bias is not None else NULL
+                sh.D = kernel.shape[0]
+            team.sh, team.op, team.w, team.io, team.pack = sh, op, w, io, pack
+            num_threads = _team_size(num_threads, (sh.H + pl_vec_width() - 1) // pl_vec_width(),
+                                     &only_awake)
             with nogil:
-                pl_team_run(num_threads, _packed_worker, &a, only_awake)
+                pl_team_run(num_threads, _forward_member, &team, only_awake)
             return
+    me = _share(&sh, projection is not None, pl_vec_width(), 0,
+                (sh.H + pl_vec_width() - 1) // pl_vec_width(), &alone)
     with nogil:
-        _forward(&gates[0, 0],
-                 &zs[0, 0] if zs is not None else NULL,
-                 &hs[0, 0], &cs[0, 0], &h0[0, 0], &c0[0, 0],
-                 &ms[0, 0] if ms is not None else NULL,
-                 &m[0, 0] if m is not None else NULL,
-                 &y[0, 0] if y is not None else NULL,
-                 &y_prev[0, 0],
-                 &hm[0, 0] if hm is not None else NULL,
-                 &recurrent_kernel[0, 0], NULL, NULL, 0, 0, NULL, NULL, 0, ldy, y_step,
-                 &projection[0, 0] if projection is not None else NULL,
-                 &mask[0, 0] if mask is not None else NULL,
-                 &recurrent_dropout_mask[0, 0, 0] if recurrent_dropout_mask is not None
-                 else NULL,
-                 &batch_sizes[0], R, T, B, H, P, reverse, training, zero_output,
-                 &activations[0], 0, Q, &alone)
+        _forward(&gates[0, 0], &io, &sh, &op, &w, &me)
 
 
-cdef void _forward_small(
-        floating* y,                  # OUT (N, P) outputs, rows time-major, or NULL
-        floating* h_n,                # OUT (B, P)
-        floating* c_n,                # OUT (B, H)
-        floating* scratch,            # (N*G + 4B*P + 3B*H) floats: gates, hs, cs, y_prev
-        const int* batch_sizes,       # IN (T,) every entry B
-        const floating* x,            # IN (N, D) time-major rows
-        const floating* kernel,       # IN (D, G)
-        const floating* recurrent_kernel,  # IN (P, G), P = H
-        const floating* bias,         # IN (G,) or NULL
-        const floating* h0,           # IN (B, P)
-        const floating* c0,           # IN (B, H)
-        const int* acts, int T, int B, int D, int H, bint reverse) noexcept nogil:
-    # The arithmetic of _core_inference's single chunk, step for step: gates = bias, then
-    # gates += x @ kernel (one GEMM over all rows), then the time loop on BLAS.
-    cdef int G = 4 * H
-    cdef int P = H
-    cdef Py_ssize_t N = <Py_ssize_t> T * B
+# Calls of a few rows -----------------------------------------------------------------------
+
+cdef void _input_rows(floating* gates, const floating* x, const floating* kernel,
+                      const floating* bias, Py_ssize_t N, int D, int G) noexcept nogil:
+    """gates (N, G) = bias + x (N, D) @ kernel (D, G): one GEMM over all rows."""
     cdef Py_ssize_t r
-    cdef floating* gates = scratch
-    cdef floating* hs = gates + N * G
-    cdef floating* cs = hs + 3 * B * P
-    cdef floating* y_prev = cs + 3 * B * H
-    cdef pl_barrier alone
-    alone.count = alone.sense = 0
-    alone.nt = 1
     if bias != NULL:
         for r in range(N):
             memcpy(gates + r * G, bias, G * sizeof(floating))
     else:
         memset(gates, 0, N * G * sizeof(floating))
+    # gates += x @ kernel    (N, D) @ (D, G)
     gemm(False, False, <int> N, G, D, 1, x, D, kernel, G, 1, gates, G)
-    memset(y_prev, 0, B * P * sizeof(floating))
-    _forward(gates, NULL, hs, cs, h0, c0, NULL, NULL, y, y_prev, NULL, recurrent_kernel,
-             NULL, NULL, 0, 0, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, batch_sizes, 0, T, B, H,
-             P, reverse, False, False, acts, 0, (H + pl_vec_width() - 1) // pl_vec_width(),
-             &alone)
-    memcpy(h_n, hs + 2 * B * P, B * P * sizeof(floating))
-    memcpy(c_n, cs + 2 * B * H, B * H * sizeof(floating))
+
+
+cdef void _forward_small(
+        floating* gates,              # IN (N, G): bias + x @ kernel, rows time-major
+        floating* y,                  # OUT (N, H) outputs, rows time-major, or NULL
+        floating* h_n,                # OUT (B, H): the state, updated in place at each step
+        floating* c_n,                # OUT (B, H)
+        const floating* recurrent_kernel,  # IN (H, G)
+        const Acts* acts, int T, int B, int H, bint reverse) noexcept nogil:
+    """The time loop of a call of a few rows: the one-step kernel at each step, from the
+    initial state the caller put into h_n and c_n. The arithmetic of pylstm.ops's chunked
+    inference, step for step (so the same bits)."""
+    cdef int G = 4 * H
+    cdef Py_ssize_t s, t
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        lstm_step(gates + t * B * G, h_n, c_n, h_n, c_n, NULL, recurrent_kernel, NULL, acts,
+                  B, H, H)
+        if y != NULL:
+            memcpy(y + t * B * H, h_n, B * H * sizeof(floating))
 
 
 ctypedef int (*_get_threads_fn)() noexcept nogil
@@ -753,13 +847,36 @@ cdef enum:
     MAX_BLAS_LIBS = 8
 
 
+cdef struct _BlasSwitch:
+    # BLAS libraries whose thread count a call sets to one, and their counts before.
+    int n
+    const size_t* fns             # (2n,): get and set functions of each library
+    int saved[MAX_BLAS_LIBS]
+
+
+cdef void _blas_one_thread(_BlasSwitch* sw) noexcept nogil:
+    cdef int k
+    for k in range(sw.n):
+        sw.saved[k] = (<_get_threads_fn> sw.fns[2 * k])()
+        if sw.saved[k] != 1:
+            (<_set_threads_fn> sw.fns[2 * k + 1])(1)
+
+
+cdef void _blas_restore(const _BlasSwitch* sw) noexcept nogil:
+    cdef int k
+    for k in range(sw.n):
+        if sw.saved[k] != 1:
+            (<_set_threads_fn> sw.fns[2 * k + 1])(sw.saved[k])
+
+
 def forward_small(cnp.ndarray x, cnp.ndarray kernel, cnp.ndarray recurrent_kernel, bias,
                   cnp.ndarray h0, cnp.ndarray c0, cnp.ndarray activations,
                   cnp.ndarray batch_sizes, bint reverse, bint return_sequences,
                   cnp.ndarray blas_switch=None):
     """Inference of a call with few rows, without a mask, projection or dropout: the
     arithmetic of pylstm.ops's chunked inference (so the same bits), with one call's worth
-    of Python overhead (microseconds at batch 1) instead of several.
+    of Python overhead instead of several (`python -P benchmarks/bench_lstm.py --quick` times
+    it: its one-step cell).
 
     Args (trusted: validated by pylstm.ops; C-contiguous, the kernel's dtype):
         x: time-major `(T, B, D)`, or batch-major `(B, T, D)` with T = 1 or B = 1: rows
@@ -780,9 +897,11 @@ def forward_small(cnp.ndarray x, cnp.ndarray kernel, cnp.ndarray recurrent_kerne
     cdef int B = h0.shape[0]
     cdef int D = kernel.shape[0]
     cdef int H = kernel.shape[1] // 4
-    cdef Py_ssize_t n = <Py_ssize_t> T * B * 4 * H + 4 * B * H + 3 * B * H
+    cdef Py_ssize_t N = <Py_ssize_t> T * B
     cdef int typenum = cnp.PyArray_TYPE(kernel)
     cdef cnp.npy_intp dims[3]
+    cdef _BlasSwitch sw
+    cdef Acts acts = acts_of(<const int*> cnp.PyArray_DATA(activations))
     dims[0], dims[1], dims[2] = x.shape[0], x.shape[1], H
     y = cnp.PyArray_EMPTY(3, dims, typenum, 0) if return_sequences else None
     dims[0], dims[1] = B, H
@@ -795,278 +914,250 @@ def forward_small(cnp.ndarray x, cnp.ndarray kernel, cnp.ndarray recurrent_kerne
     cdef const void* k_p = cnp.PyArray_DATA(kernel)
     cdef const void* r_p = cnp.PyArray_DATA(recurrent_kernel)
     cdef const void* b_p = cnp.PyArray_DATA(bias) if bias is not None else NULL
+    sw.n = 0
+    sw.fns = NULL
+    if blas_switch is not None:
+        sw.n = blas_switch.shape[0] // 2
+        if sw.n > MAX_BLAS_LIBS or blas_switch.dtype.itemsize != sizeof(size_t):
+            raise ValueError(f"forward_small: bad blas_switch {blas_switch!r}.")
+        sw.fns = <const size_t*> cnp.PyArray_DATA(blas_switch)
+    cdef void* gates = PyMem_Malloc(N * 4 * H * cnp.PyArray_ITEMSIZE(kernel))
+    if gates == NULL:
+        raise MemoryError(f"forward_small: cannot allocate {N * 4 * H} floats of scratch.")
     cdef const void* h0_p = cnp.PyArray_DATA(h0)
     cdef const void* c0_p = cnp.PyArray_DATA(c0)
-    cdef const int* bs_p = <const int*> cnp.PyArray_DATA(batch_sizes)
-    cdef const int* acts_p = <const int*> cnp.PyArray_DATA(activations)
-    cdef const size_t* fns = NULL
-    cdef int nlibs = 0
-    cdef int saved[MAX_BLAS_LIBS]
-    cdef int k
-    if blas_switch is not None:
-        nlibs = blas_switch.shape[0] // 2
-        if nlibs > MAX_BLAS_LIBS or blas_switch.dtype.itemsize != sizeof(size_t):
-            raise ValueError(f"forward_small: bad blas_switch {blas_switch!r}.")
-        fns = <const size_t*> cnp.PyArray_DATA(blas_switch)
-    cdef void* scratch = PyMem_Malloc(n * cnp.PyArray_ITEMSIZE(kernel))
-    if scratch == NULL:
-        raise MemoryError(f"forward_small: cannot allocate {n} floats of scratch.")
+    cdef size_t state_bytes = B * H * cnp.PyArray_ITEMSIZE(kernel)
     with nogil:
-        for k in range(nlibs):
-            saved[k] = (<_get_threads_fn> fns[2 * k])()
-            if saved[k] != 1:
-                (<_set_threads_fn> fns[2 * k + 1])(1)
+        # the state starts as h0, c0 and is updated in place
+        memcpy(hn_p, h0_p, state_bytes)
+        memcpy(cn_p, c0_p, state_bytes)
+        _blas_one_thread(&sw)
         if typenum == cnp.NPY_FLOAT32:
-            _forward_small(<float*> y_p, <float*> hn_p, <float*> cn_p, <float*> scratch,
-                           bs_p, <const float*> x_p, <const float*> k_p,
-                           <const float*> r_p, <const float*> b_p, <const float*> h0_p,
-                           <const float*> c0_p, acts_p, T, B, D, H, reverse)
+            _input_rows(<float*> gates, <const float*> x_p, <const float*> k_p,
+                        <const float*> b_p, N, D, 4 * H)
+            _forward_small(<float*> gates, <float*> y_p, <float*> hn_p, <float*> cn_p,
+                           <const float*> r_p, &acts, T, B, H, reverse)
         else:
-            _forward_small(<double*> y_p, <double*> hn_p, <double*> cn_p, <double*> scratch,
-                           bs_p, <const double*> x_p, <const double*> k_p,
-                           <const double*> r_p, <const double*> b_p, <const double*> h0_p,
-                           <const double*> c0_p, acts_p, T, B, D, H, reverse)
-        for k in range(nlibs):
-            if saved[k] != 1:
-                (<_set_threads_fn> fns[2 * k + 1])(saved[k])
-    PyMem_Free(scratch)
+            _input_rows(<double*> gates, <const double*> x_p, <const double*> k_p,
+                        <const double*> b_p, N, D, 4 * H)
+            _forward_small(<double*> gates, <double*> y_p, <double*> hn_p, <double*> cn_p,
+                           <const double*> r_p, &acts, T, B, H, reverse)
+        _blas_restore(&sw)
+    PyMem_Free(gates)
     return y, h_n, c_n
 
 
-# Backward --------------------------------------------------------------------------------
+# Backward, one step at a time --------------------------------------------------------------
 
-cdef void _backward(
-        floating* dz,                 # OUT (N, G): d loss / d gate pre-activations
-        floating* dh,                 # IN/OUT (B, P): d h_n in, d h_0 out
-        floating* dc,                 # IN/OUT (B, H): d c_n in, d c_0 out
-        floating* dy_carry,           # IN/OUT (B, P): d y_last in; scratch
-        floating* dhs,                # OUT (N, P): d h_t per row (projection), or NULL
-        floating* dm,                 # scratch (B, H), used with projection
-        floating* g,                  # scratch (B, P)
-        floating* a,                  # scratch (H,)
-        floating* hm,                 # scratch (B, P), used with four recurrent dropout masks
-        const floating* dy,           # IN (N, P) or NULL; dense rows at t * dy_step + b * lddy
-        Py_ssize_t lddy,              # dy: elements between a step's rows; 0: packed rows
-        Py_ssize_t dy_step,           # dy: elements between dense steps (with lddy > 0)
-        const floating* gates,        # IN (N, G) activated gates
-        const floating* zs,           # IN (N, G) gate pre-activations, or NULL
-        const floating* cs,           # IN (N + B, H) cell state slots of a training forward
-        const floating* recurrent_kernel,  # IN (P, G)
-        const floating* packed_t,     # IN recurrent_kernel^T packed (_recurrent.h), or NULL: BLAS
-        const floating* projection,   # IN (H, P) or NULL
-        const unsigned char* mask,    # IN (T, B) or NULL (only with all batch sizes = B)
-        const floating* rdrop,        # IN (R, B, P) recurrent dropout mask, or NULL
-        const int* batch_sizes,       # IN (T,) non-increasing, batch_sizes[0] = B
-        int R, int T, int B, int H, int P, bint reverse, bint zero_output,
-        const int* acts,              # IN (5,): i, f, g, o, cell activations
-        int c0, int c1,               # this thread's column groups of `packed_t` (all: 0, C)
-        pl_barrier* bar,
-        float* dw,                    # OUT (D, G) d kernel, or NULL (float32, packed_t only)
-        float* du,                    # OUT (P, G) d recurrent_kernel, with dw
-        float* db,                    # OUT (G,) d bias, or NULL
-        const float* xr,              # IN (N, D) the input rows, with dw
-        const float* h_prev,          # IN (N, P) each row's h_{t-1}, with dw
-        int D) noexcept nogil:
-    # One thread of a team computes the units [ua, ub) of groups [c0, c1) (all H when alone):
-    # their gate derivatives, and the same columns of d h_{t-1}, after the team has met at
-    # `bar` (once per step) with every column of dz_t written. Projection and recurrent
-    # dropout run alone, on BLAS. With `dw`, it also adds its units' columns of the weight
-    # gradients (zeroed by the caller) every WGRAD_ROWS rows or more, while dz is in cache.
-    cdef int G = 4 * H
-    cdef Py_ssize_t N = 0
-    cdef Py_ssize_t step, s, t, b, j, k, off, off_next
-    cdef int n, n_next, keep
-    cdef int W = 4 * pl_vec_width()
-    cdef int ua = c0 * W if c0 * W < H else H
-    cdef int ub = c1 * W if c1 * W < H else H
-    cdef int nu = ub - ua
-    # d h's columns of this thread: its units, or all P of a projection (always alone)
-    cdef int pa = ua if projection == NULL else 0
-    cdef int pb = ub if projection == NULL else P
-    cdef int sense = 0
-    cdef size_t f = sizeof(floating)
-    cdef const floating* zb
-    cdef const floating* xb
-    cdef floating* dzb
-    cdef const floating* c_in
-    cdef const floating* c_out
-    cdef const floating* c_fin
-    cdef floating* dm_b
-    cdef floating* dcb
-    cdef const floating* cnb
-    cdef const floating* cpb
+cdef inline void _output_grad(floating* g, const BackwardBuffers* io, const Shape* sh,
+                              const Options* op, const Share* me,
+                              const StepRows* st) noexcept nogil:
+    """g = d loss / d h_t for the samples that ran this step (this thread's columns):
+    dh + the carried d y + d y_t; a masked row adds d y_t to the carry instead."""
+    cdef int P = sh.P
+    cdef floating* dh = <floating*> io.dh
+    cdef floating* dy_carry = <floating*> io.dy_carry
+    cdef const floating* dy = <const floating*> io.dy
     cdef const floating* dyb = NULL
-    cdef Py_ssize_t lo = 0, pending = 0
-    cdef bint standard = _standard(acts)
+    cdef Py_ssize_t b, k
+    for b in range(st.n):
+        if dy != NULL:
+            dyb = dy + ((st.off + b) * P if io.lddy == 0 else st.t * io.dy_step + b * io.lddy)
+        if op.mask != NULL and op.mask[st.t * sh.B + b] == 0:
+            if dy != NULL and not op.zero_output:
+                for k in range(me.pa, me.pb):
+                    dy_carry[b * P + k] += dyb[k]
+            continue
+        for k in range(me.pa, me.pb):
+            g[b * P + k] = dh[b * P + k] + dy_carry[b * P + k]
+            dy_carry[b * P + k] = 0
+        if dy != NULL:
+            for k in range(me.pa, me.pb):
+                g[b * P + k] += dyb[k]
 
-    for s in range(T):
-        N += batch_sizes[s]
-    c_fin = cs + _final_slot(N, B, reverse, True) * H
+
+cdef inline void _project_back(floating* g, const BackwardBuffers* io, const Shape* sh,
+                               const Weights* w, const StepRows* st) noexcept nogil:
+    """dm = g @ projection^T (alone); keeps g, d h_t, in dhs for the projection gradient."""
+    memcpy(<floating*> io.dhs + st.off * sh.P, g, st.n * sh.P * sizeof(floating))
+    # dm = g @ projection^T    (n, P) @ (P, H)
+    matmul(st.n, sh.P, sh.H, 1, g, sh.P, <const floating*> w.projection, True, 0,
+           <floating*> io.dm, sh.H)
+
+
+cdef inline void _cell_rows_backward(floating* dz, const BackwardBuffers* io, const Shape* sh,
+                                     const Options* op, const Weights* w, const Share* me,
+                                     const StepRows* st) noexcept nogil:
+    """The gate derivatives of every row of the step (this thread's units) into dz; takes dc
+    from d c_t to d c_{t-1}. A masked row gets zeros."""
+    cdef int H = sh.H, P = sh.P, G = 4 * sh.H
+    cdef const floating* gates = <const floating*> io.gates
+    cdef const floating* cs = <const floating*> io.cs
+    cdef floating* dzb
+    cdef floating* dm_b
+    cdef Py_ssize_t b, k
+    for b in range(st.n):
+        dzb = dz + (st.off + b) * G
+        if op.mask != NULL and op.mask[st.t * sh.B + b] == 0:
+            for k in range(4):
+                memset(dzb + k * H + me.ua, 0, (me.ub - me.ua) * sizeof(floating))
+            if io.dhs != NULL:
+                memset(<floating*> io.dhs + (st.off + b) * P, 0, P * sizeof(floating))
+            continue
+        dm_b = (<floating*> io.dm + b * H) if w.projection != NULL else (<floating*> io.g + b * P)
+        gates_backward(&op.acts, dzb, <floating*> io.dc + b * H, dm_b,
+                       gates + (st.off + b) * G, _at(<const floating*> io.zs, (st.off + b) * G),
+                       cs + ((st.r_out if b < st.keep else st.r_fin) + b) * H,
+                       cs + (st.r_in + b) * H, <floating*> io.a, H, me.ua, me.ub)
+
+
+cdef inline void _recurrent_grad(
+        floating* out,                # OUT (n, P): d loss / d h_{t-1}
+        const floating* dz,           # IN (n, G)
+        floating* hm,                 # scratch (n, P), used with four recurrent dropout masks
+        const Shape* sh,
+        const Weights* w,
+        int n) noexcept nogil:
+    """The BLAS product d h_{t-1} = (dz_t @ recurrent_kernel^T) * r of one step."""
+    cdef int H = sh.H, P = sh.P, G = 4 * sh.H
+    cdef const floating* recurrent_kernel = <const floating*> w.recurrent_kernel
+    cdef const floating* rdrop = <const floating*> w.rdrop
+    cdef Py_ssize_t k, j
+    cdef const floating* r
+    if rdrop == NULL or sh.R == 1:
+        # out = dz @ recurrent_kernel^T    (n, G) @ (G, P)
+        matmul(n, G, P, 1, dz, G, recurrent_kernel, True, 0, out, P)
+        if rdrop != NULL:
+            for j in range(n * P):
+                out[j] *= rdrop[j]
+        return
+    for k in range(sh.R):
+        # hm = dz[:, kH:(k+1)H] @ recurrent_kernel[:, kH:(k+1)H]^T    (n, H) @ (H, P)
+        gemm(False, True, n, P, H, 1, dz + k * H, G, recurrent_kernel + k * H, G, 0, hm, P)
+        r = rdrop + k * sh.B * P
+        if k == 0:
+            for j in range(n * P):
+                out[j] = hm[j] * r[j]
+        else:
+            for j in range(n * P):
+                out[j] += hm[j] * r[j]
+
+
+cdef inline void _state_grad(floating* dz, const BackwardBuffers* io, const Shape* sh,
+                             const Options* op, const Weights* w, const Share* me,
+                             const StepRows* st) noexcept nogil:
+    """d h_{t-1} = (dz_t @ recurrent_kernel^T) * r    (n, G) @ (G, P), this thread's columns,
+    into dh; with a mask into g first, and masked rows keep their dh. Rows [n, B) keep their
+    dh: those samples have not started (or have ended) here."""
+    cdef int P = sh.P
+    cdef floating* dh = <floating*> io.dh
+    cdef floating* g = <floating*> io.g
+    cdef floating* out = dh if op.mask == NULL else g
+    cdef Py_ssize_t b
+    if floating is float:
+        if w.packed != NULL:
+            pl_rec_grad(out, dz + st.off * 4 * sh.H, w.packed, st.n, sh.H, P, me.i0, me.i1)
+        else:
+            _recurrent_grad(out, dz + st.off * 4 * sh.H, <floating*> io.hm, sh, w, st.n)
+    else:
+        _recurrent_grad(out, dz + st.off * 4 * sh.H, <floating*> io.hm, sh, w, st.n)
+    if op.mask != NULL:
+        for b in range(st.n):
+            if op.mask[st.t * sh.B + b] != 0:
+                memcpy(dh + b * P + me.pa, g + b * P + me.pa, (me.pb - me.pa) * sizeof(floating))
+
+
+cdef struct _GradRows:
+    # Rows of dz not yet added to the weight gradients: [lo, lo + pending), contiguous.
+    Py_ssize_t lo, pending
+
+
+cdef inline void _add_weight_grads(const float* dz, const WeightGrads* wg, const Shape* sh,
+                                   const Share* me, const StepRows* st, bint reverse,
+                                   bint last, _GradRows* rows) noexcept nogil:
+    """This thread's units of dw += x^T dz, du += h_prev^T dz (and db) once WGRAD_ROWS rows
+    or more are pending (or at the last step), while dz is in cache."""
+    cdef int G = 4 * sh.H
+    if not reverse or rows.pending == 0:
+        rows.lo = st.off
+    rows.pending += st.n
+    if rows.pending >= WGRAD_ROWS or last:
+        pl_weight_grad(wg.dw, wg.db, wg.x + rows.lo * wg.D, wg.D, wg.D, dz + rows.lo * G,
+                       rows.pending, sh.H, me.ua, me.ub)
+        pl_weight_grad(wg.du, NULL, wg.h_prev + rows.lo * sh.P, sh.P, sh.P, dz + rows.lo * G,
+                       rows.pending, sh.H, me.ua, me.ub)
+        rows.pending = 0
+
+
+cdef void _backward(floating* dz, const BackwardBuffers* io, const Shape* sh,
+                    const Options* op, const Weights* w, const Share* me,
+                    const WeightGrads* wg) noexcept nogil:
+    """Backpropagation through all steps for one thread's units (all when alone; dz is io.dz,
+    typed): their gate derivatives, and the same columns of d h_{t-1} after the team has met
+    at me.bar (once per step) with every column of dz_t written. Projection and recurrent
+    dropout run alone, on BLAS. With wg.dw (float32 packed), it also adds its units' columns
+    of the weight gradients (zeroed by the caller) every WGRAD_ROWS rows or more."""
+    cdef Py_ssize_t step, s, off
+    cdef int sense = 0
+    cdef StepRows st
+    cdef _GradRows rows
+    rows.lo = rows.pending = 0
     # Processed steps in the opposite order of the forward; `off` is step t's first row.
-    off = 0 if reverse else N
-    for step in range(T):
-        s = T - 1 - step
-        t = T - 1 - s if reverse else s
-        n = batch_sizes[t]
-        if not reverse:
-            off -= n
-        n_next = _next_rows(s, t, T, n, off, batch_sizes, reverse, &off_next)
-        keep = n_next if n_next < n else n
-        c_in = cs + _slot(s, off, B, reverse, True) * H
-        c_out = cs + _slot(s + 1, off_next, B, reverse, True) * H
-
-        # g = d loss / d h_t, for the samples that ran this step
-        for b in range(n):
-            if dy != NULL:
-                dyb = dy + ((off + b) * P if lddy == 0 else t * dy_step + b * lddy)
-            if mask != NULL and mask[t * B + b] == 0:
-                if dy != NULL and not zero_output:
-                    for k in range(pa, pb):
-                        dy_carry[b * P + k] += dyb[k]
-                continue
-            for k in range(pa, pb):
-                g[b * P + k] = dh[b * P + k] + dy_carry[b * P + k]
-                dy_carry[b * P + k] = 0
-            if dy != NULL:
-                for k in range(pa, pb):
-                    g[b * P + k] += dyb[k]
-
-        if projection != NULL:
-            memcpy(dhs + off * P, g, n * P * f)
-            # dm = g @ projection^T    (n, P) @ (P, H)
-            matmul(n, P, H, 1, g, P, projection, True, 0, dm, H)
-
-        for b in range(n):
-            dzb = dz + (off + b) * G
-            if mask != NULL and mask[t * B + b] == 0:
-                for k in range(4):
-                    memset(dzb + k * H + ua, 0, nu * f)
-                if dhs != NULL:
-                    memset(dhs + (off + b) * P, 0, P * f)
-                continue
-            zb = gates + (off + b) * G
-            xb = _offset(zs, (off + b) * G)
-            dm_b = (dm + b * H) if projection != NULL else (g + b * P)
-            dcb = dc + b * H
-            cnb = (c_out if b < keep else c_fin) + b * H
-            cpb = c_in + b * H
-            if floating is float:
-                if standard:
-                    # Keras's and PyTorch's activations in one pass over the units
-                    pl_standard_backward(dzb, dcb, dm_b, zb, cnb, cpb, H, ua, ub)
-                    continue
-            # a = act(c_t), recomputed rather than cached
-            memcpy(a + ua, cnb + ua, nu * f)
-            _activate(acts[CELL], a + ua, nu)
-            # do = dm * a * rec'(o)
-            for j in range(ua, ub):
-                dzb[3 * H + j] = dm_b[j] * a[j]
-            _mul_dact(acts[GATE_O], dzb + 3 * H + ua, _offset(xb, 3 * H + ua), zb + 3 * H + ua,
-                      nu)
-            # dc_t = dc + dm * o * act'(c_t)   (dzb's first block as scratch)
-            for j in range(ua, ub):
-                dzb[j] = dm_b[j] * zb[3 * H + j]
-            _mul_dact(acts[CELL], dzb + ua, cnb + ua, a + ua, nu)
-            for j in range(ua, ub):
-                dcb[j] += dzb[j]
-            # di = dc_t * g * rec'(i); df = dc_t * c_{t-1} * rec'(f); dg = dc_t * i * act'(g)
-            for j in range(ua, ub):
-                dzb[j] = dcb[j] * zb[2 * H + j]
-                dzb[H + j] = dcb[j] * cpb[j]
-                dzb[2 * H + j] = dcb[j] * zb[j]
-            _mul_dact(acts[GATE_I], dzb + ua, _offset(xb, ua), zb + ua, nu)
-            _mul_dact(acts[GATE_F], dzb + H + ua, _offset(xb, H + ua), zb + H + ua, nu)
-            _mul_dact(acts[GATE_G], dzb + 2 * H + ua, _offset(xb, 2 * H + ua), zb + 2 * H + ua,
-                      nu)
-            # dc_{t-1} = dc_t * f
-            for j in range(ua, ub):
-                dcb[j] *= zb[H + j]
-
+    off = 0 if op.reverse else sh.N
+    for step in range(sh.T):
+        s = sh.T - 1 - step
+        if not op.reverse:
+            off -= sh.batch_sizes[_step_of(s, sh, False)]
+        _step_rows(sh, op.reverse, True, s, off, &st)
+        _output_grad(<floating*> io.g, io, sh, op, me, &st)
+        if w.projection != NULL:
+            _project_back(<floating*> io.g, io, sh, w, &st)
+        _cell_rows_backward(dz, io, sh, op, w, me, &st)
         # Every column of dz_t is written: the team meets before reading whole rows of it.
         # Split barrier: in between, this thread's weight gradients, which need only its own
         # columns of dz (a partner running late costs less idle time).
-        pl_barrier_arrive(bar, &sense)
+        pl_barrier_arrive(me.bar, &sense)
         if floating is float:
-            if dw != NULL:
-                # rows of the steps since the last flush: [lo, lo + pending), contiguous
-                if not reverse or pending == 0:
-                    lo = off
-                pending += n
-                if pending >= WGRAD_ROWS or step == T - 1:
-                    pl_weight_grad(dw, db, xr + lo * D, D, D, dz + lo * G, pending, H, ua, ub)
-                    pl_weight_grad(du, NULL, h_prev + lo * P, P, P, dz + lo * G, pending, H,
-                                   ua, ub)
-                    pending = 0
-        pl_barrier_finish(bar, sense)
-        # d h_{t-1} = (dz_t @ recurrent_kernel^T) * r    (n, G) @ (G, P); masked rows carry dh.
-        # Rows [n, B) keep their dh: those samples have not started (or have ended) here.
-        if floating is float:
-            if packed_t != NULL:
-                pl_rec_grad(dh if mask == NULL else g, dz + off * G, packed_t, n, H, P, c0, c1)
-            elif mask == NULL:
-                _recurrent_grad(dh, dz + off * G, hm, recurrent_kernel, rdrop, R, n, B, H, P)
-            else:
-                _recurrent_grad(g, dz + off * G, hm, recurrent_kernel, rdrop, R, n, B, H, P)
-        elif mask == NULL:
-            _recurrent_grad(dh, dz + off * G, hm, recurrent_kernel, rdrop, R, n, B, H, P)
-        else:
-            _recurrent_grad(g, dz + off * G, hm, recurrent_kernel, rdrop, R, n, B, H, P)
-        if mask != NULL:
-            for b in range(n):
-                if mask[t * B + b] != 0:
-                    memcpy(dh + b * P + pa, g + b * P + pa, (pb - pa) * f)
-        if reverse:
-            off += n
+            if wg != NULL and wg.dw != NULL:
+                _add_weight_grads(dz, wg, sh, me, &st, op.reverse, step == sh.T - 1, &rows)
+        pl_barrier_finish(me.bar, sense)
+        _state_grad(dz, io, sh, op, w, me, &st)
+        if op.reverse:
+            off += st.n
 
 
-cdef struct _PackedBackward:
+# Backward on a thread team -----------------------------------------------------------------
+
+cdef struct _BackwardTeam:
     # One float32 backward on the packed transposed recurrent kernel, shared by a team.
-    float* dz
-    float* dh
-    float* dc
-    float* dy_carry
-    float* g
-    float* a
-    const float* dy
-    Py_ssize_t lddy, dy_step
-    const float* gates
-    const float* zs
-    const float* cs
-    const float* recurrent_kernel
-    float* packed_t
-    const unsigned char* mask
-    const int* batch_sizes
-    const int* acts
-    float* dw
-    float* du
-    float* db
-    const float* x
-    const float* h_prev
-    int T, B, H, P, D
-    bint reverse, zero_output
+    Shape sh
+    Options op
+    Weights w
+    BackwardBuffers io
+    WeightGrads wg
 
 
-cdef void _packed_backward_worker(void* arg, int tid, int nt, pl_barrier* bar) noexcept nogil:
-    """Thread `tid` of `nt`: packs its groups of the transposed kernel, then runs its units."""
-    cdef _PackedBackward* a = <_PackedBackward*> arg
+cdef void _backward_member(void* arg, int tid, int nt, pl_barrier* bar) noexcept nogil:
+    """Thread `tid` of `nt`: packs its groups of the transposed kernel, zeroes its units of
+    the weight gradients if the team adds them, then runs its units."""
+    cdef _BackwardTeam* a = <_BackwardTeam*> arg
+    # each member's own copy: read at every step, never from a line another thread writes
+    cdef Shape sh = a.sh
+    cdef Options op = a.op
+    cdef Weights w = a.w
+    cdef BackwardBuffers io = a.io
+    cdef WeightGrads wg = a.wg
     cdef int c0, c1
-    cdef int W = 4 * pl_vec_width()
-    cdef int ua, ub
-    pl_share_groups(a.H, tid, nt, &c0, &c1)
-    pl_pack_t(a.packed_t, a.recurrent_kernel, a.H, a.P, c0, c1)
-    if a.dw != NULL:
-        ua = min(c0 * W, a.H)
-        ub = min(c1 * W, a.H)
-        _zero_units(a.dw, a.D, a.H, ua, ub)
-        _zero_units(a.du, a.P, a.H, ua, ub)
-        if a.db != NULL:
-            _zero_units(a.db, 1, a.H, ua, ub)
-    _backward(a.dz, a.dh, a.dc, a.dy_carry, <float*> NULL, <float*> NULL, a.g, a.a,
-              <float*> NULL, a.dy, a.lddy, a.dy_step, a.gates, a.zs, a.cs, a.recurrent_kernel,
-              a.packed_t,
-              <float*> NULL, a.mask, <float*> NULL, a.batch_sizes, 0, a.T, a.B, a.H, a.P,
-              a.reverse, a.zero_output, a.acts, c0, c1, bar, a.dw, a.du, a.db, a.x, a.h_prev,
-              a.D)
+    cdef Share me
+    pl_share(sh.H, 4 * pl_vec_width(), tid, nt, &c0, &c1)
+    me = _share(&sh, False, 4 * pl_vec_width(), c0, c1, bar)
+    pl_pack_t(w.packed, <const float*> w.recurrent_kernel, sh.H, sh.P, c0, c1)
+    if wg.dw != NULL:
+        _zero_units(wg.dw, wg.D, sh.H, me.ua, me.ub)
+        _zero_units(wg.du, sh.P, sh.H, me.ua, me.ub)
+        if wg.db != NULL:
+            _zero_units(wg.db, 1, sh.H, me.ua, me.ub)
+    _backward(<float*> io.dz, &io, &sh, &op, &w, &me, &wg)
 
 
 cdef void _zero_units(float* w, int K, int H, int ua, int ub) noexcept nogil:
@@ -1104,8 +1195,8 @@ def backward(floating[:, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
 
     `packed_t` `(packed_t_size(H, P),)` float32, without projection or recurrent dropout: the
     per-step product `dz_t @ recurrent_kernel^T` runs on the transposed kernel packed into it
-    (_recurrent.h) on `num_threads` threads (negative: as in `forward`), one parallel region
-    for the whole sequence.
+    (_packed_products.h) on `num_threads` threads (negative: as in `forward`), one parallel
+    region for the whole sequence.
     None: one BLAS product per step on the calling thread.
 
     With `packed_t`, given `dw` `(D, G)`, `du` `(P, G)` (and `db` `(G,)` or None), `x`
@@ -1117,64 +1208,53 @@ def backward(floating[:, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
     `dy` holds packed rows, or with `lddy` > 0 dense rows at `t * dy_step + b * lddy` (a
     batch-major `(B, T, P)` gradient read in place: `lddy` = T * P, `dy_step` = P).
     """
-    cdef int T = batch_sizes.shape[0]
-    cdef int B = dh.shape[0]
-    cdef int H = dz.shape[1] // 4
-    cdef int P = dh.shape[1]
-    cdef int R = recurrent_dropout_mask.shape[0] if recurrent_dropout_mask is not None else 0
-    cdef int C = (H + 4 * pl_vec_width() - 1) // (4 * pl_vec_width())
+    cdef Shape sh
+    cdef Options op
+    cdef Weights w
+    cdef BackwardBuffers io
+    cdef _BackwardTeam team
     cdef pl_barrier alone
-    cdef _PackedBackward w
+    cdef Share me
     cdef bint only_awake
+    cdef int C
+    sh = _shape(batch_sizes, dh.shape[0], dz.shape[1] // 4, dh.shape[1],
+                recurrent_dropout_mask)
+    op = _options(mask, activations, reverse, True, zero_output)
+    w = _weights(recurrent_kernel, projection, recurrent_dropout_mask)
+    io.dz = &dz[0, 0]
+    io.dh = &dh[0, 0]
+    io.dc = &dc[0, 0]
+    io.dy_carry = &dy_carry[0, 0]
+    io.dhs = &dhs[0, 0] if dhs is not None else NULL
+    io.dm = &dm[0, 0] if dm is not None else NULL
+    io.g = &g[0, 0]
+    io.a = &a[0]
+    io.hm = &hm[0, 0] if hm is not None else NULL
+    io.dy = &dy[0, 0] if dy is not None else NULL
+    io.lddy, io.dy_step = lddy, dy_step
+    io.gates = &gates[0, 0]
+    io.zs = &zs[0, 0] if zs is not None else NULL
+    io.cs = &cs[0, 0]
+    C = (sh.H + 4 * pl_vec_width() - 1) // (4 * pl_vec_width())
     alone.count = alone.sense = 0
     alone.nt = 1
     if floating is float:
         if packed_t is not None:
-            w.dz = &dz[0, 0]
-            w.dh = &dh[0, 0]
-            w.dc = &dc[0, 0]
-            w.dy_carry = &dy_carry[0, 0]
-            w.g = &g[0, 0]
-            w.a = &a[0]
-            w.dy = &dy[0, 0] if dy is not None else NULL
-            w.lddy, w.dy_step = lddy, dy_step
-            w.gates = &gates[0, 0]
-            w.zs = &zs[0, 0] if zs is not None else NULL
-            w.cs = &cs[0, 0]
-            w.recurrent_kernel = &recurrent_kernel[0, 0]
-            w.packed_t = &packed_t[0]
-            w.mask = &mask[0, 0] if mask is not None else NULL
-            w.batch_sizes = &batch_sizes[0]
-            w.acts = &activations[0]
-            w.dw = &dw[0, 0] if dw is not None else NULL
-            w.du = &du[0, 0] if dw is not None else NULL
-            w.db = &db[0] if dw is not None and db is not None else NULL
-            w.x = &x[0, 0] if dw is not None else NULL
-            w.h_prev = &h_prev[0, 0] if dw is not None else NULL
-            w.D = dw.shape[0] if dw is not None else 0
-            w.T, w.B, w.H, w.P = T, B, H, P
-            w.reverse, w.zero_output = reverse, zero_output
-            only_awake = num_threads < 0
-            num_threads = max(1, min(abs(num_threads), C))
+            w.packed = &packed_t[0]
+            team.wg.dw = &dw[0, 0] if dw is not None else NULL
+            team.wg.du = &du[0, 0] if dw is not None else NULL
+            team.wg.db = &db[0] if dw is not None and db is not None else NULL
+            team.wg.x = &x[0, 0] if dw is not None else NULL
+            team.wg.h_prev = &h_prev[0, 0] if dw is not None else NULL
+            team.wg.D = dw.shape[0] if dw is not None else 0
+            team.sh, team.op, team.w, team.io = sh, op, w, io
+            num_threads = _team_size(num_threads, C, &only_awake)
             with nogil:
-                pl_team_run(num_threads, _packed_backward_worker, &w, only_awake)
+                pl_team_run(num_threads, _backward_member, &team, only_awake)
             return
+    me = _share(&sh, projection is not None, 4 * pl_vec_width(), 0, C, &alone)
     with nogil:
-        _backward(&dz[0, 0], &dh[0, 0], &dc[0, 0], &dy_carry[0, 0],
-                  &dhs[0, 0] if dhs is not None else NULL,
-                  &dm[0, 0] if dm is not None else NULL,
-                  &g[0, 0], &a[0],
-                  &hm[0, 0] if hm is not None else NULL,
-                  &dy[0, 0] if dy is not None else NULL, lddy, dy_step,
-                  &gates[0, 0],
-                  &zs[0, 0] if zs is not None else NULL,
-                  &cs[0, 0], &recurrent_kernel[0, 0], NULL,
-                  &projection[0, 0] if projection is not None else NULL,
-                  &mask[0, 0] if mask is not None else NULL,
-                  &recurrent_dropout_mask[0, 0, 0] if recurrent_dropout_mask is not None
-                  else NULL,
-                  &batch_sizes[0], R, T, B, H, P, reverse, zero_output, &activations[0],
-                  0, C, &alone, NULL, NULL, NULL, NULL, NULL, 0)
+        _backward(&dz[0, 0], &io, &sh, &op, &w, &me, NULL)
 
 
 # GEMMs over all timesteps -----------------------------------------------------------------

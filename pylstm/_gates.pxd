@@ -1,5 +1,7 @@
-# Gate math shared by the LSTM kernels (_core.pyx, _step.pyx): activation codes and the
-# elementwise activations and their derivatives, inline and nogil.
+# Gate math of the LSTM kernels (_core.pyx, and the one-step kernel _cell.pxd that _core and
+# _step share): activation codes, the elementwise activations and their derivatives, and one
+# row of a step's gate math forward and backward. Inline and nogil; the fused float32 rows of
+# the standard activations and the SELU constants are its C half, _gates.h.
 #
 # Activations are chosen by code, one per gate (i, f, g, o) and one for the cell output, and
 # applied over contiguous blocks, one plain loop per activation, so the compiler vectorizes
@@ -9,6 +11,7 @@
 
 from cython cimport floating
 from libc.math cimport exp, expm1, fabs, log1p, tanh
+from libc.string cimport memcpy
 
 cdef enum:
     ACT_LINEAR = 0
@@ -32,15 +35,13 @@ cdef enum:
     GATE_O = 3
     CELL = 4
 
-# Klambauer et al. 2017 (the values Keras and TensorFlow use). A .pxd cannot initialise a
-# variable, so the constants live in C.
-cdef extern from *:
-    """
-    #define PYLSTM_SELU_ALPHA 1.6732632423543772848170429916717
-    #define PYLSTM_SELU_SCALE 1.0507009873554804934193349852946
-    """
-    const double SELU_ALPHA "PYLSTM_SELU_ALPHA"
-    const double SELU_SCALE "PYLSTM_SELU_SCALE"
+cdef extern from "_gates.h" nogil:
+    const double SELU_ALPHA "PL_SELU_ALPHA"
+    const double SELU_SCALE "PL_SELU_SCALE"
+    void pl_standard_gates(float* zb, float* cb, const float* cpb, float* m_b, int H, int ua,
+                           int ub)
+    void pl_standard_backward(float* dzb, float* dcb, const float* dm_b, const float* zb,
+                              const float* cnb, const float* cpb, int H, int ua, int ub)
 
 cdef extern from "_fastmath.h" nogil:
     float pl_expf(float x)
@@ -180,3 +181,103 @@ cdef inline void _mul_dact(int code, floating* v, const floating* x, const float
     elif code == ACT_LEGACY_HARD_SIGMOID:
         for k in range(n):
             v[k] *= <floating> 0.2 if (y[k] > 0 and y[k] < 1) else 0
+
+
+# One row of a step ------------------------------------------------------------------------
+
+cdef struct Acts:
+    # The activations of one call: codes of gates i, f, g, o and of the cell output, and
+    # whether they are Keras's and PyTorch's (sigmoid gates, tanh candidate and cell output),
+    # for which float32 runs the fused rows of _gates.h.
+    int code[5]
+    bint standard
+
+
+cdef inline Acts acts_of(const int* codes) noexcept nogil:
+    """The Acts of five activation codes (i, f, g, o, cell)."""
+    cdef Acts a
+    cdef int k
+    for k in range(5):
+        a.code[k] = codes[k]
+    a.standard = (codes[GATE_I] == ACT_SIGMOID and codes[GATE_F] == ACT_SIGMOID and
+                  codes[GATE_G] == ACT_TANH and codes[GATE_O] == ACT_SIGMOID and
+                  codes[CELL] == ACT_TANH)
+    return a
+
+
+cdef inline void gates_forward(
+        const Acts* acts,
+        floating* zb,                 # IN/OUT (G,): pre-activations z_t -> activated gates
+        floating* cb,                 # OUT (H,): c_t; may be cpb
+        const floating* cpb,          # IN (H,): c_{t-1}
+        floating* m_b,                # OUT (H,): m_t = o * act_cell(c_t)
+        int H, int ua, int ub) noexcept nogil:
+    """One row's gate math over units [ua, ub): the only place c_t and m_t are computed."""
+    cdef int nu = ub - ua
+    cdef Py_ssize_t j
+    if floating is float:
+        if acts.standard:
+            # Keras's and PyTorch's activations in one pass over the units
+            pl_standard_gates(zb, cb, cpb, m_b, H, ua, ub)
+            return
+    _activate(acts.code[GATE_I], zb + ua, nu)
+    _activate(acts.code[GATE_F], zb + H + ua, nu)
+    _activate(acts.code[GATE_G], zb + 2 * H + ua, nu)
+    _activate(acts.code[GATE_O], zb + 3 * H + ua, nu)
+    for j in range(ua, ub):
+        cb[j] = zb[H + j] * cpb[j] + zb[j] * zb[2 * H + j]
+    # m = o * act_cell(c)
+    memcpy(m_b + ua, cb + ua, nu * sizeof(floating))
+    _activate(acts.code[CELL], m_b + ua, nu)
+    for j in range(ua, ub):
+        m_b[j] *= zb[3 * H + j]
+
+
+cdef inline const floating* _at(const floating* p, Py_ssize_t k) noexcept nogil:
+    """p + k, or NULL for an absent optional buffer."""
+    return p + k if p != NULL else NULL
+
+
+cdef inline void gates_backward(
+        const Acts* acts,
+        floating* dzb,                # OUT (G,): d loss / d z_t
+        floating* dcb,                # IN/OUT (H,): d c_t from later steps -> d c_{t-1}
+        const floating* dm_b,         # IN (H,): d loss / d m_t
+        const floating* zb,           # IN (G,): activated gates
+        const floating* xb,           # IN (G,): pre-activations z_t, or NULL (swish needs them)
+        const floating* cnb,          # IN (H,): c_t
+        const floating* cpb,          # IN (H,): c_{t-1}
+        floating* a,                  # scratch (H,)
+        int H, int ua, int ub) noexcept nogil:
+    """The backward of gates_forward for one row over units [ua, ub)."""
+    cdef int nu = ub - ua
+    cdef Py_ssize_t j
+    if floating is float:
+        if acts.standard:
+            # Keras's and PyTorch's activations in one pass over the units
+            pl_standard_backward(dzb, dcb, dm_b, zb, cnb, cpb, H, ua, ub)
+            return
+    # a = act(c_t), recomputed rather than cached
+    memcpy(a + ua, cnb + ua, nu * sizeof(floating))
+    _activate(acts.code[CELL], a + ua, nu)
+    # do = dm * a * rec'(o)
+    for j in range(ua, ub):
+        dzb[3 * H + j] = dm_b[j] * a[j]
+    _mul_dact(acts.code[GATE_O], dzb + 3 * H + ua, _at(xb, 3 * H + ua), zb + 3 * H + ua, nu)
+    # dc_t = dc + dm * o * act'(c_t)   (dzb's first block as scratch)
+    for j in range(ua, ub):
+        dzb[j] = dm_b[j] * zb[3 * H + j]
+    _mul_dact(acts.code[CELL], dzb + ua, cnb + ua, a + ua, nu)
+    for j in range(ua, ub):
+        dcb[j] += dzb[j]
+    # di = dc_t * g * rec'(i); df = dc_t * c_{t-1} * rec'(f); dg = dc_t * i * act'(g)
+    for j in range(ua, ub):
+        dzb[j] = dcb[j] * zb[2 * H + j]
+        dzb[H + j] = dcb[j] * cpb[j]
+        dzb[2 * H + j] = dcb[j] * zb[j]
+    _mul_dact(acts.code[GATE_I], dzb + ua, _at(xb, ua), zb + ua, nu)
+    _mul_dact(acts.code[GATE_F], dzb + H + ua, _at(xb, H + ua), zb + H + ua, nu)
+    _mul_dact(acts.code[GATE_G], dzb + 2 * H + ua, _at(xb, 2 * H + ua), zb + 2 * H + ua, nu)
+    # dc_{t-1} = dc_t * f
+    for j in range(ua, ub):
+        dcb[j] *= zb[H + j]

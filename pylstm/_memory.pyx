@@ -2,8 +2,8 @@
 
 A training step allocates its cache and gradients afresh (tens of MiB at batch 32, H=128);
 from the C library these come as new pages, and the kernel's page faults on first touch,
-taken by the thread team's members at once, made a training forward take about twice its
-compute (measured: 9.3 against 4.9 ms at B=32 T=100 D=64 H=128, 5500 page faults a step).
+taken by the thread team's members at once, can cost a training forward more than its
+compute (`python -P benchmarks/bench_lstm.py` times the training steps this pool serves).
 Here a block whose arrays are all gone is not freed but kept idle, up to a limit, and handed
 to the next request of about its size: a loop of training steps of one shape faults its pages
 once. PyTorch's caching allocators and oneDNN's scratchpads keep memory for the same reason.

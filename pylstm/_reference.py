@@ -16,8 +16,7 @@ derivative is taken by float64 central differences.
 import numpy as np
 from scipy.special import expit
 
-_SELU_ALPHA = 1.6732632423543772848170429916717
-_SELU_SCALE = 1.0507009873554804934193349852946
+from pylstm.activations import _SELU_ALPHA, _SELU_SCALE
 
 # name: (f(x), f'(x) as a function of x and y = f(x)). Keras 3's definitions; at a kink the
 # one-sided derivative TensorFlow's gradients use.

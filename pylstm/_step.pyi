@@ -42,7 +42,3 @@ class StepKernel:
         m: Optional[np.ndarray],             # (B, H) scratch with a projection, or None
     ) -> int: ...                            # a STATUS_* code
 
-
-def all_finite(values: np.ndarray) -> Optional[bool]:
-    """Whether the C-contiguous float32/float64 `values` holds no NaN or inf; None for
-    other arrays."""

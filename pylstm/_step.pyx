@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""Single-timestep LSTM kernel, for streaming inference: one step at microsecond latency.
+"""Single-timestep LSTM kernel, for streaming inference: one step with one call's overhead.
 
 Design:
     Legend as in _core.pyx: B batch, D input features, H units, P output size of the
@@ -12,13 +12,12 @@ Design:
         m_t = o * activation(c_t);  h_t = m_t @ projection, or m_t        (Sak et al. 2014)
         y_t = h_t
 
-    The same equation as one step of _core.forward at inference, with the same gate math
+    The input product is computed here, then the one-step kernel (_cell.lstm_step, which
+    _core.forward_small runs too) adds the recurrent product and runs the gate math
     (_gates.pxd), so stepping T times gives lstm_forward's result over T steps.
 
-    The products go through gemv at B = 1 and gemm otherwise (_blas.matmul). Both GEMMs read
-    h_{t-1} completely before anything is written, and c_t is elementwise in c_{t-1}, so the
-    new state may be written over the old one (h_new is h, c_new is c): streaming with one
-    state and no copy.
+    The products go through gemv at B = 1 and gemm otherwise (_blas.matmul). The new state may
+    be written over the old one (h_new is h, c_new is c): streaming with one state and no copy.
 
     StepKernel holds the weights once (pointers into arrays it keeps alive), so that a step
     from Python costs one method call with five to eight array arguments: no memoryview is
@@ -33,9 +32,10 @@ from cython cimport floating
 from libc.string cimport memcpy
 
 from pylstm._blas cimport matmul
-from pylstm._gates cimport (CELL, GATE_F, GATE_G, GATE_I, GATE_O, _activate)
+from pylstm._cell cimport lstm_step
+from pylstm._gates cimport Acts, acts_of
 
-cdef extern from "_fastmath.h" nogil:
+cdef extern from "_finite.h" nogil:
     bint pl_all_finitef(const float* p, size_t n)
     bint pl_all_finite(const double* p, size_t n)
 
@@ -53,31 +53,22 @@ cdef inline bint _all_finite(const floating* p, Py_ssize_t n) noexcept nogil:
     """True if p[:n] holds no NaN or inf (one vectorized pass over the exponent bits)."""
     if floating is float:
         return pl_all_finitef(p, n)
-    return pl_all_finite(p, n)
+    else:
+        return pl_all_finite(p, n)
 
 
-def all_finite(cnp.ndarray values):
-    """Whether the C-contiguous float32 or float64 array `values` holds no NaN or inf: one
-    vectorized pass with no temporary array (what `pylstm._validation.check_finite` uses).
-    None for any other array (another dtype, or not C-contiguous): the caller checks those
-    with NumPy."""
-    cdef Py_ssize_t n = cnp.PyArray_SIZE(values)
-    cdef int typenum = cnp.PyArray_TYPE(values)
-    cdef const void* p = cnp.PyArray_DATA(values)
-    cdef bint ok = True
-    if not cnp.PyArray_IS_C_CONTIGUOUS(values) or (typenum != cnp.NPY_FLOAT32 and
-                                                    typenum != cnp.NPY_FLOAT64):
-        return None
-    if n:
-        with nogil:
-            if typenum == cnp.NPY_FLOAT32:
-                ok = pl_all_finitef(<const float*> p, n)
-            else:
-                ok = pl_all_finite(<const double*> p, n)
-    return ok
+cdef struct _Weights:
+    # A StepKernel's weights, pointers of its dtype (float or double) into the arrays it keeps.
+    const void* kernel            # (D, G)
+    const void* recurrent_kernel  # (P, G)
+    const void* bias              # (G,) or NULL
+    const void* projection        # (H, P) or NULL
+    const int* acts               # (5,): i, f, g, o, cell activations
+    int D, H, P
 
 
-cdef void _step(
+cdef int _checked_step(
+        const _Weights* w,
         floating* h_new,              # OUT (B, P); may be h
         floating* c_new,              # OUT (B, H); may be c
         floating* y,                  # OUT (B, P) copy of h_new, or NULL
@@ -86,52 +77,33 @@ cdef void _step(
         const floating* x,            # IN (B, D)
         const floating* h,            # IN (B, P)
         const floating* c,            # IN (B, H)
-        const floating* kernel,       # IN (D, G)
-        const floating* recurrent_kernel,  # IN (P, G)
-        const floating* bias,         # IN (G,) or NULL
-        const floating* projection,   # IN (H, P) or NULL
-        int B, int D, int H, int P,
-        const int* acts) noexcept nogil:              # IN (5,): i, f, g, o, cell activations
+        int B) noexcept nogil:
+    """One step after checking that x, h and c are finite; returns the STATUS_* code."""
+    cdef int D = w.D, H = w.H, P = w.P
     cdef int G = 4 * H
-    cdef Py_ssize_t b, j
-    cdef floating* zb
-    cdef floating* cb
-    cdef floating* m_b
-    cdef const floating* cpb
+    cdef Py_ssize_t b
     cdef floating beta = 1
-
+    cdef const floating* bias = <const floating*> w.bias
+    cdef Acts a
+    if not _all_finite(x, B * D):
+        return STATUS_X_NOT_FINITE
+    if not _all_finite(h, B * P):
+        return STATUS_H_NOT_FINITE
+    if not _all_finite(c, B * H):
+        return STATUS_C_NOT_FINITE
+    a = acts_of(w.acts)
     if bias != NULL:
         for b in range(B):
             memcpy(z + b * G, bias, G * sizeof(floating))
     else:
         beta = 0
     # z = x_t @ kernel + beta * z    (B, D) @ (D, G)
-    matmul(B, D, G, 1, x, D, kernel, False, beta, z, G)
-    # z += h_{t-1} @ recurrent_kernel    (B, P) @ (P, G); h is fully read here, before any write
-    matmul(B, P, G, 1, h, P, recurrent_kernel, False, 1, z, G)
-
-    for b in range(B):
-        zb = z + b * G
-        _activate(acts[GATE_I], zb, H)
-        _activate(acts[GATE_F], zb + H, H)
-        _activate(acts[GATE_G], zb + 2 * H, H)
-        _activate(acts[GATE_O], zb + 3 * H, H)
-        cb = c_new + b * H
-        cpb = c + b * H
-        for j in range(H):
-            cb[j] = zb[H + j] * cpb[j] + zb[j] * zb[2 * H + j]
-        # m = o * act_cell(c)
-        m_b = m + b * H if projection != NULL else h_new + b * P
-        memcpy(m_b, cb, H * sizeof(floating))
-        _activate(acts[CELL], m_b, H)
-        for j in range(H):
-            m_b[j] *= zb[3 * H + j]
-
-    if projection != NULL:
-        # h_t = m_t @ projection    (B, H) @ (H, P)
-        matmul(B, H, P, 1, m, H, projection, False, 0, h_new, P)
+    matmul(B, D, G, 1, x, D, <const floating*> w.kernel, False, beta, z, G)
+    lstm_step(z, h, c, h_new, c_new, m, <const floating*> w.recurrent_kernel,
+              <const floating*> w.projection, &a, B, H, P)
     if y != NULL and y != h_new:
         memcpy(y, h_new, B * P * sizeof(floating))
+    return STATUS_OK
 
 
 cdef class StepKernel:
@@ -151,11 +123,7 @@ cdef class StepKernel:
     cdef readonly object kernel, recurrent_kernel, bias, projection, activations
     cdef readonly int D, H, P
     cdef bint is_double
-    cdef const void* kernel_p
-    cdef const void* recurrent_kernel_p
-    cdef const void* bias_p
-    cdef const void* projection_p
-    cdef const int* acts_p
+    cdef _Weights w
 
     def __cinit__(self, cnp.ndarray kernel, cnp.ndarray recurrent_kernel, bias, projection,
                   cnp.ndarray activations):
@@ -168,11 +136,12 @@ cdef class StepKernel:
         self.H = kernel.shape[1] // 4
         self.P = recurrent_kernel.shape[0]
         self.is_double = kernel.dtype.itemsize == 8
-        self.kernel_p = cnp.PyArray_DATA(kernel)
-        self.recurrent_kernel_p = cnp.PyArray_DATA(recurrent_kernel)
-        self.bias_p = cnp.PyArray_DATA(bias) if bias is not None else NULL
-        self.projection_p = cnp.PyArray_DATA(projection) if projection is not None else NULL
-        self.acts_p = <const int*> cnp.PyArray_DATA(activations)
+        self.w.kernel = cnp.PyArray_DATA(kernel)
+        self.w.recurrent_kernel = cnp.PyArray_DATA(recurrent_kernel)
+        self.w.bias = cnp.PyArray_DATA(bias) if bias is not None else NULL
+        self.w.projection = cnp.PyArray_DATA(projection) if projection is not None else NULL
+        self.w.acts = <const int*> cnp.PyArray_DATA(activations)
+        self.w.D, self.w.H, self.w.P = self.D, self.H, self.P
 
     def run(self, cnp.ndarray x, cnp.ndarray h, cnp.ndarray c, cnp.ndarray h_new,
             cnp.ndarray c_new, y, cnp.ndarray z, m):
@@ -189,7 +158,6 @@ cdef class StepKernel:
             inf; then nothing is written.
         """
         cdef int B = x.shape[0]
-        cdef int D = self.D, H = self.H, P = self.P
         cdef void* y_p = cnp.PyArray_DATA(y) if y is not None else NULL
         cdef void* m_p = cnp.PyArray_DATA(m) if m is not None else NULL
         cdef const void* x_p = cnp.PyArray_DATA(x)
@@ -198,34 +166,14 @@ cdef class StepKernel:
         cdef void* hn_p = cnp.PyArray_DATA(h_new)
         cdef void* cn_p = cnp.PyArray_DATA(c_new)
         cdef void* z_p = cnp.PyArray_DATA(z)
-        cdef int status = STATUS_OK
+        cdef int status
         with nogil:
             if self.is_double:
-                if not _all_finite(<const double*> x_p, B * D):
-                    status = STATUS_X_NOT_FINITE
-                elif not _all_finite(<const double*> h_p, B * P):
-                    status = STATUS_H_NOT_FINITE
-                elif not _all_finite(<const double*> c_p, B * H):
-                    status = STATUS_C_NOT_FINITE
-                else:
-                    _step(<double*> hn_p, <double*> cn_p, <double*> y_p, <double*> z_p,
-                          <double*> m_p, <const double*> x_p, <const double*> h_p,
-                          <const double*> c_p, <const double*> self.kernel_p,
-                          <const double*> self.recurrent_kernel_p,
-                          <const double*> self.bias_p, <const double*> self.projection_p,
-                          B, D, H, P, self.acts_p)
+                status = _checked_step(&self.w, <double*> hn_p, <double*> cn_p, <double*> y_p,
+                                       <double*> z_p, <double*> m_p, <const double*> x_p,
+                                       <const double*> h_p, <const double*> c_p, B)
             else:
-                if not _all_finite(<const float*> x_p, B * D):
-                    status = STATUS_X_NOT_FINITE
-                elif not _all_finite(<const float*> h_p, B * P):
-                    status = STATUS_H_NOT_FINITE
-                elif not _all_finite(<const float*> c_p, B * H):
-                    status = STATUS_C_NOT_FINITE
-                else:
-                    _step(<float*> hn_p, <float*> cn_p, <float*> y_p, <float*> z_p,
-                          <float*> m_p, <const float*> x_p, <const float*> h_p,
-                          <const float*> c_p, <const float*> self.kernel_p,
-                          <const float*> self.recurrent_kernel_p,
-                          <const float*> self.bias_p, <const float*> self.projection_p,
-                          B, D, H, P, self.acts_p)
+                status = _checked_step(&self.w, <float*> hn_p, <float*> cn_p, <float*> y_p,
+                                       <float*> z_p, <float*> m_p, <const float*> x_p,
+                                       <const float*> h_p, <const float*> c_p, B)
         return status

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from pylstm._step import all_finite
+from pylstm._scan import all_finite
 
 _FLOATS = (np.float32, np.float64)
 

@@ -13,6 +13,9 @@ callables run on the NumPy path of `pylstm.ops.lstm_forward`.
 import numpy as np
 from scipy import special
 
+# SELU's constants (Klambauer et al. 2017; the values Keras and TensorFlow use): the one Python
+# definition, which pylstm._reference imports; the compiled core's are in pylstm/_gates.h, and
+# a test checks that the two agree.
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
