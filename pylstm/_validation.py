@@ -207,6 +207,30 @@ def check_lstm_weights(kernel, recurrent_kernel, bias=None, projection=None, *,
     return kernel, recurrent_kernel, bias, projection
 
 
+def check_batch_sizes(arr, name):
+    """Checks the values of an integer `(T,)` array of batch sizes (a packed sequence's, as in
+    PyTorch's `PackedSequence`): non-empty, every entry >= 1, non-increasing.
+
+    Raises:
+        ValueError: naming `name`, for an empty array, an entry < 1 or an increase.
+    """
+    if arr.size == 0:
+        raise ValueError(f"Argument `{name}` must not be empty (one entry per step, at least "
+                         f"one step).")
+    if arr.min() < 1:
+        raise ValueError(f"Argument `{name}` must be >= 1 at every step, received "
+                         f"{short_repr(arr)}.")
+    if np.any(np.diff(arr) > 0):
+        raise ValueError(f"Argument `{name}` must be non-increasing (samples sorted by "
+                         f"decreasing length), received {short_repr(arr)}.")
+
+
+def short_repr(arr):
+    """An array's values for an error message, elided past 20 values."""
+    values = arr.tolist()
+    return str(values) if len(values) <= 20 else f"[{', '.join(map(str, values[:20]))}, ...]"
+
+
 def check_finite(arr, name):
     """Raises ValueError naming `name` if `arr` holds NaN or inf."""
     # one pass with no boolean temporary for contiguous float32/64 arrays, else NumPy

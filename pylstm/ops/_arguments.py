@@ -5,7 +5,7 @@ core needs it, in the weights' dtype)."""
 
 import numpy as np
 
-from pylstm import _core, activations
+from pylstm import _core, _validation, activations
 from pylstm._validation import INT32_MAX, as_float_array, check_array, check_finite
 
 
@@ -90,15 +90,10 @@ def check_batch_sizes(batch_sizes):
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"Argument `batch_sizes` must be an integer array, received dtype "
                         f"{arr.dtype}.")
-    if arr.ndim != 1 or arr.size == 0:
+    if arr.ndim != 1:
         raise ValueError(f"Argument `batch_sizes` must be a non-empty 1-D array, received shape "
                          f"{arr.shape}.")
-    if arr.min() < 1:
-        raise ValueError(f"Argument `batch_sizes` must be >= 1 at every step, received "
-                         f"{arr.tolist()}.")
-    if np.any(np.diff(arr) > 0):
-        raise ValueError(f"Argument `batch_sizes` must be non-increasing (samples sorted by "
-                         f"decreasing length), received {arr.tolist()}.")
+    _validation.check_batch_sizes(arr, "batch_sizes")
     if arr.max() > INT32_MAX:
         raise ValueError(f"Argument `batch_sizes` is over the int32 limit: {int(arr.max())}.")
     return np.ascontiguousarray(arr, dtype=np.intc)

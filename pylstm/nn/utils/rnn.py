@@ -14,7 +14,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from pylstm._validation import check_allocation, native
+from pylstm._validation import check_allocation, check_batch_sizes, native, short_repr
 from pylstm.nn.state_dict import to_numpy
 
 __all__ = ["PackedSequence", "pack_padded_sequence", "pad_packed_sequence", "pad_sequence",
@@ -239,22 +239,14 @@ def check_packed_sequence(sequence, name):
         raise ValueError(f"Argument `{name}.data` must have a first axis of rows, received a "
                          f"0-D array.")
     batch_sizes = _int_vector(sequence.batch_sizes, f"{name}.batch_sizes")
-    if batch_sizes.size == 0:
-        raise ValueError(f"Argument `{name}.batch_sizes` must not be empty (one entry per "
-                         f"step, at least one step).")
-    if batch_sizes.min() < 1:
-        raise ValueError(f"Argument `{name}.batch_sizes` must be >= 1 at every step, received "
-                         f"{_short(batch_sizes)}.")
-    if np.any(np.diff(batch_sizes) > 0):
-        raise ValueError(f"Argument `{name}.batch_sizes` must be non-increasing (samples sorted "
-                         f"by decreasing length), received {_short(batch_sizes)}.")
+    check_batch_sizes(batch_sizes, f"{name}.batch_sizes")
     rows = data.shape[0]
     # each entry is <= batch_sizes[0]: past these bounds the sum exceeds rows (and could
     # overflow int64), so it is not computed
     if (batch_sizes.size > rows or batch_sizes[0] > rows
             or int(batch_sizes.sum()) != rows):
         raise ValueError(f"Argument `{name}.batch_sizes` must sum to the {rows} rows of "
-                         f"`{name}.data`, received {_short(batch_sizes)}.")
+                         f"`{name}.data`, received {short_repr(batch_sizes)}.")
     B = int(batch_sizes[0])
     order = unorder = None
     if sequence.sorted_indices is not None:
@@ -266,8 +258,8 @@ def check_packed_sequence(sequence, name):
             unorder = _invert(order)
         elif np.any(order[unorder] != np.arange(B)):
             raise ValueError(f"Arguments `{name}.sorted_indices` and `{name}.unsorted_indices` "
-                             f"must be inverse permutations, received {_short(order)} and "
-                             f"{_short(unorder)}.")
+                             f"must be inverse permutations, received {short_repr(order)} and "
+                             f"{short_repr(unorder)}.")
     return PackedSequence(data, batch_sizes, order, unorder)
 
 
@@ -302,7 +294,7 @@ def _int_vector(value, name):
         raise ValueError(f"Argument `{name}` must be 1-D, received shape {arr.shape}.")
     if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
         raise ValueError(f"Argument `{name}` holds values over the int64 range, received "
-                         f"{_short(arr)}.")
+                         f"{short_repr(arr)}.")
     return arr.astype(np.int64)
 
 
@@ -314,14 +306,8 @@ def _permutation(value, name, B):
                          f"batch_sizes[0]), received {arr.size}.")
     if arr.min() < 0 or arr.max() >= B or np.unique(arr).size != B:
         raise ValueError(f"Argument `{name}` must be a permutation of range({B}) (each sample "
-                         f"index once), received {_short(arr)}.")
+                         f"index once), received {short_repr(arr)}.")
     return arr
-
-
-def _short(arr):
-    """An array for an error message, elided past 20 values."""
-    values = arr.tolist()
-    return str(values) if len(values) <= 20 else f"[{', '.join(map(str, values[:20]))}, ...]"
 
 
 def _invert(permutation):
