@@ -69,8 +69,41 @@ def lstm_weights(rng, input_dim, units, use_bias=True, scale=0.3, dtype="float32
     return [(rng.normal(size=s) * scale).astype(dtype) for s in shapes]
 
 
+def streaming_case(B, D, H, P=None, dtype="float32", seed=0, scale=0.5):
+    """Weights in the Keras layout (`projection` None unless P is given and differs from H),
+    an input sequence `(B, T=6, D)` and a random state `(h0 (B, P), c0 (B, H))`."""
+    rng = np.random.default_rng(seed)
+    P = P or H
+    w = {
+        "kernel": rng.uniform(-scale, scale, (D, 4 * H)).astype(dtype),
+        "recurrent_kernel": rng.uniform(-scale, scale, (P, 4 * H)).astype(dtype),
+        "bias": rng.uniform(-scale, scale, (4 * H,)).astype(dtype),
+        "projection": rng.uniform(-scale, scale, (H, P)).astype(dtype) if P != H else None,
+    }
+    x = rng.standard_normal((B, 6, D)).astype(dtype)
+    h0 = rng.standard_normal((B, P)).astype(dtype) * 0.5
+    c0 = rng.standard_normal((B, H)).astype(dtype) * 0.5
+    return w, x, h0, c0
+
+
+def run_steps(stepper, x, h0, c0, in_place=True):
+    """Steps `stepper` (an `LSTMStepper`) over `x` `(B, T, D)` from `(h0, c0)`, writing the
+    new state over the old one if `in_place`; returns the outputs `(B, T, P)` and the state."""
+    from pylstm.streaming import LSTMState
+    state = LSTMState(h0.copy(), c0.copy())
+    ys = []
+    for t in range(x.shape[1]):
+        x_t = np.ascontiguousarray(x[:, t])
+        if in_place:
+            y, state = stepper.step(x_t, state, new_state=state)
+        else:
+            y, state = stepper.step(x_t, state)
+        ys.append(y.copy())
+    return np.stack(ys, axis=1), state
+
+
 _module = types.ModuleType("pylstm_tests", "The helpers of tests/conftest.py for test modules.")
-for _name in ("require", "MASKS", "as_list", "lstm_weights"):
+for _name in ("require", "MASKS", "as_list", "lstm_weights", "streaming_case", "run_steps"):
     setattr(_module, _name, globals()[_name])
 sys.modules["pylstm_tests"] = _module
 sys.meta_path.append(_KerasUtilFinder())

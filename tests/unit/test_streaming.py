@@ -6,6 +6,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from pylstm_tests import run_steps, streaming_case
 
 from pylstm import _core
 from pylstm.ops import lstm_forward
@@ -14,41 +15,12 @@ from pylstm.streaming import LSTMState, LSTMStepper, lstm_step
 TOL = {"float32": dict(rtol=1e-5, atol=1e-6), "float64": dict(rtol=1e-12, atol=1e-13)}
 
 
-def make(B, D, H, P=None, dtype="float32", seed=0, scale=0.5):
-    """Weights in the Keras layout, an input sequence `(B, T=6, D)` and a random state."""
-    rng = np.random.default_rng(seed)
-    P = P or H
-    w = {
-        "kernel": rng.uniform(-scale, scale, (D, 4 * H)).astype(dtype),
-        "recurrent_kernel": rng.uniform(-scale, scale, (P, 4 * H)).astype(dtype),
-        "bias": rng.uniform(-scale, scale, (4 * H,)).astype(dtype),
-        "projection": rng.uniform(-scale, scale, (H, P)).astype(dtype) if P != H else None,
-    }
-    x = rng.standard_normal((B, 6, D)).astype(dtype)
-    h0 = rng.standard_normal((B, P)).astype(dtype) * 0.5
-    c0 = rng.standard_normal((B, H)).astype(dtype) * 0.5
-    return w, x, h0, c0
-
-
-def run_steps(stepper, x, h0, c0, in_place=True):
-    state = LSTMState(h0.copy(), c0.copy())
-    ys = []
-    for t in range(x.shape[1]):
-        x_t = np.ascontiguousarray(x[:, t])
-        if in_place:
-            y, state = stepper.step(x_t, state, new_state=state)
-        else:
-            y, state = stepper.step(x_t, state)
-        ys.append(y.copy())
-    return np.stack(ys, axis=1), state
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("B", [1, 3])
 @pytest.mark.parametrize("P", [None, 5])
 @pytest.mark.parametrize("in_place", [True, False])
 def test_steps_equal_lstm_forward(dtype, B, P, in_place):
-    w, x, h0, c0 = make(B, 4, 7, P, dtype)
+    w, x, h0, c0 = streaming_case(B, 4, 7, P, dtype)
     y_ref, h_ref, c_ref, _ = lstm_forward(x, h0=h0, c0=c0, **w)
     y, state = run_steps(LSTMStepper(**w), x, h0, c0, in_place)
     np.testing.assert_allclose(y, y_ref, **TOL[dtype])
@@ -60,7 +32,7 @@ def test_steps_equal_lstm_forward(dtype, B, P, in_place):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name", sorted(_core.ACTIVATION_CODES))
 def test_every_activation(dtype, name):
-    w, x, h0, c0 = make(2, 3, 4, 3, dtype, seed=1)
+    w, x, h0, c0 = streaming_case(2, 3, 4, 3, dtype, seed=1)
     # Small weights keep "exponential" and "relu" cells finite over six steps.
     w = {k: (v * 0.4 if v is not None else None) for k, v in w.items()}
     for kwargs in ({"activation": name}, {"recurrent_activation": name}):
@@ -71,7 +43,7 @@ def test_every_activation(dtype, name):
 
 
 def test_gate_activations_and_callable():
-    w, x, h0, c0 = make(2, 3, 4, dtype="float64", seed=2)
+    w, x, h0, c0 = streaming_case(2, 3, 4, dtype="float64", seed=2)
     gates = ["hard_sigmoid", "sigmoid", "softsign", "sigmoid", "relu"]
     y_ref, _, c_ref, _ = lstm_forward(x, h0=h0, c0=c0, gate_activations=gates, **w)
     y, state = run_steps(LSTMStepper(gate_activations=gates, **w), x, h0, c0)
@@ -84,7 +56,7 @@ def test_gate_activations_and_callable():
 
 
 def test_lstm_step_function_and_float64_input_cast():
-    w, x, h0, c0 = make(2, 3, 4, dtype="float32", seed=6)
+    w, x, h0, c0 = streaming_case(2, 3, 4, dtype="float32", seed=6)
     y_ref, h_ref, c_ref, _ = lstm_forward(x[:, :1], h0=h0, c0=c0, **w)
     y, state = lstm_step(x[:, 0].astype("float64"), LSTMState(h0, c0), **w)
     assert y.dtype == np.float32
@@ -95,7 +67,7 @@ def test_lstm_step_function_and_float64_input_cast():
 # Buffers and allocation -------------------------------------------------------------------
 
 def test_buffers_are_written_in_place():
-    w, x, h0, c0 = make(3, 4, 6, 5, seed=7)
+    w, x, h0, c0 = streaming_case(3, 4, 6, 5, seed=7)
     stepper = LSTMStepper(**w)
     y_ref, state_ref = stepper.step(x[:, 0], LSTMState(h0, c0))
 
@@ -120,7 +92,7 @@ def test_buffers_are_written_in_place():
 
 def test_no_allocation_per_step_with_buffers():
     B, D, H = 4, 32, 256
-    w, x, h0, c0 = make(B, D, H, seed=8, scale=0.05)
+    w, x, h0, c0 = streaming_case(B, D, H, seed=8, scale=0.05)
     stepper = LSTMStepper(**w)
     state = LSTMState(h0, c0)
     out = np.empty((B, H), "float32")
@@ -171,7 +143,7 @@ def test_state_copy_reset_and_save(tmp_path):
 
 
 def test_reset_one_stream_restarts_it():
-    w, x, h0, c0 = make(2, 3, 4, seed=9)
+    w, x, h0, c0 = streaming_case(2, 3, 4, seed=9)
     stepper = LSTMStepper(**w)
     state = stepper.initial_state(2)
     for t in range(3):
@@ -209,7 +181,7 @@ def test_state_errors():
 # Bad input --------------------------------------------------------------------------------
 
 def test_step_bad_input():
-    w, x, h0, c0 = make(2, 3, 4, seed=10)
+    w, x, h0, c0 = streaming_case(2, 3, 4, seed=10)
     stepper = LSTMStepper(**w)
     state = LSTMState(h0, c0)
     x_t = np.ascontiguousarray(x[:, 0])
@@ -250,7 +222,7 @@ def test_step_bad_input():
 
 
 def test_stepper_bad_weights():
-    w, _, _, _ = make(1, 3, 4, seed=11)
+    w, _, _, _ = streaming_case(1, 3, 4, seed=11)
     with pytest.raises(ValueError, match=r"`kernel` must have shape \(D, 4\*units\)"):
         LSTMStepper(w["kernel"][:, :15], w["recurrent_kernel"])
     with pytest.raises(ValueError, match=r"`recurrent_kernel` must have shape \(4, 16\) "

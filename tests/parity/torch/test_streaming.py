@@ -3,45 +3,16 @@ projection, stepped on the same weights."""
 
 import numpy as np
 import pytest
-from pylstm_tests import require
+from pylstm_tests import require, run_steps, streaming_case
 
 from pylstm.streaming import LSTMState, LSTMStepper
-
-
-def make(B, D, H, P=None, dtype="float32", seed=0, scale=0.5):
-    """Weights in the Keras layout, an input sequence `(B, T=6, D)` and a random state."""
-    rng = np.random.default_rng(seed)
-    P = P or H
-    w = {
-        "kernel": rng.uniform(-scale, scale, (D, 4 * H)).astype(dtype),
-        "recurrent_kernel": rng.uniform(-scale, scale, (P, 4 * H)).astype(dtype),
-        "bias": rng.uniform(-scale, scale, (4 * H,)).astype(dtype),
-        "projection": rng.uniform(-scale, scale, (H, P)).astype(dtype) if P != H else None,
-    }
-    x = rng.standard_normal((B, 6, D)).astype(dtype)
-    h0 = rng.standard_normal((B, P)).astype(dtype) * 0.5
-    c0 = rng.standard_normal((B, H)).astype(dtype) * 0.5
-    return w, x, h0, c0
-
-
-def run_steps(stepper, x, h0, c0, in_place=True):
-    state = LSTMState(h0.copy(), c0.copy())
-    ys = []
-    for t in range(x.shape[1]):
-        x_t = np.ascontiguousarray(x[:, t])
-        if in_place:
-            y, state = stepper.step(x_t, state, new_state=state)
-        else:
-            y, state = stepper.step(x_t, state)
-        ys.append(y.copy())
-    return np.stack(ys, axis=1), state
 
 
 @pytest.mark.parametrize("B", [1, 4])
 def test_matches_torch_lstm_cell(B):
     torch = require("torch")
     D, H = 5, 8
-    w, x, h0, c0 = make(B, D, H, seed=3)
+    w, x, h0, c0 = streaming_case(B, D, H, seed=3)
     cell = torch.nn.LSTMCell(D, H)
     rng = np.random.default_rng(4)
     b_hh = rng.uniform(-0.5, 0.5, 4 * H).astype("float32")
@@ -69,7 +40,7 @@ def test_matches_torch_lstm_cell(B):
 def test_matches_torch_lstm_with_projection():
     torch = require("torch")
     B, D, H, P = 2, 5, 8, 3
-    w, x, h0, c0 = make(B, D, H, P, seed=5)
+    w, x, h0, c0 = streaming_case(B, D, H, P, seed=5)
     module = torch.nn.LSTM(D, H, proj_size=P, batch_first=True)
     with torch.no_grad():
         module.weight_ih_l0.copy_(torch.from_numpy(w["kernel"].T.copy()))
