@@ -14,39 +14,90 @@ INPUT_DERIVATIVE_CODES: frozenset[int]
 HOIST_STEPS: int   # steps of one sample's fused input product done at once
 GATE_CONSTANTS: dict[str, float]   # the compiled gate math's constants (SELU's alpha and scale)
 
+class Steps:
+    """Which steps a call runs, and how."""
+    batch_sizes: np.ndarray                  # (T,) intc, non-increasing, batch_sizes[0] <= B
+    activations: np.ndarray                  # (5,) intc: codes of gates i, f, g, o and cell
+    mask: Optional[np.ndarray]               # (T, B) uint8 (dense path only), or None
+
+    def __init__(
+        self,
+        batch_sizes: np.ndarray,
+        activations: np.ndarray,
+        *,
+        mask: Optional[np.ndarray] = None,
+        reverse: bool = False,
+        training: bool = False,              # keep every step's state slots (for backward)
+        zero_output: bool = False,           # a masked step outputs zeros
+    ) -> None: ...
+
+class RecurrentWeights:
+    """The weights the time loop reads, one floating dtype; `packed` for the packed path."""
+    recurrent_kernel: np.ndarray             # (P, G)
+    projection: Optional[np.ndarray]         # (H, P) or None
+    recurrent_dropout_mask: Optional[np.ndarray]  # (R, B, P) or None
+    packed: Optional[np.ndarray]             # float32, (packed_size(H, P),) for forward,
+                                             # (packed_t_size(H, P),) for backward, or None
+    kernel: Optional[np.ndarray]             # (D, G) float32: the core's input product
+    packed_kernel: Optional[np.ndarray]      # (packed_size(H, D),) float32, with kernel
+    bias: Optional[np.ndarray]               # (G,) or None, with kernel
+
+    def __init__(
+        self,
+        recurrent_kernel: np.ndarray,
+        *,
+        projection: Optional[np.ndarray] = None,
+        recurrent_dropout_mask: Optional[np.ndarray] = None,
+        packed: Optional[np.ndarray] = None,
+        kernel: Optional[np.ndarray] = None,
+        packed_kernel: Optional[np.ndarray] = None,
+        bias: Optional[np.ndarray] = None,
+    ) -> None: ...
+
+class ForwardArrays:
+    """The arrays `forward` reads and writes, of the weights' dtype."""
+    gates: np.ndarray                        # (N, G) in: x @ kernel + bias; out: activated
+                                             # (inference with x: (B or HOIST_STEPS, G) scratch)
+    hs: np.ndarray                           # (S, P) out: h state slots; h_n in the final slot
+    cs: np.ndarray                           # (S, H) out: c state slots; c_n in the final slot
+    h0: np.ndarray                           # (B, P) in: initial h, sorted sample order
+    c0: np.ndarray                           # (B, H) in: initial c
+    y_prev: np.ndarray                       # (B, P) in zeros; out: last unmasked output
+    zs: Optional[np.ndarray]                 # (N, G) out: gate pre-activations, or None
+    ms: Optional[np.ndarray]                 # (N, H) out: m_t (training with projection)
+    m: Optional[np.ndarray]                  # (B, H) scratch with projection, or None
+    y: Optional[np.ndarray]                  # (N, P) out: h_t per row, or None
+    hm: Optional[np.ndarray]                 # (B, P) scratch with recurrent dropout, or None
+    x: Optional[np.ndarray]                  # flat float32 input rows: the core's input product
+
+    def __init__(
+        self,
+        gates: np.ndarray,
+        hs: np.ndarray,
+        cs: np.ndarray,
+        h0: np.ndarray,
+        c0: np.ndarray,
+        y_prev: np.ndarray,
+        *,
+        zs: Optional[np.ndarray] = None,
+        ms: Optional[np.ndarray] = None,
+        m: Optional[np.ndarray] = None,
+        y: Optional[np.ndarray] = None,
+        hm: Optional[np.ndarray] = None,
+        x: Optional[np.ndarray] = None,
+        ldx: int = 0,                        # x: elements between a step's rows
+        x_step: int = 0,                     # x: between dense steps (0: packed rows)
+        ldy: int = 0,                        # y: elements between a step's rows (0: packed)
+        y_step: int = 0,                     # y: between dense steps
+    ) -> None: ...
+
 def forward(
-    gates: np.ndarray,                       # (N, G) in: x @ kernel + bias; out: activated
-    zs: Optional[np.ndarray],                # (N, G) out: gate pre-activations, or None
-    hs: np.ndarray,                          # (S, P) out: h state slots; h_n in the final slot
-    cs: np.ndarray,                          # (S, H) out: c state slots; c_n in the final slot
-    h0: np.ndarray,                          # (B, P) in: initial h, sorted sample order
-    c0: np.ndarray,                          # (B, H) in: initial c
-    ms: Optional[np.ndarray],                # (N, H) out: m_t (training with projection), or None
-    m: Optional[np.ndarray],                 # (B, H) scratch with projection, or None
-    y: Optional[np.ndarray],                 # (N, P) out: h_t per row, or None
-    y_prev: np.ndarray,                      # (B, P) in zeros; out: last unmasked output
-    hm: Optional[np.ndarray],                # (B, P) scratch with recurrent dropout, or None
-    recurrent_kernel: np.ndarray,            # (P, G)
-    projection: Optional[np.ndarray],        # (H, P) or None
-    mask: Optional[np.ndarray],              # (T, B) uint8 (dense path only), or None
-    recurrent_dropout_mask: Optional[np.ndarray],  # (R, B, P) or None
-    batch_sizes: np.ndarray,                 # (T,) intc, non-increasing, batch_sizes[0] = B
-    reverse: bool,
-    training: bool,
-    zero_output: bool,
-    activations: np.ndarray,                 # (5,) intc: codes of gates i, f, g, o and cell
-    packed: Optional[np.ndarray] = None,     # (packed_size(H, P),) float32: the packed path
-    pack: bool = True,                       # pack recurrent_kernel (and kernel) into it first
-    num_threads: int = 1,                    # team size on the packed path (-n: n only while
-                                             # the team's helpers are awake)
-    x: Optional[np.ndarray] = None,          # flat float32 input rows: the core's input product
-    ldx: int = 0,                            # x: elements between a step's rows
-    x_step: int = 0,                         # x: between dense steps (0: packed rows)
-    kernel: Optional[np.ndarray] = None,     # (D, G) with x
-    packed_kernel: Optional[np.ndarray] = None,  # (packed_size(H, D),) float32 with x
-    bias: Optional[np.ndarray] = None,       # (G,) or None, with x
-    ldy: int = 0,                            # y: elements between a step's rows (0: packed)
-    y_step: int = 0,                         # y: between dense steps
+    arrays: ForwardArrays,
+    weights: RecurrentWeights,
+    steps: Steps,
+    team: int = 1,                           # threads of the packed path's team
+    team_if_awake: bool = False,             # that team only if its helpers are awake
+    pack: bool = True,                       # pack the kernels first (else as left)
 ) -> None: ...
 
 def forward_small(
@@ -64,37 +115,67 @@ def forward_small(
     blas_switch: Optional[np.ndarray] = None,  # (2n,) uintp: BLAS get/set thread functions
 ) -> tuple[Optional[np.ndarray], np.ndarray, np.ndarray]: ...   # y (x's shape, H), h_n, c_n
 
+class BackwardArrays:
+    """The arrays `backward` reads and writes, of the weights' dtype."""
+    dz: np.ndarray                           # (N, G) out: d loss / d gate pre-activations
+    dh: np.ndarray                           # (B, P) in: d h_n; out: d h_0
+    dc: np.ndarray                           # (B, H) in: d c_n; out: d c_0
+    dy_carry: np.ndarray                     # (B, P) in: d y_last (masked path); scratch
+    g: np.ndarray                            # (B, P) scratch
+    a: np.ndarray                            # (H,) scratch
+    gates: np.ndarray                        # (N, G) forward's activated gates
+    cs: np.ndarray                           # (N + B, H) forward's training cell state slots
+    zs: Optional[np.ndarray]                 # (N, G) gate pre-activations, or None
+    dy: Optional[np.ndarray]                 # (N, P) d loss / d y (or dense: lddy), or None
+    dhs: Optional[np.ndarray]                # (N, P) out: d h_t per row with projection
+    dm: Optional[np.ndarray]                 # (B, H) scratch with projection, or None
+    hm: Optional[np.ndarray]                 # (B, P) scratch with recurrent dropout, or None
+
+    def __init__(
+        self,
+        dz: np.ndarray,
+        dh: np.ndarray,
+        dc: np.ndarray,
+        dy_carry: np.ndarray,
+        g: np.ndarray,
+        a: np.ndarray,
+        gates: np.ndarray,
+        cs: np.ndarray,
+        *,
+        zs: Optional[np.ndarray] = None,
+        dy: Optional[np.ndarray] = None,
+        dhs: Optional[np.ndarray] = None,
+        dm: Optional[np.ndarray] = None,
+        hm: Optional[np.ndarray] = None,
+        lddy: int = 0,                       # dy: elements between a step's rows (0: packed)
+        dy_step: int = 0,                    # dy: between dense steps
+    ) -> None: ...
+
+class TeamGradients:
+    """The weight gradients the packed backward's team adds (float32)."""
+    dw: np.ndarray                           # (D, G) out: d kernel
+    du: np.ndarray                           # (P, G) out: d recurrent_kernel
+    x: np.ndarray                            # (N, D) the input rows
+    h_prev: np.ndarray                       # (N, P) each row's h_{t-1}
+    db: Optional[np.ndarray]                 # (G,) out: d bias, or None
+
+    def __init__(
+        self,
+        dw: np.ndarray,
+        du: np.ndarray,
+        x: np.ndarray,
+        h_prev: np.ndarray,
+        *,
+        db: Optional[np.ndarray] = None,
+    ) -> None: ...
+
 def backward(
-    dz: np.ndarray,                          # (N, G) out: d loss / d gate pre-activations
-    dh: np.ndarray,                          # (B, P) in: d h_n; out: d h_0
-    dc: np.ndarray,                          # (B, H) in: d c_n; out: d c_0
-    dy_carry: np.ndarray,                    # (B, P) in: d y_last (masked path); scratch
-    dhs: Optional[np.ndarray],               # (N, P) out: d h_t per row with projection, or None
-    dm: Optional[np.ndarray],                # (B, H) scratch with projection, or None
-    g: np.ndarray,                           # (B, P) scratch
-    a: np.ndarray,                           # (H,) scratch
-    hm: Optional[np.ndarray],                # (B, P) scratch with recurrent dropout, or None
-    dy: Optional[np.ndarray],                # (N, P) d loss / d y (or dense: lddy), or None
-    gates: np.ndarray,                       # (N, G) forward's activated gates
-    zs: Optional[np.ndarray],                # (N, G) gate pre-activations, or None
-    cs: np.ndarray,                          # (N + B, H) forward's training cell state slots
-    recurrent_kernel: np.ndarray,            # (P, G)
-    projection: Optional[np.ndarray],        # (H, P) or None
-    mask: Optional[np.ndarray],              # (T, B) uint8 (dense path only), or None
-    recurrent_dropout_mask: Optional[np.ndarray],  # (R, B, P) or None
-    batch_sizes: np.ndarray,                 # (T,) intc, as in the forward
-    reverse: bool,
-    zero_output: bool,
-    activations: np.ndarray,                 # (5,) intc: codes of gates i, f, g, o and cell
-    packed_t: Optional[np.ndarray] = None,   # (packed_t_size(H, P),) float32: the packed path
-    num_threads: int = 1,                    # team size on the packed path
-    dw: Optional[np.ndarray] = None,         # (D, G) out: d kernel, added by the packed team
-    du: Optional[np.ndarray] = None,         # (P, G) out: d recurrent_kernel, with dw
-    db: Optional[np.ndarray] = None,         # (G,) out: d bias, with dw, or None
-    x: Optional[np.ndarray] = None,          # (N, D) the input rows, with dw
-    h_prev: Optional[np.ndarray] = None,     # (N, P) each row's h_{t-1}, with dw
-    lddy: int = 0,                           # dy: elements between a step's rows (0: packed)
-    dy_step: int = 0,                        # dy: between dense steps
+    arrays: BackwardArrays,
+    weights: RecurrentWeights,               # packed: (packed_t_size(H, P),) float32
+    steps: Steps,                            # the training forward's
+    team: int = 1,
+    team_if_awake: bool = False,
+    sums: Optional[TeamGradients] = None,    # packed path: the team adds the weight gradients
 ) -> None: ...
 
 def packed_size(H: int, P: int) -> int: ...     # floats of a packed (P, 4H) kernel

@@ -669,140 +669,364 @@ def packed_size(int H, int P):
     return pl_packed_size(H, P)
 
 
-cdef Shape _shape(const int[::1] batch_sizes, int B, int H, int P,
-                  const floating[:, :, ::1] recurrent_dropout_mask):
-    """The Shape of a call (D is set with the core's input product)."""
-    cdef Shape sh
-    cdef Py_ssize_t s
-    sh.T, sh.B, sh.H, sh.P, sh.D = batch_sizes.shape[0], B, H, P, 0
-    sh.R = recurrent_dropout_mask.shape[0] if recurrent_dropout_mask is not None else 0
-    sh.N = 0
-    for s in range(sh.T):
-        sh.N += batch_sizes[s]
-    sh.batch_sizes = &batch_sizes[0]
-    return sh
+# What a call runs over, as Python passes it --------------------------------------------------
+# Python builds the arguments of `forward` and `backward` as objects of the classes below
+# (ops builds them once per call, or once per run of chunks where they stay the same). Each
+# checks its arrays when built (an ndarray of the right dtype and dimensions, C-contiguous,
+# writable where the kernels write, the shapes it can compare) and keeps them alive while it
+# holds their pointers; `forward` and `backward` check that the three agree, so that no
+# kernel reads or writes outside an array.
+
+cdef dict _DTYPE_NAMES = {cnp.NPY_FLOAT32: "float32", cnp.NPY_FLOAT64: "float64",
+                          cnp.NPY_INT: "intc", cnp.NPY_UBYTE: "uint8"}
 
 
-cdef Options _options(const unsigned char[:, ::1] mask, const int[::1] activations,
-                      bint reverse, bint training, bint zero_output):
+cdef void* _data(object a, str name, int typenum, int ndim, bint written,
+                 bint optional) except? NULL:
+    """The data of array argument `name`, checked: an ndarray of `typenum` with `ndim`
+    dimensions, C-contiguous, writable if `written`; None gives NULL if `optional`."""
+    cdef cnp.ndarray arr
+    if a is None:
+        if optional:
+            return NULL
+        raise TypeError(f"Argument `{name}` must be an array, received None.")
+    if not cnp.PyArray_Check(a):
+        raise TypeError(f"Argument `{name}` must be a NumPy array, received "
+                        f"{type(a).__name__}.")
+    arr = <cnp.ndarray> a
+    if cnp.PyArray_TYPE(arr) != typenum:
+        raise TypeError(f"Argument `{name}` must have dtype {_DTYPE_NAMES[typenum]}, received "
+                        f"{a.dtype}.")
+    if cnp.PyArray_NDIM(arr) != ndim:
+        raise ValueError(f"Argument `{name}` must have {ndim} dimensions, received shape "
+                         f"{a.shape}.")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        raise ValueError(f"Argument `{name}` must be C-contiguous.")
+    if written and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"Argument `{name}` must be writable.")
+    return cnp.PyArray_DATA(arr)
+
+
+cdef inline Py_ssize_t _dim(object a, int i) noexcept:
+    """Dimension i of a checked array (0 for None)."""
+    return cnp.PyArray_DIMS(<cnp.ndarray> a)[i] if a is not None else 0
+
+
+cdef int _expect(object a, str name, Py_ssize_t d0, Py_ssize_t d1) except -1:
+    """Checks that the 2-D array `name`, if given, is (d0, d1); -1: any size there."""
+    if a is None:
+        return 0
+    if (d0 >= 0 and _dim(a, 0) != d0) or (d1 >= 0 and _dim(a, 1) != d1):
+        raise ValueError(f"Argument `{name}` must have shape "
+                         f"({d0 if d0 >= 0 else 'any'}, {d1 if d1 >= 0 else 'any'}), "
+                         f"received {a.shape}.")
+    return 0
+
+
+cdef int _reaches(Py_ssize_t size, str name, Py_ssize_t needed) except -1:
+    """Checks that an array `name` of `size` elements holds the `needed` a call addresses."""
+    if size < needed:
+        raise ValueError(f"Argument `{name}` must hold at least {needed} elements for this "
+                         f"call, received {size}.")
+    return 0
+
+
+cdef class Steps:
+    """Which steps a call runs, and how: `batch_sizes` `(T,)` intc, non-increasing (the
+    packed batch: step t runs its first batch_sizes[t] samples; all B on the dense path),
+    `activations` `(5,)` intc (ACTIVATION_CODES of gates i, f, g, o and of the cell output),
+    `mask` `(T, B)` uint8 or None (dense path only), and the flags `reverse`, `training`
+    (keep every step's state slots; `backward` needs it) and `zero_output` (a masked step
+    outputs zeros instead of repeating its last output)."""
+
+    cdef Shape sh                 # T, N and batch_sizes (the arrays and weights give the rest)
     cdef Options op
-    op.reverse, op.training, op.zero_output = reverse, training, zero_output
-    op.mask = &mask[0, 0] if mask is not None else NULL
-    op.acts = acts_of(&activations[0])
-    return op
+    cdef Py_ssize_t mask_batch
+    cdef readonly object batch_sizes, activations, mask
+
+    def __init__(self, batch_sizes, activations, *, mask=None, bint reverse=False,
+                 bint training=False, bint zero_output=False):
+        cdef const int* sizes = <const int*> _data(batch_sizes, "batch_sizes", cnp.NPY_INT, 1,
+                                                   False, False)
+        cdef const int* codes = <const int*> _data(activations, "activations", cnp.NPY_INT, 1,
+                                                   False, False)
+        cdef Py_ssize_t s
+        self.sh.T = _dim(batch_sizes, 0)
+        if self.sh.T < 1:
+            raise ValueError("Argument `batch_sizes` must have at least one step, received 0.")
+        if _dim(activations, 0) != 5:
+            raise ValueError(f"Argument `activations` must have shape (5,), received "
+                             f"{activations.shape}.")
+        self.sh.N = 0
+        for s in range(self.sh.T):
+            self.sh.N += sizes[s]
+        self.sh.batch_sizes = sizes
+        self.sh.B = self.sh.H = self.sh.P = self.sh.D = self.sh.R = 0
+        self.op.mask = <const unsigned char*> _data(mask, "mask", cnp.NPY_UBYTE, 2, False, True)
+        _expect(mask, "mask", self.sh.T, -1)
+        self.mask_batch = _dim(mask, 1)
+        self.op.reverse, self.op.training, self.op.zero_output = reverse, training, zero_output
+        self.op.acts = acts_of(codes)
+        self.batch_sizes = batch_sizes
+        self.activations = activations
+        self.mask = mask
 
 
-cdef Weights _weights(const floating[:, ::1] recurrent_kernel,
-                      const floating[:, ::1] projection,
-                      const floating[:, :, ::1] recurrent_dropout_mask):
-    """The Weights of a call on BLAS (the packed path sets `packed` and the kernels)."""
+cdef class RecurrentWeights:
+    """The weights the time loop reads: `recurrent_kernel` `(P, G)`, `projection` `(H, P)` or
+    None, `recurrent_dropout_mask` `(R, B, P)` or None (R = 1, or 4: one per gate), all of one
+    floating dtype. Float32 without projection or recurrent dropout may run packed: `packed`
+    `(packed_size(H, P),)` for `forward` (`(packed_t_size(H, P),)` for `backward`), the buffer
+    the core packs recurrent_kernel (its transpose) into; for the core's input product
+    (`ForwardArrays`' `x`), also `kernel` `(D, G)`, `packed_kernel` `(packed_size(H, D),)` and
+    `bias` `(G,)` or None."""
+
     cdef Weights w
-    w.recurrent_kernel = &recurrent_kernel[0, 0]
-    w.projection = &projection[0, 0] if projection is not None else NULL
-    w.rdrop = (&recurrent_dropout_mask[0, 0, 0] if recurrent_dropout_mask is not None
-               else NULL)
-    w.packed = w.packed_kernel = NULL
-    w.kernel = w.bias = NULL
-    return w
+    cdef int typenum
+    cdef int H, P, D, R
+    cdef Py_ssize_t rdrop_batch, packed_floats
+    cdef readonly object recurrent_kernel, projection, recurrent_dropout_mask
+    cdef readonly object packed, kernel, packed_kernel, bias
+
+    def __init__(self, recurrent_kernel, *, projection=None, recurrent_dropout_mask=None,
+                 packed=None, kernel=None, packed_kernel=None, bias=None):
+        cdef int t = (cnp.PyArray_TYPE(<cnp.ndarray> recurrent_kernel) if cnp.PyArray_Check(recurrent_kernel)
+                      else cnp.NPY_FLOAT64)
+        if t != cnp.NPY_FLOAT32:
+            t = cnp.NPY_FLOAT64
+        self.typenum = t
+        self.w.recurrent_kernel = _data(recurrent_kernel, "recurrent_kernel", t, 2, False, False)
+        self.P = _dim(recurrent_kernel, 0)
+        self.H = _dim(recurrent_kernel, 1) // 4
+        _expect(recurrent_kernel, "recurrent_kernel", -1, 4 * self.H)
+        self.w.projection = _data(projection, "projection", t, 2, False, True)
+        _expect(projection, "projection", self.H, self.P)
+        self.w.rdrop = _data(recurrent_dropout_mask, "recurrent_dropout_mask", t, 3, False, True)
+        self.R = _dim(recurrent_dropout_mask, 0)
+        self.rdrop_batch = _dim(recurrent_dropout_mask, 1)
+        if recurrent_dropout_mask is not None and (
+                self.R not in (1, 4) or _dim(recurrent_dropout_mask, 2) != self.P):
+            raise ValueError(f"Argument `recurrent_dropout_mask` must have shape (1 or 4, B, "
+                             f"{self.P}), received {recurrent_dropout_mask.shape}.")
+        self.w.packed = self.w.packed_kernel = NULL
+        self.w.kernel = self.w.bias = NULL
+        self.D = 0
+        self.packed_floats = 0
+        if packed is not None:
+            if t != cnp.NPY_FLOAT32 or projection is not None or recurrent_dropout_mask is not None:
+                raise ValueError("Argument `packed` needs float32 weights without projection or "
+                                 "recurrent dropout mask.")
+            self.w.packed = <float*> _data(packed, "packed", t, 1, True, False)
+            self.packed_floats = _dim(packed, 0)
+        if kernel is not None or packed_kernel is not None or bias is not None:
+            if packed is None or kernel is None or packed_kernel is None:
+                raise ValueError("Arguments `kernel` and `packed_kernel` go together, with "
+                                 "`packed` (the core's input product).")
+            self.w.kernel = <const float*> _data(kernel, "kernel", t, 2, False, False)
+            self.D = _dim(kernel, 0)
+            _expect(kernel, "kernel", -1, 4 * self.H)
+            self.w.packed_kernel = <float*> _data(packed_kernel, "packed_kernel", t, 1, True,
+                                                  False)
+            _reaches(_dim(packed_kernel, 0), "packed_kernel", pl_packed_size(self.H, self.D))
+            self.w.bias = <const float*> _data(bias, "bias", t, 1, False, True)
+            if bias is not None and _dim(bias, 0) != 4 * self.H:
+                raise ValueError(f"Argument `bias` must have shape ({4 * self.H},), received "
+                                 f"{bias.shape}.")
+        self.recurrent_kernel = recurrent_kernel
+        self.projection = projection
+        self.recurrent_dropout_mask = recurrent_dropout_mask
+        self.packed = packed
+        self.kernel = kernel
+        self.packed_kernel = packed_kernel
+        self.bias = bias
 
 
-cdef inline int _team_size(int num_threads, int items, bint* only_awake) noexcept nogil:
-    """The team for a `num_threads` argument: at most one member per item (panel or group).
-    pylstm._threads.BlasThreads.team asks for a team of n only while its helpers are awake
-    by passing -n; that flag ends here, as pl_team_run's only_awake."""
-    only_awake[0] = num_threads < 0
-    return max(1, min(abs(num_threads), items))
+cdef class ForwardArrays:
+    """The arrays `forward` reads and writes, of the weights' dtype (see the module's Design
+    note): `gates` `(N, G)` (in: x @ kernel + bias; out: the activated gates; with the core's
+    input product in inference, a `(B, G)` scratch, `(HOIST_STEPS, G)` for one dense sample),
+    `hs` `(S, P)` and `cs` `(S, H)` the state slots (S = N + B in training, 3B in inference;
+    the final states in rows `[N, N + B)`, `[0, B)` in reverse training, `[2B, 3B)` in
+    inference), `h0` `(B, P)` and `c0` `(B, H)` the initial states, `y_prev` `(B, P)` (in:
+    zeros; out: each sample's last unmasked output). Optional: `zs` `(N, G)` the
+    pre-activations, `ms` `(N, H)` (training with projection), `m` `(B, H)` (scratch with
+    projection), `y` the outputs `(N, P)`, or with `ldy` > 0 dense rows `(t, b)` at
+    `t * y_step + b * ldy`, `hm` `(B, P)` (scratch with recurrent dropout), and `x` (flat,
+    float32) the input rows for the core's input product: a step's rows `ldx` apart, dense
+    steps `x_step` apart (0: packed rows, each step's contiguous)."""
+
+    cdef ForwardBuffers io
+    cdef int typenum
+    cdef Py_ssize_t B, H, P, gate_rows, slots, zs_rows, ms_rows, y_size, x_size
+    cdef readonly object gates, hs, cs, h0, c0, y_prev, zs, ms, m, y, hm, x
+
+    def __init__(self, gates, hs, cs, h0, c0, y_prev, *, zs=None, ms=None, m=None, y=None,
+                 hm=None, x=None, Py_ssize_t ldx=0, Py_ssize_t x_step=0, Py_ssize_t ldy=0,
+                 Py_ssize_t y_step=0):
+        cdef int t = (cnp.PyArray_TYPE(<cnp.ndarray> gates) if cnp.PyArray_Check(gates) else cnp.NPY_FLOAT64)
+        if t != cnp.NPY_FLOAT32:
+            t = cnp.NPY_FLOAT64
+        self.typenum = t
+        self.io.gates = _data(gates, "gates", t, 2, True, False)
+        self.io.hs = _data(hs, "hs", t, 2, True, False)
+        self.io.cs = _data(cs, "cs", t, 2, True, False)
+        self.io.h0 = _data(h0, "h0", t, 2, False, False)
+        self.io.c0 = _data(c0, "c0", t, 2, False, False)
+        self.io.y_prev = _data(y_prev, "y_prev", t, 2, True, False)
+        self.io.zs = _data(zs, "zs", t, 2, True, True)
+        self.io.ms = _data(ms, "ms", t, 2, True, True)
+        self.io.m = _data(m, "m", t, 2, True, True)
+        self.io.y = _data(y, "y", t, 2, True, True)
+        self.io.hm = _data(hm, "hm", t, 2, True, True)
+        self.io.x = <const float*> _data(x, "x", cnp.NPY_FLOAT32, 1, False, True)
+        self.gate_rows, self.H = _dim(gates, 0), _dim(gates, 1) // 4
+        self.slots, self.P = _dim(hs, 0), _dim(hs, 1)
+        self.B = _dim(h0, 0)
+        _expect(gates, "gates", -1, 4 * self.H)
+        _expect(cs, "cs", self.slots, self.H)
+        _expect(c0, "c0", self.B, self.H)
+        _expect(h0, "h0", self.B, self.P)
+        _expect(y_prev, "y_prev", self.B, self.P)
+        _expect(zs, "zs", -1, 4 * self.H)
+        _expect(ms, "ms", -1, self.H)
+        _expect(m, "m", self.B, self.H)
+        _expect(y, "y", -1, self.P)
+        _expect(hm, "hm", self.B, self.P)
+        self.zs_rows, self.ms_rows = _dim(zs, 0), _dim(ms, 0)
+        self.y_size = _dim(y, 0) * self.P
+        self.x_size = _dim(x, 0)
+        if x is not None and t != cnp.NPY_FLOAT32:
+            raise TypeError("Argument `x` (the core's input product) needs float32 arrays, "
+                            "received float64.")
+        self.io.ldx, self.io.x_step = ldx, x_step
+        self.io.ldy, self.io.y_step = ldy, y_step
+        self.gates = gates
+        self.hs = hs
+        self.cs = cs
+        self.h0 = h0
+        self.c0 = c0
+        self.y_prev = y_prev
+        self.zs = zs
+        self.ms = ms
+        self.m = m
+        self.y = y
+        self.hm = hm
+        self.x = x
 
 
-def forward(floating[:, ::1] gates, floating[:, ::1] zs, floating[:, ::1] hs,
-            floating[:, ::1] cs, const floating[:, ::1] h0, const floating[:, ::1] c0,
-            floating[:, ::1] ms, floating[:, ::1] m,
-            floating[:, ::1] y, floating[:, ::1] y_prev, floating[:, ::1] hm,
-            const floating[:, ::1] recurrent_kernel, const floating[:, ::1] projection,
-            const unsigned char[:, ::1] mask, const floating[:, :, ::1] recurrent_dropout_mask,
-            const int[::1] batch_sizes, bint reverse, bint training, bint zero_output,
-            const int[::1] activations, floating[::1] packed=None, bint pack=True,
-            int num_threads=1, const floating[::1] x=None, Py_ssize_t ldx=0,
-            Py_ssize_t x_step=0, const floating[:, ::1] kernel=None,
-            floating[::1] packed_kernel=None, const floating[::1] bias=None, Py_ssize_t ldy=0,
-            Py_ssize_t y_step=0):
+cdef int _dtypes_agree(int arrays, int weights) except -1:
+    if arrays != weights:
+        raise TypeError(f"The arrays and the weights must have one dtype, received "
+                        f"{_DTYPE_NAMES[arrays]} arrays and {_DTYPE_NAMES[weights]} weights.")
+    return 0
+
+
+cdef int _weights_fit(RecurrentWeights weights, Py_ssize_t B, Py_ssize_t H, Py_ssize_t P,
+                      Steps steps) except -1:
+    """Checks that the weights and the steps fit arrays of B samples, H units, P outputs."""
+    if weights.H != H or weights.P != P:
+        raise ValueError(f"Argument `recurrent_kernel` must have shape ({P}, {4 * H}) to fit "
+                         f"the arrays, received ({weights.P}, {4 * weights.H}).")
+    if weights.w.rdrop != NULL and weights.rdrop_batch != B:
+        raise ValueError(f"Argument `recurrent_dropout_mask` must have {B} samples, received "
+                         f"{weights.rdrop_batch}.")
+    if steps.op.mask != NULL and steps.mask_batch != B:
+        raise ValueError(f"Argument `mask` must have {B} samples, received "
+                         f"{steps.mask_batch}.")
+    if steps.sh.batch_sizes[0] > B:
+        raise ValueError(f"Argument `batch_sizes` must not exceed the batch {B}, received "
+                         f"{steps.sh.batch_sizes[0]}.")
+    return 0
+
+
+cdef int _forward_fits(ForwardArrays a, RecurrentWeights weights, Steps steps) except -1:
+    """Checks that `forward`'s arguments agree: no kernel reads or writes outside an array."""
+    cdef Py_ssize_t N = steps.sh.N, B = a.B, T = steps.sh.T
+    cdef bint training = steps.op.training
+    _dtypes_agree(a.typenum, weights.typenum)
+    _weights_fit(weights, B, a.H, a.P, steps)
+    if a.slots != (N + B if training else 3 * B):
+        raise ValueError(f"Arguments `hs` and `cs` must have {N + B if training else 3 * B} "
+                         f"rows (state slots), received {a.slots}.")
+    if a.io.x == NULL or training:
+        _reaches(a.gate_rows, "gates (rows)", N)
+    else:
+        _reaches(a.gate_rows, "gates (rows)", HOIST if B == 1 and a.io.x_step > 0 else B)
+    if a.io.zs != NULL:
+        _reaches(a.zs_rows, "zs (rows)", N)
+    if a.io.ms != NULL:
+        _reaches(a.ms_rows, "ms (rows)", N)
+    if weights.w.projection != NULL and (a.io.m == NULL or (training and a.io.ms == NULL)):
+        raise ValueError("A projection needs `m` (and in training `ms`).")
+    if weights.w.rdrop != NULL and a.io.hm == NULL:
+        raise ValueError("A recurrent dropout mask needs `hm`.")
+    if a.io.y != NULL:
+        _reaches(a.y_size, "y", N * a.P if a.io.ldy == 0 else
+                 (T - 1) * a.io.y_step + (B - 1) * a.io.ldy + a.P)
+    if a.io.x != NULL:
+        if weights.w.kernel == NULL:
+            raise ValueError("Argument `x` (the core's input product) needs `kernel`, "
+                             "`packed_kernel` and `packed` in the weights.")
+        _reaches(a.x_size, "x", (N - 1) * a.io.ldx + weights.D if a.io.x_step == 0 else
+                 (T - 1) * a.io.x_step + (B - 1) * a.io.ldx + weights.D)
+    if weights.w.packed != NULL:
+        _reaches(weights.packed_floats, "packed", pl_packed_size(a.H, a.P))
+    return 0
+
+
+cdef inline int _team_size(int team, int items) except -1:
+    """The threads of a team asked for `team` threads: at most one per item (panel or
+    group)."""
+    if team < 1:
+        raise ValueError(f"Argument `team` must be at least 1, received {team}.")
+    return min(team, items)
+
+
+def forward(ForwardArrays arrays not None, RecurrentWeights weights not None,
+            Steps steps not None, int team=1, bint team_if_awake=False, bint pack=True):
     """Runs the recurrence over all steps of a packed batch (see the module's Design note).
 
-    Rows are packed by step: `gates`, `zs`, `y` `(N, G or P)`, `ms` `(N, H)`, N =
-    sum(batch_sizes); `hs` `(S, P)` and `cs` `(S, H)` hold the state slots, S = N + B in
-    training, 3B in inference; the final states are the rows `[N, N + B)` (training forward),
-    `[0, B)` (training reverse) or `[2B, 3B)` (inference). Optional buffers (zs, ms, m, y, hm,
-    projection, mask, recurrent_dropout_mask) are passed as None; `mask` `(T, B)` only with
-    every batch size equal to B; hm `(B, P)` is needed with `recurrent_dropout_mask`
-    `(R, B, P)`, R = 1 or 4. `activations` holds the five ACTIVATION_CODES of gates i, f, g, o
-    and of the cell output. Shapes are trusted: pylstm.ops validates them.
+    Args:
+        arrays: the `ForwardArrays` it reads and fills.
+        weights: the `RecurrentWeights`; with `packed`, the recurrent product runs on
+            recurrent_kernel packed into it (_packed_products.h), with `kernel` the input
+            product too (each step's `bias + x_t @ kernel`: all rows first in training at
+            batch under 8, else step by step; the same arithmetic either way, so inference
+            and training give the same bits). Without, one BLAS product per step on the
+            calling thread.
+        steps: the `Steps` it runs.
+        team: threads of the packed path's team (one parallel region for the whole sequence).
+        team_if_awake: the team only if its helpers are still awake from a previous run,
+            else the calling thread alone.
+        pack: pack the kernels first; False: use them as a previous call left them (the
+            chunks of one inference).
 
-    `packed` `(packed_size(H, P),)` float32, without projection or recurrent dropout: the
-    recurrent product runs on recurrent_kernel packed into it (_packed_products.h; packed
-    first if `pack`, else as a previous call left it), on `num_threads` threads (negative:
-    -num_threads if the team's helpers are still awake from a previous run, else alone), one
-    parallel region for the whole sequence. None: one BLAS product per step on the calling
-    thread.
-
-    With `packed`, the core may also do the input product: `x` (flat) holds the input rows,
-    a step's rows `ldx` apart, dense steps `x_step` apart (0: packed rows, each step's rows
-    contiguous from its first packed row); `kernel` `(D, G)` is packed into `packed_kernel`
-    `(packed_size(H, D),)` (with `pack`); `bias` `(G,)` or None. In training, `x` holds the
-    N packed rows (`ldx` = D) and `gates` gets `bias + x @ kernel` for all of them first
-    (batch under 8) or step by step; in inference each step computes its own into `gates`,
-    then a `(B, G)` scratch (for one dense sample, `(HOIST_STEPS, G)`: its next steps'
-    products at once), and `y`'s rows are at `t * y_step + b * ldy` (dense; `ldy` 0: packed
-    rows). Either way each gate's arithmetic is the same, so inference and training give the
-    same bits.
+    Raises:
+        TypeError: an array of another dtype.
+        ValueError: arrays, weights and steps that do not fit together.
     """
-    cdef Shape sh
-    cdef Options op
-    cdef Weights w
-    cdef ForwardBuffers io
-    cdef _ForwardTeam team
+    cdef Shape sh = steps.sh
+    cdef _ForwardTeam run
     cdef pl_barrier alone
     cdef Share me
-    cdef bint only_awake
-    sh = _shape(batch_sizes, h0.shape[0], gates.shape[1] // 4, hs.shape[1],
-                recurrent_dropout_mask)
-    op = _options(mask, activations, reverse, training, zero_output)
-    w = _weights(recurrent_kernel, projection, recurrent_dropout_mask)
-    io.gates = &gates[0, 0]
-    io.zs = &zs[0, 0] if zs is not None else NULL
-    io.hs = &hs[0, 0]
-    io.cs = &cs[0, 0]
-    io.h0 = &h0[0, 0]
-    io.c0 = &c0[0, 0]
-    io.ms = &ms[0, 0] if ms is not None else NULL
-    io.m = &m[0, 0] if m is not None else NULL
-    io.y = &y[0, 0] if y is not None else NULL
-    io.y_prev = &y_prev[0, 0]
-    io.hm = &hm[0, 0] if hm is not None else NULL
-    io.x = NULL
-    io.ldx = io.x_step = 0
-    io.ldy, io.y_step = ldy, y_step
+    cdef int items = (weights.H + pl_vec_width() - 1) // pl_vec_width()
+    cdef int size = _team_size(team, items)
+    _forward_fits(arrays, weights, steps)
+    sh.B, sh.H, sh.P, sh.R = arrays.B, weights.H, weights.P, weights.R
+    sh.D = weights.D if arrays.io.x != NULL else 0
+    if weights.w.packed != NULL:
+        run.sh, run.op, run.w, run.io, run.pack = sh, steps.op, weights.w, arrays.io, pack
+        with nogil:
+            pl_team_run(size, _forward_member, &run, team_if_awake)
+        return
     alone.count = alone.sense = 0
     alone.nt = 1
-    if floating is float:
-        if packed is not None:
-            w.packed = &packed[0]
-            if x is not None:
-                io.x = &x[0]
-                io.ldx, io.x_step = ldx, x_step
-                w.kernel = &kernel[0, 0]
-                w.packed_kernel = &packed_kernel[0]
-                w.bias = &bias[0] if bias is not None else NULL
-                sh.D = kernel.shape[0]
-            team.sh, team.op, team.w, team.io, team.pack = sh, op, w, io, pack
-            num_threads = _team_size(num_threads, (sh.H + pl_vec_width() - 1) // pl_vec_width(),
-                                     &only_awake)
-            with nogil:
-                pl_team_run(num_threads, _forward_member, &team, only_awake)
-            return
-    me = _share(&sh, projection is not None, pl_vec_width(), 0,
-                (sh.H + pl_vec_width() - 1) // pl_vec_width(), &alone)
+    me = _share(&sh, weights.w.projection != NULL, pl_vec_width(), 0, items, &alone)
     with nogil:
-        _forward(&gates[0, 0], &io, &sh, &op, &w, &me)
+        if arrays.typenum == cnp.NPY_FLOAT32:
+            _forward(<float*> arrays.io.gates, &arrays.io, &sh, &steps.op, &weights.w, &me)
+        else:
+            _forward(<double*> arrays.io.gates, &arrays.io, &sh, &steps.op, &weights.w, &me)
 
 
 # Calls of a few rows -----------------------------------------------------------------------
@@ -1174,87 +1398,189 @@ def packed_t_size(int H, int P):
     return pl_packed_t_size(H, P)
 
 
-def backward(floating[:, ::1] dz, floating[:, ::1] dh, floating[:, ::1] dc,
-             floating[:, ::1] dy_carry, floating[:, ::1] dhs, floating[:, ::1] dm,
-             floating[:, ::1] g, floating[::1] a, floating[:, ::1] hm,
-             const floating[:, ::1] dy, const floating[:, ::1] gates,
-             const floating[:, ::1] zs, const floating[:, ::1] cs,
-             const floating[:, ::1] recurrent_kernel, const floating[:, ::1] projection,
-             const unsigned char[:, ::1] mask, const floating[:, :, ::1] recurrent_dropout_mask,
-             const int[::1] batch_sizes, bint reverse, bint zero_output,
-             const int[::1] activations, floating[::1] packed_t=None, int num_threads=1,
-             floating[:, ::1] dw=None, floating[:, ::1] du=None, floating[::1] db=None,
-             const floating[:, ::1] x=None, const floating[:, ::1] h_prev=None,
-             Py_ssize_t lddy=0, Py_ssize_t dy_step=0):
+cdef class BackwardArrays:
+    """The arrays `backward` reads and writes, of the weights' dtype: `dz` `(N, G)` out (d loss
+    / d gate pre-activations), `dh` `(B, P)` (in: d h_n; out: d h_0), `dc` `(B, H)` (in:
+    d c_n; out: d c_0), `dy_carry` `(B, P)` (in: d of the last output on the masked path;
+    scratch), `g` `(B, P)` and `a` `(H,)` scratch, and the training forward's `gates`
+    `(N, G)` and `cs` `(N + B, H)`. Optional: `zs` `(N, G)` (the forward's pre-activations,
+    when a gate needs them), `dy` (d loss / d y: packed rows `(N, P)`, or with `lddy` > 0
+    dense rows `(t, b)` at `t * dy_step + b * lddy`, as a batch-major `(B, T, P)` gradient
+    read in place with `lddy` = T * P, `dy_step` = P), `dhs` `(N, P)` out and `dm` `(B, H)`
+    scratch (with projection), `hm` `(B, P)` scratch (with four recurrent dropout masks)."""
+
+    cdef BackwardBuffers io
+    cdef int typenum
+    cdef Py_ssize_t B, H, P, rows, slots, zs_rows, dhs_rows, dy_size
+    cdef readonly object dz, dh, dc, dy_carry, g, a, gates, cs, zs, dy, dhs, dm, hm
+
+    def __init__(self, dz, dh, dc, dy_carry, g, a, gates, cs, *, zs=None, dy=None, dhs=None,
+                 dm=None, hm=None, Py_ssize_t lddy=0, Py_ssize_t dy_step=0):
+        cdef int t = (cnp.PyArray_TYPE(<cnp.ndarray> dz) if cnp.PyArray_Check(dz)
+                      else cnp.NPY_FLOAT64)
+        if t != cnp.NPY_FLOAT32:
+            t = cnp.NPY_FLOAT64
+        self.typenum = t
+        self.io.dz = _data(dz, "dz", t, 2, True, False)
+        self.io.dh = _data(dh, "dh", t, 2, True, False)
+        self.io.dc = _data(dc, "dc", t, 2, True, False)
+        self.io.dy_carry = _data(dy_carry, "dy_carry", t, 2, True, False)
+        self.io.g = _data(g, "g", t, 2, True, False)
+        self.io.a = _data(a, "a", t, 1, True, False)
+        self.io.gates = _data(gates, "gates", t, 2, False, False)
+        self.io.cs = _data(cs, "cs", t, 2, False, False)
+        self.io.zs = _data(zs, "zs", t, 2, False, True)
+        self.io.dy = _data(dy, "dy", t, 2, False, True)
+        self.io.dhs = _data(dhs, "dhs", t, 2, True, True)
+        self.io.dm = _data(dm, "dm", t, 2, True, True)
+        self.io.hm = _data(hm, "hm", t, 2, True, True)
+        self.rows, self.H = _dim(dz, 0), _dim(dz, 1) // 4
+        self.B, self.P = _dim(dh, 0), _dim(dh, 1)
+        self.slots = _dim(cs, 0)
+        _expect(dz, "dz", -1, 4 * self.H)
+        _expect(dc, "dc", self.B, self.H)
+        _expect(dy_carry, "dy_carry", self.B, self.P)
+        _expect(g, "g", self.B, self.P)
+        if _dim(a, 0) != self.H:
+            raise ValueError(f"Argument `a` must have shape ({self.H},), received {a.shape}.")
+        _expect(gates, "gates", self.rows, 4 * self.H)
+        _expect(cs, "cs", -1, self.H)
+        _expect(zs, "zs", self.rows, 4 * self.H)
+        _expect(dy, "dy", -1, self.P)
+        _expect(dhs, "dhs", self.rows, self.P)
+        _expect(dm, "dm", self.B, self.H)
+        _expect(hm, "hm", self.B, self.P)
+        self.dy_size = _dim(dy, 0) * self.P
+        self.io.lddy, self.io.dy_step = lddy, dy_step
+        self.dz = dz
+        self.dh = dh
+        self.dc = dc
+        self.dy_carry = dy_carry
+        self.g = g
+        self.a = a
+        self.gates = gates
+        self.cs = cs
+        self.zs = zs
+        self.dy = dy
+        self.dhs = dhs
+        self.dm = dm
+        self.hm = hm
+
+
+cdef class TeamGradients:
+    """The weight gradients the packed backward's team adds as it goes (float32): `dw`
+    `(D, G)`, `du` `(P, G)` and `db` `(G,)` or None, out (zeroed by the team), from `x`
+    `(N, D)` the input rows and `h_prev` `(N, P)` each row's previous state."""
+
+    cdef WeightGrads wg
+    cdef Py_ssize_t G, P, rows
+    cdef readonly object dw, du, x, h_prev, db
+
+    def __init__(self, dw, du, x, h_prev, *, db=None):
+        cdef int t = cnp.NPY_FLOAT32
+        self.wg.dw = <float*> _data(dw, "dw", t, 2, True, False)
+        self.wg.du = <float*> _data(du, "du", t, 2, True, False)
+        self.wg.x = <const float*> _data(x, "x", t, 2, False, False)
+        self.wg.h_prev = <const float*> _data(h_prev, "h_prev", t, 2, False, False)
+        self.wg.db = <float*> _data(db, "db", t, 1, True, True)
+        self.wg.D = _dim(dw, 0)
+        self.G, self.P, self.rows = _dim(dw, 1), _dim(du, 0), _dim(x, 0)
+        _expect(du, "du", -1, self.G)
+        _expect(x, "x", -1, self.wg.D)
+        _expect(h_prev, "h_prev", self.rows, self.P)
+        if db is not None and _dim(db, 0) != self.G:
+            raise ValueError(f"Argument `db` must have shape ({self.G},), received {db.shape}.")
+        self.dw = dw
+        self.du = du
+        self.x = x
+        self.h_prev = h_prev
+        self.db = db
+
+
+cdef int _backward_fits(BackwardArrays a, RecurrentWeights weights, Steps steps,
+                        TeamGradients sums) except -1:
+    """Checks that `backward`'s arguments agree: no kernel reads or writes outside an
+    array."""
+    cdef Py_ssize_t N = steps.sh.N, B = a.B, T = steps.sh.T
+    _dtypes_agree(a.typenum, weights.typenum)
+    _weights_fit(weights, B, a.H, a.P, steps)
+    if not steps.op.training:
+        raise ValueError("Argument `steps` must be the training forward's (training=True).")
+    if a.rows != N:
+        raise ValueError(f"Argument `dz` must have {N} rows (sum(batch_sizes)), received "
+                         f"{a.rows}.")
+    if a.slots != N + B:
+        raise ValueError(f"Argument `cs` must have {N + B} rows (training state slots), "
+                         f"received {a.slots}.")
+    if weights.w.projection != NULL and (a.io.dhs == NULL or a.io.dm == NULL):
+        raise ValueError("A projection needs `dhs` and `dm`.")
+    if weights.R == 4 and a.io.hm == NULL:
+        raise ValueError("Four recurrent dropout masks need `hm`.")
+    if a.io.dy != NULL:
+        _reaches(a.dy_size, "dy", N * a.P if a.io.lddy == 0 else
+                 (T - 1) * a.io.dy_step + (B - 1) * a.io.lddy + a.P)
+    if weights.w.packed != NULL:
+        _reaches(weights.packed_floats, "packed", pl_packed_t_size(a.H, a.P))
+    if sums is not None:
+        if weights.w.packed == NULL:
+            raise ValueError("Argument `sums` needs the packed path (`packed` in the weights).")
+        if sums.G != 4 * a.H or sums.P != a.P or sums.rows != N:
+            raise ValueError(f"Argument `sums` must hold dw (D, {4 * a.H}), du ({a.P}, "
+                             f"{4 * a.H}), x ({N}, D) and h_prev ({N}, {a.P}).")
+    return 0
+
+
+def backward(BackwardArrays arrays not None, RecurrentWeights weights not None,
+             Steps steps not None, int team=1, bint team_if_awake=False,
+             TeamGradients sums=None):
     """Backpropagates through all steps of a packed batch, filling dz (see the Design note).
 
-    Rows are packed as in `forward`; `cs` is its training state slots `(N + B, H)`. `zs` is the
-    forward's pre-activation cache (None when no gate needs it); hm `(B, P)` is needed with a
-    `recurrent_dropout_mask` of four masks. The weight gradients are then GEMMs over all N rows
-    at once (pylstm.ops), unless the team adds them (below).
+    The weight gradients are then GEMMs over all N rows at once (pylstm.ops), unless the
+    team adds them (`sums`).
 
-    `packed_t` `(packed_t_size(H, P),)` float32, without projection or recurrent dropout: the
-    per-step product `dz_t @ recurrent_kernel^T` runs on the transposed kernel packed into it
-    (_packed_products.h) on `num_threads` threads (negative: as in `forward`), one parallel
-    region for the whole sequence.
-    None: one BLAS product per step on the calling thread.
+    Args:
+        arrays: the `BackwardArrays` it reads and fills.
+        weights: the forward's `RecurrentWeights`, with `packed` `(packed_t_size(H, P),)`
+            float32 for the packed path: the per-step product `dz_t @ recurrent_kernel^T` on
+            the transposed kernel packed into it (_packed_products.h). Without, one BLAS
+            product per step on the calling thread.
+        steps: the training forward's `Steps`.
+        team, team_if_awake: the packed path's team, as in `forward`.
+        sums: the packed path only: the `TeamGradients` the team adds, each member its own
+            units' columns, every WGRAD_ROWS rows while dz is in cache.
 
-    With `packed_t`, given `dw` `(D, G)`, `du` `(P, G)` (and `db` `(G,)` or None), `x`
-    `(N, D)` the input rows and `h_prev` `(N, P)` each row's previous state, the team also
-    computes `dw = x^T dz`, `du = h_prev^T dz` (and `db` = dz's column sums), each member
-    its own units' columns, every WGRAD_ROWS rows while dz is in cache; they are then
-    not GEMMs after the loop.
-
-    `dy` holds packed rows, or with `lddy` > 0 dense rows at `t * dy_step + b * lddy` (a
-    batch-major `(B, T, P)` gradient read in place: `lddy` = T * P, `dy_step` = P).
+    Raises:
+        TypeError: an array of another dtype.
+        ValueError: arrays, weights and steps that do not fit together.
     """
-    cdef Shape sh
-    cdef Options op
-    cdef Weights w
-    cdef BackwardBuffers io
-    cdef _BackwardTeam team
+    cdef Shape sh = steps.sh
+    cdef _BackwardTeam run
     cdef pl_barrier alone
     cdef Share me
-    cdef bint only_awake
-    cdef int C
-    sh = _shape(batch_sizes, dh.shape[0], dz.shape[1] // 4, dh.shape[1],
-                recurrent_dropout_mask)
-    op = _options(mask, activations, reverse, True, zero_output)
-    w = _weights(recurrent_kernel, projection, recurrent_dropout_mask)
-    io.dz = &dz[0, 0]
-    io.dh = &dh[0, 0]
-    io.dc = &dc[0, 0]
-    io.dy_carry = &dy_carry[0, 0]
-    io.dhs = &dhs[0, 0] if dhs is not None else NULL
-    io.dm = &dm[0, 0] if dm is not None else NULL
-    io.g = &g[0, 0]
-    io.a = &a[0]
-    io.hm = &hm[0, 0] if hm is not None else NULL
-    io.dy = &dy[0, 0] if dy is not None else NULL
-    io.lddy, io.dy_step = lddy, dy_step
-    io.gates = &gates[0, 0]
-    io.zs = &zs[0, 0] if zs is not None else NULL
-    io.cs = &cs[0, 0]
-    C = (sh.H + 4 * pl_vec_width() - 1) // (4 * pl_vec_width())
+    cdef int items = (weights.H + 4 * pl_vec_width() - 1) // (4 * pl_vec_width())
+    cdef int size = _team_size(team, items)
+    _backward_fits(arrays, weights, steps, sums)
+    sh.B, sh.H, sh.P, sh.R, sh.D = arrays.B, weights.H, weights.P, weights.R, 0
+    if weights.w.packed != NULL:
+        run.sh, run.op, run.w, run.io = sh, steps.op, weights.w, arrays.io
+        if sums is not None:
+            run.wg = sums.wg
+        else:
+            run.wg.dw = run.wg.du = run.wg.db = NULL
+            run.wg.x = run.wg.h_prev = NULL
+            run.wg.D = 0
+        with nogil:
+            pl_team_run(size, _backward_member, &run, team_if_awake)
+        return
     alone.count = alone.sense = 0
     alone.nt = 1
-    if floating is float:
-        if packed_t is not None:
-            w.packed = &packed_t[0]
-            team.wg.dw = &dw[0, 0] if dw is not None else NULL
-            team.wg.du = &du[0, 0] if dw is not None else NULL
-            team.wg.db = &db[0] if dw is not None and db is not None else NULL
-            team.wg.x = &x[0, 0] if dw is not None else NULL
-            team.wg.h_prev = &h_prev[0, 0] if dw is not None else NULL
-            team.wg.D = dw.shape[0] if dw is not None else 0
-            team.sh, team.op, team.w, team.io = sh, op, w, io
-            num_threads = _team_size(num_threads, C, &only_awake)
-            with nogil:
-                pl_team_run(num_threads, _backward_member, &team, only_awake)
-            return
-    me = _share(&sh, projection is not None, 4 * pl_vec_width(), 0, C, &alone)
+    me = _share(&sh, weights.w.projection != NULL, 4 * pl_vec_width(), 0, items, &alone)
     with nogil:
-        _backward(&dz[0, 0], &io, &sh, &op, &w, &me, NULL)
+        if arrays.typenum == cnp.NPY_FLOAT32:
+            _backward(<float*> arrays.io.dz, &arrays.io, &sh, &steps.op, &weights.w, &me, NULL)
+        else:
+            _backward(<double*> arrays.io.dz, &arrays.io, &sh, &steps.op, &weights.w, &me,
+                      NULL)
 
 
 # GEMMs over all timesteps -----------------------------------------------------------------

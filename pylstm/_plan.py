@@ -61,7 +61,7 @@ _LOOP_MIN_FLOP = 1 << 20
 _TEAM_MIN_STEP_FLOP = 1 << 17
 _TEAM_MIN_FLOP = 1 << 24
 # Between these and the above, a loop takes a team only while its helpers are awake from the
-# call before (a loop of calls; the team count is then negative: no wake-up to wait for).
+# call before (a loop of calls; `Plan.team_if_awake`: no wake-up to wait for).
 # README "Thread policy measurements" (a loop of calls at B=1 T=100).
 _TEAM_SMALL_STEP_FLOP = 1 << 14
 _TEAM_SMALL_FLOP = 1 << 20
@@ -92,8 +92,9 @@ class Plan(NamedTuple):
         batch, steps, rows: B, T and the real (timestep, sample) rows N.
         recurrent: the time loop's recurrent product: "fused" (both kernels packed),
             "packed" (the recurrent kernel packed), "BLAS" (one product per step), "NumPy".
-        team: threads of the core's packed loop; -n: a team of n only if its helpers are
-            awake from the call before, else one thread; 1 off the packed loop.
+        team: threads of the core's packed loop; 1 off the packed loop.
+        team_if_awake: whether the loop takes that team only if its helpers are awake from
+            the call before, else runs on one thread (a loop too small to wait for them).
         loop_threads: BLAS threads of the per-step products: 1, or None for
             `get_num_threads()` (the BLAS library's setting by default).
         chunk_rows: rows a chunk of chunked inference holds at most (whole steps, at least
@@ -111,6 +112,7 @@ class Plan(NamedTuple):
     rows: int
     recurrent: str
     team: int = 1
+    team_if_awake: bool = False
     loop_threads: object = 1
     chunk_rows: object = None
     weight_grads: object = None
@@ -119,9 +121,9 @@ class Plan(NamedTuple):
     def __str__(self):
         details = [self.dtype, _RECURRENT_WORDS[self.recurrent]]
         if self.recurrent in ("fused", "packed"):
-            n = abs(self.team)
+            n = self.team
             details.append("one thread" if n == 1 else f"{n}-thread team"
-                           + (" if awake, else one thread" if self.team < 0 else ""))
+                           + (" if awake, else one thread" if self.team_if_awake else ""))
         elif self.recurrent == "BLAS":
             details.append("one BLAS thread a step" if self.loop_threads == 1
                            else "get_num_threads() BLAS threads a step")
@@ -198,20 +200,19 @@ def _worth_packing(rows, step_flop, B):
 
 
 def team_size(step_flop, steps, available):
-    """Threads of the core's packed loop of `steps` steps at `step_flop` FLOPs each: 1 below
-    `_TEAM_SMALL_*`; else n = `available()`, as -n (a team only if awake) below
-    `_TEAM_MIN_*`."""
+    """`(team, team_if_awake)` of the core's packed loop of `steps` steps at `step_flop` FLOPs
+    each (`Plan`'s fields): one thread below `_TEAM_SMALL_*`; else n = `available()`, only if
+    its helpers are awake below `_TEAM_MIN_*`."""
     if _overrides and "team" in _overrides:
-        return _overrides["team"]
+        return _overrides["team"], False
     if (_overrides.get("packing") if _overrides else None):
-        n = available()      # forced packing at any size: a full team
-        return n
+        return available(), False      # forced packing at any size: a full team
     if step_flop < _TEAM_SMALL_STEP_FLOP or step_flop * steps < _TEAM_SMALL_FLOP:
-        return 1
+        return 1, False
     n = available()
     if step_flop < _TEAM_MIN_STEP_FLOP or step_flop * steps < _TEAM_MIN_FLOP:
-        return -n if n > 1 else 1
-    return n
+        return n, n > 1
+    return n, False
 
 
 def loop_threads(step_flop):
@@ -307,12 +308,13 @@ def _forward_plan(dtype, D, H, P, B, T, N, projection, input_dropout, recurrent_
         return Plan(route, name, input, B, T, N, "BLAS", loop_threads=loop_threads(step_flop))
     if route in (FUSED_INFERENCE, FUSED_TRAINING):
         steps = N // B if training else T
-        return Plan(route, name, input, B, T, N, "fused",
-                    team=team_size(2 * B * (D + P) * G, steps, available))
+        team, if_awake = team_size(2 * B * (D + P) * G, steps, available)
+        return Plan(route, name, input, B, T, N, "fused", team=team, team_if_awake=if_awake)
     chunks = chunk_rows(G * dtype.itemsize) if route == CHUNKED_INFERENCE else None
     if packable and _worth_packing(N, step_flop, B):
-        return Plan(route, name, input, B, T, N, "packed",
-                    team=team_size(step_flop, N // B, available), chunk_rows=chunks)
+        team, if_awake = team_size(step_flop, N // B, available)
+        return Plan(route, name, input, B, T, N, "packed", team=team, team_if_awake=if_awake,
+                    chunk_rows=chunks)
     return Plan(route, name, input, B, T, N, "BLAS", loop_threads=loop_threads(step_flop),
                 chunk_rows=chunks)
 
@@ -351,7 +353,8 @@ def _backward_plan(dtype, D, H, P, B, T, N, projection, input_dropout, recurrent
                            and (D + P) * G * dtype.itemsize <= _WGRAD_TEAM_BYTES) else "GEMM"
         if _overrides and "weight_grads" in _overrides and not input_dropout:
             grads = _overrides["weight_grads"]
-        return Plan(BACKWARD, name, input, B, T, N, "packed",
-                    team=team_size(step_flop, N // B, available), weight_grads=grads)
+        team, if_awake = team_size(step_flop, N // B, available)
+        return Plan(BACKWARD, name, input, B, T, N, "packed", team=team,
+                    team_if_awake=if_awake, weight_grads=grads)
     return Plan(BACKWARD, name, input, B, T, N, "BLAS", loop_threads=loop_threads(step_flop),
                 weight_grads="GEMM")

@@ -207,21 +207,25 @@ def _core_backward(cache, dy_rows, dh, dc, dy_carry, lddy=0, dy_step=0):
         grads["projection"] = np.empty((H, P), dtype=dtype)
     # The time loop on the packed transposed kernel (or BLAS); get_num_threads() BLAS
     # threads for the gradient GEMMs (_threads).
+    arrays = _core.BackwardArrays(dz, dh, dc, dy_carry, g, a, cache.gates.reshape(N, G),
+                                  cache.cs, zs=zs, dy=dy_rows, dhs=dhs, dm=dm, hm=hm,
+                                  lddy=lddy, dy_step=dy_step)
+    steps = _core.Steps(cache.batch_sizes, cache.acts, mask=cache.mask, reverse=cache.reverse,
+                        training=True, zero_output=cache.zero_output)
     with BlasThreads() as threads:
-        packed_t, team = _routes.recurrent(plan, threads, G, P, transposed=True)
+        weights = _core.RecurrentWeights(
+            recurrent_kernel, projection=projection, recurrent_dropout_mask=rdrop,
+            packed=_routes.recurrent(plan, threads, G, P, transposed=True))
         # In the team, each member adds its units' columns of the weight gradients while dz
         # is in cache; else GEMMs after the loop.
         in_team = plan.weight_grads == "team"
-        dw = du = db = None
+        sums = None
         if in_team:
             dw, du = empty((D, G), dtype), empty((P, G), dtype)
             db = empty((G,), dtype) if cache.has_bias else None
-        _core.backward(dz, dh, dc, dy_carry, dhs, dm, g, a, hm, dy_rows,
-                       cache.gates.reshape(N, G), zs, cache.cs, recurrent_kernel, projection,
-                       cache.mask, rdrop, cache.batch_sizes, cache.reverse, cache.zero_output,
-                       cache.acts, packed_t, team, dw, du, db,
-                       cache.x.reshape(N, -1) if in_team else None,
-                       cache.h_prev.reshape(N, P) if in_team else None, lddy, dy_step)
+            sums = _core.TeamGradients(dw, du, cache.x.reshape(N, -1),
+                                       cache.h_prev.reshape(N, P), db=db)
+        _core.backward(arrays, weights, steps, plan.team, plan.team_if_awake, sums)
         threads.bulk()
         if in_team:
             dx = empty(cache.x.shape, dtype)

@@ -83,15 +83,19 @@ def _training(plan, x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, b
         ldy, y_step = T * P, P       # row (t, b) of the output at b * T * P + t * P
     y_prev = np.zeros((B, P), dtype=dtype)
     hm = np.empty((B, P), dtype=dtype) if drec is not None else None
+    steps = _core.Steps(batch_sizes, acts, mask=mask_tm, reverse=reverse, training=True,
+                        zero_output=zero_output)
 
     if plan.route == _plan.FUSED_TRAINING:
         # The core does the input product too (bias + x @ kernel into gates, the arithmetic
         # of `fused_inference`) on the packed kernel, and the time loop, in one team run.
         packed, packed_kernel = _fused_buffers(D, G, P)
-        _core.forward(gates, zs, hs, cs, h0, c0, ms, m, y, y_prev, hm, recurrent_kernel,
-                      projection, mask_tm, drec, batch_sizes, reverse, True, zero_output, acts,
-                      packed, True, plan.team, np.ascontiguousarray(x_rows).reshape(-1), D, 0,
-                      kernel, packed_kernel, bias, ldy, y_step)
+        arrays = _core.ForwardArrays(gates, hs, cs, h0, c0, y_prev, zs=zs, y=y,
+                                     x=np.ascontiguousarray(x_rows).reshape(-1), ldx=D,
+                                     ldy=ldy, y_step=y_step)
+        weights = _core.RecurrentWeights(recurrent_kernel, packed=packed, kernel=kernel,
+                                         packed_kernel=packed_kernel, bias=bias)
+        _core.forward(arrays, weights, steps, plan.team, plan.team_if_awake)
     else:
         din_rows = din if (din is None or row_sample is None) else din[:, row_sample]
         # BLAS threads: get_num_threads() for the one big GEMM, the plan's for the time loop.
@@ -106,10 +110,12 @@ def _training(plan, x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, b
                 for k, cols in enumerate(gate_columns(H)):
                     gates[:, cols] += matmul((x_rows * din_rows[k]).reshape(N, D),
                                              kernel[:, cols])
-            packed, team = recurrent(plan, threads, G, P)
-            _core.forward(gates, zs, hs, cs, h0, c0, ms, m, y, y_prev, hm, recurrent_kernel,
-                          projection, mask_tm, drec, batch_sizes, reverse, True, zero_output,
-                          acts, packed, True, team, None, 0, 0, None, None, None, ldy, y_step)
+            arrays = _core.ForwardArrays(gates, hs, cs, h0, c0, y_prev, zs=zs, ms=ms, m=m,
+                                         y=y, hm=hm, ldy=ldy, y_step=y_step)
+            weights = _core.RecurrentWeights(recurrent_kernel, projection=projection,
+                                             recurrent_dropout_mask=drec,
+                                             packed=recurrent(plan, threads, G, P))
+            _core.forward(arrays, weights, steps, plan.team, plan.team_if_awake)
 
     final = 0 if reverse else N
     h_n, c_n = hs[final:final + B].copy(), cs[final:final + B].copy()
@@ -122,15 +128,15 @@ def _training(plan, x_rows, batch_sizes, row_sample, kernel, recurrent_kernel, b
 
 
 def recurrent(plan, threads, G, P, transposed=False):
-    """How the core's time loop runs under `plan`: `(packed, team)` for `_core.forward`
-    (`_core.backward` if `transposed`): a new buffer for the recurrent kernel (its transpose)
-    packed by the core and the plan's team, or `(None, 1)` with the BLAS threads of one
-    product a step set."""
+    """How the core's time loop runs under `plan`: the `packed` buffer of
+    `_core.RecurrentWeights` for `_core.forward` (`_core.backward` if `transposed`), new, that
+    the core packs the recurrent kernel (its transpose) into, run by the plan's team; or None
+    with the BLAS threads of one product a step set."""
     if plan.recurrent == "packed":
         size = (_core.packed_t_size if transposed else _core.packed_size)(G // 4, P)
-        return empty((size,), np.float32), plan.team
+        return empty((size,), np.float32)
     threads.loop(plan.loop_threads)
-    return None, 1
+    return None
 
 
 def chunks(offsets, budget):
@@ -200,10 +206,13 @@ def fused_inference(plan, x_flat, ldx, x_step, batch_sizes, kernel, recurrent_ke
     y_prev = np.zeros((B, P), dtype=np.float32)
     z = empty((_core.HOIST_STEPS if B == 1 and x_step > 0 else B, G), np.float32)
     packed, packed_kernel = _fused_buffers(D, G, P)
-    _core.forward(z, None, hs, cs, h_carry, c_carry, None, None, y, y_prev, None,
-                  recurrent_kernel, None, mask_tm, None, batch_sizes, reverse, False,
-                  zero_output, acts, packed, True, plan.team, x_flat, ldx, x_step, kernel,
-                  packed_kernel, bias, ldy, y_step)
+    arrays = _core.ForwardArrays(z, hs, cs, h_carry, c_carry, y_prev, y=y, x=x_flat, ldx=ldx,
+                                 x_step=x_step, ldy=ldy, y_step=y_step)
+    weights = _core.RecurrentWeights(recurrent_kernel, packed=packed, kernel=kernel,
+                                     packed_kernel=packed_kernel, bias=bias)
+    steps = _core.Steps(batch_sizes, acts, mask=mask_tm, reverse=reverse,
+                        zero_output=zero_output)
+    _core.forward(arrays, weights, steps, plan.team, plan.team_if_awake)
     return h_carry.copy(), c_carry.copy(), y_prev
 
 
@@ -268,14 +277,17 @@ def chunked_inference(plan, load, steps, batch_sizes, kernel, recurrent_kernel, 
                         gates[:, cols] += matmul((x_in * masks[k]).reshape(r1 - r0, D),
                                                  kernel[:, cols])
             if first:
-                packed, team = recurrent(plan, threads, G, P)
+                weights = _core.RecurrentWeights(recurrent_kernel, projection=projection,
+                                                 recurrent_dropout_mask=drec,
+                                                 packed=recurrent(plan, threads, G, P))
             y_rows = y_buf[:r1 - r0] if y_buf is not None else (
                 None if y is None else y[r0:r1])
-            _core.forward(gates, None, hs, cs, h_carry, c_carry, None, m, y_rows, y_prev, hm,
-                          recurrent_kernel, projection,
-                          None if mask_tm is None else mask_tm[s0:s1], drec,
-                          batch_sizes[s0:s1], reverse, False, zero_output, acts,
-                          packed, first, team)
+            arrays = _core.ForwardArrays(gates, hs, cs, h_carry, c_carry, y_prev, m=m,
+                                         y=y_rows, hm=hm)
+            steps = _core.Steps(batch_sizes[s0:s1], acts,
+                                mask=None if mask_tm is None else mask_tm[s0:s1],
+                                reverse=reverse, zero_output=zero_output)
+            _core.forward(arrays, weights, steps, plan.team, plan.team_if_awake, pack=first)
             first = False
             if y_buf is not None:
                 y_batch_first[:, s0:s1] = y_rows.reshape(s1 - s0, B, P).transpose(1, 0, 2)

@@ -146,9 +146,9 @@ def test_chunk_count_and_bounds(monkeypatch):
     calls = []
     forward = _core.forward
 
-    def counting(gates, *args):
-        calls.append(gates.shape[0])
-        return forward(gates, *args)
+    def counting(arrays, *args, **kwargs):
+        calls.append(arrays.gates.shape[0])
+        return forward(arrays, *args, **kwargs)
 
     monkeypatch.setattr(_core, "forward", counting)
     rng = np.random.default_rng(4)

@@ -327,7 +327,7 @@ def test_fused_inference_reads_strided_input_in_place(force_teams, layout):
 
 def test_small_loops_join_only_an_awake_team():
     """Loops between _TEAM_SMALL_* and _TEAM_MIN_* take the team only while its helpers are
-    awake from the call before (the plan's team is minus the count); either way, and after
+    awake from the call before (the plan's `team_if_awake`); either way, and after
     the helpers have gone to sleep, the results are those of one thread."""
     args = problem(2, 40, 8, 48, seed=3)
     try:
@@ -335,7 +335,8 @@ def test_small_loops_join_only_an_awake_team():
         expected = run(args, True)
         pylstm.set_num_threads(2)
         plan = ops.explain((2, 40, 8), 48, training=True)
-        assert plan.team == -2 and plan.backward.team == -2, plan
+        assert (plan.team, plan.team_if_awake) == (2, True), plan
+        assert (plan.backward.team, plan.backward.team_if_awake) == (2, True), plan
         for pause in (0.0, 0.0, 0.01, 0.0):        # 10 ms: the helpers fall asleep
             time.sleep(pause)
             for a, b in zip(run(args, True), expected):

@@ -49,8 +49,9 @@ def test_the_call_runs_the_plan_explain_shows(monkeypatch):
     seen = []
     forward, small = _core.forward, _core.forward_small
     monkeypatch.setattr(_core, "forward",
-                        lambda *a: seen.append(("forward", a[22], a[20] is not None)) or
-                        forward(*a))
+                        lambda arrays, weights, steps, team, *a, **k:
+                        seen.append(("forward", team, weights.packed is not None)) or
+                        forward(arrays, weights, steps, team, *a, **k))
     monkeypatch.setattr(_core, "forward_small",
                         lambda *a: seen.append(("forward_small",)) or small(*a))
     pylstm.set_num_threads(2)
@@ -86,6 +87,9 @@ def test_str_says_route_team_and_backward():
                              "team, weight gradients in the team): ")
     chunked = str(ops.explain((4, 10, 8), 16, dtype="float64"))
     assert "one BLAS thread a step, chunks of up to" in chunked
+    small = ops.explain((2, 40, 8), 48)
+    assert (small.team, small.team_if_awake) == (2, True)
+    assert "(float32, packed kernels, 2-thread team if awake, else one thread)" in str(small)
 
 
 def test_forced_route_that_cannot_run_raises():

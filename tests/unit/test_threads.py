@@ -94,19 +94,17 @@ class Recorder:
         for name in self.NAMES:
             monkeypatch.setattr(_core, name, getattr(self, name))
 
-    def _wrap(self, name, *args):
+    def _wrap(self, name, *args, **kwargs):
         self.calls.append((name, self.lib.get()))
-        return self.kernels[name](*args)
+        return self.kernels[name](*args, **kwargs)
 
-    def forward(self, *args):
-        # forward(gates, ..., activations, packed, pack, num_threads, ...): positions 20, 22
-        self.teams.append(args[22] if args[20] is not None else None)
-        return self._wrap("forward", *args)
+    def forward(self, arrays, weights, steps, team, *args, **kwargs):
+        self.teams.append(team if weights.packed is not None else None)
+        return self._wrap("forward", arrays, weights, steps, team, *args, **kwargs)
 
-    def backward(self, *args):
-        # backward(dz, ..., activations, packed_t, num_threads): positions 21, 22
-        self.teams.append(args[22] if args[21] is not None else None)
-        return self._wrap("backward", *args)
+    def backward(self, arrays, weights, steps, team, *args, **kwargs):
+        self.teams.append(team if weights.packed is not None else None)
+        return self._wrap("backward", arrays, weights, steps, team, *args, **kwargs)
 
     def matmul_acc(self, *args):
         return self._wrap("matmul_acc", *args)
