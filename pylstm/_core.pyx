@@ -105,11 +105,12 @@ Design:
     release the GIL for the whole sequence, and allocate nothing inside the time loop.
 
 Code:
-    Each Python-visible function (`forward`, `backward`) fills, once per call, the structs of
-    what the call runs over: Shape (B, T, H, P, D, R, N, batch_sizes), Options (direction,
-    training, zero_output, mask, activations), Weights (recurrent_kernel, projection, dropout
-    masks, packed kernels) and its buffers (ForwardBuffers, BackwardBuffers, WeightGrads for
-    the team's weight gradients). A Share is one thread's part of the units. `_forward` and
+    Python passes `forward` and `backward` small argument objects that check their arrays
+    and fill the structs of what the call runs over: `Steps` fills Shape (B, T, H, P, D, R,
+    N, batch_sizes) and Options (direction, training, zero_output, mask, activations),
+    `RecurrentWeights` fills Weights (recurrent_kernel, projection, dropout masks, packed
+    kernels), `ForwardArrays` / `BackwardArrays` the buffers (ForwardBuffers,
+    BackwardBuffers) and `TeamGradients` WeightGrads (the team's weight gradients). A Share is one thread's part of the units. `_forward` and
     `_backward` walk the processed steps (StepRows: a step's rows and state slots) and call
     one named function per stage of a step: initial states, input product, recurrent
     product, gate math of each row (_gates.gates_forward / gates_backward), projection,
