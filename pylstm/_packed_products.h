@@ -15,8 +15,7 @@
  * core's L2 for the whole sequence.
  *
  * pl_rec_tile: z[r, g*H + u] += sum_k h[r, k] * panel[k][g][u - u0] for MR rows and one panel,
- * accumulated in registers (GCC/Clang vector extensions: AVX-512 gives PL_V = 16, other
- * targets 8) in order k = 0 .. P-1. Every element's arithmetic is the same whatever the row
+ * accumulated in registers (GCC/Clang vector extensions, PL_V below) in order k = 0 .. P-1. Every element's arithmetic is the same whatever the row
  * block, the panel's thread and the thread count: results do not depend on the thread count.
  */
 #ifndef PYLSTM_PACKED_PRODUCTS_H
@@ -26,10 +25,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* PL_V floats: one vector register of the target (AVX-512, AVX; SSE2 and NEON hold 4). */
 #if defined(__AVX512F__)
 #define PL_V 16
-#else
+#elif defined(__AVX__)
 #define PL_V 8
+#else
+#define PL_V 4
 #endif
 #define PL_MAX_THREADS 64
 
