@@ -1,32 +1,38 @@
 """Builds the Cython core. Its BLAS comes from scipy.linalg.cython_blas at run time: no BLAS is
 linked here.
 
+The hot kernels (`_core.pyx`, `_step.pyx`) are compiled once per kernel level of the target
+architecture (pylstm/_levels.py: on x86-64 the baseline, AVX2 and AVX-512), into
+`pylstm._core_<level>` and `pylstm._step_<level>`; `pylstm._kernels` loads the best one the
+CPU supports at import. The other modules are compiled once, for the baseline. Cython's C goes
+to build/cython/, not into the package.
+
 Environment:
     PYLSTM_DEBUG=1   bounds checks on, no optimisation.
-    PYLSTM_PORTABLE=1  build for the baseline of the architecture. By default the core is
-                       built with -march=native, the widest SIMD of the building machine, which
-                       is right for `pip install .` (built and used on one machine) but makes a
-                       wheel that may not run on older CPUs: set this when building wheels for
-                       other machines. `python -P benchmarks/bench_lstm.py` on a build of each
-                       kind shows what the wider SIMD is worth.
 """
 
 import os
-import platform
+import runpy
 import sys
+import sysconfig
 
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 debug = os.environ.get("PYLSTM_DEBUG", "") not in ("", "0")
-portable = os.environ.get("PYLSTM_PORTABLE", "") not in ("", "0")
-native = not portable and sys.platform != "win32" and platform.machine() in ("x86_64", "AMD64")
-# -fno-trapping-math lets the compiler vectorize the branch-free selects of the gate math (the
-# core never reads floating-point exception flags); it does not change any result.
-compile_args = ["-O0", "-g"] if debug else ["-O3", "-fno-trapping-math"]
-if native and not debug:
-    compile_args.append("-march=native")
+msvc = sys.platform == "win32"
+# The target, which differs from the building machine when cross-compiling (cibuildwheel's
+# macOS arm64 wheels): "linux-x86_64", "macosx-11.0-arm64", "win-amd64", ...
+target = sysconfig.get_platform().rsplit("-", 1)[-1]
+levels = runpy.run_path(os.path.join("pylstm", "_levels.py"))["levels_for"](target)
+
+if msvc:
+    compile_args = ["/Od"] if debug else ["/O2"]
+else:
+    # -fno-trapping-math lets the compiler vectorize the branch-free selects of the gate math
+    # (the core never reads floating-point exception flags); it does not change any result.
+    compile_args = ["-O0", "-g"] if debug else ["-O3", "-fno-trapping-math"]
 directives = {
     "language_level": 3,
     "boundscheck": debug,
@@ -40,20 +46,37 @@ gates = ["pylstm/_gates.pxd", "pylstm/_gates.h", "pylstm/_fastmath.h"]
 step = ["pylstm/_cell.pxd", "pylstm/_blas.pxd"] + gates
 
 
-def extension(name, depends=(), **kwargs):
-    """The extension pylstm.NAME from pylstm/NAME.pyx, against NumPy's C API."""
-    return Extension(f"pylstm.{name}", [f"pylstm/{name}.pyx"], include_dirs=[np.get_include()],
+def extension(name, source, depends=(), flags=(), **kwargs):
+    """The extension pylstm.NAME from pylstm/SOURCE.pyx, against NumPy's C API."""
+    return Extension(f"pylstm.{name}", [f"pylstm/{source}.pyx"],
+                     include_dirs=["pylstm", np.get_include()],
                      define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-                     extra_compile_args=compile_args, depends=list(depends), **kwargs)
+                     extra_compile_args=compile_args + list(flags), depends=list(depends),
+                     **kwargs)
 
 
-extensions = [
-    # the thread team of _thread_team.h runs on POSIX threads (none on Windows)
-    extension("_core", step + ["pylstm/_packed_products.h", "pylstm/_thread_team.h"],
-              extra_link_args=[] if sys.platform == "win32" else ["-pthread"]),
-    extension("_memory"),
-    extension("_scan", ["pylstm/_finite.h"]),
-    extension("_step", step + ["pylstm/_finite.h"]),
-]
+def kernels(level):
+    """The hot extensions compiled for one level."""
+    flags = level.msvc_flags if msvc else level.flags
+    return [
+        # the thread team of _thread_team.h runs on POSIX threads (one thread on Windows)
+        extension(f"_core_{level.name}", "_core",
+                  step + ["pylstm/_packed_products.h", "pylstm/_thread_team.h"], flags,
+                  extra_link_args=[] if msvc else ["-pthread"]),
+        extension(f"_step_{level.name}", "_step", step + ["pylstm/_finite.h"], flags),
+    ]
 
-setup(ext_modules=cythonize(extensions, compiler_directives=directives))
+
+def cython(extensions, name):
+    """cythonize into build/cython/NAME: each level compiles the same .pyx to its own C."""
+    return cythonize(extensions, compiler_directives=directives,
+                     build_dir=os.path.join("build", "cython", name))
+
+
+ext_modules = cython([extension("_cpu", "_cpu", ["pylstm/_cpu.h"]),
+                      extension("_memory", "_memory"),
+                      extension("_scan", "_scan", ["pylstm/_finite.h"])], "common")
+for level in levels:
+    ext_modules += cython(kernels(level), level.name)
+
+setup(ext_modules=ext_modules)

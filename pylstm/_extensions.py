@@ -9,17 +9,24 @@ circular import. `unbuilt_error` turns that failure into one that says what happ
 import importlib.machinery
 import os
 
+from pylstm import _levels
+
 
 def unbuilt_modules(package_dir):
-    """Dotted names (relative to the package) of the Cython sources under `package_dir` that
-    have no compiled module beside them for this Python."""
+    """Dotted names (relative to the package) of the compiled modules that the Cython sources
+    under `package_dir` make and that are missing for this Python; of the sources compiled
+    once per kernel level (`_levels.SOURCES`), the baseline's."""
     suffixes = importlib.machinery.EXTENSION_SUFFIXES
     missing = []
     for root, _, files in os.walk(package_dir):
         for name in files:
             stem, ext = os.path.splitext(name)
-            if ext == ".pyx" and not any(os.path.exists(os.path.join(root, stem + suffix))
-                                         for suffix in suffixes):
+            if ext != ".pyx":
+                continue
+            if stem in _levels.SOURCES and os.path.samefile(root, package_dir):
+                stem += "_baseline"
+            if not any(os.path.exists(os.path.join(root, stem + suffix))
+                       for suffix in suffixes):
                 relative = os.path.relpath(os.path.join(root, stem), package_dir)
                 missing.append(relative.replace(os.sep, "."))
     return sorted(missing)

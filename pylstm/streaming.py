@@ -18,7 +18,8 @@ import threading
 
 import numpy as np
 
-from pylstm import _step, ops
+from pylstm import ops
+from pylstm._kernels import step as _step
 from pylstm._validation import (check_array, check_destination, check_finite,
                                 check_lstm_weights)
 from pylstm.ops._arguments import resolve_activations as _resolve_activations

@@ -17,7 +17,7 @@ Design:
 import numpy as np
 
 from pylstm import activations, constraints, initializers, regularizers, utils
-from pylstm._core import ACTIVATION_CODES
+from pylstm._kernels import core as _core
 from pylstm._validation import check_allocation, check_lstm_size
 from pylstm.ops import _dense
 from pylstm.state import LSTMState, reset_layers
@@ -261,8 +261,8 @@ def _check_activation(value, arg):
     if value is None:
         return "linear"
     if isinstance(value, str):
-        if value not in ACTIVATION_CODES:
-            raise ValueError(f"Argument `{arg}` must be one of {sorted(ACTIVATION_CODES)}, "
+        if value not in _core.ACTIVATION_CODES:
+            raise ValueError(f"Argument `{arg}` must be one of {sorted(_core.ACTIVATION_CODES)}, "
                              f"None or a callable, received {value!r}.")
         return value
     if callable(value):

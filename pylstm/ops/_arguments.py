@@ -5,7 +5,8 @@ core needs it, in the weights' dtype)."""
 
 import numpy as np
 
-from pylstm import _core, _validation, activations
+from pylstm import _validation, activations
+from pylstm._kernels import core as _core
 from pylstm._validation import INT32_MAX, as_float_array, check_array, check_finite
 
 

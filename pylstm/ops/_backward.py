@@ -4,7 +4,8 @@ weight-gradient method chosen by `pylstm._plan.backward_plan`."""
 
 import numpy as np
 
-from pylstm import _core, _plan, _reference, _threads
+from pylstm import _plan, _reference, _threads
+from pylstm._kernels import core as _core
 from pylstm._threads import BlasThreads
 from pylstm._validation import check_array, check_finite
 from pylstm.ops import _routes

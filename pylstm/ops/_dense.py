@@ -4,7 +4,8 @@ with `lengths` goes to `pylstm.ops._lengths`."""
 
 import numpy as np
 
-from pylstm import _core, _plan, _reference, _threads
+from pylstm import _plan, _reference, _threads
+from pylstm._kernels import core as _core
 from pylstm._threads import BlasThreads
 from pylstm._validation import check_lstm_weights
 from pylstm.ops import _routes

@@ -14,7 +14,8 @@ import math
 
 import numpy as np
 
-from pylstm import _core, _plan
+from pylstm import _plan
+from pylstm._kernels import core as _core
 from pylstm._threads import BlasThreads
 from pylstm.ops._buffers import empty, gate_columns, matmul
 

@@ -5,7 +5,8 @@ differences, float32 in and out, the core's activation names against the NumPy r
 import numpy as np
 import pytest
 
-from pylstm import _core, activations
+from pylstm import activations
+from pylstm._kernels import core as _core
 from pylstm import _reference as ref
 
 NAMES = ["linear", "relu", "sigmoid", "tanh", "softmax", "hard_sigmoid", "elu", "selu",

@@ -6,7 +6,8 @@ import itertools
 import numpy as np
 import pytest
 
-from pylstm import _core, _plan, ops
+from pylstm import _plan, ops
+from pylstm._kernels import core as _core
 from pylstm import _reference as ref
 
 ACTIVATION_PAIRS = [("tanh", "sigmoid"), ("relu", "hard_sigmoid"), ("linear", "tanh"),

@@ -2,6 +2,7 @@
 
 import importlib.machinery
 import os
+import platform
 import shutil
 import site
 import subprocess
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 import pylstm
-from pylstm import _extensions
+from pylstm import _extensions, _kernels, _levels
 
 PACKAGE = Path(pylstm.__file__).resolve().parent
 SOURCE_PACKAGE = Path(__file__).resolve().parents[2] / "pylstm"
@@ -77,16 +78,21 @@ def test_unbuilt_modules_names_each_cython_source_without_its_module(tmp_path):
     (tmp_path / "_core.pyx").write_text("")
     (tmp_path / "sub" / "_team.pyx").write_text("")
     (tmp_path / "_step.pyx").write_text("")
-    (tmp_path / ("_step" + importlib.machinery.EXTENSION_SUFFIXES[0])).write_text("")
-    assert _extensions.unbuilt_modules(tmp_path) == ["_core", "sub._team"]
+    (tmp_path / ("_step_baseline" + importlib.machinery.EXTENSION_SUFFIXES[0])).write_text("")
+    (tmp_path / "_cpu.pyx").write_text("")
+    (tmp_path / ("_cpu" + importlib.machinery.EXTENSION_SUFFIXES[0])).write_text("")
+    # the kernels' sources are compiled once per level: the baseline's module is the one named
+    assert _extensions.unbuilt_modules(tmp_path) == ["_core_baseline", "sub._team"]
 
 
 def test_unbuilt_error_only_for_the_unbuilt_modules(tmp_path):
     (tmp_path / "_core.pyx").write_text("")
-    circular = ImportError("cannot import name '_core' from partially initialized module "
+    (tmp_path / "_cpu.pyx").write_text("")
+    circular = ImportError("cannot import name '_cpu' from partially initialized module "
                            "'pylstm' (most likely due to a circular import)", name="pylstm")
     assert isinstance(_extensions.unbuilt_error(circular, "pylstm", tmp_path), ImportError)
-    missing = ModuleNotFoundError("No module named 'pylstm._core'", name="pylstm._core")
+    missing = ModuleNotFoundError("No module named 'pylstm._core_baseline'",
+                                  name="pylstm._core_baseline")
     assert isinstance(_extensions.unbuilt_error(missing, "pylstm", tmp_path), ImportError)
     other = ImportError("cannot import name 'explain' from 'pylstm.ops'", name="pylstm.ops")
     assert _extensions.unbuilt_error(other, "pylstm", tmp_path) is None
@@ -96,3 +102,5 @@ def test_unbuilt_error_only_for_the_unbuilt_modules(tmp_path):
 
 def test_installed_package_has_every_module_built():
     assert _extensions.unbuilt_modules(PACKAGE) == []
+    levels = _levels.levels_for(platform.machine())
+    assert _kernels.built_levels(levels, PACKAGE) == list(levels)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from pylstm import _core
+from pylstm._kernels import core as _core
 from pylstm import _reference as ref
 
 GRID = np.concatenate([np.linspace(-100, 100, 400_001), np.linspace(-1e-3, 1e-3, 20_001),

@@ -1,7 +1,8 @@
 """The gate math's constants: the compiled core (pylstm/_gates.h) and the NumPy side
 (pylstm.activations, which pylstm._reference imports) hold the same numbers."""
 
-from pylstm import _core, _reference, activations
+from pylstm import _reference, activations
+from pylstm._kernels import core as _core
 
 
 def test_selu_constants_agree():

@@ -14,7 +14,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from pylstm import _core, _plan, ops
+from pylstm import _plan, ops
+from pylstm._kernels import core as _core
 from pylstm.ops import _routes
 
 TC = 4  # steps per chunk in these tests

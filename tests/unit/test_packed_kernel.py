@@ -257,7 +257,7 @@ def test_fused_inference_gives_the_training_bits(force_teams, layout, extra):
 def test_uneven_team_splits_give_the_same_bits(force_teams, weights):
     """The team splits the units in proportion to each member's measured speed; any split,
     down to a member with no units at all, gives the bits of one thread."""
-    from pylstm import _core
+    from pylstm._kernels import core as _core
 
     args = problem(5, 6, 4, 120, seed=21)   # 8 panels, 2 groups: 0.25 to 4 leaves one empty
     kwargs = dict(mask=np.random.default_rng(21).random((5, 6)) < 0.8)

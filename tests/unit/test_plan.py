@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import pylstm
-from pylstm import _core, _plan, ops
+from pylstm import _plan, ops
+from pylstm._kernels import core as _core
 
 
 @pytest.fixture(autouse=True)

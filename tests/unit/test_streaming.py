@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pylstm_tests import run_steps, streaming_case
 
-from pylstm import _core
+from pylstm._kernels import core as _core
 from pylstm.ops import lstm_forward
 from pylstm.streaming import LSTMState, LSTMStepper, lstm_step
 

@@ -10,7 +10,8 @@ import pytest
 import scipy.linalg.cython_blas  # noqa: F401  (load SciPy's BLAS before threadpoolctl looks)
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from pylstm import _core, _plan, _threads, ops
+from pylstm import _plan, _threads, ops
+from pylstm._kernels import core as _core
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from pylstm_tests import require
 
-from pylstm import _core, ops
+from pylstm import ops
+from pylstm._kernels import core as _core
 
 os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
