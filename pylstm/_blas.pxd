@@ -6,7 +6,23 @@
 # No BLAS is linked at build time: SciPy's is used at run time.
 
 from cython cimport floating
+from libc.stdlib cimport free, malloc
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
+
+# On aarch64 OpenBLAS runs a one-row GEMM as a GEMV, whose kernels add each product to c in
+# turn where its GEMM kernels add the finished sum: a row's bits would depend on how many rows
+# share the call (a chunk of one row against the same row in a larger chunk). There, a one-row
+# GEMM that adds to c computes its product into a scratch row, then adds that, as the GEMM
+# kernels do. On x86-64 a one-row GEMM already rounds as a row of a larger one.
+cdef extern from *:
+    """
+    #if defined(__aarch64__) || defined(_M_ARM64)
+    #define PL_GEMM_ROW_SCRATCH 1
+    #else
+    #define PL_GEMM_ROW_SCRATCH 0
+    #endif
+    """
+    bint PL_GEMM_ROW_SCRATCH
 
 
 # float32 results must not depend on the BLAS thread count. OpenBLAS sums a GEMM's k
@@ -49,12 +65,23 @@ cdef inline void _gemm(bint trans_a, bint trans_b, int m, int n, int k,
     """One BLAS call: c (m, n) = alpha * op(a) @ op(b) + beta * c, all row-major."""
     cdef char ta = b'T' if trans_a else b'N'
     cdef char tb = b'T' if trans_b else b'N'
+    cdef floating* out = c
+    cdef floating* row = NULL
+    cdef int j
+    if PL_GEMM_ROW_SCRATCH and m == 1 and beta == 1:
+        row = <floating*> malloc(n * sizeof(floating))
+        if row != NULL:
+            out, beta, ldc = row, 0, n
     if floating is float:
         sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*> b, &ldb, <float*> a, &lda,
-              &beta, c, &ldc)
+              &beta, out, &ldc)
     else:
         dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*> b, &ldb, <double*> a, &lda,
-              &beta, c, &ldc)
+              &beta, out, &ldc)
+    if row != NULL:
+        for j in range(n):
+            c[j] += row[j]
+        free(row)
 
 
 cdef inline void gemv(bint trans_a, int m, int n, floating alpha, const floating* a, int lda,
