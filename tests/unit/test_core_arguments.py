@@ -530,3 +530,60 @@ def test_backward_packed_of_the_wrong_size():
     with pytest.raises(ValueError, match=f"`packed` must hold at least "
                                          f"{_core.packed_t_size(H, H)} elements"):
         _core.backward(back, forward_sized, steps)
+
+
+# Arguments that would read or write outside an array -------------------------------------
+
+@pytest.mark.parametrize("batch_sizes, match", [
+    ([1, 2, B], "received 2 at step 1 after 1"),       # grows past the first step's batch
+    ([B, -1, B], "received -1 at step 1 after 3"),
+    ([-1], "received -1 at step 0"),
+])
+def test_batch_sizes_must_be_non_negative_and_non_increasing(batch_sizes, match):
+    with pytest.raises(ValueError, match=f"`batch_sizes` must be non-negative and "
+                                         f"non-increasing, {match}"):
+        _core.Steps(np.array(batch_sizes, np.intc), _acts())
+
+
+def test_recurrent_kernel_without_projection_has_h_rows():
+    with pytest.raises(ValueError, match=r"`recurrent_kernel` must have shape \(8, 32\) "
+                                         r"without a projection, received \(4, 32\)"):
+        _core.RecurrentWeights(np.zeros((H // 2, G)))
+    _core.RecurrentWeights(np.zeros((H // 2, G)), projection=np.zeros((H, H // 2)))
+
+
+@pytest.mark.parametrize("name", ["ldx", "x_step", "ldy", "y_step"])
+def test_forward_strides_must_not_be_negative(name):
+    with pytest.raises(ValueError, match=f"`{name}` must be >= 0, received -1"):
+        _fused_inference(**{name: -1})
+
+
+@pytest.mark.parametrize("name", ["lddy", "dy_step"])
+def test_backward_strides_must_not_be_negative(name):
+    with pytest.raises(ValueError, match=f"`{name}` must be >= 0, received -1"):
+        _backward_arrays(_training_forward()[0], **{name: -1})
+
+
+def test_training_reads_x_as_packed_rows():
+    """A training forward of a small batch computes every row's input product at once, rows
+    `ldx` apart: dense steps `x_step` apart would be read past the array."""
+    _, weights, _, w, _ = _fused_inference()
+    args = _forward_args(np.float32)
+    x = np.ascontiguousarray(w["x"].transpose(1, 0, 2)).reshape(-1)
+    arrays = _core.ForwardArrays(**args, x=x, ldx=T * D, x_step=D)
+    steps = _core.Steps(np.full(T, B, np.intc), _acts(), training=True)
+    with pytest.raises(ValueError, match="`x_step` must be 0 in training"):
+        _core.forward(arrays, weights, steps)
+
+
+def test_a_swish_gate_backward_needs_zs():
+    swish = _acts(("swish",) + STANDARD[1:])
+    arrays, weights, steps, _ = _training_forward(acts=swish, keep_zs=True)
+    _core.forward(arrays, weights, steps)
+    with pytest.raises(ValueError, match="`zs` must be given"):
+        _core.backward(_backward_arrays(arrays, zs=None), weights, steps)
+    _core.backward(_backward_arrays(arrays), weights, steps)
+    cell_swish = _acts(STANDARD[:4] + ("swish",))     # the cell output's input is c_t, kept
+    arrays, weights, steps, _ = _training_forward(acts=cell_swish)
+    _core.forward(arrays, weights, steps)
+    _core.backward(_backward_arrays(arrays), weights, steps)
