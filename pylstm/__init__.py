@@ -4,7 +4,7 @@ A Cython core runs LSTM forward and backward over whole sequences through SciPy'
 Keras-style API (`pylstm.layers`, `pylstm.models`) sits on top.
 """
 
-__version__ = "0.1.0"
+from pylstm._version import __version__
 
 try:
     from pylstm import (activations, callbacks, constraints, datasets, initializers, layers,

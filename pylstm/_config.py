@@ -4,7 +4,8 @@ import os
 import platform
 import sys
 
-from pylstm import _kernels, _levels, _memory, _threads
+from pylstm import _cpu, _kernels, _levels, _memory, _threads
+from pylstm._version import __version__
 
 
 def _blas():
@@ -22,9 +23,6 @@ def _blas():
 
 def config():
     """The configuration as nested dicts (`show_config(mode="dicts")`)."""
-    from pylstm import __version__
-    from pylstm import _cpu
-
     machine = platform.machine()
     level = _kernels.level
     features = _cpu.features()
