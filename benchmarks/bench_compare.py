@@ -193,6 +193,8 @@ def markdown(samples, args, started, finished):
            f"- CPU: {cpu_model()}",
            f"- date: {started:%Y-%m-%d %H:%M} to {finished:%H:%M} UTC; load average at the end: "
            + ", ".join(f"{v:.2f}" for v in os.getloadavg()),
+           "- PYLSTM_CPU_LEVEL: " + os.environ.get("PYLSTM_CPU_LEVEL", "unset (each build's "
+                                                   "highest level)"),
            f"- {args.rounds} rounds, the builds alternating cell by cell; threads "
            f"{args.threads}, about {args.budget} s of calls per cell and round",
            "",

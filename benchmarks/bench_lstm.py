@@ -391,6 +391,15 @@ def _onnx_batch_major(y):
     return y.transpose(2, 0, 1, 3).reshape(B, T, dirs * H)
 
 
+def kernel_level():
+    """The kernel level pylstm runs (`pylstm.show_config`), with why, or "native build" for a
+    build from before kernel levels."""
+    if not hasattr(pylstm, "show_config"):
+        return "native build (no levels)"
+    kernels = pylstm.show_config(mode="dicts")["kernels"]
+    return f"{kernels['level']} ({kernels['reason']})"
+
+
 def machine_report(threads):
     """Markdown lines describing the machine, the library versions and the load."""
     cpu = platform.processor() or "unknown"
@@ -413,6 +422,7 @@ def machine_report(threads):
         f"- Python {platform.python_version()} on {platform.system()} {platform.machine()}",
         f"- {versions}",
         f"- threads per system: {threads}",
+        f"- pylstm kernel level: {kernel_level()}",
         "- load average (1, 5, 15 min) now: "
         + ", ".join(f"{v:.2f}" for v in os.getloadavg())
         + f" (this run adds up to {threads}; more means other processes shared the cores)",

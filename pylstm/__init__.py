@@ -4,13 +4,14 @@ A Cython core runs LSTM forward and backward over whole sequences through SciPy'
 Keras-style API (`pylstm.layers`, `pylstm.models`) sits on top.
 """
 
-__version__ = "0.1.0"
+from pylstm._version import __version__
 
 try:
     from pylstm import (activations, callbacks, constraints, datasets, initializers, layers,
                         losses, metrics, models, nn, ops, optimizers, regularizers, streaming,
                         utils)
 
+    from pylstm._config import show_config
     from pylstm._memory import get_memory_pool_limit, memory_pool_idle, set_memory_pool_limit
     from pylstm._threads import get_num_threads, set_num_threads
 except ImportError as error:
@@ -24,4 +25,4 @@ except ImportError as error:
 __all__ = ["activations", "callbacks", "constraints", "datasets", "initializers", "layers",
            "losses", "metrics", "models", "nn", "ops", "optimizers", "regularizers", "streaming",
            "utils", "get_num_threads", "set_num_threads", "get_memory_pool_limit",
-           "set_memory_pool_limit", "memory_pool_idle", "__version__"]
+           "set_memory_pool_limit", "memory_pool_idle", "show_config", "__version__"]

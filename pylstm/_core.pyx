@@ -724,6 +724,13 @@ cdef int _expect(object a, str name, Py_ssize_t d0, Py_ssize_t d1) except -1:
     return 0
 
 
+cdef int _stride(Py_ssize_t value, str name) except -1:
+    """Checks that the stride argument `name` is not negative."""
+    if value < 0:
+        raise ValueError(f"Argument `{name}` must be >= 0, received {value}.")
+    return 0
+
+
 cdef int _reaches(Py_ssize_t size, str name, Py_ssize_t needed) except -1:
     """Checks that an array `name` of `size` elements holds the `needed` a call addresses."""
     if size < needed:
@@ -760,6 +767,10 @@ cdef class Steps:
                              f"{activations.shape}.")
         self.sh.N = 0
         for s in range(self.sh.T):
+            if sizes[s] < 0 or (s > 0 and sizes[s] > sizes[s - 1]):
+                raise ValueError(f"Argument `batch_sizes` must be non-negative and "
+                                 f"non-increasing, received {sizes[s]} at step {s}"
+                                 + (f" after {sizes[s - 1]}." if s > 0 else "."))
             self.sh.N += sizes[s]
         self.sh.batch_sizes = sizes
         self.sh.B = self.sh.H = self.sh.P = self.sh.D = self.sh.R = 0
@@ -802,6 +813,10 @@ cdef class RecurrentWeights:
         _expect(recurrent_kernel, "recurrent_kernel", -1, 4 * self.H)
         self.w.projection = _data(projection, "projection", t, 2, False, True)
         _expect(projection, "projection", self.H, self.P)
+        if projection is None and self.P != self.H:
+            raise ValueError(f"Argument `recurrent_kernel` must have shape ({self.H}, "
+                             f"{4 * self.H}) without a projection, received "
+                             f"{recurrent_kernel.shape}.")
         self.w.rdrop = _data(recurrent_dropout_mask, "recurrent_dropout_mask", t, 3, False, True)
         self.R = _dim(recurrent_dropout_mask, 0)
         self.rdrop_batch = _dim(recurrent_dropout_mask, 1)
@@ -899,6 +914,10 @@ cdef class ForwardArrays:
         if x is not None and t != cnp.NPY_FLOAT32:
             raise TypeError("Argument `x` (the core's input product) needs float32 arrays, "
                             "received float64.")
+        _stride(ldx, "ldx")
+        _stride(x_step, "x_step")
+        _stride(ldy, "ldy")
+        _stride(y_step, "y_step")
         self.io.ldx, self.io.x_step = ldx, x_step
         self.io.ldy, self.io.y_step = ldy, y_step
         self.gates = gates
@@ -968,6 +987,10 @@ cdef int _forward_fits(ForwardArrays a, RecurrentWeights weights, Steps steps) e
         if weights.w.kernel == NULL:
             raise ValueError("Argument `x` (the core's input product) needs `kernel`, "
                              "`packed_kernel` and `packed` in the weights.")
+        if training and a.io.x_step != 0:
+            # a small training batch computes all rows' input products at once, `ldx` apart
+            raise ValueError(f"Argument `x_step` must be 0 in training (`x` as packed rows), "
+                             f"received {a.io.x_step}.")
         _reaches(a.x_size, "x", (N - 1) * a.io.ldx + weights.D if a.io.x_step == 0 else
                  (T - 1) * a.io.x_step + (B - 1) * a.io.ldx + weights.D)
     if weights.w.packed != NULL:
@@ -1452,6 +1475,8 @@ cdef class BackwardArrays:
         _expect(dm, "dm", self.B, self.H)
         _expect(hm, "hm", self.B, self.P)
         self.dy_size = _dim(dy, 0) * self.P
+        _stride(lddy, "lddy")
+        _stride(dy_step, "dy_step")
         self.io.lddy, self.io.dy_step = lddy, dy_step
         self.dz = dz
         self.dh = dh
@@ -1517,6 +1542,9 @@ cdef int _backward_fits(BackwardArrays a, RecurrentWeights weights, Steps steps,
         raise ValueError("A projection needs `dhs` and `dm`.")
     if weights.R == 4 and a.io.hm == NULL:
         raise ValueError("Four recurrent dropout masks need `hm`.")
+    if a.io.zs == NULL and not INPUT_DERIVATIVE_CODES.isdisjoint(steps.activations[:4].tolist()):
+        raise ValueError("Argument `zs` must be given: a gate's activation (swish) needs its "
+                         "pre-activations for its derivative.")
     if a.io.dy != NULL:
         _reaches(a.dy_size, "dy", N * a.P if a.io.lddy == 0 else
                  (T - 1) * a.io.dy_step + (B - 1) * a.io.lddy + a.P)

@@ -49,7 +49,7 @@ def choose(levels, features, cap=None):
     names = [level.name for level in levels]
     if cap is not None and cap not in names:
         raise ValueError(f"{ENVIRONMENT_VARIABLE} must name a kernel level built for this "
-                         f"machine ({', '.join(names)}); got {cap!r}")
+                         f"machine ({', '.join(names)}); received {cap!r}")
     top = names.index(cap) if cap is not None else len(levels) - 1
     chosen = 0
     for index in range(1, top + 1):

@@ -35,6 +35,16 @@
 #endif
 #define PL_MAX_THREADS 64
 
+/* Rows per register tile (PL_MR): a tile holds MR x 4 accumulators and 4 weight vectors in
+ * registers. AVX-512 and NEON have 32 vector registers, room for 4 rows; AVX2's 16 hold 2
+ * rows without spilling (python -P benchmarks/bench_compare.py with PYLSTM_CPU_LEVEL=avx2
+ * measures it). SSE2 keeps 4: without FMA, 2 rows made training slower. */
+#if defined(__AVX__) && !defined(__AVX512F__)
+#define PL_MR 2
+#else
+#define PL_MR 4
+#endif
+
 static inline int pl_vec_width(void) { return PL_V; }
 
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(PL_NO_VECTOR_EXTENSIONS)
@@ -142,8 +152,13 @@ static inline void pl_panel_rows(float* z, size_t ldz, size_t gs, const float* i
                                  const float* h, size_t ldh, const float* panel, int K, int n)
 {
     int r = 0;
+#if PL_MR == 4
     for (; r + 4 <= n; r += 4)
         pl_rec_tile4(z + r * ldz, ldz, gs, init, h + r * ldh, ldh, panel, K);
+#else
+    for (; r + 2 <= n; r += 2)
+        pl_rec_tile2(z + r * ldz, ldz, gs, init, h + r * ldh, ldh, panel, K);
+#endif
     float* zr = z + r * ldz;
     const float* hr = h + r * ldh;
     switch (n - r) {
@@ -324,6 +339,7 @@ static inline void pl_wgrad_tile##MR(float* dw, size_t ldw, size_t gs, const flo
 #endif
 
 PL_DEFINE_WTILE(1)
+PL_DEFINE_WTILE(2)
 PL_DEFINE_WTILE(4)
 
 /* dw (K, 4H) += a (n, K; rows lda apart)^T @ dz (n, 4H) for the units [ua, ub) (ua a
@@ -335,8 +351,13 @@ static inline void pl_weight_grad(float* dw, float* db, const float* a, size_t l
     for (int u0 = ua; u0 < ub; u0 += PL_V) {
         if (u0 + PL_V <= H) {
             int k = 0;
+#if PL_MR == 4
             for (; k + 4 <= K; k += 4)
                 pl_wgrad_tile4(dw + k * G + u0, G, H, a + k, lda, dz + u0, G, n);
+#else
+            for (; k + 2 <= K; k += 2)
+                pl_wgrad_tile2(dw + k * G + u0, G, H, a + k, lda, dz + u0, G, n);
+#endif
             for (; k < K; k++)
                 pl_wgrad_tile1(dw + k * G + u0, G, H, a + k, lda, dz + u0, G, n);
         } else {

@@ -196,11 +196,12 @@ class LSTMCell(LSTMArgs, Layer):
         return grads["x"][:, 0, :], [grads["h0"], grads["c0"]]
 
     def _run_sequence(self, x, h0, c0, mask, reverse, zero_output_for_mask, training,
-                      return_sequences):
+                      return_sequences, checked=()):
         """The whole sequence `x (B, T, D)` through the core, for `RNN`; fresh dropout masks
-        for each call, as Keras's `RNN` resets the cell's masks after each call."""
-        return self._lstm_forward(x, h0, c0, training, mask=mask, reverse=reverse,
-                                  zero_output_for_mask=zero_output_for_mask,
+        for each call, as Keras's `RNN` resets the cell's masks after each call. `checked`
+        names the arrays among "x", "h0" and "c0" that `RNN` scanned for NaN and inf."""
+        return self._lstm_forward(x, h0, c0, training, checked=checked, mask=mask,
+                                  reverse=reverse, zero_output_for_mask=zero_output_for_mask,
                                   return_sequences=return_sequences)
 
     def get_config(self):
@@ -458,12 +459,16 @@ class RNN(SequenceArgs, Layer):
                     states = [(state.h, state.c) for state in self._carried]
 
         finals = []
+        # scanned for NaN and inf above: ops does not scan them again (it scans the carried
+        # states and each later cell's input, the output of the cell below)
+        given = ("h0", "c0") if initial_state is not None else ()
 
         def run(k, d, seq):
             top = k == len(self._cells) - 1
             seq, h_n, c_n, cache = self._cells[k]._run_sequence(
                 seq, *states[k], mask, self.go_backwards, self.zero_output_for_mask and top,
-                training, self.return_sequences or not top)
+                training, self.return_sequences or not top,
+                checked=("x",) + given if k == 0 else given)
             finals.append([h_n, c_n])
             return seq, cache
 

@@ -11,8 +11,9 @@ fused inference, chunked inference). For each result array the fixture keeps its
 shape and dtype, and 16 of its values.
 
 `tests/data/golden.json` also records the machine that wrote it (`signature()`): the compiled
-kernels and the BLAS round differently on different CPUs, so the bitwise check runs on the same
-CPU and libraries, and elsewhere the 16 values are compared to a tolerance.
+kernels round differently at each kernel level and the BLAS on different CPUs, so the bitwise
+check runs on the same CPU, kernel level and libraries, and elsewhere the 16 values are
+compared to a tolerance.
 
 float32 runs on the default thread count (its results are the same on any count); float64 runs
 on one thread (its BLAS products round by how they are shared between threads).
@@ -29,14 +30,15 @@ import sys
 import numpy as np
 
 import pylstm
-from pylstm import layers, nn, ops
+from pylstm import _kernels, layers, nn, ops
 
 FIXTURE = "golden.json"
 SAMPLES = 16
 
 
 def signature():
-    """What the results depend on beyond pylstm's code: CPU model and flags, library versions."""
+    """What the results depend on beyond pylstm's code: CPU model and flags, library versions,
+    the kernel level (`PYLSTM_CPU_LEVEL`)."""
     import scipy
     model, flags = platform.processor(), ""
     try:
@@ -51,7 +53,8 @@ def signature():
     except OSError:
         pass
     return {"cpu": model, "flags": hashlib.sha256(flags.encode()).hexdigest()[:16],
-            "machine": platform.machine(), "numpy": np.__version__, "scipy": scipy.__version__}
+            "machine": platform.machine(), "numpy": np.__version__, "scipy": scipy.__version__,
+            "kernel_level": _kernels.level.name}
 
 
 def digest(a):

@@ -579,6 +579,7 @@ NO_ARRAYS = {
     "pylstm.get_num_threads": "thread settings", "pylstm.set_num_threads": "thread settings",
     "pylstm.get_memory_pool_limit": "memory settings",
     "pylstm.set_memory_pool_limit": "memory settings", "pylstm.memory_pool_idle": "memory",
+    "pylstm.show_config": "prints the configuration",
     "pylstm.__version__": "a string",
 }
 

@@ -3,11 +3,15 @@ dependencies point one way (`pylstm.models` formats build `Sequential`, `nn` and
 `pylstm.variable` and `pylstm.state`, never the reverse)."""
 
 import ast
+import importlib.machinery
 import pathlib
 
 import pylstm
 
 ROOT = pathlib.Path(pylstm.__file__).parent
+# A compiled module is known by its Cython source in a source tree, by its extension file in an
+# installed wheel (which holds no sources).
+COMPILED = (".pyx",) + tuple(importlib.machinery.EXTENSION_SUFFIXES)
 
 
 def module_names():
@@ -18,9 +22,11 @@ def module_names():
         if parts[-1] == "__init__":
             parts = parts[:-1]
         names[".".join(parts)] = path
-    for path in ROOT.rglob("*.pyx"):
-        names.setdefault(".".join(("pylstm",) + path.relative_to(ROOT).with_suffix("").parts),
-                         None)
+    for path in ROOT.rglob("*"):
+        suffix = next((s for s in COMPILED if path.name.endswith(s)), None)
+        if suffix is not None:
+            parts = path.relative_to(ROOT).parent.parts + (path.name[:-len(suffix)],)
+            names.setdefault(".".join(("pylstm",) + parts), None)
     return names
 
 
@@ -80,6 +86,13 @@ def find_cycle(graph):
             if cycle:
                 return cycle
     return None
+
+
+def test_compiled_modules_are_known():
+    """An import of a compiled module names that module, whether the package holds its
+    sources or only its extension files."""
+    names = module_names()
+    assert {"pylstm._memory", "pylstm._scan"} <= {n for n, path in names.items() if path is None}
 
 
 def test_no_import_cycle():
