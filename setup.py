@@ -79,4 +79,5 @@ ext_modules = cython([extension("_cpu", "_cpu", ["pylstm/_cpu.h"]),
 for level in levels:
     ext_modules += cython(kernels(level), level.name)
 
-setup(ext_modules=ext_modules)
+# the levels' modules compile in parallel, one per core
+setup(ext_modules=ext_modules, options={"build_ext": {"parallel": True}})

@@ -1,4 +1,4 @@
-"""pylstm: a standalone LSTM library for Python (NumPy + SciPy only).
+"""pylstm: a standalone LSTM library for Python (NumPy and SciPy; no deep-learning framework).
 
 A Cython core runs LSTM forward and backward over whole sequences through SciPy's BLAS; a
 Keras-style API (`pylstm.layers`, `pylstm.models`) sits on top.

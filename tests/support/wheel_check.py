@@ -5,7 +5,7 @@
 The wheel must be tagged TAG (a platform-tag prefix: `manylinux` unless given), hold compiled
 modules whose symbol tables are stripped and none of the sources they are built from (no `.c`,
 `.pyx`, `.pxd`, `.h`: those travel in the sdist), keep the type stubs (`.pyi`), and its
-metadata must require numpy and scipy alone, everything else behind an extra. Prints the
+metadata must require numpy, scipy and threadpoolctl alone, everything else behind an extra. Prints the
 wheel's size and its compiled modules. Exits non-zero with every problem found.
 """
 
@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 SOURCES = (".c", ".pyx", ".pxd", ".h")
-RUNTIME = {"numpy", "scipy"}
+RUNTIME = {"numpy", "scipy", "threadpoolctl"}
 
 
 def requirement_name(line):
@@ -67,7 +67,8 @@ def main(argv):
         print(f"FAIL {problem}", file=sys.stderr)
     if found:
         sys.exit(1)
-    print("wheel_check: tagged, stripped, no sources, numpy and scipy the only requirements")
+    print("wheel_check: tagged, stripped, no sources, numpy, scipy and threadpoolctl the only "
+          "requirements")
 
 
 if __name__ == "__main__":
