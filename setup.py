@@ -1,9 +1,9 @@
 """Builds the Cython core. Its BLAS comes from scipy.linalg.cython_blas at run time: no BLAS is
 linked here.
 
-The hot kernels (`_core.pyx`, `_step.pyx`) are compiled once per kernel level of the target
-architecture (pylstm/_levels.py: on x86-64 the baseline, AVX2 and AVX-512), into
-`pylstm._core_<level>` and `pylstm._step_<level>`; `pylstm._kernels` loads the best one the
+The hot kernels (`_core.pyx`, `_scan.pyx`, `_step.pyx`) are compiled once per kernel level of
+the target architecture (pylstm/_levels.py: on x86-64 the baseline, AVX2 and AVX-512), into
+`pylstm._core_<level>`, `pylstm._scan_<level>` and `pylstm._step_<level>`; `pylstm._kernels` loads the best one the
 CPU supports at import. The other modules are compiled once, for the baseline. Cython's C goes
 to build/cython/, not into the package.
 
@@ -63,6 +63,7 @@ def kernels(level):
         extension(f"_core_{level.name}", "_core",
                   step + ["pylstm/_packed_products.h", "pylstm/_thread_team.h"], flags,
                   extra_link_args=[] if msvc else ["-pthread"]),
+        extension(f"_scan_{level.name}", "_scan", ["pylstm/_finite.h"], flags),
         extension(f"_step_{level.name}", "_step", step + ["pylstm/_finite.h"], flags),
     ]
 
@@ -74,8 +75,7 @@ def cython(extensions, name):
 
 
 ext_modules = cython([extension("_cpu", "_cpu", ["pylstm/_cpu.h"]),
-                      extension("_memory", "_memory"),
-                      extension("_scan", "_scan", ["pylstm/_finite.h"])], "common")
+                      extension("_memory", "_memory")], "common")
 for level in levels:
     ext_modules += cython(kernels(level), level.name)
 

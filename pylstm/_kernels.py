@@ -1,8 +1,8 @@
 """The compiled kernels for this CPU: the highest kernel level it supports, chosen at import.
 
-`_core.pyx` and `_step.pyx` are compiled once per level (pylstm/_levels.py), into
-`pylstm._core_<level>` and `pylstm._step_<level>`; `core` and `step` here are the modules of
-the level chosen, which the rest of pylstm calls. The choice is made once, at import: the
+`_core.pyx`, `_scan.pyx` and `_step.pyx` are compiled once per level (pylstm/_levels.py),
+into `pylstm._core_<level>`, ...; `core`, `scan` and `step` here are the modules of the level
+chosen, which the rest of pylstm calls. The choice is made once, at import: the
 highest level built whose CPU features `pylstm._cpu.features()` reports, at most the level
 named by the environment variable `PYLSTM_CPU_LEVEL` when it is set (as NumPy's
 `NPY_DISABLE_CPU_FEATURES` and OpenBLAS's `OPENBLAS_CORETYPE` let a user step down, for tests
@@ -74,8 +74,8 @@ def _load():
                           name="pylstm._core_baseline")
     cap = os.environ.get(ENVIRONMENT_VARIABLE) or None
     level, reason = choose(levels, _cpu.features(), cap)
-    return (level, reason, importlib.import_module(f"pylstm._core_{level.name}"),
-            importlib.import_module(f"pylstm._step_{level.name}"))
+    return (level, reason) + tuple(importlib.import_module(f"pylstm.{source}_{level.name}")
+                                   for source in _levels.SOURCES)
 
 
-level, reason, core, step = _load()
+level, reason, core, scan, step = _load()

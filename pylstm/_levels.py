@@ -1,8 +1,8 @@
 """Kernel levels: the instruction sets the hot kernels are compiled for, one module each.
 
-setup.py compiles `_core.pyx` and `_step.pyx` once per level of the building machine's
-architecture, into `pylstm._core_<level>` and `pylstm._step_<level>`, with the level's compiler
-flags; at import, `pylstm._kernels` loads the highest level whose CPU features `pylstm._cpu`
+setup.py compiles the sources of `SOURCES` once per level of the target architecture, into
+`pylstm._core_<level>`, `pylstm._scan_<level>` and `pylstm._step_<level>`, with the level's
+compiler flags; at import, `pylstm._kernels` loads the highest level whose CPU features `pylstm._cpu`
 finds (as NumPy builds a baseline plus dispatch targets). Every level computes the same
 operations; levels with FMA round differently from those without, within float32 precision.
 
@@ -12,7 +12,7 @@ setup.py runs this file on its own (no pylstm import), so it imports nothing.
 from collections import namedtuple
 
 # The Cython sources compiled once per level, into pylstm.<source>_<level>.
-SOURCES = ("_core", "_step")
+SOURCES = ("_core", "_scan", "_step")
 
 Level = namedtuple("Level", "name features flags msvc_flags description")
 Level.__doc__ = """One kernel level.

@@ -6,7 +6,9 @@ import os
 
 import numpy as np
 
-from pylstm._scan import all_finite
+from pylstm._kernels import scan
+
+all_finite = scan.all_finite
 
 _FLOATS = (np.float32, np.float64)
 

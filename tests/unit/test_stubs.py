@@ -1,8 +1,9 @@
 """The type stubs of the compiled modules (pylstm/_*.pyi) match the modules: the same public
 names, and for every function and method the same parameters in the same order, with a default
 exactly where the compiled one has one (read through `inspect.signature`, which Cython's
-binding functions support). The kernels compiled once per level (`_core_<level>`,
-`_step_<level>`) share one stub (`_core.pyi`, `_step.pyi`), which every level matches."""
+binding functions support). The modules compiled once per kernel level (`_core_<level>`,
+`_scan_<level>`, `_step_<level>`) share one stub (`_core.pyi`, `_scan.pyi`, `_step.pyi`),
+which every level matches."""
 
 import ast
 import importlib
