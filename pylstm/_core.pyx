@@ -152,6 +152,7 @@ cdef extern from "_thread_team.h" nogil:
     ctypedef void (*pl_work_fn)(void* arg, int tid, int nt, pl_barrier* bar) noexcept nogil
     int PL_MAX_THREADS
     double pl_weight[]
+    int pl_member_cpu[]
     void pl_weight_nt_set(int nt)
     void pl_share(int H, int width, int tid, int nt, int* i0, int* i1)
     void pl_barrier_wait(pl_barrier* bar, int* local_sense)
@@ -663,6 +664,14 @@ def team_weights(int nt):
     if not 1 <= nt <= PL_MAX_THREADS:
         raise ValueError(f"Argument `nt` must be in [1, {PL_MAX_THREADS}], received {nt}.")
     return [pl_weight[t] for t in range(nt)]
+
+
+def team_cpus(int nt):
+    """The CPU each member of the thread team's last run of `nt` ran its share on (after a
+    helper left a CPU another member was on), -1 where not known; for diagnostics and tests."""
+    if not 1 <= nt <= PL_MAX_THREADS:
+        raise ValueError(f"Argument `nt` must be in [1, {PL_MAX_THREADS}], received {nt}.")
+    return [pl_member_cpu[t] for t in range(nt)]
 
 
 def packed_size(int H, int P):

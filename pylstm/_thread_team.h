@@ -226,6 +226,41 @@ static inline void pl_update_weights(int nt)
     }
 }
 
+/* The CPU each member of the current run is on (-1: not known), published at its start. */
+static int pl_member_cpu[PL_MAX_THREADS];
+
+#if defined(__linux__) && defined(_GNU_SOURCE)
+/* A helper woken from sleep may be placed on a CPU that another member of the run is on (the
+ * scheduler often puts a woken thread beside its waker, and does not move it while both stay
+ * busy): the two then share a core for the whole run, taking turns at every barrier. A helper
+ * that finds itself on a member's CPU moves to a CPU that no member is on, among those it may
+ * run on, by narrowing its affinity for the move and restoring it at once (restoring does not
+ * move it back): the thread's affinity is left as it was. */
+static inline void pl_leave_shared_cpu(int tid)
+{
+    const int cpu = sched_getcpu();
+    cpu_set_t allowed, elsewhere;
+    int shared = 0;
+    for (int t = 0; t < tid; t++)
+        shared |= __atomic_load_n(&pl_member_cpu[t], __ATOMIC_ACQUIRE) == cpu;
+    if (!shared || cpu < 0 || sched_getaffinity(0, sizeof(allowed), &allowed) != 0) {
+        __atomic_store_n(&pl_member_cpu[tid], cpu, __ATOMIC_RELEASE);
+        return;
+    }
+    elsewhere = allowed;
+    for (int t = 0; t < tid; t++) {
+        const int taken = __atomic_load_n(&pl_member_cpu[t], __ATOMIC_ACQUIRE);
+        if (taken >= 0 && taken < CPU_SETSIZE)
+            CPU_CLR(taken, &elsewhere);
+    }
+    if (CPU_COUNT(&elsewhere) > 0 && sched_setaffinity(0, sizeof(elsewhere), &elsewhere) == 0)
+        sched_setaffinity(0, sizeof(allowed), &allowed);
+    __atomic_store_n(&pl_member_cpu[tid], sched_getcpu(), __ATOMIC_RELEASE);
+}
+#else
+static inline void pl_leave_shared_cpu(int tid) { (void)tid; }
+#endif
+
 static void* pl_helper_main(void* p)
 {
     const pl_helper_start* start = (const pl_helper_start*)p;
@@ -257,8 +292,10 @@ static void* pl_helper_main(void* p)
         if (g == seen)
             continue;           /* poked, not given work: spin again for the next run */
         seen = g;
-        if (tid < pl_pool.nt)
+        if (tid < pl_pool.nt) {
+            pl_leave_shared_cpu(tid);
             pl_member_run(tid);
+        }
         __atomic_add_fetch(&pl_pool.acks, 1, __ATOMIC_RELEASE);
     }
     return NULL;
@@ -345,6 +382,18 @@ static inline void pl_weights_for_run(int nt)
         pl_weight_run[t] = pl_weight[t];
 }
 
+/* Before a run: the caller's CPU is known, the helpers' not yet. */
+static inline void pl_publish_caller_cpu(int nt)
+{
+#if defined(__linux__) && defined(_GNU_SOURCE)
+    __atomic_store_n(&pl_member_cpu[0], sched_getcpu(), __ATOMIC_RELEASE);
+#else
+    __atomic_store_n(&pl_member_cpu[0], -1, __ATOMIC_RELEASE);
+#endif
+    for (int t = 1; t < nt; t++)
+        __atomic_store_n(&pl_member_cpu[t], -1, __ATOMIC_RELEASE);
+}
+
 /* Waits until every helper has finished the current run. */
 static inline void pl_pool_wait_acks(void)
 {
@@ -387,6 +436,7 @@ static inline int pl_team_run(int nt, pl_work_fn fn, void* arg, int only_awake)
     pl_pool.bar.nt = nt;
     pl_pool.acks = 0;
     pl_weights_for_run(nt);
+    pl_publish_caller_cpu(nt);
     pthread_mutex_lock(&pl_pool.lock);
     __atomic_add_fetch(&pl_pool.generation, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&pl_pool.wake);
