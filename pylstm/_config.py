@@ -4,7 +4,7 @@ import os
 import platform
 import sys
 
-from pylstm import _cpu, _kernels, _levels, _memory, _threads
+from pylstm import _cpu, _kernels, _levels, _memory, _plan, _threads, _tuning
 from pylstm._version import __version__
 
 
@@ -42,6 +42,10 @@ def config():
             "thread_team": "one thread (no thread team on Windows)" if sys.platform == "win32"
                            else "POSIX threads",
         },
+        "cpu": _tuning.machine(),
+        "tuning": {"tuned_for": _tuning.family_name(_tuning.machine()),
+                   **_kernels.core.tile_sizes(), **_plan.parameters(),
+                   "basis": _tuning.TUNING.basis},
         "blas": _blas(),
         "threads": {"num_threads": _threads.get_num_threads(),
                     "available": _threads.available(), "cpus": os.cpu_count()},
@@ -75,7 +79,8 @@ def _lines(value, indent):
 
 def show_config(mode="stdout"):
     """Print (or return) what this pylstm runs on: its version, the kernel level chosen for this
-    CPU and why, the BLAS SciPy uses, the thread settings and the memory-pool limit.
+    CPU and why, the CPU and its cache sizes, the sizes tuned for it, the BLAS SciPy uses, the
+    thread settings and the memory-pool limit.
 
     The kernel level is the instruction set pylstm's compiled kernels were built for (on
     x86-64: `baseline`, `avx2`, `avx512`), chosen at import as the highest one the CPU and the
@@ -84,8 +89,10 @@ def show_config(mode="stdout"):
 
     Args:
         mode: `"stdout"` prints the configuration as text; `"dicts"` returns it as nested dicts
-            instead (keys `pylstm`, `python`, `kernels`, `blas`, `threads`, `memory_pool`;
-            `config["kernels"]["level"]` is the level's name).
+            instead (keys `pylstm`, `python`, `kernels`, `cpu`, `tuning`, `blas`, `threads`,
+            `memory_pool`; `config["kernels"]["level"]` is the level's name,
+            `config["cpu"]["l2_bytes"]` a core's L2 in bytes, `config["tuning"]` the sizes
+            `pylstm.ops.explain`'s plans are chosen with).
 
     Returns:
         None for `"stdout"`; the dict for `"dicts"`.

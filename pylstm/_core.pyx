@@ -130,6 +130,7 @@ from pylstm._cell cimport lstm_step
 from pylstm._gates cimport *
 
 cdef extern from "_packed_products.h" nogil:
+    int PL_MR
     int pl_vec_width()
     size_t pl_packed_size(int H, int P)
     void pl_pack(float* packed, const float* u, int H, int P, int q0, int q1)
@@ -664,6 +665,12 @@ def team_weights(int nt):
     if not 1 <= nt <= PL_MAX_THREADS:
         raise ValueError(f"Argument `nt` must be in [1, {PL_MAX_THREADS}], received {nt}.")
     return [pl_weight[t] for t in range(nt)]
+
+
+def tile_sizes():
+    """The packed kernels' register tile at this kernel level: `{"vector_floats": floats a
+    vector register holds, "tile_rows": rows of a recurrent tile}`."""
+    return {"vector_floats": pl_vec_width(), "tile_rows": PL_MR}
 
 
 def team_cpus(int nt):

@@ -6,10 +6,13 @@
  * CPUID leaves 1 and 7.
  *
  * pl_cpu_features fills flags[PL_CPU_COUNT] with 0/1, in the order of pl_cpu_names; every
- * flag is 0 off x86-64.
+ * flag is 0 off x86-64. pl_cpu_identity and pl_cpu_caches say what the CPU is and its cache
+ * sizes, which pylstm's tuning (pylstm/_tuning.py) derives sizes from; nothing off x86-64.
  */
 #ifndef PYLSTM_CPU_H
 #define PYLSTM_CPU_H
+
+#include <string.h>
 
 enum {
     PL_CPU_SSE2, PL_CPU_SSE42, PL_CPU_AVX, PL_CPU_FMA, PL_CPU_AVX2, PL_CPU_AVX512F,
@@ -80,12 +83,97 @@ static inline void pl_cpu_features(int* flags)
     }
 }
 
+/* The vendor string (12 characters) and the brand string (48) into `vendor` and `brand`
+ * (NUL-terminated; empty where CPUID has none), and the display family and model (Intel SDM
+ * vol. 2A, CPUID leaf 1: the extended fields count from family 15, and from family 6 for the
+ * model). */
+static inline void pl_cpu_identity(char* vendor, char* brand, int* family, int* model)
+{
+    unsigned int r[4];
+    pl_cpuid(0, 0, r);
+    const unsigned int max_leaf = r[0];
+    memcpy(vendor, &r[1], 4);
+    memcpy(vendor + 4, &r[3], 4);
+    memcpy(vendor + 8, &r[2], 4);
+    vendor[12] = 0;
+    brand[0] = 0;
+    *family = *model = 0;
+    if (max_leaf >= 1) {
+        pl_cpuid(1, 0, r);
+        const unsigned int base_family = (r[0] >> 8) & 0xf, base_model = (r[0] >> 4) & 0xf;
+        *family = (int)(base_family == 15 ? base_family + ((r[0] >> 20) & 0xff) : base_family);
+        *model = (int)(base_family == 6 || base_family == 15
+                       ? base_model + (((r[0] >> 16) & 0xf) << 4) : base_model);
+    }
+    pl_cpuid(0x80000000, 0, r);
+    if (r[0] >= 0x80000004) {
+        for (unsigned int leaf = 0; leaf < 3; leaf++) {
+            pl_cpuid(0x80000002 + leaf, 0, r);
+            memcpy(brand + 16 * leaf, r, 16);
+        }
+        brand[48] = 0;
+    }
+}
+
+/* Data and unified cache sizes in bytes, per level 1 to 3 (sizes[0..2], 0 where not
+ * reported), and how many logical CPUs share each (shared[0..2]). From the deterministic
+ * cache parameters: leaf 4 (Intel), leaf 0x8000001D (AMD with topology extensions), both
+ * one subleaf per cache (type in EAX[4:0], 0 after the last; level in EAX[7:5]; sharing in
+ * EAX[25:14]; ways, partitions and line size in EBX, sets in ECX; AMD APM vol. 3, E.4.15). */
+static inline void pl_cpu_caches(long long* sizes, int* shared)
+{
+    unsigned int r[4];
+    unsigned int leaf = 0;
+    for (int i = 0; i < 3; i++)
+        sizes[i] = shared[i] = 0;
+    pl_cpuid(0, 0, r);
+    const unsigned int max_leaf = r[0];
+    pl_cpuid(0x80000000, 0, r);
+    const unsigned int max_extended = r[0];
+    if (max_leaf >= 4) {
+        pl_cpuid(4, 0, r);
+        if (r[0] & 0x1f)
+            leaf = 4;
+    }
+    if (!leaf && max_extended >= 0x8000001D) {
+        pl_cpuid(0x80000001, 0, r);
+        if ((r[2] >> 22) & 1)   /* TOPOEXT */
+            leaf = 0x8000001D;
+    }
+    if (!leaf)
+        return;
+    for (unsigned int sub = 0; sub < 16; sub++) {
+        pl_cpuid((int)leaf, (int)sub, r);
+        const unsigned int type = r[0] & 0x1f, level = (r[0] >> 5) & 0x7;
+        if (type == 0)
+            break;
+        if (type == 2 || level < 1 || level > 3)    /* instruction caches */
+            continue;
+        sizes[level - 1] = (long long)(((r[1] >> 22) & 0x3ff) + 1) *
+                           (((r[1] >> 12) & 0x3ff) + 1) * ((r[1] & 0xfff) + 1) *
+                           ((long long)r[2] + 1);
+        shared[level - 1] = (int)(((r[0] >> 14) & 0xfff) + 1);
+    }
+}
+
 #else
 
 static inline void pl_cpu_features(int* flags)
 {
     for (int i = 0; i < PL_CPU_COUNT; i++)
         flags[i] = 0;
+}
+
+static inline void pl_cpu_identity(char* vendor, char* brand, int* family, int* model)
+{
+    vendor[0] = brand[0] = 0;
+    *family = *model = 0;
+}
+
+static inline void pl_cpu_caches(long long* sizes, int* shared)
+{
+    for (int i = 0; i < 3; i++)
+        sizes[i] = shared[i] = 0;
 }
 
 #endif

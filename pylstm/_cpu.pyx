@@ -5,6 +5,8 @@ cdef extern from "_cpu.h" nogil:
     enum: PL_CPU_COUNT
     const char* pl_cpu_names[]
     void pl_cpu_features(int* flags)
+    void pl_cpu_identity(char* vendor, char* brand, int* family, int* model)
+    void pl_cpu_caches(long long* sizes, int* shared)
 
 
 def features():
@@ -15,3 +17,26 @@ def features():
     cdef int flags[PL_CPU_COUNT]
     pl_cpu_features(flags)
     return {pl_cpu_names[i].decode(): bool(flags[i]) for i in range(PL_CPU_COUNT)}
+
+
+def identity():
+    """What CPUID says the CPU is: `{"vendor": str, "brand": str, "family": int, "model": int}`
+    (e.g. "AuthenticAMD", "AMD EPYC 9B14 96-Core Processor", 25, 17; the display family and
+    model). Empty strings and zeros off x86-64."""
+    cdef char vendor[13]
+    cdef char brand[49]
+    cdef int family, model
+    pl_cpu_identity(vendor, brand, &family, &model)
+    return {"vendor": vendor.decode("ascii", "replace").strip(),
+            "brand": brand.decode("ascii", "replace").strip(),
+            "family": family, "model": model}
+
+
+def caches():
+    """Data cache sizes CPUID reports, as `{level: (bytes, logical CPUs sharing it)}` for the
+    levels 1 to 3 it reports (L1 data, L2, L3); empty off x86-64 or where CPUID has no cache
+    leaf."""
+    cdef long long sizes[3]
+    cdef int shared[3]
+    pl_cpu_caches(sizes, shared)
+    return {level + 1: (sizes[level], shared[level]) for level in range(3) if sizes[level] > 0}

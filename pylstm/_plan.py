@@ -30,6 +30,8 @@ import contextlib
 import threading
 from typing import NamedTuple
 
+from pylstm._tuning import TUNING
+
 REFERENCE = "reference"
 SMALL = "small call"
 FUSED_INFERENCE = "fused inference"
@@ -66,15 +68,15 @@ _TEAM_MIN_FLOP = 1 << 24
 _TEAM_SMALL_STEP_FLOP = 1 << 14
 _TEAM_SMALL_FLOP = 1 << 20
 
-# Inference chunks: whole steps whose gates (rows, 4H) take about this many bytes, written by
-# one GEMM per chunk and read by the time loop while still in L2. README "Route
-# measurements"; `python benchmarks/bench_memory.py` checks the memory it bounds.
-_CHUNK_BYTES = 1 << 20
+# Inference chunks: whole steps whose gates (rows, 4H) take about this many bytes (one L2,
+# `pylstm._tuning`), written by one GEMM per chunk and read by the time loop while still in L2.
+# README "Route measurements"; `python benchmarks/bench_memory.py` checks the memory it bounds.
+_CHUNK_BYTES = TUNING.chunk_bytes
 
 # The backward's team adds the weight gradients itself while they take at most this many
-# bytes; above, BLAS GEMMs after the loop are faster. README "Route measurements" (team
-# against GEMMs, training step).
-_WGRAD_TEAM_BYTES = 3 << 20
+# bytes (3 L2s, `pylstm._tuning`); above, BLAS GEMMs after the loop are faster. README "Route
+# measurements" (team against GEMMs, training step).
+_WGRAD_TEAM_BYTES = TUNING.weight_grad_team_bytes
 
 # Independent calls (the two directions of a bidirectional layer) run side by side from this
 # many recurrent FLOPs each. Set by `python -m benchmarks.bench_bidirectional`.
@@ -197,6 +199,16 @@ def _worth_packing(rows, step_flop, B):
         return packing
     return rows >= _PACK_MIN_ROWS or (step_flop >= _TEAM_MIN_STEP_FLOP and
                                       step_flop * (rows // B) >= _TEAM_MIN_FLOP)
+
+
+def parameters():
+    """The sizes the plans are chosen with, by name (`pylstm.show_config`'s "tuning")."""
+    return {"chunk_bytes": _CHUNK_BYTES, "weight_grad_team_bytes": _WGRAD_TEAM_BYTES,
+            "pack_min_rows": _PACK_MIN_ROWS, "loop_min_flop": _LOOP_MIN_FLOP,
+            "team_min_step_flop": _TEAM_MIN_STEP_FLOP, "team_min_flop": _TEAM_MIN_FLOP,
+            "team_if_awake_min_step_flop": _TEAM_SMALL_STEP_FLOP,
+            "team_if_awake_min_flop": _TEAM_SMALL_FLOP,
+            "side_by_side_min_flop": _CONCURRENT_MIN_FLOP}
 
 
 def team_size(step_flop, steps, available):
