@@ -1,11 +1,13 @@
-"""Helpers shared by the benchmarks: the issue-5 grid, weights, FLOPs, the sgemm peak, and a
-timer that reports CPU time and post-call spinning beside wall time.
+"""Helpers shared by the benchmarks: the issue-5 grid, weights, FLOPs, the sgemm peak, a
+timer that reports CPU time and post-call spinning beside wall time, a timer of calls after a
+pause, and the CPU's model name and cache sizes as Linux reports them.
 
 Legend: B batch, T timesteps, D input features, H units. Nothing here imports torch, ONNX
 Runtime or TensorFlow, so that `bench_memory`'s child processes load only the system they
 measure.
 """
 
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -156,6 +158,96 @@ def measure(fn, budget_s, spin_probes=None):
     spin_cpu = statistics.median(s[1] for s in spins) if spins else float("nan")
     return Timing(statistics.median(times), cpu_total / repeats, cpu_total / sum(times),
                   spin_ms, spin_cpu, repeats)
+
+
+@dataclass
+class ColdTiming:
+    """Wall seconds (median) of calls that each follow a pause, the pause, and the calls."""
+
+    wall: float
+    pause: float
+    repeats: int
+
+
+def measure_cold(fn, pause_s, budget_s):
+    """Times `fn()` as an application that calls now and then: waits until the process is
+    idle, one warm-up call, then `max(5, min(25, budget_s / (pause_s + first call)))` calls,
+    each right after `time.sleep(pause_s)`, so that thread teams, caches and clocks have the
+    pause to go cold."""
+    wait_idle()
+    start = time.perf_counter()
+    fn()
+    first = time.perf_counter() - start
+    repeats = int(max(5, min(25, budget_s / (pause_s + first))))
+    times = []
+    for _ in range(repeats):
+        time.sleep(pause_s)
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return ColdTiming(statistics.median(times), pause_s, repeats)
+
+
+def cpu_identity(cpuinfo="/proc/cpuinfo"):
+    """`{"model_name", "vendor", "family"}` of the first CPU in `cpuinfo` ("model name",
+    "vendor_id", "cpu family"), None for each one the file (or the platform) does not give."""
+    keys = {"model name": "model_name", "vendor_id": "vendor", "cpu family": "family"}
+    found = dict.fromkeys(keys.values())
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                key = keys.get(name.strip())
+                if key is not None and found[key] is None:
+                    found[key] = value.strip()
+                if not line.strip() and any(v is not None for v in found.values()):
+                    break  # the end of the first CPU's block
+    except OSError:
+        pass
+    if found["family"] is not None and found["family"].isdigit():
+        found["family"] = int(found["family"])
+    return found
+
+
+def cpu_caches(cache_dir="/sys/devices/system/cpu/cpu0/cache"):
+    """Cache sizes of one core as Linux's sysfs lists them (`index*/{level,type,size}`):
+    `{"l1d_bytes", "l2_bytes", "l3_bytes"}`, None where not listed (the L3 is shared, the
+    others per core)."""
+    sizes = {"l1d_bytes": None, "l2_bytes": None, "l3_bytes": None}
+    try:
+        indices = sorted(e for e in os.listdir(cache_dir) if e.startswith("index"))
+    except OSError:
+        return sizes
+    for index in indices:
+        try:
+            fields = {}
+            for name in ("level", "type", "size"):
+                with open(os.path.join(cache_dir, index, name)) as f:
+                    fields[name] = f.read().strip()
+            level, size = int(fields["level"]), _size_bytes(fields["size"])
+        except (OSError, ValueError):
+            continue
+        if level == 1 and fields["type"] == "Data":
+            sizes["l1d_bytes"] = size
+        elif level in (2, 3) and fields["type"] in ("Unified", "Data"):
+            sizes[f"l{level}_bytes"] = size
+    return sizes
+
+
+def _size_bytes(text):
+    """sysfs cache size ("48K", "2048K", "32M", "512") in bytes."""
+    scale = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(text[-1:].upper(), 1)
+    return int(text[:-1] if scale > 1 else text) * scale
+
+
+def fmt_bytes(n):
+    """`'48 KiB'`, `'2 MiB'`, `'1.25 MiB'`, or `'?'` for None."""
+    if n is None:
+        return "?"
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} B"
 
 
 def sgemm_peak(threads, n=2048, repeats=7):

@@ -4,6 +4,7 @@ Usage (from the repository root, with the extension built in place or the packag
 
     python benchmarks/bench_lstm.py [--quick] [--dtype float32|float64] [--threads 2]
         [--budget 0.5] [--no-onnx] [--no-keras] [--no-memory] [--no-scaling]
+        [--cold [--pauses 0.05,0.15]]
 
 The grid is issue 5's table (`_common.FULL_GRID`; B batch, T timesteps, D input features, H
 units): six one-layer sequence shapes, one timestep at batch 1, and a 2-layer bidirectional
@@ -30,6 +31,20 @@ at least):
 - single step (B=1, T=1): also pylstm's streaming `LSTMStepper.step` (no allocation) and
   `torch.nn.LSTMCell`.
 
+With `--cold` it also times calls as an application makes them now and then: for the forward
+pass and the training step of every shape, each timed call follows a `time.sleep(pause)` (one
+warm-up call first; 5 to 25 calls, about `--budget` seconds with the pauses; median), for each
+pause of `--pauses` (seconds; default 50 and 150 ms), every system alike: pylstm, pylstm on one
+thread (`pylstm.set_num_threads(1)`, its previous setting restored after; its back-to-back
+time too, the floor a cold call is measured against), PyTorch and ONNX Runtime (Keras is left
+out). The "Cold calls" table gives each time with pylstm's ratios to the fastest peer after the
+same pause and to its own back-to-back time.
+
+The report opens with the machine: CPU model, vendor and family, per-core L1d and L2 and the
+L3 size, core count (from `pylstm.show_config(mode="dicts")["cpu"]` where the build reports
+it, else /proc/cpuinfo and sysfs), and the parameters pylstm's plan derived from the CPU
+(`["tuning"]`).
+
 Beside the median wall time: CPU seconds per call (`time.process_time()`, all threads of this
 process, over the timed loop), and spinning after a call returns (`_common.spin_after`: the
 CPU this process burns in the 200 ms after the call, and until when more than a quarter of
@@ -49,6 +64,7 @@ Layouts: batch-major `(B, T, D)` for pylstm, PyTorch and Keras; ONNX Runtime get
 """
 
 import argparse
+import contextlib
 import os
 import platform
 import sys
@@ -58,8 +74,8 @@ import numpy as np
 import scipy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (FULL_GRID, QUICK_GRID, fmt_time, make_weights, measure,  # noqa: E402
-                     sgemm_peak)
+from _common import (FULL_GRID, QUICK_GRID, cpu_caches, cpu_identity,  # noqa: E402
+                     fmt_bytes, fmt_time, make_weights, measure, measure_cold, sgemm_peak)
 
 import pylstm  # noqa: E402
 from pylstm import _reference as reference  # noqa: E402
@@ -400,14 +416,40 @@ def kernel_level():
     return f"{kernels['level']} ({kernels['reason']})"
 
 
+def cpu_record():
+    """`(cpu, tuning)`: the CPU as pylstm's `show_config(mode="dicts")["cpu"]` reports it
+    ("model_name", "vendor", "family", per-core "l1d_bytes" and "l2_bytes", "l3_bytes"), each
+    field it leaves None (or a build without the key leaves out) read from /proc/cpuinfo and
+    sysfs (`_common.cpu_identity`, `_common.cpu_caches`); and the plan's parameters derived
+    from the CPU (`["tuning"]`, None on a build that does not report them)."""
+    config = pylstm.show_config(mode="dicts") if hasattr(pylstm, "show_config") else {}
+    cpu = dict(config.get("cpu") or {})
+    fallback = {**cpu_identity(), **cpu_caches()}
+    for key, value in fallback.items():
+        if cpu.get(key) is None:
+            cpu[key] = value
+    return cpu, config.get("tuning")
+
+
+def cpu_line(cpu):
+    """`CPU: <model> (<vendor>, family <f>); L1d 48 KiB and L2 2 MiB per core, L3 105 MiB`."""
+    maker = ", ".join(str(part) for part in (
+        cpu.get("vendor"), None if cpu.get("family") is None else f"family {cpu['family']}")
+        if part is not None)
+    model = cpu.get("model_name") or platform.processor() or "unknown"
+    return (f"CPU: {model}" + (f" ({maker})" if maker else "")
+            + f"; L1d {fmt_bytes(cpu.get('l1d_bytes'))} and L2 {fmt_bytes(cpu.get('l2_bytes'))}"
+            f" per core, L3 {fmt_bytes(cpu.get('l3_bytes'))}")
+
+
 def machine_report(threads):
-    """Markdown lines describing the machine, the library versions and the load."""
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    """Markdown lines describing the machine (CPU model, caches, cores, pylstm's tuning), the
+    library versions and the load."""
+    cpu, tuning = cpu_record()
+    if tuning:
+        tuning_text = ", ".join(f"{name}={value}" for name, value in tuning.items())
+    else:
+        tuning_text = "not reported by this build"
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -418,11 +460,12 @@ def machine_report(threads):
                    else ", no onnxruntime")
                 + (f", keras {keras.__version__} / tensorflow {tf.__version__}" if keras else ""))
     lines = [
-        f"- CPU: {cpu}; {os.cpu_count()} logical cores, {usable} usable by this process",
+        f"- {cpu_line(cpu)}; {os.cpu_count()} logical cores, {usable} usable by this process",
         f"- Python {platform.python_version()} on {platform.system()} {platform.machine()}",
         f"- {versions}",
         f"- threads per system: {threads}",
         f"- pylstm kernel level: {kernel_level()}",
+        f"- pylstm tuning: {tuning_text}",
         "- load average (1, 5, 15 min) now: "
         + ", ".join(f"{v:.2f}" for v in os.getloadavg())
         + f" (this run adds up to {threads}; more means other processes shared the cores)",
@@ -443,8 +486,45 @@ def _best_keras(problem, mode, budget_s):
     return (eager, "eager") if eager.wall < compiled.wall else (compiled, "tf.function")
 
 
-def run(grid, dtype, threads, budget_s, use_onnx, use_keras):
-    """Checks then times every case; returns a list of result dicts, one per case."""
+@contextlib.contextmanager
+def pylstm_threads(n):
+    """pylstm on `n` threads inside the block; its previous setting (None included) after."""
+    previous = pylstm.get_num_threads()
+    pylstm.set_num_threads(n)
+    try:
+        yield
+    finally:
+        pylstm.set_num_threads(previous)
+
+
+def time_cold(problem, pauses, budget_s):
+    """Calls after a pause (`--cold`): for the forward pass and the training step, pylstm's
+    one-thread back-to-back time, then for each pause pylstm, pylstm on one thread and the
+    peers (not Keras), each call after `time.sleep(pause)` (`_common.measure_cold`).
+
+    Returns `{mode: {"one thread": Timing, pause: {system: ColdTiming}}}`."""
+    calls = {"forward": {"pylstm": problem.pylstm_forward, "torch": problem.torch_forward},
+             "train": {"pylstm": problem.pylstm_train, "torch": problem.torch_train}}
+    if problem.session is not None:
+        calls["forward"]["onnxruntime"] = problem.onnx_forward
+    cold = {}
+    for mode, systems in calls.items():
+        with pylstm_threads(1):
+            cold[mode] = {"one thread": measure(systems["pylstm"], budget_s, spin_probes=0)}
+        for pause in pauses:
+            cells = {}
+            for name, fn in systems.items():
+                cells[name] = measure_cold(fn, pause, budget_s)
+                if name == "pylstm":
+                    with pylstm_threads(1):
+                        cells["pylstm 1 thread"] = measure_cold(fn, pause, budget_s)
+            cold[mode][pause] = cells
+    return cold
+
+
+def run(grid, dtype, threads, budget_s, use_onnx, use_keras, pauses=()):
+    """Checks then times every case; returns a list of result dicts, one per case (with
+    `pauses`, also the calls after each pause: `time_cold`)."""
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
     results = []
@@ -469,8 +549,9 @@ def run(grid, dtype, threads, budget_s, use_onnx, use_keras):
         if case.kind == "step":
             step["pylstm LSTMStepper.step"] = measure(problem.pylstm_step, budget_s)
             step["torch LSTMCell"] = measure(problem.torch_cell_step, budget_s)
+        cold = time_cold(problem, pauses, budget_s) if pauses else None
         results.append(dict(case=case, forward=fwd, train=train, step=step, modes=modes,
-                            diffs=diffs))
+                            diffs=diffs, cold=cold))
         del problem
     return results
 
@@ -564,6 +645,55 @@ def markdown(results, peak_gflops):
     return "\n".join(out)
 
 
+def cold_markdown(results, pauses):
+    """The "Cold calls" table (`--cold`): per shape and mode, pylstm back to back (on the
+    run's threads, then on one), and for each pause the times after it with two ratios."""
+    out = ["### Cold calls (a pause before every timed call)", "",
+           "Each call is timed right after `time.sleep(pause)`, every system alike, after one "
+           "warm-up call; median of 5 to 25 calls (about `--budget` seconds with the pauses). "
+           "Back to back: the medians of the tables above; pylstm 1 thread: "
+           "`pylstm.set_num_threads(1)` (the peers keep `--threads`). Keras is left out. "
+           "Issue 15's target: after a pause, pylstm no slower than pylstm on one thread and "
+           "than the fastest peer after the same pause; aim 1.2 x its back-to-back time.", ""]
+    head = ["shape", "mode", "pylstm back to back", "pylstm 1 thread back to back"]
+    for pause in pauses:
+        after = f"after {pause * 1e3:g} ms:"
+        head += [f"{after} pylstm", f"{after} pylstm 1 thread", f"{after} torch",
+                 f"{after} onnxruntime", f"{after} pylstm / fastest peer",
+                 f"{after} pylstm / back to back"]
+    out += ["| " + " | ".join(head) + " |",
+            "| --- | --- |" + " ---: |" * (len(head) - 2)]
+    for r in results:
+        for mode in ("forward", "train"):
+            cold = r["cold"][mode]
+            back_to_back = r[mode]["pylstm"].wall
+            cells = [r["case"].label, mode, fmt_time(back_to_back),
+                     fmt_time(cold["one thread"].wall)]
+            for pause in pauses:
+                t = {name: timing.wall for name, timing in cold[pause].items()}
+                peers = {p: t[p] for p in ("torch", "onnxruntime") if p in t}
+                fastest = min(peers, key=peers.get)
+                cells += [fmt_time(t["pylstm"]), fmt_time(t["pylstm 1 thread"]),
+                          fmt_time(t["torch"]),
+                          fmt_time(t["onnxruntime"]) if "onnxruntime" in t else "-",
+                          f"{t['pylstm'] / peers[fastest]:.2f} ({fastest})",
+                          f"{t['pylstm'] / back_to_back:.2f}"]
+            out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def _pauses(text):
+    """`--pauses`: comma-separated seconds, each >= 0."""
+    try:
+        pauses = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        pauses = ()
+    if not pauses or any(not p >= 0 for p in pauses):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated pauses in seconds, each >= 0, received {text!r}")
+    return pauses
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="four small cases only")
@@ -577,6 +707,11 @@ def main(argv=None):
                         help="skip the peak-memory table (bench_memory.py)")
     parser.add_argument("--no-scaling", action="store_true",
                         help="skip the scaling table (bench_scaling.py)")
+    parser.add_argument("--cold", action="store_true",
+                        help="also time calls that each follow a pause (the Cold calls table)")
+    parser.add_argument("--pauses", type=_pauses, default=(0.05, 0.15),
+                        help="with --cold: the pauses, comma-separated seconds "
+                             "(default 0.05,0.15)")
     args = parser.parse_args(argv)
 
     global tf, keras
@@ -600,7 +735,8 @@ def main(argv=None):
               if threadpool_limits is not None else None)
     peak = sgemm_peak(args.threads)
     print(f"sgemm peak on {args.threads} threads: {peak:.1f} GFLOP/s", file=sys.stderr)
-    results = run(grid, args.dtype, args.threads, args.budget, use_onnx, use_keras)
+    results = run(grid, args.dtype, args.threads, args.budget, use_onnx, use_keras,
+                  args.pauses if args.cold else ())
     scaling_md = memory_md = None
     if not args.no_scaling:
         import bench_scaling
@@ -620,6 +756,8 @@ def main(argv=None):
     print(machine_report(args.threads))
     print("- load average before the run: " + ", ".join(f"{v:.2f}" for v in load_before) + "\n")
     print(markdown(results, peak))
+    if args.cold:
+        print("\n" + cold_markdown(results, args.pauses))
     if scaling_md:
         print("\n" + scaling_md)
     if memory_md:

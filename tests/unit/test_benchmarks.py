@@ -1,5 +1,6 @@
 """The benchmark harness (benchmarks/_common.py, bench_memory.py): FLOP counts, the grid, time
-formatting, the idle/spin probes and the memory child. Its correctness check against PyTorch
+formatting, the idle/spin probes, the timer of calls after a pause, the CPU description read
+from Linux, and the memory child. Its correctness check against PyTorch
 and ONNX Runtime: parity/torch/test_benchmarks.py."""
 
 import os
@@ -100,6 +101,53 @@ def test_measure_reports_wall_and_cpu(clock):
     assert timing.wall == pytest.approx(0.002) and timing.cpu == pytest.approx(0.002)
     assert timing.cores == pytest.approx(1.0)
     assert (timing.spin_ms, timing.spin_cpu_ms) == (0, 0.0)
+
+
+def test_measure_cold_sleeps_before_every_timed_call(clock):
+    gaps, last_end = [], [None]
+
+    def call():
+        if last_end[0] is not None:
+            gaps.append(clock.wall - last_end[0])
+        clock.work(0.002 if last_end[0] is None else 0.001)  # the warm-up is slower
+        last_end[0] = clock.wall
+
+    timing = _common.measure_cold(call, 0.05, 0.5)
+    assert timing.repeats == 9                           # 0.5 / (0.05 + the 2 ms warm-up)
+    assert gaps == [pytest.approx(0.05)] * 9             # a full pause before every call
+    assert timing.wall == pytest.approx(0.001) and timing.pause == 0.05
+    assert _common.measure_cold(call, 0.15, 0.1).repeats == 5    # at least five
+    assert _common.measure_cold(call, 0.0, 1.0).repeats == 25    # at most 25
+
+
+def test_cpu_identity_reads_the_first_cpu(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\n"
+                       "model name\t: Intel(R) Xeon(R) Platinum 8480+\n\n"
+                       "processor\t: 1\nvendor_id\t: Other\nmodel name\t: Other\n")
+    assert _common.cpu_identity(str(cpuinfo)) == {
+        "model_name": "Intel(R) Xeon(R) Platinum 8480+", "vendor": "GenuineIntel", "family": 6}
+    assert _common.cpu_identity(str(tmp_path / "missing")) == {
+        "model_name": None, "vendor": None, "family": None}
+
+
+def test_cpu_caches_reads_sysfs_levels(tmp_path):
+    for index, (level, kind, size) in enumerate([(1, "Data", "48K"), (1, "Instruction", "32K"),
+                                                 (2, "Unified", "2048K"), (3, "Unified", "105M")]):
+        folder = tmp_path / f"index{index}"
+        folder.mkdir()
+        for name, value in (("level", level), ("type", kind), ("size", size)):
+            (folder / name).write_text(f"{value}\n")
+    assert _common.cpu_caches(str(tmp_path)) == {
+        "l1d_bytes": 48 << 10, "l2_bytes": 2 << 20, "l3_bytes": 105 << 20}
+    assert _common.cpu_caches(str(tmp_path / "missing")) == {
+        "l1d_bytes": None, "l2_bytes": None, "l3_bytes": None}
+
+
+def test_fmt_bytes_units():
+    assert _common.fmt_bytes(48 << 10) == "48 KiB"
+    assert _common.fmt_bytes(2 << 20) == "2 MiB"
+    assert _common.fmt_bytes(None) == "?"
 
 
 def test_memory_child_sees_the_training_cache_under_a_large_parent():
