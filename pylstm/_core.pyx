@@ -160,6 +160,8 @@ cdef extern from "_thread_team.h" nogil:
     void pl_barrier_arrive(pl_barrier* bar, int* local_sense)
     void pl_barrier_finish(pl_barrier* bar, int local_sense)
     int pl_team_run(int nt, pl_work_fn fn, void* arg, int only_awake)
+    void pl_team_wake()
+    long long pl_now_ns()
 
 ACTIVATION_CODES = {
     "linear": ACT_LINEAR,
@@ -665,6 +667,72 @@ def team_weights(int nt):
     if not 1 <= nt <= PL_MAX_THREADS:
         raise ValueError(f"Argument `nt` must be in [1, {PL_MAX_THREADS}], received {nt}.")
     return [pl_weight[t] for t in range(nt)]
+
+
+def team_wake():
+    """Wakes the thread team's sleeping helpers, if any, so that a team run that starts soon
+    finds them spinning."""
+    with nogil:
+        pl_team_wake()
+
+
+cdef void _barrier_member(void* arg, int tid, int nt, pl_barrier* bar) noexcept nogil:
+    cdef int rounds = (<int*> arg)[0]
+    cdef int sense = 0
+    cdef int i
+    for i in range(rounds):
+        pl_barrier_wait(bar, &sense)
+
+
+def team_calibration(int nt):
+    """Measures what the thread team's sizes are derived from (`pylstm._tuning`): the packed
+    recurrent product's rate on one thread (FLOP per ns: 4 rows of 64 units and 64 inputs,
+    the best of repeated runs), and the time a barrier of a team of `nt` takes (ns, the
+    best of repeated runs of barriers alone; 0 for `nt` 1 or where the team is the caller
+    alone). Returns `(flop_per_ns, barrier_ns, team)`, `team` the members that ran."""
+    cdef int H = 64, K = 64, n = 4, reps = 64, rounds = 256, one = 1
+    cdef int panels = (H + pl_vec_width() - 1) // pl_vec_width()
+    cdef size_t packed_floats = pl_packed_size(H, K)
+    cdef size_t i
+    cdef long long start, best = -1, elapsed
+    cdef int trial, rep, team = 1
+    if not 1 <= nt <= PL_MAX_THREADS:
+        raise ValueError(f"Argument `nt` must be in [1, {PL_MAX_THREADS}], received {nt}.")
+    cdef float* buffer = <float*> PyMem_Malloc(
+        (packed_floats + K * 4 * H + n * K + n * 4 * H) * sizeof(float))
+    if buffer == NULL:
+        raise MemoryError()
+    cdef float* packed = buffer
+    cdef float* u = packed + packed_floats
+    cdef float* h = u + K * 4 * H
+    cdef float* z = h + n * K
+    for i in range(K * 4 * H):
+        u[i] = 0.01
+    for i in range(n * K):
+        h[i] = 0.5
+    pl_pack(packed, u, H, K, 0, panels)
+    with nogil:
+        for trial in range(8):
+            start = pl_now_ns()
+            for rep in range(reps):
+                pl_rec_product(z, NULL, h, K, packed, n, H, K, 0, panels)
+            elapsed = pl_now_ns() - start
+            if best < 0 or elapsed < best:
+                best = elapsed
+    PyMem_Free(buffer)
+    flop_per_ns = 2.0 * n * K * 4 * H * reps / max(best, 1)
+    if nt == 1:
+        return flop_per_ns, 0.0, 1
+    best = -1
+    with nogil:
+        team = pl_team_run(nt, _barrier_member, &one, 0)     # starts or wakes the helpers
+        for trial in range(4):
+            start = pl_now_ns()
+            team = pl_team_run(nt, _barrier_member, &rounds, 0)
+            elapsed = pl_now_ns() - start
+            if best < 0 or elapsed < best:
+                best = elapsed
+    return flop_per_ns, (best / rounds if team > 1 else 0.0), team
 
 
 def tile_sizes():

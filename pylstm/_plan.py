@@ -30,6 +30,7 @@ import contextlib
 import threading
 from typing import NamedTuple
 
+from pylstm import _tuning
 from pylstm._tuning import TUNING
 
 REFERENCE = "reference"
@@ -58,8 +59,8 @@ _PACK_MIN_ROWS = 64
 _LOOP_MIN_FLOP = 1 << 20
 
 # The core's packed time loop runs on a team of threads (a barrier per step) from these sizes
-# (FLOPs a step and a call). README "Thread policy measurements" (forward T=100, 2 threads
-# against 1).
+# (FLOPs a step and a call) times `_tuning.team_scale` (1 on the machine they were measured
+# on). README "Thread policy measurements" (forward T=100, 2 threads against 1).
 _TEAM_MIN_STEP_FLOP = 1 << 17
 _TEAM_MIN_FLOP = 1 << 24
 # Between these and the above, a loop takes a team only while its helpers are awake from the
@@ -170,11 +171,12 @@ def forced(**choices):
 
     Keys: `route` (one of `ROUTES`; a call it cannot run raises ValueError), `packing`
     (True: pack wherever the dtype and options allow; False: never), `team` (an int for
-    every packed loop), `chunk_bytes` (instead of `_CHUNK_BYTES`), `weight_grads` ("team" or
-    "GEMM", where the team can), `side_by_side` (bool, for `side_by_side`).
+    every packed loop), `team_scale` (instead of `_tuning.team_scale`), `chunk_bytes`
+    (instead of `_CHUNK_BYTES`), `weight_grads` ("team" or "GEMM", where the team can),
+    `side_by_side` (bool, for `side_by_side`).
     """
-    unknown = set(choices) - {"route", "packing", "team", "chunk_bytes", "weight_grads",
-                              "side_by_side"}
+    unknown = set(choices) - {"route", "packing", "team", "team_scale", "chunk_bytes",
+                              "weight_grads", "side_by_side"}
     if unknown:
         raise ValueError(f"forced: unknown choices {sorted(unknown)}.")
     if "route" in choices and choices["route"] not in ROUTES:
@@ -202,28 +204,39 @@ def _worth_packing(rows, step_flop, B):
 
 
 def parameters():
-    """The sizes the plans are chosen with, by name (`pylstm.show_config`'s "tuning")."""
+    """The sizes the plans are chosen with, by name (`pylstm.show_config`'s "tuning"); the
+    team thresholds before their scale, and the scales measured so far by team size."""
     return {"chunk_bytes": _CHUNK_BYTES, "weight_grad_team_bytes": _WGRAD_TEAM_BYTES,
             "pack_min_rows": _PACK_MIN_ROWS, "loop_min_flop": _LOOP_MIN_FLOP,
             "team_min_step_flop": _TEAM_MIN_STEP_FLOP, "team_min_flop": _TEAM_MIN_FLOP,
             "team_if_awake_min_step_flop": _TEAM_SMALL_STEP_FLOP,
             "team_if_awake_min_flop": _TEAM_SMALL_FLOP,
+            "team_scale_by_threads": _tuning.team_scales(),
             "side_by_side_min_flop": _CONCURRENT_MIN_FLOP}
 
 
 def team_size(step_flop, steps, available):
     """`(team, team_if_awake)` of the core's packed loop of `steps` steps at `step_flop` FLOPs
     each (`Plan`'s fields): one thread below `_TEAM_SMALL_*`; else n = `available()`, only if
-    its helpers are awake below `_TEAM_MIN_*`."""
+    its helpers are awake below `_TEAM_MIN_*`; every threshold times this machine's
+    `_tuning.team_scale(n)`."""
     if _overrides and "team" in _overrides:
         return _overrides["team"], False
     if (_overrides.get("packing") if _overrides else None):
         return available(), False      # forced packing at any size: a full team
-    if step_flop < _TEAM_SMALL_STEP_FLOP or step_flop * steps < _TEAM_SMALL_FLOP:
+    low = _tuning.TEAM_SCALE_RANGE[0]
+    if step_flop < low * _TEAM_SMALL_STEP_FLOP or step_flop * steps < low * _TEAM_SMALL_FLOP:
         return 1, False
     n = available()
-    if step_flop < _TEAM_MIN_STEP_FLOP or step_flop * steps < _TEAM_MIN_FLOP:
-        return n, n > 1
+    if n <= 1:
+        return 1, False
+    scale = _overrides.get("team_scale") if _overrides else None
+    if scale is None:
+        scale = _tuning.team_scale(n)
+    if step_flop < scale * _TEAM_SMALL_STEP_FLOP or step_flop * steps < scale * _TEAM_SMALL_FLOP:
+        return 1, False
+    if step_flop < scale * _TEAM_MIN_STEP_FLOP or step_flop * steps < scale * _TEAM_MIN_FLOP:
+        return n, True
     return n, False
 
 

@@ -14,13 +14,20 @@ behind the thresholds"):
   while they take at most 3 L2s (a member's share, and the rows of dz it sums, then stay
   near its L2); above, BLAS GEMMs after the loop are faster. It changes which code sums the
   gradients, hence their rounding: it depends on the CPU, never on the thread count.
+
+The thread team's size thresholds (`pylstm._plan.team_size`) scale with `team_scale(n)`: a
+team pays where splitting a step saves more than its barrier costs, so the FLOPs a step needs
+grow with the product of one core's FLOP rate and a barrier's time, both measured once per
+process and team size by a short run (`team_calibration`, about a millisecond), against
+their product on the machine where the thresholds were measured.
 """
 
 import os
 import platform
+import threading
 from typing import NamedTuple
 
-from pylstm import _cpu
+from pylstm import _cpu, _kernels
 
 # Where the CPU reports no L2 (some virtual machines, unknown architectures): the L2 of the
 # machine the rules were measured on (benchmarks/README.md, the AMD EPYC).
@@ -145,3 +152,48 @@ def derive(described):
 
 
 TUNING = derive(_MACHINE)
+
+
+# The packed product's FLOP per ns on one thread and a 2-member barrier's ns, as
+# `team_calibration` measured them on the machine the team thresholds of `pylstm._plan` were
+# measured on (benchmarks/README.md, "Thread policy measurements": the AMD EPYC).
+REFERENCE_FLOP_PER_NS = 115.0
+REFERENCE_BARRIER_NS = 90.0
+# A measured scale is taken within these (a calibration on a machine busy with other work
+# measures that load, which a later call may not see).
+TEAM_SCALE_RANGE = (0.25, 4.0)
+
+_team_scales = {}
+_team_lock = threading.Lock()
+
+
+def team_calibration(nt):
+    """`(flop_per_ns, barrier_ns, team)` measured now for teams of `nt` (see
+    `pylstm._core.team_calibration`)."""
+    return _kernels.core.team_calibration(nt)
+
+
+def team_scale(nt):
+    """The factor `pylstm._plan`'s team thresholds take for teams of `nt` threads on this
+    machine: (FLOP rate x barrier time) / that of the reference machine, within
+    `TEAM_SCALE_RANGE`; measured at the first call for each `nt`. 1.0 for one thread, and
+    while the team could not be measured (another thread held it)."""
+    if nt <= 1:
+        return 1.0
+    scale = _team_scales.get(nt)
+    if scale is None:
+        with _team_lock:
+            scale = _team_scales.get(nt)
+            if scale is None:
+                flop_per_ns, barrier_ns, team = team_calibration(nt)
+                if team < nt:
+                    return 1.0
+                ratio = (flop_per_ns * barrier_ns) / (REFERENCE_FLOP_PER_NS * REFERENCE_BARRIER_NS)
+                scale = min(max(ratio, TEAM_SCALE_RANGE[0]), TEAM_SCALE_RANGE[1])
+                _team_scales[nt] = scale
+    return scale
+
+
+def team_scales():
+    """`{nt: scale}` measured so far in this process."""
+    return dict(_team_scales)

@@ -124,3 +124,43 @@ def test_chunks_of_the_derived_size_give_the_unchunked_bits():
             results.append(ops.lstm_forward(**args)[0])
     for y in results[1:]:
         np.testing.assert_array_equal(y, results[0])
+
+
+def test_team_calibration_measures_a_rate_and_a_barrier():
+    flop_per_ns, barrier_ns, team = _core.team_calibration(1)
+    assert flop_per_ns > 0 and barrier_ns == 0 and team == 1
+    flop_per_ns, barrier_ns, team = _core.team_calibration(2)
+    assert flop_per_ns > 0 and team in (1, 2)
+    assert (barrier_ns > 0) == (team == 2)
+    with pytest.raises(ValueError, match="`nt`"):
+        _core.team_calibration(0)
+
+
+def test_team_scale_is_measured_once_per_team_size(monkeypatch):
+    calls = []
+    monkeypatch.setattr(_tuning, "_team_scales", {})
+    monkeypatch.setattr(_tuning, "team_calibration",
+                        lambda nt: calls.append(nt) or {2: (230.0, 180.0, 2),
+                                                        3: (1.0, 1.0, 3),
+                                                        4: (115.0, 90.0, 1)}[nt])
+    assert _tuning.team_scale(1) == 1.0
+    assert _tuning.team_scale(2) == pytest.approx(4.0)     # 2 x the rate, 2 x the barrier
+    assert _tuning.team_scale(2) == pytest.approx(4.0)
+    assert _tuning.team_scale(3) == _tuning.TEAM_SCALE_RANGE[0]
+    assert _tuning.team_scale(4) == 1.0                     # the team was busy: not kept
+    assert calls == [2, 3, 4]
+    assert _tuning.team_scales() == {2: pytest.approx(4.0), 3: 0.25}
+
+
+@pytest.mark.parametrize("scale, team", [(0.25, (2, False)), (1.0, (2, True)), (4.0, (1, False))])
+def test_the_team_thresholds_follow_the_scale(scale, team):
+    """B=2 D=8 H=48 T=400: 43 kFLOP a step, a team only while awake at the reference scale; a
+    machine whose barrier costs 4 times more FLOPs keeps it on one thread, one where it costs
+    4 times fewer takes the team at every call."""
+    pylstm.set_num_threads(2)
+    try:
+        with _plan.forced(team_scale=scale):
+            plan = ops.explain((2, 400, 8), 48)
+    finally:
+        pylstm.set_num_threads(None)
+    assert (plan.team, plan.team_if_awake) == team
