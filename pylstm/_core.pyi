@@ -182,7 +182,6 @@ def packed_size(H: int, P: int) -> int: ...     # floats of a packed (P, 4H) ker
 def packed_t_size(H: int, P: int) -> int: ...   # floats of a packed transposed kernel
 def set_team_weights(weights: "list[float]") -> None: ...   # load-balance weights (tests)
 def team_weights(nt: int) -> "list[float]": ...   # the current ones, teams of nt (diagnostics)
-def team_wake() -> None: ...   # wakes the team's sleeping helpers
 def team_calibration(nt: int) -> "tuple[float, float, int]": ...   # (FLOP/ns, barrier ns, team)
 def tile_sizes() -> "dict[str, int]": ...   # the packed kernels' register tile
 def team_cpus(nt: int) -> "list[int]": ...   # each member's CPU in the last run (diagnostics)

@@ -160,7 +160,6 @@ cdef extern from "_thread_team.h" nogil:
     void pl_barrier_arrive(pl_barrier* bar, int* local_sense)
     void pl_barrier_finish(pl_barrier* bar, int local_sense)
     int pl_team_run(int nt, pl_work_fn fn, void* arg, int only_awake)
-    void pl_team_wake()
     long long pl_now_ns()
 
 ACTIVATION_CODES = {
@@ -667,13 +666,6 @@ def team_weights(int nt):
     if not 1 <= nt <= PL_MAX_THREADS:
         raise ValueError(f"Argument `nt` must be in [1, {PL_MAX_THREADS}], received {nt}.")
     return [pl_weight[t] for t in range(nt)]
-
-
-def team_wake():
-    """Wakes the thread team's sleeping helpers, if any, so that a team run that starts soon
-    finds them spinning."""
-    with nogil:
-        pl_team_wake()
 
 
 cdef void _barrier_member(void* arg, int tid, int nt, pl_barrier* bar) noexcept nogil:

@@ -92,8 +92,6 @@ static inline void pl_barrier_finish(pl_barrier* bar, int local_sense)
     (void)local_sense;
 }
 
-static inline void pl_team_wake(void) {}
-
 static inline int pl_team_run(int nt, pl_work_fn fn, void* arg, int only_awake)
 {
     pl_barrier bar = {0, 0, 1};
@@ -326,14 +324,6 @@ static inline void pl_pool_poke(void)
     __atomic_add_fetch(&pl_pool.pokes, 1, __ATOMIC_ACQ_REL);
     pthread_cond_broadcast(&pl_pool.wake);
     pthread_mutex_unlock(&pl_pool.lock);
-}
-
-/* Wakes the helpers if any sleeps, so that a run starting within PL_LINGER_NS finds them
- * spinning. */
-static inline void pl_team_wake(void)
-{
-    if (__atomic_load_n(&pl_pool.awake, __ATOMIC_ACQUIRE) < pl_pool.started)
-        pl_pool_poke();
 }
 
 /* Starts helper threads until the pool has nt - 1 (fewer if the system refuses one); the
