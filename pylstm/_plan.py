@@ -211,7 +211,7 @@ def parameters():
             "team_min_step_flop": _TEAM_MIN_STEP_FLOP, "team_min_flop": _TEAM_MIN_FLOP,
             "team_if_awake_min_step_flop": _TEAM_SMALL_STEP_FLOP,
             "team_if_awake_min_flop": _TEAM_SMALL_FLOP,
-            "team_scale_by_threads": _tuning.team_scales(),
+            "team_calibration_by_threads": _tuning.team_scales(),
             "side_by_side_min_flop": _CONCURRENT_MIN_FLOP}
 
 

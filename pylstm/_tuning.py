@@ -164,6 +164,7 @@ REFERENCE_BARRIER_NS = 90.0
 TEAM_SCALE_RANGE = (0.25, 4.0)
 
 _team_scales = {}
+_team_measures = {}
 _team_lock = threading.Lock()
 
 
@@ -191,9 +192,13 @@ def team_scale(nt):
                 ratio = (flop_per_ns * barrier_ns) / (REFERENCE_FLOP_PER_NS * REFERENCE_BARRIER_NS)
                 scale = min(max(ratio, TEAM_SCALE_RANGE[0]), TEAM_SCALE_RANGE[1])
                 _team_scales[nt] = scale
+                _team_measures[nt] = {"flop_per_ns": round(flop_per_ns, 1),
+                                      "barrier_ns": round(barrier_ns, 1),
+                                      "scale": round(scale, 3)}
     return scale
 
 
 def team_scales():
-    """`{nt: scale}` measured so far in this process."""
-    return dict(_team_scales)
+    """`{nt: {"flop_per_ns", "barrier_ns", "scale"}}`: what `team_scale` measured so far in
+    this process, and the scale it took."""
+    return {nt: dict(measured) for nt, measured in _team_measures.items()}

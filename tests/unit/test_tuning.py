@@ -139,6 +139,7 @@ def test_team_calibration_measures_a_rate_and_a_barrier():
 def test_team_scale_is_measured_once_per_team_size(monkeypatch):
     calls = []
     monkeypatch.setattr(_tuning, "_team_scales", {})
+    monkeypatch.setattr(_tuning, "_team_measures", {})
     monkeypatch.setattr(_tuning, "team_calibration",
                         lambda nt: calls.append(nt) or {2: (230.0, 180.0, 2),
                                                         3: (1.0, 1.0, 3),
@@ -149,7 +150,9 @@ def test_team_scale_is_measured_once_per_team_size(monkeypatch):
     assert _tuning.team_scale(3) == _tuning.TEAM_SCALE_RANGE[0]
     assert _tuning.team_scale(4) == 1.0                     # the team was busy: not kept
     assert calls == [2, 3, 4]
-    assert _tuning.team_scales() == {2: pytest.approx(4.0), 3: 0.25}
+    assert _tuning.team_scales() == {
+        2: {"flop_per_ns": 230.0, "barrier_ns": 180.0, "scale": 4.0},
+        3: {"flop_per_ns": 1.0, "barrier_ns": 1.0, "scale": 0.25}}
 
 
 @pytest.mark.parametrize("scale, team", [(0.25, (2, False)), (1.0, (2, True)), (4.0, (1, False))])
