@@ -61,7 +61,8 @@ def kernels(level):
     return [
         # the thread team of _thread_team.h runs on POSIX threads (one thread on Windows)
         extension(f"_core_{level.name}", "_core",
-                  step + ["pylstm/_packed_products.h", "pylstm/_thread_team.h"], flags,
+                  step + ["pylstm/_packed_products.h", "pylstm/_thread_team.h",
+                          "pylstm/_affinity.h"], flags,
                   extra_link_args=[] if msvc else ["-pthread"]),
         extension(f"_scan_{level.name}", "_scan", ["pylstm/_finite.h"], flags),
         extension(f"_step_{level.name}", "_step", step + ["pylstm/_finite.h"], flags),
@@ -74,7 +75,7 @@ def cython(extensions, name):
                      build_dir=os.path.join("build", "cython", name))
 
 
-ext_modules = cython([extension("_cpu", "_cpu", ["pylstm/_cpu.h"]),
+ext_modules = cython([extension("_cpu", "_cpu", ["pylstm/_cpu.h", "pylstm/_affinity.h"]),
                       extension("_memory", "_memory")], "common")
 for level in levels:
     ext_modules += cython(kernels(level), level.name)

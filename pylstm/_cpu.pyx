@@ -1,5 +1,10 @@
 """The CPU features that choose the kernel level (pylstm/_levels.py), from CPUID and XCR0
-(_cpu.h). Compiled for the baseline, so that it runs on any CPU of its architecture."""
+(_cpu.h), what the CPU is and its caches (pylstm/_tuning.py), and the CPU a thread runs on
+(_affinity.h). Compiled for the baseline, so that it runs on any CPU of its architecture."""
+
+cdef extern from "_affinity.h" nogil:
+    int pl_current_cpu()
+    int pl_leave_cpus(const int* taken, int n)
 
 cdef extern from "_cpu.h" nogil:
     enum: PL_CPU_COUNT
@@ -40,3 +45,26 @@ def caches():
     cdef int shared[3]
     pl_cpu_caches(sizes, shared)
     return {level + 1: (sizes[level], shared[level]) for level in range(3) if sizes[level] > 0}
+
+
+def current_cpu():
+    """The CPU the calling thread runs on (Linux `sched_getcpu`), -1 where unknown."""
+    return pl_current_cpu()
+
+
+def leave_cpus(cpus):
+    """Moves the calling thread off `cpus` (CPU numbers, as `current_cpu` gives; -1 ignored)
+    if it runs on one of them, to another CPU its affinity allows, leaving its affinity as
+    it was (_affinity.h). For threads that compute side by side and were started or woken on
+    a partner's CPU. Returns the CPU it runs on after, -1 where unknown (off Linux, where it
+    does nothing)."""
+    cdef int taken[64]
+    cdef int n = 0, after
+    for cpu in cpus:
+        if n == 64:
+            break
+        taken[n] = cpu
+        n += 1
+    with nogil:
+        after = pl_leave_cpus(taken, n)
+    return after

@@ -3,9 +3,10 @@
  *
  * pl_team_run runs the work on nt - 1 helper POSIX threads and on the caller. Helpers are
  * started on first use and kept: after a run they spin PL_LINGER_NS for the next one, then
- * sleep (no core spins after a call beyond that), and a fork()ed child starts its own. The
- * barrier spins briefly, then yields the core, so a descheduled partner costs a time slice, not
- * a spinning core. Without POSIX threads (Windows), the team is the caller alone.
+ * sleep (no core spins after a call beyond that), and a fork()ed child starts its own. A
+ * helper woken on another member's CPU moves to one of its own (pl_leave_shared_cpu, Linux).
+ * The barrier spins briefly, then yields the core, so a descheduled partner costs a time
+ * slice, not a spinning core. Without POSIX threads (Windows), the team is the caller alone.
  *
  * The team knows nothing of LSTMs: a member asks pl_share for its items (panels of units, or
  * groups of them) and reports how many units they hold, which the balancer weighs its speed by.
@@ -106,6 +107,8 @@ static inline int pl_team_run(int nt, pl_work_fn fn, void* arg, int only_awake)
 #include <pthread.h>
 #include <sched.h>
 #include <time.h>
+
+#include "_affinity.h"
 
 static inline void pl_cpu_relax(void)
 {
@@ -229,37 +232,16 @@ static inline void pl_update_weights(int nt)
 /* The CPU each member of the current run is on (-1: not known), published at its start. */
 static int pl_member_cpu[PL_MAX_THREADS];
 
-#if defined(__linux__) && defined(_GNU_SOURCE)
-/* A helper woken from sleep may be placed on a CPU that another member of the run is on (the
- * scheduler often puts a woken thread beside its waker, and does not move it while both stay
- * busy): the two then share a core for the whole run, taking turns at every barrier. A helper
- * that finds itself on a member's CPU moves to a CPU that no member is on, among those it may
- * run on, by narrowing its affinity for the move and restoring it at once (restoring does not
- * move it back): the thread's affinity is left as it was. */
+/* A helper woken from sleep may be placed on the CPU of another member of the run (often
+ * its waker's), where the two would take turns at every barrier: it moves off the CPUs of
+ * the members before it (_affinity.h). */
 static inline void pl_leave_shared_cpu(int tid)
 {
-    const int cpu = sched_getcpu();
-    cpu_set_t allowed, elsewhere;
-    int shared = 0;
+    int taken[PL_MAX_THREADS];
     for (int t = 0; t < tid; t++)
-        shared |= __atomic_load_n(&pl_member_cpu[t], __ATOMIC_ACQUIRE) == cpu;
-    if (!shared || cpu < 0 || sched_getaffinity(0, sizeof(allowed), &allowed) != 0) {
-        __atomic_store_n(&pl_member_cpu[tid], cpu, __ATOMIC_RELEASE);
-        return;
-    }
-    elsewhere = allowed;
-    for (int t = 0; t < tid; t++) {
-        const int taken = __atomic_load_n(&pl_member_cpu[t], __ATOMIC_ACQUIRE);
-        if (taken >= 0 && taken < CPU_SETSIZE)
-            CPU_CLR(taken, &elsewhere);
-    }
-    if (CPU_COUNT(&elsewhere) > 0 && sched_setaffinity(0, sizeof(elsewhere), &elsewhere) == 0)
-        sched_setaffinity(0, sizeof(allowed), &allowed);
-    __atomic_store_n(&pl_member_cpu[tid], sched_getcpu(), __ATOMIC_RELEASE);
+        taken[t] = __atomic_load_n(&pl_member_cpu[t], __ATOMIC_ACQUIRE);
+    __atomic_store_n(&pl_member_cpu[tid], pl_leave_cpus(taken, tid), __ATOMIC_RELEASE);
 }
-#else
-static inline void pl_leave_shared_cpu(int tid) { (void)tid; }
-#endif
 
 static void* pl_helper_main(void* p)
 {
@@ -385,11 +367,7 @@ static inline void pl_weights_for_run(int nt)
 /* Before a run: the caller's CPU is known, the helpers' not yet. */
 static inline void pl_publish_caller_cpu(int nt)
 {
-#if defined(__linux__) && defined(_GNU_SOURCE)
-    __atomic_store_n(&pl_member_cpu[0], sched_getcpu(), __ATOMIC_RELEASE);
-#else
-    __atomic_store_n(&pl_member_cpu[0], -1, __ATOMIC_RELEASE);
-#endif
+    __atomic_store_n(&pl_member_cpu[0], pl_current_cpu(), __ATOMIC_RELEASE);
     for (int t = 1; t < nt; t++)
         __atomic_store_n(&pl_member_cpu[t], -1, __ATOMIC_RELEASE);
 }

@@ -57,7 +57,7 @@ import time
 
 import numpy as np
 
-from pylstm import _plan
+from pylstm import _cpu, _plan
 
 # 2**16 TSC cycles: a spinning worker sleeps within a millisecond (see the module docstring).
 _SPIN_TIMEOUT_LOG2 = 16
@@ -412,9 +412,14 @@ def concurrently(calls, flop_each):
         threads._threaded(share)
         results = [None] * len(calls)
         errors = [None] * len(calls)
+        # A new thread often starts on its starter's CPU and stays there while both compute:
+        # each one moves off the CPUs of the calls before it (pylstm/_affinity.h).
+        cpus = [_cpu.current_cpu()] + [-1] * (len(calls) - 1)
 
         def run(k):
             _local.pinned = share
+            if k:
+                cpus[k] = _cpu.leave_cpus(cpus[:k])
             try:
                 results[k] = calls[k]()
             except BaseException as error:  # re-raised in the caller
