@@ -16,6 +16,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define PL_MAX_THREADS 64
 
@@ -73,6 +74,20 @@ typedef struct {
 
 typedef void (*pl_work_fn)(void* arg, int tid, int nt, pl_barrier* bar);
 
+/* The CPU each member of the current run is on (-1: not known), published at its start. */
+static int pl_member_cpu[PL_MAX_THREADS];
+
+static inline long long pl_now_ns(void)
+{
+    struct timespec ts;
+#if defined(_WIN32)
+    timespec_get(&ts, TIME_UTC);
+#else
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 #if defined(_WIN32)
 
 static inline void pl_barrier_wait(pl_barrier* bar, int* local_sense)
@@ -106,7 +121,6 @@ static inline int pl_team_run(int nt, pl_work_fn fn, void* arg, int only_awake)
 
 #include <pthread.h>
 #include <sched.h>
-#include <time.h>
 
 #include "_affinity.h"
 
@@ -120,13 +134,6 @@ static inline void pl_cpu_relax(void)
 }
 
 static __thread long long pl_wait_ns;   /* this thread's time waiting at barriers in a run */
-
-static inline long long pl_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 /* Sense-reversing barrier: spins 2^12 pauses, then yields.
  * Split in two: pl_barrier_arrive (this thread's writes are done) and pl_barrier_finish
@@ -228,9 +235,6 @@ static inline void pl_update_weights(int nt)
         pl_weight[t] = w < 0.25 ? 0.25 : (w > 4.0 ? 4.0 : w);
     }
 }
-
-/* The CPU each member of the current run is on (-1: not known), published at its start. */
-static int pl_member_cpu[PL_MAX_THREADS];
 
 /* A helper woken from sleep may be placed on the CPU of another member of the run (often
  * its waker's), where the two would take turns at every barrier: it moves off the CPUs of
