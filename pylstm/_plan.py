@@ -75,9 +75,10 @@ _TEAM_SMALL_FLOP = 1 << 20
 _CHUNK_BYTES = TUNING.chunk_bytes
 
 # The backward's team adds the weight gradients itself while they take at most this many
-# bytes (3 L2s, `pylstm._tuning`); above, BLAS GEMMs after the loop are faster. README "Route
-# measurements" (team against GEMMs, training step).
-_WGRAD_TEAM_BYTES = TUNING.weight_grad_team_bytes
+# bytes; above, BLAS GEMMs after the loop are faster. README "Route measurements" (team
+# against GEMMs, training step). A constant, not derived from the cache sizes: the choice
+# changes the gradients' rounding (`pylstm._tuning`).
+_WGRAD_TEAM_BYTES = 3 << 20
 
 # Independent calls (the two directions of a bidirectional layer) run side by side from this
 # many recurrent FLOPs each. Set by `python -m benchmarks.bench_bidirectional`.

@@ -10,10 +10,11 @@ Derived, with the measurements behind each rule in benchmarks/README.md ("Measur
 behind the thresholds"):
 - `chunk_bytes`: chunked inference writes the gates of a chunk of steps with one GEMM and
   reads them in the time loop while they are in the core's L2: one L2's worth.
-- `weight_grad_team_bytes`: the backward's thread team adds the weight gradients in its loop
-  while they take at most 3 L2s (a member's share, and the rows of dz it sums, then stay
-  near its L2); above, BLAS GEMMs after the loop are faster. It changes which code sums the
-  gradients, hence their rounding: it depends on the CPU, never on the thread count.
+Only sizes that change nothing but speed are derived. Where the choice changes the
+arithmetic (the backward's team or BLAS GEMMs adding the weight gradients, the packed
+kernel or BLAS), `pylstm._plan` keeps its measured constants: results must not depend on the
+cache sizes a machine reports (a hybrid CPU reports different ones on its two kinds of
+core), only on the kernel level.
 
 The thread team's size thresholds (`pylstm._plan.team_size`) scale with `team_scale(n)`: a
 team pays where splitting a step saves more than its barrier costs, so the FLOPs a step needs
@@ -125,13 +126,10 @@ class Tuning(NamedTuple):
 
     Attributes:
         chunk_bytes: bytes of gates a chunk of chunked inference holds.
-        weight_grad_team_bytes: the most bytes of weight gradients the backward's team adds
-            in its loop.
         basis: what they were derived from, in words.
     """
 
     chunk_bytes: int
-    weight_grad_team_bytes: int
     basis: str
 
 
@@ -148,7 +146,7 @@ def derive(described):
         l2 = DEFAULT_L2_BYTES
         basis = (f"no L2 size reported by {family_name(described)}: the default "
                  f"{l2 >> 10} KiB")
-    return Tuning(chunk_bytes=l2, weight_grad_team_bytes=3 * l2, basis=basis)
+    return Tuning(chunk_bytes=l2, basis=basis)
 
 
 TUNING = derive(_MACHINE)

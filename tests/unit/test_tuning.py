@@ -76,7 +76,6 @@ def described(l2):
 def test_sizes_follow_the_l2(l2, chunk):
     tuning = _tuning.derive(described(l2))
     assert tuning.chunk_bytes == chunk
-    assert tuning.weight_grad_team_bytes == 3 * chunk
     assert "GenuineTest family 6 model 143: Test CPU" in tuning.basis
     if l2 is None:
         assert "no L2 size" in tuning.basis
@@ -86,7 +85,6 @@ def test_the_plans_use_the_sizes_derived_for_this_cpu():
     machine = _tuning.machine()
     assert _tuning.TUNING == _tuning.derive(machine)
     assert _plan._CHUNK_BYTES == _tuning.TUNING.chunk_bytes
-    assert _plan._WGRAD_TEAM_BYTES == _tuning.TUNING.weight_grad_team_bytes
     H = 64     # 1 KiB of gates a row: a chunk holds one L2's worth of rows
     plan = ops.explain((4, 4096, 8), H, dropout=True)
     assert plan.route == _plan.CHUNKED_INFERENCE
