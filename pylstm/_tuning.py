@@ -2,14 +2,14 @@
 
 `machine()` describes the CPU: what CPUID says it is and its data caches (x86-64), or the
 caches Linux reports (`/sys/devices/system/cpu/cpu0/cache`, other architectures). `TUNING` holds
-the sizes `pylstm._plan` chooses with, each derived from the cache sizes, or a default
-where the CPU reports none (then `TUNING.basis` says so). The kernels' own tile sizes come
-with the kernel level (`pylstm._levels`): the vector width of its instruction set.
+the sizes `pylstm._plan` derives from the cache sizes, or a default where the CPU reports
+none (then `TUNING.basis` says so). The kernels' own tile sizes come with the kernel level
+(`pylstm._levels`): the vector width of its instruction set.
 
-Derived, with the measurements behind each rule in benchmarks/README.md ("Measurements
-behind the thresholds"):
-- `chunk_bytes`: chunked inference writes the gates of a chunk of steps with one GEMM and
-  reads them in the time loop while they are in the core's L2: one L2's worth.
+`TUNING.chunk_bytes`: chunked inference writes the gates of a chunk of steps with one GEMM
+and reads them in the time loop while they are in the core's L2: one L2's worth
+(benchmarks/README.md, "Route measurements").
+
 Only sizes that change nothing but speed are derived. Where the choice changes the
 arithmetic (the backward's team or BLAS GEMMs adding the weight gradients, the packed
 kernel or BLAS), `pylstm._plan` keeps its measured constants: results must not depend on the
