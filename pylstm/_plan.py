@@ -31,7 +31,6 @@ import threading
 from typing import NamedTuple
 
 from pylstm import _tuning
-from pylstm._tuning import TUNING
 
 REFERENCE = "reference"
 SMALL = "small call"
@@ -72,7 +71,7 @@ _TEAM_SMALL_FLOP = 1 << 20
 # Inference chunks: whole steps whose gates (rows, 4H) take about this many bytes (one L2,
 # `pylstm._tuning`), written by one GEMM per chunk and read by the time loop while still in L2.
 # README "Route measurements"; `python benchmarks/bench_memory.py` checks the memory it bounds.
-_CHUNK_BYTES = TUNING.chunk_bytes
+_CHUNK_BYTES = _tuning.TUNING.chunk_bytes
 
 # The backward's team adds the weight gradients itself while they take at most this many
 # bytes; above, BLAS GEMMs after the loop are faster. README "Route measurements" (team
