@@ -1,13 +1,12 @@
 """Helpers shared by the benchmarks: the issue-5 grid, weights, FLOPs, the sgemm peak, a
 timer that reports CPU time and post-call spinning beside wall time, a timer of calls after a
-pause, and the CPU's model name and cache sizes as Linux reports them.
+pause, and the CPU's model name as Linux reports it.
 
 Legend: B batch, T timesteps, D input features, H units. Nothing here imports torch, ONNX
 Runtime or TensorFlow, so that `bench_memory`'s child processes load only the system they
 measure.
 """
 
-import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -207,37 +206,6 @@ def cpu_identity(cpuinfo="/proc/cpuinfo"):
     if found["family"] is not None and found["family"].isdigit():
         found["family"] = int(found["family"])
     return found
-
-
-def cpu_caches(cache_dir="/sys/devices/system/cpu/cpu0/cache"):
-    """Cache sizes of one core as Linux's sysfs lists them (`index*/{level,type,size}`):
-    `{"l1d_bytes", "l2_bytes", "l3_bytes"}`, None where not listed (the L3 is shared, the
-    others per core)."""
-    sizes = {"l1d_bytes": None, "l2_bytes": None, "l3_bytes": None}
-    try:
-        indices = sorted(e for e in os.listdir(cache_dir) if e.startswith("index"))
-    except OSError:
-        return sizes
-    for index in indices:
-        try:
-            fields = {}
-            for name in ("level", "type", "size"):
-                with open(os.path.join(cache_dir, index, name)) as f:
-                    fields[name] = f.read().strip()
-            level, size = int(fields["level"]), _size_bytes(fields["size"])
-        except (OSError, ValueError):
-            continue
-        if level == 1 and fields["type"] == "Data":
-            sizes["l1d_bytes"] = size
-        elif level in (2, 3) and fields["type"] in ("Unified", "Data"):
-            sizes[f"l{level}_bytes"] = size
-    return sizes
-
-
-def _size_bytes(text):
-    """sysfs cache size ("48K", "2048K", "32M", "512") in bytes."""
-    scale = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(text[-1:].upper(), 1)
-    return int(text[:-1] if scale > 1 else text) * scale
 
 
 def fmt_bytes(n):

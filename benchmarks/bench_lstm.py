@@ -41,8 +41,8 @@ out). The "Cold calls" table gives each time with pylstm's ratios to the fastest
 same pause and to its own back-to-back time.
 
 The report opens with the machine: CPU model, vendor and family, per-core L1d and L2 and the
-L3 size, core count (from `pylstm.show_config(mode="dicts")["cpu"]` where the build reports
-it, else /proc/cpuinfo and sysfs), and the parameters pylstm's plan derived from the CPU
+L3 size, core count (from `pylstm.show_config(mode="dicts")["cpu"]`: CPUID, else Linux's
+sysfs; the model name from /proc/cpuinfo where the build leaves it out), and the parameters pylstm's plan derived from the CPU
 (`["tuning"]`).
 
 Beside the median wall time: CPU seconds per call (`time.process_time()`, all threads of this
@@ -74,7 +74,7 @@ import numpy as np
 import scipy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (FULL_GRID, QUICK_GRID, cpu_caches, cpu_identity,  # noqa: E402
+from _common import (FULL_GRID, QUICK_GRID, cpu_identity,  # noqa: E402
                      fmt_bytes, fmt_time, make_weights, measure, measure_cold, sgemm_peak)
 
 import pylstm  # noqa: E402
@@ -418,14 +418,14 @@ def kernel_level():
 
 def cpu_record():
     """`(cpu, tuning)`: the CPU as pylstm's `show_config(mode="dicts")["cpu"]` reports it
-    ("model_name", "vendor", "family", per-core "l1d_bytes" and "l2_bytes", "l3_bytes"), each
-    field it leaves None (or a build without the key leaves out) read from /proc/cpuinfo and
-    sysfs (`_common.cpu_identity`, `_common.cpu_caches`); and the plan's parameters derived
-    from the CPU (`["tuning"]`, None on a build that does not report them)."""
+    ("model_name", "vendor", "family", per-core "l1d_bytes" and "l2_bytes", "l3_bytes": from
+    CPUID, else Linux's sysfs), the model name, vendor and family it leaves None (or a build
+    without the key leaves out) read from /proc/cpuinfo (`_common.cpu_identity`); and the
+    plan's parameters derived from the CPU (`["tuning"]`, None on a build that does not
+    report them)."""
     config = pylstm.show_config(mode="dicts") if hasattr(pylstm, "show_config") else {}
     cpu = dict(config.get("cpu") or {})
-    fallback = {**cpu_identity(), **cpu_caches()}
-    for key, value in fallback.items():
+    for key, value in cpu_identity().items():
         if cpu.get(key) is None:
             cpu[key] = value
     return cpu, config.get("tuning")

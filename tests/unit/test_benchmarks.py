@@ -131,19 +131,6 @@ def test_cpu_identity_reads_the_first_cpu(tmp_path):
         "model_name": None, "vendor": None, "family": None}
 
 
-def test_cpu_caches_reads_sysfs_levels(tmp_path):
-    for index, (level, kind, size) in enumerate([(1, "Data", "48K"), (1, "Instruction", "32K"),
-                                                 (2, "Unified", "2048K"), (3, "Unified", "105M")]):
-        folder = tmp_path / f"index{index}"
-        folder.mkdir()
-        for name, value in (("level", level), ("type", kind), ("size", size)):
-            (folder / name).write_text(f"{value}\n")
-    assert _common.cpu_caches(str(tmp_path)) == {
-        "l1d_bytes": 48 << 10, "l2_bytes": 2 << 20, "l3_bytes": 105 << 20}
-    assert _common.cpu_caches(str(tmp_path / "missing")) == {
-        "l1d_bytes": None, "l2_bytes": None, "l3_bytes": None}
-
-
 def test_fmt_bytes_units():
     assert _common.fmt_bytes(48 << 10) == "48 KiB"
     assert _common.fmt_bytes(2 << 20) == "2 MiB"
