@@ -163,13 +163,7 @@ class Layer:
         `backward_with_penalties` adds its gradient.
         """
         if not self.built:
-            try:
-                shape = np.shape(inputs)
-            except ValueError:
-                raise TypeError(f"Argument `inputs` of layer '{self.name}' must be an array or a "
-                                f"regular nested list, received a ragged "
-                                f"{type(inputs).__name__}.") from None
-            self.build(shape)
+            self.build(_input_shape_of(inputs, self.name))
         if mask is not None and _takes_mask(type(self).call):
             kwargs["mask"] = mask
         outputs = self.call(inputs, training=bool(training), **kwargs)
@@ -234,6 +228,21 @@ class Layer:
 
     def __repr__(self):
         return f"<{type(self).__name__} name={self.name}>"
+
+
+def _input_shape_of(inputs, layer_name):
+    """The `input_shape` that `build` receives: a list of shapes for a list (or tuple) of
+    arrays, as Keras builds a layer called on several tensors; else the shape of the array
+    (a regular nested list of numbers counts as one array)."""
+    if isinstance(inputs, (list, tuple)) and inputs and \
+            all(isinstance(x, np.ndarray) for x in inputs):
+        return [x.shape for x in inputs]
+    try:
+        return np.shape(inputs)
+    except ValueError:
+        raise TypeError(f"Argument `inputs` of layer '{layer_name}' must be an array, a list of "
+                        f"arrays or a regular nested list, received a ragged "
+                        f"{type(inputs).__name__}.") from None
 
 
 _TAKES_MASK = {}
