@@ -91,7 +91,7 @@ class Layer:
         if value is None:
             # C order, as the core reads weights: a Fortran-ordered one would be copied at
             # every call (benchmarks/README.md, "Compiled core measurements")
-            value = np.ascontiguousarray(init(shape, dtype=self.dtype), dtype=self.dtype)
+            value = np.asarray(init(shape, dtype=self.dtype), dtype=self.dtype, order="C")
         var = Variable(f"{self.name}/{name}", value, trainable=trainable,
                        regularizer=regularizer, constraint=constraint)
         self._variables.append(var)
