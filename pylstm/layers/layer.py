@@ -16,6 +16,7 @@ import re
 import numpy as np
 
 from pylstm import initializers, regularizers
+from pylstm.layers.keras_tensor import KerasTensor, is_symbolic, symbolic_call
 # The weight names are importable from here as well: loaders and their users have them from
 # `pylstm.layers.layer` (`deferred_weights`, `DEFAULT_MAX_WEIGHT_BYTES`, ...).
 from pylstm.variable import (DEFAULT_MAX_WEIGHT_BYTES, Variable, WeightBudget,  # noqa: F401
@@ -74,6 +75,7 @@ class Layer:
         self._sublayers = []
         self._activity_outputs = None
         self._activity_losses = []
+        self._inbound_nodes = []
 
     # Weights -------------------------------------------------------------------------
 
@@ -161,7 +163,17 @@ class Layer:
         argument, as Keras does. With an `activity_regularizer`, the penalty of each output is
         recorded in `losses` (divided by the batch size, as Keras 3), and in training
         `backward_with_penalties` adds its gradient.
+
+        Called on `KerasTensor`s (`inputs`, or a keyword argument such as `initial_state`, at
+        any depth), the layer computes nothing: it records the call in the graph and returns
+        `KerasTensor`(s) (see `pylstm.layers.keras_tensor.symbolic_call`).
+
+        Raises:
+            TypeError: `inputs` mixes `KerasTensor`s and arrays.
         """
+        if (not isinstance(inputs, np.ndarray) or kwargs or isinstance(mask, KerasTensor)) \
+                and is_symbolic((inputs, mask), kwargs):
+            return symbolic_call(self, inputs, mask, kwargs)
         if not self.built:
             self.build(_input_shape_of(inputs, self.name))
         if mask is not None and _takes_mask(type(self).call):
