@@ -2,6 +2,7 @@
 
 # _layer_classes: for the Keras loader, which maps Keras class names onto these.
 from pylstm.layers._registry import _layer_classes, deserialize, serialize  # noqa: F401
+from pylstm.layers.attention import AdditiveAttention, Attention
 from pylstm.layers.bidirectional import Bidirectional
 from pylstm.layers.core import Activation, Dropout, Flatten, Input, InputLayer
 from pylstm.layers.dense import Dense
@@ -14,4 +15,5 @@ from pylstm.layers.time_distributed import TimeDistributed
 
 __all__ = ["Layer", "Variable", "Dense", "LSTM", "InputLayer", "Input", "Dropout", "Activation",
            "Flatten", "Embedding", "Masking", "Bidirectional", "TimeDistributed", "RNN",
-           "LSTMCell", "StackedRNNCells", "serialize", "deserialize"]
+           "LSTMCell", "StackedRNNCells", "serialize", "deserialize", "Attention",
+           "AdditiveAttention"]

@@ -75,6 +75,11 @@ def _under(attribute, nested):
     return [(f"{attribute}/{rel}" if rel else attribute, n) for rel, n in _weight_groups(nested)]
 
 
+def _one_group(n):
+    """The weight groups of a layer whose `n` arrays (none when 0) sit in its own group."""
+    return [("", int(n))] if n else []
+
+
 def _numbered(objs):
     """Yields `(Keras's group name, obj)` for the serialized layers of a list: the class's path
     name, then `_1`, `_2`, ... for later layers of the same class."""
@@ -105,6 +110,9 @@ _LAYERS = {
     "Bidirectional": ("bidirectional", lambda c: (
         _under("forward_layer", c["layer"])
         + _under("backward_layer", c.get("backward_layer") or c["layer"]))),
+    "Attention": ("attention", lambda c: _one_group(
+        bool(c.get("use_scale")) + (c.get("score_mode", "dot") == "concat"))),
+    "AdditiveAttention": ("additive_attention", lambda c: _one_group(c.get("use_scale", True))),
 }
 
 # Config keys holding a serialized sublayer, or a list of them ("cells").
