@@ -5,28 +5,38 @@ import math
 import numpy as np
 
 from pylstm import activations, utils
+from pylstm.layers.keras_tensor import KerasTensor, Node
 from pylstm.layers.layer import Layer
 
 
 class InputLayer(Layer):
-    """Declares a model's input shape (Keras 3's `keras.layers.InputLayer`); the identity.
+    """Declares a model's input (Keras 3's `keras.layers.InputLayer`); the identity.
+
+    It holds the input's symbolic tensor, `output` (a `KerasTensor` of shape `batch_shape`),
+    from which a functional `pylstm.models.Model` is built; a `Sequential` model takes it as
+    its first layer.
 
     Args:
         shape: tuple of ints (or None for a variable dimension), without the batch axis.
         batch_size: int or None; a fixed batch size (what a stateful LSTM needs).
-        dtype: `"float32"` or `"float64"`.
+        dtype: `"float32"` (default), `"float64"`, or `"int32"` / `"int64"` for token ids
+            (the input is then kept as integers, for an `Embedding`).
         batch_shape: tuple with the batch axis, instead of `shape` and `batch_size`.
         name: str or None.
 
     Raises:
-        ValueError: neither or both of `shape` and `batch_shape` given; a bad `batch_size`.
+        ValueError: neither or both of `shape` and `batch_shape` given; a bad `batch_size`;
+            another dtype.
     """
 
     def __init__(self, shape=None, batch_size=None, dtype="float32", batch_shape=None,
                  name=None, **kwargs):
         kwargs.pop("sparse", None)  # Keras config keys with no meaning here
+        kwargs.pop("ragged", None)
         kwargs.pop("optional", None)
-        super().__init__(name=name, dtype=dtype, **kwargs)
+        input_dtype = _input_dtype(dtype)
+        super().__init__(name=name, dtype="float32", **kwargs)
+        self.dtype = input_dtype
         if (shape is None) == (batch_shape is None):
             raise ValueError("InputLayer needs exactly one of `shape` and `batch_shape`, "
                              f"received shape={shape!r}, batch_shape={batch_shape!r}.")
@@ -41,8 +51,20 @@ class InputLayer(Layer):
                                        batch_size < 1):
             raise ValueError(f"Argument `batch_size` must be a positive int or None, "
                              f"received {batch_size!r}.")
-        self.shape = tuple(shape)
+        if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+            shape = (shape,)
+        try:
+            self.shape = tuple(shape)
+        except TypeError:
+            raise ValueError(f"Argument `shape` must be a tuple of ints and None, received "
+                             f"{shape!r:.80}.") from None
+        if not all(d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+                                 and d >= 0) for d in self.shape):
+            raise ValueError(f"Argument `shape` must be a tuple of ints >= 0 and None, "
+                             f"received {self.shape!r:.80}.")
         self.batch_size = None if batch_size is None else int(batch_size)
+        self.output = KerasTensor(self.batch_shape, dtype=self.dtype, name=self.name)
+        Node(self, outputs=[self.output])
 
     @property
     def batch_shape(self):
@@ -58,18 +80,52 @@ class InputLayer(Layer):
         return {"batch_shape": list(self.batch_shape), "dtype": self.dtype, "name": self.name}
 
 
-def Input(shape=None, batch_size=None, dtype="float32", batch_shape=None, name=None):
-    """Returns an `InputLayer` to start a `Sequential` model, as `keras.Input` is used there.
+_INPUT_DTYPES = ("float32", "float64", "int32", "int64")
+
+
+def _input_dtype(dtype):
+    """The dtype name of an input: a float dtype of the layers, or an integer one for ids."""
+    if dtype is None:
+        return "float32"
+    try:
+        if isinstance(dtype, dict):  # a Keras DTypePolicy config
+            dtype = dtype.get("config", {}).get("name", "float32")
+        name = np.dtype(dtype).name
+    except (TypeError, AttributeError):  # configs from files hold anything
+        name = None
+    if name not in _INPUT_DTYPES:
+        raise ValueError(f"Argument `dtype` must be one of {', '.join(_INPUT_DTYPES)}, "
+                         f"received {str(dtype)[:80]!r}.")
+    return name
+
+
+def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None):
+    """Returns the symbolic input of a model (Keras 3's `keras.Input`).
+
+    A functional `pylstm.models.Model` is built by calling layers on it; as the first
+    element of a `Sequential` model it declares the input shape.
 
     Args:
-        shape: tuple without the batch axis, e.g. `(T, D)` for sequences.
+        shape: tuple without the batch axis, e.g. `(T, D)` for sequences, `(T,)` for token
+            ids; None for a variable dimension.
         batch_size: int or None (fixed batch size, for stateful models).
-        dtype: `"float32"` or `"float64"`.
+        dtype: None or `"float32"` (default), `"float64"`, `"int32"`, `"int64"` (token ids).
         batch_shape: tuple with the batch axis, instead of `shape` and `batch_size`.
-        name: str or None.
+        name: str or None; also the name of the model input it declares.
+
+    Returns:
+        A `KerasTensor` of shape `(batch_size,) + shape`, made by an `InputLayer`.
+
+    Raises:
+        ValueError: as `InputLayer`.
+
+    Example:
+    >>> from pylstm.layers import LSTM
+    >>> LSTM(4)(Input((5, 3))).shape
+    (None, 4)
     """
     return InputLayer(shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape,
-                      name=name)
+                      name=name).output
 
 
 class Dropout(Layer):

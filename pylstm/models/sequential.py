@@ -19,6 +19,7 @@ from pylstm import losses, optimizers, utils
 from pylstm import metrics as metrics_module
 from pylstm.callbacks import History
 from pylstm.layers import InputLayer, Layer, deserialize, serialize
+from pylstm.layers.keras_tensor import KerasTensor
 from pylstm.models import _formats
 from pylstm.variable import assign_weights
 
@@ -75,10 +76,19 @@ class Sequential:
     def add(self, layer):
         """Appends `layer`, and builds the model if its input shape is known.
 
+        `layer` may also be the `KerasTensor` that `pylstm.layers.Input` returns: its
+        `InputLayer` is added, as Keras does.
+
         Raises:
-            TypeError: if `layer` is not a `Layer`.
+            TypeError: if `layer` is not a `Layer` or an `Input` tensor.
             ValueError: for an `InputLayer` that is not first.
         """
+        if isinstance(layer, KerasTensor):
+            source = layer._keras_history.layer if layer._keras_history else None
+            if not isinstance(source, InputLayer):
+                raise TypeError(f"Sequential.add takes a KerasTensor only from "
+                                f"`pylstm.layers.Input`, received {layer!r}.")
+            layer = source
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a Layer, received {layer!r}.")
         if isinstance(layer, InputLayer):
@@ -195,45 +205,7 @@ class Sequential:
         for line in lines:
             print_fn(line)
 
-    # Compile and train ---------------------------------------------------------------
-
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
-        """Configures training.
-
-        Args:
-            optimizer: a name (`"sgd"`, `"adam"`, `"rmsprop"`), a config dict or an `Optimizer`.
-            loss: a name (`"mse"`, `"sparse_categorical_crossentropy"`, ...), a config dict or
-                a `Loss`.
-            metrics: optional list of metric names (`"mae"`, `"accuracy"`, ...) or callables
-                `(y_true, y_pred) -> per-sample values`; logged under the given name (a
-                callable's `__name__`).
-
-        Raises:
-            ValueError: for an unknown optimizer, loss or metric.
-            TypeError: `metrics` not a list of names or callables.
-        """
-        self.optimizer = optimizers.get(optimizer)
-        self.loss = losses.get(loss)
-        if metrics is not None and not isinstance(metrics, (list, tuple)):
-            raise TypeError(f"Argument `metrics` must be a list of metric names or callables, "
-                            f"received {type(metrics).__name__}.")
-        for m in metrics or []:
-            if not (isinstance(m, str) or callable(m)):
-                raise TypeError(f"Argument `metrics` must hold metric names or callables, "
-                                f"received {m!r}.")
-        self._metrics = [(m if isinstance(m, str) else m.__name__, metrics_module.get(m))
-                         for m in metrics or []]
-
-    def _check_compiled(self):
-        if self.optimizer is None or self.loss is None:
-            raise RuntimeError(
-                "You must call `compile()` with a `loss` before training or evaluating the model."
-            )
-
-    def compute_loss(self, y, y_pred, mask=None):
-        """The loss on `(y, y_pred)` (masked timesteps left out, as Keras) plus every penalty in
-        `losses` (weight regularizers and the last call's activity regularizers)."""
-        return self.loss(y, y_pred, sample_weight=mask) + sum(self.losses)
+    # Training interface (`pylstm.models._training.Trainer`) -------------------------------
 
     @property
     def losses(self):
@@ -241,35 +213,31 @@ class Sequential:
         regularizers of the last call (Keras 3's `Model.losses`)."""
         return [penalty for layer in self._layers for penalty in layer.losses]
 
-    def _add_regularizer_gradients(self):
-        for var in self.trainable_variables:
-            regularizer = var.regularizer
-            if regularizer is None:
-                continue
-            gradient = getattr(regularizer, "gradient", None)
-            if gradient is None:
-                raise TypeError(
-                    f"The regularizer of variable '{var.name}' has no `gradient(value)` "
-                    "method; pylstm has no autodiff, so regularizers must provide one."
-                )
-            var.grad += gradient(var.value)
+    @property
+    def input_names(self):
+        """One name: the `InputLayer`'s, else `"input_layer"` (the key of an `x` dict)."""
+        return [self._input_layer.name if self._input_layer is not None else "input_layer"]
 
-    def train_on_batch(self, x, y):
-        """Runs one optimization step on arrays already validated and cast.
+    @property
+    def output_names(self):
+        """One name: the last layer's (the key of `y`, `loss` and `metrics` dicts)."""
+        return [self._layers[-1].name if self._layers else "output"]
 
-        Returns:
-            `(loss, y_pred)`: the batch loss (float, penalties included) and the predictions.
-        """
-        for layer in self._layers:
-            layer.zero_grads()
-        y_pred, mask = self._forward(x, training=True)
-        loss, grad = self.loss.value_and_gradient(y, y_pred, sample_weight=mask)
+    @property
+    def _input_dtypes(self):
+        return [np.dtype(self.dtype)]
+
+    def _ensure_built_flat(self, shapes):
+        self._ensure_built(shapes[0])
+
+    def _forward_flat(self, xs, training):
+        y, mask = self._forward(xs[0], training=training)
+        return [y], [mask]
+
+    def _backward_flat(self, grads):
+        grad = grads[0]
         for layer in reversed(self._layers):
             grad = layer.backward_with_penalties(grad)
-        loss += sum(self.losses)
-        self._add_regularizer_gradients()
-        self.optimizer.apply(self.trainable_variables)
-        return loss, y_pred
 
     def reset_states(self, mask=None):
         """Resets the states of every stateful layer (Keras's `reset_states`).
@@ -281,166 +249,6 @@ class Sequential:
             layer.reset_state(mask)
 
     reset_state = reset_states
-
-    def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
-        """Trains the model for `epochs - initial_epoch` epochs of mini-batch updates.
-
-        Args:
-            x: numeric array `(N, ...)` of inputs, cast to the model's dtype.
-            y: numeric array `(N, ...)` of targets.
-            batch_size: int, samples per update (the last batch may be smaller).
-            epochs: int, index of the last epoch (as in Keras, not a count when
-                `initial_epoch > 0`).
-            verbose: `"auto"` or 1 (a progress bar, `tqdm` when installed, else one line per
-                epoch), 2 (one line per epoch), 0 (silent).
-            callbacks: optional list of `pylstm.callbacks.Callback`.
-            validation_split: float in `[0, 1)`; the *last* fraction of the samples (taken
-                before shuffling, as in Keras) is held out for validation.
-            validation_data: optional `(x_val, y_val)`; overrides `validation_split`.
-            shuffle: bool, reshuffle the training samples each epoch (from `pylstm.utils`'s
-                generator, so `set_random_seed` makes training reproducible).
-            initial_epoch: int, the epoch to start from.
-
-        Returns:
-            A `History` whose `.history` holds per-epoch `"loss"`, each metric, and with
-            validation data `"val_loss"` and `"val_<metric>"`.
-
-        Raises:
-            RuntimeError: if the model is not compiled.
-            TypeError: for non-numeric `x` or `y`.
-            ValueError: for empty, non-finite or mismatched data, or a bad `validation_split`.
-        """
-        self._check_compiled()
-        x, y = self._validate_xy(x, y, "x", "y")
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("Argument `validation_data` must be a tuple (x_val, y_val).")
-            val = self._validate_xy(*validation_data, "validation_data[0]", "validation_data[1]")
-        elif validation_split:
-            if not 0.0 < validation_split < 1.0:
-                raise ValueError(
-                    f"Argument `validation_split` must be in [0, 1), received {validation_split}."
-                )
-            split = int(math.ceil(len(x) * (1.0 - validation_split)))
-            if split in (0, len(x)):
-                raise ValueError(
-                    f"validation_split={validation_split} leaves no samples for training or "
-                    f"validation out of {len(x)}."
-                )
-            x, y, val = x[:split], y[:split], (x[split:], y[split:])
-        else:
-            val = None
-        self._ensure_built(x.shape)
-        verbose = _verbosity(verbose)
-        history = History()
-        callbacks = [history] + list(callbacks or [])
-        _check_positive_int(batch_size, "batch_size")
-        _check_positive_int(epochs, "epochs")
-        steps = math.ceil(len(x) / batch_size)
-        for cb in callbacks:
-            cb.set_model(self)
-            cb.set_params({"epochs": epochs, "steps": steps, "verbose": verbose})
-            cb.on_train_begin()
-        self.stop_training = False
-        for epoch in range(initial_epoch, epochs):
-            for cb in callbacks:
-                cb.on_epoch_begin(epoch)
-            order = utils.default_generator().permutation(len(x)) if shuffle else None
-            progress = _Progress(verbose, steps, f"Epoch {epoch + 1}/{epochs}")
-            sums = dict.fromkeys(["loss"] + [name for name, _ in self._metrics], 0.0)
-            seen = 0
-            for start in range(0, len(x), batch_size):
-                idx = slice(start, start + batch_size) if order is None else \
-                    order[start:start + batch_size]
-                xb, yb = x[idx], y[idx]
-                loss, y_pred = self.train_on_batch(xb, yb)
-                sums["loss"] += loss * len(xb)
-                for name, fn in self._metrics:
-                    sums[name] += float(np.mean(fn(yb, y_pred))) * len(xb)
-                seen += len(xb)
-                progress.update({k: v / seen for k, v in sums.items()})
-            logs = {k: v / seen for k, v in sums.items()}
-            if val is not None:
-                val_logs = self._evaluate_arrays(*val, batch_size, _Progress(0, 0, ""))
-                logs.update({f"val_{k}": v for k, v in val_logs.items()})
-            progress.close(logs)
-            for cb in callbacks:
-                cb.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
-        for cb in callbacks:
-            cb.on_train_end()
-        self.history = history
-        return history
-
-    def evaluate(self, x=None, y=None, batch_size=32, verbose="auto", return_dict=False):
-        """Returns the loss (penalties included) and metrics over `(x, y)`, in inference mode.
-
-        Args:
-            x: numeric array `(N, ...)`.
-            y: numeric array `(N, ...)`.
-            batch_size: int.
-            verbose: as in `fit`.
-            return_dict: bool.
-
-        Returns:
-            The loss (float) when no metrics were compiled, else `[loss, *metrics]`; a dict
-            `{"loss": ..., name: ...}` with `return_dict=True`.
-
-        Raises:
-            RuntimeError, TypeError, ValueError: as in `fit`.
-        """
-        self._check_compiled()
-        x, y = self._validate_xy(x, y, "x", "y")
-        self._ensure_built(x.shape)
-        verbose = _verbosity(verbose)
-        _check_positive_int(batch_size, "batch_size")
-        progress = _Progress(verbose, math.ceil(len(x) / batch_size), "Evaluate")
-        logs = self._evaluate_arrays(x, y, batch_size, progress)
-        progress.close(logs)
-        if return_dict:
-            return logs
-        values = list(logs.values())
-        return values[0] if len(values) == 1 else values
-
-    def _evaluate_arrays(self, x, y, batch_size, progress):
-        sums = dict.fromkeys(["loss"] + [name for name, _ in self._metrics], 0.0)
-        for start in range(0, len(x), batch_size):
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-            y_pred, mask = self._forward(xb, training=False)
-            sums["loss"] += self.loss(yb, y_pred, sample_weight=mask) * len(xb)
-            for name, fn in self._metrics:
-                sums[name] += float(np.mean(fn(yb, y_pred))) * len(xb)
-            progress.update({k: v / min(len(x), start + batch_size) for k, v in sums.items()})
-        logs = {k: v / len(x) for k, v in sums.items()}
-        logs["loss"] += sum(self.losses)
-        return logs
-
-    def predict(self, x, batch_size=32, verbose=0):
-        """Returns the outputs for `x`, computed batch by batch in inference mode.
-
-        Args:
-            x: numeric array `(N, ...)`.
-            batch_size: int.
-            verbose: as in `fit` (default silent).
-
-        Returns:
-            `np.ndarray` `(N, ...)` in the model's dtype.
-
-        Raises:
-            TypeError, ValueError: for non-numeric, empty or non-finite `x`.
-        """
-        x = self._validate_array(x, "x")
-        self._ensure_built(x.shape)
-        _check_positive_int(batch_size, "batch_size")
-        progress = _Progress(_verbosity(verbose), math.ceil(len(x) / batch_size), "Predict")
-        outputs = []
-        for start in range(0, len(x), batch_size):
-            outputs.append(self._forward(x[start:start + batch_size], training=False)[0])
-            progress.update({})
-        progress.close({})
-        return np.concatenate(outputs, axis=0)
 
     def __call__(self, x, training=False):
         """Runs the layers on `x` (cast to the model's dtype); builds the model if needed."""
@@ -457,41 +265,6 @@ class Sequential:
             mask = layer.compute_mask(x, mask)
             x = y
         return x, mask
-
-    # Validation ----------------------------------------------------------------------
-
-    def _validate_array(self, a, name):
-        if a is None:
-            raise ValueError(f"Argument `{name}` is required.")
-        try:
-            arr = np.asarray(a)
-        except ValueError as e:
-            raise ValueError(f"Argument `{name}` could not be converted to an array: {e}") from None
-        if arr.dtype.kind not in "biuf":
-            raise TypeError(
-                f"Argument `{name}` must be a numeric array, received dtype {arr.dtype}."
-            )
-        if arr.ndim == 0 or arr.shape[0] == 0:
-            raise ValueError(
-                f"Argument `{name}` must hold at least one sample, received shape {arr.shape}."
-            )
-        with np.errstate(over="ignore"):  # an overflow to inf is reported just below
-            arr = arr.astype(self.dtype, copy=False)
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(
-                f"Argument `{name}` contains NaN or infinite values (after casting to {self.dtype})."
-            )
-        return arr
-
-    def _validate_xy(self, x, y, x_name, y_name):
-        x = self._validate_array(x, x_name)
-        y = self._validate_array(y, y_name)
-        if len(x) != len(y):
-            raise ValueError(
-                f"Arguments `{x_name}` and `{y_name}` must have the same number of samples, "
-                f"received {len(x)} and {len(y)}."
-            )
-        return x, y
 
     # Config and saving ---------------------------------------------------------------
 
@@ -550,21 +323,6 @@ class Sequential:
         _formats.find("load_weights", path)(self, path)
 
 
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"Argument `{name}` must be a positive int, received {value!r}.")
-
-
-def _verbosity(verbose):
-    if isinstance(verbose, str) and verbose == "auto":
-        return 1
-    try:
-        return int(verbose)
-    except (TypeError, ValueError, OverflowError) as e:
-        raise ValueError(f"Argument `verbose` must be 'auto' or an int (0 silent, 1 progress "
-                         f"bar, 2 one line per epoch), received {verbose!r:.100}.") from e
-
-
 def _row(cells, widths):
     return "".join(f" {cell:<{w - 1}}" for cell, w in zip(cells, widths)).rstrip()
 
@@ -574,33 +332,3 @@ def _format_bytes(n):
         if n < 1024 or unit == "GB":
             return f"{n:.2f} {unit}"
         n /= 1024
-
-
-def _format_logs(logs):
-    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-
-
-class _Progress:
-    """A `tqdm` bar per epoch (verbose 1, when tqdm is installed), else one line at the end."""
-
-    def __init__(self, verbose, steps, description):
-        self.verbose = verbose
-        self.description = description
-        self.start = time.perf_counter()
-        self.bar = None
-        if verbose == 1 and tqdm is not None:
-            self.bar = tqdm(total=steps, desc=description, unit="step", file=sys.stdout,
-                            leave=True, dynamic_ncols=True)
-
-    def update(self, logs):
-        if self.bar is not None:
-            self.bar.set_postfix_str(_format_logs(logs), refresh=False)
-            self.bar.update(1)
-
-    def close(self, logs):
-        if self.bar is not None:
-            self.bar.set_postfix_str(_format_logs(logs), refresh=False)
-            self.bar.close()
-        elif self.verbose:
-            elapsed = time.perf_counter() - self.start
-            print(" - ".join(filter(None, [self.description, f"{elapsed:.1f}s", _format_logs(logs)])))

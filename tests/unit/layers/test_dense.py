@@ -119,7 +119,9 @@ def test_activation_and_flatten_gradients(numeric_grad):
 
 
 def test_input_layer():
-    inp = Input((7, 3), name="inp")
+    tensor = Input((7, 3), name="inp")
+    inp = tensor._keras_history.layer
     assert isinstance(inp, InputLayer) and inp.batch_shape == (None, 7, 3)
+    assert tensor.shape == (None, 7, 3) and tensor.name == "inp" and inp.output is tensor
     clone = layers.deserialize(json.loads(json.dumps(layers.serialize(inp))))
     assert clone.batch_shape == (None, 7, 3) and clone.name == "inp"
