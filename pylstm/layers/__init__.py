@@ -4,16 +4,18 @@
 from pylstm.layers._registry import _layer_classes, deserialize, serialize  # noqa: F401
 from pylstm.layers.attention import AdditiveAttention, Attention
 from pylstm.layers.bidirectional import Bidirectional
+from pylstm.layers.convolutional import Conv1D
 from pylstm.layers.core import Activation, Dropout, Flatten, Input, InputLayer
 from pylstm.layers.dense import Dense
 from pylstm.layers.embedding import Embedding
 from pylstm.layers.layer import Layer, Variable
 from pylstm.layers.lstm import LSTM
 from pylstm.layers.masking import Masking
+from pylstm.layers.pooling import AveragePooling1D, MaxPooling1D
 from pylstm.layers.rnn import RNN, LSTMCell, StackedRNNCells
 from pylstm.layers.time_distributed import TimeDistributed
 
 __all__ = ["Layer", "Variable", "Dense", "LSTM", "InputLayer", "Input", "Dropout", "Activation",
            "Flatten", "Embedding", "Masking", "Bidirectional", "TimeDistributed", "RNN",
            "LSTMCell", "StackedRNNCells", "serialize", "deserialize", "Attention",
-           "AdditiveAttention"]
+           "AdditiveAttention", "Conv1D", "MaxPooling1D", "AveragePooling1D"]
