@@ -114,10 +114,6 @@ TOKENS = np.array([[1, 4, 9, 0, 0], [3, 3, 7, 2, 0]])  # (B, T) ids < 10, 0 = pa
 # `SEQUENCES`; the arguments are non-default where that exercises the config.
 LAYER_CASES = {
     "Activation": (lambda L: L["Activation"]("tanh"), SEQUENCES),
-    "AveragePooling1D": (lambda L: L["AveragePooling1D"](3, strides=1, padding="same"),
-                         SEQUENCES),
-    "Conv1D": (lambda L: L["Conv1D"](3, 2, padding="causal", dilation_rate=2, activation="relu",
-                                     kernel_regularizer="l2"), SEQUENCES),
     "AdditiveAttention": (lambda L: L["AdditiveAttention"](dropout=0.2, seed=3),
                           [SEQUENCES, SEQUENCES[:, :3]]),
     "Attention": (lambda L: L["Attention"](use_scale=True, score_mode="concat", dropout=0.1),
