@@ -1,35 +1,24 @@
 """A linear stack of layers trained by explicit backpropagation (Keras 3's `keras.Sequential`).
 
 Design:
-    One training step zeroes every `Variable.grad`, runs each layer's `call(training=True)`,
-    evaluates the loss and its gradient d loss / d y_pred, sends that gradient through each
-    layer's `backward` in reverse order (layers add their weight gradients into
-    `Variable.grad`), adds each regularizer's penalty to the loss and its `gradient(value)` to the
-    variable's `grad`, then lets the optimizer update the trainable variables. Nothing here
-    knows what a layer computes: the `Layer` protocol in `pylstm.layers.layer` is the contract.
+    Training comes from `pylstm.models._training.Trainer` through its flat interface (one input,
+    one output here): the forward pass runs each layer's `call`, passing each layer's output
+    mask to the next; the backward pass sends the loss gradient through each layer's
+    `backward_with_penalties` in reverse order (layers add their weight gradients into
+    `Variable.grad`). Nothing here knows what a layer computes: the `Layer` protocol in
+    `pylstm.layers.layer` is the contract.
 """
-
-import math
-import sys
-import time
 
 import numpy as np
 
-from pylstm import losses, optimizers, utils
-from pylstm import metrics as metrics_module
-from pylstm.callbacks import History
 from pylstm.layers import InputLayer, Layer, deserialize, serialize
 from pylstm.layers.keras_tensor import KerasTensor
 from pylstm.models import _formats
+from pylstm.models._training import Trainer
 from pylstm.variable import assign_weights
 
-try:
-    from tqdm import tqdm
-except ImportError:
-    tqdm = None
 
-
-class Sequential:
+class Sequential(Trainer):
     """A stack of layers, each taking the previous one's output.
 
     Args:
@@ -63,11 +52,6 @@ class Sequential:
         self.built = False
         self._build_input_shape = None
         self._output_shapes = []
-        self.optimizer = None
-        self.loss = None
-        self._metrics = []
-        self.history = None
-        self.stop_training = False
         for layer in layers or []:
             self.add(layer)
 
@@ -226,6 +210,10 @@ class Sequential:
     @property
     def _input_dtypes(self):
         return [np.dtype(self.dtype)]
+
+    @property
+    def _output_dtypes(self):
+        return [np.dtype(self._layers[-1].dtype if self._layers else "float32")]
 
     def _ensure_built_flat(self, shapes):
         self._ensure_built(shapes[0])
