@@ -1,0 +1,202 @@
+"""Merge layers (`Concatenate`, `Add`, `Subtract`, `Multiply`, `Average`, `Maximum`, `Minimum`,
+`Dot`) against Keras 3 on the same inputs: outputs within 1e-5, input gradients (the
+vector-Jacobian product under `tf.GradientTape`) within 1e-4 relative, output masks as Keras
+sets them, broadcasting, ties, and Keras's masked merges (Keras reads the masks attached to its
+input tensors; pylstm takes them as the `mask` argument). Oracle-free checks:
+unit/layers/test_merging.py."""
+
+import numpy as np
+import pytest
+
+from pylstm import layers
+
+# tests/support/keras_util.py, registered by conftest.py.
+import pylstm_tests_keras_util as ku
+
+keras, tf = ku.keras, ku.tf
+from keras.src.backend import get_keras_mask, set_keras_mask  # noqa: E402
+
+B, T, D = 3, 4, 5
+RTOL_OUT, ATOL_OUT = 1e-5, 1e-6
+RTOL_GRAD, ATOL_GRAD = 1e-4, 1e-6
+ELEMENTWISE = ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"]
+
+
+def keras_merge_call(layer, xs, upstream, masks=None):
+    """Calls a Keras merge layer on `xs` (with `masks` attached to the tensors, as a Keras
+    graph carries them) under a GradientTape; returns `(output, output mask or None, [d sum(
+    output * upstream) / d x for x in xs])`."""
+    tensors = [tf.constant(x) for x in xs]
+    for t, m in zip(tensors, masks or [None] * len(xs)):
+        if m is not None:
+            set_keras_mask(t, tf.constant(m))
+    with tf.GradientTape() as tape:
+        for t in tensors:
+            tape.watch(t)
+        y = layer(tensors)
+        loss = tf.reduce_sum(y * upstream)
+    grads = tape.gradient(loss, tensors, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    mask = get_keras_mask(y)
+    return (np.asarray(y), None if mask is None else np.asarray(mask),
+            [np.asarray(g) for g in grads])
+
+
+def check_parity(ours, theirs, xs, masks=None, exact=False):
+    rng = np.random.default_rng(7)
+    y = ours(xs, training=True, mask=masks)
+    upstream = rng.normal(size=y.shape).astype("float32")
+    k_y, k_mask, k_grads = keras_merge_call(theirs, xs, upstream, masks)
+    assert y.shape == k_y.shape and y.dtype == np.float32
+    tol_out = {"rtol": 0, "atol": 0} if exact else {"rtol": RTOL_OUT, "atol": ATOL_OUT}
+    np.testing.assert_allclose(y, k_y, **tol_out)
+    grads = ours.backward(upstream)
+    assert len(grads) == len(xs)
+    for i, (g, k_g) in enumerate(zip(grads, k_grads)):
+        assert g.shape == xs[i].shape
+        np.testing.assert_allclose(g, k_g, rtol=RTOL_GRAD, atol=ATOL_GRAD, err_msg=f"input {i}")
+    mask = ours.compute_mask(xs, masks)
+    if k_mask is None:
+        # Keras attaches no mask when compute_mask gives None
+        assert mask is None
+    else:
+        np.testing.assert_array_equal(mask, k_mask)
+    if masks is not None:
+        k_computed = theirs.compute_mask([tf.constant(x) for x in xs],
+                                         [None if m is None else tf.constant(m) for m in masks])
+        if k_computed is None:
+            assert mask is None
+        else:
+            np.testing.assert_array_equal(mask, np.asarray(k_computed))
+    return grads
+
+
+def twins(class_name, **kwargs):
+    return getattr(layers, class_name)(**kwargs), getattr(keras.layers, class_name)(**kwargs)
+
+
+def random_inputs(shapes, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=s).astype("float32") for s in shapes]
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+@pytest.mark.parametrize("shapes", [
+    [(B, T, D), (B, T, D)], [(B, T, D), (B, 1, D)], [(B, 1, D), (B, T, 1)],
+    [(B, T, D), (B, D)], [(B, D), (B, D)]],
+    ids=["same", "size1", "both_broadcast", "lower_rank", "2d"])
+def test_elementwise_parity(name, shapes):
+    ours, theirs = twins(name)
+    xs = random_inputs(shapes)
+    theirs.build([x.shape for x in xs])
+    check_parity(ours, theirs, xs)
+    assert ours.compute_output_shape([(None,) + s[1:] for s in shapes]) == tuple(
+        theirs.compute_output_shape([(None,) + s[1:] for s in shapes]))
+
+
+@pytest.mark.parametrize("name", [n for n in ELEMENTWISE if n != "Subtract"])
+def test_three_inputs_parity(name):
+    ours, theirs = twins(name)
+    check_parity(ours, theirs, random_inputs([(B, T, D)] * 3, seed=1))
+
+
+@pytest.mark.parametrize("name", ["Maximum", "Minimum"])
+def test_ties_parity(name):
+    """Ties between inputs: the gradient goes where TensorFlow's does."""
+    rng = np.random.default_rng(2)
+    xs = [rng.integers(0, 2, size=(B, T, D)).astype("float32") for _ in range(3)]
+    ours, theirs = twins(name)
+    check_parity(ours, theirs, xs, exact=True)
+
+
+MASK_CASES = {
+    "both": lambda m1, m2: [m1, m2],
+    "first": lambda m1, m2: [m1, None],
+    "second": lambda m1, m2: [None, m2],
+}
+
+
+def masks_for(case):
+    m1 = np.array([[True, True, False, False], [False, True, True, True],
+                   [True, False, False, True]])
+    m2 = np.array([[True, False, True, False], [True, True, False, False],
+                   [False, False, False, True]])
+    return MASK_CASES[case](m1, m2)
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+@pytest.mark.parametrize("case", list(MASK_CASES))
+def test_masked_elementwise_parity(name, case):
+    ours, theirs = twins(name)
+    xs = random_inputs([(B, T, D)] * 2, seed=3)
+    check_parity(ours, theirs, xs, masks=masks_for(case))
+
+
+@pytest.mark.parametrize("name", ["Multiply", "Maximum", "Minimum"])
+def test_masked_three_inputs_parity(name):
+    ours, theirs = twins(name)
+    xs = random_inputs([(B, T, D)] * 3, seed=4)
+    m1, m2 = masks_for("both")
+    check_parity(ours, theirs, xs, masks=[m1, m2, m1 & ~m2])
+
+
+@pytest.mark.parametrize("axis,shapes", [
+    (-1, [(B, T, 2), (B, T, 3)]), (1, [(B, T, D), (B, 2, D)]), (2, [(B, T, 1), (B, T, D)]),
+    (1, [(B, 2), (B, 3), (B, 1)])])
+def test_concatenate_parity(axis, shapes):
+    ours, theirs = twins("Concatenate", axis=axis)
+    check_parity(ours, theirs, random_inputs(shapes, seed=5))
+    none_shapes = [(None,) + s[1:] for s in shapes]
+    assert ours.compute_output_shape(none_shapes) == tuple(
+        theirs.compute_output_shape(none_shapes))
+
+
+@pytest.mark.parametrize("axis", [-1, 2])
+@pytest.mark.parametrize("case", list(MASK_CASES))
+def test_masked_concatenate_parity(axis, case):
+    ours, theirs = twins("Concatenate", axis=axis)
+    xs = random_inputs([(B, T, 2), (B, T, 3)], seed=5)
+    check_parity(ours, theirs, xs, masks=masks_for(case))
+
+
+def test_concatenate_time_axis_masks_parity():
+    """Joining sequences along time: each step keeps its own input's mask entry."""
+    ours, theirs = twins("Concatenate", axis=1)
+    xs = random_inputs([(B, T, D), (B, T, D)], seed=6)
+    check_parity(ours, theirs, xs, masks=masks_for("first"))
+
+
+@pytest.mark.parametrize("axes,shapes", [
+    (1, [(B, D), (B, D)]), (-1, [(B, T, D), (B, 2, D)]), ((1, 2), [(B, T, D), (B, 2, T)]),
+    ((2, 1), [(B, T, D), (B, D)]), ((1, 1), [(B, D), (B, D, 2)]),
+    ((1, 2), [(B, T, 2, D), (B, 3, T)])])
+@pytest.mark.parametrize("normalize", [False, True])
+def test_dot_parity(axes, shapes, normalize):
+    ours, theirs = twins("Dot", axes=axes, normalize=normalize)
+    xs = random_inputs(shapes, seed=7)
+    theirs.build([x.shape for x in xs])
+    check_parity(ours, theirs, xs)
+    none_shapes = [(None,) + s[1:] for s in shapes]
+    assert ours.compute_output_shape(none_shapes) == tuple(
+        theirs.compute_output_shape(none_shapes))
+
+
+def test_dot_drops_masks_like_keras():
+    ours, theirs = twins("Dot", axes=2)
+    xs = random_inputs([(B, T, D), (B, T, D)], seed=8)
+    check_parity(ours, theirs, xs, masks=masks_for("both"))
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE + ["Concatenate"])
+def test_config_matches_keras(name):
+    ours, theirs = twins(name, name="merge_x")
+    assert set(ours.get_config()) == set(theirs.get_config())
+    keras_config = dict(theirs.get_config(), dtype="float32")
+    assert type(ours).from_config(keras_config).get_config() == ours.get_config()
+
+
+def test_dot_config_matches_keras():
+    ours, theirs = twins("Dot", axes=[1, 2], normalize=True, name="dot_x")
+    config = theirs.get_config()
+    assert set(ours.get_config()) == set(config)
+    clone = layers.Dot.from_config(dict(config, dtype="float32"))
+    assert clone.axes == [1, 2] and clone.normalize is True
