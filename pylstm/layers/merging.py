@@ -34,7 +34,7 @@ from pylstm.layers.layer import Layer
 _EPSILON = 1e-7
 
 
-class Merge(Layer):
+class _Merge(Layer):
     """Base of the elementwise merge layers (Keras 3's `keras.src.layers.merging.Merge`).
 
     Subclasses implement `_merge(xs, masks)` -> `(output, cache)` on inputs of equal rank, and
@@ -200,7 +200,7 @@ def _expand_mask(mask, shape, layer):
                          f"{mask.shape} does not fit its input of shape {shape}.") from None
 
 
-class Add(Merge):
+class Add(_Merge):
     """Adds its inputs elementwise (Keras 3's `keras.layers.Add`).
 
     Args:
@@ -234,7 +234,7 @@ class Add(Merge):
         return [grad] * count
 
 
-class Subtract(Merge):
+class Subtract(_Merge):
     """`inputs[0] - inputs[1]` elementwise (Keras 3's `keras.layers.Subtract`).
 
     Args:
@@ -270,7 +270,7 @@ class Subtract(Merge):
         return [grad, -grad]
 
 
-class Multiply(Merge):
+class Multiply(_Merge):
     """Multiplies its inputs elementwise (Keras 3's `keras.layers.Multiply`).
 
     With masks, as Keras: a masked entry of an input counts as 1; when every input has a mask,
@@ -328,7 +328,7 @@ class Multiply(Merge):
         return grads
 
 
-class Average(Merge):
+class Average(_Merge):
     """The elementwise mean of its inputs (Keras 3's `keras.layers.Average`).
 
     Args:
@@ -361,7 +361,7 @@ class Average(Merge):
         return [grad / np.asarray(count, grad.dtype)] * count
 
 
-class _Extremum(Merge):
+class _Extremum(_Merge):
     """`Maximum` and `Minimum`: Keras's `_apply_merge_op_and_or_mask`, run on values and on
     the index of the input each entry comes from (its gradient goes there)."""
 
@@ -452,7 +452,7 @@ class Minimum(_Extremum):
         return output <= x
 
 
-class Concatenate(Merge):
+class Concatenate(_Merge):
     """Concatenates its inputs along `axis` (Keras 3's `keras.layers.Concatenate`).
 
     Args:
@@ -563,7 +563,7 @@ class Concatenate(Merge):
         return {**super().get_config(), "axis": self.axis}
 
 
-class Dot(Merge):
+class Dot(_Merge):
     """The dot product of two inputs along one axis of each (Keras 3's `keras.layers.Dot`).
 
     For inputs `x` `(B, *X)` and `y` `(B, *Y)` contracted along `axes = (a, b)`

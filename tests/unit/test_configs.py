@@ -114,6 +114,14 @@ TOKENS = np.array([[1, 4, 9, 0, 0], [3, 3, 7, 2, 0]])  # (B, T) ids < 10, 0 = pa
 # `SEQUENCES`; the arguments are non-default where that exercises the config.
 LAYER_CASES = {
     "Activation": (lambda L: L["Activation"]("tanh"), SEQUENCES),
+    "Add": (lambda L: L["Add"](), [SEQUENCES, SEQUENCES[:, :1]]),
+    "Average": (lambda L: L["Average"](), [SEQUENCES, 2 * SEQUENCES]),
+    "Concatenate": (lambda L: L["Concatenate"](axis=1), [SEQUENCES, SEQUENCES[:, :2]]),
+    "Dot": (lambda L: L["Dot"](axes=[2, 2], normalize=True), [SEQUENCES, SEQUENCES[:, :3]]),
+    "Maximum": (lambda L: L["Maximum"](), [SEQUENCES, -SEQUENCES]),
+    "Minimum": (lambda L: L["Minimum"](), [SEQUENCES, -SEQUENCES]),
+    "Multiply": (lambda L: L["Multiply"](), [SEQUENCES, STEPS]),
+    "Subtract": (lambda L: L["Subtract"](), [SEQUENCES, 2 * SEQUENCES]),
     "AdditiveAttention": (lambda L: L["AdditiveAttention"](dropout=0.2, seed=3),
                           [SEQUENCES, SEQUENCES[:, :3]]),
     "Attention": (lambda L: L["Attention"](use_scale=True, score_mode="concat", dropout=0.1),
