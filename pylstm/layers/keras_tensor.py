@@ -71,15 +71,17 @@ class Node:
             that runs the node decides.
         outputs: list of `KerasTensor`, the call's outputs in order; each gets its
             `_keras_history`.
+        returns_list: bool, whether the call returns a list (even of one tensor).
 
     Attributes:
-        layer, call_args, call_kwargs, outputs, input_tensors (every `KerasTensor` among the
+        layer, call_args, call_kwargs, outputs, returns_list, input_tensors (every `KerasTensor` among the
         arguments, in order), node_index (this call's index among the layer's calls),
         is_input (True for an `InputLayer`'s node).
     """
 
-    def __init__(self, layer, call_args=(), call_kwargs=None, outputs=()):
+    def __init__(self, layer, call_args=(), call_kwargs=None, outputs=(), returns_list=False):
         self.layer = layer
+        self.returns_list = returns_list
         self.call_args = tuple(call_args)
         self.call_kwargs = dict(call_kwargs or {})
         self.outputs = list(outputs)
@@ -163,12 +165,12 @@ def symbolic_call(layer, inputs, mask, kwargs):
     several = _is_shape_list(out_shapes)
     out_shapes = list(out_shapes) if several else [out_shapes]
     outputs = [KerasTensor(shape, dtype=layer.dtype) for shape in out_shapes]
-    for tensor, has_mask in zip(outputs, _traced_masks(layer, inputs, mask, len(outputs))):
+    for tensor, has_mask in zip(outputs, traced_masks(layer, inputs, mask, len(outputs))):
         tensor._has_mask = has_mask
     call_kwargs = dict(kwargs)
     if mask is not None:
         call_kwargs["mask"] = mask
-    Node(layer, (inputs,), call_kwargs, outputs)
+    Node(layer, (inputs,), call_kwargs, outputs, returns_list=several)
     return outputs if several else outputs[0]
 
 
@@ -183,11 +185,23 @@ def _stand_in(tensor):
     return np.ones(tuple(1 if d is None else d for d in tensor.shape), dtype=tensor.dtype)
 
 
-def _traced_masks(layer, inputs, mask, n_outputs):
-    """Whether each output of `layer` called on `inputs` carries a mask: the layer's
-    `compute_mask` run on stand-ins, with an all-True mask where an input carries one."""
+def traced_masks(layer, inputs, mask, n_outputs, has_mask=None):
+    """Whether each of the `n_outputs` outputs of `layer` called on the `KerasTensor`s
+    `inputs` carries a mask: the layer's `compute_mask` run on stand-ins, with an all-True mask
+    where an input carries one (`has_mask(tensor)`, by default the tensor's own flag). A model
+    used as a layer answers through its `_traced_output_masks`, without running.
+
+    Returns:
+        list of `n_outputs` bools.
+    """
+    has_mask = has_mask or (lambda tensor: tensor._has_mask)
+    flat = flatten(inputs)
+    own = getattr(layer, "_traced_output_masks", None)
+    if own is not None:
+        return own([has_mask(t) for t in flat])
+
     def input_mask(tensor):
-        if not tensor._has_mask or tensor.ndim < 2:
+        if not has_mask(tensor) or tensor.ndim < 2:
             return None
         return np.ones(tuple(1 if d is None else d for d in tensor.shape[:2]), dtype=bool)
 

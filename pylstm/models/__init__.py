@@ -1,6 +1,7 @@
 """Models (Keras 3's `keras.Sequential` and `keras.models.load_model`), and Keras model files."""
 
 from pylstm.models import _formats
+from pylstm.models.functional import Functional, Model
 from pylstm.models.keras_io import load_keras, load_keras_weights, save_keras, save_keras_weights
 from pylstm.models.saving import _load_pylstm, _save_pylstm, load_model, save_model
 from pylstm.models.sequential import Sequential
@@ -14,5 +15,5 @@ _formats.register("load_model", _load_pylstm)
 _formats.register("save_weights", save_keras_weights)
 _formats.register("load_weights", load_keras_weights)
 
-__all__ = ["Sequential", "load_model", "save_model", "load_keras", "load_keras_weights",
+__all__ = ["Model", "Functional", "Sequential", "load_model", "save_model", "load_keras", "load_keras_weights",
            "save_keras", "save_keras_weights"]
