@@ -169,7 +169,8 @@ class Trainer:
             var.grad += gradient(var.value)
 
     def _train_step(self, targets, xs, ys):
-        """One optimization step on validated arrays; returns `(batch logs, predictions)`."""
+        """One optimization step on validated arrays; returns `(losses, predictions, masks)`:
+        the batch's `loss` and logged output losses (floats), and the forward pass's lists."""
         for var in self.weights:
             var.grad[...] = 0
         preds, masks = self._forward_flat(xs, training=True)
@@ -187,8 +188,7 @@ class Trainer:
         logs["loss"] = total + sum(self.losses)  # the penalties of the weights before the update
         self._add_regularizer_gradients()
         self.optimizer.apply(self.trainable_variables)
-        logs.update(_metric_logs(targets, ys, preds))
-        return logs, preds
+        return logs, preds, masks
 
     def train_on_batch(self, x, y):
         """Runs one optimization step on one batch.
@@ -208,7 +208,7 @@ class Trainer:
         self._check_compiled()
         xs, ys = self._validate_xy(x, y, "x", "y")
         self._ensure_built_flat([a.shape for a in xs])
-        logs, preds = self._train_step(self._targets(), xs, ys)
+        logs, preds, _ = self._train_step(self._targets(), xs, ys)
         return logs["loss"], self._pack_outputs(preds)
 
     # Fit, evaluate, predict ----------------------------------------------------------
@@ -292,7 +292,7 @@ class Trainer:
                 idx = slice(start, start + batch_size) if order is None else \
                     order[start:start + batch_size]
                 xb, yb = [a[idx] for a in xs], [a[idx] for a in ys]
-                means.add(self._train_step(targets, xb, yb)[0], len(xb[0]))
+                means.add(targets, yb, *self._train_step(targets, xb, yb))
                 progress.update(means.result())
             logs = means.result()
             if val is not None:
@@ -355,8 +355,7 @@ class Trainer:
                     logs["loss"] += target.weight * value
                     if target.loss_log:
                         logs[target.loss_log] = value
-            logs.update(_metric_logs(targets, yb, preds))
-            means.add(logs, len(xb[0]))
+            means.add(targets, yb, logs, preds, masks)
             progress.update(means.result())
         logs = means.result()
         logs["loss"] += sum(self.losses)
@@ -527,25 +526,35 @@ def _log_names(targets):
             + [name for t in targets for name, _ in t.metrics])
 
 
-def _metric_logs(targets, ys, preds):
-    return {name: float(np.mean(fn(yt, yp)))
-            for t, yt, yp in zip(targets, ys, preds) for name, fn in t.metrics}
-
-
 class _RunningMeans:
-    """Sample-weighted means of batch logs over an epoch (Keras's `Mean` metrics)."""
+    """The epoch's means of the logs, as Keras's `Mean` metrics accumulate them: the losses
+    weighted by batch size; each metric over every value it returns, an output's mask (when
+    the values have its shape) weighting them, so that masked timesteps count for nothing."""
 
     def __init__(self, names):
         self.sums = dict.fromkeys(names, 0.0)
-        self.count = 0
+        self.weights = dict.fromkeys(names, 0.0)
 
-    def add(self, logs, n):
-        for name in self.sums:
-            self.sums[name] += logs[name] * n
-        self.count += n
+    def add(self, targets, ys, losses, preds, masks):
+        """Adds one batch: `losses` the batch's loss values (floats) by log name, `ys`, `preds`
+        and `masks` its targets, predictions and output masks in output order."""
+        n = len(preds[0])
+        for name, value in losses.items():
+            self.sums[name] += value * n
+            self.weights[name] += n
+        for target, yt, yp, mask in zip(targets, ys, preds, masks):
+            for name, fn in target.metrics:
+                values = np.asarray(fn(yt, yp), dtype=np.float64)
+                if mask is not None and values.shape == mask.shape:
+                    self.sums[name] += float(np.sum(values * mask))
+                    self.weights[name] += float(np.sum(mask))
+                else:
+                    self.sums[name] += float(np.mean(values)) * n
+                    self.weights[name] += n
 
     def result(self):
-        return {name: total / self.count for name, total in self.sums.items()}
+        return {name: total / self.weights[name] if self.weights[name] else 0.0
+                for name, total in self.sums.items()}
 
 
 # Validation ------------------------------------------------------------------------------
