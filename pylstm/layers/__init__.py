@@ -13,12 +13,15 @@ from pylstm.layers.lstm import LSTM
 from pylstm.layers.masking import Masking
 from pylstm.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
                                    Subtract)
+from pylstm.layers.normalization import BatchNormalization, LayerNormalization
 from pylstm.layers.pooling import AveragePooling1D, MaxPooling1D
 from pylstm.layers.rnn import RNN, LSTMCell, StackedRNNCells
+from pylstm.layers.spatial_dropout import SpatialDropout1D
 from pylstm.layers.time_distributed import TimeDistributed
 
 __all__ = ["Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Dot",
            "Layer", "Variable", "Dense", "LSTM", "InputLayer", "Input", "Dropout", "Activation",
            "Flatten", "Embedding", "Masking", "Bidirectional", "TimeDistributed", "RNN",
            "LSTMCell", "StackedRNNCells", "serialize", "deserialize", "Attention",
-           "AdditiveAttention", "Conv1D", "MaxPooling1D", "AveragePooling1D"]
+           "AdditiveAttention", "Conv1D", "MaxPooling1D", "AveragePooling1D",
+           "BatchNormalization", "LayerNormalization", "SpatialDropout1D"]

@@ -112,6 +112,11 @@ _LAYERS = {
     "Conv1D": ("conv1d", lambda c: [("", 1 + _use_bias(c))]),
     "MaxPooling1D": ("max_pooling1d", lambda c: []),
     "AveragePooling1D": ("average_pooling1d", lambda c: []),
+    "BatchNormalization": ("batch_normalization", lambda c: [
+        ("", 2 + int(c.get("center", True)) + int(c.get("scale", True)))]),
+    "LayerNormalization": ("layer_normalization", lambda c: _one_group(
+        int(c.get("center", True)) + int(c.get("scale", True)))),
+    "SpatialDropout1D": ("spatial_dropout1d", lambda c: []),
     "LSTM": ("lstm", lambda c: [("cell", 2 + _use_bias(c))]),
     "LSTMCell": ("lstm_cell", lambda c: [("", 2 + _use_bias(c))]),
     "RNN": ("rnn", lambda c: _under("cell", c["cell"])),

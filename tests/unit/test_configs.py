@@ -148,6 +148,7 @@ LAYER_CASES = {
     "LSTMCell": (lambda L: L["LSTMCell"](3, use_bias=False), STEPS),
     "Masking": (lambda L: L["Masking"](mask_value=0.5), SEQUENCES),
     "RNN": (lambda L: L["RNN"](L["LSTMCell"](3), return_sequences=True), SEQUENCES),
+    "SpatialDropout1D": (lambda L: L["SpatialDropout1D"](0.4, seed=2), SEQUENCES),
     "StackedRNNCells": (lambda L: L["StackedRNNCells"]([L["LSTMCell"](3), L["LSTMCell"](2)]),
                         STEPS),
     "TimeDistributed": (lambda L: L["TimeDistributed"](L["Dense"](2)), SEQUENCES),
