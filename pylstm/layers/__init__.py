@@ -8,6 +8,7 @@ from pylstm.layers.convolutional import Conv1D
 from pylstm.layers.core import Activation, Dropout, Flatten, Input, InputLayer
 from pylstm.layers.dense import Dense
 from pylstm.layers.embedding import Embedding
+from pylstm.layers.global_pooling import GlobalAveragePooling1D, GlobalMaxPooling1D
 from pylstm.layers.layer import Layer, Variable
 from pylstm.layers.lstm import LSTM
 from pylstm.layers.masking import Masking
@@ -15,11 +16,13 @@ from pylstm.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Mini
                                    Subtract)
 from pylstm.layers.normalization import BatchNormalization, LayerNormalization
 from pylstm.layers.pooling import AveragePooling1D, MaxPooling1D
+from pylstm.layers.reshaping import Permute, RepeatVector, Reshape
 from pylstm.layers.rnn import RNN, LSTMCell, StackedRNNCells
 from pylstm.layers.spatial_dropout import SpatialDropout1D
 from pylstm.layers.time_distributed import TimeDistributed
 
 __all__ = ["Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Dot",
+           "RepeatVector", "Reshape", "Permute", "GlobalAveragePooling1D", "GlobalMaxPooling1D",
            "Layer", "Variable", "Dense", "LSTM", "InputLayer", "Input", "Dropout", "Activation",
            "Flatten", "Embedding", "Masking", "Bidirectional", "TimeDistributed", "RNN",
            "LSTMCell", "StackedRNNCells", "serialize", "deserialize", "Attention",

@@ -140,6 +140,12 @@ LAYER_CASES = {
               SEQUENCES),
     "Dropout": (lambda L: L["Dropout"](0.3, seed=1), SEQUENCES),
     "Embedding": (lambda L: L["Embedding"](10, 3, mask_zero=True), TOKENS),
+    "GlobalAveragePooling1D": (lambda L: L["GlobalAveragePooling1D"](keepdims=True), SEQUENCES),
+    "GlobalMaxPooling1D": (lambda L: L["GlobalMaxPooling1D"](data_format="channels_first"),
+                           SEQUENCES),
+    "Permute": (lambda L: L["Permute"]((2, 1)), SEQUENCES),
+    "RepeatVector": (lambda L: L["RepeatVector"](3), STEPS),
+    "Reshape": (lambda L: L["Reshape"]((-1, 2)), SEQUENCES),
     "InputLayer": (lambda L: L["InputLayer"](shape=(5, 4)), SEQUENCES),
     "LSTM": (lambda L: L["LSTM"](
         3, activation="softsign", return_sequences=True, return_state=True, go_backwards=True,
