@@ -242,6 +242,17 @@ class Layer:
         return f"<{type(self).__name__} name={self.name}>"
 
 
+def call_and_mask(layer, inputs, training, mask, **kwargs):
+    """Calls `layer` on arrays as a model runs it: `(outputs, output mask(s))`, the mask from
+    `compute_mask` as Keras propagates it. A model used as a layer gives both from one run
+    (its `_call_with_mask`), so that computing its mask does not run it again."""
+    own = getattr(layer, "_call_with_mask", None)
+    if own is not None:
+        return own(inputs, training=training, mask=mask, **kwargs)
+    outputs = layer(inputs, training=training, mask=mask, **kwargs)
+    return outputs, layer.compute_mask(inputs, mask)
+
+
 def _input_shape_of(inputs, layer_name):
     """The `input_shape` that `build` receives: a list of shapes for a list (or tuple) of
     arrays, as Keras builds a layer called on several tensors; else the shape of the array

@@ -23,6 +23,7 @@ import numpy as np
 
 from pylstm import regularizers
 from pylstm.layers import InputLayer, Layer, deserialize, serialize
+from pylstm.layers.layer import call_and_mask
 from pylstm.layers.keras_tensor import (KerasTensor, flatten, is_symbolic, map_structure,
                                         traced_masks)
 from pylstm.models import _formats
@@ -288,7 +289,7 @@ class Functional(Trainer, Layer):
                                      else None, node.call_args[0])
                 if all(m is None for m in flatten(mask)):
                     mask = None
-            outputs, out_mask = _call_layer(node.layer, inputs, training, mask, kwargs)
+            outputs, out_mask = call_and_mask(node.layer, inputs, training, mask, **kwargs)
             outputs = list(outputs) if node.returns_list else [outputs]
             if len(outputs) != len(node.outputs):
                 raise ValueError(f"Layer '{node.layer.name}' returned {len(outputs)} outputs; "
@@ -573,15 +574,6 @@ def _snapshot(layer):
 def _restore(snapshot):
     for layer, attributes in snapshot:
         layer.__dict__.update(attributes)
-
-
-def _call_layer(layer, inputs, training, mask, kwargs):
-    """Runs one node: `(outputs, output mask(s))`."""
-    own = getattr(layer, "_call_with_mask", None)
-    if own is not None:
-        return own(inputs, training=training, mask=mask, **kwargs)
-    outputs = layer(inputs, training=training, mask=mask, **kwargs)
-    return outputs, layer.compute_mask(inputs, mask)
 
 
 def _call_penalties(layer):

@@ -12,19 +12,24 @@ Design:
 import numpy as np
 
 from pylstm.layers import InputLayer, Layer, deserialize, serialize
-from pylstm.layers.keras_tensor import KerasTensor
+from pylstm.layers.keras_tensor import KerasTensor, is_symbolic, symbolic_call, traced_masks
+from pylstm.layers.layer import call_and_mask
 from pylstm.models import _formats
 from pylstm.models._training import Trainer
 from pylstm.variable import assign_weights
 
 
-class Sequential(Trainer):
+class Sequential(Trainer, Layer):
     """A stack of layers, each taking the previous one's output.
+
+    A `Sequential` model is also a layer: it may be added to another `Sequential` model or
+    called on `KerasTensor`s inside a functional `pylstm.models.Model`.
 
     Args:
         layers: optional list of `Layer`s (an `InputLayer`, from `pylstm.layers.Input`, may
             come first to declare the input shape).
         name: str or None.
+        trainable: bool.
 
     Example:
 
@@ -42,14 +47,15 @@ class Sequential(Trainer):
 
     _count = 0
 
-    def __init__(self, layers=None, name=None):
+    def __init__(self, layers=None, name=None, trainable=True):
         if name is None:
             name = "sequential" if Sequential._count == 0 else f"sequential_{Sequential._count}"
             Sequential._count += 1
-        self.name = name
+        super().__init__(name=name, trainable=trainable)
         self._input_layer = None
         self._layers = []
-        self.built = False
+        # The layer protocol's sublayers (weights, states, snapshots) are the layers.
+        self._sublayers = self._layers
         self._build_input_shape = None
         self._output_shapes = []
         for layer in layers or []:
@@ -82,6 +88,7 @@ class Sequential(Trainer):
         else:
             self._layers.append(layer)
         self.built = False
+        self._set_dtype()
         shape = self._declared_input_shape()
         if shape is not None and self._layers:
             self.build(shape)
@@ -90,6 +97,7 @@ class Sequential(Trainer):
         """Removes and returns the last layer."""
         layer = self._layers.pop()
         self.built = False
+        self._set_dtype()
         return layer
 
     @property
@@ -97,10 +105,10 @@ class Sequential(Trainer):
         """The layers, without the `InputLayer` (as in Keras)."""
         return list(self._layers)
 
-    @property
-    def dtype(self):
+    def _set_dtype(self):
+        """The model's dtype is its first layer's (the `InputLayer`'s when it has one)."""
         first = self._input_layer or (self._layers[0] if self._layers else None)
-        return first.dtype if first is not None else "float32"
+        self.dtype = first.dtype if first is not None else "float32"
 
     def _declared_input_shape(self):
         if self._input_layer is not None:
@@ -140,6 +148,8 @@ class Sequential(Trainer):
 
     @property
     def trainable_variables(self):
+        if not self.trainable:
+            return []
         return [v for layer in self._layers for v in layer.trainable_variables]
 
     def get_weights(self):
@@ -223,9 +233,7 @@ class Sequential(Trainer):
         return [y], [mask]
 
     def _backward_flat(self, grads):
-        grad = grads[0]
-        for layer in reversed(self._layers):
-            grad = layer.backward_with_penalties(grad)
+        return [self.backward(grads[0])]
 
     def reset_states(self, mask=None):
         """Resets the states of every stateful layer (Keras's `reset_states`).
@@ -238,21 +246,65 @@ class Sequential(Trainer):
 
     reset_state = reset_states
 
-    def __call__(self, x, training=False):
-        """Runs the layers on `x` (cast to the model's dtype); builds the model if needed."""
-        x = np.asarray(x, dtype=self.dtype)
-        self._ensure_built(x.shape)
-        return self._forward(x, training=training)[0]
+    def __call__(self, inputs, training=False, mask=None, **kwargs):
+        """Runs the layers on `inputs` (cast to the model's dtype); builds the model if
+        needed. Called on a `KerasTensor`, records the call in the graph instead (see
+        `pylstm.layers.Layer.__call__`).
 
-    def _forward(self, x, training):
+        Args:
+            inputs: array `(B, ...)`, or a `KerasTensor`.
+            training: bool; True caches what `backward` needs.
+            mask: None or the input's `(B, T)` bool mask, passed to the first layer.
+        """
+        if is_symbolic((inputs, mask), kwargs):
+            return symbolic_call(self, inputs, mask, kwargs)
+        return self._call_with_mask(inputs, training=training, mask=mask)[0]
+
+    def _call_with_mask(self, inputs, training=False, mask=None):
+        """Runs the model as one call of an enclosing graph: `(outputs, output mask)`."""
+        x = np.asarray(inputs, dtype=self.dtype)
+        self._ensure_built(x.shape)
+        return self._forward(x, training=bool(training), mask=mask)
+
+    def _forward(self, x, training, mask=None):
         """Runs the layers, passing each layer's output mask to the next (Keras's mask
         propagation); returns `(outputs, output mask or None)`."""
-        mask = None
         for layer in self._layers:
-            y = layer(x, training=training, mask=mask)
-            mask = layer.compute_mask(x, mask)
-            x = y
+            x, mask = call_and_mask(layer, x, training, mask)
         return x, mask
+
+    def call(self, inputs, training=False, mask=None):
+        return self._call_with_mask(inputs, training=training, mask=mask)[0]
+
+    def backward(self, grad_outputs):
+        """Backpropagates through the last call with `training=True`: each layer's
+        `backward_with_penalties` in reverse order. Returns d loss / d inputs (None for integer
+        inputs)."""
+        grad = grad_outputs
+        for layer in reversed(self._layers):
+            grad = layer.backward_with_penalties(grad)
+        return grad
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        for layer in self._layers:
+            shape = tuple(layer.compute_output_shape(shape))
+        return shape
+
+    def compute_mask(self, inputs, mask=None):
+        """The output mask of running the model on `inputs` (in inference mode)."""
+        return self._call_with_mask(inputs, training=False, mask=mask)[1]
+
+    def _traced_output_masks(self, input_has_mask):
+        """Whether the output carries a mask when the input does as `input_has_mask[0]`
+        says, traced through the layers without running them."""
+        tensor = KerasTensor(self._build_input_shape, self.dtype, name=f"{self.name}_input")
+        tensor._has_mask = input_has_mask[0]
+        for layer, shape in zip(self._layers, self._output_shapes):
+            has_mask = traced_masks(layer, tensor, None, 1)[0]
+            tensor = KerasTensor(shape, layer.dtype, name=f"{layer.name}_output")
+            tensor._has_mask = has_mask
+        return [tensor._has_mask]
 
     # Config and saving ---------------------------------------------------------------
 
