@@ -4,9 +4,9 @@
 Design:
     `Trainer` sees a model only through a flat interface, inputs and outputs in order:
     `input_names` and `output_names` (lists of str: the keys of `x`, `y`, `loss`, `metrics` and
-    `loss_weights` dicts, and the prefixes of the per-output log names), `_input_dtypes` and
-    `_output_dtypes` (the numpy dtype each input, and each output's target, is cast to: integer
-    inputs for token ids stay integers), `_ensure_built_flat(shapes)`,
+    `loss_weights` dicts, and the prefixes of the per-output log names), `_input_dtypes` (the
+    numpy dtype each input is cast to: integer inputs for token ids stay integers), `dtype` (the
+    targets' dtype; or `_output_dtypes`, one per output), `_ensure_built_flat(shapes)`,
     `_forward_flat(xs, training) -> (ys, masks)`, `_backward_flat(grads)` (one gradient or None
     per output; the model adds the activity regularizers' gradients and puts weight gradients in
     `Variable.grad`), `weights`, `trainable_variables` and `losses` (the penalties).
@@ -396,6 +396,11 @@ class Trainer:
         return ys[0] if len(ys) == 1 else list(ys)
 
     # Validation ----------------------------------------------------------------------
+
+    @property
+    def _output_dtypes(self):
+        """The dtype each output's targets are cast to: the model's."""
+        return [np.dtype(self.dtype)] * len(self.output_names)
 
     def _validate_inputs(self, x, argument):
         """`x` flattened to input order and validated: a list of `(label, array)`."""
