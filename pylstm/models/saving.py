@@ -2,8 +2,9 @@
 
 Format: a zip archive written by `np.savez` holding `config.json` (UTF-8 JSON stored as a
 `uint8` array) and the weights as `weight_0000`, `weight_0001`, ... in `model.get_weights()`
-order. `config.json` is `{"format": "pylstm", "format_version": 1, "model": model.get_config(),
-"compile_config": {"optimizer", "loss", "metrics"} or null}`. Loading reads the zip members
+order. `config.json` is `{"format": "pylstm", "format_version": 1, "class_name": "Sequential"
+or "Functional", "model": model.get_config(), "compile_config": {"optimizer", "loss", "metrics",
+"loss_weights"} or null}` (a file without `class_name` holds a `Sequential`). Loading reads the zip members
 itself, through `pylstm.models._archive` (sizes bounded before inflating; float .npy arrays
 only, their headers checked here before their data) and parses the config as plain JSON, so
 opening a file cannot run code. Optimizer state (momentums) is not saved: a reloaded model is
@@ -23,12 +24,14 @@ import numpy as np
 from pylstm import losses, optimizers
 from pylstm._atomic_write import atomic_write
 from pylstm.models import _archive, _formats
+from pylstm.models.functional import Functional
 from pylstm.models.sequential import Sequential
 from pylstm.variable import (DEFAULT_MAX_WEIGHT_BYTES, WeightLimitError, check_byte_limit,
                              deferred_weights)
 
 FORMAT = "pylstm"
 FORMAT_VERSION = 1
+_MODEL_CLASSES = {"Sequential": Sequential, "Functional": Functional}
 
 
 def save_model(model, path):
@@ -39,7 +42,7 @@ def save_model(model, path):
     Keras's `keras.models.load_model` reads; any other path gets pylstm's own format.
 
     Args:
-        model: a `Sequential`.
+        model: a `Sequential` or a functional `Model`.
         path: str or path-like; used as given (no extension is appended).
 
     Raises:
@@ -51,8 +54,12 @@ def save_model(model, path):
 
 def _save_pylstm(model, path):
     """`save_model` in pylstm's own format."""
-    config = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.get_config(),
-              "compile_config": _serialize_compile_config(model)}
+    class_name = type(model).__name__
+    if _MODEL_CLASSES.get(class_name) is not type(model):
+        raise ValueError(f"pylstm's format saves Sequential and functional models, received a "
+                         f"{class_name}.")
+    config = {"format": FORMAT, "format_version": FORMAT_VERSION, "class_name": class_name,
+              "model": model.get_config(), "compile_config": _serialize_compile_config(model)}
     arrays = {"config.json": np.frombuffer(json.dumps(config).encode("utf-8"), dtype=np.uint8)}
     for i, w in enumerate(model.get_weights()):
         arrays[f"weight_{i:04d}"] = w
@@ -60,15 +67,35 @@ def _save_pylstm(model, path):
 
 
 def _serialize_compile_config(model):
+    """`compile`'s arguments as JSON: the optimizer's and each loss's config, the metrics'
+    names and the loss weights, in the structure they were given (one, a list, a dict)."""
     if model.optimizer is None:
         return None
-    for name, fn in model._metrics:
+
+    def metric_name(metric):
+        if metric is None:
+            return None
+        if not hasattr(metric, "fn"):  # a list or dict of a Trainer's `_Metric`s
+            return _map_compile_structure(metric, metric_name)
+        name, fn = metric.name, metric.fn
         if not isinstance(name, str) or fn is not _builtin_metric(name):
             raise ValueError(f"Cannot save the custom metric {name!r}: only built-in metric "
                              "names can be saved.")
+        return name
+
     return {"optimizer": optimizers.serialize(model.optimizer),
-            "loss": None if model.loss is None else losses.serialize(model.loss),
-            "metrics": [name for name, _ in model._metrics]}
+            "loss": _map_compile_structure(
+                model.loss, lambda loss: None if loss is None else losses.serialize(loss)),
+            "metrics": metric_name(model._metrics),
+            "loss_weights": model.loss_weights}
+
+
+def _map_compile_structure(value, function):
+    if isinstance(value, dict):
+        return {k: function(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [function(v) for v in value]
+    return function(value)
 
 
 def _builtin_metric(name):
@@ -99,7 +126,7 @@ def load_model(path, max_weight_bytes=DEFAULT_MAX_WEIGHT_BYTES):
             load larger models.
 
     Returns:
-        A `Sequential` with the saved architecture and weights.
+        A `Sequential` or a functional `Model` with the saved architecture and weights.
 
     Raises:
         FileNotFoundError: if `path` does not exist.
@@ -175,9 +202,14 @@ def _load_archive(archive, invalid, max_weight_bytes):
         raise invalid("config.json does not declare the pylstm format")
     if config.get("format_version") != FORMAT_VERSION:
         raise invalid(f"unsupported format_version {config.get('format_version')!r}")
+    class_name = config.get("class_name", "Sequential")
+    model_class = _MODEL_CLASSES.get(class_name) if isinstance(class_name, str) else None
+    if model_class is None:
+        raise invalid(f"its class_name must be one of {sorted(_MODEL_CLASSES)}, received "
+                      f"{_describe(class_name)}")
     try:
         with deferred_weights(max_weight_bytes):
-            model = Sequential.from_config(config.get("model"))
+            model = model_class.from_config(config.get("model"))
     except WeightLimitError as e:
         raise _FileError(f"{archive.filename!r} cannot be loaded: {e}") from e
     except _CONFIG_ERRORS as e:
@@ -207,7 +239,7 @@ def _load_archive(archive, invalid, max_weight_bytes):
     return model
 
 
-_COMPILE_KEYS = frozenset(("optimizer", "loss", "metrics"))
+_COMPILE_KEYS = frozenset(("optimizer", "loss", "metrics", "loss_weights"))
 
 
 def _describe(value):
