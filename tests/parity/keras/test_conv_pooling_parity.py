@@ -1,6 +1,8 @@
 """Conv1D, MaxPooling1D and AveragePooling1D against Keras 3 on the same weights (outputs rtol
 1e-5, input and weight gradients rtol 1e-4 against tf.GradientTape), their shapes and configs
-as Keras writes them, and a Keras-saved CNN-LSTM `.keras` file loaded by `load_keras`.
+as Keras writes them, and Keras files holding them (a CNN-LSTM with BatchNormalization; a
+convolution stack with SpatialDropout1D and LayerNormalization) loaded by `load_keras` and
+written back.
 Oracle-free checks: unit/layers/test_convolutional.py, test_pooling.py."""
 
 import json
@@ -15,6 +17,9 @@ from pylstm.models import keras_io, load_keras
 import pylstm_tests_keras_util as ku
 
 keras = ku.keras
+
+pytestmark = pytest.mark.filterwarnings(  # Keras's saving, under NumPy 2
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 
 B, T, C = 3, 9, 4
 RTOL_OUT, ATOL_OUT = 1e-5, 1e-6
@@ -87,3 +92,45 @@ def test_keras_configs_load_and_save_back(name, args, kwargs):
     written = keras_io._layer_to_keras(layers.serialize(ours))["config"]
     assert set(written) <= set(keras_config)
     type(theirs).from_config(written)
+
+
+# Keras files holding these layers ---------------------------------------------------------------
+
+
+def _cnn_lstm(lib):
+    return [lib.Input((T, C)), lib.Conv1D(6, 3, padding="same", activation="relu"),
+            lib.MaxPooling1D(2), lib.LSTM(5), lib.BatchNormalization(), lib.Dense(2)]
+
+
+def _conv_stack(lib):
+    return [lib.Input((T, C)), lib.Conv1D(4, 2, padding="causal", dilation_rate=2),
+            lib.SpatialDropout1D(0.3), lib.AveragePooling1D(3, strides=2, padding="same"),
+            lib.LayerNormalization(center=False), lib.BatchNormalization(scale=False),
+            lib.LSTM(3, return_sequences=True), lib.Conv1D(2, 1, use_bias=False)]
+
+
+@pytest.mark.parametrize("build", [_cnn_lstm, _conv_stack])
+def test_keras_files_load_and_save_back(build, tmp_path):
+    """Keras writes `.keras` and legacy `.h5`; pylstm loads both and predicts Keras's numbers;
+    pylstm's `.keras` loads in Keras with the same numbers."""
+    rng = np.random.default_rng(11)
+    theirs = keras.Sequential(build(keras.layers))
+    weights = [rng.normal(scale=0.4, size=w.shape).astype("float32")
+               for w in theirs.get_weights()]
+    for i, w in enumerate(theirs.weights):
+        if w.name == "moving_variance":
+            weights[i] = np.abs(weights[i]) + 0.5
+    theirs.set_weights(weights)
+    x = rng.normal(size=(B, T, C)).astype("float32")
+    expected = np.asarray(theirs(x, training=False))
+    theirs.save(tmp_path / "k.keras")
+    theirs.save(tmp_path / "k.h5")
+    for path in ("k.keras", "k.h5"):
+        ours = load_keras(tmp_path / path)
+        assert [type(layer).__name__ for layer in ours.layers] == [
+            type(layer).__name__ for layer in theirs.layers]
+        np.testing.assert_allclose(ours.predict(x), expected, rtol=RTOL_OUT, atol=ATOL_OUT)
+    ours.save(tmp_path / "ours.keras")
+    back = keras.models.load_model(tmp_path / "ours.keras")
+    np.testing.assert_allclose(np.asarray(back(x, training=False)), expected, rtol=RTOL_OUT,
+                               atol=ATOL_OUT)

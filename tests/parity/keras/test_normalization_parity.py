@@ -145,3 +145,27 @@ def test_sgd_training_with_batch_normalization_matches_keras():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(ours.predict(x), theirs.predict(x, verbose=0), rtol=1e-4,
                                atol=1e-5)
+
+
+def test_masked_functional_training_matches_keras():
+    """Embedding(mask_zero) -> BatchNormalization -> LayerNormalization -> LSTM as functional
+    models: the mask reaches BatchNormalization's statistics and the LSTM as in Keras."""
+    ids = np.array([[1, 2, 3, 0, 0], [4, 5, 0, 0, 0], [1, 1, 1, 1, 1]])
+    y = np.random.default_rng(1).normal(size=(3, 3)).astype("float32")
+
+    def build(lib, model):
+        inputs = lib.Input((None,), dtype="int32")
+        h = lib.Embedding(10, 4, mask_zero=True)(inputs)
+        h = lib.LayerNormalization()(lib.BatchNormalization(momentum=0.7)(h))
+        return model(inputs, lib.LSTM(3)(h))
+
+    theirs = build(keras.layers, keras.Model)
+    ours = build(layers, models.Model)
+    ours.set_weights(theirs.get_weights())
+    ours.compile(optimizer={"class_name": "SGD", "config": {"learning_rate": 0.1}}, loss="mse")
+    h_ours = ours.fit(ids, y, batch_size=3, epochs=3, shuffle=False, verbose=0)
+    k_losses = ku.keras_fit(theirs, ids, y, keras.optimizers.SGD(0.1), "mse", epochs=3,
+                            batch_size=3)
+    np.testing.assert_allclose(h_ours.history["loss"], k_losses, rtol=1e-4)
+    for a, b in zip(ours.get_weights(), theirs.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
