@@ -43,8 +43,7 @@ MODEL_CLASSES = ("Functional", "Model", "Sequential")
 _RNN_CLASSES = ("LSTM", "RNN", "Bidirectional")
 # Keras call arguments nest at most a list of tensors in a list (a merge layer's inputs).
 _MAX_DEPTH = 8
-# Call keywords whose value is a tensor (or tensors) of the graph; `training` is a flag that
-# pylstm's `fit` / `predict` set, and other keywords are kept as written.
+# Call keywords whose value is a tensor (or tensors) of the graph.
 _TENSOR_KWARGS = ("initial_state", "mask")
 
 
@@ -92,10 +91,13 @@ class Graph:
         nodes: {layer name: [Node, ...]}, the calls of each layer (an `InputLayer`'s one node
             has no arguments).
         inputs, outputs: `Ref`, or a list or dict of them, as the model takes and returns them.
+        call_order: the calls `(layer name, call index)` in an order in which each call's
+            tensors are made before it.
     """
 
     def __init__(self, entries, nodes, inputs, outputs):
         self.entries, self.nodes, self.inputs, self.outputs = entries, nodes, inputs, outputs
+        self.call_order = []
 
     def layer_order(self):
         """The layer names in the order of Keras's `model.layers` for this graph."""
@@ -191,7 +193,7 @@ def parse(config, legacy):
         for i, node in enumerate(calls):
             for ref in node.refs():
                 _check_ref(graph, ref, f"layer '{name:.100}''s node {i}")
-    _check_acyclic(graph)
+    graph.call_order = _call_order(graph)
     graph.inputs = _io_structure(config.get("input_layers"), io_shift, "input_layers", legacy)
     graph.outputs = _io_structure(config.get("output_layers"), io_shift, "output_layers", legacy)
     for ref in leaves(graph.inputs):
@@ -312,28 +314,26 @@ def _keras2_tensors(value, shift, where):
 
 
 def _kwargs(kwargs, where):
-    """The call keywords pylstm passes on: tensors and values other than Keras's defaults
-    (`training` is set by `fit` and `predict`, a None `mask` is no mask)."""
+    """The call keywords to pass on: not `training` (set by `fit` and `predict`), nor a mask
+    or initial state without tensors (Keras writes `mask: None`); values are tensors and JSON
+    scalars, in lists and dicts."""
     kept = {}
     for key, value in kwargs.items():
         if key == "training" and value in (None, False, True):
             continue
-        if key in _TENSOR_KWARGS and value is None:
+        if key in _TENSOR_KWARGS and not list(leaves(value)):
             continue
+        if not isinstance(key, str) or not key.isidentifier():
+            raise GraphError(f"{where} passes a call argument named {key!r:.100}")
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, (list, dict)):
+                stack.extend(item.values() if isinstance(item, dict) else item)
+            elif not isinstance(item, (Ref, str, int, float, type(None))):
+                raise GraphError(f"{where}'s `{key}` cannot be read: {value!r:.100}")
         kept[key] = value
-    for key, value in kept.items():
-        if key not in _TENSOR_KWARGS:
-            raise GraphError(f"{where} passes the call argument `{key}`={value!r:.100}, "
-                             f"which pylstm does not take")
-        if not all(isinstance(ref, Ref) or (ref is None and key == "mask")
-                   for ref in _flat(value)):
-            raise GraphError(f"{where}'s `{key}` is not a tensor or a list of tensors: "
-                             f"{value!r:.100}")
     return kept
-
-
-def _flat(value):
-    return value if isinstance(value, list) else [value]
 
 
 def _check_ref(graph, ref, where):
@@ -346,9 +346,10 @@ def _check_ref(graph, ref, where):
                          f"which is called {calls} time{'s' * (calls != 1)}")
 
 
-def _check_acyclic(graph):
-    """Raises unless the nodes have an order in which each node comes after the nodes whose
-    tensors it uses and after the earlier calls of its layer (Kahn's algorithm)."""
+def _call_order(graph):
+    """The calls `(layer name, call index)` in an order in which each comes after the calls
+    whose tensors it uses and after the earlier calls of its layer (Kahn's algorithm, in the
+    config's order where free); raises if there is none (a cycle)."""
     users = collections.defaultdict(list)
     waiting = {}
     for name, calls in graph.nodes.items():
@@ -359,18 +360,20 @@ def _check_acyclic(graph):
             waiting[(name, i)] = len(needs)
             for need in needs:
                 users[need].append((name, i))
-    ready = [key for key, count in waiting.items() if count == 0]
+    ready = collections.deque(key for key, count in waiting.items() if count == 0)
+    order = []
     while ready:
-        key = ready.pop()
+        key = ready.popleft()
+        order.append(key)
         for user in users[key]:
             waiting[user] -= 1
             if waiting[user] == 0:
                 ready.append(user)
-    stuck = [key for key, count in waiting.items() if count]
-    if stuck:
-        name, i = stuck[0]
+    if len(order) < len(waiting):
+        name, i = next(key for key, count in waiting.items() if count)
         raise GraphError(f"call {i} of layer '{name:.100}' uses a tensor that cannot be "
                          f"computed before it (the graph has a cycle)")
+    return order
 
 
 def _io_structure(value, shift, field, legacy, depth=0):

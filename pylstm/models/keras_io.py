@@ -54,10 +54,12 @@ import numpy as np
 from pylstm import activations, constraints, initializers, losses, optimizers, regularizers
 from pylstm._atomic_write import atomic_write
 from pylstm import metrics as metrics_module
-from pylstm.layers import Layer, _layer_classes, serialize
-from pylstm.models import _archive, _hdf5
+from pylstm.layers import InputLayer, Layer, _layer_classes, deserialize, serialize
+from pylstm.layers.keras_tensor import flatten
+from pylstm.models import _archive, _hdf5, _keras_graph
 from pylstm.models.sequential import Sequential
-from pylstm.variable import DEFAULT_MAX_WEIGHT_BYTES, check_byte_limit, deferred_weights
+from pylstm.variable import (DEFAULT_MAX_WEIGHT_BYTES, assign_weights, check_byte_limit,
+                             deferred_weights)
 
 # The Keras release whose `.keras` layout `save_keras` follows (recorded in metadata.json).
 KERAS_VERSION = "3.15.1"
@@ -595,6 +597,11 @@ def _layer_from_keras(obj, legacy):
     module = obj.get("module") or "keras"
     if not isinstance(module, str):
         raise _Unmappable(f"{where}: its `module` is not a string ({module!r:.100})")
+    if class_name == "Lambda":
+        raise _Unmappable(f"{where}: a Lambda layer holds Python code (its function, as "
+                          f"bytecode or source), and loading a file never runs code (Keras "
+                          f"refuses it too unless `safe_mode=False`); build the model in "
+                          f"pylstm with a layer in its place and load its weights")
     if class_name not in _LAYERS or cls is None or not module.startswith("keras"):
         supported = ", ".join(sorted(n for n in _LAYERS if n in _layer_classes()))
         raise _Unmappable(f"{where}: pylstm does not support the Keras layer class "
@@ -627,36 +634,68 @@ def _layer_from_keras(obj, legacy):
 
 
 def _model_from_keras(path, config, legacy, max_weight_bytes=DEFAULT_MAX_WEIGHT_BYTES):
-    """The pylstm `Sequential` (built, weights zeros) of a Keras model config, built without
-    running initializers and within `max_weight_bytes` of weights."""
-    if config.get("class_name") != "Sequential":
-        raise ValueError(f"Cannot load {path!r}: pylstm loads Keras Sequential models, this file "
-                         f"holds a {config.get('class_name')!r:.100} model.")
-    body = config.get("config")
-    if isinstance(body, list):  # Keras 2.0 wrote the list of layers alone
-        body = {"layers": body}
-    if not isinstance(body, dict) or not isinstance(body.get("layers"), list):
-        raise _invalid(path, "the model config has no list of layers")
-    layers = []
+    """The pylstm model (a `Sequential`, or a functional `Model`; built, weights zeros) of a
+    Keras model config, built without running initializers and within `max_weight_bytes` of
+    weights."""
+    if config.get("class_name") not in _MODEL_CLASSES:
+        raise ValueError(f"Cannot load {path!r}: pylstm loads Keras Sequential and functional "
+                         f"models, this file holds a {config.get('class_name')!r:.100} model.")
     try:
-        for entry in body["layers"]:
-            layer = _layer_from_keras(entry, legacy)
-            keras_config = entry["config"]
-            shape = keras_config.get("batch_input_shape") or keras_config.get("batch_shape")
-            if layer["class_name"] != "InputLayer" and not layers and shape:
-                shape = _shape_from_keras(shape, f"layer '{keras_config.get('name')!s:.100}': "
-                                                 f"`batch_input_shape`")
-                layers.append({"class_name": "InputLayer",
-                               "config": {"shape": shape[1:], "batch_size": shape[0],
-                                          "dtype": None, "name": None}})
-            layers.append(layer)
+        plan = _plan_from_keras(config, legacy)
     except _Unmappable as e:
         raise ValueError(f"Cannot load {path!r}: {e}.") from e
-    except (ValueError, TypeError, KeyError) as e:  # a value of the wrong type or form
+    except _keras_graph.GraphError as e:
+        raise _invalid(path, str(e)) from e
+    except (ValueError, TypeError, KeyError, AttributeError) as e:  # a value of the wrong form
         raise _invalid(path, f"its model config cannot be read ({type(e).__name__}: "
                        f"{e})") from e
     except RecursionError as e:
         raise _invalid(path, "its model config nests layers too deeply") from e
+    with deferred_weights(max_weight_bytes):
+        try:
+            return _build(plan)
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError,
+                RecursionError) as e:
+            raise ValueError(f"Cannot load {path!r}: its model cannot be built in pylstm "
+                             f"({type(e).__name__}: {e}).") from e
+
+
+# Keras's class names of the models a file may hold (Keras 2.3 and earlier: "Model").
+_MODEL_CLASSES = ("Sequential", "Functional", "Model")
+
+
+def _plan_from_keras(config, legacy):
+    """What `_build` makes from a serialized Keras model or layer: `("Sequential", pylstm's
+    Sequential config)`, `("Layer", pylstm's serialized layer)` or `("Functional", {"name",
+    "trainable", "graph", "layers": {layer name: plan}})`; raises `_Unmappable` for what pylstm
+    lacks and `_keras_graph.GraphError` for a malformed config."""
+    class_name = config.get("class_name")
+    if class_name == "Sequential":
+        return "Sequential", _sequential_from_keras(config, legacy)
+    if class_name in _MODEL_CLASSES:
+        return "Functional", _functional_from_keras(config.get("config"), legacy)
+    return "Layer", _layer_from_keras(config, legacy)
+
+
+def _sequential_from_keras(config, legacy):
+    """A Keras Sequential model's config -> pylstm's `Sequential.from_config` argument."""
+    body = config.get("config")
+    if isinstance(body, list):  # Keras 2.0 wrote the list of layers alone
+        body = {"layers": body}
+    if not isinstance(body, dict) or not isinstance(body.get("layers"), list):
+        raise _keras_graph.GraphError("the model config has no list of layers")
+    layers = []
+    for entry in body["layers"]:
+        layer = _layer_from_keras(entry, legacy)
+        keras_config = entry["config"]
+        shape = keras_config.get("batch_input_shape") or keras_config.get("batch_shape")
+        if layer["class_name"] != "InputLayer" and not layers and shape:
+            shape = _shape_from_keras(shape, f"layer '{keras_config.get('name')!s:.100}': "
+                                             f"`batch_input_shape`")
+            layers.append({"class_name": "InputLayer",
+                           "config": {"shape": shape[1:], "batch_size": shape[0],
+                                      "dtype": None, "name": None}})
+        layers.append(layer)
     if layers and layers[0]["class_name"] == "InputLayer" and layers[0]["config"]["dtype"] is None:
         # An integer input (token ids) is fed as floats to the first layer's dtype.
         following = layers[1]["config"].get("dtype") if len(layers) > 1 else None
@@ -668,14 +707,99 @@ def _model_from_keras(path, config, legacy, max_weight_bytes=DEFAULT_MAX_WEIGHT_
         try:
             build_shape = _shape_from_keras(build_shape, "`build_input_shape`")
         except _Unmappable as e:
-            raise _invalid(path, f"its model config's {e}") from e
-    with deferred_weights(max_weight_bytes):
-        try:
-            return Sequential.from_config({"name": body.get("name"), "layers": layers,
-                                           "build_input_shape": build_shape})
-        except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as e:
-            raise ValueError(f"Cannot load {path!r}: its model cannot be built in pylstm "
-                             f"({type(e).__name__}: {e}).") from e
+            raise _keras_graph.GraphError(f"its model config's {e}") from e
+    name = body.get("name")
+    if name is not None and not isinstance(name, str):
+        raise _keras_graph.GraphError(f"the Sequential model's name is not a string: "
+                                      f"{name!r:.100}")
+    return {"name": name, "layers": layers, "build_input_shape": build_shape}
+
+
+# Input dtypes of a functional model's InputLayer that pylstm takes (integers: token ids).
+_INPUT_DTYPES = ("float32", "float64", "int32", "int64")
+
+
+def _functional_from_keras(body, legacy):
+    """A Keras functional model's `config` -> the plan of `_plan_from_keras`."""
+    if not isinstance(body, dict):
+        raise _keras_graph.GraphError(f"the functional model's config is not a dict: "
+                                      f"{body!r:.100}")
+    graph = _keras_graph.parse(body, legacy)
+    layers = {}
+    for name, entry in graph.entries.items():
+        class_name = entry.get("class_name")
+        module = entry.get("module")
+        if isinstance(module, str) and module.startswith("keras.src.ops"):
+            raise _Unmappable(f"layer '{name:.100}' ({class_name!s:.100}) is a Keras operation "
+                              f"({module:.100}) called in the graph, which pylstm does not "
+                              f"support; use a layer instead")
+        kind, spec = plan = _plan_from_keras(entry, legacy)
+        # The graph refers to a layer by its entry's name.
+        if kind == "Functional":
+            spec["name"] = name
+        else:
+            (spec if kind == "Sequential" else spec["config"])["name"] = name
+        if class_name == "InputLayer":
+            dtype = entry["config"].get("dtype") or "float32"
+            if dtype not in _INPUT_DTYPES:
+                raise _Unmappable(f"layer '{name:.100}' (InputLayer): pylstm's inputs are "
+                                  f"{', '.join(_INPUT_DTYPES)}, this one is {dtype!r:.100}")
+            spec["config"]["dtype"] = dtype
+        layers[name] = plan
+    name, trainable = body.get("name"), body.get("trainable", True)
+    if name is not None and not isinstance(name, str):
+        raise _keras_graph.GraphError(f"the functional model's name is not a string: "
+                                      f"{name!r:.100}")
+    if not isinstance(trainable, bool):
+        raise _keras_graph.GraphError(f"the functional model's `trainable` is not a bool: "
+                                      f"{trainable!r:.100}")
+    return {"name": name, "trainable": trainable, "graph": graph, "layers": layers}
+
+
+def _build(plan):
+    """The pylstm model or layer of a plan of `_plan_from_keras` (weights made by the
+    enclosing `deferred_weights`)."""
+    kind, spec = plan
+    if kind == "Sequential":
+        return Sequential.from_config(spec)
+    if kind == "Layer":
+        return deserialize(spec)
+    from pylstm.models.functional import Functional
+
+    graph = spec["graph"]
+    layers = {name: _build(layer_plan) for name, layer_plan in spec["layers"].items()}
+    made = {}  # (layer name, call index) -> the call's output tensors
+
+    def tensor(ref):
+        tensors = made[ref[:2]]
+        if ref.tensor >= len(tensors):
+            raise ValueError(f"the model uses output {ref.tensor} of call {ref.node} of layer "
+                             f"'{ref.layer}', which makes {len(tensors)} tensor"
+                             f"{'s' * (len(tensors) != 1)}")
+        return tensors[ref.tensor]
+
+    for name, call in graph.call_order:
+        layer = layers[name]
+        if isinstance(layer, InputLayer):
+            made[(name, call)] = [layer.output]
+            continue
+        node = graph.nodes[name][call]
+        outputs = layer(*_refs_to(node.args, tensor), **_refs_to(node.kwargs, tensor))
+        made[(name, call)] = flatten(outputs)
+    return Functional(_refs_to(graph.inputs, tensor), _refs_to(graph.outputs, tensor),
+                      name=spec["name"], trainable=spec["trainable"])
+
+
+def _refs_to(structure, tensor):
+    """`structure` (lists, dicts and values) with each `_keras_graph.Ref` replaced by
+    `tensor(ref)`."""
+    if isinstance(structure, _keras_graph.Ref):
+        return tensor(structure)
+    if isinstance(structure, list):
+        return [_refs_to(item, tensor) for item in structure]
+    if isinstance(structure, dict):
+        return {key: _refs_to(value, tensor) for key, value in structure.items()}
+    return structure
 
 
 def _compile_from_keras(model, config, legacy):
@@ -745,13 +869,58 @@ class _NoArgs:
 # Weights ------------------------------------------------------------------------------------
 
 
-def _layer_groups(model):
+def _is_model(layer):
+    from pylstm.models.functional import Functional
+
+    return isinstance(layer, (Sequential, Functional))
+
+
+def _keras_layers(model):
+    """`model`'s layers in the order of the Keras model's `layers`: a Sequential's without its
+    InputLayer, a functional model's (InputLayers included) in Keras's order of the graph."""
+    if isinstance(model, Sequential):
+        return model.layers
+    by_name = {layer.name: layer for layer in model.layers}
+    return [by_name[name] for name in
+            _keras_graph.parse(model.get_config(), legacy=False).layer_order()]
+
+
+def _group_names(layers):
+    """Keras's group names of `layers` (one model's, in order): the snake_case class name,
+    numbered `_1`, `_2`, ... among layers of the same class."""
+    from pylstm.models.functional import Functional
+
+    used = {}
+    for layer in layers:
+        if isinstance(layer, Functional):
+            base = "functional"
+        elif isinstance(layer, Sequential):
+            base = "sequential"
+        else:
+            base = _entry(serialize(layer))[0]
+        count = used.get(base, 0)
+        used[base] = count + 1
+        yield base if count == 0 else f"{base}_{count}"
+
+
+def _layer_groups(model, prefix="layers", seen=None):
     """Yields `(layer, path of its group, [(group path, number of arrays)])` for each layer
-    of `model`, with Keras's paths in a weights file."""
-    for layer, (name, obj) in zip(model.layers, _numbered(serialize(x) for x in model.layers)):
-        path = f"layers/{name}"
+    of `model`, with Keras's paths in a weights file: a nested model (with no arrays of its
+    own) and then its layers under `<its group>/layers`; a layer met twice only the first
+    time, as Keras."""
+    seen = set() if seen is None else seen
+    layers = _keras_layers(model)
+    for layer, name in zip(layers, list(_group_names(layers))):
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        path = f"{prefix}/{name}"
+        if _is_model(layer):
+            yield layer, path, []
+            yield from _layer_groups(layer, f"{path}/layers", seen)
+            continue
         yield layer, path, [(f"{path}/{rel}" if rel else path, n)
-                            for rel, n in _weight_groups(obj)]
+                            for rel, n in _weight_groups(serialize(layer))]
 
 
 def _read_vars(path, f, group_path, layer, shapes):
@@ -804,6 +973,8 @@ def _read_weights(path, model, f):
         raise ValueError(f"Cannot load Keras weights into model '{model.name}': {e}.") from e
     read = set()
     for layer, _, groups in plan:
+        if _is_model(layer):  # its layers follow
+            continue
         shapes, weights = iter(_weight_shapes(layer)), []
         for group_path, n in groups:
             group_shapes = [shape for _, shape in zip(range(n), shapes)]
@@ -822,7 +993,9 @@ def _read_weights(path, model, f):
 
 
 def _read_legacy_weights(path, model, group):
-    """Loads legacy HDF5 weights (Keras 2 layout) into `model`, layer by layer in order."""
+    """Loads legacy HDF5 weights (Keras 2 layout) into `model`: layer by layer in order, as
+    Keras does, or by layer name into a functional model that has every layer the file names
+    (a model loaded from the file itself)."""
     names = group.names("layer_names")
     if names is None:
         raise _invalid(path, "it has no `layer_names` attribute: not a Keras weights file")
@@ -834,20 +1007,45 @@ def _read_legacy_weights(path, model, group):
         weight_names = layer_group.names("weight_names") or []
         if weight_names:
             saved.append((name, layer_group, weight_names))
-    layers = [layer for layer in model.layers if layer.weights]
+    layers = [layer for layer in _keras_layers(model) if layer.weights]
+    by_name = {layer.name: layer for layer in layers}
+    if not isinstance(model, Sequential) and all(name in by_name for name, _, _ in saved):
+        layers = [by_name[name] for name, _, _ in saved] + [
+            layer for layer in layers if layer.name not in {name for name, _, _ in saved}]
     if len(saved) != len(layers):
         raise _invalid(path, f"it holds weights for {len(saved)} layers "
                        f"({', '.join(n for n, _, _ in saved[:20])}), model '{model.name}' has "
                        f"{len(layers)} layers with weights")
     for layer, (name, layer_group, weight_names) in zip(layers, saved):
-        shapes = _weight_shapes(layer)
-        if len(weight_names) != len(shapes):
+        variables = _legacy_variables(layer)
+        if len(weight_names) != len(variables):
             raise _invalid(path, f"its weights do not fit layer '{layer.name}': the file holds "
                            f"{len(weight_names)} arrays for it (layer '{name}'), the layer has "
-                           f"{len(shapes)}")
-        _set_weights(path, layer, [
-            _array(path, layer_group.get(w) if w else None, f"{name}/{w}", layer, shape)
-            for w, shape in zip(weight_names, shapes)])
+                           f"{len(variables)}")
+        arrays = [_array(path, layer_group.get(w) if w else None, f"{name}/{w}", layer, v.shape)
+                  for w, v in zip(weight_names, variables)]
+        try:
+            assign_weights(variables, arrays, f"Layer '{layer.name}'")
+        except ValueError as e:
+            raise _invalid(path, f"its weights do not fit layer '{layer.name}': {e}") from e
+
+
+def _legacy_variables(layer):
+    """`layer`'s variables in the order of a legacy HDF5 file: Keras's `trainable_weights`
+    then `non_trainable_weights` (for a nested model, of all its layers in Keras's order)."""
+    variables, seen, stack = [], set(), [layer]
+    while stack:
+        current = stack.pop()
+        if _is_model(current):
+            stack.extend(reversed(_keras_layers(current)))
+            continue
+        for var in current.weights:
+            if id(var) not in seen:
+                seen.add(id(var))
+                variables.append(var)
+    trainable = {id(v) for v in layer.trainable_variables}
+    return ([v for v in variables if id(v) in trainable]
+            + [v for v in variables if id(v) not in trainable])
 
 
 def _slot_order(optimizer, variables):
@@ -902,7 +1100,7 @@ def _write_weights(model, target, with_optimizer):
         f.create_group("vars").attrs["name"] = model.name
         for layer, layer_path, groups in plan:
             f.create_group(f"{layer_path}/vars").attrs["name"] = layer.name
-            arrays = iter(layer.get_weights())
+            arrays = iter(layer.get_weights() if groups else ())
             for group_path, n in groups if model.built else ():
                 group = f.require_group(f"{group_path}/vars")
                 for i in range(n):
@@ -1017,22 +1215,39 @@ def _compile_to_keras(model):
 
 
 def _model_to_keras(model):
-    """Keras's config.json dict for a pylstm `Sequential`."""
-    layers = []
-    shape = model._build_input_shape if model.built else None
+    """Keras's config.json dict for a pylstm `Sequential` or functional `Model`."""
     try:
-        if model.built:
-            input_layer = model._input_layer
-            layers.append(_layer_to_keras({"class_name": "InputLayer", "config": {
-                "shape": list(shape[1:]), "batch_size": shape[0], "dtype": model.dtype,
-                "name": input_layer.name if input_layer is not None else "input_layer"}}))
-        for i, layer in enumerate(model.layers):
-            layer_input = None
-            if model.built:
-                layer_input = shape if i == 0 else model._output_shapes[i - 1]
-            layers.append(_layer_to_keras(serialize(layer), layer_input))
+        config = (_sequential_to_keras(model) if isinstance(model, Sequential)
+                  else _functional_to_keras(model))
     except _Unmappable as e:
         raise ValueError(f"Cannot write model '{model.name}' in the Keras format: {e}.") from None
+    compile_config = _compile_to_keras(model) if _one_loss(model) else None
+    if compile_config is not None:
+        config["compile_config"] = compile_config
+    return config
+
+
+def _one_loss(model):
+    """Whether `model` is compiled with one loss and a flat list of metrics (Keras 3's
+    compile_config of a model with several losses is not written)."""
+    return not isinstance(model.loss, (list, dict)) and all(
+        isinstance(m, tuple) and len(m) == 2 for m in model._metrics)
+
+
+def _sequential_to_keras(model):
+    """Keras's serialized Sequential (without compile_config) for a pylstm `Sequential`."""
+    layers = []
+    shape = model._build_input_shape if model.built else None
+    if model.built:
+        input_layer = model._input_layer
+        layers.append(_layer_to_keras({"class_name": "InputLayer", "config": {
+            "shape": list(shape[1:]), "batch_size": shape[0], "dtype": model.dtype,
+            "name": input_layer.name if input_layer is not None else "input_layer"}}))
+    for i, layer in enumerate(model.layers):
+        layer_input = None
+        if model.built:
+            layer_input = shape if i == 0 else model._output_shapes[i - 1]
+        layers.append(_layer_to_keras(serialize(layer), layer_input))
     config = {"module": "keras", "class_name": "Sequential",
               "config": {"name": model.name, "trainable": True, "dtype": _policy(model.dtype),
                          "layers": layers,
@@ -1040,7 +1255,32 @@ def _model_to_keras(model):
               "registered_name": None}
     if shape is not None:
         config["build_config"] = {"input_shape": list(shape)}
-    compile_config = _compile_to_keras(model)
-    if compile_config is not None:
-        config["compile_config"] = compile_config
     return config
+
+
+def _functional_to_keras(model):
+    """Keras's serialized functional model (without compile_config) for a pylstm functional
+    `Model`: its layers in Keras's order, each with its calls (`inbound_nodes`) as
+    `model.get_config()` gives them, nested models serialized the same way."""
+    config = model.get_config()
+    calls = {entry["name"]: entry["inbound_nodes"] for entry in config["layers"]}
+    layers = []
+    for layer in _keras_layers(model):
+        if isinstance(layer, Sequential):
+            entry = _sequential_to_keras(layer)
+        elif _is_model(layer):
+            entry = _functional_to_keras(layer)
+        elif isinstance(layer, InputLayer):
+            entry = _layer_to_keras({"class_name": "InputLayer", "config": {
+                "shape": list(layer.shape), "batch_size": layer.batch_size,
+                "dtype": layer.dtype, "name": layer.name}})
+        else:
+            entry = _layer_to_keras(serialize(layer))
+        entry["name"] = layer.name
+        entry["inbound_nodes"] = calls[layer.name]
+        layers.append(entry)
+    return {"module": "keras.src.models.functional", "class_name": "Functional",
+            "config": {"name": model.name, "trainable": model.trainable, "layers": layers,
+                       "input_layers": config["input_layers"],
+                       "output_layers": config["output_layers"]},
+            "registered_name": "Functional", "build_config": {"input_shape": None}}

@@ -441,7 +441,8 @@ def _replace(name, value):
 @pytest.mark.parametrize("edit,match", [
     (dict(drop=["config.json"]), "the archive has no config.json"),
     (dict(drop=["model.weights.h5"]), "the archive has no model.weights.h5"),
-    (dict(config=lambda c: c.update(class_name="Functional")), "loads Keras Sequential models"),
+    (dict(config=lambda c: c.update(class_name="MyModel")),
+     "loads Keras Sequential and functional models, this file holds a 'MyModel' model"),
     (dict(config=lambda c: _lstm_config(c).update(time_major=True)),
      r"layer 'lstm' \(LSTM\): pylstm's LSTM has no argument `time_major`"),
     (dict(config=lambda c: _lstm_config(c)["dtype"]["config"].update(name="mixed_float16")),
@@ -460,7 +461,7 @@ def _replace(name, value):
      "it has no weights group 'layers/lstm/cell/vars'"),
     (dict(weights=lambda f: f.create_dataset("layers/dense_1/vars/0", data=np.ones(2))),
      "holds weights the model has no layer for.*layers/dense_1/vars/0"),
-], ids=["no_config", "no_weights", "functional", "unknown_argument", "dtype_policy",
+], ids=["no_config", "no_weights", "subclassed", "unknown_argument", "dtype_policy",
         "activation", "units", "shape", "integer_weights", "missing_array", "missing_group",
         "extra_layer"])
 def test_bad_keras_archive(small_file, tmp_path, edit, match):
