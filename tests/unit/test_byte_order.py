@@ -299,6 +299,26 @@ def layers_others(conv, dtype):
     return out
 
 
+@case("pylstm.layers.Conv1D", "pylstm.layers.MaxPooling1D", "pylstm.layers.AveragePooling1D",
+      "pylstm.layers.BatchNormalization", "pylstm.layers.LayerNormalization",
+      "pylstm.layers.SpatialDropout1D")
+def layers_conv_norm(conv, dtype):
+    rng = _rng()
+    out = []
+    x = _normal(rng, (2, 6, 3), dtype)
+    mask = np.array([[True] * 6, [True] * 4 + [False] * 2])
+    for layer in (layers.Conv1D(2, 3, padding="causal", dilation_rate=2, activation="tanh",
+                                dtype=dtype),
+                  layers.MaxPooling1D(2, padding="same", dtype=dtype),
+                  layers.AveragePooling1D(3, strides=1, padding="same", dtype=dtype),
+                  layers.BatchNormalization(dtype=dtype), layers.LayerNormalization(dtype=dtype),
+                  layers.SpatialDropout1D(0.5, seed=3, dtype=dtype)):
+        layer = _built(layer, (None, 6, 3), dtype, conv)
+        y = layer(conv(x), training=True, mask=mask)
+        out.append((y, layer.backward(conv(_normal(rng, y.shape, dtype))), layer.get_weights()))
+    return out
+
+
 @case("pylstm.models.Sequential", "pylstm.models.Sequential.predict",
       "pylstm.models.Sequential.fit", "pylstm.models.Sequential.evaluate",
       "pylstm.models.Sequential.train_on_batch", "pylstm.models.Sequential.set_weights")
