@@ -9,6 +9,7 @@ from pylstm.layers.core import Activation, Dropout, Flatten, Input, InputLayer
 from pylstm.layers.dense import Dense
 from pylstm.layers.embedding import Embedding
 from pylstm.layers.global_pooling import GlobalAveragePooling1D, GlobalMaxPooling1D
+from pylstm.layers.keras_tensor import KerasTensor
 from pylstm.layers.layer import Layer, Variable
 from pylstm.layers.lstm import LSTM
 from pylstm.layers.masking import Masking
@@ -23,7 +24,8 @@ from pylstm.layers.time_distributed import TimeDistributed
 
 __all__ = ["Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Dot",
            "RepeatVector", "Reshape", "Permute", "GlobalAveragePooling1D", "GlobalMaxPooling1D",
-           "Layer", "Variable", "Dense", "LSTM", "InputLayer", "Input", "Dropout", "Activation",
+           "Layer", "Variable", "KerasTensor", "Dense", "LSTM", "InputLayer", "Input", "Dropout",
+           "Activation",
            "Flatten", "Embedding", "Masking", "Bidirectional", "TimeDistributed", "RNN",
            "LSTMCell", "StackedRNNCells", "serialize", "deserialize", "Attention",
            "AdditiveAttention", "Conv1D", "MaxPooling1D", "AveragePooling1D",

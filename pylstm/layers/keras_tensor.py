@@ -12,6 +12,7 @@ Design:
 """
 
 import collections
+import inspect
 
 import numpy as np
 
@@ -144,8 +145,9 @@ def symbolic_call(layer, inputs, mask, kwargs):
         kwargs: the other keyword arguments (`initial_state=[h, c]`, plain values).
 
     Raises:
-        TypeError: `inputs` mixes `KerasTensor`s with other values, or a keyword argument
-            holds an array beside `KerasTensor`s (a graph cannot hold data).
+        TypeError: `inputs` mixes `KerasTensor`s with other values, a keyword argument holds
+            an array beside `KerasTensor`s (a graph cannot hold data), or the layer's `call`
+            takes no such keyword argument.
     """
     for leaf in flatten(inputs):
         if not isinstance(leaf, KerasTensor):
@@ -158,6 +160,7 @@ def symbolic_call(layer, inputs, mask, kwargs):
                 raise TypeError(f"Layer '{layer.name}' was called on KerasTensors with an "
                                 f"array in `{key}`: in a graph, `{key}` must hold KerasTensors "
                                 "(e.g. from `Input`), not data.")
+    _check_call_arguments(layer, kwargs)
     shapes = map_structure(lambda t: t.shape, inputs)
     if not layer.built:
         layer.build(shapes)
@@ -172,6 +175,18 @@ def symbolic_call(layer, inputs, mask, kwargs):
         call_kwargs["mask"] = mask
     Node(layer, (inputs,), call_kwargs, outputs, returns_list=several)
     return outputs if several else outputs[0]
+
+
+def _check_call_arguments(layer, kwargs):
+    """A graph runs `layer.call` with these keyword arguments: refuse now those it lacks."""
+    parameters = inspect.signature(layer.call).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = sorted(key for key in kwargs if key not in parameters)
+    if unknown:
+        raise TypeError(f"Layer '{layer.name}' ({type(layer).__name__}) takes no call "
+                        f"argument {unknown[0]!r}; its call takes "
+                        f"{[name for name in parameters if name != 'inputs']}.")
 
 
 def _is_shape_list(shape):

@@ -726,7 +726,11 @@ def _from_config(cls, config, layer_from_config):
                 if resolved is None:
                     break
                 args, kwargs = resolved
-                outputs = layer(*args, **kwargs)
+                try:
+                    outputs = layer(*args, **kwargs)
+                except (TypeError, ValueError) as e:
+                    raise ValueError(f"Invalid functional config: the call of layer "
+                                     f"{layer.name!r} cannot be rebuilt ({e})") from e
                 calls[layer.name].append(outputs if isinstance(outputs, list) else [outputs])
                 nodes = nodes[1:]
                 progressed = True
