@@ -110,6 +110,12 @@ SEQUENCES = _RNG.normal(size=(2, 5, 4)).astype("float32")  # (B, T, D)
 STEPS = _RNG.normal(size=(2, 4)).astype("float32")  # (B, D)
 TOKENS = np.array([[1, 4, 9, 0, 0], [3, 3, 7, 2, 0]])  # (B, T) ids < 10, 0 = padding
 
+def _functional_case(L):
+    x = L["InputLayer"](shape=(5, 4)).output
+    _, h, c = L["LSTM"](3, return_state=True)(x)
+    return L["Functional"](x, L["LSTM"](3, return_sequences=True)(x, initial_state=[h, c]))
+
+
 # Class name -> (make(classes) -> layer, inputs). Layers built by other means than `cls()` on
 # `SEQUENCES`; the arguments are non-default where that exercises the config.
 LAYER_CASES = {
@@ -147,6 +153,9 @@ LAYER_CASES = {
     "RepeatVector": (lambda L: L["RepeatVector"](3), STEPS),
     "Reshape": (lambda L: L["Reshape"]((-1, 2)), SEQUENCES),
     "InputLayer": (lambda L: L["InputLayer"](shape=(5, 4)), SEQUENCES),
+    "Functional": (lambda L: _functional_case(L), SEQUENCES),
+    "Sequential": (lambda L: L["Sequential"]([L["LSTM"](3, return_sequences=True),
+                                             L["Dense"](2)]), SEQUENCES),
     "LSTM": (lambda L: L["LSTM"](
         3, activation="softsign", return_sequences=True, return_state=True, go_backwards=True,
         kernel_regularizer=regularizers.L2(0.1), recurrent_constraint=constraints.UnitNorm(),
