@@ -200,3 +200,77 @@ def test_dot_config_matches_keras():
     assert set(ours.get_config()) == set(config)
     clone = layers.Dot.from_config(dict(config, dtype="float32"))
     assert clone.axes == [1, 2] and clone.normalize is True
+
+
+# In a functional model -----------------------------------------------------------------------
+
+STEPS = 6
+
+
+def masked_two_input_model(lib, model_class, merge):
+    """Two masked token sequences merged by `merge` (masks as Keras propagates them through
+    the merge), then every other layer of this suite: GlobalAveragePooling1D over the masked
+    steps, RepeatVector, Reshape, Permute, Concatenate, Dot (with and without normalize) and
+    GlobalMaxPooling1D."""
+    L = lib
+    a, b = L.Input((STEPS,), dtype="int32"), L.Input((STEPS,), dtype="int32")
+    ha = L.LSTM(5, return_sequences=True)(L.Embedding(9, 4, mask_zero=True)(a))
+    hb = L.LSTM(5, return_sequences=True)(L.Embedding(9, 4, mask_zero=True)(b))
+    merged = getattr(L, merge)()([ha, hb])
+    p = L.GlobalAveragePooling1D()(L.LSTM(3, return_sequences=True)(merged))
+    r = L.Permute((2, 1))(L.Reshape((3, 2))(L.RepeatVector(2)(p)))
+    c = L.Concatenate(axis=1)([r, L.Reshape((2, 3))(L.Dense(6)(p))])
+    d = L.Dot(axes=(2, 2))([c, r])
+    n = L.Dot(axes=2, normalize=True)([c, L.Dense(3)(c)])
+    pooled = L.Concatenate()([L.GlobalMaxPooling1D()(d), L.GlobalMaxPooling1D()(n)])
+    return model_class([a, b], L.Dense(2)(pooled))
+
+
+def padded_pair(rng):
+    xa = rng.integers(1, 9, size=(4, STEPS))
+    xa[0, 3:] = 0
+    xa[1, :2] = 0
+    xb = rng.integers(1, 9, size=(4, STEPS))
+    xb[0, 4:] = 0
+    xb[2, [1, 3]] = 0
+    xb[3, :] = 0
+    return xa, xb
+
+
+def twin_models(merge, rng):
+    from pylstm.models import Model
+
+    theirs = masked_two_input_model(keras.layers, keras.Model, merge)
+    ours = masked_two_input_model(layers, Model, merge)
+    weights = [rng.normal(scale=0.5, size=w.shape).astype("float32")
+               for w in theirs.get_weights()]
+    theirs.set_weights(weights)
+    ours.set_weights(weights)
+    return ours, theirs
+
+
+@pytest.mark.parametrize("merge", ["Add", "Minimum", "Concatenate"])
+def test_masked_functional_model_predicts_like_keras(merge):
+    rng = np.random.default_rng(11)
+    ours, theirs = twin_models(merge, rng)
+    xa, xb = padded_pair(rng)
+    np.testing.assert_allclose(ours.predict([xa, xb]), np.asarray(theirs([xa, xb])),
+                               rtol=RTOL_OUT, atol=ATOL_OUT)
+
+
+@pytest.mark.parametrize("merge", ["Multiply", "Maximum"])
+def test_masked_functional_model_trains_like_keras(merge):
+    """An SGD loss curve and the trained weights, through the masked merges' backward and
+    every other layer of the suite."""
+    rng = np.random.default_rng(12)
+    ours, theirs = twin_models(merge, rng)
+    xa, xb = padded_pair(rng)
+    y = rng.normal(size=(4, 2)).astype("float32")
+    theirs.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
+    ours.compile(optimizer={"class_name": "SGD", "config": {"learning_rate": 0.5}}, loss="mse")
+    fit = {"batch_size": 4, "epochs": 3, "shuffle": False, "verbose": 0}
+    k_loss = theirs.fit([xa, xb], y, **fit).history["loss"]
+    loss = ours.fit([xa, xb], y, **fit).history["loss"]
+    np.testing.assert_allclose(loss, k_loss, rtol=1e-4)
+    for w, k_w in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(w, k_w, rtol=RTOL_GRAD, atol=1e-5)
