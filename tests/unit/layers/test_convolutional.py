@@ -156,3 +156,35 @@ def test_config_round_trip_with_keras_keys():
     clone.build(x.shape)
     clone.set_weights(layer.get_weights())
     np.testing.assert_array_equal(clone(x), y)
+
+
+def test_keras2_configs_load():
+    """Keras 2 wrote 1-D sizes as lists and `groups` only from TF 2.3 on."""
+    from pylstm.models import keras_io
+
+    def load(class_name, config):
+        return layers.deserialize(keras_io._layer_from_keras(
+            {"class_name": class_name, "config": config}, legacy=True))
+
+    conv = load("Conv1D", {
+        "name": "c", "trainable": True, "dtype": "float32", "filters": 4, "kernel_size": [3],
+        "strides": [1], "padding": "causal", "data_format": "channels_last",
+        "dilation_rate": [2], "activation": "relu", "use_bias": True,
+        "kernel_initializer": {"class_name": "GlorotUniform", "config": {"seed": None}},
+        "bias_initializer": {"class_name": "Zeros", "config": {}}, "kernel_regularizer": None,
+        "bias_regularizer": None, "activity_regularizer": None, "kernel_constraint": None,
+        "bias_constraint": None})
+    assert (conv.kernel_size, conv.dilation_rate, conv.padding) == ((3,), (2,), "causal")
+    pool = load("MaxPooling1D", {"name": "p", "trainable": True, "dtype": "float32",
+                                 "strides": [2], "pool_size": [2], "padding": "valid",
+                                 "data_format": "channels_last"})
+    assert pool.compute_output_shape((None, 7, 4)) == (None, 3, 4)
+
+
+def test_docstring_examples():
+    import doctest
+
+    from pylstm.layers import convolutional
+
+    result = doctest.testmod(convolutional)
+    assert result.attempted and not result.failed

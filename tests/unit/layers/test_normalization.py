@@ -200,3 +200,38 @@ def test_layer_normalization_config_round_trip(x):
     clone.build(x.shape)
     clone.set_weights(layer.get_weights())
     np.testing.assert_array_equal(clone(x), y)
+
+
+def test_keras2_configs_load():
+    """Keras 2 wrote the built axis as a list of non-negative ints; SpatialDropout1D's
+    `noise_shape` as null."""
+    from pylstm.models import keras_io
+
+    def load(class_name, config):
+        return layers.deserialize(keras_io._layer_from_keras(
+            {"class_name": class_name, "config": config}, legacy=True))
+
+    bn = load("BatchNormalization", {
+        "name": "bn", "trainable": True, "dtype": "float32", "axis": [2], "momentum": 0.9,
+        "epsilon": 0.001, "center": True, "scale": False,
+        "beta_initializer": {"class_name": "Zeros", "config": {}},
+        "moving_mean_initializer": {"class_name": "Zeros", "config": {}},
+        "moving_variance_initializer": {"class_name": "Ones", "config": {}},
+        "gamma_initializer": {"class_name": "Ones", "config": {}}, "beta_regularizer": None,
+        "gamma_regularizer": None, "beta_constraint": None, "gamma_constraint": None})
+    assert (bn.axis, bn.momentum, bn.scale) == (2, 0.9, False)
+    ln = load("LayerNormalization", {"name": "ln", "axis": [2], "epsilon": 1e-6,
+                                     "center": True, "scale": True})
+    assert ln.axis == [2] and ln(np.ones((1, 2, 3))).shape == (1, 2, 3)
+    drop = load("SpatialDropout1D", {"name": "sd", "trainable": True, "dtype": "float32",
+                                     "rate": 0.2, "noise_shape": None, "seed": None})
+    assert drop.rate == 0.2
+
+
+def test_docstring_examples():
+    import doctest
+
+    from pylstm.layers import normalization
+
+    result = doctest.testmod(normalization)
+    assert result.attempted and not result.failed

@@ -93,3 +93,12 @@ def test_config_round_trip_with_keras_keys(cls):
     assert clone.get_config() == config
     np.testing.assert_array_equal(clone(X), layer(X))
     assert cls(2).get_config()["strides"] == (2,)
+
+
+def test_docstring_examples():
+    import doctest
+
+    from pylstm.layers import pooling
+
+    result = doctest.testmod(pooling)
+    assert result.attempted and not result.failed

@@ -64,3 +64,12 @@ def test_config_has_keras_keys_and_round_trips():
     assert type(clone) is SpatialDropout1D and clone.get_config() == config
     x = np.ones((2, 3, 4))
     np.testing.assert_array_equal(clone(x, training=True), layer(x, training=True))
+
+
+def test_docstring_examples():
+    import doctest
+
+    from pylstm.layers import spatial_dropout
+
+    result = doctest.testmod(spatial_dropout)
+    assert result.attempted and not result.failed
