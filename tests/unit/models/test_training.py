@@ -30,7 +30,6 @@ class TwoHeads(Trainer):
         self.head2 = Dense(K2, activation="softmax", dtype="float64")
         self.sequences = sequences
         self._input_dtypes = [np.dtype("float64"), np.dtype(b_dtype)]
-        self._output_dtypes = [np.dtype("float64")] * 2
         self.built = False
 
     def _ensure_built_flat(self, shapes):
