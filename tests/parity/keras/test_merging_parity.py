@@ -2,8 +2,9 @@
 `Dot`) against Keras 3 on the same inputs: outputs within 1e-5, input gradients (the
 vector-Jacobian product under `tf.GradientTape`) within 1e-4 relative, output masks as Keras
 sets them, broadcasting, ties, and Keras's masked merges (Keras reads the masks attached to its
-input tensors; pylstm takes them as the `mask` argument). Oracle-free checks:
-unit/layers/test_merging.py."""
+input tensors; pylstm takes them as the `mask` argument); a masked functional model trained as
+Keras trains it; functional `.keras` / `.h5` files holding every merge layer, both ways.
+Oracle-free checks: unit/layers/test_merging.py."""
 
 import numpy as np
 import pytest
@@ -14,7 +15,11 @@ from pylstm import layers
 import pylstm_tests_keras_util as ku
 
 keras, tf = ku.keras, ku.tf
+# Keras 3 keeps a tensor's mask in an attribute; these read and set it as its layers do.
 from keras.src.backend import get_keras_mask, set_keras_mask  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 
 B, T, D = 3, 4, 5
 RTOL_OUT, ATOL_OUT = 1e-5, 1e-6
@@ -274,3 +279,48 @@ def test_masked_functional_model_trains_like_keras(merge):
     np.testing.assert_allclose(loss, k_loss, rtol=1e-4)
     for w, k_w in zip(ours.get_weights(), theirs.get_weights()):
         np.testing.assert_allclose(w, k_w, rtol=RTOL_GRAD, atol=1e-5)
+
+
+# Keras files ---------------------------------------------------------------------------------
+
+
+def every_merge_model(lib, model_class):
+    """A functional model holding every merge layer (none fits in a Sequential)."""
+    L = lib
+    a, b = L.Input((T, D)), L.Input((T, D))
+    da, db = L.Dense(D)(a), L.Dense(D)(b)
+    joined = L.Concatenate(axis=1)([L.Maximum()([da, db]), L.Subtract()([da, b])])
+    product = L.Add()([L.Multiply()([a, db]), L.Average()([a, b, da]), L.Minimum()([da, b])])
+    normalized = L.Dot(axes=(1, 1), normalize=True)([joined, L.Concatenate(axis=1)([a, b])])
+    return model_class([a, b], [normalized, L.Dot(axes=2)([product, da])])
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_keras_file_loads_and_predicts_as_keras(suffix, tmp_path):
+    from pylstm.models import load_keras
+
+    rng = np.random.default_rng(13)
+    model = every_merge_model(keras.layers, keras.Model)
+    model.set_weights([rng.normal(scale=0.5, size=w.shape).astype("float32")
+                       for w in model.get_weights()])
+    xs = random_inputs([(B, T, D), (B, T, D)], seed=14)
+    model.save(tmp_path / f"merges{suffix}")
+    ours = load_keras(tmp_path / f"merges{suffix}")
+    assert sorted(type(layer).__name__ for layer in ours.layers) == sorted(
+        type(layer).__name__ for layer in model.layers)
+    for y, k_y in zip(ours.predict(xs), model(xs)):
+        np.testing.assert_allclose(y, np.asarray(k_y), rtol=RTOL_OUT, atol=ATOL_OUT)
+
+
+def test_saved_keras_file_loads_in_keras(tmp_path):
+    from pylstm.models import Model
+
+    rng = np.random.default_rng(15)
+    ours = every_merge_model(layers, Model)
+    ours.set_weights([rng.normal(scale=0.5, size=w.shape).astype("float32")
+                      for w in ours.get_weights()])
+    ours.save(tmp_path / "merges.keras")
+    theirs = keras.models.load_model(tmp_path / "merges.keras")
+    xs = random_inputs([(B, T, D), (B, T, D)], seed=16)
+    for y, k_y in zip(ours.predict(xs), theirs(xs)):
+        np.testing.assert_allclose(y, np.asarray(k_y), rtol=RTOL_OUT, atol=ATOL_OUT)

@@ -84,7 +84,7 @@ FILE_SPECS = {
 
 @pytest.mark.parametrize("name", list(FILE_SPECS))
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
-def test_keras_file_loads_and_predicts_as_keras(name, suffix, tmp_path):
+def test_keras_file_loads_and_predicts_as_keras_and_back(name, suffix, tmp_path):
     rng = np.random.default_rng(1)
     model = keras.Sequential(FILE_SPECS[name]())
     model.set_weights([rng.normal(scale=0.5, size=w.shape).astype(w.dtype)
@@ -96,4 +96,9 @@ def test_keras_file_loads_and_predicts_as_keras(name, suffix, tmp_path):
     assert [type(layer).__name__ for layer in ours.layers] == [
         type(layer).__name__ for layer in model.layers]
     np.testing.assert_allclose(ours.predict(x), np.asarray(model(x)), rtol=RTOL_OUT,
+                               atol=ATOL_OUT)
+    # and back: the file pylstm writes loads in Keras
+    ours.save(tmp_path / "back.keras")
+    back = keras.models.load_model(tmp_path / "back.keras")
+    np.testing.assert_allclose(np.asarray(back(x)), np.asarray(model(x)), rtol=RTOL_OUT,
                                atol=ATOL_OUT)
