@@ -128,6 +128,16 @@ class Functional(Trainer, Layer):
                          f"{[layer.name for layer in self._layers]}.")
 
     @property
+    def input(self):
+        """The input tensors, structured as given (Keras's `Model.input`)."""
+        return self._inputs_struct
+
+    @property
+    def output(self):
+        """The output tensors, structured as given (Keras's `Model.output`)."""
+        return self._outputs_struct
+
+    @property
     def output_shape(self):
         return _pack(self._outputs_struct, [t.shape for t in self.outputs])
 
@@ -401,7 +411,14 @@ class Functional(Trainer, Layer):
         structured as `inputs` / `outputs`. Node indices count a layer's calls within this
         model; a nested functional model's calls count from 1 in `input_layers` /
         `output_layers` (Keras reserves its node 0).
+
+        Raises:
+            ValueError: an input is an intermediate tensor, not one `Input` made.
         """
+        for tensor in self.inputs:
+            if not isinstance(tensor._keras_history.layer, InputLayer):
+                raise ValueError(f"Model '{self.name}' cannot be serialized: its input "
+                                 f"{tensor.name!r} is not made by `Input`.")
         own = {id(node) for node in self._nodes}
 
         def tensor_config(tensor):

@@ -374,3 +374,36 @@ def _bad_configs():
 def test_bad_configs_raise_value_error(case):
     with pytest.raises(ValueError):
         Model.from_config(_bad_configs()[case])
+
+
+def test_a_stateful_layer_in_a_graph_keeps_its_latest_state():
+    x = Input((3, 2), batch_size=2, dtype=F64)
+    lstm = LSTM(2, stateful=True, dtype=F64, seed=0)
+    model = Model(x, Dense(1, dtype=F64)(lstm(x)))
+    xs = _rng().normal(size=(2, 6, 2))
+    first = model(xs[:, :3])
+    second = model(xs[:, 3:])
+    whole = LSTM(2, dtype=F64)
+    whole(xs)
+    whole.set_weights(lstm.get_weights())
+    np.testing.assert_allclose(lstm.states[0], whole(xs), rtol=1e-12)
+    model.reset_states()
+    np.testing.assert_allclose(model(xs[:, :3]), first, rtol=1e-12)
+    assert not np.allclose(first, second)
+
+
+def test_a_shared_layer_counts_the_penalty_of_each_call():
+    a, b = Input((2,), name="a"), Input((2,), name="b")
+    shared = Dense(1, activity_regularizer="l2", kernel_initializer="ones", name="shared")
+    model = Model([a, b], [shared(a), shared(b)])
+    xa, xb = np.ones((1, 2), dtype="float32"), np.full((1, 2), 2.0, dtype="float32")
+    model([xa, xb])
+    # Keras's default L2 factor is 0.01: 0.01 * 2**2 and 0.01 * 4**2.
+    np.testing.assert_allclose(sorted(model.losses), [0.04, 0.16], rtol=1e-6)
+
+
+def test_a_model_made_from_an_intermediate_tensor_cannot_be_saved():
+    x = Input((3,))
+    hidden = Dense(4)(x)
+    with pytest.raises(ValueError, match="not made by `Input`"):
+        Model(hidden, Dense(2)(hidden)).get_config()
