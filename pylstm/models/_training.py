@@ -101,18 +101,16 @@ class Trainer:
         """The compiled loss, weight and metrics of each output, in output order."""
         names = list(self.output_names)
         n = len(names)
-        per_loss = _per_output(self.loss, names, "loss", leaf=lambda v: not isinstance(
-            v, (list, tuple, dict)))
+        per_loss = _per_output(self.loss, names, "loss")
         if all(loss is None for loss in per_loss):
             raise ValueError(f"`compile()` received no loss for any of the outputs {names}.")
         weights = [1.0] * n if self.loss_weights is None else _per_output(
-            self.loss_weights, names, "loss_weights", leaf=lambda v: not isinstance(
-                v, (list, tuple, dict)))
+            self.loss_weights, names, "loss_weights")
         if n == 1:
             per_metrics = [_flatten_metrics(self._metrics)]
         else:
             per_metrics = [[] if m is None else _flatten_metrics(m) for m in _per_output(
-                self._metrics or None, names, "metrics", leaf=lambda v: v is None, required=False)]
+                self._metrics or None, names, "metrics", required=False)]
         several_losses = sum(loss is not None for loss in per_loss) > 1
         seen = collections.Counter()
         targets = []
@@ -418,14 +416,14 @@ class Trainer:
 # Argument structure ----------------------------------------------------------------------
 
 
-def _per_output(value, names, argument, leaf, required=True):
+def _per_output(value, names, argument, required=True):
     """A compile argument given once for all outputs, as a list in output order or as a dict by
     output name, as one entry per output (None for names a dict leaves out when not
     `required`)."""
     if isinstance(value, dict):
         _check_keys(value, names, argument, "output", required)
         return [value.get(name) for name in names]
-    if isinstance(value, (list, tuple)) and not leaf(value):
+    if isinstance(value, (list, tuple)):
         if len(value) != len(names):
             raise ValueError(f"Argument `{argument}` must have one entry per output "
                              f"({len(names)}: {names}), received {len(value)}.")
