@@ -319,6 +319,23 @@ def layers_conv_norm(conv, dtype):
     return out
 
 
+@case("pylstm.layers.Attention", "pylstm.layers.AdditiveAttention")
+def layers_attention(conv, dtype):
+    rng = _rng()
+    out = []
+    q, v = _normal(rng, (2, 4, 3), dtype), _normal(rng, (2, 5, 3), dtype)
+    mask = [np.array([[True] * 4, [True] * 3 + [False]]),
+            np.array([[True] * 5, [True] * 2 + [False] * 3])]
+    for layer in (layers.Attention(use_scale=True, score_mode="concat", dtype=dtype),
+                  layers.AdditiveAttention(dtype=dtype)):
+        layer = _built(layer, [(None, 4, 3), (None, 5, 3), (None, 5, 3)], dtype, conv)
+        y = layer([conv(q), conv(v), conv(v)], training=True, mask=mask, use_causal_mask=True,
+                  return_attention_scores=True)
+        out.append((y, layer.backward([conv(_normal(rng, a.shape, dtype)) for a in y]),
+                    layer.compute_mask([conv(q), conv(v)], mask), layer.get_weights()))
+    return out
+
+
 @case("pylstm.models.Sequential", "pylstm.models.Sequential.predict",
       "pylstm.models.Sequential.fit", "pylstm.models.Sequential.evaluate",
       "pylstm.models.Sequential.train_on_batch", "pylstm.models.Sequential.set_weights")
