@@ -14,7 +14,8 @@ from pylstm.layers.layer import Layer, Variable
 from pylstm.layers.lstm import LSTM
 from pylstm.layers.masking import Masking
 from pylstm.layers.merging import (Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply,
-                                   Subtract)
+                                   Subtract, add, average, concatenate, dot, maximum, minimum,
+                                   multiply, subtract)
 from pylstm.layers.normalization import BatchNormalization, LayerNormalization
 from pylstm.layers.pooling import AveragePooling1D, MaxPooling1D
 from pylstm.layers.reshaping import Permute, RepeatVector, Reshape
@@ -23,6 +24,7 @@ from pylstm.layers.spatial_dropout import SpatialDropout1D
 from pylstm.layers.time_distributed import TimeDistributed
 
 __all__ = ["Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Dot",
+           "concatenate", "add", "subtract", "multiply", "average", "maximum", "minimum", "dot",
            "RepeatVector", "Reshape", "Permute", "GlobalAveragePooling1D", "GlobalMaxPooling1D",
            "Layer", "Variable", "KerasTensor", "Dense", "LSTM", "InputLayer", "Input", "Dropout",
            "Activation",

@@ -138,7 +138,10 @@ class _Merge(Layer):
         masks = self._mask_list(inputs, mask)
         if any(m is None for m in masks):
             return None
-        return np.logical_or.reduce(masks)
+        output = masks[0]
+        for m in masks[1:]:
+            output = output | m  # broadcasts, as Keras's `ops.logical_or`
+        return output
 
     # Forward and backward --------------------------------------------------------------------
 
@@ -710,3 +713,46 @@ def _l2_normalize_backward(grad, normalized, norm, axis):
     scale, clipped = norm
     projection = np.sum(grad * normalized, axis=axis, keepdims=True)
     return scale * (grad - np.where(clipped, np.zeros((), grad.dtype), normalized * projection))
+
+
+# Keras's functional forms: `keras.layers.concatenate([a, b])` is `Concatenate()([a, b])`.
+
+
+def concatenate(inputs, axis=-1, **kwargs):
+    """`Concatenate(axis=axis, **kwargs)(inputs)` (Keras 3's `keras.layers.concatenate`)."""
+    return Concatenate(axis=axis, **kwargs)(inputs)
+
+
+def add(inputs, **kwargs):
+    """`Add(**kwargs)(inputs)` (Keras 3's `keras.layers.add`)."""
+    return Add(**kwargs)(inputs)
+
+
+def subtract(inputs, **kwargs):
+    """`Subtract(**kwargs)(inputs)` (Keras 3's `keras.layers.subtract`)."""
+    return Subtract(**kwargs)(inputs)
+
+
+def multiply(inputs, **kwargs):
+    """`Multiply(**kwargs)(inputs)` (Keras 3's `keras.layers.multiply`)."""
+    return Multiply(**kwargs)(inputs)
+
+
+def average(inputs, **kwargs):
+    """`Average(**kwargs)(inputs)` (Keras 3's `keras.layers.average`)."""
+    return Average(**kwargs)(inputs)
+
+
+def maximum(inputs, **kwargs):
+    """`Maximum(**kwargs)(inputs)` (Keras 3's `keras.layers.maximum`)."""
+    return Maximum(**kwargs)(inputs)
+
+
+def minimum(inputs, **kwargs):
+    """`Minimum(**kwargs)(inputs)` (Keras 3's `keras.layers.minimum`)."""
+    return Minimum(**kwargs)(inputs)
+
+
+def dot(inputs, axes=-1, normalize=False, **kwargs):
+    """`Dot(axes, normalize, **kwargs)(inputs)` (Keras 3's `keras.layers.dot`)."""
+    return Dot(axes=axes, normalize=normalize, **kwargs)(inputs)

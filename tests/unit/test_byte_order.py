@@ -336,6 +336,40 @@ def layers_attention(conv, dtype):
     return out
 
 
+@case("pylstm.layers.Concatenate", "pylstm.layers.Add", "pylstm.layers.Subtract",
+      "pylstm.layers.Multiply", "pylstm.layers.Average", "pylstm.layers.Maximum",
+      "pylstm.layers.Minimum", "pylstm.layers.Dot", "pylstm.layers.concatenate",
+      "pylstm.layers.add", "pylstm.layers.subtract", "pylstm.layers.multiply",
+      "pylstm.layers.average", "pylstm.layers.maximum", "pylstm.layers.minimum",
+      "pylstm.layers.dot", "pylstm.layers.RepeatVector", "pylstm.layers.Reshape",
+      "pylstm.layers.Permute", "pylstm.layers.GlobalAveragePooling1D",
+      "pylstm.layers.GlobalMaxPooling1D")
+def layers_merge_reshape_pool(conv, dtype):
+    rng = _rng()
+    out = []
+    a, b = _normal(rng, (2, 6, 3), dtype), _normal(rng, (2, 1, 3), dtype)
+    mask = [np.array([[True] * 6, [True] * 4 + [False] * 2]), np.ones((2, 1), bool)]
+    for layer in (layers.Concatenate(axis=1, dtype=dtype), layers.Add(dtype=dtype),
+                  layers.Subtract(dtype=dtype), layers.Multiply(dtype=dtype),
+                  layers.Average(dtype=dtype), layers.Maximum(dtype=dtype),
+                  layers.Minimum(dtype=dtype), layers.Dot(axes=2, normalize=True, dtype=dtype)):
+        y = layer([conv(a), conv(b)], training=True, mask=mask)
+        out.append((y, layer.backward(conv(_normal(rng, y.shape, dtype))),
+                    layer.compute_mask([conv(a), conv(b)], mask)))
+    out.append(layers.concatenate([conv(a), conv(b)], axis=1, dtype=dtype))
+    for function in (layers.add, layers.subtract, layers.multiply, layers.average,
+                     layers.maximum, layers.minimum, layers.dot):
+        out.append(function([conv(a), conv(b)], dtype=dtype))
+    for layer, x in ((layers.RepeatVector(3, dtype=dtype), a[:, 0]),
+                     (layers.Reshape((-1, 2), dtype=dtype), a),
+                     (layers.Permute((2, 1), dtype=dtype), a),
+                     (layers.GlobalAveragePooling1D(dtype=dtype), a),
+                     (layers.GlobalMaxPooling1D(keepdims=True, dtype=dtype), a)):
+        y = layer(conv(x), training=True, mask=mask[0])
+        out.append((y, layer.backward(conv(_normal(rng, y.shape, dtype)))))
+    return out
+
+
 @case("pylstm.models.Sequential", "pylstm.models.Sequential.predict",
       "pylstm.models.Sequential.fit", "pylstm.models.Sequential.evaluate",
       "pylstm.models.Sequential.train_on_batch", "pylstm.models.Sequential.set_weights")

@@ -217,6 +217,7 @@ def test_merge_masks_or_and_none():
         assert layer.supports_masking
         np.testing.assert_array_equal(layer.compute_mask(xs, [m1, m2]), m1 | m2)
         assert layer.compute_mask(xs, [m1, None]) is None
+        np.testing.assert_array_equal(layer.compute_mask(xs, [m1, m2[:, :1]]), m1 | m2[:, :1])
         assert layer.compute_mask(xs, None) is None
         with pytest.raises(ValueError, match="mask"):
             layer.compute_mask(xs, m1)
@@ -317,3 +318,22 @@ def test_each_training_call_keeps_its_own_cache():
     layer._cache = first
     ga, gb = layer.backward(np.ones((1, 2)))
     assert ga.tolist() == [[5.0, 5.0]] and gb.tolist() == [[2.0, 2.0]]
+
+
+def test_functional_forms_as_keras():
+    """`layers.concatenate([a, b])` and friends build the layer and call it, on arrays and on
+    symbolic inputs alike."""
+    rng = np.random.default_rng(7)
+    a, b = rng.standard_normal((B, T, D)), rng.standard_normal((B, T, D))
+    pairs = [(layers.concatenate, {"axis": 1}, Concatenate(axis=1)), (layers.add, {}, Add()),
+             (layers.subtract, {}, Subtract()), (layers.multiply, {}, Multiply()),
+             (layers.average, {}, Average()), (layers.maximum, {}, Maximum()),
+             (layers.minimum, {}, Minimum()), (layers.dot, {"axes": 2}, Dot(axes=2))]
+    for function, kwargs, layer in pairs:
+        np.testing.assert_array_equal(function([a, b], **kwargs), layer([a, b]),
+                                      err_msg=function.__name__)
+        symbolic = function([layers.Input((T, D)), layers.Input((T, D))],
+                            name=f"f_{function.__name__}", **kwargs)
+        assert isinstance(symbolic, layers.KerasTensor)
+        assert symbolic.shape == layer.compute_output_shape([(None, T, D)] * 2)
+    assert layers.dot([a, b], axes=2, normalize=True).shape == (B, T, T)
