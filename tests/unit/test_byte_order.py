@@ -291,8 +291,7 @@ def layers_others(conv, dtype):
     masking = layers.Masking(0.0, dtype=dtype)
     out.append((masking(conv(masked)), masking.compute_mask(conv(masked))))
     for layer in (layers.Dropout(0.5, seed=3, dtype=dtype), layers.Activation("relu", dtype=dtype),
-                  layers.Flatten(dtype=dtype), layers.InputLayer(shape=(5, 3), dtype=dtype),
-                  layers.Input(shape=(5, 3), dtype=dtype)):
+                  layers.Flatten(dtype=dtype), layers.InputLayer(shape=(5, 3), dtype=dtype)):
         y = layer(conv(x), training=True)
         # an identity's backward returns its argument as given (no kernel reads it)
         out.append((y, np.asarray(layer.backward(conv(_normal(rng, y.shape, dtype))), dtype)))
@@ -384,6 +383,26 @@ def sequential(conv, dtype):
     return [history.history, model.evaluate(conv(x), conv(y), verbose=0),
             model.predict(conv(x)), model(conv(x)),
             model.train_on_batch(conv(x), conv(y)), model.get_weights()]
+
+
+@case("pylstm.models.Model", "pylstm.models.Functional")
+def functional(conv, dtype):
+    rng = _rng()
+    source = layers.Input(shape=(5, 3), dtype=dtype)
+    target = layers.Input(shape=(4, 2), dtype=dtype)
+    _, h, c = layers.LSTM(4, return_state=True, seed=1, dtype=dtype)(source)
+    decoded = layers.LSTM(4, seed=2, dtype=dtype)(target, initial_state=[h, c])
+    model = models.Model([source, target], layers.Dense(2, dtype=dtype)(decoded))
+    model.compile(optimizer=optimizers.Adam(0.01), loss="mse")
+    model.set_weights([conv(_normal(rng, w.shape, dtype)) for w in model.get_weights()])
+    xs = [_normal(rng, (6, 5, 3), dtype), _normal(rng, (6, 4, 2), dtype)]
+    y = _normal(rng, (6, 2), dtype)
+    history = model.fit([conv(x) for x in xs], conv(y), batch_size=4, epochs=2, verbose=0,
+                        shuffle=False)
+    out = model([conv(x) for x in xs], training=True)
+    d_inputs = model.backward(conv(_normal(rng, out.shape, dtype)))
+    return [history.history, model.predict([conv(x) for x in xs]), out, d_inputs,
+            model.get_weights()]
 
 
 @case("pylstm.nn.LSTM", "pylstm.nn.LSTM.forward", "pylstm.nn.LSTM.backward",
@@ -635,6 +654,7 @@ NO_ARRAYS = {
     "pylstm.losses.serialize": "config", "pylstm.losses.deserialize": "config",
     "pylstm.optimizers.serialize": "config", "pylstm.optimizers.deserialize": "config",
     "pylstm.layers.serialize": "config", "pylstm.layers.deserialize": "config",
+    "pylstm.layers.KerasTensor": "symbolic: a shape and a dtype, no data",
     "pylstm.models.load_model": "file (tests/files/test_hostile_files.py and the loaders' tests)",
     "pylstm.models.save_model": "saves a model's native weights",
     "pylstm.models.load_keras": "file", "pylstm.models.load_keras_weights": "file",
