@@ -102,8 +102,8 @@ class Functional(Trainer, Layer):
 
     @property
     def layers(self):
-        """Every layer of the graph once, `InputLayer`s included, in Keras's order (by depth
-        from the inputs, then by first use)."""
+        """Every layer of the graph once, `InputLayer`s included, in Keras's order (farthest
+        from the outputs first, then by first visit from the outputs)."""
         return list(self._layers)
 
     def get_layer(self, name=None, index=None):
