@@ -189,8 +189,9 @@ def _sum_to_shape(grad, shape):
     aligned = shape[:1] + (1,) * (grad.ndim - len(shape)) + shape[1:]
     axes = tuple(i for i, (n, g) in enumerate(zip(aligned, grad.shape)) if n == 1 and g != 1)
     if axes:
-        grad = grad.sum(axis=axes, keepdims=True)
-    return np.broadcast_to(grad, aligned).reshape(shape)
+        return grad.sum(axis=axes, keepdims=True).reshape(shape)
+    # a copy: inputs may share one gradient (Add's), and whoever receives it may add into it
+    return grad.reshape(shape).copy()
 
 
 def _expand_mask(mask, shape, layer):

@@ -337,3 +337,15 @@ def test_functional_forms_as_keras():
         assert isinstance(symbolic, layers.KerasTensor)
         assert symbolic.shape == layer.compute_output_shape([(None, T, D)] * 2)
     assert layers.dot([a, b], axes=2, normalize=True).shape == (B, T, T)
+
+
+@pytest.mark.parametrize("cls", [Add, Average, Subtract])
+def test_each_input_gets_its_own_writable_gradient(cls):
+    layer = cls(dtype="float64")
+    g = np.ones((B, D))
+    layer([np.ones((B, D)), np.ones((B, D))], training=True)
+    ga, gb = layer.backward(g)
+    ga += 1.0
+    assert gb.flags.writeable and not np.shares_memory(ga, gb)
+    np.testing.assert_array_equal(g, 1.0)
+    np.testing.assert_array_equal(np.abs(gb), 1.0 / (2 if cls is Average else 1))
