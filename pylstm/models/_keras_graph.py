@@ -193,7 +193,6 @@ def parse(config, legacy):
         for i, node in enumerate(calls):
             for ref in node.refs():
                 _check_ref(graph, ref, f"layer '{name:.100}''s node {i}")
-    graph.call_order = _call_order(graph)
     graph.inputs = _io_structure(config.get("input_layers"), io_shift, "input_layers", legacy)
     graph.outputs = _io_structure(config.get("output_layers"), io_shift, "output_layers", legacy)
     for ref in leaves(graph.inputs):
@@ -205,8 +204,52 @@ def parse(config, legacy):
         _check_ref(graph, ref, "`output_layers`")
     if not list(leaves(graph.outputs)):
         raise GraphError("the model has no outputs")
+    _drop_mask_operations(graph)
+    graph.call_order = _call_order(graph)
     _check_connected(graph)
     return graph
+
+
+def is_operation(entry):
+    """Whether a config's layer entry is a Keras operation (a `keras.ops` function called on
+    tensors of the graph), not a layer."""
+    module = entry.get("module")
+    return isinstance(module, str) and module.startswith("keras.src.ops")
+
+
+def _drop_mask_operations(graph):
+    """Drops the `mask` arguments computed by Keras operations, and the operations that nothing
+    else uses.
+
+    Keras 3 records the mask it propagates to a layer as the call's `mask` argument, computed
+    by operations in the graph (`not_equal` for an Embedding's `mask_zero`, `any` of
+    `not_equal` for a Masking layer, ...). pylstm's models propagate masks themselves, as
+    Keras does when a call is not given one. Keras 3's legacy HDF5 files write operations
+    without their module (and Keras cannot load them back); there an operation is an entry
+    whose config has no `trainable`, which every layer's has.
+    """
+    operations = {name for name, entry in graph.entries.items() if is_operation(entry) or (
+        "module" not in entry and isinstance(entry.get("config"), dict)
+        and "trainable" not in entry["config"])}
+    if not operations:
+        return
+    for calls in graph.nodes.values():
+        for node in calls:
+            mask = node.kwargs.get("mask")
+            if mask is not None and all(ref.layer in operations for ref in leaves(mask)):
+                del node.kwargs["mask"]
+    uses = collections.Counter(ref.layer for calls in graph.nodes.values() for node in calls
+                               for ref in node.refs())
+    uses.update(ref.layer for ref in leaves(graph.outputs))
+    unused = [name for name in operations if not uses[name]]
+    while unused:
+        name = unused.pop()
+        for node in graph.nodes.pop(name):
+            for ref in node.refs():
+                uses[ref.layer] -= 1
+                if ref.layer in operations and not uses[ref.layer]:
+                    unused.append(ref.layer)
+        del graph.entries[name]
 
 
 def _builtin_nodes(entry):

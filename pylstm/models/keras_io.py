@@ -728,11 +728,10 @@ def _functional_from_keras(body, legacy):
     layers = {}
     for name, entry in graph.entries.items():
         class_name = entry.get("class_name")
-        module = entry.get("module")
-        if isinstance(module, str) and module.startswith("keras.src.ops"):
+        if _keras_graph.is_operation(entry):
             raise _Unmappable(f"layer '{name:.100}' ({class_name!s:.100}) is a Keras operation "
-                              f"({module:.100}) called in the graph, which pylstm does not "
-                              f"support; use a layer instead")
+                              f"({entry['module']:.100}) called in the graph, which pylstm does "
+                              f"not support; use a layer instead")
         kind, spec = plan = _plan_from_keras(entry, legacy)
         # The graph refers to a layer by its entry's name.
         if kind == "Functional":

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 from pylstm_tests import require
 
-from pylstm.layers import LSTM, Dense, Input
-from pylstm.models import Sequential, save_keras_weights
+from pylstm.layers import LSTM, Concatenate, Dense, Input
+from pylstm.models import Model, Sequential, save_keras_weights
 
 h5py = require("h5py")
 require("pyfive")  # the reader of load_keras
@@ -54,10 +54,15 @@ def load_case(path, reference):
     else:
         model = load_keras(path)
     # A config may load with odd sizes (0 or None timesteps): predict on 4 if unsized.
-    shape = [4 if d is None else d for d in model._build_input_shape[1:]]
-    x = np.random.default_rng(0).normal(size=[2] + shape).astype(model.dtype)
+    rng = np.random.default_rng(0)
+    inputs = ([(model._build_input_shape, model.dtype)] if hasattr(model, "_build_input_shape")
+              else [(t.shape, t.dtype) for t in model.inputs])  # a functional model
+    xs = [rng.normal(size=[2] + [4 if d is None else d for d in shape[1:]]).astype(dtype)
+          for shape, dtype in inputs]
     try:
-        return {"outcome": "loaded", "y": model.predict(x).tolist()}
+        y = model.predict(xs[0] if len(xs) == 1 else xs)
+        return {"outcome": "loaded", "y": [np.asarray(a).tolist() for a in
+                                           (y if isinstance(y, list) else [y])]}
     except (ValueError, TypeError) as e:
         return {"outcome": "loaded", "y": None, "predict_error": str(e)}
 
@@ -126,18 +131,35 @@ def files(tmp_path_factory):
     other = root / "other.h5"
     with h5py.File(other, "w") as f:
         f["data"] = np.full((3, 16), 7.0, "float32")
+    _functional_model().save(root / "functional.keras")
+    legacy_functional = root / "keras2_functional.h5"
+    legacy_functional.write_bytes(gzip.decompress(
+        (TESTS / "data" / "keras2_functional.h5.gz").read_bytes()))
     return {"root": root, "keras": root / "small.keras", "weights": root / "small.weights.h5",
-            "legacy": legacy, "secret": secret, "other": other}
+            "legacy": legacy, "secret": secret, "other": other,
+            "functional": root / "functional.keras", "legacy_functional": legacy_functional}
+
+
+def _functional_model():
+    """An encoder-decoder whose Dense is shared by two calls, merged by a Concatenate."""
+    encoder_in, decoder_in = Input((5, 3), name="enc"), Input((4, 4), name="dec")
+    _, h, c = LSTM(4, return_state=True, name="encoder")(encoder_in)
+    decoded = LSTM(4, return_sequences=True, name="decoder")(decoder_in, initial_state=[h, c])
+    shared = Dense(2, name="shared")
+    return Model([encoder_in, decoder_in],
+                 Concatenate(name="concat")([shared(decoded), shared(decoder_in)]))
 
 
 @pytest.fixture(scope="module")
 def outcomes(files):
     """{case name: outcome dict} for every case of `CASES`, plus the intact files'."""
-    names = ["intact_keras", "intact_weights", "intact_legacy"] + sorted(CASES)
-    cases = [(files["keras"], None), (files["weights"], files["keras"]), (files["legacy"], None)]
+    names = ["intact_keras", "intact_weights", "intact_legacy", "intact_functional",
+             "intact_legacy_functional"] + sorted(CASES)
+    cases = [(files["keras"], None), (files["weights"], files["keras"]), (files["legacy"], None),
+             (files["functional"], None), (files["legacy_functional"], None)]
     cases += [CASES[name](files, files["root"]) for name in sorted(CASES)]
     results = dict(zip(names, _run(cases)))
-    for name in names[:3]:
+    for name in names[:5]:
         assert results[name]["outcome"] == "loaded", results[name]
     return results
 
@@ -677,3 +699,232 @@ def test_max_weight_bytes(files):
     assert load_keras(files["keras"], max_weight_bytes=10**6).built
     with pytest.raises(TypeError, match="`max_weight_bytes` must be an int"):
         load_keras(files["keras"], max_weight_bytes=1e6)
+
+
+# Functional graphs ----------------------------------------------------------------------------
+#
+# The encoder-decoder of `_functional_model` (layers enc, dec, encoder, decoder, shared (called
+# twice), concat) with one field of its graph edited, and Keras 2's nodes in
+# tests/data/keras2_functional.h5 (layers a, b, lstm (called twice), concatenate, and the nested
+# models head (a Sequential) and proj (a Functional), whose calls Keras 2 numbers from 1).
+
+
+def _tensor(layer, node, index):
+    return {"class_name": "__keras_tensor__",
+            "config": {"shape": [None, 4], "dtype": "float32",
+                       "keras_history": [layer, node, index]}}
+
+
+def _entry(config, name):
+    return next(e for e in config["config"]["layers"] if e["name"] == name)
+
+
+def _set_arg(name, call, history, position=0):
+    """Sets the `position`-th tensor argument of call `call` of layer `name`."""
+    def edit(config):
+        args = _entry(config, name)["inbound_nodes"][call]["args"]
+        if isinstance(args[0], list):
+            args[0][position]["config"]["keras_history"] = history
+        else:
+            args[0]["config"]["keras_history"] = history
+    return edit
+
+
+def _functional_edited(files, root, name, edit):
+    members = _members(files["functional"])
+    config = json.loads(members["config.json"])
+    edit(config)
+    members["config.json"] = json.dumps(config).encode()
+    return _write_zip(root / f"{name}.keras", members), None
+
+
+def _legacy_functional_edited(files, root, name, edit):
+    path = root / f"{name}.h5"
+    path.write_bytes(files["legacy_functional"].read_bytes())
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        edit(config)
+        f.attrs["model_config"] = json.dumps(config)
+    return path, None
+
+
+def _chain(config):
+    """2000 Activation layers in a chain after `shared`'s second call, listed last first."""
+    layers = config["config"]["layers"]
+    previous = ("shared", 1)
+    chain = []
+    for i in range(2000):
+        chain.append({"module": "keras.layers", "class_name": "Activation",
+                      "config": {"name": f"act{i}", "activation": "tanh"}, "name": f"act{i}",
+                      "inbound_nodes": [{"args": [_tensor(*previous, 0)], "kwargs": {}}]})
+        previous = (f"act{i}", 0)
+    layers += chain[::-1]
+    _entry(config, "concat")["inbound_nodes"][0]["args"][0][1] = _tensor(*previous, 0)
+
+
+def _nested_args(config):
+    arg = _entry(config, "shared")["inbound_nodes"][0]["args"][0]
+    for _ in range(40):
+        arg = [arg]
+    _entry(config, "shared")["inbound_nodes"][0]["args"] = [arg]
+
+
+def _replace_class(name, class_name, config_update, module="keras.layers"):
+    def edit(config):
+        entry = _entry(config, name)
+        entry.update(class_name=class_name, module=module)
+        entry["config"].update(config_update)
+    return edit
+
+
+_LAMBDA = {"function": {"class_name": "__lambda__", "config": {
+    "code": "4wEAAAAAAAAAAAAAAAEAAAACAAAAQwAAAHMIAAAAfABkARQAUwApAk7pAgAAAKkAKQHaAXhyAgAAAHIC"
+            "AAAA+gg8c3RkaW4+2gg8bGFtYmRhPgEAAADzAAAAAA==", "defaults": None,
+    "closure": None}}, "output_shape": None, "mask": None, "arguments": {}}
+
+GRAPH_CASES = {
+    "unknown_layer": (_set_arg("decoder", 0, ["nowhere", 0, 0]),
+                      "refers to layer 'nowhere', which the model does not have"),
+    "call_out_of_range": (_set_arg("concat", 0, ["shared", 2, 0]),
+                          "refers to call 2 of layer 'shared', which is called 2 times"),
+    "huge_call_index": (_set_arg("concat", 0, ["shared", 10**30, 0]),
+                        "refers to call 1000000000000000000000000000000 of layer 'shared'"),
+    "negative_index": (_set_arg("encoder", 0, ["enc", -1, 0]), "is not a non-negative int"),
+    "bool_index": (_set_arg("encoder", 0, ["enc", True, 0]), "is not a non-negative int"),
+    "short_history": (_set_arg("encoder", 0, ["enc", 0]), "is not a tensor reference"),
+    "tensor_out_of_range": (_set_arg("concat", 0, ["shared", 0, 1]),
+                            "uses output 1 of call 0 of layer 'shared', which makes 1 tensor"),
+    "huge_tensor_index": (_set_arg("encoder", 0, ["enc", 0, 10**30]),
+                          "uses output 1000000000000000000000000000000 of call 0 of layer "
+                          "'enc'"),
+    "cycle": (_set_arg("encoder", 0, ["decoder", 0, 0]), "the graph has a cycle"),
+    "self_loop": (_set_arg("shared", 1, ["shared", 1, 0]), "call 1 of layer 'shared'.*cycle"),
+    "used_before_made": (_set_arg("shared", 0, ["shared", 1, 0]), "the graph has a cycle"),
+    "duplicate_name": (lambda c: _entry(c, "concat").update(name="shared"),
+                       "two layers are named 'shared'"),
+    "nameless_layer": (lambda c: _entry(c, "concat").pop("name"), "has no name"),
+    "input_not_input_layer": (
+        lambda c: c["config"].update(input_layers=[["encoder", 0, 0], ["dec", 0, 0]]),
+        "`input_layers` lists 'encoder' \\[0, 0\\], which is not the output of an InputLayer"),
+    "input_left_out": (lambda c: c["config"].update(input_layers=[["enc", 0, 0]]),
+                       "depend on InputLayer 'dec', which is not among the model's "
+                       "`input_layers`"),
+    "input_layers_int": (lambda c: c["config"].update(input_layers=7),
+                         "`input_layers` is not a tensor reference"),
+    "no_outputs": (lambda c: c["config"].update(output_layers=[]),
+                   "`output_layers` is not a tensor reference"),
+    "output_unknown": (lambda c: c["config"].update(output_layers=["ghost", 0, 0]),
+                       "`output_layers` refers to layer 'ghost'"),
+    "inbound_not_list": (lambda c: _entry(c, "decoder").update(inbound_nodes={"args": []}),
+                         "layer 'decoder' has no list of inbound nodes"),
+    "node_not_call": (lambda c: _entry(c, "decoder").update(inbound_nodes=[[1, 2]]),
+                      "layer 'decoder''s node 0 is not a call"),
+    "never_called": (lambda c: _entry(c, "decoder").update(inbound_nodes=[]),
+                     "layer 'decoder' is never called"),
+    "input_layer_called": (
+        lambda c: _entry(c, "enc").update(inbound_nodes=_entry(c, "encoder")["inbound_nodes"]),
+        "layer 'enc' is an InputLayer called on other tensors"),
+    "deep_arguments": (_nested_args, "nests its arguments too deeply"),
+    "unknown_call_argument": (
+        lambda c: _entry(c, "decoder")["inbound_nodes"][0]["kwargs"].update(frobnicate=1),
+        "frobnicate"),
+    "layers_not_list": (lambda c: c["config"].update(layers={}), "has no list of layers"),
+    "lambda": (_replace_class("shared", "Lambda", _LAMBDA),
+               r"layer 'shared' \(Lambda\): a Lambda layer holds Python code"),
+    "keras_operation": (_replace_class("concat", "Concatenate", {}, module="keras.src.ops.numpy"),
+                        r"layer 'concat' \(Concatenate\) is a Keras operation"),
+    "unknown_class": (_replace_class("decoder", "GRU", {"reset_after": True}),
+                      r"layer 'decoder' \(GRU\): pylstm does not support the Keras layer class "
+                      r"'GRU'"),
+    "huge_input_shape": (
+        lambda c: _entry(c, "enc")["config"].update(batch_shape=[None, 5, 10**15]),
+        r"exceed the limit of 2147483648 bytes \(max_weight_bytes\)"),
+    "huge_batch_size": (
+        lambda c: _entry(c, "enc")["config"].update(batch_shape=[10**400, 5, 3]),
+        "cannot be built"),
+}
+
+LEGACY_GRAPH_CASES = {
+    "construction_node": (
+        lambda c: _entry(c, "proj")["inbound_nodes"][0][0].__setitem__(1, 0),
+        "refers to node 0 of model 'head', whose calls Keras numbers from 1"),
+    "kwargs_not_dict": (lambda c: _entry(c, "lstm")["inbound_nodes"][0][0].append(5),
+                        "is not a tensor reference"),
+    "kwargs_of_wrong_type": (
+        lambda c: _entry(c, "lstm")["inbound_nodes"][0][0].__setitem__(3, [1]),
+        "has call arguments that are not a dict"),
+    "short_reference": (lambda c: _entry(c, "lstm")["inbound_nodes"][0][0].__delitem__(
+        slice(2, None)), "is not a tensor reference"),
+    "dict_node": (lambda c: _entry(c, "lstm").update(inbound_nodes=[{"args": []}]),
+                  "is not a list of input tensors"),
+    "cycle": (lambda c: _entry(c, "lstm")["inbound_nodes"][0].__setitem__(
+        0, ["concatenate", 0, 0, {}]), "the graph has a cycle"),
+    "extra_inputs_of_a_model": (
+        lambda c: _entry(c, "head")["inbound_nodes"][0].append(["a", 0, 0, {}]),
+        "cannot be built"),
+}
+
+for _name, (_edit, _) in GRAPH_CASES.items():
+    case(f"graph_{_name}")(lambda files, root, e=_edit, n=_name:
+                           _functional_edited(files, root, f"graph_{n}", e))
+for _name, (_edit, _) in LEGACY_GRAPH_CASES.items():
+    case(f"legacy_graph_{_name}")(lambda files, root, e=_edit, n=_name:
+                                  _legacy_functional_edited(files, root, f"legacy_graph_{n}", e))
+case("graph_long_chain")(lambda files, root: _functional_edited(files, root, "chain", _chain))
+
+
+@pytest.mark.parametrize("name", sorted(GRAPH_CASES))
+def test_functional_graph_is_checked(outcomes, name):
+    """Every reference of a functional model's graph is checked before a layer is built: a
+    ValueError naming the file says what is wrong."""
+    _assert_refused(outcomes[f"graph_{name}"], GRAPH_CASES[name][1])
+
+
+@pytest.mark.parametrize("name", sorted(LEGACY_GRAPH_CASES))
+def test_keras2_functional_graph_is_checked(outcomes, name):
+    _assert_refused(outcomes[f"legacy_graph_{name}"], LEGACY_GRAPH_CASES[name][1])
+
+
+def test_long_graph_listed_backwards_loads(outcomes):
+    """2000 calls whose layers the config lists last first load in one pass over a topological
+    order (Keras's loader retries the whole list until each call can be made)."""
+    out = outcomes["graph_long_chain"]
+    assert out["outcome"] == "loaded", out
+    assert np.asarray(out["y"][0]).shape == (2, 4, 4)
+
+
+def _graph_fields(config):
+    """The paths of every field of a functional config outside its layers' own configs."""
+    return [("config",) + field for field in list(_paths(config["config"]))[1:]
+            if not (len(field) > 2 and field[0] == "layers" and field[2] == "config")]
+
+
+def test_functional_graph_fields_of_the_wrong_type(files, tmp_path):
+    """Every field of the graph of a functional `.keras` file and of Keras 2's functional `.h5`
+    (nodes, references, inputs and outputs, names, nested models' graphs) replaced by each of
+    the first five `ODD_VALUES`: a loaded model or a ValueError naming the file."""
+    members = _members(files["functional"])
+    config = json.loads(members["config.json"])
+    cases = []
+    for i, field in enumerate(_graph_fields(config)):
+        for j, value in enumerate(ODD_VALUES[:5]):
+            path = tmp_path / f"field{i}_{j}.keras"
+            _write_zip(path, {**members,
+                              "config.json": json.dumps(_replaced(config, field, value)).encode()})
+            cases.append((path, None))
+    with h5py.File(files["legacy_functional"], "r") as f:
+        legacy = json.loads(f.attrs["model_config"])
+    for i, field in enumerate(_graph_fields(legacy)):
+        for j, value in enumerate(ODD_VALUES[:5]):
+            path = tmp_path / f"legacy{i}_{j}.h5"
+            path.write_bytes(files["legacy_functional"].read_bytes())
+            with h5py.File(path, "r+") as f:
+                f.attrs["model_config"] = json.dumps(_replaced(legacy, field, value))
+            cases.append((path, None))
+    results = _run(cases)
+    bad = [(str(p), o) for (p, _), o in zip(cases, results) if not (
+        o["outcome"] == "loaded" or o["outcome"] in ("ValueError", "TypeError")
+        and o["names_file"])]
+    assert not bad, bad[:5]
+    assert len(cases) > 1000
+    assert sum(o["outcome"] == "ValueError" for o in results) > len(cases) // 2
