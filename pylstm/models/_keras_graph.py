@@ -226,11 +226,11 @@ def _drop_mask_operations(graph):
     `not_equal` for a Masking layer, ...). pylstm's models propagate masks themselves, as
     Keras does when a call is not given one. Keras 3's legacy HDF5 files write operations
     without their module (and Keras cannot load them back); there an operation is an entry
-    whose config has no `trainable`, which every layer's has.
+    whose config has no `trainable`, which every layer's but an InputLayer's has.
     """
     operations = {name for name, entry in graph.entries.items() if is_operation(entry) or (
-        "module" not in entry and isinstance(entry.get("config"), dict)
-        and "trainable" not in entry["config"])}
+        "module" not in entry and entry.get("class_name") != "InputLayer"
+        and isinstance(entry.get("config"), dict) and "trainable" not in entry["config"])}
     if not operations:
         return
     for calls in graph.nodes.values():

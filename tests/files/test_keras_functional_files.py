@@ -318,3 +318,22 @@ def test_input_layers_as_loaded():
     config = model.get_config()
     assert isinstance(model.layers[0], InputLayer) and model.layers[0].dtype == "int32"
     assert config["input_layers"] == [["ids", 0, 0]] or config["input_layers"] == ["ids", 0, 0]
+
+
+def test_unused_keras2_input_is_kept(tmp_path):
+    """An input no output uses stays an input (Keras 2's InputLayer config has no
+    `trainable`, like the operations Keras 3's legacy files hold)."""
+    path = _fixture(tmp_path, "keras2_seq2seq.h5")
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        layers = config["config"]["layers"]
+        layers.insert(2, {"class_name": "InputLayer", "name": "spare", "inbound_nodes": [],
+                          "config": {"batch_input_shape": [None, 2], "dtype": "float32",
+                                     "sparse": False, "name": "spare"}})
+        config["config"]["input_layers"].append(["spare", 0, 0])
+        f.attrs["model_config"] = json.dumps(config)
+    model = load_keras(path)
+    expected = np.load(DATA / "keras2_seq2seq_expected.npz")
+    assert [t.name for t in model.inputs] == ["input_1", "input_2", "spare"]
+    y = model.predict([expected["x0"], expected["x1"], np.zeros((4, 2), "float32")])
+    np.testing.assert_allclose(y, expected["y0"], rtol=1e-5, atol=1e-6)
