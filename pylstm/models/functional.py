@@ -683,7 +683,8 @@ def _deserialize_layer(entry):
     from pylstm.models.sequential import Sequential
 
     models = {"Functional": Functional, "Sequential": Sequential}
-    model_class = models.get(entry.get("class_name"))
+    class_name = entry.get("class_name")
+    model_class = models.get(class_name) if isinstance(class_name, str) else None
     if model_class is not None:
         if not isinstance(entry.get("config"), dict):
             raise ValueError(f"Layer {entry.get('name')!r}: its `config` must be a dict, "
@@ -725,7 +726,11 @@ def _from_config(cls, config, layer_from_config):
         if not isinstance(nodes, list):
             raise ValueError(f"Layer {layer_name!r}: `inbound_nodes` must be a list, received "
                              f"{_describe(nodes)}.")
-        layer = layer_from_config(entry)
+        try:
+            layer = layer_from_config(entry)
+        except (TypeError, KeyError, IndexError, AttributeError, OverflowError) as e:
+            raise ValueError(f"Layer {layer_name!r}: its config cannot be read "
+                             f"({type(e).__name__}: {e})") from e
         if not isinstance(layer, Layer):
             raise ValueError(f"Layer {layer_name!r}: its entry made a "
                              f"{type(layer).__name__}, not a layer.")
