@@ -740,27 +740,35 @@ def _from_config(cls, config, layer_from_config):
         created[layer_name] = layer
         pending.append((layer, [_parse_node(layer_name, node) for node in nodes]))
     calls = {name: [] for name in created}  # the tensors of each call made, per layer
-    while any(nodes for _, nodes in pending):
-        progressed = False
-        for i, (layer, nodes) in enumerate(pending):
-            while nodes:
-                resolved = _resolve(nodes[0], created, calls)
-                if resolved is None:
-                    break
-                args, kwargs = resolved
+    pending = {layer.name: collections.deque(nodes) for layer, nodes in pending}
+    for start in created:
+        # Depth-first over the calls a call needs, so any order of the entries takes one
+        # visit per call (Keras retries the pending calls in rounds instead).
+        stack = [start] if pending[start] else []
+        on_stack = set(stack)
+        while stack:
+            current = stack[-1]
+            args, kwargs, missing = _resolve(pending[current][0], created, calls)
+            if missing is None:
+                layer = created[current]
                 try:
                     outputs = layer(*args, **kwargs)
                 except (TypeError, ValueError) as e:
                     raise ValueError(f"Invalid functional config: the call of layer "
-                                     f"{layer.name!r} cannot be rebuilt ({e})") from e
-                calls[layer.name].append(outputs if isinstance(outputs, list) else [outputs])
-                nodes = nodes[1:]
-                progressed = True
-            pending[i] = (layer, nodes)
-        if not progressed:
-            stuck = [layer.name for layer, nodes in pending if nodes]
-            raise ValueError(f"Invalid functional config: the calls of the layers {stuck} "
-                             f"refer to tensors no call makes (a loop, or a missing call).")
+                                     f"{current!r} cannot be rebuilt ({e})") from e
+                calls[current].append(outputs if isinstance(outputs, list) else [outputs])
+                pending[current].popleft()
+                on_stack.discard(stack.pop())
+                if pending[start] and not stack:
+                    stack.append(start)
+                    on_stack.add(start)
+                continue
+            if not pending[missing] or missing in on_stack:
+                raise ValueError(f"Invalid functional config: a call of layer {current!r} refers "
+                                 f"to a tensor of {missing!r} that no call makes "
+                                 f"({'a loop' if missing in on_stack else 'a missing call'}).")
+            stack.append(missing)
+            on_stack.add(missing)
 
     def tensor_at(triple, where):
         layer_name, node_index, tensor_index = _check_triple(triple, where)
@@ -876,8 +884,9 @@ def _parse_value(value, where, depth):
 
 
 def _resolve(call, created, calls):
-    """The call's `(args, kwargs)` with its tensors, or None while one is not made yet."""
-    missing = object()
+    """The call's `(args, kwargs, None)` with its tensors in place, or `(None, None, name)`
+    while a tensor of the layer `name` is not made yet."""
+    missing = []
 
     def tensor(marker):
         layer_name, node_index, tensor_index = marker[1]
@@ -889,7 +898,11 @@ def _resolve(call, created, calls):
             raise ValueError(f"A call refers to tensor [{layer_name!r}, {node_index}, "
                              f"{tensor_index}]: indices must be >= 0.")
         if node_index >= len(made):
-            return missing
+            if isinstance(layer, InputLayer):
+                raise ValueError(f"A call refers to call {node_index} of the input "
+                                 f"{layer_name!r}, which has one.")
+            missing.append(layer_name)
+            return None
         if tensor_index >= len(made[node_index]):
             raise ValueError(f"A call refers to tensor [{layer_name!r}, {node_index}, "
                              f"{tensor_index}]; that call of {layer_name!r} makes "
@@ -906,8 +919,8 @@ def _resolve(call, created, calls):
         return value
 
     args, kwargs = fill(call.args), fill(call.kwargs)
-    if any(leaf is missing for leaf in flatten((args, kwargs))):
-        return None
+    if missing:
+        return None, None, missing[0]
     if not is_symbolic(args, kwargs):
         raise ValueError("A call in the functional config has no tensor argument.")
-    return args, kwargs
+    return args, kwargs, None

@@ -303,6 +303,16 @@ def test_config_round_trip_in_keras_3_format():
     _assert_same_predictions(model, clone, xs)
 
 
+def test_layer_entries_in_any_order_rebuild_the_graph():
+    model = _encoder_decoder(dtype="float32")
+    config = json.loads(json.dumps(model.get_config()))
+    config["layers"].reverse()
+    clone = Model.from_config(config)
+    assert [layer.name for layer in clone.layers] == [layer.name for layer in model.layers]
+    xs = [np.ones((2, 5, 2), dtype="float32"), np.ones((2, 4, 3), dtype="float32")]
+    _assert_same_predictions(model, clone, xs)
+
+
 def test_config_round_trip_of_shared_and_nested_models():
     x = Input((3,), name="x")
     inner = Model(x, Dense(2, name="inner_dense")(x), name="inner")
