@@ -93,6 +93,7 @@ class Functional(Trainer, Layer):
         self._input_dtypes = [np.dtype(t.dtype) for t in self.inputs]
         float_outputs = [t.dtype for t in self.outputs if t.dtype in ("float32", "float64")]
         self.dtype = float_outputs[0] if float_outputs else "float32"
+        self._own_nodes = {id(node) for node in self._nodes}
         self._shared = _shared_nodes(self._nodes)
         self._last_run = None
         self.input_shape = _pack(inputs, [t.shape for t in self.inputs])
@@ -203,9 +204,8 @@ class Functional(Trainer, Layer):
         lines = [f'Model: "{self.name}"', rule,
                  _row(("Layer (type)", "Output Shape", "Param #", "Connected to"), widths),
                  "=" * sum(widths)]
-        own = {id(node) for node in self._nodes}
         for i, layer in enumerate(self._layers):
-            nodes = [n for n in layer._inbound_nodes if id(n) in own or n.is_input]
+            nodes = [n for n in layer._inbound_nodes if id(n) in self._own_nodes or n.is_input]
             shape = nodes[0].outputs[0].shape if len(nodes[0].outputs) == 1 else \
                 [t.shape for t in nodes[0].outputs]
             sources = [self._tensor_label(t) for n in nodes for t in n.input_tensors]
@@ -228,9 +228,8 @@ class Functional(Trainer, Layer):
     def _node_position(self, layer, node_index):
         """The index of `layer`'s call `node_index` among its calls in this model (Keras
         numbers a layer's nodes within the model that saves them)."""
-        own = {id(node) for node in self._nodes}
         return sum(1 for node in layer._inbound_nodes[:node_index]
-                   if id(node) in own or node.is_input)
+                   if id(node) in self._own_nodes or node.is_input)
 
     # Forward and backward ------------------------------------------------------------
 
@@ -419,7 +418,6 @@ class Functional(Trainer, Layer):
             if not isinstance(tensor._keras_history.layer, InputLayer):
                 raise ValueError(f"Model '{self.name}' cannot be serialized: its input "
                                  f"{tensor.name!r} is not made by `Input`.")
-        own = {id(node) for node in self._nodes}
 
         def tensor_config(tensor):
             layer, node_index, tensor_index = tensor._keras_history
@@ -434,7 +432,7 @@ class Functional(Trainer, Layer):
 
         layers = []
         for layer in self._layers:
-            nodes = [node for node in layer._inbound_nodes if id(node) in own]
+            nodes = [node for node in layer._inbound_nodes if id(node) in self._own_nodes]
             entry = serialize(layer)
             entry["name"] = layer.name
             entry["inbound_nodes"] = [
