@@ -75,9 +75,9 @@ class Node:
         returns_list: bool, whether the call returns a list (even of one tensor).
 
     Attributes:
-        layer, call_args, call_kwargs, outputs, returns_list, input_tensors (every `KerasTensor` among the
-        arguments, in order), node_index (this call's index among the layer's calls),
-        is_input (True for an `InputLayer`'s node).
+        layer, call_args, call_kwargs, outputs, returns_list, input_tensors (every
+        `KerasTensor` among the arguments, in order), node_index (this call's index among the
+        layer's calls), is_input (True for an `InputLayer`'s node).
     """
 
     def __init__(self, layer, call_args=(), call_kwargs=None, outputs=(), returns_list=False):

@@ -286,10 +286,11 @@ class Functional(Trainer, Layer):
             masks = {id(t): m for t, m in zip(self.inputs, input_masks) if m is not None}
         snapshots = {}
         penalties = []
-        for i, node in enumerate(self._nodes):
-            def value(leaf):
-                return values[id(leaf)] if isinstance(leaf, KerasTensor) else leaf
 
+        def value(leaf):
+            return values[id(leaf)] if isinstance(leaf, KerasTensor) else leaf
+
+        for i, node in enumerate(self._nodes):
             inputs = map_structure(value, node.call_args[0])
             kwargs = map_structure(value, node.call_kwargs)
             mask = kwargs.pop("mask", None)

@@ -245,7 +245,8 @@ def test_models_nest_as_layers():
     stack = Sequential([Dense(2, dtype=F64, name="seq_dense")], name="stack")
     a, b = Input((4, 2), dtype=F64, name="a"), Input((4, 2), dtype=F64, name="b")
     outer = Model([a, b], [stack(inner(a)), inner(b)], name="outer")
-    assert outer.get_layer("inner") is inner and outer.count_params() == inner_lstm.count_params() + 8
+    assert outer.get_layer("inner") is inner
+    assert outer.count_params() == inner_lstm.count_params() + 8
     xs = [_rng(1).normal(size=(2, 4, 2)), _rng(2).normal(size=(2, 4, 2))]
     y_a, y_b = outer(xs)
     np.testing.assert_allclose(y_a, stack(inner_lstm(xs[0])), rtol=1e-12)
