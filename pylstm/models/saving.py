@@ -7,8 +7,8 @@ or "Functional", "model": model.get_config(), "compile_config": {"optimizer", "l
 "loss_weights"} or null}` (a file without `class_name` holds a `Sequential`). Loading reads the
 zip members itself, through `pylstm.models._archive` (sizes bounded before inflating; float
 .npy arrays only, their headers checked here before their data) and parses the config as plain
-JSON, so opening a file cannot run code. Optimizer state (momentums) is not saved: a reloaded model is
-compiled afresh.
+JSON, so opening a file cannot run code. Optimizer state (momentums) is not saved: a reloaded
+model is compiled afresh.
 
 Paths ending in `.keras` (and, for loading, `.h5` / `.hdf5`) use Keras's formats instead,
 through `pylstm.models.keras_io`.
