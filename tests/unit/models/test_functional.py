@@ -1,6 +1,7 @@
 """The functional API: KerasTensors, Model(inputs, outputs), its backward, configs and files."""
 
 import copy
+import doctest
 import json
 
 import numpy as np
@@ -8,7 +9,9 @@ import pytest
 
 from pylstm.layers import (LSTM, Dense, Embedding, Input, InputLayer, KerasTensor,
                            Masking)
+from pylstm.layers import core as core_module
 from pylstm.models import Model, Sequential, load_model
+from pylstm.models import functional as functional_module
 
 F64 = "float64"
 
@@ -418,3 +421,8 @@ def test_a_model_made_from_an_intermediate_tensor_cannot_be_saved():
     hidden = Dense(4)(x)
     with pytest.raises(ValueError, match="not made by `Input`"):
         Model(hidden, Dense(2)(hidden)).get_config()
+
+
+def test_doctests():
+    assert doctest.testmod(functional_module).failed == 0
+    assert doctest.testmod(core_module).failed == 0
