@@ -12,16 +12,33 @@ Design:
       Keras's snake_case class name numbered `_1`, `_2`, ... among layers of one class
       (`layers/dense`, `layers/dense_1`); an object's arrays are the datasets `vars/0`,
       `vars/1`, ... in its `weights` order, and a sublayer's sit under its attribute name
-      (`layers/lstm/cell/vars`, `layers/bidirectional/forward_layer/cell/vars`). The
-      optimizer's are `optimizer/vars`: `0` iterations (int64), `1` learning rate, then its
-      slots in the order of `_OPTIMIZER_SLOTS`.
+      (`layers/lstm/cell/vars`, `layers/bidirectional/forward_layer/cell/vars`). A functional
+      model's layers are numbered the same way in the order of Keras's `model.layers` (its
+      InputLayers included: `layers/input_layer`, `layers/input_layer_1`), which
+      `pylstm.models._keras_graph` computes from the graph; a nested model's layers sit under
+      its own group (`layers/sequential/layers/dense`, `layers/functional/layers/lstm`), and
+      a layer met twice (shared) only once. The optimizer's are `optimizer/vars`: `0`
+      iterations (int64), `1` learning rate, then its slots in the order of
+      `_OPTIMIZER_SLOTS`.
     - legacy HDF5 (`.h5`: Keras 2, and Keras 3's `model.save("x.h5")`): the root attributes
       `model_config` and `training_config` (JSON), and a `model_weights` group whose
       `layer_names` attribute lists one group per layer; each group's `weight_names`
-      attribute names its datasets in `weights` order. Keras matches them to the model's
-      layers by order, skipping layers without weights, and so does this module. In files
+      attribute names its datasets in `weights` order (a nested model's: those of all its
+      layers, trainable ones first). Keras matches them to the model's layers by order,
+      skipping layers without weights, and so does this module, except for a functional model
+      that has every layer the file names (one loaded from the file), matched by name. In
+      files
       written by Keras 2, `"hard_sigmoid"` is `clip(0.2 x + 0.5, 0, 1)`, pylstm's
       `"legacy_hard_sigmoid"` (Keras 3's `hard_sigmoid` is `relu6(x + 3) / 6`).
+
+    Functional models (`class_name` "Functional", or Keras 2.3's "Model"): the config's
+    `layers` entries carry their `name` and their calls (`inbound_nodes`), in Keras 3's or
+    Keras 2's form; `_keras_graph.parse` reads and checks the graph (see its Design), then the
+    model is made by calling each layer in a topological order of the calls, as Keras's
+    loader does. Keras 3 records the masks it propagates as `mask` arguments computed by
+    operations (`keras.ops.not_equal`, ...); those are dropped, pylstm propagating masks
+    itself, while any other operation or a Lambda layer (which holds code) is refused.
+    Writing lists the layers with the calls `Model.get_config()` gives, in Keras's order.
 
     Translation: pylstm layers take Keras's argument names, so a Keras layer config maps onto
     the pylstm layer class of the same name key by key. DTypePolicy dicts become dtype names,
@@ -202,24 +219,30 @@ def _h5py():
 
 
 def load_keras(path, compile=True, max_weight_bytes=DEFAULT_MAX_WEIGHT_BYTES):
-    """Loads a Keras `Sequential` model file into a pylstm `Sequential`.
+    """Loads a Keras model file: a `Sequential` into a pylstm `Sequential`, a functional model
+    into a pylstm functional `Model`.
 
     Reads Keras 3's `.keras` archives and legacy HDF5 model files (Keras 2's `model.save`,
     Keras 3's `model.save("x.h5")`), without TensorFlow. The model computes what the Keras
     model computes, and can be trained further and saved back (`model.save("x.keras")` writes
-    a file Keras loads).
+    a file Keras loads). Functional models keep their graph: several inputs and outputs,
+    shared layers, `initial_state` from another layer (Keras 2's RNN states passed as extra
+    inputs included), and Sequential and functional models nested in them.
 
     Files from anywhere are safe to load: HDF5 is read with pyfive, a pure-Python reader
     (HDF5's C library can crash on damaged files), within a bound on the bytes read; links,
     virtual datasets and external storage, which would read other files, are refused; every
     array's type and shape are checked before it is read, and every size a file declares
     (zip members, arrays) before anything of that size is allocated or decompressed. The model
-    is built from the file's config without running its initializers.
+    is built from the file's config without running its initializers; a functional model's
+    graph is checked first (every reference, no cycle), and loading never runs code: a
+    `Lambda` layer is refused, as Keras's safe mode refuses it.
 
-    Supported layers: `Input` / `InputLayer`, `Dense`, `Dropout`, `Activation`, `Flatten`,
-    `Embedding`, `Masking`, `LSTM`, `RNN(LSTMCell)`, `Bidirectional` and `TimeDistributed`
-    around them, as far as pylstm defines them; a Keras argument pylstm lacks is accepted only
-    when its value has no effect (e.g. `stateful=False`).
+    Supported layers: those of `pylstm.layers` that Keras has (`_LAYERS`: `InputLayer`,
+    `Dense`, `LSTM`, `RNN(LSTMCell)`, `Bidirectional`, `TimeDistributed`, `Embedding`,
+    `Masking`, the merge, attention, convolution, pooling and normalization layers, ...);
+    a Keras argument pylstm lacks is accepted only when its value has no effect (e.g.
+    `stateful=False`).
 
     Args:
         path: str or path-like; a `.keras` archive or an HDF5 file (recognized by content).
@@ -236,16 +259,17 @@ def load_keras(path, compile=True, max_weight_bytes=DEFAULT_MAX_WEIGHT_BYTES):
             model.
 
     Returns:
-        A built `pylstm.models.Sequential` with the file's weights.
+        A built `pylstm.models.Sequential` or `pylstm.models.Model` with the file's weights.
 
     Raises:
         FileNotFoundError: if `path` does not exist.
         ImportError: if pyfive is not installed.
         ValueError: for a file that is not a valid Keras model file (damaged, truncated,
-            hostile, a missing member or weight, a wrong type or shape; the message names the
-            file and says what), weights over `max_weight_bytes`, a model other than
-            `Sequential`, or a layer or argument pylstm does not support (the message names
-            the layer).
+            hostile, a missing member or weight, a wrong type or shape, a functional graph
+            that does not describe a model; the message names the file and says what),
+            weights over `max_weight_bytes`, a model other than `Sequential` and functional
+            (a subclassed model), a `Lambda` layer, or a layer or argument pylstm does not
+            support (the message names the layer and its class).
         TypeError: if `max_weight_bytes` is not an int (ValueError if negative).
 
     Example:
@@ -266,10 +290,10 @@ def load_keras(path, compile=True, max_weight_bytes=DEFAULT_MAX_WEIGHT_BYTES):
     if _sniff(path) == "zip":
         with _Archive(path) as archive:
             config = archive.config()
-            model = _model_from_keras(path, config, False, max_weight_bytes)
+            model, orders = _model_from_keras(path, config, False, max_weight_bytes)
             weights = archive.weights(model)
         with _open_hdf5(path, weights, _WEIGHTS) as f:
-            _read_weights(path, model, f.root)
+            _read_weights(path, model, f.root, orders)
             if compile:
                 _compile_from_keras(model, config.get("compile_config"), legacy=False)
                 _read_optimizer_state(model, f.root)
@@ -291,8 +315,9 @@ def _load_legacy_model(path, f, compile, max_weight_bytes):
     if not isinstance(config, dict):
         raise _invalid(path, "its `model_config` does not hold a serialized model")
     # Keras 2's "hard_sigmoid" is not Keras 3's; Keras 3 writes this format too.
-    model = _model_from_keras(path, config, not version.startswith("3."), max_weight_bytes)
-    _read_legacy_weights(path, model, _weights_root(path, f))
+    model, orders = _model_from_keras(path, config, not version.startswith("3."),
+                                      max_weight_bytes)
+    _read_legacy_weights(path, model, _weights_root(path, f), orders)
     training_config = f.text("training_config", _MAX_ATTR_TEXT) if compile else None
     if training_config is not None:
         _compile_from_keras(model, _json(path, training_config, "training_config"), legacy=True)
@@ -314,12 +339,14 @@ def load_keras_weights(model, path):
 
     Reads `.weights.h5` files (Keras 3's `save_weights`), `.keras` archives and legacy HDF5
     weight or model files (Keras 2's `save_weights("x.h5")`, matched layer by layer in order,
-    as Keras does). A `.keras` or `.weights.h5` file's optimizer state is restored too when
-    `model` is compiled with the same optimizer class. Files are read as safely as by
+    as Keras does; into a functional model that has every layer the file names, by name). A
+    functional model's weights are addressed as Keras addresses them, by the order of the
+    layers in its graph. A `.keras` or `.weights.h5` file's optimizer state is restored too
+    when `model` is compiled with the same optimizer class. Files are read as safely as by
     `load_keras`, each array's size bounded by the model's.
 
     Args:
-        model: a built `pylstm.models.Sequential`.
+        model: a built `pylstm.models.Sequential` or functional `pylstm.models.Model`.
         path: str or path-like.
 
     Raises:
@@ -354,11 +381,14 @@ def save_keras(model, path):
     The archive holds `config.json` (Keras's layout: `module`, `class_name`, `config`,
     `registered_name`, `build_config`, and `compile_config` when the model is compiled with an
     optimizer, loss and metrics that Keras has), `metadata.json`, and `model.weights.h5` in
-    Keras's layout, with the optimizer state (iterations and slots) when compiled. The file is
-    written atomically (a temporary file, then `os.replace`).
+    Keras's layout, with the optimizer state (iterations and slots) when compiled. A functional
+    model is written as Keras writes one (`class_name` "Functional", its layers with their
+    calls in Keras's order, nested models in place); a compile config with one loss per output
+    is not written (the model loads uncompiled). The file is written atomically (a temporary
+    file, then `os.replace`).
 
     Args:
-        model: a `pylstm.models.Sequential`.
+        model: a `pylstm.models.Sequential` or functional `pylstm.models.Model`.
         path: str or path-like, conventionally ending in `.keras`.
 
     Raises:
@@ -387,7 +417,7 @@ def save_keras_weights(model, path):
     The optimizer state is included when the model is compiled with an optimizer Keras has.
 
     Args:
-        model: a built `pylstm.models.Sequential`.
+        model: a built `pylstm.models.Sequential` or functional `pylstm.models.Model`.
         path: str or path-like, conventionally ending in `.weights.h5`.
 
     Raises:
@@ -636,7 +666,8 @@ def _layer_from_keras(obj, legacy):
 def _model_from_keras(path, config, legacy, max_weight_bytes=DEFAULT_MAX_WEIGHT_BYTES):
     """The pylstm model (a `Sequential`, or a functional `Model`; built, weights zeros) of a
     Keras model config, built without running initializers and within `max_weight_bytes` of
-    weights."""
+    weights, and the layer orders of its functional models as the file lists them (see
+    `_keras_layers`)."""
     if config.get("class_name") not in _MODEL_CLASSES:
         raise ValueError(f"Cannot load {path!r}: pylstm loads Keras Sequential and functional "
                          f"models, this file holds a {config.get('class_name')!r:.100} model.")
@@ -651,9 +682,10 @@ def _model_from_keras(path, config, legacy, max_weight_bytes=DEFAULT_MAX_WEIGHT_
                        f"{e})") from e
     except RecursionError as e:
         raise _invalid(path, "its model config nests layers too deeply") from e
+    orders = {}
     with deferred_weights(max_weight_bytes):
         try:
-            return _build(plan)
+            return _build(plan, orders), orders
         except (ValueError, TypeError, KeyError, IndexError, OverflowError,
                 RecursionError) as e:
             raise ValueError(f"Cannot load {path!r}: its model cannot be built in pylstm "
@@ -755,9 +787,10 @@ def _functional_from_keras(body, legacy):
     return {"name": name, "trainable": trainable, "graph": graph, "layers": layers}
 
 
-def _build(plan):
+def _build(plan, orders):
     """The pylstm model or layer of a plan of `_plan_from_keras` (weights made by the
-    enclosing `deferred_weights`)."""
+    enclosing `deferred_weights`); records in `orders` each functional model's layer names in
+    the config's order, by `id` of the model."""
     kind, spec = plan
     if kind == "Sequential":
         return Sequential.from_config(spec)
@@ -766,7 +799,7 @@ def _build(plan):
     from pylstm.models.functional import Functional
 
     graph = spec["graph"]
-    layers = {name: _build(layer_plan) for name, layer_plan in spec["layers"].items()}
+    layers = {name: _build(layer_plan, orders) for name, layer_plan in spec["layers"].items()}
     made = {}  # (layer name, call index) -> the call's output tensors
 
     def tensor(ref):
@@ -785,8 +818,10 @@ def _build(plan):
         node = graph.nodes[name][call]
         outputs = layer(*_refs_to(node.args, tensor), **_refs_to(node.kwargs, tensor))
         made[(name, call)] = flatten(outputs)
-    return Functional(_refs_to(graph.inputs, tensor), _refs_to(graph.outputs, tensor),
-                      name=spec["name"], trainable=spec["trainable"])
+    model = Functional(_refs_to(graph.inputs, tensor), _refs_to(graph.outputs, tensor),
+                       name=spec["name"], trainable=spec["trainable"])
+    orders[id(model)] = list(graph.entries)
+    return model
 
 
 def _refs_to(structure, tensor):
@@ -874,14 +909,20 @@ def _is_model(layer):
     return isinstance(layer, (Sequential, Functional))
 
 
-def _keras_layers(model):
+def _keras_layers(model, orders=None):
     """`model`'s layers in the order of the Keras model's `layers`: a Sequential's without its
-    InputLayer, a functional model's (InputLayers included) in Keras's order of the graph."""
+    InputLayer, a functional model's (InputLayers included) in Keras's order of the graph.
+
+    For a model loaded from a file, `orders` holds the order of its config, in which Keras
+    saved the model's layers: Keras counts in its order the operations that compute masks,
+    which pylstm's graphs lack (see `_keras_graph`)."""
     if isinstance(model, Sequential):
         return model.layers
     by_name = {layer.name: layer for layer in model.layers}
-    return [by_name[name] for name in
-            _keras_graph.parse(model.get_config(), legacy=False).layer_order()]
+    names = (orders or {}).get(id(model))
+    if names is None:
+        names = _keras_graph.parse(model.get_config(), legacy=False).layer_order()
+    return [by_name[name] for name in names]
 
 
 def _group_names(layers):
@@ -902,13 +943,13 @@ def _group_names(layers):
         yield base if count == 0 else f"{base}_{count}"
 
 
-def _layer_groups(model, prefix="layers", seen=None):
+def _layer_groups(model, prefix="layers", seen=None, orders=None):
     """Yields `(layer, path of its group, [(group path, number of arrays)])` for each layer
     of `model`, with Keras's paths in a weights file: a nested model (with no arrays of its
     own) and then its layers under `<its group>/layers`; a layer met twice only the first
     time, as Keras."""
     seen = set() if seen is None else seen
-    layers = _keras_layers(model)
+    layers = _keras_layers(model, orders)
     for layer, name in zip(layers, list(_group_names(layers))):
         if id(layer) in seen:
             continue
@@ -916,7 +957,7 @@ def _layer_groups(model, prefix="layers", seen=None):
         path = f"{prefix}/{name}"
         if _is_model(layer):
             yield layer, path, []
-            yield from _layer_groups(layer, f"{path}/layers", seen)
+            yield from _layer_groups(layer, f"{path}/layers", seen, orders)
             continue
         yield layer, path, [(f"{path}/{rel}" if rel else path, n)
                             for rel, n in _weight_groups(serialize(layer))]
@@ -963,11 +1004,12 @@ def _set_weights(path, layer, weights):
         raise _invalid(path, f"its weights do not fit layer '{layer.name}': {e}") from e
 
 
-def _read_weights(path, model, f):
-    """Loads a Keras 3 weights file (`f`, the root `_hdf5.Group`) into `model`."""
+def _read_weights(path, model, f, orders=None):
+    """Loads a Keras 3 weights file (`f`, the root `_hdf5.Group`) into `model` (`orders`: as
+    for `_keras_layers`)."""
     try:
         # A model saved before it was built has no weights, in Keras as in pylstm.
-        plan = list(_layer_groups(model)) if model.built else []
+        plan = list(_layer_groups(model, orders=orders)) if model.built else []
     except _Unmappable as e:
         raise ValueError(f"Cannot load Keras weights into model '{model.name}': {e}.") from e
     read = set()
@@ -991,7 +1033,7 @@ def _read_weights(path, model, f):
                            f"'layers/{extra}'): it was saved from another architecture")
 
 
-def _read_legacy_weights(path, model, group):
+def _read_legacy_weights(path, model, group, orders=None):
     """Loads legacy HDF5 weights (Keras 2 layout) into `model`: layer by layer in order, as
     Keras does, or by layer name into a functional model that has every layer the file names
     (a model loaded from the file itself)."""
@@ -1006,7 +1048,7 @@ def _read_legacy_weights(path, model, group):
         weight_names = layer_group.names("weight_names") or []
         if weight_names:
             saved.append((name, layer_group, weight_names))
-    layers = [layer for layer in _keras_layers(model) if layer.weights]
+    layers = [layer for layer in _keras_layers(model, orders) if layer.weights]
     by_name = {layer.name: layer for layer in layers}
     if not isinstance(model, Sequential) and all(name in by_name for name, _, _ in saved):
         layers = [by_name[name] for name, _, _ in saved] + [
@@ -1016,7 +1058,7 @@ def _read_legacy_weights(path, model, group):
                        f"({', '.join(n for n, _, _ in saved[:20])}), model '{model.name}' has "
                        f"{len(layers)} layers with weights")
     for layer, (name, layer_group, weight_names) in zip(layers, saved):
-        variables = _legacy_variables(layer)
+        variables = _legacy_variables(layer, orders)
         if len(weight_names) != len(variables):
             raise _invalid(path, f"its weights do not fit layer '{layer.name}': the file holds "
                            f"{len(weight_names)} arrays for it (layer '{name}'), the layer has "
@@ -1029,14 +1071,14 @@ def _read_legacy_weights(path, model, group):
             raise _invalid(path, f"its weights do not fit layer '{layer.name}': {e}") from e
 
 
-def _legacy_variables(layer):
+def _legacy_variables(layer, orders=None):
     """`layer`'s variables in the order of a legacy HDF5 file: Keras's `trainable_weights`
     then `non_trainable_weights` (for a nested model, of all its layers in Keras's order)."""
     variables, seen, stack = [], set(), [layer]
     while stack:
         current = stack.pop()
         if _is_model(current):
-            stack.extend(reversed(_keras_layers(current)))
+            stack.extend(reversed(_keras_layers(current, orders)))
             continue
         for var in current.weights:
             if id(var) not in seen:
