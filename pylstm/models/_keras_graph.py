@@ -141,12 +141,14 @@ class Graph:
         return self.nodes[key[0]][key[1]]
 
 
-def parse(config, legacy):
+def parse(config, legacy, drop_mask_operations=True):
     """Reads the `config` of a Keras functional model into a checked `Graph`.
 
     Args:
         config: dict, the model's `config` (`layers`, `input_layers`, `output_layers`).
         legacy: bool, True for Keras 2's form of nodes and references, False for Keras 3's.
+        drop_mask_operations: bool; False keeps the operations that compute masks (to order
+            the layers of a config as Keras will, operations included).
 
     Returns:
         A `Graph` whose entries are the config's layer entries, unchanged.
@@ -204,7 +206,8 @@ def parse(config, legacy):
         _check_ref(graph, ref, "`output_layers`")
     if not list(leaves(graph.outputs)):
         raise GraphError("the model has no outputs")
-    _drop_mask_operations(graph)
+    if drop_mask_operations:
+        _drop_mask_operations(graph)
     graph.call_order = _call_order(graph)
     _check_connected(graph)
     return graph

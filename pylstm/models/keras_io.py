@@ -921,8 +921,17 @@ def _keras_layers(model, orders=None):
     by_name = {layer.name: layer for layer in model.layers}
     names = (orders or {}).get(id(model))
     if names is None:
-        names = _keras_graph.parse(model.get_config(), legacy=False).layer_order()
-    return [by_name[name] for name in names]
+        names = _keras_order(model.get_config())
+    # Operations, and a file's layers that no output uses (a model leaves them out), are not
+    # among the model's layers.
+    return [by_name[name] for name in names if name in by_name]
+
+
+def _keras_order(body):
+    """The names in Keras's order of the layers of a functional config (edited in place) and
+    of the operations computing its masks, which Keras counts in the order (`_write_masks`)."""
+    _write_masks(body)
+    return _keras_graph.parse(body, legacy=False, drop_mask_operations=False).layer_order()
 
 
 def _group_names(layers):
@@ -1301,27 +1310,168 @@ def _sequential_to_keras(model):
 
 def _functional_to_keras(model):
     """Keras's serialized functional model (without compile_config) for a pylstm functional
-    `Model`: its layers in Keras's order, each with its calls (`inbound_nodes`) as
-    `model.get_config()` gives them, nested models serialized the same way."""
+    `Model`: its layers with their calls (`inbound_nodes`) as `model.get_config()` gives them,
+    nested models serialized the same way, the operations computing its masks as Keras writes
+    them (`_write_masks`), all in Keras's order."""
     config = model.get_config()
-    calls = {entry["name"]: entry["inbound_nodes"] for entry in config["layers"]}
     layers = []
-    for layer in _keras_layers(model):
+    for layer, entry in zip(model.layers, config["layers"]):
         if isinstance(layer, Sequential):
-            entry = _sequential_to_keras(layer)
+            keras = _sequential_to_keras(layer)
         elif _is_model(layer):
-            entry = _functional_to_keras(layer)
+            keras = _functional_to_keras(layer)
         elif isinstance(layer, InputLayer):
-            entry = _layer_to_keras({"class_name": "InputLayer", "config": {
+            keras = _layer_to_keras({"class_name": "InputLayer", "config": {
                 "shape": list(layer.shape), "batch_size": layer.batch_size,
                 "dtype": layer.dtype, "name": layer.name}})
         else:
-            entry = _layer_to_keras(serialize(layer))
-        entry["name"] = layer.name
-        entry["inbound_nodes"] = calls[layer.name]
-        layers.append(entry)
+            keras = _layer_to_keras(serialize(layer))
+        keras["name"] = entry["name"]
+        keras["inbound_nodes"] = entry["inbound_nodes"]
+        layers.append(keras)
+    body = {"name": model.name, "trainable": model.trainable, "layers": layers,
+            "input_layers": config["input_layers"], "output_layers": config["output_layers"]}
+    position = {name: i for i, name in enumerate(_keras_order(body))}
+    body["layers"].sort(key=lambda entry: position.get(entry["name"], -1))
     return {"module": "keras.src.models.functional", "class_name": "Functional",
-            "config": {"name": model.name, "trainable": model.trainable, "layers": layers,
-                       "input_layers": config["input_layers"],
-                       "output_layers": config["output_layers"]},
-            "registered_name": "Functional", "build_config": {"input_shape": None}}
+            "config": body, "registered_name": "Functional", "build_config": {"input_shape": None}}
+
+
+# Keras layers whose call Keras gives the mask of its one tensor argument (and records it in
+# `inbound_nodes`), and those whose output keeps their input's mask.
+_MASK_TAKING = ("LSTM", "RNN", "Bidirectional", "TimeDistributed", "GlobalAveragePooling1D",
+                "BatchNormalization", "Sequential", "Functional")
+_MASK_KEEPING = ("Dense", "Dropout", "Activation", "TimeDistributed", "BatchNormalization",
+                 "LayerNormalization", "SpatialDropout1D", "Attention", "AdditiveAttention")
+_MASK_MERGING = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
+
+
+def _write_masks(body):
+    """Adds to a functional config (Keras's `config`, or pylstm's, whose layer configs have
+    Keras's keys; edited in place) the masks Keras propagates, as Keras writes them:
+    operations computing each mask
+    (`not_equal` for an Embedding's `mask_zero`, ...) and the `mask` argument of each call
+    that takes one.
+
+    Keras's loader rebuilds the graph of the file, so with the masks written out it keeps
+    them (the mask operations its layers make while loading stay outside the graph); left
+    out, Keras would add its own, which move layers in its order of the graph (by which it
+    addresses their weights) and may take a layer's name (`concatenate`).
+    """
+    entries = {entry["name"]: entry for entry in body["layers"]}
+    used = set(entries)
+    masks = {}  # (layer name, call, output index) -> the mask's tensor config, if any
+
+    def operation(class_name, snake, config, args):
+        name, count = snake, 0
+        while name in used:
+            count += 1
+            name = f"{snake}_{count}"
+        used.add(name)
+        body["layers"].append({
+            "module": "keras.src.ops.numpy", "class_name": class_name,
+            "config": {"name": name, **config}, "registered_name": class_name, "name": name,
+            "inbound_nodes": [{"args": args, "kwargs": {}}]})
+        return name
+
+    def tensor(name, shape):
+        return {"class_name": "__keras_tensor__",
+                "config": {"shape": list(shape), "dtype": "bool", "keras_history": [name, 0, 0]}}
+
+    def mask_of(value):
+        if isinstance(value, list):
+            return [mask_of(v) for v in value]
+        if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+            return masks.get(tuple(value["config"]["keras_history"]))
+        return None
+
+    def not_equal(x, value):
+        return tensor(operation("NotEqual", "not_equal", {}, [x, value]), x["config"]["shape"])
+
+    def any_last(x):
+        return tensor(operation("Any", "any", {"axis": -1, "keepdims": False}, [x]),
+                      x["config"]["shape"][:-1])
+
+    def logical_or(a, b):
+        shape = max(a["config"]["shape"], b["config"]["shape"], key=len)
+        return tensor(operation("LogicalOr", "logical_or", {}, [a, b]), shape)
+
+    def concatenated(inputs, input_masks, axis):
+        # Keras's Concatenate.compute_mask: each input's mask (all True for one without),
+        # broadcast to the input's shape, concatenated, then any over the last axis.
+        parts = []
+        for x, m in zip(inputs, input_masks):
+            shape = x["config"]["shape"]
+            if m is None:
+                parts.append(tensor(operation("OnesLike", "ones_like", {"dtype": "bool"}, [x]),
+                                    shape))
+            elif len(m["config"]["shape"]) < len(shape):
+                expanded = tensor(operation("ExpandDims", "expand_dims", {"axis": -1}, [m]),
+                                  m["config"]["shape"] + [1])
+                zeros = tensor(operation("ZerosLike", "zeros_like", {"dtype": "bool"}, [x]),
+                               shape)
+                parts.append(logical_or(expanded, zeros))
+            else:
+                parts.append(m)
+        shape = list(parts[0]["config"]["shape"])
+        shape[axis] = None
+        joined = tensor(operation("Concatenate", "concatenate", {"axis": axis}, [parts]), shape)
+        return any_last(joined)
+
+    graph = _keras_graph.parse(body, legacy=False, drop_mask_operations=False)
+    for name, call in graph.call_order:
+        entry = entries[name]
+        if entry["class_name"] == "InputLayer":
+            continue
+        node = entry["inbound_nodes"][call]
+        first = node["args"][0]
+        in_mask = mask_of(first)
+        config = entry["config"]
+        class_name = entry["class_name"]
+        with_tensors = [v for v in list(node["args"]) + list(node["kwargs"].values())
+                        if list(_keras_graph.leaves(_tensor_refs(v)))]
+        if (class_name in _MASK_TAKING and len(with_tensors) == 1
+                and any(m is not None for m in _flat_list(in_mask))):
+            node["kwargs"]["mask"] = in_mask
+        outputs = []
+        if class_name == "Embedding" and config.get("mask_zero"):
+            outputs = [not_equal(first, 0)]
+        elif class_name == "Masking":
+            outputs = [any_last(not_equal(first, config.get("mask_value", 0.0)))]
+        elif isinstance(in_mask, list) and class_name in ("Attention", "AdditiveAttention"):
+            outputs = [in_mask[0]]
+        elif class_name in _MASK_KEEPING:
+            outputs = [in_mask]
+        elif class_name in ("LSTM", "RNN", "Bidirectional") and (
+                config if class_name != "Bidirectional" else config["layer"]["config"]).get(
+                "return_sequences"):
+            sequence_mask = _flat_list(in_mask)[0]
+            both = class_name == "Bidirectional" and config.get("merge_mode") is None
+            outputs = [sequence_mask] * (2 if both else 1)
+        elif class_name in _MASK_MERGING and isinstance(in_mask, list) and in_mask and all(
+                m is not None for m in in_mask):
+            merged = in_mask[0]
+            for m in in_mask[1:]:
+                merged = logical_or(merged, m)
+            outputs = [merged]
+        elif class_name == "Concatenate" and isinstance(in_mask, list) and any(
+                m is not None for m in in_mask):
+            outputs = [concatenated(first, in_mask, config.get("axis", -1))]
+        for i, m in enumerate(outputs):
+            if m is not None and not isinstance(m, list):
+                masks[(name, call, i)] = m
+
+
+def _tensor_refs(value):
+    """A call argument with its `__keras_tensor__` configs as `_keras_graph.Ref`s."""
+    if isinstance(value, list):
+        return [_tensor_refs(v) for v in value]
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            return _keras_graph.Ref(*value["config"]["keras_history"])
+        return {k: _tensor_refs(v) for k, v in value.items()}
+    return value
+
+
+def _flat_list(value):
+    return [m for v in value for m in _flat_list(v)] if isinstance(value, list) else [value]
