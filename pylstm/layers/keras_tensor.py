@@ -164,7 +164,7 @@ def symbolic_call(layer, inputs, mask, kwargs):
     shapes = map_structure(lambda t: t.shape, inputs)
     if not layer.built:
         layer.build(shapes)
-    out_shapes = layer.compute_output_shape(shapes)
+    out_shapes = layer.compute_output_shape(shapes, **shape_arguments(layer, kwargs))
     several = _is_shape_list(out_shapes)
     out_shapes = list(out_shapes) if several else [out_shapes]
     outputs = [KerasTensor(shape, dtype=layer.dtype) for shape in out_shapes]
@@ -187,6 +187,14 @@ def _check_call_arguments(layer, kwargs):
         raise TypeError(f"Layer '{layer.name}' ({type(layer).__name__}) takes no call "
                         f"argument {unknown[0]!r}; its call takes "
                         f"{[name for name in parameters if name != 'inputs']}.")
+
+
+def shape_arguments(layer, kwargs):
+    """The plain keyword arguments of a call that `layer.compute_output_shape` takes too: they
+    can change the outputs (Attention's `return_attention_scores`)."""
+    parameters = inspect.signature(layer.compute_output_shape).parameters
+    return {key: value for key, value in kwargs.items() if key in parameters
+            and not any(isinstance(leaf, KerasTensor) for leaf in flatten(value))}
 
 
 def _is_shape_list(shape):

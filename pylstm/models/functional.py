@@ -25,7 +25,7 @@ from pylstm import regularizers
 from pylstm.layers import InputLayer, Layer, deserialize, serialize
 from pylstm.layers.layer import call_and_mask
 from pylstm.layers.keras_tensor import (KerasTensor, flatten, is_symbolic, map_structure,
-                                        traced_masks)
+                                        shape_arguments, traced_masks)
 from pylstm.models import _formats
 from pylstm.models._training import Trainer
 
@@ -82,6 +82,10 @@ class Functional(Trainer, Layer):
                                      f"{type(leaf).__name__} {leaf!r:.80}.")
         self._inputs_struct = inputs
         self._outputs_struct = outputs
+        # what calls, `predict` and `output_shape` return: one output given in a list comes
+        # back alone, as Keras 3 unpacks it
+        self._returned_struct = outputs[0] if isinstance(outputs, (list, tuple)) and \
+            len(outputs) == 1 else outputs
         self.inputs = flatten(inputs)
         self.outputs = flatten(outputs)
         self._nodes, self._layers = _map_graph(self.inputs, self.outputs)
@@ -140,7 +144,7 @@ class Functional(Trainer, Layer):
 
     @property
     def output_shape(self):
-        return _pack(self._outputs_struct, [t.shape for t in self.outputs])
+        return _pack(self._returned_struct, [t.shape for t in self.outputs])
 
     def build(self, input_shape):
         """A functional model is built when made; this does nothing."""
@@ -328,8 +332,8 @@ class Functional(Trainer, Layer):
         xs = [np.asarray(x, dtype=t.dtype) for x, t in zip(xs, self.inputs)]
         input_masks = None if mask is None else self._flatten_call(mask, "mask")
         values, masks = self._run(xs, input_masks, training)
-        return (_pack(self._outputs_struct, [values[id(t)] for t in self.outputs]),
-                _pack(self._outputs_struct, [masks.get(id(t)) for t in self.outputs]))
+        return (_pack(self._returned_struct, [values[id(t)] for t in self.outputs]),
+                _pack(self._returned_struct, [masks.get(id(t)) for t in self.outputs]))
 
     def _flatten_call(self, inputs, argument):
         if len(self.inputs) == 1 and not isinstance(inputs, (list, tuple, dict)):
@@ -375,10 +379,11 @@ class Functional(Trainer, Layer):
         known = {id(t): s for t, s in zip(self.inputs, shapes)}
         for node in self._nodes:
             in_shapes = map_structure(lambda t: known[id(t)], node.call_args[0])
-            out = node.layer.compute_output_shape(in_shapes)
+            out = node.layer.compute_output_shape(
+                in_shapes, **shape_arguments(node.layer, node.call_kwargs))
             out = list(out) if node.returns_list else [out]
             known.update({id(t): tuple(s) for t, s in zip(node.outputs, out)})
-        return _pack(self._outputs_struct, [known[id(t)] for t in self.outputs])
+        return _pack(self._returned_struct, [known[id(t)] for t in self.outputs])
 
     def compute_mask(self, inputs, mask=None):
         """The output masks, structured as `outputs`, of running the model on `inputs`."""
@@ -396,7 +401,7 @@ class Functional(Trainer, Layer):
 
     def _pack_outputs(self, ys):
         """The outputs as `predict` returns them: structured as `outputs`."""
-        return _pack(self._outputs_struct, list(ys))
+        return _pack(self._returned_struct, list(ys))
 
     # Config and saving ---------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from pylstm.layers import (LSTM, Dense, Embedding, Input, InputLayer, KerasTensor,
+from pylstm.layers import (LSTM, Attention, Dense, Embedding, Input, InputLayer, KerasTensor,
                            Masking)
 from pylstm.layers import core as core_module
 from pylstm.models import Model, Sequential, load_model
@@ -97,6 +97,27 @@ def test_dict_inputs_and_outputs():
     np.testing.assert_allclose(out["y"], left(xa))
     np.testing.assert_allclose(out["z"], right(xb))
     assert model.input_names == ["a", "b"] and model.output_names == ["y", "z"]
+
+
+def test_one_output_in_a_list_comes_back_alone():
+    # Keras 3 unpacks a single output given as a list in calls, predict and output_shape.
+    x = Input((5, 3))
+    model = Model([x], [LSTM(2)(x)])
+    data = np.ones((4, 5, 3), dtype="float32")
+    assert isinstance(model.predict(data), np.ndarray) and model.predict(data).shape == (4, 2)
+    assert model(data).shape == (4, 2) and model.output_shape == (None, 2)
+    assert isinstance(model(Input((5, 3))), KerasTensor)
+
+
+def test_call_arguments_that_change_the_outputs_are_traced():
+    query, value = Input((4, 3)), Input((5, 3))
+    out, scores = Attention()([query, value], return_attention_scores=True)
+    assert (out.shape, scores.shape) == ((None, 4, 3), (None, 4, 5))
+    model = Model([query, value], [out, scores])
+    got = model.predict([_rng().normal(size=(2, 4, 3)), _rng(1).normal(size=(2, 5, 3))])
+    assert [a.shape for a in got] == [(2, 4, 3), (2, 4, 5)]
+    np.testing.assert_allclose(got[1].sum(axis=-1), 1.0, rtol=1e-6)
+    assert Model([query, value], out)([Input((4, 3)), Input((5, 3))]).shape == (None, 4, 3)
 
 
 def test_an_output_needing_a_missing_input_is_refused():
