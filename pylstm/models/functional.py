@@ -27,6 +27,7 @@ from pylstm.layers.layer import call_and_mask
 from pylstm.layers.keras_tensor import (KerasTensor, flatten, is_symbolic, map_structure,
                                         shape_arguments, traced_masks)
 from pylstm.models import _formats
+from pylstm.models._summary import print_summary
 from pylstm.models._training import Trainer
 
 
@@ -202,28 +203,16 @@ class Functional(Trainer, Layer):
         Args:
             print_fn: callable taking one line (str); defaults to `print`.
         """
-        print_fn = print_fn or print
-        widths = (33, 26, 12, 30)
-        rule = "_" * sum(widths)
-        lines = [f'Model: "{self.name}"', rule,
-                 _row(("Layer (type)", "Output Shape", "Param #", "Connected to"), widths),
-                 "=" * sum(widths)]
-        for i, layer in enumerate(self._layers):
+        rows = []
+        for layer in self._layers:
             nodes = [n for n in layer._inbound_nodes if id(n) in self._own_nodes or n.is_input]
             shape = nodes[0].outputs[0].shape if len(nodes[0].outputs) == 1 else \
                 [t.shape for t in nodes[0].outputs]
             sources = [self._tensor_label(t) for n in nodes for t in n.input_tensors]
-            lines.append(_row((f"{layer.name} ({type(layer).__name__})", str(shape),
-                               f"{layer.count_params():,}", ", ".join(sources) or "-"), widths))
-            lines.append("=" * sum(widths) if i == len(self._layers) - 1 else "")
-        total = self.count_params()
-        trainable = sum(v.value.size for v in self.trainable_variables)
-        nbytes = sum(v.value.nbytes for v in self.weights)
-        lines += [f"Total params: {total:,} ({_format_bytes(nbytes)})",
-                  f"Trainable params: {trainable:,}",
-                  f"Non-trainable params: {total - trainable:,}", rule]
-        for line in lines:
-            print_fn(line)
+            rows.append((f"{layer.name} ({type(layer).__name__})", str(shape),
+                         f"{layer.count_params():,}", ", ".join(sources) or "-"))
+        print_summary(self, ("Layer (type)", "Output Shape", "Param #", "Connected to"), rows,
+                      (33, 26, 12, 30), print_fn)
 
     def _tensor_label(self, tensor):
         layer, node_index, tensor_index = tensor._keras_history
@@ -666,17 +655,6 @@ def _unique(variables):
             seen.add(id(v))
             out.append(v)
     return out
-
-
-def _row(cells, widths):
-    return "".join(f" {cell:<{w - 1}}" for cell, w in zip(cells, widths)).rstrip()
-
-
-def _format_bytes(n):
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.2f} {unit}"
-        n /= 1024
 
 
 # Config --------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pylstm.layers import InputLayer, Layer, deserialize, serialize
 from pylstm.layers.keras_tensor import KerasTensor, is_symbolic, symbolic_call, traced_masks
 from pylstm.layers.layer import call_and_mask
 from pylstm.models import _formats
+from pylstm.models._summary import print_summary
 from pylstm.models._training import Trainer
 from pylstm.variable import assign_weights
 
@@ -181,23 +182,10 @@ class Sequential(Trainer, Layer):
                 "This model has not yet been built. Build the model first by calling `build()` "
                 "or by calling the model on a batch of data."
             )
-        print_fn = print_fn or print
-        widths = (33, 26, 12)
-        rule = "_" * sum(widths)
-        lines = [f'Model: "{self.name}"', rule,
-                 _row(("Layer (type)", "Output Shape", "Param #"), widths), "=" * sum(widths)]
-        for i, (layer, shape) in enumerate(zip(self._layers, self._output_shapes)):
-            lines.append(_row((f"{layer.name} ({type(layer).__name__})", str(shape),
-                               f"{layer.count_params():,}"), widths))
-            lines.append("=" * sum(widths) if i == len(self._layers) - 1 else "")
-        total = self.count_params()
-        trainable = sum(v.value.size for v in self.trainable_variables)
-        nbytes = sum(v.value.nbytes for v in self.weights)
-        lines += [f"Total params: {total:,} ({_format_bytes(nbytes)})",
-                  f"Trainable params: {trainable:,}",
-                  f"Non-trainable params: {total - trainable:,}", rule]
-        for line in lines:
-            print_fn(line)
+        rows = [(f"{layer.name} ({type(layer).__name__})", str(shape), f"{layer.count_params():,}")
+                for layer, shape in zip(self._layers, self._output_shapes)]
+        print_summary(self, ("Layer (type)", "Output Shape", "Param #"), rows, (33, 26, 12),
+                      print_fn)
 
     # Training interface (`pylstm.models._training.Trainer`) -------------------------------
 
@@ -361,14 +349,3 @@ class Sequential(Trainer, Layer):
         """Loads Keras weights (`.weights.h5`, `.keras` or legacy `.h5`) into this model (pyfive
         needed); see `pylstm.models.load_keras_weights`."""
         _formats.find("load_weights", path)(self, path)
-
-
-def _row(cells, widths):
-    return "".join(f" {cell:<{w - 1}}" for cell, w in zip(cells, widths)).rstrip()
-
-
-def _format_bytes(n):
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.2f} {unit}"
-        n /= 1024
