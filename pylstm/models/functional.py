@@ -287,12 +287,21 @@ class Functional(Trainer, Layer):
             inputs = map_structure(value, node.call_args[0])
             kwargs = map_structure(value, node.call_kwargs)
             mask = kwargs.pop("mask", None)
+            inherited = None
             if mask is None:
                 mask = map_structure(lambda t: masks.get(id(t)) if isinstance(t, KerasTensor)
                                      else None, node.call_args[0])
                 if all(m is None for m in flatten(mask)):
                     mask = None
+                elif is_symbolic((), node.call_kwargs):
+                    # Keras 3 passes the inputs' mask to a call only when the inputs are its
+                    # one tensor argument: a layer also given tensors by keyword (an LSTM's
+                    # `initial_state`) runs unmasked, and its outputs carry the mask that
+                    # `compute_mask` gives from the inputs' mask.
+                    inherited, mask = mask, None
             outputs, out_mask = call_and_mask(node.layer, inputs, training, mask, **kwargs)
+            if inherited is not None:
+                out_mask = node.layer.compute_mask(inputs, inherited)
             outputs = list(outputs) if node.returns_list else [outputs]
             if len(outputs) != len(node.outputs):
                 raise ValueError(f"Layer '{node.layer.name}' returned {len(outputs)} outputs; "

@@ -128,3 +128,33 @@ def test_config_describes_the_graph_as_keras_does(rng, case):
     ours, theirs = _build(case, rng)
     assert [layer.name for layer in ours.layers] == [layer.name for layer in theirs.layers]
     assert _graph(ours.get_config()) == _graph(theirs.get_config())
+
+
+def masked_decoder(L, Model, S):
+    """Token ids padded with 0 into an Embedding(mask_zero=True) and a decoder LSTM started from
+    an encoder's states: Keras runs a layer given tensors by keyword (`initial_state`) without
+    the inputs' mask, and still hands that mask to its outputs (and so to the loss)."""
+    source = L.Input((T,), dtype="int32", name="source")
+    target = L.Input((T,), dtype="int32", name="target")
+    _, h, c = L.LSTM(H, return_state=True, name="encoder")(
+        L.Embedding(7, D, mask_zero=True, name="source_embedding")(source))
+    decoded = L.LSTM(H, return_sequences=True, name="decoder")(
+        L.Embedding(7, D, mask_zero=True, name="target_embedding")(target),
+        initial_state=[h, c])
+    return Model([source, target], L.Dense(7, activation="softmax", name="next")(decoded))
+
+
+def test_a_layer_given_states_runs_unmasked_and_passes_the_mask_on_as_keras(rng):
+    theirs = masked_decoder(keras.layers, keras.Model, keras.Sequential)
+    ours = masked_decoder(pylstm.layers, pylstm.models.Model, pylstm.models.Sequential)
+    ours.set_weights(theirs.get_weights())
+    ids = rng.integers(1, 7, size=(2, B, T)).astype("int32")
+    ids[:, 0, 3:] = 0
+    ids[:, 1, 1:] = 0
+    target = rng.integers(0, 7, size=(B, T)).astype("int32")
+    np.testing.assert_allclose(ours.predict(list(ids)), theirs.predict(list(ids), verbose=0),
+                               rtol=RTOL_OUT, atol=ATOL_OUT)
+    for model in (ours, theirs):
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    np.testing.assert_allclose(ours.evaluate(list(ids), target, verbose=0),
+                               theirs.evaluate(list(ids), target, verbose=0), rtol=1e-5)
