@@ -2,11 +2,14 @@
 
 A loss is called as `loss(y_true, y_pred) -> float` and differentiated with
 `loss.gradient(y_true, y_pred) -> np.ndarray` (d loss / d y_pred, shape and dtype of `y_pred`).
-As in Keras, each sample's loss is reduced over the last axis (a mean for MSE/MAE/binary
-crossentropy, the class sum for categorical crossentropies) and the per-sample losses are then
-averaged over all leading axes (a weighted mean when a `sample_weight` or a timestep mask is
-given, Keras's `sum_over_batch_size` with masked entries excluded). Probabilities are clipped to `[1e-7, 1 - 1e-7]`; with
-`from_logits=True` the stable log-sigmoid / log-softmax is used instead.
+As in Keras, each sample's loss is reduced over the last axis (a mean for MSE/MAE/Huber/...,
+a sum for the categorical crossentropies, KL divergence and cosine similarity) and the
+per-sample losses are then reduced as Keras's `reduce_weighted_values` does: multiplied by the
+`sample_weight` and by the mask (scaled by `entries / unmasked entries`, so that masked entries
+drop out of the mean), summed, and divided by the number of entries. Probabilities are clipped
+to `[1e-7, 1 - 1e-7]`; with `from_logits=True` the stable log-sigmoid / log-softmax is used.
+Gradients follow TensorFlow's conventions where a function has a kink: `|x|` has slope 0 at 0,
+`maximum(x, c)` and `clip` pass the gradient at a tie, `max` over an axis shares it among ties.
 """
 
 import numpy as np
@@ -21,48 +24,60 @@ class Loss(Configurable):
     """Base class: subclasses implement `_per_sample(y_true, y_pred) -> (losses, grads)`,
     the unreduced losses (`y_pred.shape[:-1]`) and d losses / d y_pred (`y_pred.shape`)."""
 
-    def __call__(self, y_true, y_pred, sample_weight=None):
+    def __call__(self, y_true, y_pred, sample_weight=None, mask=None):
         """Returns the mean loss as a Python float.
 
         Args:
             y_true: targets; see each subclass for the shape.
             y_pred: `np.ndarray` of predictions `(..., K)`, float32 or float64.
-            sample_weight: None, or weights of shape `y_pred.shape[:-1]` (a bool timestep mask
-                is a weight; as in Keras, masked entries are left out of the mean).
+            sample_weight: None, or weights of shape `y_pred.shape[:-1]` or a leading part of
+                it (a bool array is a mask).
+            mask: None, or a bool mask of shape `y_pred.shape[:-1]`; as in Keras, masked
+                entries are left out of the mean.
 
         Raises:
             ValueError: if the shapes are incompatible.
         """
-        return self.value_and_gradient(y_true, y_pred, sample_weight)[0]
+        return self.value_and_gradient(y_true, y_pred, sample_weight, mask)[0]
 
-    def gradient(self, y_true, y_pred, sample_weight=None):
+    def gradient(self, y_true, y_pred, sample_weight=None, mask=None):
         """Returns d(loss)/d(y_pred): `np.ndarray` of `y_pred`'s shape and dtype."""
-        return self.value_and_gradient(y_true, y_pred, sample_weight)[1]
+        return self.value_and_gradient(y_true, y_pred, sample_weight, mask)[1]
 
-    def value_and_gradient(self, y_true, y_pred, sample_weight=None):
-        """Returns `(loss, d loss / d y_pred)` in one pass; see `__call__`."""
+    def value_and_gradient(self, y_true, y_pred, sample_weight=None, mask=None):
+        """Returns `(loss, d loss / d y_pred)` in one pass.
+
+        Args:
+            y_true, y_pred: as in `__call__`.
+            sample_weight: None, or float weights of the per-sample losses' shape
+                (`y_pred.shape[:-1]`), or of a leading part of it (`(B,)` for `(B, T)` losses,
+                the same weight at every timestep); a bool array is a mask.
+            mask: None, or a bool array of the per-sample losses' shape (Keras's mask of
+                `y_pred`): masked entries drop out of the mean.
+
+        Raises:
+            ValueError: if the shapes are incompatible.
+        """
         y_true, y_pred = self._prepare(y_true, y_pred)
         losses, grads = self._per_sample(y_true, y_pred)
+        if sample_weight is not None and np.asarray(sample_weight).dtype == bool:
+            if mask is not None:
+                raise ValueError(f"{type(self).__name__}: received a bool `sample_weight` (a "
+                                 "mask) and a `mask`; pass the mask as `mask` only.")
+            sample_weight, mask = None, sample_weight
+        weights = _weights(self, sample_weight, mask, losses.shape)
         n = max(losses.size, 1)
-        if sample_weight is None:
-            weights = None
-        else:
-            raw = np.asarray(sample_weight)
-            weights = raw.astype(np.float64)
-            if weights.shape != losses.shape:
-                raise ValueError(f"{type(self).__name__}: `sample_weight` must have shape "
-                                 f"{losses.shape} (y_pred.shape[:-1]), received "
-                                 f"{weights.shape}.")
-            if raw.dtype == bool:
-                # Keras's apply_mask: masked entries drop out of the mean.
-                weights = weights * (n / (weights.sum() + EPSILON))
         if weights is None:
             value = float(np.mean(losses, dtype=np.float64))
             grad = grads / n
         else:
             value = float(np.sum(losses * weights, dtype=np.float64) / n)
-            grad = grads * (weights / n)[..., None]
+            grad = grads * np.expand_dims(weights / n, self._reduced_axis(y_pred.ndim))
         return value, grad.astype(y_pred.dtype, copy=False)
+
+    def _reduced_axis(self, ndim):
+        """The axis of `y_pred` that each per-sample loss reduces."""
+        return ndim - 1
 
     def _prepare(self, y_true, y_pred):
         y_pred = np.asarray(y_pred)
@@ -78,6 +93,36 @@ class Loss(Configurable):
                 f"received y_true.shape={y_true.shape} and y_pred.shape={y_pred.shape}."
             )
         return y_true, y_pred
+
+
+def _weights(loss, sample_weight, mask, shape):
+    """The weight of each per-sample loss (float64, `shape`), or None: Keras's `apply_mask`
+    (unmasked entries weigh `entries / unmasked entries`, all of them 0 when none is unmasked)
+    times the sample weights."""
+    weights = None
+    if mask is not None:
+        mask = _to_shape(np.asarray(mask, dtype=bool), shape, loss, "mask")
+        valid = np.count_nonzero(mask)
+        weights = np.where(mask, mask.size / valid if valid else 0.0, 0.0)
+    if sample_weight is not None:
+        sample_weight = _to_shape(np.asarray(sample_weight, dtype=np.float64), shape, loss,
+                                  "sample_weight")
+        weights = sample_weight if weights is None else weights * sample_weight
+    return weights
+
+
+def _to_shape(a, shape, loss, argument):
+    """`a` given the per-sample losses' `shape`: a trailing unit axis dropped (Keras's
+    `squeeze_or_expand_to_same_rank`), a leading part of `shape` repeated over the rest."""
+    if a.ndim == len(shape) + 1 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim < len(shape) and a.shape == shape[:a.ndim]:
+        a = a.reshape(a.shape + (1,) * (len(shape) - a.ndim))
+    try:
+        return np.broadcast_to(a, shape)
+    except ValueError:
+        raise ValueError(f"{type(loss).__name__}: `{argument}` must have the per-sample losses' "
+                         f"shape {shape} (or a leading part of it), received {a.shape}.") from None
 
 
 class MeanSquaredError(Loss):
@@ -188,11 +233,192 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
         return np.eye(n_classes, dtype=y_pred.dtype)[labels], y_pred
 
 
+class _Elementwise(Loss):
+    """A loss that is the mean over the last axis of an elementwise function of
+    `(y_true, y_pred)`: subclasses implement `_elementwise(y_true, y_pred) -> (values,
+    d values / d y_pred)`, both of `y_pred`'s shape."""
+
+    def _per_sample(self, y_true, y_pred):
+        values, grads = self._elementwise(y_true, y_pred)
+        return np.mean(values, axis=-1, dtype=np.float64), grads / y_pred.shape[-1]
+
+
+class Huber(_Elementwise):
+    """`mean(0.5 * e ** 2 if |e| <= delta else delta * |e| - 0.5 * delta ** 2)` with
+    `e = y_pred - y_true`; `y_true` and `y_pred` of one shape `(..., K)` (Keras's `Huber`).
+
+    Args:
+        delta: float, where the loss turns from quadratic to linear (default 1.0).
+
+    Raises:
+        ValueError: for a `delta` that is not a non-negative number.
+    """
+
+    def __init__(self, delta=1.0):
+        if isinstance(delta, bool) or not isinstance(delta, (int, float, np.number)) or not (
+                delta >= 0):
+            raise ValueError(f"Huber: `delta` must be a non-negative float, received {delta!r}.")
+        self.delta = float(delta)
+
+    def get_config(self):
+        return {"delta": self.delta}
+
+    def _elementwise(self, y_true, y_pred):
+        error = y_pred - y_true
+        quadratic = np.abs(error) <= self.delta
+        values = np.where(quadratic, 0.5 * np.square(error),
+                          self.delta * np.abs(error) - 0.5 * self.delta ** 2)
+        return values, np.where(quadratic, error, self.delta * np.sign(error))
+
+
+class LogCosh(_Elementwise):
+    """`mean(log(cosh(y_pred - y_true)))`, computed as `x + softplus(-2 x) - log 2` so that
+    large errors do not overflow; `y_true` and `y_pred` of one shape `(..., K)` (Keras's
+    `LogCosh`). Its gradient is `tanh(y_pred - y_true)`."""
+
+    def _elementwise(self, y_true, y_pred):
+        x = y_pred - y_true
+        return x + np.logaddexp(0.0, -2.0 * x) - np.log(2.0), np.tanh(x)
+
+
+class MeanAbsolutePercentageError(_Elementwise):
+    """`100 * mean(|y_true - y_pred| / max(|y_true|, 1e-7))`; `y_true` and `y_pred` of one
+    shape `(..., K)` (Keras's `MeanAbsolutePercentageError`, `"mape"`)."""
+
+    def _elementwise(self, y_true, y_pred):
+        scale = 100.0 / np.maximum(np.abs(y_true), EPSILON)
+        error = y_pred - y_true
+        return np.abs(error) * scale, np.sign(error) * scale
+
+
+class MeanSquaredLogarithmicError(_Elementwise):
+    """`mean((log(max(y_pred, 1e-7) + 1) - log(max(y_true, 1e-7) + 1)) ** 2)`; `y_true` and
+    `y_pred` of one shape `(..., K)` (Keras's `MeanSquaredLogarithmicError`, `"msle"`)."""
+
+    def _elementwise(self, y_true, y_pred):
+        shifted = np.maximum(y_pred, EPSILON) + 1.0
+        diff = np.log(shifted) - np.log(np.maximum(y_true, EPSILON) + 1.0)
+        return np.square(diff), np.where(y_pred >= EPSILON, 2.0 * diff / shifted, 0.0)
+
+
+class Poisson(_Elementwise):
+    """`mean(y_pred - y_true * log(y_pred + 1e-7))`; `y_true` and `y_pred` of one shape
+    `(..., K)` (Keras's `Poisson`)."""
+
+    def _elementwise(self, y_true, y_pred):
+        return y_pred - y_true * np.log(y_pred + EPSILON), 1.0 - y_true / (y_pred + EPSILON)
+
+
+class KLDivergence(Loss):
+    """`sum(t * log(t / p), axis=-1)` with `t = clip(y_true, 1e-7, 1)` and
+    `p = clip(y_pred, 1e-7, 1)`; `y_true` and `y_pred` of one shape `(..., K)`, distributions
+    over the last axis (Keras's `KLDivergence`, `"kld"`)."""
+
+    def _per_sample(self, y_true, y_pred):
+        t = np.clip(y_true, EPSILON, 1.0)
+        p = np.clip(y_pred, EPSILON, 1.0)
+        losses = np.sum(t * np.log(t / p), axis=-1, dtype=np.float64)
+        return losses, np.where((y_pred >= EPSILON) & (y_pred <= 1.0), -t / p, 0.0)
+
+
+class CosineSimilarity(Loss):
+    """`-sum(normalize(y_true) * normalize(y_pred), axis)`, where `normalize(x)` divides by
+    `max(||x||, 1e-7)` along `axis`: -1 for parallel vectors, 0 when either is zero (Keras's
+    `CosineSimilarity`).
+
+    Args:
+        axis: int, the axis of the vectors (default -1); the per-sample losses have
+            `y_pred`'s shape without it.
+
+    Raises:
+        ValueError: for an `axis` that is not an int.
+    """
+
+    def __init__(self, axis=-1):
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise ValueError(f"CosineSimilarity: `axis` must be an int, received {axis!r}.")
+        self.axis = int(axis)
+
+    def get_config(self):
+        return {"axis": self.axis}
+
+    def _reduced_axis(self, ndim):
+        if not -ndim <= self.axis < ndim:
+            raise ValueError(f"CosineSimilarity: `axis`={self.axis} is out of range for "
+                             f"y_pred of rank {ndim}.")
+        return self.axis % ndim
+
+    def _per_sample(self, y_true, y_pred):
+        axis = self._reduced_axis(y_pred.ndim)
+        with np.errstate(divide="ignore"):
+            inv_pred = 1.0 / np.sqrt(np.sum(np.square(y_pred), axis=axis, keepdims=True))
+            inv_true = 1.0 / np.sqrt(np.sum(np.square(y_true), axis=axis, keepdims=True))
+        # Keras's `normalize`: `x * min(rsqrt(sum(x ** 2)), 1 / epsilon)`.
+        floored = inv_pred >= 1.0 / EPSILON
+        inv_pred = np.minimum(inv_pred, 1.0 / EPSILON)
+        u, v = y_pred * inv_pred, y_true * np.minimum(inv_true, 1.0 / EPSILON)
+        cosine = np.sum(u * v, axis=axis, keepdims=True)
+        # d(-u . v)/d y_pred, through u = y_pred / ||y_pred||; a constant scale when floored.
+        grad = np.where(floored, -v, u * cosine - v) * inv_pred
+        return -np.squeeze(cosine, axis=axis).astype(np.float64), grad
+
+    def _prepare(self, y_true, y_pred):
+        y_true, y_pred = super()._prepare(y_true, y_pred)
+        self._reduced_axis(y_pred.ndim)
+        return y_true, y_pred
+
+
+def _hinge_labels(y_true):
+    """Keras's `convert_binary_labels_to_hinge`: labels all in {0, 1} become -1 / 1."""
+    return 2.0 * y_true - 1.0 if np.all((y_true == 0) | (y_true == 1)) else y_true
+
+
+class Hinge(_Elementwise):
+    """`mean(max(1 - y_true * y_pred, 0))` with labels -1 / 1 (labels all in {0, 1} are
+    converted, as Keras's `Hinge` does); `y_true` and `y_pred` of one shape `(..., K)`."""
+
+    def _elementwise(self, y_true, y_pred):
+        y_true = _hinge_labels(y_true)
+        margin = 1.0 - y_true * y_pred
+        return np.maximum(margin, 0.0), np.where(margin >= 0.0, -y_true, 0.0)
+
+
+class SquaredHinge(_Elementwise):
+    """`mean(max(1 - y_true * y_pred, 0) ** 2)`, labels as in `Hinge` (Keras's
+    `SquaredHinge`)."""
+
+    def _elementwise(self, y_true, y_pred):
+        y_true = _hinge_labels(y_true)
+        margin = np.maximum(1.0 - y_true * y_pred, 0.0)
+        return np.square(margin), -2.0 * y_true * margin
+
+
+class CategoricalHinge(Loss):
+    """`max(max((1 - y_true) * y_pred, axis=-1) - sum(y_true * y_pred, axis=-1) + 1, 0)`;
+    `y_true` one-hot `(..., C)` (Keras's `CategoricalHinge`)."""
+
+    def _per_sample(self, y_true, y_pred):
+        negatives = (1.0 - y_true) * y_pred
+        neg = np.max(negatives, axis=-1, keepdims=True)
+        margin = neg[..., 0] - np.sum(y_true * y_pred, axis=-1) + 1.0
+        ties = negatives == neg  # the max's gradient is shared among its ties
+        d_neg = (1.0 - y_true) * ties / np.sum(ties, axis=-1, keepdims=True)
+        grad = np.where((margin >= 0.0)[..., None], d_neg - y_true, 0.0)
+        return np.maximum(margin, 0.0).astype(np.float64), grad
+
+
 _REGISTRY = Registry(
     "loss",
     [MeanSquaredError, MeanAbsoluteError, BinaryCrossentropy, CategoricalCrossentropy,
-     SparseCategoricalCrossentropy],
-    aliases={"mse": MeanSquaredError, "mae": MeanAbsoluteError},
+     SparseCategoricalCrossentropy, Huber, LogCosh, MeanAbsolutePercentageError,
+     MeanSquaredLogarithmicError, KLDivergence, Poisson, CosineSimilarity, Hinge, SquaredHinge,
+     CategoricalHinge],
+    # Keras 3's aliases (`keras.losses.ALL_OBJECTS_DICT`).
+    aliases={"mse": MeanSquaredError, "MSE": MeanSquaredError, "mae": MeanAbsoluteError,
+             "MAE": MeanAbsoluteError, "bce": BinaryCrossentropy, "BCE": BinaryCrossentropy,
+             "mape": MeanAbsolutePercentageError, "MAPE": MeanAbsolutePercentageError,
+             "msle": MeanSquaredLogarithmicError, "MSLE": MeanSquaredLogarithmicError,
+             "kld": KLDivergence, "KLD": KLDivergence, "kl_divergence": KLDivergence},
 )
 
 
@@ -224,5 +450,8 @@ deserialize = _REGISTRY.deserialize
 
 __all__ = [
     "Loss", "MeanSquaredError", "MeanAbsoluteError", "BinaryCrossentropy",
-    "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "get", "serialize", "deserialize",
+    "CategoricalCrossentropy", "SparseCategoricalCrossentropy", "Huber", "LogCosh",
+    "MeanAbsolutePercentageError", "MeanSquaredLogarithmicError", "KLDivergence", "Poisson",
+    "CosineSimilarity", "Hinge", "SquaredHinge", "CategoricalHinge", "get", "serialize",
+    "deserialize",
 ]
