@@ -130,7 +130,7 @@ def test_reduction_with_sample_weight_and_mask():
     # Everything masked: 0, as Keras's divide_no_nan.
     assert loss(y_true, y_pred, mask=np.zeros((2, 3), bool)) == 0.0
     with pytest.raises(ValueError, match="sample_weight"):
-        loss(y_true, y_pred, sample_weight=np.ones(3))
+        loss(y_true, y_pred, sample_weight=np.ones(4))
     with pytest.raises(ValueError, match="mask"):
         loss(y_true, y_pred, sample_weight=mask, mask=mask)
 
