@@ -644,8 +644,7 @@ def test_states_given_in_non_native_order_are_copied(dtype):
 # Public names that take no array (or only file paths, configs and sizes), so that byte order
 # cannot reach them; each is listed with the reason.
 NO_ARRAYS = {
-    "pylstm.callbacks.Callback": "hooks called with logs dicts",
-    "pylstm.callbacks.History": "records logs dicts",
+    "pylstm.callbacks.*": "hooks called with logs dicts of floats; files by path",
     "pylstm.datasets.*": "loaders of embedded data; take names and sizes",
     "pylstm.initializers.*": "take shapes and dtypes, produce native arrays",
     "pylstm.activations.serialize": "config", "pylstm.activations.deserialize": "config",
