@@ -1,5 +1,5 @@
 """Keras 3's `keras.utils` for pylstm: the process-wide random state, padding, one-hot
-encoding, and windows cut from a time series.
+encoding, windows cut from a time series, and the `PyDataset` base class.
 
 Unseeded initializers, unseeded `Dropout` layers and `fit`'s shuffling all draw from one
 module-level `np.random.Generator`, so that `set_random_seed(seed)` makes a whole model
@@ -11,6 +11,7 @@ arguments and give its NumPy results (`keras/src/utils/sequence_utils.py`,
 place of a `tf.data.Dataset`.
 """
 
+import itertools
 import math
 import numbers
 
@@ -359,3 +360,63 @@ class TimeseriesDataset:
     def __repr__(self):
         return (f"<TimeseriesDataset: {len(self._starts)} windows of {len(self._offsets)} "
                 f"timesteps, {len(self)} batches>")
+
+
+class PyDataset:
+    """Base class of a dataset of batches written in Python (Keras 3's
+    `keras.utils.PyDataset`): `fit`, `evaluate` and `predict` take one as `x`.
+
+    Subclass it and implement `__len__` (the number of batches) and `__getitem__(index)` (batch
+    `index`, `0 <= index < len(self)`: `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)`, each
+    structured as `fit`'s arguments, arrays of a batch's samples); optionally `on_epoch_begin`
+    and `on_epoch_end` (called at each epoch's start and end, e.g. to reshuffle). `fit` with
+    `shuffle=True` draws the batch indices in a new random order each epoch, as Keras does. A
+    dataset whose `num_batches` is None is infinite (pass `steps_per_epoch`).
+
+    Args:
+        workers, use_multiprocessing, max_queue_size: Keras's settings of parallel loading,
+            kept for compatibility; pylstm loads batches in the training thread.
+
+    Example:
+
+    >>> import numpy as np
+    >>> class Batches(PyDataset):
+    ...     def __init__(self, x, y, batch_size, **kwargs):
+    ...         super().__init__(**kwargs)
+    ...         self.x, self.y, self.batch_size = x, y, batch_size
+    ...     def __len__(self):
+    ...         return -(-len(self.x) // self.batch_size)
+    ...     def __getitem__(self, index):
+    ...         part = slice(index * self.batch_size, (index + 1) * self.batch_size)
+    ...         return self.x[part], self.y[part]
+    >>> data = Batches(np.zeros((10, 3)), np.zeros((10, 1)), batch_size=4)
+    >>> data.num_batches, [len(x) for x, _ in data]
+    (3, [4, 4, 2])
+    """
+
+    def __init__(self, workers=1, use_multiprocessing=False, max_queue_size=10):
+        self.workers = workers
+        self.use_multiprocessing = use_multiprocessing
+        self.max_queue_size = max_queue_size
+
+    def __getitem__(self, index):
+        raise NotImplementedError(f"{type(self).__name__} must implement `__getitem__`.")
+
+    def __len__(self):
+        raise NotImplementedError(f"{type(self).__name__} must implement `__len__`.")
+
+    @property
+    def num_batches(self):
+        """The number of batches, `len(self)`; None for an infinite dataset."""
+        return len(self)
+
+    def __iter__(self):
+        indices = itertools.count() if self.num_batches is None else range(self.num_batches)
+        for index in indices:
+            yield self[index]
+
+    def on_epoch_begin(self):
+        """Called at the start of every epoch."""
+
+    def on_epoch_end(self):
+        """Called at the end of every epoch."""
