@@ -482,14 +482,11 @@ class ModelCheckpoint(_MonitorCallback):
 
 
 def _learning_rate(optimizer):
-    """The optimizer's learning rate now, as the float32 value Keras's rate variable holds; a
-    schedule's (or callable's) value at `optimizer.iterations`."""
+    """The optimizer's learning rate now (a schedule's current value), as the float32 value
+    Keras's rate variable holds."""
     if not hasattr(optimizer, "learning_rate"):
         raise ValueError('Optimizer must have a "learning_rate" attribute.')
-    rate = optimizer.learning_rate
-    if callable(rate):
-        rate = rate(optimizer.iterations)
-    return float(np.float32(rate))
+    return float(np.float32(optimizer.learning_rate))
 
 
 def _set_learning_rate(optimizer, value, caller):
