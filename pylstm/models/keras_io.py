@@ -173,12 +173,23 @@ _IGNORED = {"name", "dtype", "shared_object_id", "unroll", "use_cudnn", "impleme
             "is_legacy_optimizer"}
 
 # Keras's order of optimizer slots: blocks written one after the other; within a block, the
-# slots of one variable side by side (Adam: m0 v0 m1 v1 ..., then v_hat0 v_hat1 ...).
+# slots of one variable side by side (Adam: m0 v0 m1 v1 ..., then v_hat0 v_hat1 ...). Every
+# optimizer's blocks start with the weights' moving averages (`use_ema`) and the gradient
+# accumulators (`gradient_accumulation_steps`), which Keras's base class makes first.
+_BASE_SLOTS = [("average",), ("gradient_accumulator",)]
 _OPTIMIZER_SLOTS = {
-    "SGD": [("momentum",)],
-    "Adam": [("m", "v"), ("v_hat",)],
-    "RMSprop": [("velocity",), ("momentum",), ("average_gradient",)],
+    "SGD": _BASE_SLOTS + [("momentum",)],
+    "Adam": _BASE_SLOTS + [("m", "v"), ("v_hat",)],
+    "AdamW": _BASE_SLOTS + [("m", "v"), ("v_hat",)],
+    "Adamax": _BASE_SLOTS + [("momentum", "norm")],
+    "Nadam": _BASE_SLOTS + [("momentum", "velocity")],
+    "RMSprop": _BASE_SLOTS + [("velocity",), ("momentum",), ("average_gradient",)],
+    "Adagrad": _BASE_SLOTS + [("accumulator",)],
+    "Adadelta": _BASE_SLOTS + [("accumulated_grad", "accumulated_delta_var")],
+    "Lion": _BASE_SLOTS + [("momentum",)],
 }
+# Scalar optimizer state Keras writes after the slots, as attributes of pylstm's optimizer.
+_OPTIMIZER_SCALARS = {"Nadam": ("_u_product",)}
 
 # Keras metric classes with a pylstm metric of the same meaning (the class `Accuracy`, exact
 # equality, is not the `"accuracy"` string, which dispatches on shapes).
@@ -847,8 +858,9 @@ def _compile_from_keras(model, config, legacy):
             optimizer = optimizers.get(optimizer)
         else:
             optimizer = _object_from_keras(optimizer, optimizers, "optimizer")
-            if not isinstance(optimizer["config"].get("learning_rate", 0.0), (int, float)):
-                return  # a learning-rate schedule
+            learning_rate = optimizer["config"].get("learning_rate")
+            if isinstance(learning_rate, dict):
+                optimizer["config"]["learning_rate"] = _schedule_from_keras(learning_rate)
             optimizer = optimizers.deserialize(optimizer)
         if config.get("loss_weights") is not None or config.get("weighted_metrics"):
             return
@@ -861,6 +873,21 @@ def _compile_from_keras(model, config, legacy):
     except (ValueError, TypeError, KeyError):
         return
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+
+
+def _schedule_from_keras(obj):
+    """A Keras learning-rate schedule's dict -> pylstm's `{"class_name", "config"}` (raises
+    `_Unmappable` for another object, a user's function among them)."""
+    where = "the optimizer's learning rate"
+    class_name, config = obj.get("class_name"), obj.get("config")
+    if (obj.get("module") != "keras.optimizers.schedules" or not isinstance(class_name, str)
+            or not isinstance(config, dict)):
+        raise _Unmappable(f"{where}: cannot read {obj!r:.100}")
+    try:
+        cls = optimizers.schedules._REGISTRY.lookup(class_name)
+    except ValueError:
+        raise _Unmappable(f"{where}: pylstm has no schedule {class_name!r}") from None
+    return {"class_name": class_name, "config": _keep_supported(cls, config, where)}
 
 
 def _flat_metrics(metrics):
@@ -1118,25 +1145,39 @@ def _read_optimizer_state(model, f):
         return
     variables = model.trainable_variables
     order = _slot_order(optimizer, variables)
+    head = _optimizer_head(optimizer)
+    scalars = _OPTIMIZER_SCALARS.get(type(optimizer).__name__, ())
     keys = set(group.keys())
-    if keys == {"0", "1"}:  # saved before Keras built the optimizer: no slots yet
-        order = []
-    elif keys != {str(i) for i in range(2 + len(order))}:
+    if keys == {str(i) for i in range(head)}:  # saved before Keras built the optimizer
+        order, scalars = [], ()
+    elif keys != {str(i) for i in range(head + len(order) + len(scalars))}:
         return
-    datasets = [group.get(str(i)) for i in range(2 + len(order))]
+    datasets = [group.get(str(i)) for i in range(len(keys))]
     if not all(isinstance(d, _hdf5.Dataset) for d in datasets) or datasets[0].shape != ():
         return
     slots = {var: {} for var in variables}
-    for dataset, (var, slot) in zip(datasets[2:], order):
+    for dataset, (var, slot) in zip(datasets[head:], order):
         if dataset.shape != tuple(var.shape):
             return
         slots[var][slot] = np.asarray(dataset.read(var.shape), dtype=var.dtype)
+    values = [d.read((), kinds="iuf") if d.shape == () else None
+              for d in datasets[head + len(order):]]
+    if not all(v is not None and np.isfinite(v) for v in values):
+        return
     iterations = datasets[0].read((), kinds="iuf")
     if not (np.isfinite(iterations) and iterations >= 0 and iterations == int(iterations)):
         return
-    optimizer.iterations = int(iterations)
+    optimizer._iterations = int(iterations)
     if order:
         optimizer._slots = slots
+    for name, value in zip(scalars, values):
+        setattr(optimizer, name, float(value))
+
+
+def _optimizer_head(optimizer):
+    """The count of datasets before the slots: the iterations, and the learning rate unless a
+    schedule or callable gives it (Keras then keeps no variable for it)."""
+    return 1 if callable(optimizer._learning_rate) else 2
 
 
 def _write_weights(model, target, with_optimizer):
@@ -1159,13 +1200,18 @@ def _write_weights(model, target, with_optimizer):
             optimizer = model.optimizer
             group = f.create_group("optimizer/vars")
             group.attrs["name"] = type(optimizer).__name__.lower()
-            group.create_dataset("0", data=np.int64(optimizer.iterations))
-            group.create_dataset("1", data=np.float32(optimizer.learning_rate))
-            for i, (var, slot) in enumerate(_slot_order(optimizer, model.trainable_variables),
-                                            start=2):
+            group.create_dataset("0", data=np.int64(optimizer._iterations))
+            head = _optimizer_head(optimizer)
+            if head == 2:
+                group.create_dataset("1", data=np.float32(optimizer.learning_rate))
+            order = _slot_order(optimizer, model.trainable_variables)
+            for i, (var, slot) in enumerate(order, start=head):
                 value = optimizer._slots.get(var, {}).get(slot)
-                group.create_dataset(str(i), data=np.zeros_like(var.value) if value is None
-                                     else value)
+                group.create_dataset(str(i), data=(optimizer._initial_slot(slot, var.value)
+                                                   if value is None else value))
+            for i, name in enumerate(_OPTIMIZER_SCALARS.get(type(optimizer).__name__, ()),
+                                     start=head + len(order)):
+                group.create_dataset(str(i), data=np.float32(getattr(optimizer, name)))
 
 
 # pylstm -> Keras config ---------------------------------------------------------------------
@@ -1244,6 +1290,13 @@ def _compile_to_keras(model):
     optimizer, loss = model.optimizer, model.loss
     if optimizer is None or type(optimizer).__name__ not in _OPTIMIZER_SLOTS:
         return None
+    optimizer_config = optimizers.serialize(optimizer)
+    learning_rate = optimizer_config["config"]["learning_rate"]
+    if isinstance(learning_rate, dict):
+        optimizer_config["config"]["learning_rate"] = _keras_object(
+            "keras.optimizers.schedules", learning_rate)
+    elif callable(learning_rate):
+        return None  # a user's function
     try:
         if loss is not None:
             _check_builtin(losses, losses.serialize(loss), "loss")
@@ -1253,7 +1306,7 @@ def _compile_to_keras(model):
         return None  # a user's metric function
     names = [name for name, _ in model._metrics]
     return {
-        "optimizer": _keras_object("keras.optimizers", optimizers.serialize(optimizer)),
+        "optimizer": _keras_object("keras.optimizers", optimizer_config),
         "loss": None if loss is None else _keras_object("keras.losses", losses.serialize(loss)),
         "loss_weights": None,
         "metrics": names or None,

@@ -525,12 +525,17 @@ def metric_functions(conv, dtype):
 
 
 @case("pylstm.optimizers.Optimizer", "pylstm.optimizers.SGD", "pylstm.optimizers.Adam",
-      "pylstm.optimizers.RMSprop", "pylstm.optimizers.get")
+      "pylstm.optimizers.RMSprop", "pylstm.optimizers.get", "pylstm.optimizers.AdamW",
+      "pylstm.optimizers.Adamax", "pylstm.optimizers.Nadam", "pylstm.optimizers.Adagrad",
+      "pylstm.optimizers.Adadelta", "pylstm.optimizers.Lion")
 def optimizer_steps(conv, dtype):
     rng = _rng()
     out = []
     for opt in (optimizers.SGD(0.1, momentum=0.9, nesterov=True), optimizers.Adam(0.01),
-                optimizers.RMSprop(0.01, clipnorm=1.0), optimizers.get("sgd")):
+                optimizers.RMSprop(0.01, clipnorm=1.0), optimizers.get("sgd"),
+                optimizers.AdamW(0.01, use_ema=True), optimizers.Adamax(0.01),
+                optimizers.Nadam(0.01, gradient_accumulation_steps=2),
+                optimizers.Adagrad(0.01), optimizers.Adadelta(1.0), optimizers.Lion(0.01)):
         var = layers.Variable("w", conv(_normal(rng, (3, 4), dtype)))
         for _ in range(3):
             var.grad = conv(_normal(rng, (3, 4), dtype))

@@ -107,5 +107,6 @@ def test_get():
     assert type(optimizers.get("sgd")) is optimizers.SGD
     opt = optimizers.SGD()
     assert optimizers.get(opt) is opt
+    assert type(optimizers.get("adamw")) is optimizers.AdamW  # Keras's lower-case name
     with pytest.raises(ValueError, match="adam"):
-        optimizers.get("adamw")
+        optimizers.get("adam_x")

@@ -1,0 +1,193 @@
+"""The Adam family with Keras 3's formulas: `Adam`, `AdamW`, `Adamax`, `Nadam`."""
+
+import math
+
+import numpy as np
+
+from pylstm.optimizers.optimizer import Optimizer
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2014) in Keras 3's form, with `epsilon` outside the bias correction::
+
+        m = beta_1 m + (1 - beta_1) g;  v = beta_2 v + (1 - beta_2) g^2
+        alpha = learning_rate * sqrt(1 - beta_2^t) / (1 - beta_1^t)
+        w -= alpha * m / (sqrt(v) + epsilon)      # v replaced by max(v_hat, v) with amsgrad
+
+    where `t = iterations + 1`. This differs from `torch.optim.Adam` (which adds `epsilon` to
+    the bias-corrected `sqrt(v_hat)`; see `pylstm.optim.Adam`) by an effective epsilon of
+    `epsilon * sqrt(1 - beta_2^t)`.
+
+    Args:
+        learning_rate: float, schedule or callable (see `Optimizer`).
+        beta_1, beta_2: floats in `[0, 1)`, the moments' decay rates.
+        epsilon: float, Kingma & Ba's "epsilon hat".
+        amsgrad: bool, the AMSGrad variant (Reddi et al., 2018).
+        weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema, ema_momentum,
+        ema_overwrite_frequency, loss_scale_factor, gradient_accumulation_steps, name: see
+            `Optimizer`.
+
+    Raises:
+        ValueError: for an invalid common argument (see `Optimizer`).
+    """
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 amsgrad=False, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, loss_scale_factor=None,
+                 gradient_accumulation_steps=None, name=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                         use_ema, ema_momentum, ema_overwrite_frequency, loss_scale_factor,
+                         gradient_accumulation_steps, name)
+        self.beta_1 = float(beta_1)
+        self.beta_2 = float(beta_2)
+        self.epsilon = float(epsilon)
+        self.amsgrad = bool(amsgrad)
+        self._update_slots = ("m", "v", "v_hat") if self.amsgrad else ("m", "v")
+
+    def _update(self, value, grad, slots, learning_rate):
+        t = self.iterations + 1
+        alpha = learning_rate * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
+        m, v = slots["m"], slots["v"]
+        m += (grad - m) * (1 - self.beta_1)
+        v += (np.square(grad) - v) * (1 - self.beta_2)
+        if self.amsgrad:
+            np.maximum(slots["v_hat"], v, out=slots["v_hat"])
+            v = slots["v_hat"]
+        value -= alpha * m / (np.sqrt(v) + self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon, "amsgrad": self.amsgrad}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019), as
+    `keras.optimizers.AdamW`: `Adam`'s step after `w -= w * weight_decay * learning_rate`
+    (the decay Keras applies in every optimizer, on by default here). Exempt variables with
+    `exclude_from_weight_decay`.
+
+    Args:
+        learning_rate: float, schedule or callable (see `Optimizer`).
+        weight_decay: float, the decay per unit of learning rate.
+        beta_1, beta_2, epsilon, amsgrad: see `Adam`.
+        clipnorm, clipvalue, global_clipnorm, use_ema, ema_momentum, ema_overwrite_frequency,
+        loss_scale_factor, gradient_accumulation_steps, name: see `Optimizer`.
+
+    Raises:
+        ValueError: if `weight_decay` is None, or for an invalid common argument.
+    """
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-7, amsgrad=False, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, loss_scale_factor=None,
+                 gradient_accumulation_steps=None, name=None):
+        if weight_decay is None:
+            raise ValueError("Argument `weight_decay` must be a float, received None.")
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay,
+                         clipnorm, clipvalue, global_clipnorm, use_ema, ema_momentum,
+                         ema_overwrite_frequency, loss_scale_factor,
+                         gradient_accumulation_steps, name)
+
+
+class Adamax(Optimizer):
+    """Adamax, Adam's infinity-norm variant (Kingma & Ba, 2014, section 7), as
+    `keras.optimizers.Adamax`::
+
+        m = beta_1 m + (1 - beta_1) g;  u = max(beta_2 u, |g|)
+        w -= learning_rate * m / ((1 - beta_1^t) (u + epsilon))
+
+    Args:
+        learning_rate: float, schedule or callable (see `Optimizer`).
+        beta_1: float, the first moment's decay rate.
+        beta_2: float, the decay of the weighted infinity norm.
+        epsilon: float.
+        weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema, ema_momentum,
+        ema_overwrite_frequency, loss_scale_factor, gradient_accumulation_steps, name: see
+            `Optimizer`.
+
+    Raises:
+        ValueError: for an invalid common argument (see `Optimizer`).
+    """
+
+    _update_slots = ("momentum", "norm")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None,
+                 loss_scale_factor=None, gradient_accumulation_steps=None, name=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                         use_ema, ema_momentum, ema_overwrite_frequency, loss_scale_factor,
+                         gradient_accumulation_steps, name)
+        self.beta_1 = float(beta_1)
+        self.beta_2 = float(beta_2)
+        self.epsilon = float(epsilon)
+
+    def _update(self, value, grad, slots, learning_rate):
+        t = self.iterations + 1
+        m, u = slots["momentum"], slots["norm"]
+        m += (grad - m) * (1 - self.beta_1)
+        np.maximum(self.beta_2 * u, np.abs(grad), out=u)
+        value -= learning_rate * m / ((1 - self.beta_1**t) * (u + self.epsilon))
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
+
+class Nadam(Optimizer):
+    """Adam with Nesterov momentum (Dozat, 2016), as `keras.optimizers.Nadam`, with the
+    momentum schedule `mu_t = beta_1 (1 - 0.5 * 0.96^t)` and its running product
+    `prod_t = mu_1 ... mu_t` (`_u_product`, the one scalar Keras keeps besides the slots)::
+
+        m = beta_1 m + (1 - beta_1) g;  v = beta_2 v + (1 - beta_2) g^2
+        m_hat = mu_{t+1} m / (1 - prod_t mu_{t+1}) + (1 - mu_t) g / (1 - prod_t)
+        w -= learning_rate * m_hat / (sqrt(v / (1 - beta_2^t)) + epsilon)
+
+    Args:
+        learning_rate: float, schedule or callable (see `Optimizer`).
+        beta_1, beta_2: floats, the moments' decay rates.
+        epsilon: float.
+        weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema, ema_momentum,
+        ema_overwrite_frequency, loss_scale_factor, gradient_accumulation_steps, name: see
+            `Optimizer`.
+
+    Raises:
+        ValueError: for an invalid common argument (see `Optimizer`).
+    """
+
+    _update_slots = ("momentum", "velocity")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None,
+                 loss_scale_factor=None, gradient_accumulation_steps=None, name=None):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm,
+                         use_ema, ema_momentum, ema_overwrite_frequency, loss_scale_factor,
+                         gradient_accumulation_steps, name)
+        self.beta_1 = float(beta_1)
+        self.beta_2 = float(beta_2)
+        self.epsilon = float(epsilon)
+        self._u_product = 1.0
+
+    def _mu(self, t):
+        return self.beta_1 * (1.0 - 0.5 * 0.96**t)
+
+    def _prepare_update(self):
+        self._u_product *= self._mu(self.iterations + 1)
+
+    def _update(self, value, grad, slots, learning_rate):
+        t = self.iterations + 1
+        mu_t, mu_next = self._mu(t), self._mu(t + 1)
+        m, v = slots["momentum"], slots["velocity"]
+        m += (grad - m) * (1 - self.beta_1)
+        v += (np.square(grad) - v) * (1 - self.beta_2)
+        m_hat = (mu_next / (1 - self._u_product * mu_next)) * m + (
+            (1 - mu_t) / (1 - self._u_product)) * grad
+        v_hat = v / (1 - self.beta_2**t)
+        value -= learning_rate * m_hat / (np.sqrt(v_hat) + self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}

@@ -1,0 +1,323 @@
+"""The base of pylstm's Keras-style optimizers: what Keras 3's `BaseOptimizer` does around each
+optimizer's update formula.
+
+Design:
+    `optimizer.apply(variables)` takes one step over the trainable `Variable`s, in Keras's
+    order (`keras.optimizers.Optimizer.apply`):
+
+    1. gradients: each `Variable.grad`, in the variable's dtype, divided by
+       `loss_scale_factor` when set;
+    2. with `gradient_accumulation_steps = n`: on n - 1 of every n calls the gradients are
+       only summed into the `gradient_accumulator` slots; on the n-th, their mean (the sum
+       plus the current gradients, over n) is used and the accumulators are zeroed;
+    3. on an update: clipping (`clipnorm` per variable, `global_clipnorm` over all, or
+       `clipvalue` elementwise; at most one), decoupled weight decay
+       `w -= w * weight_decay * learning_rate` (variables excluded with
+       `exclude_from_weight_decay` are left alone), then the subclass's formula, `_update`;
+    4. with `use_ema`: `average = m * average + (1 - m) * w`, where m is `ema_momentum`, or 0
+       while `iterations` is 0 (so the average starts at the weights), and every
+       `ema_overwrite_frequency` iterations the weights are overwritten with the average;
+    5. each variable's `constraint`; the step count goes up by one.
+
+    `learning_rate` is a float, a `LearningRateSchedule` (called with the count of `apply`
+    calls so far, accumulation calls included) or a zero-argument callable; it is read once
+    per update. `iterations` counts updates (calls divided by `gradient_accumulation_steps`),
+    which the bias corrections of Adam and its kin use, as in Keras.
+
+    Per-variable state lives in `_slots[variable][name]` (arrays of the variable's shape and
+    dtype, created on its first step); `_slot_names` lists the names in use, the EMA's
+    `average` and the `gradient_accumulator` first. `pylstm.models.keras_io` writes them in
+    Keras's order (`_OPTIMIZER_SLOTS`).
+"""
+
+import math
+import re
+
+import numpy as np
+
+from pylstm._serialization import Configurable, snake_case
+from pylstm.optimizers import schedules
+
+
+def _check_learning_rate(learning_rate):
+    if isinstance(learning_rate, schedules.LearningRateSchedule) or (
+            callable(learning_rate) and not isinstance(learning_rate, type)):
+        return learning_rate
+    if (isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float, np.floating))
+            or not learning_rate > 0):
+        raise ValueError(
+            "Argument `learning_rate` must be a float > 0, a LearningRateSchedule or a "
+            f"callable that takes no argument and returns the rate, received {learning_rate!r}.")
+    return float(learning_rate)
+
+
+class Optimizer(Configurable):
+    """Base class of the Keras-style optimizers, with Keras 3's common arguments.
+
+    Subclasses set `_update_slots` (the names of their per-variable state) and implement `_update(value, grad, slots, learning_rate)`, which updates `value` (an
+    array of a variable's shape and dtype) in place.
+
+    Args:
+        learning_rate: float > 0, a `pylstm.optimizers.schedules.LearningRateSchedule`, or a
+            callable taking no argument and returning the rate.
+        weight_decay: float or None; if set, each step first shrinks the weights by
+            `weight_decay * learning_rate` of themselves (decoupled weight decay,
+            Loshchilov & Hutter, 2019, as Keras applies it to every optimizer).
+        clipnorm: float or None; each gradient is rescaled to an L2 norm of at most `clipnorm`.
+        clipvalue: float or None; each gradient entry is clipped to `[-clipvalue, clipvalue]`.
+        global_clipnorm: float or None; all gradients are rescaled together so that their
+            joint L2 norm is at most `global_clipnorm`.
+        use_ema: bool; keep an exponential moving average of the weights.
+        ema_momentum: float in `[0, 1]`, the average's decay (with `use_ema`).
+        ema_overwrite_frequency: int >= 1 or None; with `use_ema`, overwrite the weights with
+            their average every so many iterations. If None, call `finalize_variable_values`
+            at the end of training (`fit` does).
+        loss_scale_factor: float or None; the training loop multiplies the loss by it
+            (`scale_loss`) and the optimizer divides the gradients by it.
+        gradient_accumulation_steps: int >= 2 or None; update the weights every so many
+            calls, with the mean of the gradients since the last update.
+        name: str or None, the optimizer's name (Keras's; defaults to the snake_case class
+            name).
+
+    Raises:
+        ValueError: for an invalid learning rate, more than one clipping argument,
+            `ema_momentum` outside `[0, 1]`, `ema_overwrite_frequency` not an int >= 1, or
+            `gradient_accumulation_steps` not an int >= 2.
+    """
+
+    _update_slots = ()
+
+    def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None, use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, loss_scale_factor=None,
+                 gradient_accumulation_steps=None, name=None):
+        if sum(c is not None for c in (clipnorm, clipvalue, global_clipnorm)) > 1:
+            raise ValueError(
+                "Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set, received "
+                f"clipnorm={clipnorm}, clipvalue={clipvalue}, global_clipnorm={global_clipnorm}."
+            )
+        if gradient_accumulation_steps is not None and (
+                isinstance(gradient_accumulation_steps, bool)
+                or not isinstance(gradient_accumulation_steps, (int, np.integer))
+                or gradient_accumulation_steps < 2):
+            raise ValueError("Argument `gradient_accumulation_steps` must be an int >= 2 or "
+                             f"None, received {gradient_accumulation_steps!r}.")
+        if use_ema:
+            if not 0 <= ema_momentum <= 1:
+                raise ValueError(f"Argument `ema_momentum` must be in [0, 1], received "
+                                 f"{ema_momentum!r}.")
+            if ema_overwrite_frequency is not None and (
+                    isinstance(ema_overwrite_frequency, bool)
+                    or not isinstance(ema_overwrite_frequency, (int, np.integer))
+                    or ema_overwrite_frequency < 1):
+                raise ValueError("Argument `ema_overwrite_frequency` must be an int >= 1 or "
+                                 f"None, received {ema_overwrite_frequency!r}.")
+        if weight_decay is not None and (isinstance(weight_decay, bool) or not isinstance(
+                weight_decay, (int, float, np.floating))):
+            raise ValueError(f"Argument `weight_decay` must be a float or None, received "
+                             f"{weight_decay!r}.")
+        self._learning_rate = _check_learning_rate(learning_rate)
+        self.weight_decay = weight_decay
+        self.clipnorm = clipnorm
+        self.clipvalue = clipvalue
+        self.global_clipnorm = global_clipnorm
+        self.use_ema = bool(use_ema)
+        self.ema_momentum = ema_momentum
+        self.ema_overwrite_frequency = ema_overwrite_frequency
+        self.loss_scale_factor = loss_scale_factor
+        self.gradient_accumulation_steps = (None if gradient_accumulation_steps is None
+                                            else int(gradient_accumulation_steps))
+        self.name = snake_case(type(self).__name__) if name is None else name
+        self._iterations = 0
+        self._slots = {}
+        self._exclude_ids = set()
+        self._exclude_pattern = None
+
+    @property
+    def _slot_names(self):
+        return ((("average",) if self.use_ema else ())
+                + (("gradient_accumulator",) if self.gradient_accumulation_steps else ())
+                + self._update_slots)
+
+    @property
+    def iterations(self):
+        """int, the number of updates applied (Keras's `iterations`: the calls to `apply`
+        divided by `gradient_accumulation_steps`)."""
+        return self._iterations // (self.gradient_accumulation_steps or 1)
+
+    @property
+    def learning_rate(self):
+        """float, the rate of the next update: the schedule's or callable's value now, or the
+        float. Setting a float replaces the rate (as `ReduceLROnPlateau` does); setting a
+        schedule or callable replaces the rate's source.
+
+        Raises:
+            TypeError: on setting a float while a schedule or callable is the source (Keras
+                refuses it for a schedule too).
+        """
+        lr = self._learning_rate
+        if isinstance(lr, schedules.LearningRateSchedule):
+            return float(lr(self._iterations))
+        if callable(lr):
+            return float(lr())
+        return lr
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate):
+        if callable(learning_rate) and not isinstance(learning_rate, type):
+            self._learning_rate = _check_learning_rate(learning_rate)
+            return
+        if callable(self._learning_rate):
+            raise TypeError(
+                f"This optimizer was created with a {type(self._learning_rate).__name__} as its "
+                "`learning_rate`, hence its learning rate is not settable. If you need the "
+                "learning rate to be settable, create the optimizer with a float "
+                "`learning_rate`.")
+        self._learning_rate = _check_learning_rate(learning_rate)
+
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        """Exempts variables from `weight_decay`, as Keras's method of the same name.
+
+        Args:
+            var_list: list of `Variable`s to exempt.
+            var_names: list of str; a variable whose name contains one of them (a regular
+                expression search, e.g. `["bias"]`) is exempt.
+
+        Raises:
+            ValueError: if the optimizer has already taken a step.
+        """
+        if self._iterations:
+            raise ValueError("`exclude_from_weight_decay()` can only be configured before the "
+                             "optimizer's first step.")
+        self._exclude_ids = {id(v) for v in var_list or ()}
+        self._exclude_pattern = re.compile("|".join(set(var_names))) if var_names else None
+
+    def _use_weight_decay(self, var):
+        if id(var) in self._exclude_ids:
+            return False
+        return self._exclude_pattern is None or self._exclude_pattern.search(var.name) is None
+
+    def scale_loss(self, loss):
+        """The loss multiplied by `loss_scale_factor` (unchanged if None), before gradients
+        are taken (Keras's `scale_loss`)."""
+        return loss if self.loss_scale_factor is None else loss * self.loss_scale_factor
+
+    def _slots_of(self, var):
+        slots = self._slots.get(var)
+        if slots is None:
+            slots = self._slots[var] = {name: self._initial_slot(name, var.value)
+                                        for name in self._slot_names}
+        return slots
+
+    def _initial_slot(self, name, value):
+        return np.zeros_like(value)
+
+    def apply(self, variables):
+        """Takes one optimization step on the trainable `variables`, in place (see the module's
+        Design for the order of the operations).
+
+        Args:
+            variables: list of `pylstm.variable.Variable`, each with its `.grad` set; frozen
+                ones are skipped.
+        """
+        variables = [v for v in variables if v.trainable]
+        grads = [v.grad.astype(v.dtype, copy=False) for v in variables]
+        if self.loss_scale_factor is not None:
+            grads = [g / self.loss_scale_factor for g in grads]
+        steps = self.gradient_accumulation_steps
+        if steps and (self._iterations + 1) % steps:
+            for var, grad in zip(variables, grads):
+                self._slots_of(var)["gradient_accumulator"] += grad
+        else:
+            if steps:
+                grads = [(g + self._slots_of(v)["gradient_accumulator"]) / steps
+                         for v, g in zip(variables, grads)]
+                for var in variables:
+                    self._slots_of(var)["gradient_accumulator"][...] = 0
+            self._step(variables, self._clip(grads))
+        if self.use_ema:
+            self._update_average(variables)
+        for var in variables:
+            if var.constraint is not None:
+                constrained = np.asarray(var.constraint(var.value))
+                if constrained.shape != var.value.shape:
+                    raise ValueError(f"The constraint of variable '{var.name}' returned shape "
+                                     f"{constrained.shape}; expected {var.value.shape}.")
+                var.value[...] = constrained
+        self._iterations += 1
+
+    def _step(self, variables, grads):
+        """Weight decay, then the subclass's update, at the current learning rate."""
+        lr = self.learning_rate
+        if self.weight_decay is not None:
+            for var in variables:
+                if self._use_weight_decay(var):
+                    var.value -= var.value * (self.weight_decay * lr)
+        self._prepare_update()
+        for var, grad in zip(variables, grads):
+            self._update(var.value, grad, self._slots_of(var), lr)
+
+    def _prepare_update(self):
+        """Per-step state shared by all variables (Nadam's momentum schedule)."""
+
+    def _update(self, value, grad, slots, learning_rate):
+        raise NotImplementedError
+
+    def _update_average(self, variables):
+        momentum = self.ema_momentum if self.iterations else 0.0
+        for var in variables:
+            average = self._slots_of(var)["average"]
+            average *= momentum
+            average += (1 - momentum) * var.value
+        frequency = self.ema_overwrite_frequency
+        if frequency and (self.iterations + 1) % frequency == 0:
+            for var in variables:
+                var.value[...] = self._slots[var]["average"]
+
+    def finalize_variable_values(self, var_list):
+        """With `use_ema`, overwrites the variables with their moving averages; else does
+        nothing. Keras's `fit` calls it after the last epoch.
+
+        Args:
+            var_list: list of `Variable`s (the model's trainable variables).
+        """
+        if self.use_ema:
+            for var in var_list:
+                slots = self._slots.get(var)
+                if slots is not None:
+                    var.value[...] = slots["average"]
+
+    def _clip(self, grads):
+        if self.clipnorm is not None and self.clipnorm > 0:
+            return [g * (self.clipnorm / max(np.linalg.norm(g), self.clipnorm)) for g in grads]
+        if self.global_clipnorm is not None and self.global_clipnorm > 0:
+            norm = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads))
+            scale = self.global_clipnorm / max(norm, self.global_clipnorm)
+            return [g * scale for g in grads]
+        if self.clipvalue is not None and self.clipvalue > 0:
+            return [np.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
+        return grads
+
+    def _learning_rate_config(self):
+        lr = self._learning_rate
+        if isinstance(lr, schedules.LearningRateSchedule):
+            return schedules.serialize(lr)
+        return lr
+
+    def get_config(self):
+        """The constructor's arguments in Keras's order; a schedule as its serialized dict (a
+        plain callable is returned as is, and does not serialize to JSON)."""
+        return {"name": self.name, "learning_rate": self._learning_rate_config(),
+                "weight_decay": self.weight_decay, "clipnorm": self.clipnorm,
+                "global_clipnorm": self.global_clipnorm, "clipvalue": self.clipvalue,
+                "use_ema": self.use_ema, "ema_momentum": self.ema_momentum,
+                "ema_overwrite_frequency": self.ema_overwrite_frequency,
+                "loss_scale_factor": self.loss_scale_factor,
+                "gradient_accumulation_steps": self.gradient_accumulation_steps}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("learning_rate"), dict):
+            config["learning_rate"] = schedules.deserialize(config["learning_rate"])
+        return cls(**config)
