@@ -8,8 +8,8 @@ from pylstm._version import __version__
 
 try:
     from pylstm import (activations, callbacks, constraints, datasets, initializers, layers,
-                        losses, metrics, models, nn, ops, optimizers, regularizers, streaming,
-                        utils)
+                        losses, metrics, models, nn, ops, optim, optimizers, regularizers,
+                        streaming, utils)
 
     from pylstm._config import show_config
     from pylstm._memory import get_memory_pool_limit, memory_pool_idle, set_memory_pool_limit
@@ -23,6 +23,6 @@ except ImportError as error:
     raise unbuilt from error
 
 __all__ = ["activations", "callbacks", "constraints", "datasets", "initializers", "layers",
-           "losses", "metrics", "models", "nn", "ops", "optimizers", "regularizers", "streaming",
-           "utils", "get_num_threads", "set_num_threads", "get_memory_pool_limit",
+           "losses", "metrics", "models", "nn", "ops", "optim", "optimizers", "regularizers",
+           "streaming", "utils", "get_num_threads", "set_num_threads", "get_memory_pool_limit",
            "set_memory_pool_limit", "memory_pool_idle", "show_config", "__version__"]

@@ -7,6 +7,19 @@ import numpy as np
 from pylstm.optimizers.optimizer import Optimizer
 
 
+def adam_update(value, grad, m, v, v_hat, learning_rate, beta_1, beta_2, epsilon, t):
+    """One Adam step in Keras's form (see `Adam`), in place on `value`, `m`, `v` and, with
+    AMSGrad, `v_hat` (None without); all arrays of one shape and dtype. `t` is the 1-based
+    step. `pylstm.optim.Adam` takes torch's step by passing `epsilon * sqrt(1 - beta_2^t)`."""
+    alpha = learning_rate * math.sqrt(1 - beta_2**t) / (1 - beta_1**t)
+    m += (grad - m) * (1 - beta_1)
+    v += (np.square(grad) - v) * (1 - beta_2)
+    if v_hat is not None:
+        np.maximum(v_hat, v, out=v_hat)
+        v = v_hat
+    value -= alpha * m / (np.sqrt(v) + epsilon)
+
+
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2014) in Keras 3's form, with `epsilon` outside the bias correction::
 
@@ -46,15 +59,8 @@ class Adam(Optimizer):
         self._update_slots = ("m", "v", "v_hat") if self.amsgrad else ("m", "v")
 
     def _update(self, value, grad, slots, learning_rate):
-        t = self.iterations + 1
-        alpha = learning_rate * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
-        m, v = slots["m"], slots["v"]
-        m += (grad - m) * (1 - self.beta_1)
-        v += (np.square(grad) - v) * (1 - self.beta_2)
-        if self.amsgrad:
-            np.maximum(slots["v_hat"], v, out=slots["v_hat"])
-            v = slots["v_hat"]
-        value -= alpha * m / (np.sqrt(v) + self.epsilon)
+        adam_update(value, grad, slots["m"], slots["v"], slots.get("v_hat"), learning_rate,
+                    self.beta_1, self.beta_2, self.epsilon, self.iterations + 1)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
@@ -170,12 +176,17 @@ class Nadam(Optimizer):
         self.beta_2 = float(beta_2)
         self.epsilon = float(epsilon)
         self._u_product = 1.0
+        self._u_product_step = 0
 
     def _mu(self, t):
         return self.beta_1 * (1.0 - 0.5 * 0.96**t)
 
     def _prepare_update(self):
-        self._u_product *= self._mu(self.iterations + 1)
+        t = self.iterations + 1
+        if self._u_product_step != t - 1:  # iterations restored from a saved state
+            self._u_product = math.prod(self._mu(s) for s in range(1, t))
+        self._u_product *= self._mu(t)
+        self._u_product_step = t
 
     def _update(self, value, grad, slots, learning_rate):
         t = self.iterations + 1
