@@ -27,9 +27,19 @@ def atomic_write(path, write):
     Args:
         path: str or path-like.
         write: callable taking a writable binary file object.
+
+    Raises:
+        FileNotFoundError: if the folder of `path` does not exist (it is not created, so that a
+            mistyped folder is noticed; the message names `path`).
+        IsADirectoryError: if `path` is a folder.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"Cannot save to {path!r}: the folder {directory!r} does not "
+                                f"exist. Create it first (os.makedirs).")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"Cannot save to {path!r}: it is a folder. Pass a file path.")
     _remove_stale_temp_files(directory)
     # A fresh name opened with "xb" gets the usual umask permissions (mkstemp's are 0600).
     tmp = os.path.join(directory, f".pylstm-{os.getpid()}-{secrets.token_hex(8)}.tmp")

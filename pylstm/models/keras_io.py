@@ -439,6 +439,152 @@ def save_keras_weights(model, path):
     with_optimizer = _compile_to_keras(model) is not None
     atomic_write(path, lambda f: _write_weights(model, f, with_optimizer))
 
+def save_legacy_h5(model, path):
+    """Writes `model` as a legacy Keras HDF5 file, what Keras 3's `model.save("x.h5")` writes;
+    `keras.saving.load_model` and `load_keras` read it back.
+
+    The file holds, as Keras 3.15's `legacy_h5_format` writes them: the root attributes
+    `keras_version`, `backend` and `model_config` (the model's config in Keras's legacy form:
+    layer entries without `module` and `registered_name`), `training_config` when the model is
+    compiled with an optimizer, loss and metrics Keras has; a `model_weights` group with one
+    group per layer of Keras's `model.layers` (its `weight_names` attribute naming its
+    datasets, trainable weights first); and `optimizer_weights` (iterations, learning rate and
+    slots in Keras's order of `optimizer.variables`), which Keras restores on loading. The
+    masks of a functional model are left out of its config (Keras's legacy loader cannot read
+    the operations that compute them, and computes them again itself). The file is written
+    atomically.
+
+    Args:
+        model: a `pylstm.models.Sequential` or functional `pylstm.models.Model`.
+        path: str or path-like, conventionally ending in `.h5` or `.hdf5`.
+
+    Raises:
+        ImportError: if h5py is not installed.
+        ValueError: for a layer or activation that Keras 3 lacks (as `save_keras`), or a model
+            that is not built (Keras's legacy format needs its weights).
+    """
+    h5py = _h5py()
+    if not model.built:
+        raise ValueError(f"Cannot write model '{model.name}' as a legacy Keras HDF5 file: it "
+                         f"is not built (start it with an `Input` layer or call `build`), and "
+                         f"the format holds the weights. Save it as `.keras` instead.")
+    config = _model_to_keras(model)
+    compile_config = config.pop("compile_config", None)
+    model_config = _legacy_model_config(config)
+    layers = _legacy_layer_order(model, model_config)
+
+    def write(f):
+        with h5py.File(f, "w") as h5:
+            h5.attrs["keras_version"] = KERAS_VERSION
+            h5.attrs["backend"] = "numpy"
+            h5.attrs["model_config"] = json.dumps(model_config, default=_plain).encode("utf8")
+            if compile_config is not None:
+                h5.attrs["training_config"] = json.dumps(
+                    _legacy_training_config(compile_config), default=_plain).encode("utf8")
+            group = h5.create_group("model_weights")
+            group.attrs["layer_names"] = [layer.name.encode("utf8") for layer in layers]
+            group.attrs["backend"] = "numpy"
+            group.attrs["keras_version"] = KERAS_VERSION
+            for layer in layers:
+                variables = _legacy_variables(layer)
+                _write_named_arrays(group.create_group(layer.name), [
+                    (f"{layer.name}/{v.name}", v.value) for v in variables])
+            _write_named_arrays(group.create_group("top_level_model_weights"), [])
+            if compile_config is not None:
+                _write_named_arrays(h5.create_group("optimizer_weights"),
+                                    _optimizer_variables(model))
+
+    atomic_write(path, write)
+
+
+def _optimizer_variables(model):
+    """`[(name, array)]` of Keras's `optimizer.variables` for `model.optimizer`: those a
+    `.keras` file's `optimizer/vars` holds, in their order (Keras restores them by order; the
+    names are the optimizer's name and the variable's index, the first `iteration`)."""
+    h5py = _h5py()
+    buffer = io.BytesIO()
+    _write_weights(model, buffer, with_optimizer=True)
+    prefix = model.optimizer.name
+    with h5py.File(buffer, "r") as f:
+        group = f["optimizer/vars"]
+        return [(f"{prefix}/iteration" if i == 0 else f"{prefix}/variable_{i}",
+                 group[str(i)][()]) for i in range(len(group))]
+
+
+def _write_named_arrays(group, arrays):
+    """Writes `[(name, array)]` into `group` as Keras does: the `weight_names` attribute
+    listing the names (made unique), then one dataset per name."""
+    names, used = [], set()
+    for name, _ in arrays:
+        unique, count = name, 0
+        while unique in used:
+            count += 1
+            unique = f"{name}_{count}"
+        used.add(unique)
+        names.append(unique)
+    group.attrs["weight_names"] = [n.encode("utf8") for n in names] or np.zeros(0)
+    for name, (_, value) in zip(names, arrays):
+        group.create_dataset(name, data=np.asarray(value))
+
+
+def _legacy_model_config(config):
+    """A `.keras` config.json model (`_model_to_keras`) in the form of a legacy HDF5 file's
+    `model_config`: the model and its layers as `{"class_name", "config"}` (functional
+    layers with their `name` and `inbound_nodes`) and no mask operations, recursively."""
+    out = {"class_name": config["class_name"], "config": dict(config["config"])}
+    body = out["config"]
+    if config["class_name"] == "Sequential":
+        body["layers"] = [_legacy_layer_entry(entry) for entry in body["layers"]]
+        return out
+    entries = [entry for entry in body["layers"] if not _keras_graph.is_operation(entry)]
+    operations = {entry["name"] for entry in body["layers"]} - {e["name"] for e in entries}
+    body["layers"] = []
+    for entry in entries:
+        legacy = _legacy_layer_entry(entry)
+        legacy["name"] = entry["name"]
+        legacy["inbound_nodes"] = [_without_mask_from(node, operations)
+                                   for node in entry["inbound_nodes"]]
+        body["layers"].append(legacy)
+    return out
+
+
+def _legacy_layer_entry(entry):
+    if entry["class_name"] in ("Sequential", "Functional"):
+        return _legacy_model_config(entry)
+    return {"class_name": entry["class_name"], "config": entry["config"]}
+
+
+def _without_mask_from(node, operations):
+    """A call's node without the `mask` argument that `operations` compute."""
+    mask = node["kwargs"].get("mask")
+    refs = list(_keras_graph.leaves(_tensor_refs(mask)))
+    if refs and all(ref.layer in operations for ref in refs):
+        node = {**node, "kwargs": {k: v for k, v in node["kwargs"].items() if k != "mask"}}
+    return node
+
+
+def _legacy_layer_order(model, model_config):
+    """`model`'s layers in the order of the `model.layers` of the Keras model that Keras
+    builds from the legacy `model_config`: a Sequential's without its InputLayer, a functional
+    model's in the order of the graph without mask operations."""
+    if isinstance(model, Sequential):
+        return model.layers
+    by_name = {layer.name: layer for layer in model.layers}
+    graph = _keras_graph.parse(model_config["config"], legacy=False, drop_mask_operations=False)
+    return [by_name[name] for name in graph.layer_order() if name in by_name]
+
+
+def _legacy_training_config(compile_config):
+    """Keras 3's `compile_config` -> a legacy HDF5 file's `training_config` (the optimizer as
+    `optimizer_config`, `{"class_name", "config"}`)."""
+    training = {k: v for k, v in compile_config.items() if k != "optimizer"}
+    training["jit_compile"] = False
+    optimizer = compile_config["optimizer"]
+    training["optimizer_config"] = {"class_name": optimizer["class_name"],
+                                    "config": optimizer["config"]}
+    return training
+
+
 
 # Files --------------------------------------------------------------------------------------
 

@@ -4,24 +4,29 @@ Format: a zip archive written by `np.savez` holding `config.json` (UTF-8 JSON st
 `uint8` array) and the weights as `weight_0000`, `weight_0001`, ... in `model.get_weights()`
 order. `config.json` is `{"format": "pylstm", "format_version": 1, "class_name": "Sequential"
 or "Functional", "model": model.get_config(), "compile_config": {"optimizer", "loss", "metrics",
-"loss_weights"} or null}` (a file without `class_name` holds a `Sequential`). Loading reads the
+"loss_weights"} or null, "optimizer_state": {"iterations", "slots"} or null}` (a file without
+`class_name` holds a `Sequential`). The optimizer's state, when compiled, is its update count
+`iterations` (`Optimizer._iterations`, every `apply` call) and its per-variable arrays: for
+each of `model.trainable_variables` in order, one member per name of `slots`
+(`Optimizer._slot_names`), `optimizer_0000`, `optimizer_0001`, ... (none before the first
+step), so that training resumes where it stopped, as from a `.keras` file. Loading reads the
 zip members itself, through `pylstm.models._archive` (sizes bounded before inflating; float
 .npy arrays only, their headers checked here before their data) and parses the config as plain
-JSON, so opening a file cannot run code. Optimizer state (momentums) is not saved: a reloaded
-model is compiled afresh.
+JSON, so opening a file cannot run code.
 
-Paths ending in `.keras` (and, for loading, `.h5` / `.hdf5`) use Keras's formats instead,
-through `pylstm.models.keras_io`.
+Paths ending in `.keras`, `.h5` or `.hdf5` use Keras's formats instead, through
+`pylstm.models.keras_io`.
 """
 
 import contextlib
 import json
 import os
+import types
 import zipfile
 
 import numpy as np
 
-from pylstm import losses, optimizers
+from pylstm import losses, metrics, optimizers
 from pylstm._atomic_write import atomic_write
 from pylstm.models import _archive, _formats
 from pylstm.models.functional import Functional
@@ -38,16 +43,19 @@ def save_model(model, path):
     """Writes `model` to `path` atomically (a temporary file in the same directory, then
     `os.replace`), so an interrupted save never leaves a half-written file at `path`.
 
-    A path ending in `.keras` gets the Keras 3 format (`pylstm.models.save_keras`), which
-    Keras's `keras.models.load_model` reads; any other path gets pylstm's own format.
+    A path ending in `.keras` gets the Keras 3 format (`pylstm.models.save_keras`), one ending
+    in `.h5` or `.hdf5` the legacy Keras HDF5 format (`pylstm.models.save_legacy_h5`), both of
+    which Keras's `keras.saving.load_model` reads; any other path gets pylstm's own format,
+    which keeps the optimizer's state.
 
     Args:
         model: a `Sequential` or a functional `Model`.
         path: str or path-like; used as given (no extension is appended).
 
     Raises:
+        FileNotFoundError: if the folder of `path` does not exist (the message names `path`).
         ValueError: if the compile config holds objects that cannot be serialized, or (for
-            `.keras`) the model holds something Keras lacks.
+            `.keras` and `.h5`) the model holds something Keras lacks.
     """
     _formats.find("save_model", path)(model, path)
 
@@ -60,15 +68,36 @@ def _save_pylstm(model, path):
                          f"{class_name}.")
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "class_name": class_name,
               "model": model.get_config(), "compile_config": _serialize_compile_config(model)}
+    config["optimizer_state"], slot_arrays = _optimizer_state(model, config["compile_config"])
     arrays = {"config.json": np.frombuffer(json.dumps(config).encode("utf-8"), dtype=np.uint8)}
     for i, w in enumerate(model.get_weights()):
         arrays[f"weight_{i:04d}"] = w
+    for i, a in enumerate(slot_arrays):
+        arrays[f"optimizer_{i:04d}"] = a
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
+def _optimizer_state(model, compile_config):
+    """`({"iterations", "slots"}, arrays)` of a compiled model's optimizer (see the module's
+    docstring), or `(None, [])` when there is none; no arrays before the first step."""
+    optimizer = model.optimizer
+    if compile_config is None or optimizer is None:
+        return None, []
+    names = list(optimizer._slot_names)
+    variables = model.trainable_variables
+    arrays = []
+    if any(var in optimizer._slots for var in variables):
+        for var in variables:
+            slots = optimizer._slots.get(var, {})
+            arrays += [slots[name] if name in slots else optimizer._initial_slot(name, var.value)
+                       for name in names]
+    return {"iterations": int(optimizer._iterations), "slots": names}, arrays
+
+
 def _serialize_compile_config(model):
-    """`compile`'s arguments as JSON: the optimizer's and each loss's config, the metrics'
-    names and the loss weights, in the structure they were given (one, a list, a dict)."""
+    """`compile`'s arguments as JSON: the optimizer's and each loss's config, the metrics (a
+    name when one was given, else the metric's config) and the loss weights, in the structure
+    they were given (one, a list, a dict)."""
     if model.optimizer is None:
         return None
 
@@ -77,11 +106,9 @@ def _serialize_compile_config(model):
             return None
         if not hasattr(metric, "fn"):  # a list or dict of a Trainer's `_Metric`s
             return _map_compile_structure(metric, metric_name)
-        name, fn = metric.name, metric.fn
-        if not isinstance(name, str) or fn is not _builtin_metric(name):
-            raise ValueError(f"Cannot save the custom metric {name!r}: only built-in metric "
-                             "names can be saved.")
-        return name
+        if metrics.made_from_name(metric.name, metric.fn):
+            return metric.name
+        return metrics.serialize(metric.fn)  # raises ValueError for a user's metric
 
     return {"optimizer": optimizers.serialize(model.optimizer),
             "loss": _map_compile_structure(
@@ -96,15 +123,6 @@ def _map_compile_structure(value, function):
     if isinstance(value, (list, tuple)):
         return [function(v) for v in value]
     return function(value)
-
-
-def _builtin_metric(name):
-    from pylstm import metrics
-
-    try:
-        return metrics.get(name)
-    except ValueError:
-        return None
 
 
 def load_model(path, max_weight_bytes=DEFAULT_MAX_WEIGHT_BYTES):
@@ -236,7 +254,43 @@ def _load_archive(archive, invalid, max_weight_bytes):
             raise invalid(f"it has no member {name} (its weight members are not numbered "
                           f"weight_0000 to weight_{len(variables) - 1:04d})")
         _read_weight(archive, members[name], name, var, invalid)
+    _read_optimizer_state(archive, members, config.get("optimizer_state"), model, invalid)
     return model
+
+
+def _read_optimizer_state(archive, members, state, model, invalid):
+    """Restores the optimizer state the file holds (see the module's docstring) into the
+    freshly compiled `model`."""
+    names = sorted(n for n in members if n.startswith("optimizer_"))
+    if state is None and not names:
+        return
+    optimizer = model.optimizer
+    if optimizer is None or not isinstance(state, dict) or set(state) != {"iterations", "slots"}:
+        raise invalid(f"its optimizer_state must be a dict with keys iterations and slots, "
+                      f"saved with a compile_config, received {_describe(state)}")
+    iterations, slot_names = state["iterations"], state["slots"]
+    if type(iterations) is not int or iterations < 0:
+        raise invalid(f"its optimizer_state's iterations must be an int >= 0, received "
+                      f"{_describe(iterations)}")
+    if slot_names != list(optimizer._slot_names):
+        raise invalid(f"its optimizer_state's slots {_describe(slot_names)} are not those of "
+                      f"optimizer {type(optimizer).__name__} {list(optimizer._slot_names)}")
+    variables = model.trainable_variables
+    expected = len(variables) * len(slot_names)
+    if names and names != [f"optimizer_{i:04d}" for i in range(expected)]:
+        raise invalid(f"it holds {len(names)} optimizer arrays, expected none or {expected} "
+                      f"(optimizer_0000 to optimizer_{expected - 1:04d}), one per slot "
+                      f"{slot_names} of each of the {len(variables)} trainable weights")
+    slots = {}
+    for i, name in enumerate(names):
+        var = variables[i // len(slot_names)]
+        slot = types.SimpleNamespace(name=f"{var.name} ({slot_names[i % len(slot_names)]})",
+                                     value=np.empty_like(var.value), shape=var.shape,
+                                     dtype=var.dtype)
+        _read_weight(archive, members[name], name, slot, invalid)
+        slots.setdefault(var, {})[slot_names[i % len(slot_names)]] = slot.value
+    optimizer._iterations = iterations
+    optimizer._slots = slots
 
 
 _COMPILE_KEYS = frozenset(("optimizer", "loss", "metrics", "loss_weights"))

@@ -13,7 +13,8 @@ from pylstm.models import Sequential, _formats, keras_io, load_model, saving
     ("save_model", "m.keras", keras_io.save_keras),
     ("save_model", pathlib.Path("m.keras"), keras_io.save_keras),
     ("save_model", "m.pylstm", saving._save_pylstm),
-    ("save_model", "m.h5", saving._save_pylstm),  # Keras's format is written as .keras only
+    ("save_model", "m.h5", keras_io.save_legacy_h5),
+    ("save_model", "m.hdf5", keras_io.save_legacy_h5),
     ("load_model", "m.keras", keras_io.load_keras),
     ("load_model", "m.h5", keras_io.load_keras),
     ("load_model", "m.hdf5", keras_io.load_keras),
