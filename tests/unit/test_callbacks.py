@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pylstm import callbacks
+from pylstm import callbacks, optimizers
 from pylstm.layers import Dense, Input
 from pylstm.models import Sequential, load_model
 
@@ -582,3 +582,15 @@ def test_lambda_callback_refuses_unknown_and_non_callable_hooks():
         callbacks.LambdaCallback(on_step_end=print)
     with pytest.raises(TypeError, match="`on_epoch_end` must be a callable"):
         callbacks.LambdaCallback(on_epoch_end=1)
+
+
+def test_terminate_on_nan_stops_a_real_fit(capsys):
+    model = Sequential([Input((2,)), Dense(1)])
+    model.compile(optimizers.SGD(learning_rate=1.0), loss="mse")  # diverges
+    x = np.linspace(-10, 10, 32).reshape(16, 2)
+    with np.errstate(over="ignore", invalid="ignore"):
+        history = model.fit(x, np.full((16, 1), 100.0), batch_size=4, epochs=50, verbose=0,
+                            shuffle=False, callbacks=[callbacks.TerminateOnNaN()])
+    losses = history.history["loss"]
+    assert len(losses) < 50 and not np.isfinite(losses[-1]) and np.isfinite(losses[:-1]).all()
+    assert capsys.readouterr().out.endswith(": Invalid loss, terminating training\n")

@@ -266,3 +266,12 @@ def test_model_checkpoint_saves_best_at_keras_epochs(tmp_path):
     want = sorted(p.name for p in folders[keras.callbacks].iterdir())
     assert got == want
     assert 1 < len(want) < EPOCHS, "some epochs should not improve here"
+
+
+def test_model_checkpoint_saves_every_n_batches_as_keras(tmp_path):
+    folders = {callbacks: tmp_path / "ours", keras.callbacks: tmp_path / "theirs"}
+    fit_both(lambda lib: [lib.ModelCheckpoint(str(folders[lib] / "m-{epoch}-{batch}.keras"),
+                                              save_freq=3)], epochs=3)
+    got = sorted(p.name for p in folders[callbacks].iterdir())
+    want = sorted(p.name for p in folders[keras.callbacks].iterdir())
+    assert got == want and len(want) == 4  # 12 batches
