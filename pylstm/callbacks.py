@@ -359,7 +359,7 @@ class ModelCheckpoint(_MonitorCallback):
     weights file, which `load_weights` and Keras read), as Keras requires. Otherwise a path
     ending in `.keras` gets the Keras 3 format (and `.h5` the legacy one, as `model.save`
     writes it); where Keras refuses any other path, pylstm writes its own format there, as
-    `model.save` does.
+    `model.save` does. Keras's formats need h5py, as `model.save` does.
 
     Args:
         filepath: str or path-like, the file name pattern.
