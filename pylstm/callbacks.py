@@ -9,7 +9,6 @@ Design:
     (`verbose=1`) go to stdout, worded as Keras words them.
 """
 
-import collections
 import csv
 import inspect
 import os
@@ -33,6 +32,23 @@ class Callback:
             `set_params`; `None` before.
         model: the model being trained, set by `set_model`; `None` before. Read-only, as in
             Keras 3: use `set_model` to change it.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm import callbacks, layers, models
+    >>> class LossLog(callbacks.Callback):
+    ...     def on_train_begin(self, logs=None):
+    ...         self.losses = []
+    ...     def on_train_batch_end(self, batch, logs=None):
+    ...         self.losses.append(logs["loss"])
+    >>> model = models.Sequential([layers.Input((2,)), layers.Dense(1)])
+    >>> model.compile("sgd", loss="mse")
+    >>> log = LossLog()
+    >>> _ = model.fit(np.ones((8, 2)), np.zeros((8, 1)), batch_size=4, epochs=2, verbose=0,
+    ...               callbacks=[log])
+    >>> len(log.losses)  # 2 batches in each of 2 epochs
+    4
     """
 
     def __init__(self):
@@ -690,7 +706,7 @@ class CSVLogger(Callback):
                                          dialect=dialect)
             if self.append_header:
                 self.writer.writeheader()
-        row = collections.OrderedDict(epoch=epoch)
+        row = {"epoch": epoch}
         row.update((k, _csv_value(logs.get(k, "NA"))) for k in self.keys)
         self.writer.writerow(row)
         self.csv_file.flush()

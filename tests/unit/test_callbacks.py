@@ -269,7 +269,8 @@ def test_checkpoint_save_best_only(capsys):
     model, _ = run_epochs(checkpoint, [0.5, 0.6, 0.4, 0.4])
     assert model.saved == [("save", "best-1.keras"), ("save", "best-3.keras")]
     out = capsys.readouterr().out
-    assert "\nEpoch 1: val_loss improved from None to 0.50000, saving model to best-1.keras\n" in out
+    assert ("\nEpoch 1: val_loss improved from None to 0.50000, saving model to "
+            "best-1.keras\n") in out
     assert "\nEpoch 2: val_loss did not improve from 0.50000\n" in out
     assert checkpoint.best == 0.4
 
@@ -590,3 +591,10 @@ def test_terminate_on_nan_stops_a_real_fit(capsys):
     losses = history.history["loss"]
     assert len(losses) < 50 and not np.isfinite(losses[-1]) and np.isfinite(losses[:-1]).all()
     assert capsys.readouterr().out.endswith(": Invalid loss, terminating training\n")
+
+
+def test_doctests():
+    import doctest
+
+    result = doctest.testmod(callbacks)
+    assert result.attempted > 0 and result.failed == 0

@@ -209,7 +209,8 @@ def test_early_stopping_stops_and_restores_as_keras():
     np.testing.assert_allclose(got.history["val_loss"], want.history["val_loss"], rtol=1e-4)
     final = theirs.get_weights()
     # Keras restored its best epoch's weights, which differ from the last epoch's.
-    assert all(np.array_equal(a, b) for a, b in zip(final, record.weights[their_stopper.best_epoch]))
+    best = record.weights[their_stopper.best_epoch]
+    assert all(np.array_equal(a, b) for a, b in zip(final, best))
     assert not all(np.allclose(a, b, rtol=1e-3) for a, b in zip(final, record.weights[-1]))
     for a, b in zip(ours.get_weights(), final):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
