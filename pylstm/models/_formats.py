@@ -21,7 +21,8 @@ def register(operation, function, endings=()):
     Args:
         operation: "save_model" (`function(model, path)`), "load_model"
             (`function(path, max_weight_bytes=...)`), "save_weights" or "load_weights"
-            (`function(model, path)`).
+            (`function(model, path)`), "to_json" (`function(model, **json_dumps_kwargs)`,
+            any path).
         function: the callable.
         endings: tuple of str, such as `(".keras",)`.
     """

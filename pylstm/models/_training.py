@@ -12,36 +12,41 @@ Design:
     `Variable.grad`), `weights`, `trainable_variables` and `losses` (the penalties).
 
     One training step zeroes every `Variable.grad`, runs the forward pass, evaluates each
-    output's loss and its gradient d loss / d y_pred (the output's mask, when it has one, is the
-    loss's sample weight, as Keras), scales both by the output's loss weight, sends the gradients
-    back, adds each weight regularizer's `gradient(value)` to its variable's `grad`, and lets the
-    optimizer update the trainable variables. The logged `loss` is the weighted sum plus every
-    penalty; with several losses each output's unweighted loss is logged as `<output>_loss`, and
-    its metrics as `<output>_<metric>`, as Keras 3 names them.
+    output's loss and its gradient d loss / d y_pred (with the output's sample weights and its
+    mask, when it has one, as Keras combines them), scales both by the output's loss weight,
+    sends the gradients back, adds each weight regularizer's `gradient(value)` to its
+    variable's `grad`, and lets the optimizer update the trainable variables. The logged `loss`
+    is the weighted sum plus every penalty; with several losses each output's unweighted loss
+    is logged as `<output>_loss`, and its metrics as `<output>_<metric>`, as Keras 3 names them.
+
+    `fit`, `evaluate` and `predict` draw their batches from `pylstm.models._data` (arrays,
+    `PyDataset`s, generators, iterables; Keras's epochs and steps) and call every callback hook
+    where Keras 3's TensorFlow trainer calls it, through `_CallbackList`: the user's callbacks,
+    then `History` and the progress bar (`pylstm.models._progress`). A batch's begin hook runs
+    before the batch is drawn, its end hook gets the epoch's running means, and
+    `stop_training` is read after every batch.
 """
 
 import collections
-import math
-import sys
-import time
+import warnings
 
 import numpy as np
 
 from pylstm import losses as losses_module
 from pylstm import metrics as metrics_module
-from pylstm import optimizers, utils
-from pylstm.callbacks import History
-
-try:
-    from tqdm import tqdm
-except ImportError:
-    tqdm = None
+from pylstm import optimizers
+from pylstm.callbacks import Callback, History
+from pylstm.models import _data, _formats
+from pylstm.models._progress import ProgressBar
 
 # One output as training sees it: its loss (None: no loss), weight, the log name of its loss
 # (None when not logged apart) and its metrics as `(log name, fn)` pairs.
 _Target = collections.namedtuple("_Target", ["name", "loss", "weight", "loss_log", "metrics"])
-# A compiled metric: the name it was given (a callable's `__name__`) and its function.
+# A compiled metric: the name it was given (a string, else the metric's `name`) and its
+# `pylstm.metrics.Metric` (a function given to `compile` is wrapped in a `MeanMetricWrapper`).
 _Metric = collections.namedtuple("_Metric", ["name", "fn"])
+# Sample weights are cast to float64, the dtype in which losses are reduced.
+_WEIGHT_DTYPE = np.dtype("float64")
 
 
 class Trainer:
@@ -113,11 +118,16 @@ class Trainer:
                 self._metrics or None, names, "metrics", required=False)]
         several_losses = sum(loss is not None for loss in per_loss) > 1
         seen = collections.Counter()
+        used = set()
         targets = []
         for name, loss, weight, metrics in zip(names, per_loss, weights, per_metrics):
             logged = []
             for metric_name, fn in metrics:
                 key = f"{name}_{metric_name}" if n > 1 else metric_name
+                # Each output accumulates in its own metric object, as Keras's.
+                if id(fn) in used:
+                    fn = metrics_module.clone(fn)
+                used.add(id(fn))
                 # Keras 3 numbers a repeated metric name: "mae", "mae_1", ...
                 logged.append((key if not seen[key] else f"{key}_{seen[key]}", fn))
                 seen[key] += 1
@@ -125,9 +135,9 @@ class Trainer:
             targets.append(_Target(name, loss, float(weight), loss_log, logged))
         return targets
 
-    # Losses and one step -------------------------------------------------------------
+    # Losses and steps ----------------------------------------------------------------
 
-    def compute_loss(self, y, y_pred, mask=None):
+    def compute_loss(self, y, y_pred, mask=None, sample_weight=None):
         """The weighted sum of each output's loss (masked timesteps left out, as Keras) plus
         every penalty in `losses` (weight regularizers and the last call's activity
         regularizers).
@@ -138,6 +148,8 @@ class Trainer:
             y_pred: the predictions, structured as `y`.
             mask: None, or each output's `(B, T)` bool mask: an array for one output, else a
                 list in output order (None for an output without a mask).
+            sample_weight: None, or each output's sample weights (`(B,)`, or `(B, T)` for a
+                sequence output), structured as `mask`.
 
         Returns:
             float.
@@ -145,12 +157,19 @@ class Trainer:
         names = list(self.output_names)
         ys = _flatten_structure(y, names, "y")
         preds = _flatten_structure(y_pred, names, "y_pred")
-        masks = [mask] if len(names) == 1 and not isinstance(mask, (list, tuple)) else (
-            [None] * len(names) if mask is None else list(mask))
+
+        def per_output(value):
+            if value is None:
+                return [None] * len(names)
+            return [value] if len(names) == 1 and not isinstance(value, (list, tuple)) else \
+                list(value)
+
         total = 0.0
-        for target, yt, yp, m in zip(self._targets(), ys, preds, masks):
+        for target, yt, yp, m, sw in zip(self._targets(), ys, preds, per_output(mask),
+                                         per_output(sample_weight)):
             if target.loss is not None:
-                total += target.weight * target.loss(yt, yp, sample_weight=m)
+                total += target.weight * target.loss(yt, yp, sample_weight=_fit_weight(sw, yp),
+                                                     mask=m)
         return total + sum(self.losses)
 
     def _add_regularizer_gradients(self):
@@ -166,18 +185,23 @@ class Trainer:
                 )
             var.grad += gradient(var.value)
 
-    def _train_step(self, targets, xs, ys):
+    def _train_step(self, targets, xs, ys, sample_weights, class_weight=None):
         """One optimization step on validated arrays; returns `(losses, predictions, masks)`:
-        the batch's `loss` and logged output losses (floats), and the forward pass's lists."""
+        the batch's `loss` and logged output losses (floats), and the forward pass's lists.
+        `class_weight` (one output) replaces the sample weights by the batch's class
+        weights."""
         for var in self.weights:
             var.grad[...] = 0
         preds, masks = self._forward_flat(xs, training=True)
+        if class_weight is not None:
+            sample_weights = [_data.class_sample_weight(class_weight, ys[0], preds[0])]
         total, grads, logs = 0.0, [], {}
-        for target, yt, yp, mask in zip(targets, ys, preds, masks):
+        for target, yt, yp, mask, sw in zip(targets, ys, preds, masks, sample_weights):
             if target.loss is None:
                 grads.append(None)
                 continue
-            value, grad = target.loss.value_and_gradient(yt, yp, sample_weight=mask)
+            value, grad = target.loss.value_and_gradient(yt, yp, sample_weight=_fit_weight(sw, yp),
+                                                         mask=mask)
             total += target.weight * value
             grads.append(grad if target.weight == 1.0 else grad * target.weight)
             if target.loss_log:
@@ -188,133 +212,180 @@ class Trainer:
         self.optimizer.apply(self.trainable_variables)
         return logs, preds, masks
 
-    def train_on_batch(self, x, y):
-        """Runs one optimization step on one batch.
-
-        Args:
-            x: the inputs: an array `(B, ...)` for one input, else a list in input order or a
-                dict by input name.
-            y: the targets, structured as `x` over the outputs.
-
-        Returns:
-            `(loss, y_pred)`: the batch loss (float, weighted and with penalties) and the
-            predictions, structured as `predict` returns them.
-
-        Raises:
-            RuntimeError, TypeError, ValueError: as in `fit`.
-        """
-        self._check_compiled()
-        xs, ys = self._validate_xy(x, y, "x", "y")
-        self._ensure_built_flat([a.shape for a in xs])
-        logs, preds, _ = self._train_step(self._targets(), xs, ys)
-        return logs["loss"], self._pack_outputs(preds)
+    def _test_step(self, targets, xs, ys, sample_weights):
+        """The losses of one batch in inference mode: `(losses, predictions, masks)`."""
+        preds, masks = self._forward_flat(xs, training=False)
+        logs = {"loss": 0.0}
+        for target, yt, yp, mask, sw in zip(targets, ys, preds, masks, sample_weights):
+            if target.loss is not None:
+                value = target.loss(yt, yp, sample_weight=_fit_weight(sw, yp), mask=mask)
+                logs["loss"] += target.weight * value
+                if target.loss_log:
+                    logs[target.loss_log] = value
+        logs["loss"] += sum(self.losses)
+        return logs, preds, masks
 
     # Fit, evaluate, predict ----------------------------------------------------------
 
-    def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
-        """Trains the model for `epochs - initial_epoch` epochs of mini-batch updates.
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1):
+        """Trains the model for `epochs - initial_epoch` epochs of mini-batch updates, as
+        Keras 3's `Model.fit`.
 
         Args:
             x: the inputs, each a numeric array `(N, ...)` cast to its input's dtype: an array
-                for one input, else a list in input order or a dict by input name.
+                for one input, else a list in input order or a dict by input name. Or a source
+                of batches, each `(x, y)` or `(x, y, sample_weight)` structured as these
+                arguments: a `pylstm.utils.PyDataset`, a Python generator or iterator (drawn
+                on across epochs), or another iterable (a new pass each epoch, e.g.
+                `pylstm.utils.timeseries_dataset_from_array`'s batches); then `y` and
+                `sample_weight` are not given and `batch_size` is ignored.
             y: the targets, each a numeric array `(N, ...)`: an array for one output, else a
                 list in output order or a dict by output name.
-            batch_size: int, samples per update (the last batch may be smaller).
+            batch_size: int or None: samples per update (the last batch may be smaller);
+                None is 32, or `ceil(N / steps_per_epoch)` when that is given.
             epochs: int, index of the last epoch (as in Keras, not a count when
                 `initial_epoch > 0`).
-            verbose: `"auto"` or 1 (a progress bar, `tqdm` when installed, else one line per
-                epoch), 2 (one line per epoch), 0 (silent).
-            callbacks: optional list of `pylstm.callbacks.Callback`.
+            verbose: `"auto"` or 1 (a progress bar per epoch on stderr, `tqdm` when
+                installed), 2 (one line per epoch), 0 (silent).
+            callbacks: optional list of `pylstm.callbacks.Callback`; every hook is called
+                where Keras calls it, and `model.stop_training = True` stops after the
+                current batch.
             validation_split: float in `[0, 1)`; the *last* fraction of the samples (taken
-                before shuffling, as in Keras) is held out for validation.
-            validation_data: optional `(x_val, y_val)`, structured as `x` and `y`; overrides
-                `validation_split`.
-            shuffle: bool, reshuffle the training samples each epoch (from `pylstm.utils`'s
-                generator, so `set_random_seed` makes training reproducible).
+                before shuffling, as in Keras: `floor(N * (1 - split))` are kept for
+                training) is held out for validation. Arrays only.
+            validation_data: optional `(x_val, y_val)` or `(x_val, y_val, val_sample_weight)`
+                structured as `x`, `y` and `sample_weight`, or a source of batches as `x`;
+                overrides `validation_split`.
+            shuffle: bool, reshuffle the training samples (or a `PyDataset`'s batches) each
+                epoch (from `pylstm.utils`'s generator, so `set_random_seed` makes training
+                reproducible); ignored for generators and iterables.
+            class_weight: optional dict `class index -> weight` (a model with one output):
+                each sample's (or timestep's) loss is weighted by its class's weight (1 for a
+                class not in the dict), the class being its label, its one-hot argmax, or its
+                rounded value for targets with a last axis of 1, as Keras. Not with
+                `sample_weight`.
+            sample_weight: optional weights of each sample's loss: `(N,)`, or `(N, T)` (one
+                per timestep) for a sequence output; with several outputs, a list in output
+                order or a dict by output name, or one `(N,)` array for all of them. Combined
+                with an output's mask as Keras combines them (masked timesteps weigh 0 and the
+                rest are scaled by `timesteps / unmasked timesteps`); the loss is
+                `sum(loss * weight) / count` (Keras's `sum_over_batch_size`). Metrics are not
+                weighted (Keras's `metrics`).
             initial_epoch: int, the epoch to start from.
+            steps_per_epoch: int or None: batches per epoch (required for an infinite source);
+                None is one pass over the data.
+            validation_steps: int or None: batches per validation (None: one pass).
+            validation_batch_size: int or None: the validation batch size (default
+                `batch_size`).
+            validation_freq: int (validate after every `validation_freq`-th epoch) or a list
+                of the 1-based epochs after which to validate.
 
         Returns:
-            A `History` whose `.history` holds per-epoch `"loss"`, each metric, and with
-            validation data `"val_loss"` and `"val_<metric>"`; with several outputs also
-            `"<output>_loss"` and `"<output>_<metric>"`, as Keras 3.
+            A `History` (also `model.history`) whose `.history` holds per-epoch `"loss"`, each
+            metric, and with validation data `"val_loss"` and `"val_<metric>"`; with several
+            outputs also `"<output>_loss"` and `"<output>_<metric>"`, as Keras 3.
 
         Raises:
             RuntimeError: if the model is not compiled.
-            TypeError: for non-numeric `x` or `y`.
+            TypeError: for non-numeric data, a `class_weight` that is not a dict of classes to
+                weights, or a callback that is not a `Callback`.
             ValueError: for empty, non-finite or mismatched data, missing or unknown names in
-                a dict, or a bad `validation_split`.
+                a dict, a bad `validation_split`, `validation_freq` or step count, `y` or
+                `sample_weight` given with a source of batches, or `class_weight` with
+                `sample_weight` or several outputs.
         """
         self._check_compiled()
-        xs, ys = self._validate_xy(x, y, "x", "y")
-        n = len(xs[0])
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("Argument `validation_data` must be a tuple (x_val, y_val).")
-            val = self._validate_xy(*validation_data, "validation_data[0]", "validation_data[1]")
-        elif validation_split:
-            if not 0.0 < validation_split < 1.0:
-                raise ValueError(
-                    f"Argument `validation_split` must be in [0, 1), received {validation_split}."
-                )
-            split = int(math.ceil(n * (1.0 - validation_split)))
-            if split in (0, n):
-                raise ValueError(
-                    f"validation_split={validation_split} leaves no samples for training or "
-                    f"validation out of {n}."
-                )
-            val = ([a[split:] for a in xs], [a[split:] for a in ys])
-            xs, ys, n = [a[:split] for a in xs], [a[:split] for a in ys], split
-        else:
-            val = None
-        self._ensure_built_flat([a.shape for a in xs])
-        targets = self._targets()
-        verbose = _verbosity(verbose)
-        history = History()
-        callbacks = [history] + list(callbacks or [])
-        _check_positive_int(batch_size, "batch_size")
+        for value, name in ((batch_size, "batch_size"), (steps_per_epoch, "steps_per_epoch"),
+                            (validation_steps, "validation_steps"),
+                            (validation_batch_size, "validation_batch_size")):
+            _check_positive_int(value, name, optional=True)
         _check_positive_int(epochs, "epochs")
-        steps = math.ceil(n / batch_size)
-        for cb in callbacks:
-            cb.set_model(self)
-            cb.set_params({"epochs": epochs, "steps": steps, "verbose": verbose})
-            cb.on_train_begin()
+        _verbosity(verbose)
+        _check_validation_freq(validation_freq)
+        if class_weight is not None:
+            class_weight = _data.check_class_weight(class_weight)
+            if sample_weight is not None:
+                raise ValueError("Arguments `sample_weight` and `class_weight` cannot be "
+                                 "specified at the same time.")
+            if len(self.output_names) > 1:
+                raise ValueError("`class_weight` is only supported for models with a single "
+                                 f"output; this model has {len(self.output_names)} outputs "
+                                 f"{list(self.output_names)}.")
+        val_batch_size, val = validation_batch_size or batch_size, None
+        if validation_data is not None:
+            val_x, val_y, val_w = _unpack_validation_data(validation_data)
+            val = self._epoch_iterator(val_x, val_y, val_w, val_batch_size, validation_steps,
+                                       False, "validation_data")
+        if _data.is_batch_source(x):
+            if validation_split and val is None:
+                raise ValueError("Argument `validation_split` is only supported for arrays, "
+                                 f"received `x` of type {type(x).__name__}.")
+            train = self._epoch_iterator(x, y, sample_weight, batch_size, steps_per_epoch,
+                                         shuffle, "fit")
+        else:
+            arrays = self._validate_data(x, y, sample_weight)
+            if validation_split and val is None:
+                arrays, val_arrays = _data.split_validation(arrays, validation_split)
+                val = _data.EpochIterator(_data.ArrayBatches(
+                    val_arrays, val_batch_size, validation_steps, False), validation_steps,
+                    _as_is)
+            train = _data.EpochIterator(
+                _data.ArrayBatches(arrays, batch_size, steps_per_epoch, shuffle),
+                steps_per_epoch, _as_is)
+        targets = self._targets()
+        callbacks = _CallbackList(callbacks, self, verbose, epochs, train.num_batches,
+                                  add_history=True)
+        names = _log_names(targets)
         self.stop_training = False
+        callbacks.call("on_train_begin")
+        training_logs = None
         for epoch in range(initial_epoch, epochs):
-            for cb in callbacks:
-                cb.on_epoch_begin(epoch)
-            order = utils.default_generator().permutation(n) if shuffle else None
-            progress = _Progress(verbose, steps, f"Epoch {epoch + 1}/{epochs}")
-            means = _RunningMeans(_log_names(targets))
-            for start in range(0, n, batch_size):
-                idx = slice(start, start + batch_size) if order is None else \
-                    order[start:start + batch_size]
-                xb, yb = [a[idx] for a in xs], [a[idx] for a in ys]
-                means.add(targets, yb, *self._train_step(targets, xb, yb))
-                progress.update(means.result())
+            callbacks.call("on_epoch_begin", epoch)
+            means, drawn = _RunningMeans(names), 0
+            for step in train.steps():
+                callbacks.call("on_train_batch_begin", step)
+                batch = train.next_batch()
+                if batch is None:
+                    break
+                xs, ys, sws = batch
+                self._ensure_built_flat([a.shape for a in xs])
+                means.add(targets, ys, *self._train_step(targets, xs, ys, sws, class_weight))
+                drawn += 1
+                callbacks.call("on_train_batch_end", step, means.result())
+                if self.stop_training:
+                    break
+            train.end_epoch()
+            if not drawn:
+                warnings.warn(f"Epoch {epoch + 1} received no batch: the data ran out; "
+                              f"training stops.", stacklevel=2)
+                break
             logs = means.result()
-            if val is not None:
-                val_logs = self._evaluate_arrays(targets, *val, batch_size, _Progress(0, 0, ""))
+            if val is not None and _should_validate(epoch, validation_freq):
+                val_logs = self._test_loop(targets, val, callbacks)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
-            progress.close(logs)
-            for cb in callbacks:
-                cb.on_epoch_end(epoch, logs)
+            callbacks.call("on_epoch_end", epoch, logs)
+            training_logs = logs
             if self.stop_training:
                 break
-        for cb in callbacks:
-            cb.on_train_end()
-        self.history = history
-        return history
+        callbacks.call("on_train_end", training_logs)
+        return self.history
 
-    def evaluate(self, x=None, y=None, batch_size=32, verbose="auto", return_dict=False):
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False):
         """Returns the loss (weighted, penalties included) and metrics over `(x, y)`, in
-        inference mode.
+        inference mode, as Keras 3's `Model.evaluate`.
 
         Args:
-            x: the inputs, as in `fit`.
+            x: the inputs, or a source of batches, as in `fit`.
             y: the targets, as in `fit`.
-            batch_size: int.
+            batch_size: int or None (32).
             verbose: as in `fit`.
+            sample_weight: optional weights of each sample's loss, as in `fit`.
+            steps: int or None: the batches to evaluate (None: one pass).
+            callbacks: optional list of `Callback`s (`on_test_*` hooks).
             return_dict: bool.
 
         Returns:
@@ -326,74 +397,161 @@ class Trainer:
             RuntimeError, TypeError, ValueError: as in `fit`.
         """
         self._check_compiled()
-        xs, ys = self._validate_xy(x, y, "x", "y")
-        self._ensure_built_flat([a.shape for a in xs])
-        targets = self._targets()
-        verbose = _verbosity(verbose)
-        _check_positive_int(batch_size, "batch_size")
-        progress = _Progress(verbose, math.ceil(len(xs[0]) / batch_size), "Evaluate")
-        logs = self._evaluate_arrays(targets, xs, ys, batch_size, progress)
-        progress.close(logs)
-        if return_dict:
-            return logs
-        values = list(logs.values())
-        return values[0] if len(values) == 1 else values
+        _check_positive_int(batch_size, "batch_size", optional=True)
+        _check_positive_int(steps, "steps", optional=True)
+        _verbosity(verbose)
+        data = self._epoch_iterator(x, y, sample_weight, batch_size, steps, False, "evaluate")
+        callbacks = _CallbackList(callbacks, self, verbose, 1, data.num_batches)
+        logs = self._test_loop(self._targets(), data, callbacks)
+        return _flatten_logs(logs, return_dict)
 
-    def _evaluate_arrays(self, targets, xs, ys, batch_size, progress):
-        n = len(xs[0])
+    def _test_loop(self, targets, data, callbacks):
+        """One pass of `evaluate` (or of validation in `fit`) with its hooks; returns the
+        logs."""
         means = _RunningMeans(_log_names(targets))
-        for start in range(0, n, batch_size):
-            xb = [a[start:start + batch_size] for a in xs]
-            yb = [a[start:start + batch_size] for a in ys]
-            preds, masks = self._forward_flat(xb, training=False)
-            logs = {"loss": 0.0}
-            for target, yt, yp, mask in zip(targets, yb, preds, masks):
-                if target.loss is not None:
-                    value = target.loss(yt, yp, sample_weight=mask)
-                    logs["loss"] += target.weight * value
-                    if target.loss_log:
-                        logs[target.loss_log] = value
-            means.add(targets, yb, logs, preds, masks)
-            progress.update(means.result())
+        self.stop_evaluating = False
+        callbacks.call("on_test_begin")
+        for step in data.steps():
+            callbacks.call("on_test_batch_begin", step)
+            batch = data.next_batch()
+            if batch is None:
+                break
+            xs, ys, sws = batch
+            self._ensure_built_flat([a.shape for a in xs])
+            means.add(targets, ys, *self._test_step(targets, xs, ys, sws))
+            callbacks.call("on_test_batch_end", step, means.result())
+            if self.stop_evaluating:
+                break
+        data.end_epoch()
         logs = means.result()
-        logs["loss"] += sum(self.losses)
+        callbacks.call("on_test_end", logs)
         return logs
 
-    def predict(self, x, batch_size=32, verbose=0):
-        """Returns the outputs for `x`, computed batch by batch in inference mode.
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """Returns the outputs for `x`, computed batch by batch in inference mode, as Keras
+        3's `Model.predict`.
 
         Args:
-            x: the inputs, as in `fit`.
-            batch_size: int.
-            verbose: as in `fit` (default silent).
+            x: the inputs, as in `fit`; or a source of batches, each `x`, `(x,)` or a tuple
+                whose first item is `x`.
+            batch_size: int or None (32).
+            verbose: as in `fit` (`"auto"`: a progress bar, as Keras).
+            steps: int or None: the batches to predict (None: one pass).
+            callbacks: optional list of `Callback`s (`on_predict_*` hooks; each batch's end
+                gets `{"outputs": <the batch's outputs>}`).
 
         Returns:
             `np.ndarray` `(N, ...)` in the model's dtype for one output, else the outputs
             structured as the model's outputs (a list in output order by default), as Keras 3.
 
         Raises:
-            TypeError, ValueError: for non-numeric, empty, non-finite or mismatched `x`.
+            TypeError, ValueError: for non-numeric, empty, non-finite or mismatched `x`, or a
+                source that gives no batch.
         """
-        labelled = self._validate_inputs(x, "x")
-        _check_same_samples(labelled)
-        xs = [a for _, a in labelled]
-        self._ensure_built_flat([a.shape for a in xs])
-        _check_positive_int(batch_size, "batch_size")
-        n = len(xs[0])
-        progress = _Progress(_verbosity(verbose), math.ceil(n / batch_size), "Predict")
+        _check_positive_int(batch_size, "batch_size", optional=True)
+        _check_positive_int(steps, "steps", optional=True)
+        _verbosity(verbose)
+        data = self._epoch_iterator(x, None, None, batch_size, steps, False, "predict")
+        callbacks = _CallbackList(callbacks, self, verbose, 1, data.num_batches)
+        self.stop_predicting = False
+        callbacks.call("on_predict_begin")
         batches = []
-        for start in range(0, n, batch_size):
-            batches.append(self._forward_flat([a[start:start + batch_size] for a in xs],
-                                              training=False)[0])
-            progress.update({})
-        progress.close({})
+        for step in data.steps():
+            callbacks.call("on_predict_batch_begin", step)
+            batch = data.next_batch()
+            if batch is None:
+                break
+            xs = batch[0]
+            self._ensure_built_flat([a.shape for a in xs])
+            outputs = self._forward_flat(xs, training=False)[0]
+            batches.append(outputs)
+            callbacks.call("on_predict_batch_end", step, {"outputs": self._pack_outputs(outputs)})
+            if self.stop_predicting:
+                break
+        data.end_epoch()
+        callbacks.call("on_predict_end")
+        if not batches:
+            raise ValueError("`predict` received no batch from `x`.")
         return self._pack_outputs([np.concatenate(out, axis=0) for out in zip(*batches)])
+
+    # One batch -----------------------------------------------------------------------
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
+                       return_dict=False):
+        """Runs one optimization step on one batch, as Keras 3's `Model.train_on_batch`.
+
+        Args:
+            x: the inputs: an array `(B, ...)` for one input, else a list in input order or a
+                dict by input name.
+            y: the targets, structured as `x` over the outputs.
+            sample_weight: optional weights of each sample's loss, as in `fit`.
+            class_weight: optional dict `class index -> weight`, as in `fit`.
+            return_dict: bool.
+
+        Returns:
+            The batch's loss (float; weighted, with penalties) and metrics, as `evaluate`
+            returns them.
+
+        Raises:
+            RuntimeError, TypeError, ValueError: as in `fit`.
+        """
+        self._check_compiled()
+        if class_weight is not None:
+            class_weight = _data.check_class_weight(class_weight)
+            if sample_weight is not None:
+                raise ValueError("Arguments `sample_weight` and `class_weight` cannot be "
+                                 "specified at the same time.")
+        xs, ys, sws = self._validate_data(x, y, sample_weight)
+        self._ensure_built_flat([a.shape for a in xs])
+        targets = self._targets()
+        means = _RunningMeans(_log_names(targets))
+        means.add(targets, ys, *self._train_step(targets, xs, ys, sws, class_weight))
+        return _flatten_logs(means.result(), return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """The loss and metrics of one batch in inference mode, as Keras 3's
+        `Model.test_on_batch`; arguments and return value as `train_on_batch`.
+
+        Raises:
+            RuntimeError, TypeError, ValueError: as in `evaluate`.
+        """
+        self._check_compiled()
+        xs, ys, sws = self._validate_data(x, y, sample_weight)
+        self._ensure_built_flat([a.shape for a in xs])
+        targets = self._targets()
+        means = _RunningMeans(_log_names(targets))
+        means.add(targets, ys, *self._test_step(targets, xs, ys, sws))
+        return _flatten_logs(means.result(), return_dict)
+
+    def predict_on_batch(self, x):
+        """The outputs of one batch `x` in inference mode, structured as `predict` returns
+        them (Keras 3's `Model.predict_on_batch`).
+
+        Raises:
+            TypeError, ValueError: as in `predict`.
+        """
+        (xs,) = self._validate_data(x, None, None, with_targets=False)
+        self._ensure_built_flat([a.shape for a in xs])
+        return self._pack_outputs(self._forward_flat(xs, training=False)[0])
 
     def _pack_outputs(self, ys):
         """The outputs as `predict` returns them: one array, or a list in output order."""
         return ys[0] if len(ys) == 1 else list(ys)
 
-    # Validation ----------------------------------------------------------------------
+    def to_json(self, **kwargs):
+        """The model's Keras 3 config as a JSON string (what `keras.Model.to_json` writes, and
+        `config.json` in a `.keras` file), which `pylstm.models.model_from_json` and Keras's
+        `keras.models.model_from_json` read.
+
+        Args:
+            **kwargs: passed to `json.dumps` (e.g. `indent`).
+
+        Raises:
+            ValueError: for a layer or activation that Keras 3 lacks.
+        """
+        return _formats.find("to_json", "")(self, **kwargs)
+
+    # Data ----------------------------------------------------------------------------
 
     @property
     def _output_dtypes(self):
@@ -405,12 +563,149 @@ class Trainer:
         return [(label, _validate_array(value, label, dtype)) for (label, value), dtype in zip(
             _flatten_named(x, list(self.input_names), argument, "input"), self._input_dtypes)]
 
-    def _validate_xy(self, x, y, x_name, y_name):
-        xs = self._validate_inputs(x, x_name)
+    def _validate_data(self, x, y, sample_weight, with_targets=True,
+                       labels=("x", "y", "sample_weight")):
+        """The arrays of `x` (and of `y` and `sample_weight`), validated and of one sample
+        count: `[xs]`, or `[xs, ys, sample weights]` with a weight array or None per
+        output."""
+        xs = self._validate_inputs(x, labels[0])
+        if not with_targets:
+            _check_same_samples(xs)
+            return [[a for _, a in xs]]
         ys = [(label, _validate_array(value, label, dtype)) for (label, value), dtype in zip(
-            _flatten_named(y, list(self.output_names), y_name, "output"), self._output_dtypes)]
-        _check_same_samples(xs + ys)
-        return [a for _, a in xs], [a for _, a in ys]
+            _flatten_named(y, list(self.output_names), labels[1], "output"),
+            self._output_dtypes)]
+        sws = self._validate_sample_weight(sample_weight, labels[2])
+        _check_same_samples(xs + ys + [pair for pair in sws if pair[1] is not None])
+        return [[a for _, a in xs], [a for _, a in ys], [w for _, w in sws]]
+
+    def _validate_sample_weight(self, sample_weight, argument):
+        """One `(label, float64 array or None)` per output (Keras's structures: one array for
+        one output; a list or dict, or one `(N,)` array shared, for several)."""
+        names = list(self.output_names)
+        if sample_weight is None:
+            return [(argument, None)] * len(names)
+        if len(names) > 1 and not isinstance(sample_weight, (list, tuple, dict)):
+            weights = _validate_array(sample_weight, argument, _WEIGHT_DTYPE)
+            if not (weights.ndim == 1 or (weights.ndim == 2 and weights.shape[1] == 1)):
+                raise ValueError(f"For a model with several outputs, a single `{argument}` "
+                                 f"array must hold one weight per sample (shape (N,)), "
+                                 f"received shape {weights.shape}; pass one array per output "
+                                 f"for other shapes.")
+            return [(argument, weights.reshape(len(weights)))] * len(names)
+        return [(label, None if value is None else _validate_array(value, label, _WEIGHT_DTYPE))
+                for label, value in _flatten_named(sample_weight, names, argument, "output")]
+
+    def _epoch_iterator(self, x, y, sample_weight, batch_size, steps, shuffle, caller):
+        """An `_data.EpochIterator` over `x` (arrays or a source of batches) whose batches are
+        `[xs, ys, sample weights]` (`[xs]` for `predict`)."""
+        with_targets = caller != "predict"
+        argument = "validation_data" if caller == "validation_data" else "x"
+        if not _data.is_batch_source(x):
+            labels = (("validation_data[0]", "validation_data[1]", "validation_data[2]")
+                      if caller == "validation_data" else ("x", "y", "sample_weight"))
+            arrays = self._validate_data(x, y, sample_weight, with_targets, labels)
+            return _data.EpochIterator(_data.ArrayBatches(arrays, batch_size, steps, shuffle),
+                                       steps, _as_is)
+        for value, name in ((y, "y"), (sample_weight, "sample_weight")):
+            if value is not None:
+                raise ValueError(f"When providing `{argument}` as a {type(x).__name__}, "
+                                 f"`{name}` should not be passed: it is part of each batch.")
+
+        def standardize(batch):
+            bx, by, bw = _data.unpack(batch)
+            if not with_targets:
+                return self._validate_data(bx, None, None, False, ("batch x",))
+            if by is None:
+                raise ValueError(f"Each batch of `{argument}` must hold targets: `(x, y)` or "
+                                 f"`(x, y, sample_weight)`, received `x` alone.")
+            return self._validate_data(bx, by, bw, True,
+                                       ("batch x", "batch y", "batch sample_weight"))
+
+        return _data.EpochIterator(_data.IterableBatches(x, shuffle), steps, standardize)
+
+
+class _CallbackList:
+    """Keras's `CallbackList`: the given callbacks, then a `History` in `fit` and the progress
+    bar unless `verbose` is 0 (each unless given), every one told the model and the
+    parameters (`verbose`, `epochs`, `steps`)."""
+
+    def __init__(self, callbacks, model, verbose, epochs, steps, add_history=False):
+        if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+            callbacks = [callbacks]
+        self.callbacks = list(callbacks or [])
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"Argument `callbacks` must hold `pylstm.callbacks.Callback` "
+                                f"instances, received {cb!r:.100}.")
+        if add_history:
+            history = next((cb for cb in self.callbacks if isinstance(cb, History)), None)
+            if history is None:
+                history = History()
+                self.callbacks.append(history)
+            model.history = history
+        if _verbosity(verbose) != 0 and not any(isinstance(cb, ProgressBar)
+                                                for cb in self.callbacks):
+            self.callbacks.append(ProgressBar())
+        params = {"verbose": verbose, "epochs": epochs, "steps": steps}
+        for cb in self.callbacks:
+            cb.set_model(model)
+            cb.set_params(params)
+
+    def call(self, hook, *args):
+        for cb in self.callbacks:
+            getattr(cb, hook)(*args)
+
+
+def _as_is(batch):
+    return batch
+
+
+def _unpack_validation_data(validation_data):
+    """`(x, y, sample_weight)` of `validation_data`: a tuple or list of 2 or 3, or a source of
+    batches (Keras's `unpack_x_y_sample_weight`)."""
+    if _data.is_batch_source(validation_data):
+        return validation_data, None, None
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+        raise ValueError("Argument `validation_data` must be a tuple (x_val, y_val) or "
+                         "(x_val, y_val, val_sample_weight), or a source of batches, received "
+                         f"{type(validation_data).__name__}"
+                         + (f" of {len(validation_data)} items."
+                            if isinstance(validation_data, (tuple, list)) else "."))
+    return tuple(validation_data) + (None,) * (3 - len(validation_data))
+
+
+def _should_validate(epoch, validation_freq):
+    """Whether `fit` validates after (0-based) `epoch`, as Keras's `_should_eval`."""
+    if isinstance(validation_freq, list):
+        return epoch + 1 in validation_freq
+    return (epoch + 1) % validation_freq == 0
+
+
+def _check_validation_freq(validation_freq):
+    if isinstance(validation_freq, list):
+        return
+    if isinstance(validation_freq, bool) or not isinstance(validation_freq, (int, np.integer)) \
+            or validation_freq < 1:
+        raise ValueError(f"Argument `validation_freq` must be a positive int or a list of "
+                         f"epochs, received {validation_freq!r:.100}.")
+
+
+def _fit_weight(sample_weight, y_pred):
+    """Sample weights with Keras's trailing axis of 1 dropped where the per-sample losses
+    (`y_pred.shape[:-1]`) lack it."""
+    if sample_weight is not None and sample_weight.ndim == np.ndim(y_pred) \
+            and sample_weight.shape[-1] == 1:
+        return sample_weight[..., 0]
+    return sample_weight
+
+
+def _flatten_logs(logs, return_dict):
+    """`logs` as `evaluate` returns them: the dict, one float, or a list in log order."""
+    if return_dict:
+        return logs
+    values = list(logs.values())
+    return values[0] if len(values) == 1 else values
 
 
 # Argument structure ----------------------------------------------------------------------
@@ -491,10 +786,11 @@ def _resolve_metrics(metrics):
             return None
         if isinstance(m, (list, tuple)) and nested:
             return [resolve(item, False) for item in m]
-        if not (isinstance(m, str) or callable(m)):
-            raise TypeError(f"Argument `metrics` must hold metric names or callables, "
-                            f"received {m!r}.")
-        return _Metric(m if isinstance(m, str) else m.__name__, metrics_module.get(m))
+        if not (isinstance(m, (str, dict)) or callable(m)):
+            raise TypeError(f"Argument `metrics` must hold metric names or callables (`Metric` "
+                            f"objects or functions), received {m!r}.")
+        metric = metrics_module.get(m)
+        return _Metric(m if isinstance(m, str) else metric.name, metric)
 
     if isinstance(metrics, dict):
         return {k: resolve(v, True) for k, v in metrics.items()}
@@ -530,34 +826,41 @@ def _log_names(targets):
 
 
 class _RunningMeans:
-    """The epoch's means of the logs, as Keras's `Mean` metrics accumulate them: the losses
-    weighted by batch size; each metric over every value it returns, an output's mask (when
-    the values have its shape) weighting them, so that masked timesteps count for nothing."""
+    """The logs of an epoch (or an evaluation), as Keras's trainer keeps them: the losses
+    averaged weighted by batch size (Keras's `Mean` of the loss); each metric reset before the
+    first batch, updated with every batch through `update_state` and logged as its `result()`.
+    An output's mask reaches the metrics that read it (`MeanMetricWrapper`s, which Keras gives
+    the mask carried by `y_pred`), so that masked timesteps count for nothing there."""
 
     def __init__(self, names):
-        self.sums = dict.fromkeys(names, 0.0)
-        self.weights = dict.fromkeys(names, 0.0)
+        self.names = list(names)
+        self.sums = dict.fromkeys(self.names, 0.0)
+        self.weights = dict.fromkeys(self.names, 0.0)
+        self.metrics = None
 
     def add(self, targets, ys, losses, preds, masks):
         """Adds one batch: `losses` the batch's loss values (floats) by log name, `ys`, `preds`
         and `masks` its targets, predictions and output masks in output order."""
+        if self.metrics is None:
+            self.metrics = {name: metric for t in targets for name, metric in t.metrics}
+            for metric in self.metrics.values():
+                metric.reset_state()
         n = len(preds[0])
         for name, value in losses.items():
             self.sums[name] += value * n
             self.weights[name] += n
         for target, yt, yp, mask in zip(targets, ys, preds, masks):
-            for name, fn in target.metrics:
-                values = np.asarray(fn(yt, yp), dtype=np.float64)
-                if mask is not None and values.shape == mask.shape:
-                    self.sums[name] += float(np.sum(values * mask))
-                    self.weights[name] += float(np.sum(mask))
+            for _, metric in target.metrics:
+                if mask is not None and isinstance(metric, metrics_module.MeanMetricWrapper):
+                    metric.update_state(yt, yp, mask=mask)
                 else:
-                    self.sums[name] += float(np.mean(values)) * n
-                    self.weights[name] += n
+                    metric.update_state(yt, yp)
 
     def result(self):
-        return {name: total / self.weights[name] if self.weights[name] else 0.0
-                for name, total in self.sums.items()}
+        metrics = self.metrics or {}
+        return {name: metrics[name].result() if name in metrics
+                else self.sums[name] / self.weights[name] if self.weights[name] else 0.0
+                for name in self.names}
 
 
 # Validation ------------------------------------------------------------------------------
@@ -607,7 +910,9 @@ def _check_same_samples(labelled):
         )
 
 
-def _check_positive_int(value, name):
+def _check_positive_int(value, name, optional=False):
+    if optional and value is None:
+        return
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"Argument `{name}` must be a positive int, received {value!r}.")
 
@@ -620,36 +925,3 @@ def _verbosity(verbose):
     except (TypeError, ValueError, OverflowError) as e:
         raise ValueError(f"Argument `verbose` must be 'auto' or an int (0 silent, 1 progress "
                          f"bar, 2 one line per epoch), received {verbose!r:.100}.") from e
-
-
-# Progress --------------------------------------------------------------------------------
-
-
-def _format_logs(logs):
-    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-
-
-class _Progress:
-    """A `tqdm` bar per epoch (verbose 1, when tqdm is installed), else one line at the end."""
-
-    def __init__(self, verbose, steps, description):
-        self.verbose = verbose
-        self.description = description
-        self.start = time.perf_counter()
-        self.bar = None
-        if verbose == 1 and tqdm is not None:
-            self.bar = tqdm(total=steps, desc=description, unit="step", file=sys.stdout,
-                            leave=True, dynamic_ncols=True)
-
-    def update(self, logs):
-        if self.bar is not None:
-            self.bar.set_postfix_str(_format_logs(logs), refresh=False)
-            self.bar.update(1)
-
-    def close(self, logs):
-        if self.bar is not None:
-            self.bar.set_postfix_str(_format_logs(logs), refresh=False)
-            self.bar.close()
-        elif self.verbose:
-            elapsed = time.perf_counter() - self.start
-            print(" - ".join(filter(None, [self.description, f"{elapsed:.1f}s", _format_logs(logs)])))

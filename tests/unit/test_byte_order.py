@@ -510,6 +510,67 @@ def loss_functions(conv, dtype):
     return out
 
 
+@case("pylstm.losses.Huber", "pylstm.losses.LogCosh", "pylstm.losses.MeanAbsolutePercentageError",
+      "pylstm.losses.MeanSquaredLogarithmicError", "pylstm.losses.KLDivergence",
+      "pylstm.losses.Poisson", "pylstm.losses.CosineSimilarity", "pylstm.losses.Hinge",
+      "pylstm.losses.SquaredHinge", "pylstm.losses.CategoricalHinge")
+def keras_losses(conv, dtype):
+    rng = _rng()
+    pred = rng.random((3, 4, 5)).astype(dtype) * 0.9 + 0.05
+    target = np.eye(5, dtype=dtype)[rng.integers(0, 5, (3, 4))]
+    weight = rng.random((3, 4)).astype(dtype)
+    mask = rng.random((3, 4)) > 0.3
+    return [(loss(conv(target), conv(pred)),
+             loss.value_and_gradient(conv(target), conv(pred), conv(weight), conv(mask)))
+            for loss in (losses.Huber(0.3), losses.LogCosh(), losses.MeanAbsolutePercentageError(),
+                         losses.MeanSquaredLogarithmicError(), losses.KLDivergence(),
+                         losses.Poisson(), losses.CosineSimilarity(), losses.Hinge(),
+                         losses.SquaredHinge(), losses.CategoricalHinge())]
+
+
+@case(*(f"pylstm.metrics.{name}" for name in (
+    "Metric", "Mean", "MeanMetricWrapper", "MeanSquaredError", "MeanAbsoluteError",
+    "RootMeanSquaredError", "MeanAbsolutePercentageError", "MeanSquaredLogarithmicError",
+    "LogCoshError", "CosineSimilarity", "R2Score", "Precision", "Recall", "AUC", "Accuracy",
+    "BinaryAccuracy", "CategoricalAccuracy", "SparseCategoricalAccuracy",
+    "TopKCategoricalAccuracy", "SparseTopKCategoricalAccuracy", "KLDivergence", "Poisson",
+    "Hinge", "SquaredHinge", "CategoricalHinge", "BinaryCrossentropy", "CategoricalCrossentropy",
+    "SparseCategoricalCrossentropy", "equal_accuracy", "top_k_categorical_accuracy",
+    "sparse_top_k_categorical_accuracy")))
+def metric_objects(conv, dtype):
+    rng = _rng()
+    pred = rng.random((6, 3)).astype(dtype)
+    onehot = np.eye(3, dtype=dtype)[rng.integers(0, 3, 6)]
+    weight = rng.random(6).astype(dtype)
+    out = []
+    for metric, target in (
+            (metrics.Mean(), None), (metrics.MeanMetricWrapper(metrics.mean_squared_error), onehot),
+            (metrics.RootMeanSquaredError(), onehot), (metrics.R2Score(), onehot),
+            (metrics.Precision(thresholds=[0.3, 0.6]), onehot), (metrics.Recall(top_k=2), onehot),
+            (metrics.AUC(), onehot), (metrics.AUC(curve="PR", multi_label=True), onehot),
+            (metrics.Accuracy(), onehot), (metrics.TopKCategoricalAccuracy(k=2), onehot),
+            (metrics.SparseTopKCategoricalAccuracy(k=2), onehot.argmax(-1)),
+            (metrics.SparseCategoricalCrossentropy(), onehot.argmax(-1)),
+            *((cls(), onehot) for cls in (
+                metrics.MeanSquaredError, metrics.MeanAbsoluteError,
+                metrics.MeanAbsolutePercentageError, metrics.MeanSquaredLogarithmicError,
+                metrics.LogCoshError, metrics.CosineSimilarity, metrics.BinaryAccuracy,
+                metrics.CategoricalAccuracy, metrics.SparseCategoricalAccuracy,
+                metrics.KLDivergence, metrics.Poisson, metrics.Hinge, metrics.SquaredHinge,
+                metrics.CategoricalHinge, metrics.BinaryCrossentropy,
+                metrics.CategoricalCrossentropy))):
+        if target is None:
+            metric.update_state(conv(pred), sample_weight=conv(weight))
+        else:
+            metric.update_state(conv(target), conv(pred), sample_weight=conv(weight))
+            metric.update_state(conv(target), conv(pred))
+        out.append(metric.result())
+    out.append([fn(conv(onehot), conv(pred)) for fn in (
+        metrics.equal_accuracy, metrics.top_k_categorical_accuracy)])
+    out.append(metrics.sparse_top_k_categorical_accuracy(conv(onehot.argmax(-1)), conv(pred), 2))
+    return out
+
+
 @case("pylstm.metrics.accuracy", "pylstm.metrics.binary_accuracy",
       "pylstm.metrics.categorical_accuracy", "pylstm.metrics.sparse_categorical_accuracy",
       "pylstm.metrics.mean_absolute_error", "pylstm.metrics.mean_squared_error",
@@ -656,12 +717,16 @@ NO_ARRAYS = {
     "pylstm.constraints.serialize": "config", "pylstm.constraints.deserialize": "config",
     "pylstm.regularizers.serialize": "config", "pylstm.regularizers.deserialize": "config",
     "pylstm.losses.serialize": "config", "pylstm.losses.deserialize": "config",
+    "pylstm.metrics.serialize": "config", "pylstm.metrics.deserialize": "config",
+    "pylstm.metrics.made_from_name": "a name and a metric's config",
+    "pylstm.metrics.clone": "copies a metric's native state",
     "pylstm.optimizers.serialize": "config", "pylstm.optimizers.deserialize": "config",
     "pylstm.layers.serialize": "config", "pylstm.layers.deserialize": "config",
     "pylstm.layers.KerasTensor": "symbolic: a shape and a dtype, no data",
     "pylstm.models.load_model": "file (tests/files/test_hostile_files.py and the loaders' tests)",
     "pylstm.models.save_model": "saves a model's native weights",
     "pylstm.models.load_keras": "file", "pylstm.models.load_keras_weights": "file",
+    "pylstm.models.model_from_json": "a JSON string",
     "pylstm.models.save_keras": "saves a model's native weights",
     "pylstm.models.save_keras_weights": "saves a model's native weights",
     "pylstm.nn.IncompatibleKeys": "a named tuple of key lists",

@@ -153,7 +153,7 @@ def test_accuracy_dispatch_like_keras():
     np.testing.assert_array_equal(metrics.accuracy(onehot, probs), [1, 0, 0])
     binary = np.array([[0.6], [0.4], [0.5]])
     np.testing.assert_array_equal(metrics.accuracy(np.array([[1], [1], [0]]), binary), [1, 0, 1])
-    assert metrics.get("acc") is metrics.accuracy
+    assert metrics.get("acc")._fn is metrics.accuracy and metrics.get("acc").name == "acc"
     with pytest.raises(ValueError, match="accuracy"):
         metrics.get("acuracy")
 
@@ -182,16 +182,24 @@ def test_regularizer_hook_adds_penalty_and_gradient():
 
 
 def test_verbose_modes(capsys):
+    """Progress goes to stderr as Keras prints it: nothing with verbose 0; with 2 an
+    `Epoch i/N` line and a summary line per epoch; with 1 a bar per epoch."""
     x, y = _regression_data(20)
     model = _model(metrics=["mae"])
     model.fit(x, y, epochs=2, verbose=0)
-    assert capsys.readouterr().out == ""
-    model.fit(x, y, epochs=2, verbose=2, validation_split=0.25)
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and lines[1].startswith("Epoch 2/2 - ")
-    assert " - loss: " in lines[1] and " - val_mae: " in lines[1]
-    model.fit(x, y, epochs=1, verbose=1)
-    assert "Epoch 1/1" in capsys.readouterr().out
+    model.evaluate(x, y, verbose=0)
+    model.predict(x, verbose=0)
+    assert capsys.readouterr() == ("", "")
+    model.fit(x, y, batch_size=5, epochs=2, verbose=2, validation_split=0.25)
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert out == "" and len(lines) == 4 and lines[2] == "Epoch 2/2"
+    assert lines[3].startswith("3/3 - ") and " - loss: " in lines[3]
+    assert " - val_mae: " in lines[3]
+    model.fit(x, y, epochs=2, verbose=1)
+    assert "Epoch 2/2" in capsys.readouterr().err
+    model.evaluate(x, y, batch_size=5, verbose=2)
+    assert capsys.readouterr().err.startswith("4/4 - ")
 
 
 def test_callbacks_can_stop_training():

@@ -128,9 +128,10 @@ def test_step_follows_the_gradient_of_the_weighted_loss():
     model = compiled(loss_weights=[0.3, 1.7], lr=lr)
     model._ensure_built_flat([a.shape, b.shape])
     before = model.get_weights()
+    p1, p2 = model.predict_on_batch([a, b])
 
     def total():
-        return model.compute_loss([y1, y2], model.predict([a, b], batch_size=N))
+        return model.compute_loss([y1, y2], model.predict_on_batch([a, b]))
 
     expected = []
     for v in model.weights:
@@ -144,8 +145,11 @@ def test_step_follows_the_gradient_of_the_weighted_loss():
             v.value[i] = saved
             grad[i] = (up - down) / 2e-6
         expected.append(grad)
-    loss, (p1, p2) = model.train_on_batch([a, b], [y1, y2])
-    assert p1.shape == (N, K1) and p2.shape == (N, K2)
+    total_before = total()
+    loss, loss1, loss2 = model.train_on_batch([a, b], [y1, y2])
+    assert loss == pytest.approx(total_before, rel=1e-12)
+    assert [loss1, loss2] == pytest.approx(
+        [model.loss[0](y1, p1), model.loss[1](y2, p2)], rel=1e-12)
     for w0, w1, g in zip(before, model.get_weights(), expected):
         np.testing.assert_allclose((w0 - w1) / lr, g, rtol=1e-5, atol=1e-8)
 
