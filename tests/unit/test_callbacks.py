@@ -417,6 +417,18 @@ def test_reduce_lr_refuses_to_set_a_scheduled_rate():
         lr_trace(callback, [1.0, 1.0], optimizer=ScheduledOptimizer())
 
 
+def test_reduce_lr_logs_a_schedules_rate_and_refuses_to_set_it():
+    schedule = optimizers.schedules.ExponentialDecay(0.1, decay_steps=1, decay_rate=0.5)
+    optimizer = optimizers.SGD(learning_rate=schedule)
+    callback = callbacks.ReduceLROnPlateau(patience=1)
+    callback.set_model(FakeModel(optimizer))
+    logs = {"val_loss": 1.0}
+    callback.on_epoch_end(0, logs)
+    assert logs["learning_rate"] == float(np.float32(0.1))  # the schedule's rate at step 0
+    with pytest.raises(TypeError, match="ReduceLROnPlateau cannot set"):
+        callback.on_epoch_end(1, {"val_loss": 1.0})
+
+
 def test_reduce_lr_warns_when_the_monitor_is_missing():
     callback = callbacks.ReduceLROnPlateau()
     callback.set_model(FakeModel())
