@@ -312,7 +312,9 @@ class TimeseriesDataset:
 
     Follows Keras's `PyDataset` protocol: `len(dataset)` batches, `dataset[i]` the batch `i`
     of the current order, `on_epoch_end()` draws a new order when shuffling; iterating gives
-    every batch of one pass, then calls `on_epoch_end()`.
+    every batch of one pass, then calls `on_epoch_end()`. It is not a `PyDataset` subclass,
+    so that `fit(shuffle=True)` (the default) leaves its order alone, as Keras's `fit` leaves
+    the order of the `tf.data.Dataset` Keras returns: `fit` draws it as an iterable.
 
     Args:
         data: array `(N', ...)`, the timesteps windows are cut from.

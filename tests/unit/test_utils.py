@@ -147,3 +147,27 @@ def test_timeseries_errors_name_the_argument(kwargs, error, match):
     kwargs = {"data": np.arange(10), "targets": None, "sequence_length": 3, **kwargs}
     with pytest.raises(error, match=match):
         utils.timeseries_dataset_from_array(**kwargs)
+
+
+
+def test_fit_draws_the_windows_in_their_order_as_keras_draws_a_dataset():
+    from pylstm.layers import LSTM, Dense, Input
+    from pylstm.models import Sequential
+
+    series = np.sin(np.arange(80) / 4).astype("float32")[:, None]
+    x = np.stack([series[i:i + 5] for i in range(75)])
+
+    def trained(data, **kwargs):
+        utils.set_random_seed(0)
+        model = Sequential([Input((5, 1)), LSTM(3, seed=0), Dense(1)])
+        model.compile(optimizer="sgd", loss="mse")
+        losses = model.fit(data, epochs=2, verbose=0, **kwargs).history["loss"]
+        return model, losses
+
+    dataset = utils.timeseries_dataset_from_array(series, series[5:], 5, batch_size=16)
+    model, losses = trained(dataset)   # fit's default shuffle=True leaves a dataset's order
+    reference, reference_losses = trained(x, y=series[5:80], batch_size=16, shuffle=False)
+    np.testing.assert_allclose(losses, reference_losses, rtol=1e-6)
+    np.testing.assert_allclose(model.evaluate(dataset, verbose=0),
+                               reference.evaluate(x, series[5:80], batch_size=16, verbose=0),
+                               rtol=1e-6)
