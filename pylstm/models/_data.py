@@ -148,11 +148,16 @@ class EpochIterator:
             self._seen -= 1
             if self._num_batches is None:
                 self._num_batches = self._seen
-            elif self.steps_per_epoch:
+            if self.steps_per_epoch:
                 _warn_ran_out()
             self._iterator, self._ran_out = None, True
             return None
         return self.standardize(batch)
+
+    def reset(self):
+        """Starts the next epoch at a new pass (Keras resets its iterator before each
+        `evaluate`, validation included)."""
+        self._iterator, self._seen = None, 0
 
     def end_epoch(self):
         """Ends the epoch: a pass that is over starts again at the next epoch."""

@@ -410,6 +410,7 @@ class Trainer:
         logs."""
         means = _RunningMeans(_log_names(targets))
         self.stop_evaluating = False
+        data.reset()
         callbacks.call("on_test_begin")
         for step in data.steps():
             callbacks.call("on_test_batch_begin", step)
