@@ -655,7 +655,7 @@ def test_non_native_inputs_give_the_native_results(name, dtype):
 
 # Cases whose entry points are plain NumPy code (no compiled kernel reads their arrays).
 NUMPY_ONLY = {"activation_functions", "regularizers_and_constraints", "metric_functions",
-              "optimizer_steps", "loss_functions"}
+              "optimizer_steps", "loss_functions", "keras_losses", "metric_objects"}
 
 
 def test_big_endian_weights_on_the_small_call_path():
