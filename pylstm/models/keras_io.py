@@ -191,14 +191,6 @@ _OPTIMIZER_SLOTS = {
 # Scalar optimizer state Keras writes after the slots, as attributes of pylstm's optimizer.
 _OPTIMIZER_SCALARS = {"Nadam": ("_u_product",)}
 
-# Keras metric classes with a pylstm metric of the same meaning (the class `Accuracy`, exact
-# equality, is not the `"accuracy"` string, which dispatches on shapes).
-_METRIC_CLASSES = {
-    "MeanSquaredError": "mean_squared_error", "MeanAbsoluteError": "mean_absolute_error",
-    "BinaryAccuracy": "binary_accuracy", "CategoricalAccuracy": "categorical_accuracy",
-    "SparseCategoricalAccuracy": "sparse_categorical_accuracy",
-}
-
 
 class _Unmappable(ValueError):
     """A Keras object with no pylstm equivalent (or the reverse)."""
@@ -1045,32 +1037,31 @@ def _flat_metrics(metrics):
 
 
 def _metric_from_keras(metric):
-    """A Keras metric (a name, a metric class, or Keras 2's `MeanMetricWrapper` of a named
-    function) -> the name of the pylstm metric; raises for one pylstm lacks."""
+    """A Keras metric (a name, a serialized metric class, or Keras 2's `MeanMetricWrapper` of
+    a named function) -> a metric name or a `pylstm.metrics.Metric` for `compile`; raises for
+    one pylstm lacks."""
     if isinstance(metric, dict):
-        config = dict(metric.get("config") or {})
         if metric.get("class_name") == "MeanMetricWrapper":
+            config = metric.get("config")
+            if not isinstance(config, dict):
+                raise _Unmappable("metric: the config of MeanMetricWrapper is not a dict")
             fn, name = config.get("fn"), config.get("name")
-            metric = name if _metric_or_none(name) is _metric_or_none(fn) else fn
+            # Logged under its name when that name makes the same metric as the function.
+            same = _metric_class(name) is not None and _metric_class(name) is _metric_class(fn)
+            metric = name if same else fn
         else:
-            name = _METRIC_CLASSES.get(metric.get("class_name"))
-            if name is None:
-                raise _Unmappable(f"metric {metric.get('class_name')!r}")
-            _keep_supported(_NoArgs, config, f"metric {name!r}")
-            metric = name
+            return metrics_module.deserialize(
+                _object_from_keras(metric, metrics_module, "metric"))
     metrics_module.get(metric)  # raises for an unknown name
     return metric
 
 
-def _metric_or_none(name):
+def _metric_class(name):
+    """The class of pylstm's metric called `name`, or None."""
     try:
-        return metrics_module.get(name) if isinstance(name, str) else None
+        return type(metrics_module.get(name)) if isinstance(name, str) else None
     except ValueError:
         return None
-
-
-class _NoArgs:
-    """Stands for pylstm's metrics, which are functions without arguments."""
 
 
 # Weights ------------------------------------------------------------------------------------
@@ -1448,9 +1439,17 @@ def _compile_to_keras(model):
             _check_builtin(losses, losses.serialize(loss), "loss")
     except (_Unmappable, AttributeError):  # a user's loss object
         return None
-    if any(_metric_or_none(name) is not fn for name, fn in model._metrics):
-        return None  # a user's metric function
-    names = [name for name, _ in model._metrics]
+    names = []
+    for name, metric in model._metrics:
+        if metrics_module.made_from_name(name, metric):
+            names.append(name)
+        elif type(metric) in metrics_module._CLASSES and type(
+                metric) is not metrics_module.MeanMetricWrapper:
+            config = metrics_module.serialize(metric)
+            config["config"]["dtype"] = "float32"
+            names.append(_keras_object("keras.metrics", config))
+        else:
+            return None  # a user's metric
     return {
         "optimizer": _keras_object("keras.optimizers", optimizer_config),
         "loss": None if loss is None else _keras_object("keras.losses", losses.serialize(loss)),
