@@ -37,6 +37,13 @@ def _fit(model, epochs):
     lambda: optimizers.Adam(learning_rate=0.02, amsgrad=True),
     lambda: optimizers.SGD(learning_rate=0.05, momentum=0.9),
     lambda: optimizers.RMSprop(learning_rate=0.01, momentum=0.5, centered=True),
+    lambda: optimizers.Nadam(learning_rate=0.01),
+    lambda: optimizers.AdamW(learning_rate=0.01, weight_decay=0.1),
+    lambda: optimizers.Adagrad(learning_rate=0.05),
+    lambda: optimizers.Lion(learning_rate=0.005),
+    lambda: optimizers.Adam(learning_rate=0.01, use_ema=True, ema_overwrite_frequency=3),
+    lambda: optimizers.SGD(learning_rate=0.05, momentum=0.9, gradient_accumulation_steps=3),
+    lambda: optimizers.Adam(learning_rate=optimizers.schedules.ExponentialDecay(0.05, 3, 0.5)),
 ])
 def test_training_resumes_from_a_pylstm_file_as_if_never_saved(tmp_path, make, optimizer):
     model = make()
@@ -45,6 +52,7 @@ def test_training_resumes_from_a_pylstm_file_as_if_never_saved(tmp_path, make, o
     model.save(tmp_path / "model.pylstm")
     restored = load_model(tmp_path / "model.pylstm")
     assert restored.optimizer._iterations == model.optimizer._iterations == 8
+    assert restored.optimizer.get_config() == model.optimizer.get_config()
     next_epoch = _fit(model, 1)
     assert _fit(restored, 1) == next_epoch
     np.testing.assert_array_equal(restored.predict(X), model.predict(X))
