@@ -605,6 +605,23 @@ def optimizer_steps(conv, dtype):
     return out
 
 
+@case("pylstm.optim.Optimizer", "pylstm.optim.SGD", "pylstm.optim.Adam", "pylstm.optim.AdamW",
+      "pylstm.optim.RMSprop")
+def optim_steps(conv, dtype):
+    rng = _rng()
+    out = []
+    for make in (lambda p: pylstm.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True),
+                 lambda p: pylstm.optim.Adam(p, amsgrad=True), pylstm.optim.AdamW,
+                 lambda p: pylstm.optim.RMSprop(p, centered=True, momentum=0.5)):
+        var = layers.Variable("w", conv(_normal(rng, (3, 4), dtype)))
+        opt = make([var])
+        for _ in range(3):
+            var.grad = conv(_normal(rng, (3, 4), dtype))
+            opt.step()
+        out.append(np.asarray(var.value, dtype=dtype))
+    return out
+
+
 @case("pylstm.activations.elu", "pylstm.activations.exponential",
       "pylstm.activations.hard_sigmoid", "pylstm.activations.legacy_hard_sigmoid",
       "pylstm.activations.linear", "pylstm.activations.relu", "pylstm.activations.selu",

@@ -112,3 +112,12 @@ def test_unknown_and_unimplemented():
         S.get(0.1)
     with pytest.raises(NotImplementedError, match="__call__"):
         S.LearningRateSchedule()(0)
+
+
+def test_doctests():
+    import doctest
+
+    from pylstm import optimizers
+
+    assert doctest.testmod(S).failed == 0
+    assert doctest.testmod(optimizers).failed == 0
