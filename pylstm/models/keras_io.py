@@ -431,6 +431,7 @@ def save_keras_weights(model, path):
     with_optimizer = _compile_to_keras(model) is not None
     atomic_write(path, lambda f: _write_weights(model, f, with_optimizer))
 
+
 def save_legacy_h5(model, path):
     """Writes `model` as a legacy Keras HDF5 file, what Keras 3's `model.save("x.h5")` writes;
     `keras.saving.load_model` and `load_keras` read it back.
@@ -575,7 +576,6 @@ def _legacy_training_config(compile_config):
     training["optimizer_config"] = {"class_name": optimizer["class_name"],
                                     "config": optimizer["config"]}
     return training
-
 
 
 # Files --------------------------------------------------------------------------------------
