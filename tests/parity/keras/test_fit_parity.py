@@ -17,7 +17,7 @@ import pytest
 from pylstm import optimizers, utils
 from pylstm.callbacks import Callback
 from pylstm.layers import LSTM, Dense, Input, Masking
-from pylstm.models import Sequential, model_from_json
+from pylstm.models import Model, Sequential, model_from_json
 
 # tests/support/keras_util.py, registered by conftest.py.
 import pylstm_tests_keras_util as ku
@@ -269,3 +269,35 @@ def test_to_json_is_read_by_keras_and_keras_json_by_pylstm():
     np.testing.assert_allclose(pylstm_model.predict(x, verbose=0),
                                theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
     assert type(pylstm_model.optimizer).__name__ == "SGD"
+
+
+@pytest.mark.parametrize("form", ["list", "dict", "shared"])
+def test_sample_weights_of_several_outputs_match_keras(form):
+    x, y = dataset("regression")
+    w1 = np.linspace(0.2, 2.0, N).astype("float32")
+    w2 = np.linspace(1.5, 0.5, N).astype("float32")
+    weights = {"list": [w1, w2], "dict": {"first": w1, "second": w2}, "shared": w1}[form]
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((T, D), name="series")
+    features = keras.layers.LSTM(H)(inputs)
+    outputs = [keras.layers.Dense(K, name="first")(features),
+               keras.layers.Dense(1, name="second")(features)]
+    # Keras matches dicts of targets and weights to outputs given as a dict
+    structure = (lambda pair: dict(zip(["first", "second"], pair))) if form == "dict" else list
+    theirs = keras.Model(inputs, structure(outputs))
+    inputs = Input((T, D), name="series")
+    features = LSTM(H)(inputs)
+    ours = Model(inputs, structure([Dense(K, name="first")(features),
+                                    Dense(1, name="second")(features)]))
+    ku.copy_weights(theirs, ours)
+    loss, loss_weights = ["mse", "mae"], [1.0, 0.5]
+    if form == "dict":
+        loss, loss_weights = dict(zip(["first", "second"], loss)), {"first": 1.0, "second": 0.5}
+    ours.compile(optimizer=optimizers.SGD(LR), loss=loss, loss_weights=loss_weights)
+    theirs.compile(optimizer=keras.optimizers.SGD(LR), loss=loss, loss_weights=loss_weights)
+    targets = [y, y[:, :1]] if form != "dict" else {"first": y, "second": y[:, :1]}
+    got = ours.fit(x, targets, sample_weight=weights, batch_size=B, epochs=EPOCHS,
+                   shuffle=False, verbose=0)
+    want = theirs.fit(x, targets, sample_weight=weights, batch_size=B, epochs=EPOCHS,
+                      shuffle=False, verbose=0)
+    assert_histories_match(got.history, want.history)
