@@ -371,7 +371,8 @@ def layers_merge_reshape_pool(conv, dtype):
 
 @case("pylstm.models.Sequential", "pylstm.models.Sequential.predict",
       "pylstm.models.Sequential.fit", "pylstm.models.Sequential.evaluate",
-      "pylstm.models.Sequential.train_on_batch", "pylstm.models.Sequential.set_weights")
+      "pylstm.models.Sequential.train_on_batch", "pylstm.models.Sequential.set_weights",
+      "pylstm.models.Sequential.test_on_batch", "pylstm.models.Sequential.predict_on_batch")
 def sequential(conv, dtype):
     rng = _rng()
     model = models.Sequential([layers.Input(shape=(5, 3), dtype=dtype),
@@ -379,10 +380,15 @@ def sequential(conv, dtype):
     model.compile(optimizer=optimizers.Adam(0.01), loss="mse", metrics=["mae"])
     model.set_weights([conv(_normal(rng, w.shape, dtype)) for w in model.get_weights()])
     x, y = _normal(rng, (6, 5, 3), dtype), _normal(rng, (6, 2), dtype)
-    history = model.fit(conv(x), conv(y), batch_size=4, epochs=2, verbose=0, shuffle=False)
+    w = np.abs(_normal(rng, (6,), dtype))
+    history = model.fit(conv(x), conv(y), batch_size=4, epochs=2, verbose=0, shuffle=False,
+                        sample_weight=conv(w), validation_data=(conv(x), conv(y), conv(w)))
     return [history.history, model.evaluate(conv(x), conv(y), verbose=0),
-            model.predict(conv(x)), model(conv(x)),
-            model.train_on_batch(conv(x), conv(y)), model.get_weights()]
+            model.evaluate(conv(x), conv(y), sample_weight=conv(w), verbose=0),
+            model.predict(conv(x), verbose=0), model(conv(x)),
+            model.train_on_batch(conv(x), conv(y), sample_weight=conv(w)),
+            model.test_on_batch(conv(x), conv(y), sample_weight=conv(w)),
+            model.predict_on_batch(conv(x)), model.get_weights()]
 
 
 @case("pylstm.models.Model", "pylstm.models.Functional")
