@@ -330,6 +330,45 @@ def test_validation_data_with_weights_steps_and_batch_size():
     assert len(history.history["val_loss"]) == 2
 
 
+def test_validation_data_may_be_a_source_of_batches():
+    x, y = data()
+    w = np.linspace(0.0, 1.0, N)
+    m = model()
+    history = m.fit(x, y, epochs=2, verbose=0, validation_data=Batches(x, y, w))
+    assert history.history["val_loss"][-1] == pytest.approx(
+        m.evaluate(x, y, sample_weight=w, batch_size=B, verbose=0), rel=1e-12)
+
+
+def test_sample_weights_of_several_outputs():
+    """One array per output (a list or a dict), or one `(N,)` array for every output: each
+    output's logged loss is its own weighted loss."""
+    x, y = data()
+    a, b = Input((D,), name="a"), Input((D,), name="b")
+    two = Model([a, b], [Dense(1, name="p")(a), Dense(1, name="q")(b)])
+    two.compile(optimizer="sgd", loss=["mse", "mae"])
+    w1, w2 = np.linspace(0.0, 1.0, N), np.linspace(2.0, 1.0, N)
+    p, q = two.predict([x, 2 * x], verbose=0)
+    mse, mae = np.square(p - y)[:, 0], np.abs(q - y)[:, 0]
+    for weights, (v1, v2) in (([w1, w2], (w1, w2)), ({"q": w2, "p": w1}, (w1, w2)),
+                              (w1, (w1, w1)), ([None, w2], (np.ones(N), w2))):
+        logs = two.evaluate([x, 2 * x], [y, y], sample_weight=weights, batch_size=N, verbose=0,
+                            return_dict=True)
+        assert logs["p_loss"] == pytest.approx(np.sum(mse * v1) / N, rel=1e-6)
+        assert logs["q_loss"] == pytest.approx(np.sum(mae * v2) / N, rel=1e-6)
+
+
+def test_progress_goes_to_stderr(capsys):
+    x, y = data()
+    m = model()
+    m.evaluate(x, y, batch_size=B)
+    m.predict(x, batch_size=B)
+    out, err = capsys.readouterr()
+    assert out == "" and "Evaluate" in err and "Predict" in err and "loss: " in err
+    rec = Recorder()
+    m.fit(x, y, epochs=1, callbacks=[rec])
+    assert rec.params["verbose"] == "auto"  # passed on as given, as Keras
+
+
 def test_one_batch_methods_return_what_keras_returns():
     x, y = data()
     m = model(metrics=["mae"])
