@@ -412,3 +412,21 @@ def test_masked_sequence_model_logs_match_keras():
     assert sorted(got) == sorted(want)
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-4, err_msg=name)
+
+
+def test_keras_loads_a_model_compiled_with_metric_objects(tmp_path):
+    """A `.keras` file of a model compiled with metric objects: Keras compiles the loaded
+    model with the same metrics, and evaluates as pylstm does."""
+    ours, _ = _models(1, "sigmoid")
+    ours.compile(optimizer=optimizers.Adam(0.01), loss="binary_crossentropy",
+                 metrics=["accuracy", metrics.AUC(curve="PR", num_thresholds=50, name="pr"),
+                          metrics.Precision(thresholds=0.4, name="p"), metrics.R2Score()])
+    x, y = _fit_data("binary")
+    path = tmp_path / "m.keras"
+    ours.save(path)
+    theirs = keras.saving.load_model(path)
+    want = _without_numbers(theirs.evaluate(x, y, verbose=0, return_dict=True))
+    got = ours.evaluate(x, y, verbose=0, return_dict=True)
+    assert sorted(got) == sorted(want)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-6, err_msg=name)
