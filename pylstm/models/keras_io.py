@@ -1018,13 +1018,14 @@ def _schedule_from_keras(obj):
     `_Unmappable` for another object, a user's function among them)."""
     where = "the optimizer's learning rate"
     class_name, config = obj.get("class_name"), obj.get("config")
-    if (obj.get("module") != "keras.optimizers.schedules" or not isinstance(class_name, str)
-            or not isinstance(config, dict)):
+    # Keras 2's legacy files name no module
+    if (obj.get("module") not in ("keras.optimizers.schedules", None)
+            or not isinstance(class_name, str) or not isinstance(config, dict)):
         raise _Unmappable(f"{where}: cannot read {obj!r:.100}")
-    try:
-        cls = optimizers.schedules._REGISTRY.lookup(class_name)
-    except ValueError:
-        raise _Unmappable(f"{where}: pylstm has no schedule {class_name!r}") from None
+    cls = getattr(optimizers.schedules, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, optimizers.schedules.LearningRateSchedule)
+            and cls.__name__ in optimizers.schedules.__all__):
+        raise _Unmappable(f"{where}: pylstm has no schedule {class_name!r:.100}")
     return {"class_name": class_name, "config": _keep_supported(cls, config, where)}
 
 
