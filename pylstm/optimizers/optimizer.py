@@ -180,8 +180,9 @@ class Optimizer(Configurable):
 
         Args:
             var_list: list of `Variable`s to exempt.
-            var_names: list of str; a variable whose name contains one of them (a regular
-                expression search, e.g. `["bias"]`) is exempt.
+            var_names: list of str; a variable whose own name (`"kernel"`, `"bias"`: Keras's
+                `Variable.name`, without the layer's name before the last `/`) contains one of
+                them, as a regular expression search (e.g. `["bias"]`), is exempt.
 
         Raises:
             ValueError: if the optimizer has already taken a step.
@@ -195,7 +196,8 @@ class Optimizer(Configurable):
     def _use_weight_decay(self, var):
         if id(var) in self._exclude_ids:
             return False
-        return self._exclude_pattern is None or self._exclude_pattern.search(var.name) is None
+        return (self._exclude_pattern is None
+                or self._exclude_pattern.search(var.name.rpartition("/")[2]) is None)
 
     def scale_loss(self, loss):
         """The loss multiplied by `loss_scale_factor` (unchanged if None), before gradients

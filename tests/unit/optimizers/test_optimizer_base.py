@@ -76,7 +76,8 @@ def test_invalid_learning_rate(bad):
 def test_weight_decay_is_decoupled_and_exclusions_apply():
     opt = optimizers.SGD(0.1, weight_decay=0.5)
     kernel, bias, other = _var([2.0], "dense/kernel"), _var([2.0], "dense/bias"), _var([2.0])
-    opt.exclude_from_weight_decay(var_list=[other], var_names=["bias"])
+    # a name matches Keras's Variable.name, without the layer's: "dense" excludes nothing
+    opt.exclude_from_weight_decay(var_list=[other], var_names=["bias", "dense"])
     _step(opt, [kernel, bias, other], [[1.0], [1.0], [1.0]])
     np.testing.assert_allclose(kernel.value, [2.0 - 2.0 * 0.5 * 0.1 - 0.1])
     np.testing.assert_allclose(bias.value, [2.0 - 0.1])
