@@ -314,27 +314,9 @@ class Trainer:
                 raise ValueError("`class_weight` is only supported for models with a single "
                                  f"output; this model has {len(self.output_names)} outputs "
                                  f"{list(self.output_names)}.")
-        val_batch_size, val = validation_batch_size or batch_size, None
-        if validation_data is not None:
-            val_x, val_y, val_w = _unpack_validation_data(validation_data)
-            val = self._epoch_iterator(val_x, val_y, val_w, val_batch_size, validation_steps,
-                                       False, "validation_data")
-        if _data.is_batch_source(x):
-            if validation_split and val is None:
-                raise ValueError("Argument `validation_split` is only supported for arrays, "
-                                 f"received `x` of type {type(x).__name__}.")
-            train = self._epoch_iterator(x, y, sample_weight, batch_size, steps_per_epoch,
-                                         shuffle, "fit")
-        else:
-            arrays = self._validate_data(x, y, sample_weight)
-            if validation_split and val is None:
-                arrays, val_arrays = _data.split_validation(arrays, validation_split)
-                val = _data.EpochIterator(_data.ArrayBatches(
-                    val_arrays, val_batch_size, validation_steps, False), validation_steps,
-                    _as_is)
-            train = _data.EpochIterator(
-                _data.ArrayBatches(arrays, batch_size, steps_per_epoch, shuffle),
-                steps_per_epoch, _as_is)
+        train, val = self._fit_iterators(
+            x, y, sample_weight, batch_size, steps_per_epoch, shuffle, validation_split,
+            validation_data, validation_batch_size or batch_size, validation_steps)
         targets = self._targets()
         callbacks = _CallbackList(callbacks, self, verbose, epochs, train.num_batches,
                                   add_history=True)
@@ -372,6 +354,33 @@ class Trainer:
                 break
         callbacks.call("on_train_end", training_logs)
         return self.history
+
+    def _fit_iterators(self, x, y, sample_weight, batch_size, steps_per_epoch, shuffle,
+                       validation_split, validation_data, val_batch_size, validation_steps):
+        """`fit`'s training and validation `_data.EpochIterator`s (validation None without
+        validation data)."""
+        val = None
+        if validation_data is not None:
+            val_x, val_y, val_w = _unpack_validation_data(validation_data)
+            val = self._epoch_iterator(val_x, val_y, val_w, val_batch_size, validation_steps,
+                                       False, "validation_data")
+        if _data.is_batch_source(x):
+            if validation_split and val is None:
+                raise ValueError("Argument `validation_split` is only supported for arrays, "
+                                 f"received `x` of type {type(x).__name__}.")
+            train = self._epoch_iterator(x, y, sample_weight, batch_size, steps_per_epoch,
+                                         shuffle, "fit")
+        else:
+            arrays = self._validate_data(x, y, sample_weight)
+            if validation_split and val is None:
+                arrays, val_arrays = _data.split_validation(arrays, validation_split)
+                val = _data.EpochIterator(_data.ArrayBatches(
+                    val_arrays, val_batch_size, validation_steps, False), validation_steps,
+                    _as_is)
+            train = _data.EpochIterator(
+                _data.ArrayBatches(arrays, batch_size, steps_per_epoch, shuffle),
+                steps_per_epoch, _as_is)
+        return train, val
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False):
