@@ -321,15 +321,14 @@ class _Wrapped(MeanMetricWrapper):
         return {"name": self.name, **self._fn_kwargs}
 
 
-def _wrapped(cls_name, fn, direction, doc, default_name=None):
-    cls = type(cls_name, (_Wrapped,), {
+def _wrapped(cls_name, fn, direction, doc):
+    """A `_Wrapped` class of `fn`, named by its class name as Keras's is."""
+    return type(cls_name, (_Wrapped,), {
         "_fn_of_class": staticmethod(fn), "_direction": direction, "__doc__": doc,
         "__module__": __name__})
-    if default_name is not None:
-        _DEFAULT_NAMES[cls] = default_name
-    return cls
 
 
+# Keras's default names that are not the snake case of the class name.
 _DEFAULT_NAMES = {}
 
 
@@ -459,13 +458,10 @@ def _loss_values(loss_class, sign=1.0):
     return values
 
 
-class _LossMetric(_Wrapped):
-    _direction = "down"
-
-
-def _loss_metric(cls_name, loss_class, default_name, keras_doc, sign=1.0, direction="down"):
-    cls = type(cls_name, (_LossMetric,), {
-        "_fn_of_class": staticmethod(_loss_values(loss_class, sign)), "_direction": direction,
+def _loss_metric(cls_name, loss_class, default_name, keras_doc):
+    """A `_Wrapped` class of a loss's per-sample values (lower is better)."""
+    cls = type(cls_name, (_Wrapped,), {
+        "_fn_of_class": staticmethod(_loss_values(loss_class)), "_direction": "down",
         "__module__": __name__,
         "__doc__": f"""The mean of `pylstm.losses.{loss_class.__name__}`'s per-sample values
     (Keras's `{keras_doc}`).
