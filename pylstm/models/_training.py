@@ -50,8 +50,9 @@ _WEIGHT_DTYPE = np.dtype("float64")
 
 
 class Trainer:
-    """`compile`, `fit`, `evaluate`, `predict` and `train_on_batch` over the flat model interface
-    described in this module's docstring (Keras 3's `keras.src.trainers.trainer.Trainer`)."""
+    """`compile`, `fit`, `evaluate`, `predict`, the one-batch methods and `to_json` over the
+    flat model interface described in this module's docstring (Keras 3's
+    `keras.src.trainers.trainer.Trainer`)."""
 
     optimizer = None
     loss = None
