@@ -72,11 +72,13 @@ class Trainer:
                 `"sparse_categorical_crossentropy"`, ...), a config dict or a `Loss`; or a
                 list of them (None for an output without a loss) in output order; or a dict
                 by output name naming every output.
-            metrics: optional list of metric names (`"mae"`, `"accuracy"`, ...) or callables
-                `(y_true, y_pred) -> per-sample values`, logged under the given name (a
-                callable's `__name__`). With several outputs, as in Keras 3: a list with one
-                entry per output (a metric, a list of metrics, or None), or a dict by output
-                name; the logs name them `<output>_<metric>`.
+            metrics: optional list of metric names (`"mae"`, `"accuracy"`, `"auc"`, ...),
+                `pylstm.metrics.Metric` objects (`AUC(curve="PR")`, ...) or functions
+                `(y_true, y_pred) -> per-sample values`, logged under the given name (else
+                the metric's `name`, a function's `__name__`) and accumulated over each
+                epoch through `update_state`/`result()`. With several outputs, as in Keras 3:
+                a list with one entry per output (a metric, a list of metrics, or None), or a
+                dict by output name; the logs name them `<output>_<metric>`.
             loss_weights: optional float (every output), list in output order, or dict by
                 output name naming every output: the total loss is the sum of each output's
                 loss times its weight (default 1).
