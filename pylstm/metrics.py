@@ -199,6 +199,17 @@ class Metric(Configurable):
 
     Raises:
         TypeError: for a `name` that is not a str.
+
+    Example:
+
+    >>> m = Precision()
+    >>> m.update_state([[1], [0]], [[0.9], [0.8]])
+    >>> m.update_state([[1], [1]], [[0.7], [0.2]])
+    >>> m.result()  # 2 true positives, 1 false positive
+    0.6666666666666666
+    >>> m.reset_state()
+    >>> m.result()
+    0.0
     """
 
     # "up" or "down": the better direction, read by `EarlyStopping(mode="auto")`.
@@ -829,6 +840,13 @@ class AUC(Metric):
     Raises:
         ValueError: for `num_thresholds < 2`, an unknown `curve` or `summation_method`,
             thresholds outside [0, 1], or `num_labels` without `multi_label`.
+
+    Example:
+
+    >>> m = AUC(num_thresholds=3)
+    >>> m.update_state([0, 0, 1, 1], [0.0, 0.5, 0.3, 0.9])
+    >>> round(m.result(), 4)  # (FPR, TPR) at the thresholds: (1, 1), (0, 1/2), (0, 0)
+    0.75
     """
 
     _direction = "up"

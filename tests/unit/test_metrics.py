@@ -242,3 +242,10 @@ def test_user_metric_objects_are_not_saved_as_builtins(tmp_path):
     model.compile("sgd", "mse", metrics=[Always(name="always")])
     with pytest.raises(ValueError, match="always"):
         model.save(tmp_path / "m.npz")
+
+
+def test_doctests():
+    import doctest
+
+    result = doctest.testmod(metrics)
+    assert result.attempted and not result.failed
