@@ -92,9 +92,9 @@ class IterableBatches:
             self.data.on_epoch_begin()
 
     def on_epoch_end(self):
-        on_epoch_end = getattr(self.data, "on_epoch_end", None)
-        if callable(on_epoch_end):
-            on_epoch_end()
+        # Only a PyDataset hears of epochs, as in Keras (an iterable ends its own passes).
+        if self.is_dataset:
+            self.data.on_epoch_end()
 
 
 class EpochIterator:
