@@ -1,7 +1,8 @@
 """`fit`, `evaluate` and `predict` against Keras 3 (TensorFlow backend, float32) on the same
 initial weights and data order (`shuffle=False`): per-epoch losses (rtol 1e-4) with
 `sample_weight` (per sample, per timestep with a mask, and per output of a two-output
-model), `class_weight`, validation data with weights, `validation_freq`, a generator with `steps_per_epoch` and a `PyDataset`; the
+model), `class_weight`, validation data with weights, `validation_freq`, a generator with `steps_per_epoch`, a `PyDataset` and the
+windows of `timeseries_dataset_from_array` (fit's default `shuffle=True` left as given); the
 running means each batch's end hook gets; the exact sequence of hook calls (names and
 indices) and `params` for fit, evaluate and predict; the one-batch methods' return values; and
 `to_json` read by `keras.models.model_from_json` (and Keras's JSON by pylstm's).
@@ -301,3 +302,19 @@ def test_sample_weights_of_several_outputs_match_keras(form):
     want = theirs.fit(x, targets, sample_weight=weights, batch_size=B, epochs=EPOCHS,
                       shuffle=False, verbose=0)
     assert_histories_match(got.history, want.history)
+
+
+def test_timeseries_windows_train_as_in_keras():
+    series = np.sin(np.arange(60, dtype="float32") / 4.0)[:, None] * np.ones((1, D), "float32")
+    targets = np.stack([series[T:, 0]] * K, axis=1)
+    ours, theirs = build("regression")
+    ours_rec, theirs_rec = OursRecorder(), TheirsRecorder()
+    got = ours.fit(utils.timeseries_dataset_from_array(series[:-T], targets, T, batch_size=B * 3),
+                   epochs=EPOCHS, verbose=0, callbacks=[ours_rec])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras: shuffle=True is ignored for a dataset
+        want = theirs.fit(keras.utils.timeseries_dataset_from_array(
+            series[:-T], targets, T, batch_size=B * 3), epochs=EPOCHS, verbose=0,
+            callbacks=[theirs_rec])
+    assert_histories_match(got.history, want.history)
+    assert ours_rec.calls == theirs_rec.calls
