@@ -1,11 +1,12 @@
 """`fit`, `evaluate` and `predict` against Keras 3 (TensorFlow backend, float32) on the same
 initial weights and data order (`shuffle=False`): per-epoch losses (rtol 1e-4) with
-`sample_weight` (per sample, per timestep with a mask, and per output of a two-output
-model), `class_weight`, validation data with weights, `validation_freq`, a generator with `steps_per_epoch`, a `PyDataset` and the
-windows of `timeseries_dataset_from_array` (fit's default `shuffle=True` left as given); the
-running means each batch's end hook gets; the exact sequence of hook calls (names and
-indices) and `params` for fit, evaluate and predict; the one-batch methods' return values; and
-`to_json` read by `keras.models.model_from_json` (and Keras's JSON by pylstm's).
+`sample_weight` (per sample, per timestep with a mask, and per output of a two-output model),
+`class_weight`, validation data with weights, `validation_freq`, a generator with
+`steps_per_epoch`, a `PyDataset` and the windows of `timeseries_dataset_from_array` (fit's
+default `shuffle=True` left as given); the running means each batch's end hook gets; the
+exact sequence of hook calls (names and indices) and `params` for fit, evaluate and predict;
+the one-batch methods' return values; and `to_json` read by `keras.models.model_from_json`
+(and Keras's JSON by pylstm's).
 
 Legend: N samples, T timesteps, D features, H units, K outputs, B batch size.
 """
