@@ -252,7 +252,8 @@ def load_keras(path, compile=True, max_weight_bytes=DEFAULT_MAX_WEIGHT_BYTES):
         compile: bool. If True and the file records a compile config whose optimizer, loss
             and metrics all have pylstm equivalents (SGD, Adam, RMSprop; pylstm's losses and
             metrics), the model is compiled with them, and the optimizer state of a `.keras`
-            file (iteration count, momentums) is restored, so training resumes as in Keras.
+            file or a legacy HDF5 file of Keras 3 (iteration count, momentums) is restored, so
+            training resumes as in Keras.
             Otherwise (a learning-rate schedule, weight decay, a custom loss, ...) the model
             is returned uncompiled, as with `compile=False`, without a warning: call
             `compile()` before `fit()`.
@@ -324,6 +325,8 @@ def _load_legacy_model(path, f, compile, max_weight_bytes):
     training_config = f.text("training_config", _MAX_ATTR_TEXT) if compile else None
     if training_config is not None:
         _compile_from_keras(model, _json(path, training_config, "training_config"), legacy=True)
+        if version.startswith("3."):  # Keras 2 ordered its optimizers' variables otherwise
+            _read_legacy_optimizer_state(model, f)
     return model
 
 
@@ -442,7 +445,7 @@ def save_legacy_h5(model, path):
     compiled with an optimizer, loss and metrics Keras has; a `model_weights` group with one
     group per layer of Keras's `model.layers` (its `weight_names` attribute naming its
     datasets, trainable weights first); and `optimizer_weights` (iterations, learning rate and
-    slots in Keras's order of `optimizer.variables`), which Keras restores on loading. The
+    slots in Keras's order of `optimizer.variables`), which Keras and `load_keras` restore. The
     masks of a functional model are left out of its config (Keras's legacy loader cannot read
     the operations that compute them, and computes them again itself). The file is written
     atomically.
@@ -1276,21 +1279,39 @@ def _read_optimizer_state(model, f):
     """Restores the iteration count and slots of `model.optimizer` from Keras's
     `optimizer/vars`; leaves the optimizer fresh when the saved state does not match it (as
     Keras does, minus its warning)."""
-    optimizer = model.optimizer
     group = f.get("optimizer/vars")
-    if (optimizer is None or not isinstance(group, _hdf5.Group)
-            or type(optimizer).__name__ not in _OPTIMIZER_SLOTS):
+    if not isinstance(group, _hdf5.Group):
+        return
+    keys = set(group.keys())
+    if keys == {str(i) for i in range(len(keys))}:
+        _restore_optimizer_state(model, [group.get(str(i)) for i in range(len(keys))])
+
+
+def _read_legacy_optimizer_state(model, f):
+    """Restores `model.optimizer`'s state from a legacy HDF5 file of Keras 3, whose
+    `optimizer_weights` holds Keras's `optimizer.variables` in the order of its `weight_names`
+    (as `optimizer/vars` of a `.keras` file); leaves the optimizer fresh when they do not
+    match it."""
+    group = f.get("optimizer_weights")
+    names = group.names("weight_names") if isinstance(group, _hdf5.Group) else None
+    if names:
+        _restore_optimizer_state(model, [group.get(name) if name else None for name in names])
+
+
+def _restore_optimizer_state(model, datasets):
+    """Restores `model.optimizer`'s state from the datasets of Keras's `optimizer.variables`
+    (iterations, learning rate, slots, scalars), unless they do not match the optimizer."""
+    optimizer = model.optimizer
+    if optimizer is None or type(optimizer).__name__ not in _OPTIMIZER_SLOTS:
         return
     variables = model.trainable_variables
     order = _slot_order(optimizer, variables)
     head = _optimizer_head(optimizer)
     scalars = _OPTIMIZER_SCALARS.get(type(optimizer).__name__, ())
-    keys = set(group.keys())
-    if keys == {str(i) for i in range(head)}:  # saved before Keras built the optimizer
+    if len(datasets) == head:  # saved before Keras built the optimizer
         order, scalars = [], ()
-    elif keys != {str(i) for i in range(head + len(order) + len(scalars))}:
+    elif len(datasets) != head + len(order) + len(scalars):
         return
-    datasets = [group.get(str(i)) for i in range(len(keys))]
     if not all(isinstance(d, _hdf5.Dataset) for d in datasets) or datasets[0].shape != ():
         return
     slots = {var: {} for var in variables}

@@ -118,7 +118,7 @@ def test_layer_names_and_weight_order_are_keras_own(tmp_path):
 def test_keras_restores_the_compile_config_and_iterations(tmp_path, optimizer):
     model, x = _sequential()
     _randomize(model)
-    model.compile(optimizer=optimizer(), loss="mse")
+    model.compile(optimizer=optimizer(), loss="mse", metrics=["mae"])
     y = RNG.normal(size=(4, 2)).astype("float32")
     model.fit(x, y, epochs=3, batch_size=2, shuffle=False, verbose=0)
     save_model(model, tmp_path / "model.h5")
@@ -133,6 +133,30 @@ def test_keras_restores_the_compile_config_and_iterations(tmp_path, optimizer):
                                model.optimizer.learning_rate, rtol=1e-6)
     restored = load_model(tmp_path / "model.h5")
     assert type(restored.optimizer).__name__ == type(model.optimizer).__name__
+    assert restored.optimizer._iterations == 6
+    # pylstm restores the optimizer state too: training resumes as if never saved (the same
+    # dropout masks drawn).
+    pylstm.utils.set_random_seed(5)
+    resumed = restored.fit(x, y, epochs=1, batch_size=2, shuffle=False, verbose=0)
+    pylstm.utils.set_random_seed(5)
+    again = model.fit(x, y, epochs=1, batch_size=2, shuffle=False, verbose=0)
+    assert resumed.history == again.history
+
+
+def test_pylstm_restores_the_optimizer_state_of_a_keras_h5_file(tmp_path):
+    twin = keras.Sequential([keras.Input((6, 3)), keras.layers.LSTM(4), keras.layers.Dense(2)])
+    twin.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01), loss="mean_squared_error")
+    y = RNG.normal(size=(4, 2)).astype("float32")
+    twin.fit(X, y, epochs=2, batch_size=2, shuffle=False, verbose=0)
+    twin.save(tmp_path / "keras.h5")
+    ours = load_model(tmp_path / "keras.h5")
+    assert ours.optimizer._iterations == int(twin.optimizer.iterations) == 4
+    keras_slots = [np.asarray(v) for v in twin.optimizer.variables[2:]]
+    our_slots = [ours.optimizer._slots[var][slot]
+                 for var in ours.trainable_variables for slot in ("m", "v")]
+    assert len(our_slots) == len(keras_slots) == 10
+    for got, want in zip(our_slots, keras_slots):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 def test_what_keras_lacks_is_refused(tmp_path):
