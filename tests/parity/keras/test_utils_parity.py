@@ -7,6 +7,8 @@ import itertools
 import numpy as np
 import pytest
 import pylstm_tests_keras_util as ku
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pylstm import utils
 
@@ -166,3 +168,45 @@ def test_timeseries_dataset_refuses_what_keras_refuses(kwargs):
     with pytest.raises(ValueError) as error:
         utils.timeseries_dataset_from_array(DATA, TARGETS, 3, **kwargs)
     assert str(error.value) == str(keras_error.value)
+
+
+def _same_outcome(ours, theirs):
+    """Runs both; both raise a ValueError (Keras's timeseries errors are ValueErrors too, its
+    failures while batching are TensorFlow's), or both give the same batches."""
+    try:
+        expected = theirs()
+    except Exception:  # noqa: BLE001 - Keras fails in ValueError or TensorFlow's errors
+        with pytest.raises(ValueError):
+            ours()
+        return
+    _assert_same_batches(ours(), expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lengths=st.lists(st.integers(0, 6), min_size=1, max_size=5),
+       maxlen=st.one_of(st.none(), st.integers(1, 7)),
+       padding=st.sampled_from(["pre", "post"]), truncating=st.sampled_from(["pre", "post"]),
+       value=st.integers(-3, 3), dtype=st.sampled_from(["int32", "float32", "int64"]))
+def test_pad_sequences_random_sweep(lengths, maxlen, padding, truncating, value, dtype):
+    sequences = [list(range(1 + 10 * i, 1 + 10 * i + n)) for i, n in enumerate(lengths)]
+    kwargs = {"maxlen": maxlen, "padding": padding, "truncating": truncating, "value": value,
+              "dtype": dtype}
+    expected = keras.utils.pad_sequences(sequences, **kwargs)
+    got = utils.pad_sequences(sequences, **kwargs)
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(2, 30), length=st.integers(1, 8), stride=st.integers(1, 6),
+       rate=st.integers(1, 4), batch=st.one_of(st.none(), st.integers(1, 9)),
+       start=st.one_of(st.none(), st.integers(0, 12)), end=st.one_of(st.none(), st.integers(1, 30)),
+       n_targets=st.one_of(st.none(), st.integers(1, 30)))
+def test_timeseries_random_sweep(n, length, stride, rate, batch, start, end, n_targets):
+    data = np.arange(2 * n, dtype="float32").reshape(n, 2)
+    targets = None if n_targets is None else np.arange(n_targets) * 10
+    kwargs = {"sequence_stride": stride, "sampling_rate": rate, "batch_size": batch,
+              "start_index": start, "end_index": end}
+    _same_outcome(
+        lambda: list(utils.timeseries_dataset_from_array(data, targets, length, **kwargs)),
+        lambda: _keras_batches(data, targets, length, **kwargs))
