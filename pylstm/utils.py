@@ -49,6 +49,12 @@ def _is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def _native(array):
+    """`array` in the machine's byte order (copied only when it is not), so that batches cut
+    from it are native whatever the caller's arrays."""
+    return array.astype(array.dtype.newbyteorder("="), copy=False)
+
+
 def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncating="pre",
                   value=0.0):
     """Pads (and truncates) sequences to one length, as Keras's `keras.utils.pad_sequences`.
@@ -245,7 +251,7 @@ def timeseries_dataset_from_array(data, targets, sequence_length, sequence_strid
     (array([[0, 1, 2],
            [1, 2, 3]]), array([3, 4]))
     """
-    data = np.asarray(data)
+    data = _native(np.asarray(data))
     if data.ndim == 0:
         raise ValueError(f"Argument `data` must be an array with a time axis, received a "
                          f"scalar {data!r}.")
@@ -292,7 +298,7 @@ def timeseries_dataset_from_array(data, targets, sequence_length, sequence_strid
     end = n if end_index is None else end_index
     count = end - start - (sequence_length - 1) * sampling_rate
     if targets is not None:
-        targets = np.asarray(targets)
+        targets = _native(np.asarray(targets))
         if targets.ndim == 0:
             raise ValueError(f"Argument `targets` must be an array or None, received a scalar "
                              f"{targets!r}.")

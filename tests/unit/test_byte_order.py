@@ -667,6 +667,23 @@ def regularizers_and_constraints(conv, dtype):
     return out
 
 
+@case("pylstm.utils.pad_sequences", "pylstm.utils.to_categorical",
+      "pylstm.utils.timeseries_dataset_from_array", "pylstm.utils.TimeseriesDataset")
+def utils_arrays(conv, dtype):
+    rng = _rng()
+    sequences = [conv(_normal(rng, (n, 2), dtype)) for n in (3, 1, 5)]
+    ids = conv(np.array([[2], [0], [1], [2]], dtype=np.int64))
+    series, targets = conv(_normal(rng, (20, 2), dtype)), conv(_normal(rng, (20,), dtype))
+    utils = pylstm.utils
+    return [utils.pad_sequences(sequences, maxlen=4, dtype=dtype),
+            utils.pad_sequences(sequences, dtype=dtype, padding="post", truncating="post"),
+            utils.to_categorical(ids), utils.to_categorical(ids[:, 0], num_classes=5),
+            list(utils.timeseries_dataset_from_array(series, targets, 4, sampling_rate=2,
+                                                     batch_size=3)),
+            list(utils.timeseries_dataset_from_array(series, None, 3, batch_size=None,
+                                                     shuffle=True, seed=1))]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_non_native_inputs_give_the_native_results(name, dtype):
@@ -752,13 +769,15 @@ NO_ARRAYS = {
     "pylstm.models.model_from_json": "a JSON string",
     "pylstm.models.save_keras": "saves a model's native weights",
     "pylstm.models.save_keras_weights": "saves a model's native weights",
+    "pylstm.models.save_legacy_h5": "saves a model's native weights",
     "pylstm.nn.IncompatibleKeys": "a named tuple of key lists",
     "pylstm.nn.save_state_dict_file": "files/test_byte_order_files.py (needs safetensors, torch)",
     "pylstm.nn.load_state_dict_file": "files/test_byte_order_files.py (needs safetensors, torch)",
     "pylstm.ops.BlasThreads": "thread settings", "pylstm.ops.get_num_threads": "thread settings",
     "pylstm.ops.set_num_threads": "thread settings",
     "pylstm.ops.explain": "shapes and options (lengths and batch sizes: integers)",
-    "pylstm.utils.*": "random generators from seeds",
+    "pylstm.utils.*": ("random generators from seeds; PyDataset, a base class (the array "
+                       "utilities are swept: utils_arrays)"),
     "pylstm.get_num_threads": "thread settings", "pylstm.set_num_threads": "thread settings",
     "pylstm.get_memory_pool_limit": "memory settings",
     "pylstm.set_memory_pool_limit": "memory settings", "pylstm.memory_pool_idle": "memory",
