@@ -233,13 +233,18 @@ def short_repr(arr):
     return str(values) if len(values) <= 20 else f"[{', '.join(map(str, values[:20]))}, ...]"
 
 
+class NonFiniteError(ValueError):
+    """An argument holds NaN or inf (`check_finite`): training tells a gradient that overflowed
+    inside backpropagation from other errors by this class."""
+
+
 def check_finite(arr, name):
-    """Raises ValueError naming `name` if `arr` holds NaN or inf."""
+    """Raises NonFiniteError (a ValueError) naming `name` if `arr` holds NaN or inf."""
     # one pass with no boolean temporary for contiguous float32/64 arrays, else NumPy
     finite = all_finite(arr) if type(arr) is np.ndarray else None
     if finite is None:
         finite = np.isfinite(arr).all()
     if not finite:
         bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-        raise ValueError(f"Argument `{name}` contains {bad} NaN or inf value(s); "
+        raise NonFiniteError(f"Argument `{name}` contains {bad} NaN or inf value(s); "
                          f"all values must be finite.")

@@ -35,6 +35,7 @@ import numpy as np
 from pylstm import losses as losses_module
 from pylstm import metrics as metrics_module
 from pylstm import optimizers
+from pylstm._validation import NonFiniteError
 from pylstm.callbacks import Callback, History
 from pylstm.models import _data, _formats
 from pylstm.models._progress import ProgressBar
@@ -206,11 +207,22 @@ class Trainer:
             value, grad = target.loss.value_and_gradient(yt, yp, sample_weight=_fit_weight(sw, yp),
                                                          mask=mask)
             total += target.weight * value
-            grads.append(grad if target.weight == 1.0 else grad * target.weight)
+            # the optimizer divides the gradients by its loss_scale_factor (Keras's scale_loss)
+            scale = target.weight * (self.optimizer.loss_scale_factor or 1.0)
+            grads.append(grad if scale == 1.0 else grad * scale)
             if target.loss_log:
                 logs[target.loss_log] = value
-        self._backward_flat(grads)
         logs["loss"] = total + sum(self.losses)  # the penalties of the weights before the update
+        # A diverging model makes no update from a NaN or infinite loss, or from gradients that
+        # overflow on their way back (layers refuse them): Keras would write NaN into the
+        # weights. The step logs a NaN loss instead, which TerminateOnNaN and the user see.
+        if not np.isfinite(logs["loss"]):
+            return logs, preds, masks
+        try:
+            self._backward_flat(grads)
+        except NonFiniteError:
+            logs["loss"] = float("nan")
+            return logs, preds, masks
         self._add_regularizer_gradients()
         self.optimizer.apply(self.trainable_variables)
         return logs, preds, masks
@@ -355,6 +367,9 @@ class Trainer:
             training_logs = logs
             if self.stop_training:
                 break
+        if epochs > 0:
+            # with use_ema, the weights become their moving averages (Keras's fit does this)
+            self.optimizer.finalize_variable_values(self.trainable_variables)
         callbacks.call("on_train_end", training_logs)
         return self.history
 

@@ -43,10 +43,11 @@ def _check_learning_rate(learning_rate):
     if isinstance(learning_rate, schedules.LearningRateSchedule) or (
             callable(learning_rate) and not isinstance(learning_rate, type)):
         return learning_rate
+    # 0 is allowed, as Keras allows it: a warm-up from LearningRateScheduler may start there
     if (isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float, np.floating))
-            or not learning_rate > 0):
+            or not 0 <= learning_rate < np.inf):
         raise ValueError(
-            "Argument `learning_rate` must be a float > 0, a LearningRateSchedule or a "
+            "Argument `learning_rate` must be a finite float >= 0, a LearningRateSchedule or a "
             f"callable that takes no argument and returns the rate, received {learning_rate!r}.")
     return float(learning_rate)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pylstm import callbacks, optimizers
-from pylstm.layers import Dense, Input
+from pylstm.layers import LSTM, Dense, Input
 from pylstm.models import Sequential, load_model
 
 
@@ -603,6 +603,22 @@ def test_terminate_on_nan_stops_a_real_fit(capsys):
     losses = history.history["loss"]
     assert len(losses) < 50 and not np.isfinite(losses[-1]) and np.isfinite(losses[:-1]).all()
     assert capsys.readouterr().out.endswith(": Invalid loss, terminating training\n")
+
+
+def test_terminate_on_nan_stops_an_lstm_whose_loss_overflows(capsys):
+    # The LSTM core refuses NaN gradients: the step that meets a non-finite loss makes no
+    # update, and the callback sees the loss at the batch's end.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 5, 2)).astype("float32")
+    y = 100 * np.sin(x[:, :, 0].sum(axis=1, keepdims=True))
+    model = Sequential([Input((5, 2)), LSTM(4, seed=0), Dense(1)])
+    model.compile(optimizers.SGD(learning_rate=5.0), loss="mse")
+    with np.errstate(over="ignore", invalid="ignore"):
+        history = model.fit(x, y, batch_size=4, epochs=10, verbose=0, shuffle=False,
+                            callbacks=[callbacks.TerminateOnNaN()])
+    assert not np.isfinite(history.history["loss"][-1]) and len(history.history["loss"]) < 10
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    assert "Invalid loss, terminating training" in capsys.readouterr().out
 
 
 def test_doctests():

@@ -51,6 +51,31 @@ def test_float_learning_rate_can_be_set():
     assert opt.learning_rate == 0.1
 
 
+def test_a_learning_rate_of_zero_leaves_the_weights_alone():
+    # Keras accepts 0: a LearningRateScheduler warm-up may start there.
+    opt = optimizers.Adam(0.0)
+    var = _var([1.0])
+    _step(opt, [var], [[1.0]])
+    np.testing.assert_array_equal(var.value, [1.0])
+    opt.learning_rate = 0.1
+    _step(opt, [var], [[1.0]])
+    assert var.value[0] < 1.0
+
+
+def test_fit_ends_with_the_moving_averages_as_keras_does():
+    from pylstm.layers import Dense, Input
+    from pylstm.models import Sequential
+
+    x = np.linspace(-1, 1, 16).reshape(8, 2).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    model = Sequential([Input((2,)), Dense(1)])
+    model.compile(optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5), loss="mse")
+    model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    averages = [model.optimizer._slots[v]["average"] for v in model.trainable_variables]
+    for var, average in zip(model.trainable_variables, averages):
+        np.testing.assert_array_equal(var.value, average)
+
+
 @pytest.mark.parametrize("source", [schedules.CosineDecay(0.1, 10), lambda: 0.05])
 def test_setting_a_float_over_a_schedule_or_callable_is_refused(source):
     opt = optimizers.SGD(source)
@@ -67,7 +92,7 @@ def test_callable_learning_rate_is_read_each_step():
     np.testing.assert_allclose(var.value, [1.0 - 0.5 - 0.25])
 
 
-@pytest.mark.parametrize("bad", [0.0, -0.1, "fast", True, None])
+@pytest.mark.parametrize("bad", [-0.1, float("inf"), float("nan"), "fast", True, None])
 def test_invalid_learning_rate(bad):
     with pytest.raises(ValueError, match="learning_rate"):
         optimizers.SGD(bad)

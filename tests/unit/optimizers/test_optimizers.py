@@ -88,7 +88,7 @@ def test_argument_validation():
     with pytest.raises(ValueError, match="momentum"):
         optimizers.SGD(momentum=1.5)
     with pytest.raises(ValueError, match="learning_rate"):
-        optimizers.Adam(learning_rate=0.0)
+        optimizers.Adam(learning_rate=-1.0)
 
 
 @pytest.mark.parametrize("optimizer", [
