@@ -229,3 +229,20 @@ def test_get_by_name():
         opt = optimizers.get(name)
         assert type(opt) is cls and opt.name == opt.get_config()["name"]
     assert optimizers.get("adamw").weight_decay == 0.004
+
+
+def test_fit_with_a_loss_scale_factor_trains_as_without():
+    # fit scales the loss gradient by the factor; the optimizer divides it back
+    from pylstm.layers import Dense, Input
+    from pylstm.models import Sequential
+
+    x = np.linspace(-1, 1, 16).reshape(8, 2)
+    y = x.sum(axis=1, keepdims=True)
+    weights = []
+    for factor in (None, 8.0):
+        model = Sequential([Input((2,)), Dense(1, kernel_initializer="ones")])
+        model.compile(optimizers.SGD(0.1, loss_scale_factor=factor), loss="mse")
+        model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+        weights.append(model.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
