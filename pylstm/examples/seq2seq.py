@@ -43,7 +43,7 @@ TOKENS = FIRST_LETTER + len(LETTERS)   # vocabulary size: 29
 
 # The full run takes about ... minutes on 2 cores; `--quick` a few seconds. Any argument given
 # explicitly overrides these.
-FULL = {"epochs": 8, "units": 192, "embedding_dim": 32, "batch_size": 64, "learning_rate": 0.005,
+FULL = {"epochs": 3, "units": 192, "embedding_dim": 32, "batch_size": 64, "learning_rate": 0.005,
         "train_words": 60_000, "eval_words": 5_000, "max_len": 12}
 QUICK = {"epochs": 4, "units": 64, "embedding_dim": 16, "batch_size": 64, "learning_rate": 0.01,
          "train_words": 10_000, "eval_words": 300, "max_len": 8}
@@ -169,12 +169,12 @@ def correct(encoder, decoder, typed_ids, max_len):
     Returns:
         list of N str, the corrected words.
     """
-    h, c = encoder.predict(typed_ids, batch_size=len(typed_ids))
+    h, c = encoder.predict(typed_ids, batch_size=len(typed_ids), verbose=0)
     token = np.full((len(typed_ids), 1), START, dtype=np.int32)
     out = np.full((len(typed_ids), max_len + 1), PAD, dtype=np.int32)
     ended = np.zeros(len(typed_ids), dtype=bool)
     for step in range(max_len + 1):
-        probs, h, c = decoder.predict([token, h, c], batch_size=len(typed_ids))
+        probs, h, c = decoder.predict([token, h, c], batch_size=len(typed_ids), verbose=0)
         token = np.argmax(probs[:, -1], axis=-1).astype(np.int32)[:, None]
         out[:, step] = np.where(ended, PAD, token[:, 0])
         ended |= token[:, 0] == END
