@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 import pylstm_tests_keras_util as ku
+from pylstm_tests import require
 
 import pylstm
 from pylstm.layers import (LSTM, Add, Bidirectional, Concatenate, Dense, Dropout, Embedding,
@@ -16,7 +17,7 @@ from pylstm.layers import (LSTM, Add, Bidirectional, Concatenate, Dense, Dropout
 from pylstm.models import Model, Sequential, load_model, save_model
 
 keras = ku.keras
-h5py = pytest.importorskip("h5py")
+h5py = require("h5py")
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(4, 6, 3)).astype("float32")
 IDS = np.array([[3, 1, 4, 0, 0, 0], [5, 9, 2, 6, 5, 0], [1, 0, 0, 0, 0, 0], [7, 7, 7, 7, 7, 7]])
@@ -88,11 +89,10 @@ def test_layer_names_and_weight_order_are_keras_own(tmp_path):
     after its own layers) and arrays, in the same order."""
     model, _ = _sequential()
     _randomize(model)
-    twin = keras.Sequential([keras.Input((6, 3)),
-                             keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True)),
-                             keras.layers.TimeDistributed(keras.layers.Dense(3, activation="tanh")),
-                             keras.layers.Dropout(0.2), keras.layers.LSTM(5),
-                             keras.layers.LayerNormalization(), keras.layers.Dense(2)])
+    K = keras.layers
+    twin = keras.Sequential([keras.Input((6, 3)), K.Bidirectional(K.LSTM(4, return_sequences=True)),
+                             K.TimeDistributed(K.Dense(3, activation="tanh")), K.Dropout(0.2),
+                             K.LSTM(5), K.LayerNormalization(), K.Dense(2)])
     ku.copy_weights(model, twin)
     model.save(tmp_path / "ours.h5")
     twin.save(tmp_path / "theirs.h5")

@@ -111,7 +111,8 @@ TARGETS = np.arange(25) * 3
 @pytest.mark.parametrize(
     "sequence_length, sequence_stride, sampling_rate, batch_size, start_index, end_index",
     [(5, 1, 1, 4, None, None), (3, 2, 1, 128, None, None), (4, 3, 2, 3, None, None),
-     (2, 1, 3, 5, 4, None), (6, 2, 1, 2, None, 20), (3, 1, 1, 4, 5, 15), (5, 1, 1, None, None, None),
+     (2, 1, 3, 5, 4, None), (6, 2, 1, 2, None, 20), (3, 1, 1, 4, 5, 15),
+     (5, 1, 1, None, None, None),
      (25, 1, 1, 8, None, None), (30, 1, 1, 8, None, None), (2, 24, 1, 1, 0, None),
      (1, 1, 1, 7, 3, 9), (4, 5, 5, 2, 1, 24)])
 @pytest.mark.parametrize("with_targets", [True, False])

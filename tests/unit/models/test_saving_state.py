@@ -2,6 +2,7 @@
 (training resumes as if never saved), and the errors of saving into a missing folder or onto a
 folder, for every saver. Legacy `.h5` files against Keras: parity/keras/test_legacy_h5_save.py."""
 
+import io
 import json
 import zipfile
 
@@ -77,9 +78,9 @@ def _rewrite_config(path, edit):
     with zipfile.ZipFile(path) as archive:
         members = {n: archive.read(n) for n in archive.namelist()}
     config = json.loads(np.lib.format.read_array(
-        __import__("io").BytesIO(members["config.json.npy"])).tobytes())
+        io.BytesIO(members["config.json.npy"])).tobytes())
     edit(config, members)
-    buffer = __import__("io").BytesIO()
+    buffer = io.BytesIO()
     np.save(buffer, np.frombuffer(json.dumps(config).encode(), dtype=np.uint8))
     members["config.json.npy"] = buffer.getvalue()
     with zipfile.ZipFile(path, "w") as archive:
