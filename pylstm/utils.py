@@ -317,8 +317,8 @@ class TimeseriesDataset:
     """The windows of `timeseries_dataset_from_array`, batch by batch.
 
     Follows Keras's `PyDataset` protocol: `len(dataset)` batches, `dataset[i]` the batch `i`
-    of the current order, `on_epoch_end()` draws a new order when shuffling; iterating gives
-    every batch of one pass, then calls `on_epoch_end()`. It is not a `PyDataset` subclass,
+    of the current order, `on_epoch_end()` draws a new order when shuffling; iterating calls
+    `on_epoch_end()`, then gives every batch of one pass. It is not a `PyDataset` subclass,
     so that `fit(shuffle=True)` (the default) leaves its order alone, as Keras's `fit` leaves
     the order of the `tf.data.Dataset` Keras returns: `fit` draws it as an iterable.
 
@@ -356,9 +356,11 @@ class TimeseriesDataset:
         return x if self._targets is None else (x, self._targets[starts])
 
     def __iter__(self):
+        # A new order for each pass, drawn at its start, as a shuffled tf.data.Dataset draws
+        # one per iteration (so that a pass left unfinished does not repeat its order).
+        self.on_epoch_end()
         for index in range(len(self)):
             yield self[index]
-        self.on_epoch_end()
 
     def on_epoch_end(self):
         """Draws the windows' order for the next pass (a new permutation when shuffling)."""

@@ -171,3 +171,11 @@ def test_fit_draws_the_windows_in_their_order_as_keras_draws_a_dataset():
     np.testing.assert_allclose(model.evaluate(dataset, verbose=0),
                                reference.evaluate(x, series[5:80], batch_size=16, verbose=0),
                                rtol=1e-6)
+
+
+def test_each_pass_draws_a_new_order_even_when_the_last_was_left_unfinished():
+    dataset = utils.timeseries_dataset_from_array(np.arange(50), None, 2, batch_size=10,
+                                                  shuffle=True, seed=2)
+    firsts = [next(iter(dataset)) for _ in range(3)]
+    assert not np.array_equal(firsts[0], firsts[1])
+    assert not np.array_equal(firsts[1], firsts[2])
