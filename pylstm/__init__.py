@@ -12,6 +12,9 @@ try:
                         streaming, utils)
 
     from pylstm._config import show_config
+    # Keras 3's top-level names, so that `import pylstm as keras` serves a Keras script
+    from pylstm.layers import Input
+    from pylstm.models import Model, Sequential
     from pylstm._memory import get_memory_pool_limit, memory_pool_idle, set_memory_pool_limit
     from pylstm._threads import get_num_threads, set_num_threads
 except ImportError as error:
@@ -25,4 +28,5 @@ except ImportError as error:
 __all__ = ["activations", "callbacks", "constraints", "datasets", "initializers", "layers",
            "losses", "metrics", "models", "nn", "ops", "optim", "optimizers", "regularizers",
            "streaming", "utils", "get_num_threads", "set_num_threads", "get_memory_pool_limit",
-           "set_memory_pool_limit", "memory_pool_idle", "show_config", "__version__"]
+           "set_memory_pool_limit", "memory_pool_idle", "show_config", "Input", "Model",
+           "Sequential", "__version__"]
