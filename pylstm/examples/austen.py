@@ -27,8 +27,8 @@ so the few characters at the start of a window, scored with little context, weig
 With the defaults (6 epochs, 256 units, the last 10 % of the training windows held out) the
 validation loss falls on every epoch, so all 6 run and the last epoch's weights are kept; the
 LSTM reaches 2.21 bits per character on Persuasion (56.7 % of next characters right), against
-4.44 for the unigram baseline, after 3.2 minutes of training on a 2-core machine busy with
-other jobs (one BLAS thread; the whole run takes 3 to 6 minutes). The LSTM's per-timestep
+4.44 for the unigram baseline, after 75 s of training on an idle 2-core AMD EPYC (the whole
+run takes about a minute and a half; three times that on a machine busy with other jobs). The LSTM's per-timestep
 matrix products are small: on a machine busy with other jobs, `OPENBLAS_NUM_THREADS=1` stops
 OpenBLAS's threads from waiting on each other (benchmarks/README.md, "Thread policy
 measurements").
