@@ -127,7 +127,14 @@ class Variable:
         name: str, e.g. `"lstm/kernel"`.
         value: `np.ndarray`, the weight itself; optimizers update it in place.
         grad: `np.ndarray` of the same shape and dtype, accumulated by `Layer.backward`
-            and zeroed by `Sequential` before each batch.
+            and zeroed (`zero_grad`) by the training loop before each batch.
+        grad_slices: None, or `(indices, values)` when the gradient came from row lookups
+            (`Embedding`): `indices` an int array `(K,)` and `values` `(K,) + shape[1:]` of
+            the variable's dtype, one row per looked-up occurrence, duplicates not summed
+            (`grad` holds their per-row sums). It is TensorFlow's `tf.IndexedSlices`
+            gradient, on which the Keras-style optimizers act as Keras 3 on TensorFlow does
+            (see `pylstm.optimizers.optimizer`). Set by `add_grad_slices`; cleared by
+            `zero_grad`, by the optimizer's step, and when a dense gradient is added.
         trainable: bool; optimizers skip frozen variables.
         regularizer: callable `value -> float` or None (penalty added to the loss).
         constraint: callable `value -> value` or None (applied after each optimizer step).
@@ -143,6 +150,7 @@ class Variable:
                                  order="C" if value.flags.c_contiguous else "F")
         else:
             self.grad = np.zeros_like(value)
+        self.grad_slices = None
         self.trainable = trainable
         self.regularizer = regularizer
         self.constraint = constraint
@@ -154,6 +162,28 @@ class Variable:
     @property
     def dtype(self):
         return self.value.dtype
+
+    def zero_grad(self):
+        """Zeroes `grad` and clears `grad_slices`."""
+        self.grad[...] = 0
+        self.grad_slices = None
+
+    def add_grad_slices(self, indices, values):
+        """Adds the rows `values` into `grad` at the rows `indices` (duplicates summed) and
+        appends them to `grad_slices`, as TensorFlow concatenates the `IndexedSlices` of a
+        variable looked up more than once.
+
+        Args:
+            indices: int array `(K,)`, rows of the variable.
+            values: array `(K,) + shape[1:]`, one gradient row per index.
+        """
+        indices = np.asarray(indices, dtype=np.intp).reshape(-1)
+        values = np.asarray(values, dtype=self.dtype).reshape((-1,) + self.shape[1:])
+        np.add.at(self.grad, indices, values)
+        if self.grad_slices is not None:
+            indices = np.concatenate([self.grad_slices[0], indices])
+            values = np.concatenate([self.grad_slices[1], values])
+        self.grad_slices = (indices, values)
 
     def assign(self, value):
         """Copies `value` into this variable, checking its shape.

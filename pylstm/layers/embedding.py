@@ -92,13 +92,14 @@ class Embedding(Layer):
         return np.asarray(inputs) != 0
 
     def backward(self, grad_outputs):
-        """Adds the gradient into `embeddings.grad` (rows summed per index); returns None,
-        as integer inputs have no gradient."""
+        """Adds the gradient into `embeddings.grad` (rows summed per index) and records its
+        rows per occurrence in `embeddings.grad_slices` (TensorFlow's `IndexedSlices`, on
+        which Keras's optimizers act); returns None, as integer inputs have no gradient."""
         if self._indices is None:
             raise RuntimeError(f"Layer '{self.name}': call it with training=True before "
                                f"backward().")
         grad = np.asarray(grad_outputs, dtype=self.dtype).reshape(-1, self.output_dim)
-        np.add.at(self.embeddings.grad, self._indices.reshape(-1), grad)
+        self.embeddings.add_grad_slices(self._indices.reshape(-1), grad)
         return None
 
     def get_config(self):

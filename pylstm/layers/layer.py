@@ -144,7 +144,7 @@ class Layer:
 
     def zero_grads(self):
         for v in self.variables:
-            v.grad[...] = 0
+            v.zero_grad()
 
     # Lifecycle -----------------------------------------------------------------------
 

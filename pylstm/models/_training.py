@@ -188,6 +188,7 @@ class Trainer:
                     "method; pylstm has no autodiff, so regularizers must provide one."
                 )
             var.grad += gradient(var.value)
+            var.grad_slices = None  # TensorFlow sums slices and a dense gradient densely
 
     def _train_step(self, targets, xs, ys, sample_weights, class_weight=None):
         """One optimization step on validated arrays; returns `(losses, predictions, masks)`:
@@ -195,7 +196,7 @@ class Trainer:
         `class_weight` (one output) replaces the sample weights by the batch's class
         weights."""
         for var in self.weights:
-            var.grad[...] = 0
+            var.zero_grad()
         preds, masks = self._forward_flat(xs, training=True)
         if class_weight is not None:
             sample_weights = [_data.class_sample_weight(class_weight, ys[0], preds[0])]

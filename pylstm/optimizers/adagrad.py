@@ -43,7 +43,7 @@ class Adagrad(Optimizer):
 
     def _update(self, value, grad, slots, learning_rate):
         accumulator = slots["accumulator"]
-        accumulator += np.square(grad)
+        accumulator += self._square(grad)
         value -= learning_rate * grad / np.sqrt(accumulator + self.epsilon)
 
     def get_config(self):
@@ -89,10 +89,11 @@ class Adadelta(Optimizer):
         rho, eps = self.rho, self.epsilon
         grad_sq, delta_sq = slots["accumulated_grad"], slots["accumulated_delta_var"]
         grad_sq *= rho
-        grad_sq += (1 - rho) * np.square(grad)
-        delta = -np.sqrt(delta_sq + eps) * grad / np.sqrt(grad_sq + eps)
+        grad_sq += (1 - rho) * self._square(grad)
+        rms_delta, rms_grad = np.sqrt(delta_sq + eps), np.sqrt(grad_sq + eps)
+        delta = -rms_delta * grad / rms_grad
         delta_sq *= rho
-        delta_sq += (1 - rho) * np.square(delta)
+        delta_sq += (1 - rho) * self._square(delta, rms_delta / rms_grad)
         value += learning_rate * delta
 
     def get_config(self):

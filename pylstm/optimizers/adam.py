@@ -7,13 +7,16 @@ import numpy as np
 from pylstm.optimizers.optimizer import Optimizer
 
 
-def adam_update(value, grad, m, v, v_hat, learning_rate, beta_1, beta_2, epsilon, t):
+def adam_update(value, grad, m, v, v_hat, learning_rate, beta_1, beta_2, epsilon, t,
+                square=None):
     """One Adam step in Keras's form (see `Adam`), in place on `value`, `m`, `v` and, with
     AMSGrad, `v_hat` (None without); all arrays of one shape and dtype. `t` is the 1-based
-    step. `pylstm.optim.Adam` takes torch's step by passing `epsilon * sqrt(1 - beta_2^t)`."""
+    step; `square` is `g^2` as the optimizer computes it (`Optimizer._square`), by default
+    `np.square(grad)`. `pylstm.optim.Adam` takes torch's step by passing
+    `epsilon * sqrt(1 - beta_2^t)`."""
     alpha = learning_rate * math.sqrt(1 - beta_2**t) / (1 - beta_1**t)
     m += (grad - m) * (1 - beta_1)
-    v += (np.square(grad) - v) * (1 - beta_2)
+    v += ((np.square(grad) if square is None else square) - v) * (1 - beta_2)
     if v_hat is not None:
         np.maximum(v_hat, v, out=v_hat)
         v = v_hat
@@ -60,7 +63,8 @@ class Adam(Optimizer):
 
     def _update(self, value, grad, slots, learning_rate):
         adam_update(value, grad, slots["m"], slots["v"], slots.get("v_hat"), learning_rate,
-                    self.beta_1, self.beta_2, self.epsilon, self.iterations + 1)
+                    self.beta_1, self.beta_2, self.epsilon, self.iterations + 1,
+                    self._square(grad))
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
@@ -134,7 +138,7 @@ class Adamax(Optimizer):
         t = self.iterations + 1
         m, u = slots["momentum"], slots["norm"]
         m += (grad - m) * (1 - self.beta_1)
-        np.maximum(self.beta_2 * u, np.abs(grad), out=u)
+        np.maximum(self.beta_2 * u, self._abs(grad), out=u)
         value -= learning_rate * m / ((1 - self.beta_1**t) * (u + self.epsilon))
 
     def get_config(self):
@@ -193,7 +197,7 @@ class Nadam(Optimizer):
         mu_t, mu_next = self._mu(t), self._mu(t + 1)
         m, v = slots["momentum"], slots["velocity"]
         m += (grad - m) * (1 - self.beta_1)
-        v += (np.square(grad) - v) * (1 - self.beta_2)
+        v += (self._square(grad) - v) * (1 - self.beta_2)
         m_hat = (mu_next / (1 - self._u_product * mu_next)) * m + (
             (1 - mu_t) / (1 - self._u_product)) * grad
         v_hat = v / (1 - self.beta_2**t)

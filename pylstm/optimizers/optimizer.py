@@ -24,6 +24,22 @@ Design:
     per update. `iterations` counts updates (calls divided by `gradient_accumulation_steps`),
     which the bias corrections of Adam and its kin use, as in Keras.
 
+    Gradients of row lookups (Keras 3 on TensorFlow). TensorFlow gives the gradient of an
+    `Embedding`'s table as `tf.IndexedSlices`, one row per looked-up token, duplicates not
+    summed; pylstm's `Embedding` records the same rows in `Variable.grad_slices`. Keras's
+    elementwise unary ops (`ops.square`, `ops.abs`) act on the slices row by row, and the next
+    binary op with a dense operand sums the duplicates. So for such a variable Keras's
+    "square of the gradient" is the per-row sum of the squared occurrence rows, not the
+    square of their sum (Adam's, Nadam's, RMSprop's, Adagrad's and Adadelta's second moments;
+    Adamax's `abs`), and the optimizers take both from `_square` and `_abs`. Around the
+    formula: `loss_scale_factor` divides the rows (Keras on TensorFlow fails there);
+    `clipnorm` scales the rows by the norm of the rows (`tf.clip_by_norm`), `clipvalue`
+    clips each row before they are summed, `global_clipnorm` counts the rows' squares in the
+    global norm and leaves the scaled gradient dense, as does gradient accumulation and a
+    regularizer's gradient (a dense term added to the slices). SGD, Lion, weight decay and
+    the moving average see only the summed gradient. With the JAX or PyTorch backend Keras's
+    gradients are dense, and its updates are those of `grad` alone.
+
     Per-variable state lives in `_slots[variable][name]` (arrays of the variable's shape and
     dtype, created on its first step); `_slot_names` lists the names in use, the EMA's
     `average` and the `gradient_accumulator` first. `pylstm.models.keras_io` writes them in
@@ -130,6 +146,7 @@ class Optimizer(Configurable):
                                             else int(gradient_accumulation_steps))
         self.name = snake_case(type(self).__name__) if name is None else name
         self._iterations = 0
+        self._grad_slices = None  # the slices of the variable `_update` is updating
         self._slots = {}
         self._exclude_ids = set()
         self._exclude_pattern = None
@@ -225,8 +242,12 @@ class Optimizer(Configurable):
         """
         variables = [v for v in variables if v.trainable]
         grads = [v.grad.astype(v.dtype, copy=False) for v in variables]
+        slices = [v.grad_slices for v in variables]
+        for var in variables:
+            var.grad_slices = None  # consumed: the next step records its own
         if self.loss_scale_factor is not None:
             grads = [g / self.loss_scale_factor for g in grads]
+            slices = [s and (s[0], s[1] / self.loss_scale_factor) for s in slices]
         steps = self.gradient_accumulation_steps
         if steps and (self._iterations + 1) % steps:
             for var, grad in zip(variables, grads):
@@ -235,9 +256,10 @@ class Optimizer(Configurable):
             if steps:
                 grads = [(g + self._slots_of(v)["gradient_accumulator"]) / steps
                          for v, g in zip(variables, grads)]
+                slices = [None] * len(variables)  # the accumulated sum is dense in Keras
                 for var in variables:
                     self._slots_of(var)["gradient_accumulator"][...] = 0
-            self._step(variables, self._clip(grads))
+            self._step(variables, *self._clip(grads, slices))
         if self.use_ema:
             self._update_average(variables)
         for var in variables:
@@ -249,16 +271,47 @@ class Optimizer(Configurable):
                 var.value[...] = constrained
         self._iterations += 1
 
-    def _step(self, variables, grads):
-        """Weight decay, then the subclass's update, at the current learning rate."""
+    def _step(self, variables, grads, slices):
+        """Weight decay, then the subclass's update, at the current learning rate; `slices`
+        (each None or `(indices, values)`) serve `_square` and `_abs` during the update."""
         lr = self.learning_rate
         if self.weight_decay is not None:
             for var in variables:
                 if self._use_weight_decay(var):
                     var.value -= var.value * (self.weight_decay * lr)
         self._prepare_update()
-        for var, grad in zip(variables, grads):
-            self._update(var.value, grad, self._slots_of(var), lr)
+        try:
+            for var, grad, self._grad_slices in zip(variables, grads, slices):
+                self._update(var.value, grad, self._slots_of(var), lr)
+        finally:
+            self._grad_slices = None
+
+    @staticmethod
+    def _summed(like, indices, values):
+        """The dense sum of slices: zeros like `like`, with `values` added at `indices`."""
+        out = np.zeros_like(like)
+        np.add.at(out, indices, values)
+        return out
+
+    def _square(self, x, factor=None):
+        """The square of `x` as Keras 3 on TensorFlow computes it, where `x` is the gradient
+        of the variable being updated, or `factor * gradient` with `factor` an array of its
+        shape (Adadelta's step): `np.square(x)`, or for a gradient given as slices,
+        `factor ** 2` times the per-row sum of the squared rows."""
+        if self._grad_slices is None:
+            return np.square(x)
+        indices, values = self._grad_slices
+        squares = self._summed(x, indices, np.square(values))
+        return squares if factor is None else np.square(factor) * squares
+
+    def _abs(self, grad):
+        """The absolute value of the variable's gradient as Keras 3 on TensorFlow computes
+        it: `np.abs(grad)`, or for a gradient given as slices, the per-row sum of the rows'
+        absolute values."""
+        if self._grad_slices is None:
+            return np.abs(grad)
+        indices, values = self._grad_slices
+        return self._summed(grad, indices, np.abs(values))
 
     def _prepare_update(self):
         """Per-step state shared by all variables (Nadam's momentum schedule)."""
@@ -290,16 +343,26 @@ class Optimizer(Configurable):
                 if slots is not None:
                     var.value[...] = slots["average"]
 
-    def _clip(self, grads):
+    def _clip(self, grads, slices):
+        """`(grads, slices)` clipped; a gradient given as slices is clipped as TensorFlow
+        clips `IndexedSlices` (see the module's Design)."""
         if self.clipnorm is not None and self.clipnorm > 0:
-            return [g * (self.clipnorm / max(np.linalg.norm(g), self.clipnorm)) for g in grads]
+            scales = [self.clipnorm / max(np.linalg.norm(g if s is None else s[1]),
+                                          self.clipnorm) for g, s in zip(grads, slices)]
+            return ([g * c for g, c in zip(grads, scales)],
+                    [s and (s[0], s[1] * c) for s, c in zip(slices, scales)])
         if self.global_clipnorm is not None and self.global_clipnorm > 0:
-            norm = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads))
+            norm = math.sqrt(sum(float(np.sum(np.square(g if s is None else s[1],
+                                                        dtype=np.float64)))
+                                 for g, s in zip(grads, slices)))
             scale = self.global_clipnorm / max(norm, self.global_clipnorm)
-            return [g * scale for g in grads]
+            return [g * scale for g in grads], [None] * len(grads)
         if self.clipvalue is not None and self.clipvalue > 0:
-            return [np.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
-        return grads
+            clipped = [s and (s[0], np.clip(s[1], -self.clipvalue, self.clipvalue))
+                       for s in slices]
+            return ([np.clip(g, -self.clipvalue, self.clipvalue) if s is None
+                     else self._summed(g, *s) for g, s in zip(grads, clipped)], clipped)
+        return grads, slices
 
     def _learning_rate_config(self):
         lr = self._learning_rate

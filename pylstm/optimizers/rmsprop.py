@@ -48,7 +48,7 @@ class RMSprop(Optimizer):
         rho = self.rho
         velocity = slots["velocity"]
         velocity *= rho
-        velocity += (1 - rho) * np.square(grad)
+        velocity += (1 - rho) * self._square(grad)
         if self.centered:
             avg = slots["average_gradient"]
             avg *= rho

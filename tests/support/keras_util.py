@@ -74,36 +74,9 @@ def keras_call(layer, x, upstream, *, mask=None, initial_state=None, training=Fa
              "weights": [to_numpy(g) for g in grads["weights"]]})
 
 
-def keras_fit(model, x, y, optimizer, loss, epochs, batch_size, dense_gradients=False):
-    """Trains a Keras model without shuffling; returns the per-epoch losses.
-
-    Args:
-        dense_gradients: False: `compile` and `fit`. True: the same loop written out (the loss
-            of each batch before its update, epoch losses weighted by batch size, as `fit`
-            reports them), with every gradient made dense before the optimizer sees it.
-            Keras's TF backend hands an `Embedding`'s gradient to the optimizer as
-            `tf.IndexedSlices` with one slice per occurrence of an index, and Adam's
-            `v += (g**2 - v) * (1 - beta_2)` squares the slices before `scatter_add` sums them:
-            a token seen twice in a batch gets `g1**2 + g2**2` instead of `(g1 + g2)**2`.
-            Dense gradients give Adam as written in its paper (Kingma & Ba 2015).
-    """
-    if not dense_gradients:
-        model.compile(optimizer=optimizer, loss=loss)
-        history = model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=False,
-                            verbose=0)
-        return history.history["loss"]
-    loss_fn = keras.losses.get(loss)
-    epoch_losses = []
-    for _ in range(epochs):
-        total = 0.0
-        for start in range(0, len(x), batch_size):
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-            with tf.GradientTape() as tape:
-                batch_loss = (tf.reduce_mean(loss_fn(yb, model(xb, training=True)))
-                              + sum(model.losses))
-            grads = tape.gradient(batch_loss, model.trainable_weights)
-            optimizer.apply_gradients(
-                [(tf.convert_to_tensor(g), w) for g, w in zip(grads, model.trainable_weights)])
-            total += float(batch_loss) * len(xb)
-        epoch_losses.append(total / len(x))
-    return epoch_losses
+def keras_fit(model, x, y, optimizer, loss, epochs, batch_size):
+    """Compiles and trains a Keras model by `fit` without shuffling; returns the per-epoch
+    losses."""
+    model.compile(optimizer=optimizer, loss=loss)
+    history = model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=False, verbose=0)
+    return history.history["loss"]

@@ -110,11 +110,7 @@ def test_training_matches_keras(kind, optimizer):
     make_ours, make_theirs = OPTIMIZERS[optimizer]
     ours.compile(optimizer=make_ours(), loss=loss)
     got = ours.fit(x, y, batch_size=BATCH_SIZE, epochs=EPOCHS, shuffle=False, verbose=0)
-    # Keras's TF backend feeds Adam an Embedding's gradient slice by slice (see
-    # `keras_util.keras_fit`); its dense-gradient loop is Adam as the paper writes it.
-    sparse_quirk = optimizer == "adam" and kind.startswith("embedding")
-    want = ku.keras_fit(theirs, x, y, make_theirs(), loss, EPOCHS, BATCH_SIZE,
-                        dense_gradients=sparse_quirk)
+    want = ku.keras_fit(theirs, x, y, make_theirs(), loss, EPOCHS, BATCH_SIZE)
 
     np.testing.assert_allclose(got.history["loss"], want, rtol=1e-4)
     assert want[-1] < want[0], "training should lower the loss"
