@@ -34,12 +34,7 @@ def atomic_write(path, write):
         IsADirectoryError: if `path` is a folder.
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"Cannot save to {path!r}: the folder {directory!r} does not "
-                                f"exist. Create it first (os.makedirs).")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"Cannot save to {path!r}: it is a folder. Pass a file path.")
+    directory = check_destination(path)
     _remove_stale_temp_files(directory)
     # A fresh name opened with "xb" gets the usual umask permissions (mkstemp's are 0600).
     tmp = os.path.join(directory, f".pylstm-{os.getpid()}-{secrets.token_hex(8)}.tmp")
@@ -59,6 +54,24 @@ def atomic_write(path, write):
 
 _TEMP_NAME = re.compile(r"\.pylstm-(\d+)-[0-9a-f]{16}\.tmp\Z")
 _STALE_AGE_S = 24 * 3600
+
+
+def check_destination(path):
+    """Returns the folder of `path`, after checking that a file can be saved there: savers call
+    it before any work (or optional import) so that a mistyped folder is named first.
+
+    Raises:
+        FileNotFoundError: if the folder of `path` does not exist.
+        IsADirectoryError: if `path` is a folder.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"Cannot save to {path!r}: the folder {directory!r} does not "
+                                f"exist. Create it first (os.makedirs).")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"Cannot save to {path!r}: it is a folder. Pass a file path.")
+    return directory
 
 
 def _lock(fd, blocking):

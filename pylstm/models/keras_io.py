@@ -69,7 +69,7 @@ import zipfile
 import numpy as np
 
 from pylstm import activations, constraints, initializers, losses, optimizers, regularizers
-from pylstm._atomic_write import atomic_write
+from pylstm._atomic_write import atomic_write, check_destination
 from pylstm import metrics as metrics_module
 from pylstm.layers import InputLayer, Layer, _layer_classes, deserialize, serialize
 from pylstm.layers.keras_tensor import flatten
@@ -401,6 +401,7 @@ def save_keras(model, path):
         ValueError: for a layer or activation that Keras 3 lacks (a custom layer, Keras 2's
             `"legacy_hard_sigmoid"`, a Python callable), the message naming the layer.
     """
+    check_destination(path)
     config = _model_to_keras(model)
     metadata = {"keras_version": KERAS_VERSION,
                 "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
@@ -459,6 +460,7 @@ def save_legacy_h5(model, path):
         ValueError: for a layer or activation that Keras 3 lacks (as `save_keras`), or a model
             that is not built (Keras's legacy format needs its weights).
     """
+    check_destination(path)
     h5py = _h5py()
     if not model.built:
         raise ValueError(f"Cannot write model '{model.name}' as a legacy Keras HDF5 file: it "

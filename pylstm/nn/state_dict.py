@@ -10,7 +10,7 @@ import zipfile
 
 import numpy as np
 
-from pylstm._atomic_write import atomic_write
+from pylstm._atomic_write import atomic_write, check_destination
 from pylstm._validation import native
 
 _SAFETENSORS_HINT = ("reading or writing .safetensors files needs the `safetensors` package: "
@@ -246,6 +246,7 @@ def save_state_dict_file(state_dict, path):
         ImportError: `safetensors` or `torch` not installed, for its format.
     """
     path, kind = _kind(path, "path")
+    check_destination(path)
     # both formats store native (little-endian) values: another byte order is converted
     arrays = {str(k): np.ascontiguousarray(native(to_numpy(v))) for k, v in state_dict.items()}
     if kind == "safetensors":

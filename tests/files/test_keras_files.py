@@ -126,3 +126,19 @@ def test_custom_layer_cannot_be_saved_as_keras(tmp_path):
     with pytest.raises(ValueError, match=r"layer 'twice' \(Doubler\) has no Keras equivalent"):
         model.save(tmp_path / "custom.keras")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_keras_file_keeps_compiled_metric_objects(tmp_path):
+    from pylstm import metrics
+
+    model = Sequential([Input((4,)), Dense(1, activation="sigmoid")])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(24, 4))
+    y = (x[:, :1] > 0).astype(float)
+    model.compile("adam", "binary_crossentropy",
+                  metrics=["mae", metrics.AUC(curve="PR", name="pr"), metrics.Recall(0.3)])
+    model.save(tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")
+    assert [(name, metric.get_config()) for name, metric in loaded._metrics] == [
+        (name, metric.get_config()) for name, metric in model._metrics]
+    np.testing.assert_allclose(loaded.evaluate(x, y, verbose=0), model.evaluate(x, y, verbose=0))

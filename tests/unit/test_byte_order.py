@@ -265,7 +265,7 @@ def layers_cells(conv, dtype):
 @case("pylstm.layers.Bidirectional", "pylstm.layers.TimeDistributed", "pylstm.layers.Dense",
       "pylstm.layers.Embedding", "pylstm.layers.Masking", "pylstm.layers.Dropout",
       "pylstm.layers.Activation", "pylstm.layers.Flatten", "pylstm.layers.InputLayer",
-      "pylstm.layers.Input")
+      "pylstm.layers.Input", "pylstm.Input")
 def layers_others(conv, dtype):
     rng = _rng()
     out = []
@@ -369,7 +369,7 @@ def layers_merge_reshape_pool(conv, dtype):
     return out
 
 
-@case("pylstm.models.Sequential", "pylstm.models.Sequential.predict",
+@case("pylstm.models.Sequential", "pylstm.Sequential", "pylstm.models.Sequential.predict",
       "pylstm.models.Sequential.fit", "pylstm.models.Sequential.evaluate",
       "pylstm.models.Sequential.train_on_batch", "pylstm.models.Sequential.set_weights",
       "pylstm.models.Sequential.test_on_batch", "pylstm.models.Sequential.predict_on_batch")
@@ -391,7 +391,7 @@ def sequential(conv, dtype):
             model.predict_on_batch(conv(x)), model.get_weights()]
 
 
-@case("pylstm.models.Model", "pylstm.models.Functional")
+@case("pylstm.models.Model", "pylstm.models.Functional", "pylstm.Model")
 def functional(conv, dtype):
     rng = _rng()
     source = layers.Input(shape=(5, 3), dtype=dtype)
