@@ -90,7 +90,7 @@ class Optimizer:
         effect of zeroing."""
         for group in self.param_groups:
             for p in group["params"]:
-                p.grad[...] = 0
+                p.zero_grad()
 
     def step(self, closure=None):
         """Takes one step on every trainable parameter, in place.

@@ -140,6 +140,8 @@ class Variable:
         constraint: callable `value -> value` or None (applied after each optimizer step).
     """
 
+    grad_slices = None  # also the default of a Variable unpickled from an older pylstm
+
     def __init__(self, name, value, trainable=True, regularizer=None, constraint=None):
         self.name = name
         self.value = value

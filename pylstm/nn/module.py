@@ -163,7 +163,7 @@ class _Module:
     def zero_grad(self):
         """Sets every parameter's `.grad` to zeros."""
         for var in self._params.values():
-            var.grad[...] = 0
+            var.zero_grad()
 
     def train(self, mode=True):
         """Sets training mode (as `torch.nn.Module.train`): a call keeps what `backward`

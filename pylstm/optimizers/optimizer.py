@@ -68,11 +68,18 @@ def _check_learning_rate(learning_rate):
     return float(learning_rate)
 
 
+def _map_rows(slices, fn):
+    """`(indices, fn(values))` for slices `(indices, values)`; None for None."""
+    return None if slices is None else (slices[0], fn(slices[1]))
+
+
 class Optimizer(Configurable):
     """Base class of the Keras-style optimizers, with Keras 3's common arguments.
 
-    Subclasses set `_update_slots` (the names of their per-variable state) and implement `_update(value, grad, slots, learning_rate)`, which updates `value` (an
-    array of a variable's shape and dtype) in place.
+    Subclasses set `_update_slots` (the names of their per-variable state) and implement
+    `_update(value, grad, slots, learning_rate)`, which updates `value` (an array of a
+    variable's shape and dtype) in place, taking the square and absolute value of the gradient
+    from `_square` and `_abs` (Keras's values for an `Embedding`'s table: see the module).
 
     Args:
         learning_rate: float > 0, a `pylstm.optimizers.schedules.LearningRateSchedule`, or a
@@ -247,7 +254,8 @@ class Optimizer(Configurable):
             var.grad_slices = None  # consumed: the next step records its own
         if self.loss_scale_factor is not None:
             grads = [g / self.loss_scale_factor for g in grads]
-            slices = [s and (s[0], s[1] / self.loss_scale_factor) for s in slices]
+            slices = [_map_rows(s, lambda rows: rows / self.loss_scale_factor)
+                      for s in slices]
         steps = self.gradient_accumulation_steps
         if steps and (self._iterations + 1) % steps:
             for var, grad in zip(variables, grads):
@@ -350,7 +358,7 @@ class Optimizer(Configurable):
             scales = [self.clipnorm / max(np.linalg.norm(g if s is None else s[1]),
                                           self.clipnorm) for g, s in zip(grads, slices)]
             return ([g * c for g, c in zip(grads, scales)],
-                    [s and (s[0], s[1] * c) for s, c in zip(slices, scales)])
+                    [_map_rows(s, lambda rows, c=c: rows * c) for s, c in zip(slices, scales)])
         if self.global_clipnorm is not None and self.global_clipnorm > 0:
             norm = math.sqrt(sum(float(np.sum(np.square(g if s is None else s[1],
                                                         dtype=np.float64)))
@@ -358,7 +366,7 @@ class Optimizer(Configurable):
             scale = self.global_clipnorm / max(norm, self.global_clipnorm)
             return [g * scale for g in grads], [None] * len(grads)
         if self.clipvalue is not None and self.clipvalue > 0:
-            clipped = [s and (s[0], np.clip(s[1], -self.clipvalue, self.clipvalue))
+            clipped = [_map_rows(s, lambda rows: np.clip(rows, -self.clipvalue, self.clipvalue))
                        for s in slices]
             return ([np.clip(g, -self.clipvalue, self.clipvalue) if s is None
                      else self._summed(g, *s) for g, s in zip(grads, clipped)], clipped)

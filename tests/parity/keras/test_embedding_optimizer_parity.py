@@ -6,7 +6,9 @@ of (Adamax) each occurrence's row before the duplicates are summed, and `clipnor
 `Embedding(mask_zero=True) + LSTM + Dense` model, fed tokens from a small vocabulary (each
 batch repeats most of them), from the same initial weights and without shuffling, is trained
 3 epochs by `fit` in Keras and in pylstm: the per-epoch losses agree (rtol 1e-4), and so do
-the final weights, the embedding table included.
+the final weights, the embedding table included; likewise with a regularized table (whose
+gradient TensorFlow makes dense) and with one table shared by two inputs (whose two calls'
+slices TensorFlow concatenates).
 
 Legend: N samples, T timesteps, V vocabulary size, E embedding size, H units, K classes.
 """
@@ -14,6 +16,8 @@ Legend: N samples, T timesteps, V vocabulary size, E embedding size, H units, K 
 import numpy as np
 import pytest
 
+import pylstm.layers
+import pylstm.models
 from pylstm import optimizers
 from pylstm.layers import LSTM, Dense, Embedding, Input
 from pylstm.models import Sequential
@@ -98,3 +102,33 @@ def test_regularized_table_takes_a_dense_gradient_as_in_keras():
     """A regularizer's dense gradient added to the slices makes TensorFlow's sum dense, and
     Adam squares the summed gradient."""
     _train_both(CASES["adam"], regularizer="l2")
+
+
+def _shared_models():
+    def build(L, M):
+        a, b = L.Input((T,), dtype="int32"), L.Input((T,), dtype="int32")
+        embedding = L.Embedding(V, E)
+        summed = L.Add()([embedding(a), embedding(b)])
+        return M.Model([a, b], L.Dense(K, activation="softmax")(L.LSTM(H)(summed)))
+
+    keras.utils.set_random_seed(0)
+    theirs = build(keras.layers, keras)
+    ours = build(pylstm.layers, pylstm.models)
+    ku.copy_weights(theirs, ours)
+    return ours, theirs
+
+
+def test_shared_embedding_matches_keras():
+    """An Embedding called twice in a step: TensorFlow concatenates the two calls' slices."""
+    x, y = _data()
+    xs = [x, x[:, ::-1].copy()]
+    ours, theirs = _shared_models()
+    ours.compile(optimizer=optimizers.Adam(learning_rate=0.02),
+                 loss="sparse_categorical_crossentropy")
+    got = ours.fit(xs, y, batch_size=BATCH_SIZE, epochs=EPOCHS, shuffle=False, verbose=0)
+    want = ku.keras_fit(theirs, xs, y, KO.Adam(learning_rate=0.02),
+                        "sparse_categorical_crossentropy", EPOCHS, BATCH_SIZE)
+    np.testing.assert_allclose(got.history["loss"], want, rtol=1e-4)
+    for k, (a, b) in enumerate(zip(ours.get_weights(), theirs.get_weights())):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * float(np.abs(b).max()),
+                                   err_msg=f"weight {k}")
