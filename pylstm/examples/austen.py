@@ -26,10 +26,10 @@ so the few characters at the start of a window, scored with little context, weig
 
 With the defaults (6 epochs, 256 units, the last 10 % of the training windows held out) the
 validation loss falls on every epoch, so all 6 run and the last epoch's weights are kept; the
-LSTM reaches 2.21 bits per character on Persuasion (56.7 % of next characters right), against
-4.44 for the unigram baseline, after 75 s of training on an idle 2-core AMD EPYC (the whole
-run takes about a minute and a half; three times that on a machine busy with other jobs). The LSTM's per-timestep
-matrix products are small: on a machine busy with other jobs, `OPENBLAS_NUM_THREADS=1` stops
+LSTM reaches 2.25 bits per character on Persuasion (55.8 % of next characters right), against
+4.44 for the unigram baseline, after 52 s of training on an idle 2-core AMD EPYC (the whole
+run takes about a minute; three times that on a machine busy with other jobs). The LSTM's
+per-timestep matrix products are small: on a machine busy with other jobs, `OPENBLAS_NUM_THREADS=1` stops
 OpenBLAS's threads from waiting on each other (benchmarks/README.md, "Thread policy
 measurements").
 """
