@@ -29,9 +29,9 @@ validation loss falls on every epoch, so all 6 run and the last epoch's weights 
 LSTM reaches 2.25 bits per character on Persuasion (55.8 % of next characters right), against
 4.44 for the unigram baseline, after 52 s of training on an idle 2-core AMD EPYC (the whole
 run takes about a minute; three times that on a machine busy with other jobs). The LSTM's
-per-timestep matrix products are small: on a machine busy with other jobs, `OPENBLAS_NUM_THREADS=1` stops
-OpenBLAS's threads from waiting on each other (benchmarks/README.md, "Thread policy
-measurements").
+per-timestep matrix products are small: on a machine busy with other jobs,
+`OPENBLAS_NUM_THREADS=1` stops OpenBLAS's threads from waiting on each other
+(benchmarks/README.md, "Thread policy measurements").
 """
 
 import argparse
