@@ -1,0 +1,191 @@
+"""`load`: run an ONNX graph with NumPy, its LSTM nodes on pylstm's compiled core.
+
+The file is parsed by the `onnx` package (protobuf: parsing never runs code) and checked before
+anything is allocated: every initializer's declared size must fit in the bytes of the file, no
+tensor may live in an external data file, every node input must be produced before it is used
+(so a cycle is an error), and every op type must be one `pylstm.onnx._ops.OPS` runs. A file
+that fails a check raises `ValueError`; nothing is executed until `run`.
+"""
+
+import numpy as np
+
+_HINT = "pylstm.onnx needs the `onnx` package: pip install pylstm[onnx]"
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError as error:
+        raise ImportError(_HINT) from error
+    return onnx
+
+
+def _tensor(onnx, tensor, budget, where):
+    """A TensorProto as an array, after checking its declared size against `budget` bytes."""
+    if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
+        raise ValueError(f"{where}: tensor {tensor.name!r} refers to external data, which "
+                         "pylstm.onnx does not read.")
+    try:
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type))
+    except Exception as error:
+        raise ValueError(f"{where}: tensor {tensor.name!r} has unsupported data type "
+                         f"{tensor.data_type}.") from error
+    if any(d < 0 for d in tensor.dims):
+        raise ValueError(f"{where}: tensor {tensor.name!r} has negative dims {list(tensor.dims)}.")
+    nbytes = int(np.prod(tensor.dims, dtype=np.float64)) * max(dtype.itemsize, 1)
+    if nbytes > budget:
+        raise ValueError(f"{where}: tensor {tensor.name!r} declares {nbytes} bytes, more than "
+                         f"the {budget} bytes of the file.")
+    try:
+        return onnx.numpy_helper.to_array(tensor)
+    except Exception as error:
+        raise ValueError(f"{where}: tensor {tensor.name!r} is malformed: {error}") from error
+
+
+def _attributes(onnx, node, budget):
+    attrs = {}
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.TENSOR:
+            attrs[attr.name] = _tensor(onnx, attr.t, budget, f"Node {node.name!r}")
+        elif attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+            raise ValueError(f"Node {node.name!r} ({node.op_type}) has a subgraph attribute "
+                             f"{attr.name!r}, which pylstm.onnx does not run.")
+        else:
+            value = onnx.helper.get_attribute_value(attr)
+            if isinstance(value, bytes):
+                value = value.decode()
+            attrs[attr.name] = value
+    return attrs
+
+
+class OnnxModel:
+    """An ONNX graph ready to run with NumPy (what `pylstm.onnx.load` returns).
+
+    Call arguments:
+        `run(output_names, feed)` as ONNX Runtime's `InferenceSession.run`: `output_names`
+        a list of graph output names or None for all, `feed` a dict from input names to
+        arrays; returns a list of arrays. `model(**feed)` is `run(None, feed)`.
+
+    Attributes:
+        input_names, output_names: the graph's inputs (without initializers) and outputs.
+    """
+
+    def __init__(self, constants, nodes, input_names, output_names):
+        self._constants = constants
+        self._nodes = nodes
+        self.input_names = input_names
+        self.output_names = output_names
+
+    def __repr__(self):
+        ops = ", ".join(sorted({op for op, *_ in self._nodes}))
+        return (f"OnnxModel(inputs={self.input_names}, outputs={self.output_names}, "
+                f"{len(self._nodes)} nodes: {ops})")
+
+    def __call__(self, **feed):
+        return self.run(None, feed)
+
+    def run(self, output_names, feed):
+        from pylstm.onnx._ops import OPS
+
+        missing = [name for name in self.input_names if name not in feed]
+        if missing:
+            raise ValueError(f"Missing graph inputs: {missing}.")
+        unknown = sorted(set(feed) - set(self.input_names))
+        if unknown:
+            raise ValueError(f"Unknown graph inputs: {unknown}; inputs are {self.input_names}.")
+        values = dict(self._constants)
+        values.update({name: np.asarray(value) for name, value in feed.items()})
+        for op_type, name, inputs, outputs, attrs in self._nodes:
+            args = [None if i == "" else values[i] for i in inputs]
+            try:
+                if op_type == "LSTM":
+                    result = OPS[op_type](*args, node=name, **attrs)
+                else:
+                    result = OPS[op_type](*args, **attrs)
+            except (ValueError, TypeError, IndexError) as error:
+                raise ValueError(f"Node {name!r} ({op_type}): {error}") from error
+            for out, value in zip(outputs, result):
+                if out:
+                    values[out] = np.asarray(value)
+        names = self.output_names if output_names is None else list(output_names)
+        bad = [n for n in names if n not in values]
+        if bad:
+            raise ValueError(f"Unknown output names: {bad}.")
+        return [values[n] for n in names]
+
+
+def load(path_or_bytes):
+    """Reads an ONNX model and returns it as a runnable `OnnxModel`.
+
+    Args:
+        path_or_bytes: a file path, or the serialized model as `bytes`.
+
+    Returns:
+        An `OnnxModel`: `model.run(None, {"x": x})` as ONNX Runtime, or `model(x=x)`.
+
+    Raises:
+        ImportError: the `onnx` package is missing (`pip install pylstm[onnx]`).
+        ValueError: the file is malformed or hostile (truncated, external data, tensors larger
+            than the file, undefined or cyclic inputs), or a node's op type is not one that
+            pylstm.onnx runs (the message names it and the node).
+    """
+    onnx = _onnx()
+    from pylstm.onnx._ops import OPS
+
+    if isinstance(path_or_bytes, (bytes, bytearray)):
+        data = bytes(path_or_bytes)
+    else:
+        with open(path_or_bytes, "rb") as f:
+            data = f.read()
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except Exception as error:
+        raise ValueError(f"Not a valid ONNX file: {error}") from error
+    if not model.HasField("graph"):
+        raise ValueError("Not a valid ONNX file: no graph.")
+    graph = model.graph
+    budget = len(data)
+    constants = {}
+    for tensor in graph.initializer:
+        constants[tensor.name] = _tensor(onnx, tensor, budget, "Initializer")
+    if graph.sparse_initializer:
+        raise ValueError("Sparse initializers are not supported.")
+    input_names = [i.name for i in graph.input if i.name not in constants]
+    known = set(constants) | set(input_names)
+    nodes = []
+    for index, node in enumerate(graph.node):
+        name = node.name or f"{node.op_type}_{index}"
+        if node.domain not in ("", "ai.onnx"):
+            raise ValueError(f"Node {name!r}: operator {node.domain}.{node.op_type} is not "
+                             "supported by pylstm.onnx.")
+        if node.op_type != "Constant" and node.op_type not in OPS:
+            raise ValueError(f"Node {name!r}: operator {node.op_type!r} is not supported by "
+                             "pylstm.onnx.")
+        undefined = [i for i in node.input if i and i not in known]
+        if undefined:
+            raise ValueError(f"Node {name!r} ({node.op_type}) uses undefined tensors "
+                             f"{undefined} (missing, or produced later: a cycle).")
+        attrs = _attributes(onnx, node, budget)
+        if node.op_type == "Constant":
+            constants[node.output[0]] = _constant(name, attrs)
+        else:
+            if node.op_type in ("Squeeze", "Unsqueeze") and "axes" in attrs:
+                attrs["attr_axes"] = attrs.pop("axes")
+            nodes.append((node.op_type, name, list(node.input), list(node.output), attrs))
+        known.update(o for o in node.output if o)
+    output_names = [o.name for o in graph.output]
+    undefined = [o for o in output_names if o not in known]
+    if undefined:
+        raise ValueError(f"Graph outputs {undefined} are produced by no node.")
+    return OnnxModel(constants, nodes, input_names, output_names)
+
+
+def _constant(name, attrs):
+    if "value" in attrs:
+        return attrs["value"]
+    for key, dtype in (("value_float", np.float32), ("value_floats", np.float32),
+                       ("value_int", np.int64), ("value_ints", np.int64)):
+        if key in attrs:
+            return np.array(attrs[key], dtype=dtype)
+    raise ValueError(f"Node {name!r}: Constant without a supported value attribute.")

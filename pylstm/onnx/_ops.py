@@ -1,0 +1,373 @@
+"""The ONNX operators that exporters place around LSTM nodes, one NumPy function each.
+
+Each function takes the node's input arrays (None for an omitted optional input) and its
+attributes as keywords, and returns a tuple of output arrays, with the semantics of the ONNX
+operator documentation (https://onnx.ai/onnx/operators/). `OPS` maps op types to functions;
+`pylstm.onnx._import` looks them up and refuses any other op type.
+"""
+
+import numpy as np
+
+from onnx import helper
+
+# Elements one ConstantOfShape or Expand may allocate: a hostile file cannot ask for more.
+MAX_ELEMENTS = 1 << 28
+
+
+def _shape_of(shape):
+    shape = tuple(int(s) for s in np.asarray(shape, dtype=np.int64).reshape(-1))
+    if any(s < 0 for s in shape):
+        raise ValueError(f"Negative dimension in shape {shape}.")
+    if int(np.prod(shape, dtype=np.float64)) > MAX_ELEMENTS:
+        raise ValueError(f"Shape {shape} exceeds {MAX_ELEMENTS} elements.")
+    return shape
+
+
+def gemm(a, b, c=None, *, alpha=1.0, beta=1.0, transA=0, transB=0):
+    a = a.T if transA else a
+    b = b.T if transB else b
+    y = alpha * (a @ b)
+    if c is not None:
+        y = y + beta * c
+    return (y.astype(a.dtype, copy=False),)
+
+
+def matmul(a, b):
+    return (np.matmul(a, b),)
+
+
+def add(a, b):
+    return (a + b,)
+
+
+def sub(a, b):
+    return (a - b,)
+
+
+def mul(a, b):
+    return (a * b,)
+
+
+def div(a, b):
+    if np.issubdtype(a.dtype, np.integer):
+        return (np.trunc(a / b).astype(a.dtype),)
+    return (a / b,)
+
+
+def transpose(x, *, perm=None):
+    return (np.transpose(x, perm),)
+
+
+def _axes(axes, attribute):
+    if axes is not None:
+        return tuple(int(a) for a in np.asarray(axes).reshape(-1))
+    return None if attribute is None else tuple(attribute)
+
+
+def squeeze(x, axes=None, *, attr_axes=None):
+    axes = _axes(axes, attr_axes)
+    return (np.squeeze(x, axis=axes),)
+
+
+def unsqueeze(x, axes=None, *, attr_axes=None):
+    axes = _axes(axes, attr_axes)
+    if axes is None:
+        raise ValueError("Unsqueeze needs `axes`.")
+    rank = x.ndim + len(axes)
+    axes = sorted(a % rank for a in axes)
+    return (np.expand_dims(x, tuple(axes)),)
+
+
+def reshape(x, shape, *, allowzero=0):
+    shape = [int(s) for s in np.asarray(shape).reshape(-1)]
+    if not allowzero:
+        shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+    return (np.reshape(x, shape),)
+
+
+def concat(*xs, axis):
+    return (np.concatenate(xs, axis=axis),)
+
+
+def slice_(x, starts, ends, axes=None, steps=None):
+    starts = np.asarray(starts).reshape(-1)
+    ends = np.asarray(ends).reshape(-1)
+    axes = range(len(starts)) if axes is None else np.asarray(axes).reshape(-1)
+    steps = np.ones(len(starts), dtype=np.int64) if steps is None else np.asarray(steps).reshape(-1)
+    index = [slice(None)] * x.ndim
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        axis, step = int(axis) % x.ndim, int(step)
+        if step == 0:
+            raise ValueError("Slice step cannot be 0.")
+        n = x.shape[axis]
+        # ONNX clamps starts/ends like Python slicing, with INT64 extremes meaning "to the end".
+        start = int(np.clip(start, -n - 1, n))
+        end = int(np.clip(end, -n - 1, n))
+        if step < 0 and end < -n:
+            end = None
+        index[axis] = slice(start, end, step)
+    return (x[tuple(index)],)
+
+
+def gather(x, indices, *, axis=0):
+    indices = np.asarray(indices, dtype=np.int64)
+    n = x.shape[axis]
+    if indices.size and (indices.min() < -n or indices.max() >= n):
+        raise ValueError(f"Gather index out of range [{-n}, {n}).")
+    return (np.take(x, np.where(indices < 0, indices + n, indices), axis=axis),)
+
+
+def shape(x, *, start=0, end=None):
+    return (np.array(x.shape[start:end], dtype=np.int64),)
+
+
+def constant_of_shape(shape, *, value=None):
+    value = np.zeros(1, dtype=np.float32) if value is None else value.reshape(-1)
+    return (np.full(_shape_of(shape), value[0], dtype=value.dtype),)
+
+
+def identity(x):
+    return (x,)
+
+
+def cast(x, *, to, saturate=1, round_mode=None):
+    return (x.astype(helper.tensor_dtype_to_np_dtype(to)),)
+
+
+def softmax(x, *, axis=-1):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return (e / np.sum(e, axis=axis, keepdims=True),)
+
+
+def sigmoid(x):
+    return ((1.0 / (1.0 + np.exp(-x))).astype(x.dtype, copy=False),)
+
+
+def tanh(x):
+    return (np.tanh(x),)
+
+
+def relu(x):
+    return (np.maximum(x, 0).astype(x.dtype, copy=False),)
+
+
+def reverse_sequence(x, sequence_lens, *, batch_axis=1, time_axis=0):
+    y = np.array(x)
+    for b, n in enumerate(np.asarray(sequence_lens).reshape(-1)):
+        n = int(n)
+        if not 0 <= n <= x.shape[time_axis]:
+            raise ValueError(f"ReverseSequence length {n} outside [0, {x.shape[time_axis]}].")
+        src = [slice(None)] * x.ndim
+        src[batch_axis], src[time_axis] = b, slice(n - 1, None, -1) if n else slice(0, 0)
+        dst = [slice(None)] * x.ndim
+        dst[batch_axis], dst[time_axis] = b, slice(0, n)
+        y[tuple(dst)] = x[tuple(src)]
+    return (y,)
+
+
+def expand(x, shape):
+    shape = _shape_of(shape)
+    out = np.broadcast_shapes(x.shape, shape)
+    _shape_of(out)
+    return (np.broadcast_to(x, out).copy(),)
+
+
+def where(condition, x, y):
+    return (np.where(condition, x, y),)
+
+
+def flatten(x, *, axis=1):
+    axis = axis % (x.ndim + 1) if axis < 0 else axis
+    return (x.reshape(int(np.prod(x.shape[:axis])), -1),)
+
+
+OPS = {
+    "Gemm": gemm, "MatMul": matmul, "Add": add, "Sub": sub, "Mul": mul, "Div": div,
+    "Transpose": transpose, "Squeeze": squeeze, "Unsqueeze": unsqueeze, "Reshape": reshape,
+    "Concat": concat, "Slice": slice_, "Gather": gather, "Shape": shape,
+    "ConstantOfShape": constant_of_shape, "Identity": identity, "Cast": cast,
+    "Softmax": softmax, "Sigmoid": sigmoid, "Tanh": tanh, "Relu": relu,
+    "ReverseSequence": reverse_sequence, "Expand": expand, "Where": where, "Flatten": flatten,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# LSTM (ONNX's equations: W, R, B in gate order i, o, f, c; P peepholes in order i, o, f).
+
+_ONNX_TO_KERAS = (0, 2, 3, 1)  # ONNX blocks i, o, f, c -> Keras blocks i, f, c, o
+
+# ONNX activation name -> (pylstm core name given (alpha, beta), or None; NumPy function).
+_ACTIVATIONS = {
+    "sigmoid": (lambda a, b: "sigmoid", lambda x, a, b: 1.0 / (1.0 + np.exp(-x))),
+    "tanh": (lambda a, b: "tanh", lambda x, a, b: np.tanh(x)),
+    "relu": (lambda a, b: "relu", lambda x, a, b: np.maximum(x, 0)),
+    "softsign": (lambda a, b: "softsign", lambda x, a, b: x / (1 + np.abs(x))),
+    "softplus": (lambda a, b: "softplus", lambda x, a, b: np.logaddexp(0, x)),
+    "affine": (lambda a, b: "linear" if (a, b) == (1.0, 0.0) else None,
+               lambda x, a, b: a * x + b),
+    "leakyrelu": (lambda a, b: "relu" if a == 0.0 else None,
+                  lambda x, a, b: np.where(x >= 0, x, a * x)),
+    "thresholdedrelu": (lambda a, b: None, lambda x, a, b: np.where(x > a, x, 0)),
+    "scaledtanh": (lambda a, b: "tanh" if (a, b) == (1.0, 1.0) else None,
+                   lambda x, a, b: a * np.tanh(b * x)),
+    "hardsigmoid": (lambda a, b: "legacy_hard_sigmoid" if (a, b) == (0.2, 0.5) else None,
+                    lambda x, a, b: np.clip(a * x + b, 0, 1)),
+    "elu": (lambda a, b: "elu" if a == 1.0 else None,
+            lambda x, a, b: np.where(x >= 0, x, a * (np.exp(np.minimum(x, 0)) - 1))),
+}
+# Defaults of alpha and beta where the ONNX operator of the same name has them.
+_DEFAULTS = {"leakyrelu": (0.01, None), "thresholdedrelu": (1.0, None), "elu": (1.0, None),
+             "hardsigmoid": (0.2, 0.5), "affine": (1.0, 0.0), "scaledtanh": (1.0, 1.0)}
+
+
+def _activations(names, alphas, betas, dirs):
+    """Triples (f, g, h) per direction of (name, alpha, beta); alpha and beta consumed in the
+    order of the activations that take them (as ONNX Runtime reads `activation_alpha`)."""
+    names = [n.decode() if isinstance(n, bytes) else n for n in
+             (names or ["Sigmoid", "Tanh", "Tanh"] * dirs)]
+    if len(names) != 3 * dirs:
+        raise ValueError(f"`activations` needs {3 * dirs} names, got {len(names)}.")
+    alphas, betas = list(alphas or []), list(betas or [])
+    out = []
+    for name in names:
+        key = name.lower()
+        if key not in _ACTIVATIONS:
+            raise ValueError(f"Unknown LSTM activation {name!r} in attribute `activations`.")
+        alpha, beta = _DEFAULTS.get(key, (None, None))
+        if alpha is not None and alphas:
+            alpha = float(alphas.pop(0))
+        if beta is not None and betas:
+            beta = float(betas.pop(0))
+        out.append((key, alpha, beta))
+    return [out[3 * d:3 * d + 3] for d in range(dirs)]
+
+
+def _core_name(activation):
+    key, alpha, beta = activation
+    return _ACTIVATIONS[key][0](alpha, beta)
+
+
+def _apply(activation, x):
+    key, alpha, beta = activation
+    return _ACTIVATIONS[key][1](x, alpha, beta).astype(x.dtype, copy=False)
+
+
+def _lstm_numpy(x, w, r, b, h0, c0, p, lengths, reverse, acts, clip, input_forget):
+    """One direction in plain NumPy: the readable ONNX equations, for what the core lacks.
+
+    x `(T, B, D)`, w `(4H, D)`, r `(4H, H)`, b `(8H,)`, h0/c0 `(B, H)`, p `(3H,)`,
+    lengths `(B,)`; returns y `(T, B, H)`, h_n, c_n `(B, H)`.
+    """
+    T, B, _ = x.shape
+    H = r.shape[1]
+    f, g, h_act = acts
+    h, c = h0.copy(), c0.copy()
+    y = np.zeros((T, B, H), dtype=x.dtype)
+    bias = b[:4 * H] + b[4 * H:]
+    p_i, p_o, p_f = p[:H], p[H:2 * H], p[2 * H:]
+    for step in range(T):
+        live = step < lengths
+        t = np.where(live, lengths - 1 - step, 0) if reverse else np.full(B, step)
+        z = x[t, np.arange(B)] @ w.T + h @ r.T + bias
+        if clip is not None:
+            z = np.clip(z, -clip, clip)
+        z_i, z_o, z_f, z_c = np.split(z, 4, axis=1)
+        i = _apply(f, z_i + p_i * c)
+        forget = 1 - i if input_forget else _apply(f, z_f + p_f * c)
+        c_new = forget * c + i * _apply(g, z_c)
+        o = _apply(f, z_o + p_o * c_new)
+        h_new = o * _apply(h_act, c_new)
+        live = live[:, None]
+        h, c = np.where(live, h_new, h), np.where(live, c_new, c)
+        y[t[live[:, 0]], np.flatnonzero(live[:, 0])] = h_new[live[:, 0]]
+    return y, h, c
+
+
+def _lstm_core(x, w, r, b, h0, c0, lengths, reverse, acts):
+    """One direction on pylstm's compiled core (`pylstm.ops.lstm_forward`)."""
+    from pylstm.ops import lstm_forward
+
+    H = r.shape[1]
+
+    def keras(m):  # (4H, n) in ONNX gate order -> (n, 4H) in Keras gate order
+        return np.ascontiguousarray(m.reshape(4, H, -1)[list(_ONNX_TO_KERAS)].reshape(4 * H, -1).T)
+
+    bias = (b[:4 * H] + b[4 * H:]).reshape(4, H)[list(_ONNX_TO_KERAS)].reshape(-1)
+    f, g, h = (_core_name(a) for a in acts)
+    T = x.shape[0]
+    full = bool(np.all(lengths == T))
+    y, h_n, c_n, _ = lstm_forward(
+        x, keras(w), keras(r), np.ascontiguousarray(bias), h0, c0, reverse=reverse,
+        gate_activations=(f, f, g, f, h), time_major=True,
+        lengths=None if full else lengths)
+    return y, h_n, c_n
+
+
+def lstm(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=None, *,
+         direction="forward", activations=None, activation_alpha=None, activation_beta=None,
+         clip=None, input_forget=0, layout=0, hidden_size=None, node="LSTM"):
+    """ONNX LSTM: Y `(T, dirs, B, H)`, Y_h and Y_c `(dirs, B, H)` (batch first with layout 1).
+
+    Runs each direction on pylstm's compiled core when it can express the node (activations
+    it has, no clip, no input_forget, no peepholes, lengths at least 1), else on the NumPy loop
+    above: both give ONNX's answer.
+    """
+    direction = direction.decode() if isinstance(direction, bytes) else direction
+    dirs = {"forward": 1, "reverse": 1, "bidirectional": 2}.get(direction)
+    if dirs is None:
+        raise ValueError(f"Node {node!r}: unknown LSTM attribute direction={direction!r}.")
+    if layout not in (0, 1):
+        raise ValueError(f"Node {node!r}: LSTM attribute layout={layout} is not 0 or 1.")
+    if x.ndim != 3 or w.ndim != 3 or r.ndim != 3:
+        raise ValueError(f"Node {node!r}: LSTM inputs X, W, R must be rank 3.")
+    dtype = np.result_type(x.dtype, np.float32)
+    if layout:
+        x = x.transpose(1, 0, 2)
+        initial_h = None if initial_h is None else initial_h.transpose(1, 0, 2)
+        initial_c = None if initial_c is None else initial_c.transpose(1, 0, 2)
+    x = x.astype(dtype, copy=False)
+    T, B, D = x.shape
+    H = r.shape[-1]
+    expected = {"W": (w, (dirs, 4 * H, D)), "R": (r, (dirs, 4 * H, H)),
+                "B": (b, (dirs, 8 * H)), "initial_h": (initial_h, (dirs, B, H)),
+                "initial_c": (initial_c, (dirs, B, H)), "P": (p, (dirs, 3 * H))}
+    for name, (value, want) in expected.items():
+        if value is not None and value.shape != want:
+            raise ValueError(f"Node {node!r}: LSTM input {name} has shape {value.shape}, "
+                             f"expected {want}.")
+    if hidden_size is not None and hidden_size != H:
+        raise ValueError(f"Node {node!r}: LSTM attribute hidden_size={hidden_size}, but R "
+                         f"has {H} units.")
+    zeros = np.zeros((dirs, B, H), dtype=dtype)
+    b = np.zeros((dirs, 8 * H), dtype) if b is None else b.astype(dtype)
+    h0 = zeros if initial_h is None else initial_h.astype(dtype)
+    c0 = zeros if initial_c is None else initial_c.astype(dtype)
+    if sequence_lens is None:
+        lengths = np.full(B, T, dtype=np.int64)
+    else:
+        lengths = np.asarray(sequence_lens, dtype=np.int64).reshape(-1)
+        if lengths.shape != (B,) or np.any(lengths < 0) or np.any(lengths > T):
+            raise ValueError(f"Node {node!r}: LSTM sequence_lens must be {B} values in [0, {T}].")
+    acts = _activations(activations, activation_alpha, activation_beta, dirs)
+    plain = (clip is None and not input_forget and p is None and np.all(lengths >= 1)
+             and T >= 1 and all(_core_name(a) is not None for d in acts for a in d))
+    ys, hs, cs = [], [], []
+    for d in range(dirs):
+        reverse = direction == "reverse" or d == 1
+        w_d, r_d = w[d].astype(dtype), r[d].astype(dtype)
+        if plain:
+            y, h_n, c_n = _lstm_core(x, w_d, r_d, b[d], h0[d], c0[d], lengths, reverse, acts[d])
+        else:
+            p_d = np.zeros(3 * H, dtype) if p is None else p[d].astype(dtype)
+            y, h_n, c_n = _lstm_numpy(x, w_d, r_d, b[d], h0[d], c0[d], p_d, lengths, reverse,
+                                      acts[d], clip, input_forget)
+        ys.append(y)
+        hs.append(h_n)
+        cs.append(c_n)
+    y, h_n, c_n = np.stack(ys, axis=1), np.stack(hs), np.stack(cs)
+    if layout:
+        return y.transpose(2, 0, 1, 3), h_n.transpose(1, 0, 2), c_n.transpose(1, 0, 2)
+    return y, h_n, c_n
+
+
+OPS["LSTM"] = lstm
