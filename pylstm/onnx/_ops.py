@@ -280,7 +280,9 @@ def _lstm_numpy(x, w, r, b, h0, c0, p, lengths, reverse, acts, clip, input_forge
         live = live[:, None]
         h, c = np.where(live, h_new, h), np.where(live, c_new, c)
         y[t[live[:, 0]], np.flatnonzero(live[:, 0])] = h_new[live[:, 0]]
-    return y, h, c
+    # A sample of length 0 has zero final states, not its initial ones (as ONNX Runtime).
+    empty = (lengths == 0)[:, None]
+    return y, np.where(empty, 0, h), np.where(empty, 0, c)
 
 
 def _lstm_core(x, w, r, b, h0, c0, lengths, reverse, acts):

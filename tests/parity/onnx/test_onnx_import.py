@@ -111,7 +111,7 @@ def _lstm_model(dirs=1, layout=0, lengths=False, states=False, peepholes=False, 
     if lengths:
         inputs[4] = "L"
         graph_inputs.append(helper.make_tensor_value_info("L", TensorProto.INT32, [B]))
-        feed["L"] = np.array([T, 2, 4], dtype=np.int32)
+        feed["L"] = np.array([T, 2, 4] if lengths is True else lengths, dtype=np.int32)
     if states:
         inputs[5], inputs[6] = "h0", "c0"
         for name in ("h0", "c0"):
@@ -143,6 +143,7 @@ CASES = {
     "sequence_lens": {"lengths": True},
     "sequence_lens_bidirectional": {"dirs": 2, "lengths": True, "states": True},
     "sequence_lens_reverse_layout1": {"direction": "reverse", "lengths": True, "layout": 1},
+    "sequence_lens_zero": {"dirs": 2, "lengths": [T, 0, 3], "states": True},
     "initial_states": {"states": True},
     "activations_core": {"activations": ["Relu", "Softsign", "Softplus"]},
     "activations_hard_sigmoid": {"activations": ["HardSigmoid", "Tanh", "Tanh"]},
