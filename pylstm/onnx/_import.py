@@ -81,6 +81,24 @@ class OnnxModel:
         return (f"OnnxModel(inputs={self.input_names}, outputs={self.output_names}, "
                 f"{len(self._nodes)} nodes: {ops})")
 
+    def explain(self):
+        """One line per LSTM node: whether it runs on pylstm's compiled core or, for what the
+        core cannot express, on the NumPy loop (and why)."""
+        from pylstm.onnx._ops import _activations, lstm_route
+
+        lines = []
+        for op_type, name, inputs, _, attrs in self._nodes:
+            if op_type != "LSTM":
+                continue
+            dirs = 2 if attrs.get("direction") == "bidirectional" else 1
+            acts = _activations(attrs.get("activations"), attrs.get("activation_alpha"),
+                                attrs.get("activation_beta"), dirs)
+            peepholes = len(inputs) > 7 and inputs[7] != ""
+            reason = lstm_route(acts, attrs.get("clip"), attrs.get("input_forget", 0), peepholes)
+            route = "compiled core" if reason is None else f"NumPy loop ({reason})"
+            lines.append(f"{name} (LSTM, {dirs} direction{'s' * (dirs > 1)}): {route}")
+        return "\n".join(lines)
+
     def __call__(self, **feed):
         return self.run(None, feed)
 

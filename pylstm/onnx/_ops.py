@@ -305,6 +305,22 @@ def _lstm_core(x, w, r, b, h0, c0, lengths, reverse, acts):
     return y, h_n, c_n
 
 
+def lstm_route(acts, clip, input_forget, peepholes):
+    """Why an LSTM node runs on the NumPy loop instead of the compiled core, or None for the
+    core (at run time, a `sequence_lens` of 0 or an empty sequence also takes the loop)."""
+    if peepholes:
+        return "peepholes P"
+    if clip is not None:
+        return f"clip={clip}"
+    if input_forget:
+        return "input_forget=1"
+    for d in acts:
+        for key, alpha, beta in d:
+            if _core_name((key, alpha, beta)) is None:
+                return f"activation {key}(alpha={alpha}, beta={beta})"
+    return None
+
+
 def lstm(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=None, *,
          direction="forward", activations=None, activation_alpha=None, activation_beta=None,
          clip=None, input_forget=0, layout=0, hidden_size=None, node="LSTM"):
@@ -351,8 +367,8 @@ def lstm(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=
         if lengths.shape != (B,) or np.any(lengths < 0) or np.any(lengths > T):
             raise ValueError(f"Node {node!r}: LSTM sequence_lens must be {B} values in [0, {T}].")
     acts = _activations(activations, activation_alpha, activation_beta, dirs)
-    plain = (clip is None and not input_forget and p is None and np.all(lengths >= 1)
-             and T >= 1 and all(_core_name(a) is not None for d in acts for a in d))
+    plain = (lstm_route(acts, clip, input_forget, p is not None) is None
+             and T >= 1 and np.all(lengths >= 1))
     ys, hs, cs = [], [], []
     for d in range(dirs):
         reverse = direction == "reverse" or d == 1

@@ -163,6 +163,10 @@ CASES = {
 def test_lstm_attribute_against_onnxruntime(case):
     options = CASES[case]
     model, feed = _lstm_model(**options)
+    numpy_route = {"clip", "input_forget", "peepholes", "activations_alpha_beta",
+                   "activations_affine"}
+    route = pylstm.onnx.load(model).explain()
+    assert ("NumPy loop" in route) == (case in numpy_route), route
     if not options.get("layout"):
         _assert_same(model, feed)
         return
