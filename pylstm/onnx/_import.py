@@ -87,7 +87,7 @@ class OnnxModel:
         from pylstm.onnx._ops import _activations, lstm_route
 
         lines = []
-        for op_type, name, inputs, _, attrs in self._nodes:
+        for op_type, name, _, inputs, _, attrs in self._nodes:
             if op_type != "LSTM":
                 continue
             dirs = 2 if attrs.get("direction") == "bidirectional" else 1
@@ -103,8 +103,6 @@ class OnnxModel:
         return self.run(None, feed)
 
     def run(self, output_names, feed):
-        from pylstm.onnx._ops import OPS
-
         missing = [name for name in self.input_names if name not in feed]
         if missing:
             raise ValueError(f"Missing graph inputs: {missing}.")
@@ -113,13 +111,10 @@ class OnnxModel:
             raise ValueError(f"Unknown graph inputs: {unknown}; inputs are {self.input_names}.")
         values = dict(self._constants)
         values.update({name: np.asarray(value) for name, value in feed.items()})
-        for op_type, name, inputs, outputs, attrs in self._nodes:
+        for op_type, name, function, inputs, outputs, attrs in self._nodes:
             args = [None if i == "" else values[i] for i in inputs]
             try:
-                if op_type == "LSTM":
-                    result = OPS[op_type](*args, node=name, **attrs)
-                else:
-                    result = OPS[op_type](*args, **attrs)
+                result = function(*args, **attrs)
             except (ValueError, TypeError, IndexError) as error:
                 raise ValueError(f"Node {name!r} ({op_type}): {error}") from error
             for out, value in zip(outputs, result):
@@ -148,7 +143,7 @@ def load(path_or_bytes):
             pylstm.onnx runs (the message names it and the node).
     """
     onnx = _onnx()
-    from pylstm.onnx._ops import OPS
+    from pylstm.onnx._ops import LEGACY_OPS, OPS
 
     if isinstance(path_or_bytes, (bytes, bytearray)):
         data = bytes(path_or_bytes)
@@ -164,6 +159,8 @@ def load(path_or_bytes):
         raise ValueError("Not a valid ONNX file: no graph.")
     graph = model.graph
     budget = len(data)
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+                default=1)
     constants = {}
     for tensor in graph.initializer:
         constants[tensor.name] = _tensor(onnx, tensor, budget, "Initializer")
@@ -190,7 +187,14 @@ def load(path_or_bytes):
         else:
             if node.op_type in ("Squeeze", "Unsqueeze") and "axes" in attrs:
                 attrs["attr_axes"] = attrs.pop("axes")
-            nodes.append((node.op_type, name, list(node.input), list(node.output), attrs))
+            if node.op_type == "LSTM":
+                attrs["node"] = name
+            function = OPS[node.op_type]
+            legacy = LEGACY_OPS.get(node.op_type)
+            if legacy is not None and opset < legacy[0]:
+                function = legacy[1]
+            nodes.append((node.op_type, name, function, list(node.input), list(node.output),
+                          attrs))
         known.update(o for o in node.output if o)
     output_names = [o.name for o in graph.output]
     undefined = [o for o in output_names if o not in known]

@@ -139,6 +139,12 @@ def softmax(x, *, axis=-1):
     return (e / np.sum(e, axis=axis, keepdims=True),)
 
 
+def softmax_coerced(x, *, axis=1):
+    """Softmax before opset 13: over the input flattened to 2-D at `axis`."""
+    rows = int(np.prod(x.shape[:axis % x.ndim if x.ndim else 0]))
+    return (softmax(x.reshape(rows, -1), axis=1)[0].reshape(x.shape),)
+
+
 def sigmoid(x):
     return ((1.0 / (1.0 + np.exp(-x))).astype(x.dtype, copy=False),)
 
@@ -389,3 +395,5 @@ def lstm(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=
 
 
 OPS["LSTM"] = lstm
+# Op types whose semantics changed: (first opset of the semantics in OPS, function before it).
+LEGACY_OPS = {"Softmax": (13, softmax_coerced)}
