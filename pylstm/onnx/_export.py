@@ -1,0 +1,488 @@
+"""Export of pylstm models to ONNX: each LSTM becomes one ONNX `LSTM` node.
+
+Design: a `_Graph` collects nodes and initializers (each weight stored once, constants
+deduplicated by value); one function per layer kind appends the nodes that compute it in
+inference mode. Tensors flow batch-major `(B, T, F)` between layers, as in pylstm; around each
+`LSTM` node a `Transpose` gives ONNX's time-major `X (T, B, D)` (layout 0, the one ONNX Runtime
+runs), and the node's `Y (T, dirs, B, H)` / `Y_h (dirs, B, H)` come back to pylstm's shapes.
+
+Weights: pylstm and Keras keep gates i, f, c, o in `kernel (D, 4H)`, PyTorch keeps i, f, g, o in
+`weight_ih (4H, D)`; ONNX wants `W (dirs, 4H, D)`, `R (dirs, 4H, H)` in gate order i, o, f, c and
+`B (dirs, 8H)` = input bias then recurrent bias (Keras's single bias goes to the input half).
+What one node cannot express (projection, masks, state carried between calls, activations ONNX
+lacks) is refused with a `ValueError`, never exported wrong.
+"""
+
+import functools
+
+import numpy as np
+
+# Rows of the i, f, c, o (= i, f, g, o) gate blocks in ONNX's order i, o, f, c.
+_ONNX_GATE_ORDER = (0, 3, 1, 2)
+
+# pylstm activation name -> (ONNX LSTM activation, alpha, beta). HardSigmoid is
+# max(0, min(1, alpha * x + beta)): Keras 3's hard_sigmoid relu6(x + 3) / 6 has alpha 1/6,
+# Keras 2's (pylstm's legacy_hard_sigmoid) 0.2.
+_LSTM_ACTIVATIONS = {
+    "sigmoid": ("Sigmoid", None, None),
+    "tanh": ("Tanh", None, None),
+    "relu": ("Relu", None, None),
+    "hard_sigmoid": ("HardSigmoid", 1.0 / 6.0, 0.5),
+    "legacy_hard_sigmoid": ("HardSigmoid", 0.2, 0.5),
+    "linear": ("Affine", 1.0, 0.0),
+    "elu": ("Elu", 1.0, None),
+    "softsign": ("Softsign", None, None),
+    "softplus": ("Softplus", None, None),
+}
+
+_MIN_OPSET = 13  # Softmax over the last axis only, Squeeze/Unsqueeze axes as inputs.
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError as e:
+        raise ImportError("pylstm.onnx needs the `onnx` package: pip install pylstm[onnx]") from e
+    return onnx
+
+
+@functools.lru_cache(maxsize=None)
+def default_opset():
+    """The newest ONNX opset that both the installed `onnx` and `onnxruntime` support (probed
+    with a one-node model), or `onnx`'s newest where onnxruntime is not installed."""
+    onnx = _onnx()
+    newest = onnx.defs.onnx_opset_version()
+    try:
+        import onnxruntime
+    except ImportError:
+        return newest
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "probe",
+                                   [x], [y])
+    for opset in range(newest, _MIN_OPSET - 1, -1):
+        model = _make_model(onnx, graph, opset)
+        try:
+            onnxruntime.InferenceSession(model.SerializeToString(),
+                                         providers=["CPUExecutionProvider"])
+        except Exception:
+            continue
+        return opset
+    return _MIN_OPSET
+
+
+def _make_model(onnx, graph, opset):
+    opset_id = onnx.helper.make_opsetid("", opset)
+    ir_version = onnx.helper.find_min_ir_version_for([opset_id], ignore_unknown=True)
+    return onnx.helper.make_model(graph, opset_imports=[opset_id], ir_version=ir_version,
+                                  producer_name="pylstm")
+
+
+class _Graph:
+    """Nodes, initializers and unique names of the graph being built."""
+
+    def __init__(self, onnx, dtype):
+        self.onnx = onnx
+        self.dtype = np.dtype(dtype)
+        self.nodes, self.initializers = [], []
+        self._names = set()
+        self._constants = {}
+
+    def name(self, base):
+        name, k = base, 1
+        while name in self._names:
+            name, k = f"{base}_{k}", k + 1
+        self._names.add(name)
+        return name
+
+    def weight(self, base, array):
+        """Adds `array` as an initializer (in the graph's float dtype) and returns its name."""
+        name = self.name(base)
+        self.initializers.append(self.onnx.numpy_helper.from_array(
+            np.ascontiguousarray(array, dtype=self.dtype), name))
+        return name
+
+    def int64(self, values):
+        """An int64 constant, stored once per distinct value."""
+        array = np.asarray(values, dtype=np.int64)
+        key = (array.shape, array.tobytes())
+        if key not in self._constants:
+            name = self.name("const_" + "_".join(str(v) for v in array.reshape(-1)).replace(
+                "-", "m"))
+            self.initializers.append(self.onnx.numpy_helper.from_array(array, name))
+            self._constants[key] = name
+        return self._constants[key]
+
+    def op(self, op_type, inputs, base, n_outputs=1, **attrs):
+        """Appends one node; returns its output name (or names, for `n_outputs > 1`)."""
+        outputs = [self.name(f"{base}_{k}" if n_outputs > 1 else base)
+                   for k in range(n_outputs)]
+        self.nodes.append(self.onnx.helper.make_node(op_type, list(inputs), outputs,
+                                                     name=self.name(f"{base}_{op_type}"),
+                                                     **attrs))
+        return outputs if n_outputs > 1 else outputs[0]
+
+
+def _activation_name(activation):
+    """The built-in name of a layer's activation (a name, None, or a pylstm activation
+    function), or None for a custom callable."""
+    from pylstm import activations
+
+    if activation is None:
+        return "linear"
+    if isinstance(activation, str):
+        return activation
+    name = getattr(activation, "__name__", None)
+    try:
+        builtin = activations.get(name)
+    except (ValueError, TypeError):
+        return None
+    return name if builtin is activation else None
+
+
+def _lstm_activation(activation, where):
+    name = _activation_name(activation)
+    if name not in _LSTM_ACTIVATIONS:
+        raise ValueError(f"{where}: activation {name or activation!r} has no ONNX LSTM "
+                         f"equivalent; exportable: {sorted(_LSTM_ACTIVATIONS)}.")
+    return name
+
+
+def _lstm_node(g, x_tbd, base, directions, hidden_size):
+    """Appends one ONNX LSTM node on the time-major `x_tbd (T, B, D)`.
+
+    `directions` is a list (one per ONNX direction, forward first) of dicts with `kernel (D, 4H)`,
+    `recurrent_kernel (H, 4H)`, `bias_ih`/`bias_hh (4H,)` or None, gate order i, f, c, o, and
+    the names of `recurrent_activation` and `activation`. Returns `Y (T, dirs, B, H)`, `Y_h`,
+    `Y_c (dirs, B, H)`.
+    """
+    H = hidden_size
+
+    def reorder(w):  # (4H, ...) in i, f, c, o -> i, o, f, c
+        return np.concatenate([w[k * H:(k + 1) * H] for k in _ONNX_GATE_ORDER])
+
+    W = np.stack([reorder(np.asarray(d["kernel"]).T) for d in directions])
+    R = np.stack([reorder(np.asarray(d["recurrent_kernel"]).T) for d in directions])
+    inputs = [x_tbd, g.weight(f"{base}_W", W), g.weight(f"{base}_R", R)]
+    if any(d["bias_ih"] is not None or d["bias_hh"] is not None for d in directions):
+        zeros = np.zeros(4 * H)
+        B = np.stack([np.concatenate([
+            reorder(np.asarray(zeros if d["bias_ih"] is None else d["bias_ih"])),
+            reorder(np.asarray(zeros if d["bias_hh"] is None else d["bias_hh"]))])
+            for d in directions])
+        inputs.append(g.weight(f"{base}_B", B))
+    names, alphas, betas = [], [], []
+    for d in directions:
+        for act in (d["recurrent_activation"], d["activation"], d["activation"]):
+            onnx_name, alpha, beta = _LSTM_ACTIVATIONS[act]
+            names.append(onnx_name)
+            alphas += [] if alpha is None else [alpha]
+            betas += [] if beta is None else [beta]
+    attrs = {"hidden_size": H, "activations": names,
+             "direction": {1: "forward", 2: "bidirectional"}[len(directions)]}
+    if len(directions) == 1 and directions[0].get("reverse"):
+        attrs["direction"] = "reverse"
+    if alphas:
+        attrs["activation_alpha"] = alphas
+    if betas:
+        attrs["activation_beta"] = betas
+    return g.op("LSTM", inputs, base, n_outputs=3, **attrs)
+
+
+def _check_keras_lstm(layer):
+    from pylstm.layers.lstm import LSTM
+
+    where = f"Layer {layer.name!r}"
+    if type(layer) is not LSTM:
+        raise ValueError(f"{where} ({type(layer).__name__}) is not exportable: only LSTM "
+                         f"layers become ONNX LSTM nodes.")
+    if layer.proj_size:
+        raise ValueError(f"{where}: proj_size={layer.proj_size} has no ONNX LSTM equivalent "
+                         f"(ONNX's LSTM has no projection).")
+    if layer.return_state:
+        raise ValueError(f"{where}: return_state=True is not exportable yet; export a model "
+                         f"whose LSTM layers return only their output.")
+    if layer.stateful:
+        raise ValueError(f"{where}: stateful=True carries the state between calls, which an "
+                         f"ONNX graph without state inputs cannot express.")
+    return {"kernel": _array(layer.kernel), "recurrent_kernel": _array(layer.recurrent_kernel),
+            "bias_ih": _array(layer.bias) if layer.use_bias else None, "bias_hh": None,
+            "recurrent_activation": _lstm_activation(layer.recurrent_activation,
+                                                     f"{where} (recurrent_activation)"),
+            "activation": _lstm_activation(layer.activation, f"{where} (activation)"),
+            "reverse": layer.go_backwards}
+
+
+def _array(variable):
+    return np.asarray(getattr(variable, "value", variable))
+
+
+def _merge(g, x, axis, merge_mode, base):
+    """Merges the two directions on `axis` of `x` (2 there) as Keras's Bidirectional."""
+    if merge_mode == "concat":
+        shape = [0, 0, -1] if axis == 2 else [0, -1]
+        return g.op("Reshape", [x, g.int64(shape)], f"{base}_out")
+    fwd = g.op("Gather", [x, g.int64(0)], f"{base}_fwd", axis=axis)
+    bwd = g.op("Gather", [x, g.int64(1)], f"{base}_bwd", axis=axis)
+    if merge_mode == "sum":
+        return g.op("Add", [fwd, bwd], f"{base}_out")
+    if merge_mode == "mul":
+        return g.op("Mul", [fwd, bwd], f"{base}_out")
+    total = g.op("Add", [fwd, bwd], f"{base}_sum")
+    return g.op("Mul", [total, g.weight(f"{base}_half", np.array(0.5))], f"{base}_out")
+
+
+def _keras_lstm_node(g, x, base, directions, units, return_sequences, merge_mode="concat"):
+    """One LSTM node on `x (B, T, D)`; returns `(B, T, F)` or `(B, F)` as Keras does."""
+    x_tbd = g.op("Transpose", [x], f"{base}_X", perm=[1, 0, 2])
+    Y, Y_h, _ = _lstm_node(g, x_tbd, base, directions, units)
+    if not return_sequences:
+        return _merge(g, g.op("Transpose", [Y_h], f"{base}_h_b", perm=[1, 0, 2]), 1,
+                      merge_mode, base)
+    if len(directions) == 1 and directions[0]["reverse"]:
+        # go_backwards: Keras returns the sequence in processing (reversed) order.
+        Y = g.op("Slice", [Y, g.int64([-1]), g.int64([np.iinfo(np.int64).min]), g.int64([0]),
+                           g.int64([-1])], f"{base}_Y_reversed")
+    Y = g.op("Transpose", [Y], f"{base}_Y_bt", perm=[2, 0, 1, 3])  # (B, T, dirs, H)
+    return _merge(g, Y, 2, merge_mode, base)
+
+
+def _export_lstm(g, layer, x):
+    d = _check_keras_lstm(layer)
+    return _keras_lstm_node(g, x, layer.name, [d], layer.units, layer.return_sequences)
+
+
+def _export_bidirectional(g, layer, x):
+    where = f"Layer {layer.name!r}"
+    fwd = _check_keras_lstm(layer.forward_layer)
+    bwd = _check_keras_lstm(layer.backward_layer)
+    if fwd["reverse"] or not bwd["reverse"]:
+        raise ValueError(f"{where}: an ONNX bidirectional LSTM reads forward then backward; "
+                         f"a Bidirectional whose forward layer has go_backwards=True (or whose "
+                         f"backward layer has go_backwards=False) is not exportable.")
+    if layer.forward_layer.units != layer.backward_layer.units:
+        raise ValueError(f"{where}: the two directions have {layer.forward_layer.units} and "
+                         f"{layer.backward_layer.units} units; one ONNX LSTM node has one "
+                         f"hidden_size.")
+    if layer.merge_mode not in ("concat", "sum", "ave", "mul"):
+        raise ValueError(f"{where}: merge_mode={layer.merge_mode!r} returns two outputs; "
+                         f"exportable merge modes are concat, sum, ave and mul.")
+    fwd["reverse"] = bwd["reverse"] = False
+    return _keras_lstm_node(g, x, layer.name, [fwd, bwd], layer.forward_layer.units,
+                            layer.return_sequences, layer.merge_mode)
+
+
+# pylstm Dense activation name -> a function appending its ONNX nodes.
+def _unary(op_type, **attrs):
+    return lambda g, x, base: g.op(op_type, [x], base, **attrs)
+
+
+def _swish(g, x, base):
+    return g.op("Mul", [x, g.op("Sigmoid", [x], f"{base}_sigmoid")], base)
+
+
+_DENSE_ACTIVATIONS = {
+    "linear": None,
+    "relu": _unary("Relu"),
+    "sigmoid": _unary("Sigmoid"),
+    "tanh": _unary("Tanh"),
+    "softmax": _unary("Softmax", axis=-1),
+    "elu": _unary("Elu", alpha=1.0),
+    "selu": _unary("Selu", alpha=1.6732632423543772, gamma=1.0507009873554805),
+    "softplus": _unary("Softplus"),
+    "softsign": _unary("Softsign"),
+    "exponential": _unary("Exp"),
+    "hard_sigmoid": _unary("HardSigmoid", alpha=1.0 / 6.0, beta=0.5),
+    "legacy_hard_sigmoid": _unary("HardSigmoid", alpha=0.2, beta=0.5),
+    "swish": _swish,
+}
+
+
+def _export_dense(g, layer, x):
+    name = _activation_name(layer.activation)
+    if name not in _DENSE_ACTIVATIONS:
+        raise ValueError(f"Layer {layer.name!r}: activation {name or layer.activation!r} has "
+                         f"no ONNX equivalent; exportable: {sorted(_DENSE_ACTIVATIONS)}.")
+    base = layer.name
+    y = g.op("MatMul", [x, g.weight(f"{base}_kernel", _array(layer.kernel))], f"{base}_matmul")
+    if layer.use_bias:
+        y = g.op("Add", [y, g.weight(f"{base}_bias", _array(layer.bias))], f"{base}_biased")
+    activation = _DENSE_ACTIVATIONS[name]
+    return y if activation is None else activation(g, y, f"{base}_out")
+
+
+def _export_embedding(g, layer, x):
+    if layer.mask_zero:
+        raise ValueError(f"Layer {layer.name!r}: mask_zero=True masks the layers after it, "
+                         f"which this exporter cannot express yet; export without mask_zero.")
+    return g.op("Gather", [g.weight(f"{layer.name}_embeddings", _array(layer.embeddings)), x],
+                f"{layer.name}_out", axis=0)
+
+
+def _export_dropout(g, layer, x):
+    return x  # the identity at inference
+
+
+def _exporters():
+    from pylstm.layers.bidirectional import Bidirectional
+    from pylstm.layers.core import Dropout, InputLayer
+    from pylstm.layers.dense import Dense
+    from pylstm.layers.embedding import Embedding
+    from pylstm.layers.lstm import LSTM
+
+    return {LSTM: _export_lstm, Bidirectional: _export_bidirectional, Dense: _export_dense,
+            Embedding: _export_embedding, Dropout: _export_dropout,
+            InputLayer: _export_dropout}
+
+
+def _export_sequential(g, model, x):
+    exporters = _exporters()
+    for layer in model.layers:
+        exporter = exporters.get(type(layer))
+        if exporter is None:
+            raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) is not exportable "
+                             f"to ONNX; exportable layers: "
+                             f"{sorted(t.__name__ for t in exporters)}.")
+        x = exporter(g, layer, x)
+    return [x]
+
+
+def _export_nn_lstm(g, module, x):
+    """pylstm.nn.LSTM: `x (T, B, D)` (or `(B, T, D)` with batch_first) -> output,
+    `h_n`, `c_n (L * dirs, B, H)`, one ONNX node per layer."""
+    if module.proj_size:
+        raise ValueError(f"nn.LSTM with proj_size={module.proj_size} has no ONNX LSTM "
+                         f"equivalent (ONNX's LSTM has no projection).")
+    params = dict(module.named_parameters())
+    suffixes = ["", "_reverse"] if module.bidirectional else [""]
+    if module.batch_first:
+        x = g.op("Transpose", [x], "input_time_major", perm=[1, 0, 2])
+    h_n, c_n = [], []
+    for k in range(module.num_layers):
+        directions = []
+        for suffix in suffixes:
+            p = {n: _array(params[f"{n}_l{k}{suffix}"]) if module.bias or "weight" in n
+                 else None for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+            directions.append({"kernel": p["weight_ih"].T, "recurrent_kernel": p["weight_hh"].T,
+                               "bias_ih": p["bias_ih"], "bias_hh": p["bias_hh"],
+                               "recurrent_activation": "sigmoid", "activation": "tanh",
+                               "reverse": False})
+        Y, Y_h, Y_c = _lstm_node(g, x, f"lstm_l{k}", directions, module.hidden_size)
+        h_n.append(Y_h)
+        c_n.append(Y_c)
+        Y = g.op("Transpose", [Y], f"lstm_l{k}_Y_tb", perm=[0, 2, 1, 3])  # (T, B, dirs, H)
+        x = g.op("Reshape", [Y, g.int64([0, 0, -1])], f"lstm_l{k}_out")
+    if module.batch_first:
+        x = g.op("Transpose", [x], "output_batch_major", perm=[1, 0, 2])
+    concat = (lambda parts, base: parts[0] if len(parts) == 1
+              else g.op("Concat", parts, base, axis=0))
+    return [x, concat(h_n, "h_n"), concat(c_n, "c_n")]
+
+
+def export(model, path, opset=None, input_names=None, output_names=None):
+    """Writes `model` as an ONNX file that ONNX Runtime runs with pylstm's numbers.
+
+    Each LSTM becomes one ONNX `LSTM` node (gate order i, o, f, c; bias split into the input
+    and recurrent halves; `direction` forward, reverse or bidirectional; `activations` with
+    `activation_alpha`/`beta`); `Dense` becomes MatMul + Add + its activation, `Embedding`
+    Gather, `Dropout` the identity (inference). The batch and time axes are dynamic.
+
+    Args:
+        model: a built `pylstm.models.Sequential` of `Input`, `LSTM`, `Bidirectional(LSTM)`,
+            `Dense`, `Embedding` and `Dropout` layers, or a `pylstm.nn.LSTM`.
+        path: file path (str or path-like) to write.
+        opset: int, the ONNX opset (>= 13); default: the newest that the installed `onnx`
+            and `onnxruntime` both support.
+        input_names, output_names: lists of graph input/output names; defaults `["input"]`
+            and `["output"]` (`["output", "h_n", "c_n"]` for `nn.LSTM`).
+
+    Returns:
+        The `onnx.ModelProto` written.
+
+    Raises:
+        ImportError: the `onnx` package is missing (`pip install pylstm[onnx]`).
+        ValueError: a layer or option one ONNX graph cannot express faithfully (projection,
+            `return_state`, `stateful`, masks, activations ONNX lacks, unknown layers), an
+            unbuilt model, or an opset below 13.
+
+    Example:
+    >>> import numpy as np, tempfile, os
+    >>> from pylstm.layers import Input, LSTM, Dense
+    >>> from pylstm.models import Sequential
+    >>> model = Sequential([Input((None, 4)), LSTM(8), Dense(2)])
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.onnx")
+    >>> proto = export(model, path)
+    >>> [n.op_type for n in proto.graph.node][:2]
+    ['Transpose', 'LSTM']
+    """
+    onnx = _onnx()
+    from pylstm.nn.lstm import LSTM as NNLSTM
+
+    opset = default_opset() if opset is None else int(opset)
+    if opset < _MIN_OPSET or opset > onnx.defs.onnx_opset_version():
+        raise ValueError(f"Argument `opset` must be in [{_MIN_OPSET}, "
+                         f"{onnx.defs.onnx_opset_version()}], received {opset}.")
+    if isinstance(model, NNLSTM):
+        dtype = model.dtype
+        shape = (["batch", "time"] if model.batch_first else ["time", "batch"])
+        shape.append(model.input_size)
+        input_type = dtype
+        build, defaults = _export_nn_lstm, ["output", "h_n", "c_n"]
+    else:
+        layers = [l for l in getattr(model, "layers", None) or []
+                  if type(l).__name__ != "InputLayer"]
+        if not hasattr(model, "layers") or not layers:
+            raise ValueError(f"Cannot export {type(model).__name__}: expected a Sequential "
+                             f"model or a pylstm.nn.LSTM.")
+        if not getattr(model, "built", True) or not all(l.built for l in layers):
+            raise ValueError("The model is not built: call it on data or give it an Input "
+                             "before exporting.")
+        dtype, shape, input_type = _sequential_input(model, layers[0])
+        build, defaults = _export_sequential, ["output"]
+    input_names = list(input_names or ["input"])
+    output_names = list(output_names or defaults)
+    if len(input_names) != 1 or len(output_names) != len(defaults) \
+            or len(set(input_names + output_names)) != 1 + len(output_names):
+        raise ValueError(f"Arguments `input_names` and `output_names` must give 1 and "
+                         f"{len(defaults)} distinct names, received {input_names!r} and "
+                         f"{output_names!r}.")
+    g = _Graph(onnx, dtype)
+    x = g.name(input_names[0])
+    for name in output_names:
+        g.name(name)
+    outputs = build(g, model, x)
+    for out, name in zip(outputs, output_names):
+        g.nodes.append(onnx.helper.make_node("Identity", [out], [name],
+                                             name=g.name(f"{name}_Identity")))
+    elem = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    graph = onnx.helper.make_graph(
+        g.nodes, getattr(model, "name", None) or "pylstm",
+        [onnx.helper.make_tensor_value_info(
+            x, onnx.helper.np_dtype_to_tensor_dtype(np.dtype(input_type)), shape)],
+        [onnx.helper.make_tensor_value_info(name, elem, None) for name in output_names],
+        initializer=g.initializers)
+    proto = _make_model(onnx, graph, opset)
+    proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, path)
+    return proto
+
+
+def _sequential_input(model, first):
+    """The graph input's float dtype, symbolic shape and element dtype."""
+    from pylstm.layers.embedding import Embedding
+
+    declared = None
+    if hasattr(model, "_declared_input_shape"):
+        declared = model._declared_input_shape()
+    dtype = np.dtype(first.dtype)
+    if isinstance(first, Embedding):
+        rank = len(declared) if declared else 2
+        names = ["batch", "time"] + [f"dim_{k}" for k in range(2, rank)]
+        return dtype, names[:rank], np.int64
+    if declared is None:
+        raise ValueError("The model's input shape is unknown: give it an Input before "
+                         "exporting.")
+    names = ["batch", "time"] if len(declared) == 3 else ["batch"]
+    shape = names + [None if d is None else int(d) for d in declared[len(names):]]
+    return dtype, [d if d is not None else f"dim_{k}" for k, d in enumerate(shape)], dtype
