@@ -1,7 +1,7 @@
 """`load`: run an ONNX graph with NumPy, its LSTM nodes on pylstm's compiled core.
 
 The file is parsed by the `onnx` package (protobuf: parsing never runs code) and checked before
-anything is allocated: every initializer's declared size must fit in the bytes of the file, no
+anything is allocated: every stored tensor's declared size must fit in the bytes of the file, no
 tensor may live in an external data file, every node input must be produced before it is used
 (so a cycle is an error), and every op type must be one `pylstm.onnx._ops.OPS` runs. A file
 that fails a check raises `ValueError`; nothing is executed until `run`.
@@ -21,7 +21,8 @@ def _onnx():
 
 
 def _tensor(onnx, tensor, budget, where):
-    """A TensorProto as an array, after checking its declared size against `budget` bytes."""
+    """A TensorProto as an array, after checking its declared size against the `budget` bytes
+    of the file."""
     if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
         raise ValueError(f"{where}: tensor {tensor.name!r} refers to external data, which "
                          "pylstm.onnx does not read.")
@@ -32,10 +33,12 @@ def _tensor(onnx, tensor, budget, where):
                          f"{tensor.data_type}.") from error
     if any(d < 0 for d in tensor.dims):
         raise ValueError(f"{where}: tensor {tensor.name!r} has negative dims {list(tensor.dims)}.")
-    nbytes = int(np.prod(tensor.dims, dtype=np.float64)) * max(dtype.itemsize, 1)
-    if nbytes > budget:
-        raise ValueError(f"{where}: tensor {tensor.name!r} declares {nbytes} bytes, more than "
-                         f"the {budget} bytes of the file.")
+    # Every stored element takes at least half a byte of the file (4-bit types), so a tensor
+    # declaring more elements than that is refused before anything is allocated.
+    elements = int(np.prod(tensor.dims, dtype=np.float64))
+    if elements > 2 * budget:
+        raise ValueError(f"{where}: tensor {tensor.name!r} declares {elements} elements, more "
+                         f"than the {budget} bytes of the file can hold.")
     try:
         return onnx.numpy_helper.to_array(tensor)
     except Exception as error:

@@ -100,12 +100,15 @@ def slice_(x, starts, ends, axes=None, steps=None):
         if step == 0:
             raise ValueError("Slice step cannot be 0.")
         n = x.shape[axis]
-        # ONNX clamps starts/ends like Python slicing, with INT64 extremes meaning "to the end".
-        start = int(np.clip(start, -n - 1, n))
-        end = int(np.clip(end, -n - 1, n))
-        if step < 0 and end < -n:
-            end = None
-        index[axis] = slice(start, end, step)
+        start, end = int(start), int(end)
+        start, end = start + n if start < 0 else start, end + n if end < 0 else end
+        # ONNX clamps after adding n; unlike Python's slicing, a start still below 0 with a
+        # negative step is clamped to 0, not an empty slice.
+        if step > 0:
+            index[axis] = slice(min(max(start, 0), n), min(max(end, 0), n), step)
+        elif n:
+            end = min(max(end, -1), n - 1)
+            index[axis] = slice(min(max(start, 0), n - 1), None if end < 0 else end, step)
     return (x[tuple(index)],)
 
 

@@ -223,7 +223,7 @@ def test_huge_declared_initializer_raises():
     tensor.raw_data = b"\0" * 16
     graph = helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "g", [],
                               [helper.make_tensor_value_info("y", 1, None)], initializer=[tensor])
-    with pytest.raises(ValueError, match="declares"):
+    with pytest.raises(ValueError, match="declares .* elements"):
         pylstm.onnx.load(helper.make_model(graph).SerializeToString())
 
 
