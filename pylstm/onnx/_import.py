@@ -144,6 +144,24 @@ def load(path_or_bytes):
         ValueError: the file is malformed or hostile (truncated, external data, tensors larger
             than the file, undefined or cyclic inputs), or a node's op type is not one that
             pylstm.onnx runs (the message names it and the node).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from onnx import helper, numpy_helper
+    >>> rng = np.random.default_rng(0)
+    >>> W = numpy_helper.from_array(rng.normal(size=(1, 8, 3)).astype("float32"), "W")
+    >>> R = numpy_helper.from_array(rng.normal(size=(1, 8, 2)).astype("float32"), "R")
+    >>> node = helper.make_node("LSTM", ["x", "W", "R"], ["y", "h"], hidden_size=2)
+    >>> graph = helper.make_graph(
+    ...     [node], "g", [helper.make_tensor_value_info("x", 1, [4, 1, 3])],
+    ...     [helper.make_tensor_value_info(n, 1, None) for n in ("y", "h")], [W, R])
+    >>> model = load(helper.make_model(graph).SerializeToString())
+    >>> y, h = model.run(None, {"x": np.ones((4, 1, 3), "float32")})
+    >>> y.shape, h.shape
+    ((4, 1, 1, 2), (1, 1, 2))
+    >>> print(model.explain())
+    LSTM_0 (LSTM, 1 direction): compiled core
     """
     onnx = _onnx()
     from pylstm.onnx._ops import LEGACY_OPS, OPS
