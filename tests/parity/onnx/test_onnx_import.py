@@ -70,6 +70,20 @@ class _EmbeddingLSTMLinear(torch.nn.Module):
         return torch.softmax(self.linear(y[-1]), dim=-1)
 
 
+class _PackedLSTMLinear(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = torch.nn.LSTM(D, H, bidirectional=True, batch_first=True)
+        self.linear = torch.nn.Linear(2 * H, 2)
+
+    def forward(self, x, lengths):
+        packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True)
+        y, (h_n, _) = self.lstm(packed)
+        y, _ = torch.nn.utils.rnn.pad_packed_sequence(y, batch_first=True,
+                                                      total_length=x.shape[1])
+        return self.linear(y), h_n
+
+
 def test_torch_two_layer_bidirectional_lstm_linear():
     torch.manual_seed(0)
     x = np.random.default_rng(0).normal(size=(B, T, D)).astype(np.float32)
@@ -90,6 +104,26 @@ def test_torch_embedding_lstm_linear_matches_torch_and_ort():
         expected = module(torch.tensor(tokens)).numpy()
     got = pylstm.onnx.load(model)(tokens=tokens)[0]
     np.testing.assert_allclose(got, expected, atol=TOL, rtol=TOL)
+
+
+def test_torch_packed_sequence_lengths_become_sequence_lens():
+    torch.manual_seed(2)
+    module = _PackedLSTMLinear().eval()
+    x = np.random.default_rng(3).normal(size=(B, T, D)).astype(np.float32)
+    lengths = np.array([T, 3, 2])
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.tensor(x), torch.tensor(lengths)), buffer,
+                          input_names=["x", "lengths"], output_names=["y", "h_n"], dynamo=False,
+                          dynamic_axes={"x": {0: "b", 1: "t"}, "lengths": {0: "b"}},
+                          opset_version=17)
+    feed = {"x": x, "lengths": lengths}
+    _assert_same(buffer.getvalue(), feed)
+    with torch.no_grad():
+        expected = [t.numpy() for t in module(torch.tensor(x), torch.tensor(lengths))]
+    for got, want in zip(pylstm.onnx.load(buffer.getvalue()).run(None, feed), expected):
+        np.testing.assert_allclose(got, want, atol=TOL, rtol=TOL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,3 +285,4 @@ def test_bad_lstm_shape_raises_naming_node():
     feed["X"] = feed["X"][..., :2]
     with pytest.raises(ValueError, match="lstm.*W"):
         pylstm.onnx.load(model).run(None, feed)
+
