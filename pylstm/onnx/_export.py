@@ -152,8 +152,9 @@ def _lstm_node(g, x_tbd, base, directions, hidden_size):
     """Appends one ONNX LSTM node on the time-major `x_tbd (T, B, D)`.
 
     `directions` is a list (one per ONNX direction, forward first) of dicts with `kernel (D, 4H)`,
-    `recurrent_kernel (H, 4H)`, `bias_ih`/`bias_hh (4H,)` or None, gate order i, f, c, o, and
-    the names of `recurrent_activation` and `activation`. Returns `Y (T, dirs, B, H)`, `Y_h`,
+    `recurrent_kernel (H, 4H)`, `bias_ih`/`bias_hh (4H,)` or None, gate order i, f, c, o,
+    the names of `recurrent_activation` and `activation`, and `reverse` (a single direction
+    read from the end). Returns `Y (T, dirs, B, H)`, `Y_h`,
     `Y_c (dirs, B, H)`.
     """
     H = hidden_size
@@ -385,7 +386,9 @@ def export(model, path, opset=None, input_names=None, output_names=None):
     Each LSTM becomes one ONNX `LSTM` node (gate order i, o, f, c; bias split into the input
     and recurrent halves; `direction` forward, reverse or bidirectional; `activations` with
     `activation_alpha`/`beta`); `Dense` becomes MatMul + Add + its activation, `Embedding`
-    Gather, `Dropout` the identity (inference). The batch and time axes are dynamic.
+    Gather, `Dropout` the identity (inference: dropout inside LSTMs and between `nn.LSTM`
+    layers is dropped too). The batch and time axes are dynamic. The graph keeps the model's
+    float dtype; ONNX Runtime's CPU `LSTM` runs float32 only.
 
     Args:
         model: a built `pylstm.models.Sequential` of `Input`, `LSTM`, `Bidirectional(LSTM)`,

@@ -200,6 +200,24 @@ def test_names(tmp_path):
         pylstm.onnx.export(module, tmp_path / "m.onnx", output_names=["y"])
 
 
+def test_built_by_a_call_keeps_the_time_axis_dynamic(tmp_path):
+    model = Sequential([layers.LSTM(H, return_sequences=True), layers.Dense(2)])
+    model.predict(np.zeros((2, 7, D), np.float32), verbose=0)
+    _assert_sequential_matches(_randomize(model), tmp_path)
+
+
+def test_round_trip_through_pylstm_onnx_load(tmp_path):
+    model = _sequential(layers.LSTM(H, return_sequences=True, go_backwards=True,
+                                    activation="relu", recurrent_activation="hard_sigmoid"),
+                        layers.Bidirectional(layers.LSTM(3), merge_mode="ave"),
+                        layers.Dense(2, activation="softmax"))
+    path = tmp_path / "model.onnx"
+    pylstm.onnx.export(model, path)
+    x = np.random.default_rng(3).normal(size=(3, 7, D)).astype(np.float32)
+    (got,) = pylstm.onnx.load(path).run(None, {"input": x})
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=TOL, atol=TOL)
+
+
 # ---------------------------------------------------------------------------------------------
 # Refused: what one ONNX graph cannot express faithfully
 
