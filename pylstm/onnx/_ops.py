@@ -273,18 +273,20 @@ def _lstm_numpy(x, w, r, b, h0, c0, p, lengths, reverse, acts, clip, input_forge
     h, c = h0.copy(), c0.copy()
     y = np.zeros((T, B, H), dtype=x.dtype)
     bias = b[:4 * H] + b[4 * H:]
+
+    def clipped(z):  # clip bounds each gate's whole input, peephole term included (as ORT)
+        return z if clip is None else np.clip(z, -clip, clip)
+
     p_i, p_o, p_f = p[:H], p[H:2 * H], p[2 * H:]
     for step in range(T):
         live = step < lengths
         t = np.where(live, lengths - 1 - step, 0) if reverse else np.full(B, step)
         z = x[t, np.arange(B)] @ w.T + h @ r.T + bias
-        if clip is not None:
-            z = np.clip(z, -clip, clip)
         z_i, z_o, z_f, z_c = np.split(z, 4, axis=1)
-        i = _apply(f, z_i + p_i * c)
-        forget = 1 - i if input_forget else _apply(f, z_f + p_f * c)
-        c_new = forget * c + i * _apply(g, z_c)
-        o = _apply(f, z_o + p_o * c_new)
+        i = _apply(f, clipped(z_i + p_i * c))
+        forget = 1 - i if input_forget else _apply(f, clipped(z_f + p_f * c))
+        c_new = forget * c + i * _apply(g, clipped(z_c))
+        o = _apply(f, clipped(z_o + p_o * c_new))
         h_new = o * _apply(h_act, c_new)
         live = live[:, None]
         h, c = np.where(live, h_new, h), np.where(live, c_new, c)

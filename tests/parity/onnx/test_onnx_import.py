@@ -190,6 +190,8 @@ CASES = {
     "clip": {"clip": 0.7, "dirs": 2},
     "input_forget": {"input_forget": 1, "states": True},
     "peepholes": {"peepholes": True, "states": True, "lengths": True, "dirs": 2},
+    "peepholes_clip_input_forget": {"peepholes": True, "states": True, "clip": 0.5,
+                                    "input_forget": 1, "direction": "reverse"},
 }
 
 
@@ -198,7 +200,7 @@ def test_lstm_attribute_against_onnxruntime(case):
     options = CASES[case]
     model, feed = _lstm_model(**options)
     numpy_route = {"clip", "input_forget", "peepholes", "activations_alpha_beta",
-                   "activations_affine"}
+                   "activations_affine", "peepholes_clip_input_forget"}
     route = pylstm.onnx.load(model).explain()
     assert ("NumPy loop" in route) == (case in numpy_route), route
     if not options.get("layout"):
