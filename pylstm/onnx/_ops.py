@@ -288,9 +288,9 @@ def _lstm_numpy(x, w, r, b, h0, c0, p, lengths, reverse, acts, clip, input_forge
         c_new = forget * c + i * _apply(g, clipped(z_c))
         o = _apply(f, clipped(z_o + p_o * c_new))
         h_new = o * _apply(h_act, c_new)
-        live = live[:, None]
-        h, c = np.where(live, h_new, h), np.where(live, c_new, c)
-        y[t[live[:, 0]], np.flatnonzero(live[:, 0])] = h_new[live[:, 0]]
+        rows = np.flatnonzero(live)  # samples past their length keep their state
+        h[rows], c[rows] = h_new[rows], c_new[rows]
+        y[t[rows], rows] = h_new[rows]
     # A sample of length 0 has zero final states, not its initial ones (as ONNX Runtime).
     empty = (lengths == 0)[:, None]
     return y, np.where(empty, 0, h), np.where(empty, 0, c)
