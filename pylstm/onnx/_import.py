@@ -202,6 +202,9 @@ def load(path_or_bytes):
         if undefined:
             raise ValueError(f"Node {name!r} ({node.op_type}) uses undefined tensors "
                              f"{undefined} (missing, or produced later: a cycle).")
+        twice = [o for o in node.output if o in known]
+        if twice:
+            raise ValueError(f"Node {name!r} ({node.op_type}) redefines tensors {twice}.")
         attrs = _attributes(onnx, node, budget)
         if node.op_type == "Constant":
             constants[node.output[0]] = _constant(name, attrs)

@@ -282,6 +282,14 @@ def test_cycle_and_undefined_inputs_raise():
         pylstm.onnx.load(helper.make_model(graph).SerializeToString())
 
 
+def test_redefined_tensor_raises():
+    nodes = [helper.make_node("Relu", ["x"], ["x"], name="n1")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, None)],
+                              [helper.make_tensor_value_info("x", 1, None)])
+    with pytest.raises(ValueError, match="n1.*redefines"):
+        pylstm.onnx.load(helper.make_model(graph).SerializeToString())
+
+
 def test_bad_lstm_shape_raises_naming_node():
     model, feed = _lstm_model()
     feed["X"] = feed["X"][..., :2]
