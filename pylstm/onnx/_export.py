@@ -148,8 +148,10 @@ def _lstm_activation(activation, where):
     return name
 
 
-def _lstm_node(g, x_tbd, base, directions, hidden_size):
-    """Appends one ONNX LSTM node on the time-major `x_tbd (T, B, D)`.
+def _lstm_node(g, x_tbd, base, directions, hidden_size, sequence_lens="", initial_h="",
+               initial_c=""):
+    """Appends one ONNX LSTM node on the time-major `x_tbd (T, B, D)`; the optional inputs
+    are tensor names, "" for none.
 
     `directions` is a list (one per ONNX direction, forward first) of dicts with `kernel (D, 4H)`,
     `recurrent_kernel (H, 4H)`, `bias_ih`/`bias_hh (4H,)` or None, gate order i, f, c, o,
@@ -172,6 +174,11 @@ def _lstm_node(g, x_tbd, base, directions, hidden_size):
             reorder(np.asarray(zeros if d["bias_hh"] is None else d["bias_hh"]))])
             for d in directions])
         inputs.append(g.weight(f"{base}_B", B))
+    else:
+        inputs.append("")
+    inputs += [sequence_lens, initial_h, initial_c]
+    while inputs[-1] == "":
+        inputs.pop()
     names, alphas, betas = [], [], []
     for d in directions:
         for act in (d["recurrent_activation"], d["activation"], d["activation"]):
@@ -348,16 +355,26 @@ def _export_sequential(g, model, x):
     return [x]
 
 
-def _export_nn_lstm(g, module, x):
-    """pylstm.nn.LSTM: `x (T, B, D)` (or `(B, T, D)` with batch_first) -> output,
-    `h_n`, `c_n (L * dirs, B, H)`, one ONNX node per layer."""
+def _export_nn_lstm(g, module, x, h_0="", c_0="", lengths=""):
+    """pylstm.nn.LSTM: `x (T, B, D)` (or `(B, T, D)` with batch_first), optional `h_0`, `c_0
+    (L * dirs, B, H)` and `lengths (B,)` -> output, `h_n`, `c_n (L * dirs, B, H)`, one ONNX
+    node per layer. ONNX's `sequence_lens` means what pylstm's `lengths` mean: zeros past each
+    sample's end, the reverse direction starting at that end, states at the last real step."""
     if module.proj_size:
         raise ValueError(f"nn.LSTM with proj_size={module.proj_size} has no ONNX LSTM "
                          f"equivalent (ONNX's LSTM has no projection).")
     params = dict(module.named_parameters())
     suffixes = ["", "_reverse"] if module.bidirectional else [""]
+    dirs = len(suffixes)
     if module.batch_first:
         x = g.op("Transpose", [x], "input_time_major", perm=[1, 0, 2])
+
+    def layer_state(state, k):  # this layer's (dirs, B, H) slice of (L * dirs, B, H)
+        if not state:
+            return ""
+        return g.op("Slice", [state, g.int64([k * dirs]), g.int64([(k + 1) * dirs]),
+                              g.int64([0])], f"{state}_l{k}")
+
     h_n, c_n = [], []
     for k in range(module.num_layers):
         directions = []
@@ -368,7 +385,8 @@ def _export_nn_lstm(g, module, x):
                                "bias_ih": p["bias_ih"], "bias_hh": p["bias_hh"],
                                "recurrent_activation": "sigmoid", "activation": "tanh",
                                "reverse": False})
-        Y, Y_h, Y_c = _lstm_node(g, x, f"lstm_l{k}", directions, module.hidden_size)
+        Y, Y_h, Y_c = _lstm_node(g, x, f"lstm_l{k}", directions, module.hidden_size, lengths,
+                                 layer_state(h_0, k), layer_state(c_0, k))
         h_n.append(Y_h)
         c_n.append(Y_c)
         Y = g.op("Transpose", [Y], f"lstm_l{k}_Y_tb", perm=[0, 2, 1, 3])  # (T, B, dirs, H)
@@ -380,7 +398,8 @@ def _export_nn_lstm(g, module, x):
     return [x, concat(h_n, "h_n"), concat(c_n, "c_n")]
 
 
-def export(model, path, opset=None, input_names=None, output_names=None):
+def export(model, path, opset=None, input_names=None, output_names=None,
+           initial_state=False, lengths=False):
     """Writes `model` as an ONNX file that ONNX Runtime runs with pylstm's numbers.
 
     Each LSTM becomes one ONNX `LSTM` node (gate order i, o, f, c; bias split into the input
@@ -397,7 +416,13 @@ def export(model, path, opset=None, input_names=None, output_names=None):
         opset: int, the ONNX opset (>= 13); default: the newest that the installed `onnx`
             and `onnxruntime` both support.
         input_names, output_names: lists of graph input/output names; defaults `["input"]`
-            and `["output"]` (`["output", "h_n", "c_n"]` for `nn.LSTM`).
+            and `["output"]`; for `nn.LSTM`, `["input"]` then `"h_0", "c_0"` with
+            `initial_state` and `"lengths"` with `lengths`, and `["output", "h_n", "c_n"]`.
+        initial_state: `nn.LSTM` only: the graph takes `h_0`, `c_0 (L * dirs, B, H)` (the
+            module's `hx`) as inputs.
+        lengths: `nn.LSTM` only: the graph takes `lengths (B,)` int32 in `[1, T]` (the
+            module's `lengths`, right padding) as input; it becomes each node's
+            `sequence_lens`.
 
     Returns:
         The `onnx.ModelProto` written.
@@ -426,12 +451,18 @@ def export(model, path, opset=None, input_names=None, output_names=None):
         raise ValueError(f"Argument `opset` must be in [{_MIN_OPSET}, "
                          f"{onnx.defs.onnx_opset_version()}], received {opset}.")
     if isinstance(model, NNLSTM):
-        dtype = model.dtype
+        dtype = np.dtype(model.dtype)
         shape = (["batch", "time"] if model.batch_first else ["time", "batch"])
-        shape.append(model.input_size)
-        input_type = dtype
+        states = [model.num_layers * (2 if model.bidirectional else 1), "batch",
+                  model.hidden_size]
+        inputs = [("input", dtype, shape + [model.input_size])]
+        inputs += [("h_0", dtype, states), ("c_0", dtype, states)] if initial_state else []
+        inputs += [("lengths", np.int32, ["batch"])] if lengths else []
         build, defaults = _export_nn_lstm, ["output", "h_n", "c_n"]
     else:
+        if initial_state or lengths:
+            raise ValueError("Arguments `initial_state` and `lengths` apply to a "
+                             "pylstm.nn.LSTM only.")
         layers = [l for l in getattr(model, "layers", None) or []
                   if type(l).__name__ != "InputLayer"]
         if not hasattr(model, "layers") or not layers:
@@ -441,19 +472,20 @@ def export(model, path, opset=None, input_names=None, output_names=None):
             raise ValueError("The model is not built: call it on data or give it an Input "
                              "before exporting.")
         dtype, shape, input_type = _sequential_input(model, layers[0])
+        inputs = [("input", input_type, shape)]
         build, defaults = _export_sequential, ["output"]
-    input_names = list(input_names or ["input"])
+    input_names = list(input_names or [name for name, _, _ in inputs])
     output_names = list(output_names or defaults)
-    if len(input_names) != 1 or len(output_names) != len(defaults) \
-            or len(set(input_names + output_names)) != 1 + len(output_names):
-        raise ValueError(f"Arguments `input_names` and `output_names` must give 1 and "
-                         f"{len(defaults)} distinct names, received {input_names!r} and "
-                         f"{output_names!r}.")
+    if len(input_names) != len(inputs) or len(output_names) != len(defaults) \
+            or len(set(input_names + output_names)) != len(inputs) + len(output_names):
+        raise ValueError(f"Arguments `input_names` and `output_names` must give "
+                         f"{len(inputs)} and {len(defaults)} distinct names, received "
+                         f"{input_names!r} and {output_names!r}.")
     g = _Graph(onnx, dtype)
-    x = g.name(input_names[0])
-    for name in output_names:
+    for name in input_names + output_names:
         g.name(name)
-    outputs = build(g, model, x)
+    keys = [key for key, _, _ in inputs[1:]]
+    outputs = build(g, model, input_names[0], **dict(zip(keys, input_names[1:])))
     for out, name in zip(outputs, output_names):
         g.nodes.append(onnx.helper.make_node("Identity", [out], [name],
                                              name=g.name(f"{name}_Identity")))
@@ -461,7 +493,8 @@ def export(model, path, opset=None, input_names=None, output_names=None):
     graph = onnx.helper.make_graph(
         g.nodes, getattr(model, "name", None) or "pylstm",
         [onnx.helper.make_tensor_value_info(
-            x, onnx.helper.np_dtype_to_tensor_dtype(np.dtype(input_type)), shape)],
+            name, onnx.helper.np_dtype_to_tensor_dtype(np.dtype(t)), shape)
+         for name, (_, t, shape) in zip(input_names, inputs)],
         [onnx.helper.make_tensor_value_info(name, elem, None) for name in output_names],
         initializer=g.initializers)
     proto = _make_model(onnx, graph, opset)

@@ -79,11 +79,9 @@ def test_lstm(tmp_path, return_sequences, go_backwards, use_bias):
     ("elu", "softsign"), ("softplus", "tanh"), ("softsign", "relu"),
     ("hard_sigmoid", "linear"), ("legacy_hard_sigmoid", "elu"), ("sigmoid", "softplus")])
 def test_lstm_activations(tmp_path, activation, recurrent_activation):
-    model = _sequential(layers.LSTM(H, activation=activation,
-                                    recurrent_activation=recurrent_activation,
-                                    return_sequences=True),
-                        layers.Bidirectional(layers.LSTM(3, activation=activation,
-                                                         recurrent_activation=recurrent_activation)))
+    acts = {"activation": activation, "recurrent_activation": recurrent_activation}
+    model = _sequential(layers.LSTM(H, return_sequences=True, **acts),
+                        layers.Bidirectional(layers.LSTM(3, **acts)))
     _assert_sequential_matches(model, tmp_path)
 
 
@@ -190,6 +188,28 @@ def test_nn_lstm(tmp_path, num_layers, bidirectional, batch_first, bias):
             np.testing.assert_allclose(g, e, rtol=TOL, atol=TOL)
 
 
+@pytest.mark.parametrize("num_layers, bidirectional, batch_first, bias", [
+    (1, False, False, True), (2, True, True, False), (3, True, False, True)])
+def test_nn_lstm_initial_state_and_lengths(tmp_path, num_layers, bidirectional, batch_first,
+                                           bias):
+    module = NNLSTM(D, H, num_layers=num_layers, bidirectional=bidirectional,
+                    batch_first=batch_first, bias=bias, seed=0)
+    module.eval()
+    proto, session = _exported(module, tmp_path, initial_state=True, lengths=True)
+    assert [i.name for i in proto.graph.input] == ["input", "h_0", "c_0", "lengths"]
+    rng = np.random.default_rng(4)
+    states = num_layers * (2 if bidirectional else 1)
+    for B, T in SHAPES:
+        x = rng.normal(size=(B, T, D) if batch_first else (T, B, D)).astype(np.float32)
+        h_0, c_0 = rng.normal(size=(2, states, B, H)).astype(np.float32)
+        lengths = rng.integers(1, T + 1, size=B).astype(np.int32)
+        output, (h_n, c_n) = module(x, (h_0, c_0), lengths=lengths)
+        got = session.run(None, {"input": x, "h_0": h_0, "c_0": c_0, "lengths": lengths})
+        for g, e in zip(got, [output, h_n, c_n]):
+            assert g.shape == e.shape
+            np.testing.assert_allclose(g, e, rtol=TOL, atol=TOL)
+
+
 def test_names(tmp_path):
     module = NNLSTM(D, H)
     proto = pylstm.onnx.export(module, tmp_path / "m.onnx", input_names=["x"],
@@ -263,6 +283,11 @@ def test_refused_nn_lstm_projection(tmp_path):
 @pytest.mark.parametrize("opset", [12, 10_000])
 def test_refused_opset(tmp_path, opset):
     _refused(_sequential(layers.LSTM(H)), tmp_path, "Argument `opset` must be in", opset=opset)
+
+
+def test_refused_lengths_for_sequential(tmp_path):
+    _refused(_sequential(layers.LSTM(H)), tmp_path, "apply to a pylstm.nn.LSTM only",
+             lengths=True)
 
 
 def test_refused_unbuilt(tmp_path):
