@@ -95,11 +95,16 @@ class _Graph:
         self._names.add(name)
         return name
 
-    def weight(self, base, array):
-        """Adds `array` as an initializer (in the graph's float dtype) and returns its name."""
+    def weight(self, base, array, key=None):
+        """Adds `array` as an initializer (in the graph's float dtype) and returns its name;
+        a `key` seen before (a layer called twice) returns the stored one."""
+        if key is not None and key in self._constants:
+            return self._constants[key]
         name = self.name(base)
         self.initializers.append(self.onnx.numpy_helper.from_array(
             np.ascontiguousarray(array, dtype=self.dtype), name))
+        if key is not None:
+            self._constants[key] = name
         return name
 
     def int64(self, values):
@@ -149,14 +154,15 @@ def _lstm_activation(activation, where):
 
 
 def _lstm_node(g, x_tbd, base, directions, hidden_size, sequence_lens="", initial_h="",
-               initial_c=""):
+               initial_c="", key=None):
     """Appends one ONNX LSTM node on the time-major `x_tbd (T, B, D)`; the optional inputs
     are tensor names, "" for none.
 
     `directions` is a list (one per ONNX direction, forward first) of dicts with `kernel (D, 4H)`,
     `recurrent_kernel (H, 4H)`, `bias_ih`/`bias_hh (4H,)` or None, gate order i, f, c, o,
     the names of `recurrent_activation` and `activation`, and `reverse` (a single direction
-    read from the end). Returns `Y (T, dirs, B, H)`, `Y_h`,
+    read from the end); `key` identifies the weights of a layer called more than once.
+    Returns `Y (T, dirs, B, H)`, `Y_h`,
     `Y_c (dirs, B, H)`.
     """
     H = hidden_size
@@ -166,14 +172,15 @@ def _lstm_node(g, x_tbd, base, directions, hidden_size, sequence_lens="", initia
 
     W = np.stack([reorder(np.asarray(d["kernel"]).T) for d in directions])
     R = np.stack([reorder(np.asarray(d["recurrent_kernel"]).T) for d in directions])
-    inputs = [x_tbd, g.weight(f"{base}_W", W), g.weight(f"{base}_R", R)]
+    inputs = [x_tbd, g.weight(f"{base}_W", W, key and (key, "W")),
+              g.weight(f"{base}_R", R, key and (key, "R"))]
     if any(d["bias_ih"] is not None or d["bias_hh"] is not None for d in directions):
         zeros = np.zeros(4 * H)
         B = np.stack([np.concatenate([
             reorder(np.asarray(zeros if d["bias_ih"] is None else d["bias_ih"])),
             reorder(np.asarray(zeros if d["bias_hh"] is None else d["bias_hh"]))])
             for d in directions])
-        inputs.append(g.weight(f"{base}_B", B))
+        inputs.append(g.weight(f"{base}_B", B, key and (key, "B")))
     else:
         inputs.append("")
     inputs += [sequence_lens, initial_h, initial_c]
@@ -207,9 +214,6 @@ def _check_keras_lstm(layer):
     if layer.proj_size:
         raise ValueError(f"{where}: proj_size={layer.proj_size} has no ONNX LSTM equivalent "
                          f"(ONNX's LSTM has no projection).")
-    if layer.return_state:
-        raise ValueError(f"{where}: return_state=True is not exportable yet; export a model "
-                         f"whose LSTM layers return only their output.")
     if layer.stateful:
         raise ValueError(f"{where}: stateful=True carries the state between calls, which an "
                          f"ONNX graph without state inputs cannot express.")
@@ -240,24 +244,32 @@ def _merge(g, x, axis, merge_mode, base):
     return g.op("Mul", [total, g.weight(f"{base}_half", np.array(0.5))], f"{base}_out")
 
 
-def _keras_lstm_node(g, x, base, directions, units, return_sequences, merge_mode="concat"):
-    """One LSTM node on `x (B, T, D)`; returns `(B, T, F)` or `(B, F)` as Keras does."""
+def _keras_lstm_node(g, x, layer, directions, units, merge_mode="concat"):
+    """One LSTM node on `x (B, T, D)`; returns `(B, T, F)` or `(B, F)` as Keras does, then
+    with `return_state` the final `h, c (B, H)` of each direction."""
+    base = layer.name
     x_tbd = g.op("Transpose", [x], f"{base}_X", perm=[1, 0, 2])
-    Y, Y_h, _ = _lstm_node(g, x_tbd, base, directions, units)
-    if not return_sequences:
-        return _merge(g, g.op("Transpose", [Y_h], f"{base}_h_b", perm=[1, 0, 2]), 1,
-                      merge_mode, base)
-    if len(directions) == 1 and directions[0]["reverse"]:
-        # go_backwards: Keras returns the sequence in processing (reversed) order.
-        Y = g.op("Slice", [Y, g.int64([-1]), g.int64([np.iinfo(np.int64).min]), g.int64([0]),
-                           g.int64([-1])], f"{base}_Y_reversed")
-    Y = g.op("Transpose", [Y], f"{base}_Y_bt", perm=[2, 0, 1, 3])  # (B, T, dirs, H)
-    return _merge(g, Y, 2, merge_mode, base)
+    Y, Y_h, Y_c = _lstm_node(g, x_tbd, base, directions, units, key=id(layer))
+    if not layer.return_sequences:
+        out = _merge(g, g.op("Transpose", [Y_h], f"{base}_h_b", perm=[1, 0, 2]), 1,
+                     merge_mode, base)
+    else:
+        if len(directions) == 1 and directions[0]["reverse"]:
+            # go_backwards: Keras returns the sequence in processing (reversed) order.
+            Y = g.op("Slice", [Y, g.int64([-1]), g.int64([np.iinfo(np.int64).min]),
+                               g.int64([0]), g.int64([-1])], f"{base}_Y_reversed")
+        Y = g.op("Transpose", [Y], f"{base}_Y_bt", perm=[2, 0, 1, 3])  # (B, T, dirs, H)
+        out = _merge(g, Y, 2, merge_mode, base)
+    if not layer.return_state:
+        return out
+    states = [g.op("Gather", [state, g.int64(k)], f"{base}_{which}{k}", axis=0)
+              for k in range(len(directions)) for which, state in (("h", Y_h), ("c", Y_c))]
+    return [out] + states
 
 
 def _export_lstm(g, layer, x):
     d = _check_keras_lstm(layer)
-    return _keras_lstm_node(g, x, layer.name, [d], layer.units, layer.return_sequences)
+    return _keras_lstm_node(g, x, layer, [d], layer.units)
 
 
 def _export_bidirectional(g, layer, x):
@@ -276,8 +288,8 @@ def _export_bidirectional(g, layer, x):
         raise ValueError(f"{where}: merge_mode={layer.merge_mode!r} returns two outputs; "
                          f"exportable merge modes are concat, sum, ave and mul.")
     fwd["reverse"] = bwd["reverse"] = False
-    return _keras_lstm_node(g, x, layer.name, [fwd, bwd], layer.forward_layer.units,
-                            layer.return_sequences, layer.merge_mode)
+    return _keras_lstm_node(g, x, layer, [fwd, bwd], layer.forward_layer.units,
+                            layer.merge_mode)
 
 
 # pylstm Dense activation name -> a function appending its ONNX nodes.
@@ -312,9 +324,11 @@ def _export_dense(g, layer, x):
         raise ValueError(f"Layer {layer.name!r}: activation {name or layer.activation!r} has "
                          f"no ONNX equivalent; exportable: {sorted(_DENSE_ACTIVATIONS)}.")
     base = layer.name
-    y = g.op("MatMul", [x, g.weight(f"{base}_kernel", _array(layer.kernel))], f"{base}_matmul")
+    kernel = g.weight(f"{base}_kernel", _array(layer.kernel), (id(layer), "kernel"))
+    y = g.op("MatMul", [x, kernel], f"{base}_matmul")
     if layer.use_bias:
-        y = g.op("Add", [y, g.weight(f"{base}_bias", _array(layer.bias))], f"{base}_biased")
+        bias = g.weight(f"{base}_bias", _array(layer.bias), (id(layer), "bias"))
+        y = g.op("Add", [y, bias], f"{base}_biased")
     activation = _DENSE_ACTIVATIONS[name]
     return y if activation is None else activation(g, y, f"{base}_out")
 
@@ -323,36 +337,103 @@ def _export_embedding(g, layer, x):
     if layer.mask_zero:
         raise ValueError(f"Layer {layer.name!r}: mask_zero=True masks the layers after it, "
                          f"which this exporter cannot express yet; export without mask_zero.")
-    return g.op("Gather", [g.weight(f"{layer.name}_embeddings", _array(layer.embeddings)), x],
-                f"{layer.name}_out", axis=0)
+    embeddings = g.weight(f"{layer.name}_embeddings", _array(layer.embeddings),
+                          (id(layer), "embeddings"))
+    return g.op("Gather", [embeddings, x], f"{layer.name}_out", axis=0)
 
 
 def _export_dropout(g, layer, x):
     return x  # the identity at inference
 
 
+def _export_merge(g, layer, xs, ranks):
+    """Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate of inputs of one rank
+    (Keras's expansion of lower ranks is not exported)."""
+    name = type(layer).__name__
+    if len(set(ranks)) != 1:
+        raise ValueError(f"Layer {layer.name!r} ({name}) merges inputs of ranks {ranks}; "
+                         f"only inputs of one rank are exportable.")
+    base = layer.name
+    if name == "Concatenate":
+        return g.op("Concat", xs, f"{base}_out", axis=layer.axis)
+    if name == "Subtract":
+        return g.op("Sub", xs, f"{base}_out")
+    if name == "Average":
+        total = g.op("Sum", xs, f"{base}_sum")
+        return g.op("Div", [total, g.weight(f"{base}_count", np.array(len(xs)))], f"{base}_out")
+    op_type = {"Add": "Sum", "Multiply": "Mul", "Maximum": "Max", "Minimum": "Min"}[name]
+    if op_type == "Mul":
+        out = xs[0]
+        for k, x in enumerate(xs[1:]):
+            out = g.op("Mul", [out, x], f"{base}_out" if k == len(xs) - 2 else f"{base}_{k}")
+        return out
+    return g.op(op_type, xs, f"{base}_out")
+
+
 def _exporters():
+    from pylstm.layers import merging
     from pylstm.layers.bidirectional import Bidirectional
-    from pylstm.layers.core import Dropout, InputLayer
+    from pylstm.layers.core import Dropout
     from pylstm.layers.dense import Dense
     from pylstm.layers.embedding import Embedding
     from pylstm.layers.lstm import LSTM
 
+    merges = (merging.Add, merging.Subtract, merging.Multiply, merging.Average,
+              merging.Maximum, merging.Minimum, merging.Concatenate)
     return {LSTM: _export_lstm, Bidirectional: _export_bidirectional, Dense: _export_dense,
             Embedding: _export_embedding, Dropout: _export_dropout,
-            InputLayer: _export_dropout}
+            **{merge: _export_merge for merge in merges}}
+
+
+def _exporter(layer, exporters):
+    exporter = exporters.get(type(layer))
+    if exporter is None:
+        raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) is not exportable to "
+                         f"ONNX; exportable layers: {sorted(t.__name__ for t in exporters)}.")
+    return exporter
 
 
 def _export_sequential(g, model, x):
     exporters = _exporters()
     for layer in model.layers:
-        exporter = exporters.get(type(layer))
-        if exporter is None:
-            raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) is not exportable "
-                             f"to ONNX; exportable layers: "
-                             f"{sorted(t.__name__ for t in exporters)}.")
-        x = exporter(g, layer, x)
+        if type(layer).__name__ == "InputLayer":
+            continue
+        if _exporter(layer, exporters) is _export_merge:
+            raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) merges several "
+                             f"inputs, which a Sequential model cannot give it.")
+        x = _exporter(layer, exporters)(g, layer, x)
+        if isinstance(x, list):
+            raise ValueError(f"Layer {layer.name!r}: return_state=True in a Sequential model "
+                             f"is not exportable (use a functional model).")
     return [x]
+
+
+def _export_functional(g, model, *input_names):
+    """Each node of the model's graph in its (topological) order."""
+    exporters = _exporters()
+    names = {id(t): name for t, name in zip(model.inputs, input_names)}
+    for node in model._nodes:
+        if node.is_input:
+            continue
+        layer = node.layer
+        exporter = _exporter(layer, exporters)
+        extra = sorted(k for k, v in node.call_kwargs.items() if v is not None)
+        if extra:
+            raise ValueError(f"Layer {layer.name!r} was called with {extra}, which this "
+                             f"exporter does not express; call it on its inputs alone.")
+        (args,) = node.call_args
+        if exporter is _export_merge:
+            outputs = exporter(g, layer, [names[id(t)] for t in args],
+                               [len(t.shape) for t in args])
+        else:
+            if isinstance(args, (list, tuple)):
+                raise ValueError(f"Layer {layer.name!r} was called on a list of tensors; "
+                                 f"it is exportable called on one tensor.")
+            outputs = exporter(g, layer, names[id(args)])
+        outputs = outputs if isinstance(outputs, list) else [outputs]
+        for tensor, name in zip(node.outputs, outputs):
+            names[id(tensor)] = name
+    return [names[id(t)] for t in model.outputs]
 
 
 def _export_nn_lstm(g, module, x, h_0="", c_0="", lengths=""):
@@ -458,11 +539,21 @@ def export(model, path, opset=None, input_names=None, output_names=None,
         inputs = [("input", dtype, shape + [model.input_size])]
         inputs += [("h_0", dtype, states), ("c_0", dtype, states)] if initial_state else []
         inputs += [("lengths", np.int32, ["batch"])] if lengths else []
-        build, defaults = _export_nn_lstm, ["output", "h_n", "c_n"]
+        defaults = ["output", "h_n", "c_n"]
+
+        def build(g, names):
+            keys = [key for key, _, _ in inputs[1:]]
+            return _export_nn_lstm(g, model, names[0], **dict(zip(keys, names[1:])))
+    elif initial_state or lengths:
+        raise ValueError("Arguments `initial_state` and `lengths` apply to a "
+                         "pylstm.nn.LSTM only.")
+    elif hasattr(model, "_nodes") and hasattr(model, "outputs"):
+        dtype, inputs = _functional_inputs(model)
+        defaults = list(model.output_names)
+
+        def build(g, names):
+            return _export_functional(g, model, *names)
     else:
-        if initial_state or lengths:
-            raise ValueError("Arguments `initial_state` and `lengths` apply to a "
-                             "pylstm.nn.LSTM only.")
         layers = [l for l in getattr(model, "layers", None) or []
                   if type(l).__name__ != "InputLayer"]
         if not hasattr(model, "layers") or not layers:
@@ -473,7 +564,10 @@ def export(model, path, opset=None, input_names=None, output_names=None,
                              "before exporting.")
         dtype, shape, input_type = _sequential_input(model, layers[0])
         inputs = [("input", input_type, shape)]
-        build, defaults = _export_sequential, ["output"]
+        defaults = ["output"]
+
+        def build(g, names):
+            return _export_sequential(g, model, names[0])
     input_names = list(input_names or [name for name, _, _ in inputs])
     output_names = list(output_names or defaults)
     if len(input_names) != len(inputs) or len(output_names) != len(defaults) \
@@ -484,8 +578,7 @@ def export(model, path, opset=None, input_names=None, output_names=None,
     g = _Graph(onnx, dtype)
     for name in input_names + output_names:
         g.name(name)
-    keys = [key for key, _, _ in inputs[1:]]
-    outputs = build(g, model, input_names[0], **dict(zip(keys, input_names[1:])))
+    outputs = build(g, input_names)
     for out, name in zip(outputs, output_names):
         g.nodes.append(onnx.helper.make_node("Identity", [out], [name],
                                              name=g.name(f"{name}_Identity")))
@@ -504,21 +597,43 @@ def export(model, path, opset=None, input_names=None, output_names=None,
     return proto
 
 
+def _input_shape(shape, integer, k):
+    """Symbolic batch axis, and time axis (axis 1 of a sequence of vectors or of indices)."""
+    dims = ["batch" if k == 0 else f"batch_{k}"]
+    for axis, d in enumerate(shape[1:], 1):
+        if axis == 1 and (len(shape) >= 3 or integer):
+            d = "time" if k == 0 else f"time_{k}"
+        dims.append(f"dim_{k}_{axis}" if d is None else d)
+    return dims
+
+
+def _functional_inputs(model):
+    """The graph's float dtype and its inputs `(name, dtype, shape)`: int64 for an integer
+    input or one that feeds an Embedding."""
+    from pylstm.layers.embedding import Embedding
+
+    indices = {id(node.call_args[0]) for node in model._nodes
+               if not node.is_input and isinstance(node.layer, Embedding)}
+    inputs = []
+    for k, (t, name) in enumerate(zip(model.inputs, model.input_names)):
+        integer = id(t) in indices or np.issubdtype(np.dtype(t.dtype), np.integer)
+        inputs.append((name, np.int64 if integer else np.dtype(t.dtype),
+                       _input_shape(t.shape, integer, k)))
+    floats = [t for _, t, _ in inputs if t is not np.int64]
+    return (floats[0] if floats else np.dtype(model.dtype)), inputs
+
+
 def _sequential_input(model, first):
     """The graph input's float dtype, symbolic shape and element dtype."""
     from pylstm.layers.embedding import Embedding
 
-    declared = None
-    if hasattr(model, "_declared_input_shape"):
-        declared = model._declared_input_shape()
+    declared = model._declared_input_shape() if hasattr(model, "_declared_input_shape") \
+        else None
     dtype = np.dtype(first.dtype)
-    if isinstance(first, Embedding):
-        rank = len(declared) if declared else 2
-        names = ["batch", "time"] + [f"dim_{k}" for k in range(2, rank)]
-        return dtype, names[:rank], np.int64
+    integer = isinstance(first, Embedding)
     if declared is None:
-        raise ValueError("The model's input shape is unknown: give it an Input before "
-                         "exporting.")
-    names = ["batch", "time"] if len(declared) == 3 else ["batch"]
-    shape = names + [None if d is None else int(d) for d in declared[len(names):]]
-    return dtype, [d if d is not None else f"dim_{k}" for k, d in enumerate(shape)], dtype
+        if not integer:
+            raise ValueError("The model's input shape is unknown: give it an Input before "
+                             "exporting.")
+        declared = (None, None)
+    return dtype, _input_shape(declared, integer, 0), np.int64 if integer else dtype

@@ -249,7 +249,7 @@ def _refused(model, tmp_path, match, **kwargs):
 
 @pytest.mark.parametrize("stack, match", [
     (lambda: [layers.LSTM(H, proj_size=2)], "proj_size=2 has no ONNX LSTM equivalent"),
-    (lambda: [layers.LSTM(H, return_state=True)], "return_state=True is not exportable"),
+    (lambda: [layers.LSTM(H, return_state=True)], "return_state=True in a Sequential"),
     (lambda: [layers.LSTM(H, activation="selu")], "activation 'selu' has no ONNX LSTM"),
     (lambda: [layers.LSTM(H, recurrent_activation="swish")], "activation 'swish' has no"),
     (lambda: [layers.LSTM(H, activation=lambda x: np.tanh(x))], "has no ONNX LSTM equivalent"),
