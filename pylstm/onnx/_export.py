@@ -1,8 +1,9 @@
 """Export of pylstm models to ONNX: each LSTM becomes one ONNX `LSTM` node.
 
-Design: a `_Graph` collects nodes and initializers (each weight stored once, constants
-deduplicated by value); one function per layer kind appends the nodes that compute it in
-inference mode. Tensors flow batch-major `(B, T, F)` between layers, as in pylstm; around each
+Design: a `_Graph` collects nodes and initializers (each weight stored once, also for a layer
+called twice; constants deduplicated by value); one function per layer kind appends the nodes
+that compute it in inference mode, in the order of a Sequential's layers or of a functional
+model's nodes. Tensors flow batch-major `(B, T, F)` between layers, as in pylstm; around each
 `LSTM` node a `Transpose` gives ONNX's time-major `X (T, B, D)` (layout 0, the one ONNX Runtime
 runs), and the node's `Y (T, dirs, B, H)` / `Y_h (dirs, B, H)` come back to pylstm's shapes.
 
@@ -492,13 +493,17 @@ def export(model, path, opset=None, input_names=None, output_names=None,
 
     Args:
         model: a built `pylstm.models.Sequential` of `Input`, `LSTM`, `Bidirectional(LSTM)`,
-            `Dense`, `Embedding` and `Dropout` layers, or a `pylstm.nn.LSTM`.
+            `Dense`, `Embedding` and `Dropout` layers; a functional `pylstm.models.Model` of
+            these (`return_state` included, shared layers' weights stored once) and the merge
+            layers `Add`, `Subtract`, `Multiply`, `Average`, `Maximum`, `Minimum`,
+            `Concatenate`; or a `pylstm.nn.LSTM`.
         path: file path (str or path-like) to write.
         opset: int, the ONNX opset (>= 13); default: the newest that the installed `onnx`
             and `onnxruntime` both support.
         input_names, output_names: lists of graph input/output names; defaults `["input"]`
-            and `["output"]`; for `nn.LSTM`, `["input"]` then `"h_0", "c_0"` with
-            `initial_state` and `"lengths"` with `lengths`, and `["output", "h_n", "c_n"]`.
+            and `["output"]` (a functional model's own input and output names); for
+            `nn.LSTM`, `["input"]` then `"h_0", "c_0"` with `initial_state` and `"lengths"`
+            with `lengths`, and `["output", "h_n", "c_n"]`.
         initial_state: `nn.LSTM` only: the graph takes `h_0`, `c_0 (L * dirs, B, H)` (the
             module's `hx`) as inputs.
         lengths: `nn.LSTM` only: the graph takes `lengths (B,)` int32 in `[1, T]` (the
@@ -511,8 +516,9 @@ def export(model, path, opset=None, input_names=None, output_names=None,
     Raises:
         ImportError: the `onnx` package is missing (`pip install pylstm[onnx]`).
         ValueError: a layer or option one ONNX graph cannot express faithfully (projection,
-            `return_state`, `stateful`, masks, activations ONNX lacks, unknown layers), an
-            unbuilt model, or an opset below 13.
+            `return_state` in a Sequential, `stateful`, masks, `initial_state` given to a
+            layer, activations ONNX lacks, unknown layers), an unbuilt model, or an opset
+            outside `[13, onnx.defs.onnx_opset_version()]`.
 
     Example:
     >>> import numpy as np, tempfile, os

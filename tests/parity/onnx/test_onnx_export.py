@@ -238,6 +238,49 @@ def test_round_trip_through_pylstm_onnx_load(tmp_path):
     np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=TOL, atol=TOL)
 
 
+def _assert_functional_matches(model, tmp_path, feeds):
+    proto, session = _exported(model, tmp_path)
+    for feed in feeds:
+        expected = model.predict(feed if len(feed) > 1 else feed[0], verbose=0)
+        expected = expected if isinstance(expected, list) else [expected]
+        got = session.run(None, dict(zip(model.input_names, feed)))
+        assert len(got) == len(expected)
+        for g, e in zip(got, expected):
+            assert g.shape == e.shape
+            np.testing.assert_allclose(g, e, rtol=TOL, atol=TOL)
+    return proto
+
+
+def test_functional_merges_states_and_shared_layers(tmp_path):
+    from pylstm.models import Model
+
+    tokens = layers.Input((None,), dtype="int64", name="tokens")
+    features = layers.Input((None, D), name="features")
+    embedded = layers.Embedding(11, D)(tokens)
+    shared = layers.LSTM(H, return_sequences=True)
+    a, b = shared(embedded), shared(features)
+    seq, h, c = layers.LSTM(H, return_sequences=True, return_state=True,
+                            go_backwards=True)(layers.Add()(([a, b])))
+    both = layers.Bidirectional(layers.LSTM(3, return_state=True))(
+        layers.Concatenate()([seq, layers.Subtract()([a, b]), layers.Multiply()([a, b]),
+                              layers.Average()([a, b]), layers.Maximum()([a, b]),
+                              layers.Minimum()([a, b])]))
+    out = layers.Dense(2, activation="softmax", name="out")(
+        layers.Concatenate()([both[0], h, c, *both[1:]]))
+    model = _randomize(Model([tokens, features], [out, h]))
+    rng = np.random.default_rng(5)
+    feeds = [[rng.integers(0, 11, size=(B, T)).astype(np.int64),
+              rng.normal(size=(B, T, D)).astype(np.float32)] for B, T in SHAPES]
+    proto = _assert_functional_matches(model, tmp_path, feeds)
+    assert len(_lstm_nodes(proto)) == 4
+    n_floats = sum(np.prod(i.dims) for i in proto.graph.initializer
+                   if i.data_type == onnx.TensorProto.FLOAT)
+    # The shared LSTM's W, R, B stored once; besides the weights, the zero recurrent biases
+    # of the three LSTM layers and Average's divisor.
+    n_zero_rb = 4 * H + 4 * H + 2 * 4 * 3
+    assert n_floats == sum(w.size for w in model.get_weights()) + n_zero_rb + 1
+
+
 # ---------------------------------------------------------------------------------------------
 # Refused: what one ONNX graph cannot express faithfully
 
@@ -263,6 +306,16 @@ def _refused(model, tmp_path, match, **kwargs):
 def test_refused_layers(tmp_path, stack, match):
     model = Sequential([layers.Input((None, D)), *stack()])
     _refused(model, tmp_path, match)
+
+
+def test_refused_functional_initial_state(tmp_path):
+    from pylstm.models import Model
+
+    x = layers.Input((None, D))
+    h = layers.Input((H,))
+    c = layers.Input((H,))
+    model = Model([x, h, c], layers.LSTM(H)(x, initial_state=[h, c]))
+    _refused(model, tmp_path, r"called with \['initial_state'\]")
 
 
 def test_refused_stateful(tmp_path):
