@@ -36,7 +36,7 @@ _LSTM_ACTIVATIONS = {
     "softplus": ("Softplus", None, None),
 }
 
-_MIN_OPSET = 13  # Softmax over the last axis only, Squeeze/Unsqueeze axes as inputs.
+_MIN_OPSET = 13  # Softmax over the last axis alone (earlier opsets flatten from `axis`).
 
 
 def _onnx():
