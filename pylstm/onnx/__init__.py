@@ -1,9 +1,11 @@
-"""ONNX interop: run ONNX LSTM graphs with NumPy on pylstm's core (`load`).
+"""ONNX interop (`pylstm.onnx`): `export` writes pylstm models as ONNX graphs with one `LSTM`
+node per LSTM, which ONNX Runtime runs with the same numbers; `load` runs ONNX LSTM graphs
+(`torch.onnx.export`'s, for example) with NumPy, the LSTM nodes on pylstm's compiled core.
 
-Needs the optional `onnx` package (`pip install pylstm[onnx]`) to parse files.
+Needs the optional `onnx` package (`pip install pylstm[onnx]`) to build and parse files.
 """
 
-from pylstm.onnx._import import OnnxModel, load
 from pylstm.onnx._export import export
+from pylstm.onnx._import import OnnxModel, load
 
-__all__ = ["OnnxModel", "load"]
+__all__ = ["OnnxModel", "export", "load"]
