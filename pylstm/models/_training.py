@@ -580,6 +580,45 @@ class Trainer:
         """
         return _formats.find("to_json", "")(self, **kwargs)
 
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None,
+               **kwargs):
+        """Writes the model as an artifact for inference, as `keras.Model.export` does; pylstm
+        writes `format="onnx"`: `pylstm.onnx.export`'s graph (one ONNX `LSTM` node per LSTM,
+        dynamic batch and time axes), which ONNX Runtime runs with pylstm's numbers.
+
+        Args:
+            filepath: str or path-like, the file to write.
+            format: `"onnx"`. Keras's other formats (`"tf_saved_model"`, its default,
+                `"openvino"`, `"litert"`, `"torch"`) need TensorFlow, OpenVINO or PyTorch and
+                are refused.
+            verbose: print `Saved artifact at '<filepath>'.` (default True, as Keras).
+            input_signature: None: the inputs are the model's own, with dynamic batch and time
+                axes.
+            **kwargs: `opset_version` (int): the ONNX opset, as Keras's argument of that name
+                (default: the newest the installed `onnx` and `onnxruntime` both run).
+
+        Raises:
+            ImportError: the `onnx` package is missing (`pip install pylstm[onnx]`).
+            ValueError: another `format`, an `input_signature`, an unknown keyword argument, or
+                what `pylstm.onnx.export` refuses (a layer ONNX cannot express faithfully).
+        """
+        if format != "onnx":
+            raise ValueError(f"Argument `format` must be 'onnx', received {format!r}: pylstm "
+                             f"writes ONNX files; Keras's other formats need TensorFlow, "
+                             f"OpenVINO or PyTorch.")
+        if input_signature is not None:
+            raise ValueError("Argument `input_signature` must be None: pylstm exports the "
+                             "model's own inputs with dynamic batch and time axes.")
+        unknown = sorted(set(kwargs) - {"opset_version"})
+        if unknown:
+            raise ValueError(f"Unknown keyword arguments for format='onnx': {unknown}; "
+                             f"expected `opset_version`.")
+        from pylstm import onnx
+
+        onnx.export(self, filepath, opset=kwargs.get("opset_version"))
+        if verbose is None or verbose:
+            print(f"Saved artifact at '{filepath}'.")
+
     # Data ----------------------------------------------------------------------------
 
     @property
