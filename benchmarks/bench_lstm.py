@@ -4,7 +4,7 @@ Usage (from the repository root, with the extension built in place or the packag
 
     python benchmarks/bench_lstm.py [--quick] [--dtype float32|float64] [--threads 2]
         [--budget 0.5] [--no-onnx] [--no-keras] [--no-memory] [--no-scaling]
-        [--cold [--pauses 0.05,0.15]]
+        [--cold [--pauses 0.05,0.15]] [--json PATH]
 
 The grid is issue 5's table (`_common.FULL_GRID`; B batch, T timesteps, D input features, H
 units): six one-layer sequence shapes, one timestep at batch 1, and a 2-layer bidirectional
@@ -65,6 +65,10 @@ Layouts: batch-major `(B, T, D)` for pylstm, PyTorch and Keras; ONNX Runtime get
 
 import argparse
 import contextlib
+import dataclasses
+import datetime
+import json
+import math
 import os
 import platform
 import sys
@@ -682,6 +686,39 @@ def cold_markdown(results, pauses):
     return "\n".join(out)
 
 
+def json_record(results, peak_gflops, args, used):
+    """The run as one JSON-ready dict (`--json`; `benchmarks/plot_benchmarks.py` plots it): the
+    command, date, machine and versions, the sgemm peak, and per shape its `Case` fields, GEMM
+    FLOPs and, per mode ("forward", "train", "step") and system, the `Timing` fields (seconds;
+    NaN, where nothing was probed, as null)."""
+    cpu, tuning = cpu_record()
+
+    def timings(cells):
+        return {name: {k: None if isinstance(v, float) and math.isnan(v) else v
+                       for k, v in dataclasses.asdict(t).items()} for name, t in cells.items()}
+
+    versions = {"pylstm": pylstm.__version__, "numpy": np.__version__,
+                "scipy": scipy.__version__, "torch": torch.__version__}
+    if onnxruntime is not None:
+        versions["onnxruntime"] = onnxruntime.__version__
+    if keras is not None:
+        versions["keras"] = keras.__version__
+    return {
+        "command": "python benchmarks/bench_lstm.py " + " ".join(used),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "dtype": args.dtype,
+        "threads": args.threads,
+        "machine": {"cpu": cpu, "tuning": tuning, "logical_cores": os.cpu_count(),
+                    "kernel_level": kernel_level(), "load_average": list(os.getloadavg())},
+        "versions": versions,
+        "sgemm_peak_gflops": peak_gflops,
+        "cases": [{"label": r["case"].label, **dataclasses.asdict(r["case"]),
+                   "forward_flop": r["case"].forward_flop(), "keras_modes": r["modes"],
+                   **{mode: timings(r[mode]) for mode in ("forward", "train", "step")}}
+                  for r in results],
+    }
+
+
 def _pauses(text):
     """`--pauses`: comma-separated seconds, each >= 0."""
     try:
@@ -712,6 +749,8 @@ def main(argv=None):
     parser.add_argument("--pauses", type=_pauses, default=(0.05, 0.15),
                         help="with --cold: the pauses, comma-separated seconds "
                              "(default 0.05,0.15)")
+    parser.add_argument("--json", metavar="PATH",
+                        help="also write the timings as JSON (benchmarks/plot_benchmarks.py)")
     args = parser.parse_args(argv)
 
     global tf, keras
@@ -762,6 +801,10 @@ def main(argv=None):
         print("\n" + scaling_md)
     if memory_md:
         print("\n" + memory_md)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(json_record(results, peak, args, used), f, indent=1)
+            f.write("\n")
     print(f"\nAll outputs and gradients agreed before timing (pylstm vs PyTorch and its "
           f"reference within {TOLERANCE[args.dtype]:g}, ONNX Runtime and Keras outputs vs "
           f"PyTorch). Total run time {time.perf_counter() - start:.0f} s.")
