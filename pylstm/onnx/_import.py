@@ -213,6 +213,7 @@ def load(path_or_bytes):
                 attrs["attr_axes"] = attrs.pop("axes")
             if node.op_type == "LSTM":
                 attrs["node"] = name
+                attrs["weights"] = _stored_lstm_weights(list(node.input), constants)
             function = OPS[node.op_type]
             legacy = LEGACY_OPS.get(node.op_type)
             if legacy is not None and opset < legacy[0]:
@@ -225,6 +226,17 @@ def load(path_or_bytes):
     if undefined:
         raise ValueError(f"Graph outputs {undefined} are produced by no node.")
     return OnnxModel(constants, nodes, input_names, output_names)
+
+
+def _stored_lstm_weights(inputs, constants):
+    """The `LSTMWeights` of an LSTM node whose W, R and (if given) B and P are stored in the
+    file, converted once for every run; None when one is computed at run time."""
+    from pylstm.onnx._ops import LSTMWeights
+
+    names = [inputs[k] if len(inputs) > k else "" for k in (1, 2, 3, 7)]
+    if not (names[0] and names[1]) or not all(n == "" or n in constants for n in names):
+        return None
+    return LSTMWeights(*(constants[n] if n else None for n in names))
 
 
 def _constant(name, attrs):

@@ -261,7 +261,7 @@ def _apply(activation, x):
     return _ACTIVATIONS[key][1](x, alpha, beta).astype(x.dtype, copy=False)
 
 
-def _lstm_numpy(x, w, r, b, h0, c0, p, lengths, reverse, acts, clip, input_forget):
+def _lstm_numpy(x, w, r, b, p, h0, c0, lengths, reverse, acts, clip, input_forget):
     """One direction in plain NumPy: the readable ONNX equations, for what the core lacks.
 
     x `(T, B, D)`, w `(4H, D)`, r `(4H, H)`, b `(8H,)`, h0/c0 `(B, H)`, p `(3H,)`,
@@ -296,23 +296,59 @@ def _lstm_numpy(x, w, r, b, h0, c0, p, lengths, reverse, acts, clip, input_forge
     return y, np.where(empty, 0, h), np.where(empty, 0, c)
 
 
-def _lstm_core(x, w, r, b, h0, c0, lengths, reverse, acts):
-    """One direction on pylstm's compiled core (`pylstm.ops.lstm_forward`)."""
+class LSTMWeights:
+    """One LSTM node's W, R, B, P `(dirs, ...)` in ONNX layout, converted for each direction
+    once per float dtype and kept: Keras gate order for the compiled core, cast copies for the
+    NumPy loop. `load` makes one per node whose weights are stored in the file, so that runs
+    reuse it; weights computed at run time get a fresh one per run."""
+
+    def __init__(self, w, r, b, p):
+        self._onnx = (w, r, b, p)
+        self._core, self._loop = {}, {}
+
+    def core(self, d, dtype):
+        """`(kernel (D, 4H), recurrent_kernel (H, 4H), bias (4H,))` of direction `d`, gates
+        i, f, c, o, contiguous, of `dtype`."""
+        key = (d, np.dtype(dtype))
+        if key not in self._core:
+            w, r, b, _ = self._onnx
+            H = r.shape[-1]
+            order = list(_ONNX_TO_KERAS)
+
+            def keras(m):  # (4H, n) in ONNX gate order -> (n, 4H) in Keras gate order
+                return np.ascontiguousarray(
+                    m.reshape(4, H, -1)[order].reshape(4 * H, -1).T, dtype=dtype)
+
+            bias = np.zeros(4 * H, dtype) if b is None else (
+                b[d, :4 * H].astype(dtype) + b[d, 4 * H:].astype(dtype))
+            self._core[key] = (keras(w[d]), keras(r[d]),
+                               np.ascontiguousarray(bias.reshape(4, H)[order].reshape(-1)))
+        return self._core[key]
+
+    def loop(self, d, dtype):
+        """`(w (4H, D), r (4H, H), b (8H,), p (3H,))` of direction `d` in ONNX layout, of
+        `dtype` (zeros for an omitted B or P)."""
+        key = (d, np.dtype(dtype))
+        if key not in self._loop:
+            w, r, b, p = self._onnx
+            H = r.shape[-1]
+            self._loop[key] = (w[d].astype(dtype), r[d].astype(dtype),
+                               np.zeros(8 * H, dtype) if b is None else b[d].astype(dtype),
+                               np.zeros(3 * H, dtype) if p is None else p[d].astype(dtype))
+        return self._loop[key]
+
+
+def _lstm_core(x, weights, h0, c0, lengths, reverse, acts):
+    """One direction on pylstm's compiled core (`pylstm.ops.lstm_forward`); `weights` from
+    `LSTMWeights.core`."""
     from pylstm.ops import lstm_forward
 
-    H = r.shape[1]
-
-    def keras(m):  # (4H, n) in ONNX gate order -> (n, 4H) in Keras gate order
-        return np.ascontiguousarray(m.reshape(4, H, -1)[list(_ONNX_TO_KERAS)].reshape(4 * H, -1).T)
-
-    bias = (b[:4 * H] + b[4 * H:]).reshape(4, H)[list(_ONNX_TO_KERAS)].reshape(-1)
     f, g, h = (_core_name(a) for a in acts)
     T = x.shape[0]
     full = bool(np.all(lengths == T))
     y, h_n, c_n, _ = lstm_forward(
-        x, keras(w), keras(r), np.ascontiguousarray(bias), h0, c0, reverse=reverse,
-        gate_activations=(f, f, g, f, h), time_major=True,
-        lengths=None if full else lengths)
+        x, *weights, h0, c0, reverse=reverse, gate_activations=(f, f, g, f, h),
+        time_major=True, lengths=None if full else lengths)
     return y, h_n, c_n
 
 
@@ -334,12 +370,13 @@ def lstm_route(acts, clip, input_forget, peepholes):
 
 def lstm(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=None, *,
          direction="forward", activations=None, activation_alpha=None, activation_beta=None,
-         clip=None, input_forget=0, layout=0, hidden_size=None, node="LSTM"):
+         clip=None, input_forget=0, layout=0, hidden_size=None, node="LSTM", weights=None):
     """ONNX LSTM: Y `(T, dirs, B, H)`, Y_h and Y_c `(dirs, B, H)` (batch first with layout 1).
 
     Runs each direction on pylstm's compiled core when it can express the node (activations
     it has, no clip, no input_forget, no peepholes, lengths at least 1), else on the NumPy loop
-    above: both give ONNX's answer.
+    above: both give ONNX's answer. `weights` is the node's `LSTMWeights` when W, R, B and P
+    are stored in the file (converted once, reused by every run), else None.
     """
     direction = direction.decode() if isinstance(direction, bytes) else direction
     dirs = {"forward": 1, "reverse": 1, "bidirectional": 2}.get(direction)
@@ -347,6 +384,8 @@ def lstm(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=
         raise ValueError(f"Node {node!r}: unknown LSTM attribute direction={direction!r}.")
     if layout not in (0, 1):
         raise ValueError(f"Node {node!r}: LSTM attribute layout={layout} is not 0 or 1.")
+    if x is None or w is None or r is None:
+        raise ValueError(f"Node {node!r}: LSTM inputs X, W and R are required.")
     if x.ndim != 3 or w.ndim != 3 or r.ndim != 3:
         raise ValueError(f"Node {node!r}: LSTM inputs X, W, R must be rank 3.")
     dtype = np.result_type(x.dtype, np.float32)
@@ -368,7 +407,6 @@ def lstm(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=
         raise ValueError(f"Node {node!r}: LSTM attribute hidden_size={hidden_size}, but R "
                          f"has {H} units.")
     zeros = np.zeros((dirs, B, H), dtype=dtype)
-    b = np.zeros((dirs, 8 * H), dtype) if b is None else b.astype(dtype)
     h0 = zeros if initial_h is None else initial_h.astype(dtype)
     c0 = zeros if initial_c is None else initial_c.astype(dtype)
     if sequence_lens is None:
@@ -380,16 +418,17 @@ def lstm(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=
     acts = _activations(activations, activation_alpha, activation_beta, dirs)
     plain = (lstm_route(acts, clip, input_forget, p is not None) is None
              and T >= 1 and np.all(lengths >= 1))
+    if weights is None:
+        weights = LSTMWeights(w, r, b, p)
     ys, hs, cs = [], [], []
     for d in range(dirs):
         reverse = direction == "reverse" or d == 1
-        w_d, r_d = w[d].astype(dtype), r[d].astype(dtype)
         if plain:
-            y, h_n, c_n = _lstm_core(x, w_d, r_d, b[d], h0[d], c0[d], lengths, reverse, acts[d])
+            y, h_n, c_n = _lstm_core(x, weights.core(d, dtype), h0[d], c0[d], lengths, reverse,
+                                     acts[d])
         else:
-            p_d = np.zeros(3 * H, dtype) if p is None else p[d].astype(dtype)
-            y, h_n, c_n = _lstm_numpy(x, w_d, r_d, b[d], h0[d], c0[d], p_d, lengths, reverse,
-                                      acts[d], clip, input_forget)
+            y, h_n, c_n = _lstm_numpy(x, *weights.loop(d, dtype), h0[d], c0[d], lengths,
+                                      reverse, acts[d], clip, input_forget)
         ys.append(y)
         hs.append(h_n)
         cs.append(c_n)

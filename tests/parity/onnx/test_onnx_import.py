@@ -217,6 +217,47 @@ def test_lstm_attribute_against_onnxruntime(case):
         np.testing.assert_allclose(g, e, atol=TOL, rtol=TOL)
 
 
+def _lstm_weights(model):
+    return [attrs["weights"] for op, *_, attrs in model._nodes if op == "LSTM"]
+
+
+def test_stored_weights_converted_once_and_reused():
+    data, feed = _lstm_model(dirs=2)
+    model = pylstm.onnx.load(data)
+    (weights,) = _lstm_weights(model)
+    first = model.run(None, feed)
+    converted = {key: [id(a) for a in arrays] for key, arrays in weights._core.items()}
+    assert len(converted) == 2  # one entry per direction
+    second = model.run(None, {"X": feed["X"][:, :2]})
+    assert {key: [id(a) for a in arrays] for key, arrays in weights._core.items()} == converted
+    _assert_same(data, feed)
+    np.testing.assert_allclose(second[0], first[0][:, :, :2], atol=TOL, rtol=TOL)
+
+
+def test_weights_computed_at_run_time():
+    """W, R and B that a node computes (here an Identity, and a weight fed as an input) take
+    the per-run path, with the stored-weight answer."""
+    data, feed = _lstm_model(dirs=2, peepholes=True)
+    proto = onnx.load_from_string(data)
+    graph = proto.graph
+    for k, name in enumerate(("W", "R")):
+        graph.node.insert(0, helper.make_node("Identity", [name], [f"{name}_run"], name=f"id{k}"))
+        lstm = [n for n in graph.node if n.op_type == "LSTM"][0]
+        lstm.input[1 + k] = f"{name}_run"
+    bias = [t for t in graph.initializer if t.name == "B"][0]
+    graph.initializer.remove(bias)
+    graph.input.append(helper.make_tensor_value_info("B", TensorProto.FLOAT, [2, 8 * H]))
+    feed["B"] = numpy_helper.to_array(bias)
+    changed = proto.SerializeToString()
+    model = pylstm.onnx.load(changed)
+    assert _lstm_weights(model) == [None]
+    assert _lstm_weights(pylstm.onnx.load(data)) != [None]
+    _assert_same(changed, feed)
+    expected = pylstm.onnx.load(data).run(None, {k: v for k, v in feed.items() if k != "B"})
+    for g, e in zip(model.run(None, feed), expected):
+        np.testing.assert_array_equal(g, e)
+
+
 # ---------------------------------------------------------------------------------------------
 # The backend test cases for LSTM shipped in the onnx package
 
