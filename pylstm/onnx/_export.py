@@ -10,13 +10,19 @@ runs), and the node's `Y (T, dirs, B, H)` / `Y_h (dirs, B, H)` come back to pyls
 Weights: pylstm and Keras keep gates i, f, c, o in `kernel (D, 4H)`, PyTorch keeps i, f, g, o in
 `weight_ih (4H, D)`; ONNX wants `W (dirs, 4H, D)`, `R (dirs, 4H, H)` in gate order i, o, f, c and
 `B (dirs, 8H)` = input bias then recurrent bias (Keras's single bias goes to the input half).
-What one node cannot express (projection, masks, state carried between calls, activations ONNX
-lacks) is refused with a `ValueError`, never exported wrong.
+Masks (`Embedding(mask_zero=True)`, `Masking`) flow as `(B, T)` bool tensors beside the
+layers' outputs, as pylstm propagates them; a masked LSTM is one node with `sequence_lens`
+(`_export_masks`). A stateful layer's state becomes graph inputs and outputs. What one node
+cannot express (projection, activations ONNX lacks) is refused with a `ValueError`, never
+exported wrong.
 """
 
 import functools
 
 import numpy as np
+
+from pylstm.onnx._export_masks import MaskPlan, any_last_axis, expand_mask, flip_time, \
+    masked_lstm, not_equal
 
 # Rows of the i, f, c, o (= i, f, g, o) gate blocks in ONNX's order i, o, f, c.
 _ONNX_GATE_ORDER = (0, 3, 1, 2)
@@ -88,6 +94,9 @@ class _Graph:
         self.nodes, self.initializers = [], []
         self._names = set()
         self._constants = {}
+        # A stateful layer's state: graph inputs (name, shape), outputs (name, tensor).
+        self.state_inputs, self.state_outputs = [], []
+        self.mask_plans = {}
 
     def name(self, base):
         name, k = base, 1
@@ -107,6 +116,14 @@ class _Graph:
         if key is not None:
             self._constants[key] = name
         return name
+
+    def weight_bool(self, name, value):
+        """A bool scalar constant, stored once."""
+        if ("bool", value) not in self._constants:
+            self.initializers.append(self.onnx.numpy_helper.from_array(
+                np.array(value), self.name(name)))
+            self._constants[("bool", value)] = self.initializers[-1].name
+        return self._constants[("bool", value)]
 
     def int64(self, values):
         """An int64 constant, stored once per distinct value."""
@@ -215,15 +232,13 @@ def _check_keras_lstm(layer):
     if layer.proj_size:
         raise ValueError(f"{where}: proj_size={layer.proj_size} has no ONNX LSTM equivalent "
                          f"(ONNX's LSTM has no projection).")
-    if layer.stateful:
-        raise ValueError(f"{where}: stateful=True carries the state between calls, which an "
-                         f"ONNX graph without state inputs cannot express.")
     return {"kernel": _array(layer.kernel), "recurrent_kernel": _array(layer.recurrent_kernel),
             "bias_ih": _array(layer.bias) if layer.use_bias else None, "bias_hh": None,
             "recurrent_activation": _lstm_activation(layer.recurrent_activation,
                                                      f"{where} (recurrent_activation)"),
             "activation": _lstm_activation(layer.activation, f"{where} (activation)"),
-            "reverse": layer.go_backwards}
+            "reverse": layer.go_backwards, "zero_output": layer.zero_output_for_mask,
+            "name": layer.name, "units": layer.units, "stateful": layer.stateful}
 
 
 def _array(variable):
@@ -245,20 +260,43 @@ def _merge(g, x, axis, merge_mode, base):
     return g.op("Mul", [total, g.weight(f"{base}_half", np.array(0.5))], f"{base}_out")
 
 
-def _keras_lstm_node(g, x, layer, directions, units, merge_mode="concat"):
+def _keras_lstm_node(g, x, layer, directions, units, merge_mode="concat", mask=None,
+                     initial_state=None):
     """One LSTM node on `x (B, T, D)`; returns `(B, T, F)` or `(B, F)` as Keras does, then
-    with `return_state` the final `h, c (B, H)` of each direction."""
+    with `return_state` the final `h, c (B, H)` of each direction.
+
+    `mask` is the name of the `(B, T)` bool mask or None; `initial_state` the names of each
+    direction's `h, c (B, H)` in turn, or None (then a stateful direction reads its state
+    from graph inputs, `_state_inputs`)."""
     base = layer.name
     x_tbd = g.op("Transpose", [x], f"{base}_X", perm=[1, 0, 2])
-    Y, Y_h, Y_c = _lstm_node(g, x_tbd, base, directions, units, key=id(layer))
+    states = initial_state or _state_inputs(g, directions, units)
+    initial_h = _stack_directions(g, states[0::2], f"{base}_initial_h")
+    initial_c = _stack_directions(g, states[1::2], f"{base}_initial_c")
+    flags = [(d["reverse"], d["zero_output"]) for d in directions]
+    if len(directions) == 2:
+        directions = [{**d, "reverse": False} for d in directions]  # direction="bidirectional"
+        flags[1] = (True, flags[1][1])
+
+    def run_node(x_tbd, sequence_lens=""):
+        return _lstm_node(g, x_tbd, base, directions, units, sequence_lens, initial_h,
+                          initial_c, key=id(layer))
+
+    if mask is None:
+        Y, Y_h, Y_c = run_node(x_tbd)
+        last = Y_h
+    else:
+        Y, last, Y_h, Y_c = masked_lstm(g, _mask_plan(g, mask), run_node, x_tbd, flags, base,
+                                        initial_h, initial_c)
+    if initial_state is None:
+        _state_outputs(g, directions, Y_h, Y_c)
     if not layer.return_sequences:
-        out = _merge(g, g.op("Transpose", [Y_h], f"{base}_h_b", perm=[1, 0, 2]), 1,
+        out = _merge(g, g.op("Transpose", [last], f"{base}_h_b", perm=[1, 0, 2]), 1,
                      merge_mode, base)
     else:
         if len(directions) == 1 and directions[0]["reverse"]:
             # go_backwards: Keras returns the sequence in processing (reversed) order.
-            Y = g.op("Slice", [Y, g.int64([-1]), g.int64([np.iinfo(np.int64).min]),
-                               g.int64([0]), g.int64([-1])], f"{base}_Y_reversed")
+            Y = flip_time(g, Y, f"{base}_Y_reversed")
         Y = g.op("Transpose", [Y], f"{base}_Y_bt", perm=[2, 0, 1, 3])  # (B, T, dirs, H)
         out = _merge(g, Y, 2, merge_mode, base)
     if not layer.return_state:
@@ -268,12 +306,60 @@ def _keras_lstm_node(g, x, layer, directions, units, merge_mode="concat"):
     return [out] + states
 
 
-def _export_lstm(g, layer, x):
+def _stack_directions(g, states, base):
+    """`(B, H)` states, one per direction, as ONNX's `(dirs, B, H)`; "" for none."""
+    if not any(states):
+        return ""
+    parts = [g.op("Unsqueeze", [s, g.int64([0])], f"{base}{k}") for k, s in enumerate(states)]
+    return parts[0] if len(parts) == 1 else g.op("Concat", parts, base, axis=0)
+
+
+def _state_inputs(g, directions, units):
+    """`[h, c, ...]` per direction: graph inputs `<layer>_h`, `<layer>_c (B, H)` for a
+    stateful layer (the state it carries in from the previous call), "" otherwise."""
+    states = []
+    for d in directions:
+        for which in ("h", "c"):
+            name = ""
+            if d["stateful"]:
+                name = g.name(f"{d['name']}_{which}")
+                g.state_inputs.append((name, ["batch", units]))
+            states.append(name)
+    return states
+
+
+def _state_outputs(g, directions, Y_h, Y_c):
+    """Graph outputs `<layer>_h_out`, `<layer>_c_out (B, H)` for each stateful direction:
+    the state to feed back as `<layer>_h`, `<layer>_c` with the next chunk."""
+    for k, d in enumerate(directions):
+        if d["stateful"]:
+            for which, state in (("h", Y_h), ("c", Y_c)):
+                g.state_outputs.append((f"{d['name']}_{which}_out", g.op(
+                    "Gather", [state, g.int64(k)], f"{d['name']}_{which}_carried", axis=0)))
+
+
+def _mask_plan(g, mask):
+    """One `MaskPlan` per mask tensor, shared by the layers it reaches."""
+    if mask not in g.mask_plans:
+        g.mask_plans[mask] = MaskPlan(g, mask, mask)
+    return g.mask_plans[mask]
+
+
+def _lstm_output_mask(layer, out, mask):
+    """Keras's `compute_mask` of an LSTM or Bidirectional: the input mask on the sequence
+    output, none on the states."""
+    seq_mask = mask if layer.return_sequences else None
+    return [seq_mask] + [None] * (len(out) - 1) if isinstance(out, list) else seq_mask
+
+
+def _export_lstm(g, layer, x, mask=None, initial_state=None):
     d = _check_keras_lstm(layer)
-    return _keras_lstm_node(g, x, layer, [d], layer.units)
+    out = _keras_lstm_node(g, x, layer, [d], layer.units, mask=mask,
+                           initial_state=initial_state)
+    return out, _lstm_output_mask(layer, out, mask)
 
 
-def _export_bidirectional(g, layer, x):
+def _export_bidirectional(g, layer, x, mask=None, initial_state=None):
     where = f"Layer {layer.name!r}"
     fwd = _check_keras_lstm(layer.forward_layer)
     bwd = _check_keras_lstm(layer.backward_layer)
@@ -288,9 +374,9 @@ def _export_bidirectional(g, layer, x):
     if layer.merge_mode not in ("concat", "sum", "ave", "mul"):
         raise ValueError(f"{where}: merge_mode={layer.merge_mode!r} returns two outputs; "
                          f"exportable merge modes are concat, sum, ave and mul.")
-    fwd["reverse"] = bwd["reverse"] = False
-    return _keras_lstm_node(g, x, layer, [fwd, bwd], layer.forward_layer.units,
-                            layer.merge_mode)
+    out = _keras_lstm_node(g, x, layer, [fwd, bwd], layer.forward_layer.units,
+                           layer.merge_mode, mask=mask, initial_state=initial_state)
+    return out, _lstm_output_mask(layer, out, mask)
 
 
 # pylstm Dense activation name -> a function appending its ONNX nodes.
@@ -319,7 +405,11 @@ _DENSE_ACTIVATIONS = {
 }
 
 
-def _export_dense(g, layer, x):
+def _export_dense(g, layer, x, mask=None):
+    return _dense(g, layer, x), mask
+
+
+def _dense(g, layer, x):
     name = _activation_name(layer.activation)
     if name not in _DENSE_ACTIVATIONS:
         raise ValueError(f"Layer {layer.name!r}: activation {name or layer.activation!r} has "
@@ -334,41 +424,109 @@ def _export_dense(g, layer, x):
     return y if activation is None else activation(g, y, f"{base}_out")
 
 
-def _export_embedding(g, layer, x):
-    if layer.mask_zero:
-        raise ValueError(f"Layer {layer.name!r}: mask_zero=True masks the layers after it, "
-                         f"which this exporter cannot express yet; export without mask_zero.")
+def _export_embedding(g, layer, x, mask=None):
+    """Gather; with `mask_zero` the output mask is `x != 0` (the input's mask is dropped,
+    as Keras's)."""
     embeddings = g.weight(f"{layer.name}_embeddings", _array(layer.embeddings),
                           (id(layer), "embeddings"))
-    return g.op("Gather", [embeddings, x], f"{layer.name}_out", axis=0)
+    out = g.op("Gather", [embeddings, x], f"{layer.name}_out", axis=0)
+    if not layer.mask_zero:
+        return out, None
+    return out, not_equal(g, x, g.int64(0), f"{layer.name}_mask")
 
 
-def _export_dropout(g, layer, x):
-    return x  # the identity at inference
+def _export_masking(g, layer, x, mask=None):
+    """Keras's Masking: the mask `any(x != mask_value, axis=-1)`, masked steps set to 0."""
+    value = g.weight(f"{layer.name}_mask_value", np.array(layer.mask_value))
+    m = any_last_axis(g, not_equal(g, x, value, f"{layer.name}_kept"), f"{layer.name}_mask")
+    keep = g.op("Cast", [g.op("Unsqueeze", [m, g.int64([-1])], f"{layer.name}_mask_btf")],
+                f"{layer.name}_keep", to=g.onnx.helper.np_dtype_to_tensor_dtype(g.dtype))
+    return g.op("Mul", [x, keep], f"{layer.name}_out"), m
 
 
-def _export_merge(g, layer, xs, ranks):
+def _export_dropout(g, layer, x, mask=None):
+    return x, mask  # the identity at inference
+
+
+def _export_merge(g, layer, xs, ranks, masks):
     """Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate of inputs of one rank
-    (Keras's expansion of lower ranks is not exported)."""
+    (Keras's expansion of lower ranks is not exported), with masks as pylstm's merge layers
+    use and propagate them."""
     name = type(layer).__name__
     if len(set(ranks)) != 1:
         raise ValueError(f"Layer {layer.name!r} ({name}) merges inputs of ranks {ranks}; "
                          f"only inputs of one rank are exportable.")
+    if any(m is not None for m in masks) and ranks[0] != 3:
+        raise ValueError(f"Layer {layer.name!r} ({name}) merges masked inputs of rank "
+                         f"{ranks[0]}; masked merges are exportable on (batch, time, "
+                         f"features) inputs.")
     base = layer.name
     if name == "Concatenate":
-        return g.op("Concat", xs, f"{base}_out", axis=layer.axis)
+        return g.op("Concat", xs, f"{base}_out", axis=layer.axis), \
+            _concatenate_mask(g, layer, xs, masks)
+    mask = None
+    if all(m is not None for m in masks):
+        mask = masks[0]
+        for k, m in enumerate(masks[1:]):
+            mask = g.op("Or", [mask, m], f"{base}_mask{k}")
     if name == "Subtract":
-        return g.op("Sub", xs, f"{base}_out")
+        return g.op("Sub", xs, f"{base}_out"), mask
     if name == "Average":
         total = g.op("Sum", xs, f"{base}_sum")
-        return g.op("Div", [total, g.weight(f"{base}_count", np.array(len(xs)))], f"{base}_out")
-    op_type = {"Add": "Sum", "Multiply": "Mul", "Maximum": "Max", "Minimum": "Min"}[name]
-    if op_type == "Mul":
-        out = xs[0]
-        for k, x in enumerate(xs[1:]):
-            out = g.op("Mul", [out, x], f"{base}_out" if k == len(xs) - 2 else f"{base}_{k}")
-        return out
-    return g.op(op_type, xs, f"{base}_out")
+        return g.op("Div", [total, g.weight(f"{base}_count", np.array(len(xs)))],
+                    f"{base}_out"), mask
+    if name == "Add":
+        return g.op("Sum", xs, f"{base}_out"), mask
+    if name == "Multiply":
+        return _multiply(g, base, xs, masks, mask), mask
+    return _extremum(g, base, "Max" if name == "Maximum" else "Min", xs, masks), mask
+
+
+def _mask_btf(g, m, base):
+    return g.op("Unsqueeze", [m, g.int64([-1])], base)
+
+
+def _multiply(g, base, xs, masks, every):
+    """Keras's Multiply: a masked entry counts as 1; entries masked in every input give 0."""
+    out = None
+    for k, (x, m) in enumerate(zip(xs, masks)):
+        if m is not None:
+            x = g.op("Where", [_mask_btf(g, m, f"{base}_m{k}"), x,
+                               g.weight("one", np.ones(()), "one")], f"{base}_factor{k}")
+        out = x if out is None else g.op("Mul", [out, x], f"{base}_{k}")
+    if every is not None:
+        out = g.op("Where", [_mask_btf(g, every, f"{base}_kept"), out,
+                             g.weight("zero", np.zeros(()), "zero")], f"{base}_masked")
+    return g.op("Identity", [out], f"{base}_out")
+
+
+def _extremum(g, base, op_type, xs, masks):
+    """Keras's Maximum / Minimum: masked entries are left out; an entry masked in every
+    input takes the first input's value."""
+    out, mask = xs[0], masks[0]
+    for k, (x, m) in enumerate(zip(xs[1:], masks[1:]), 1):
+        if m is not None:
+            x = g.op("Where", [_mask_btf(g, m, f"{base}_m{k}"), x, out], f"{base}_x{k}")
+        if mask is not None:
+            out = g.op("Where", [_mask_btf(g, mask, f"{base}_acc_m{k}"), out, x],
+                       f"{base}_acc{k}")
+        mask = None if m is None or mask is None else g.op("Or", [mask, m], f"{base}_or{k}")
+        out = g.op(op_type, [out, x], f"{base}_{k}")
+    return g.op("Identity", [out], f"{base}_out")
+
+
+def _concatenate_mask(g, layer, xs, masks):
+    """Keras's Concatenate mask: each input's mask over its entries (all True unmasked),
+    concatenated along `axis`, any over the last axis."""
+    if all(m is None for m in masks):
+        return None
+    full = [g.op("Expand", [g.weight_bool("true", True),
+                            g.op("Shape", [x], f"{layer.name}_shape{k}")],
+                 f"{layer.name}_all{k}") if m is None
+            else expand_mask(g, m, x, f"{layer.name}_m{k}")
+            for k, (x, m) in enumerate(zip(xs, masks))]
+    joined = g.op("Concat", full, f"{layer.name}_mask_joined", axis=layer.axis)
+    return any_last_axis(g, joined, f"{layer.name}_mask")
 
 
 def _exporters():
@@ -378,11 +536,12 @@ def _exporters():
     from pylstm.layers.dense import Dense
     from pylstm.layers.embedding import Embedding
     from pylstm.layers.lstm import LSTM
+    from pylstm.layers.masking import Masking
 
     merges = (merging.Add, merging.Subtract, merging.Multiply, merging.Average,
               merging.Maximum, merging.Minimum, merging.Concatenate)
     return {LSTM: _export_lstm, Bidirectional: _export_bidirectional, Dense: _export_dense,
-            Embedding: _export_embedding, Dropout: _export_dropout,
+            Embedding: _export_embedding, Dropout: _export_dropout, Masking: _export_masking,
             **{merge: _export_merge for merge in merges}}
 
 
@@ -395,14 +554,16 @@ def _exporter(layer, exporters):
 
 
 def _export_sequential(g, model, x):
+    """Each layer in turn, its output mask passed to the next (Keras's propagation)."""
     exporters = _exporters()
+    mask = None
     for layer in model.layers:
         if type(layer).__name__ == "InputLayer":
             continue
         if _exporter(layer, exporters) is _export_merge:
             raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) merges several "
                              f"inputs, which a Sequential model cannot give it.")
-        x = _exporter(layer, exporters)(g, layer, x)
+        x, mask = _exporter(layer, exporters)(g, layer, x, mask)
         if isinstance(x, list):
             raise ValueError(f"Layer {layer.name!r}: return_state=True in a Sequential model "
                              f"is not exportable (use a functional model).")
@@ -410,31 +571,58 @@ def _export_sequential(g, model, x):
 
 
 def _export_functional(g, model, *input_names):
-    """Each node of the model's graph in its (topological) order."""
+    """Each node of the model's graph in its (topological) order, with the masks its inputs
+    carry."""
     exporters = _exporters()
     names = {id(t): name for t, name in zip(model.inputs, input_names)}
+    masks = {}
     for node in model._nodes:
         if node.is_input:
             continue
         layer = node.layer
         exporter = _exporter(layer, exporters)
-        extra = sorted(k for k, v in node.call_kwargs.items() if v is not None)
-        if extra:
-            raise ValueError(f"Layer {layer.name!r} was called with {extra}, which this "
-                             f"exporter does not express; call it on its inputs alone.")
         (args,) = node.call_args
+        kwargs = _node_kwargs(layer, node, exporter, names)
         if exporter is _export_merge:
-            outputs = exporter(g, layer, [names[id(t)] for t in args],
-                               [len(t.shape) for t in args])
+            in_mask = [masks.get(id(t)) for t in args]
+            outputs, out_masks = exporter(g, layer, [names[id(t)] for t in args],
+                                          [len(t.shape) for t in args], in_mask)
         else:
             if isinstance(args, (list, tuple)):
                 raise ValueError(f"Layer {layer.name!r} was called on a list of tensors; "
                                  f"it is exportable called on one tensor.")
-            outputs = exporter(g, layer, names[id(args)])
-        outputs = outputs if isinstance(outputs, list) else [outputs]
-        for tensor, name in zip(node.outputs, outputs):
+            in_mask = masks.get(id(args))
+            if kwargs:
+                # Keras 3: a layer also given tensors by keyword runs unmasked; its outputs
+                # carry the mask `compute_mask` gives from its inputs' mask.
+                outputs, _ = exporter(g, layer, names[id(args)], None, **kwargs)
+                out_masks = _lstm_output_mask(layer, outputs, in_mask)
+            else:
+                outputs, out_masks = exporter(g, layer, names[id(args)], in_mask)
+        if not isinstance(outputs, list):
+            outputs, out_masks = [outputs], [out_masks]
+        for tensor, name, m in zip(node.outputs, outputs, out_masks):
             names[id(tensor)] = name
+            if m is not None:
+                masks[id(tensor)] = m
     return [names[id(t)] for t in model.outputs]
+
+
+def _node_kwargs(layer, node, exporter, names):
+    """The exporter's keyword arguments for a node's call: `initial_state` (tensor names)
+    for an LSTM or Bidirectional; any other argument is refused."""
+    given = {k: v for k, v in node.call_kwargs.items() if v is not None}
+    state = given.pop("initial_state", None)
+    if given or (state is not None and exporter not in (_export_lstm, _export_bidirectional)):
+        extra = sorted(given) + ([] if state is None or given else ["initial_state"])
+        raise ValueError(f"Layer {layer.name!r} was called with {extra}, which this "
+                         f"exporter does not express; call it on its inputs alone.")
+    if state is None:
+        return {}
+    if not all(id(t) in names for t in state):
+        raise ValueError(f"Layer {layer.name!r}: argument `initial_state` must be tensors of "
+                         f"the model, received {state!r:.200}.")
+    return {"initial_state": [names[id(t)] for t in state]}
 
 
 def _export_nn_lstm(g, module, x, h_0="", c_0="", lengths=""):
@@ -585,6 +773,11 @@ def export(model, path, opset=None, input_names=None, output_names=None,
     for name in input_names + output_names:
         g.name(name)
     outputs = build(g, input_names)
+    inputs = list(zip(input_names, inputs)) + [(name, (name, dtype, shape))
+                                               for name, shape in g.state_inputs]
+    for name, out in g.state_outputs:
+        output_names.append(g.name(name))
+        outputs.append(out)
     for out, name in zip(outputs, output_names):
         g.nodes.append(onnx.helper.make_node("Identity", [out], [name],
                                              name=g.name(f"{name}_Identity")))
@@ -593,7 +786,7 @@ def export(model, path, opset=None, input_names=None, output_names=None,
         g.nodes, getattr(model, "name", None) or "pylstm",
         [onnx.helper.make_tensor_value_info(
             name, onnx.helper.np_dtype_to_tensor_dtype(np.dtype(t)), shape)
-         for name, (_, t, shape) in zip(input_names, inputs)],
+         for name, (_, t, shape) in inputs],
         [onnx.helper.make_tensor_value_info(name, elem, None) for name in output_names],
         initializer=g.initializers)
     proto = _make_model(onnx, graph, opset)

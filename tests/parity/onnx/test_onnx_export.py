@@ -298,8 +298,6 @@ def _refused(model, tmp_path, match, **kwargs):
     (lambda: [layers.LSTM(H, activation=lambda x: np.tanh(x))], "has no ONNX LSTM equivalent"),
     (lambda: [layers.Bidirectional(layers.LSTM(H), merge_mode=None)], "merge_mode=None"),
     (lambda: [layers.Bidirectional(layers.LSTM(H, go_backwards=True))], "go_backwards"),
-    (lambda: [layers.Masking(), layers.LSTM(H)],
-     r"'masking(_\d+)?' \(Masking\) is not exportable"),
     (lambda: [layers.LSTM(H, return_sequences=True),
               layers.Dense(2, activation=(np.tanh, lambda x, y, grad_y: grad_y))],
      "has no ONNX equivalent"),
@@ -307,27 +305,6 @@ def _refused(model, tmp_path, match, **kwargs):
 def test_refused_layers(tmp_path, stack, match):
     model = Sequential([layers.Input((None, D)), *stack()])
     _refused(model, tmp_path, match)
-
-
-def test_refused_functional_initial_state(tmp_path):
-    from pylstm.models import Model
-
-    x = layers.Input((None, D))
-    h = layers.Input((H,))
-    c = layers.Input((H,))
-    model = Model([x, h, c], layers.LSTM(H)(x, initial_state=[h, c]))
-    _refused(model, tmp_path, r"called with \['initial_state'\]")
-
-
-def test_refused_stateful(tmp_path):
-    model = Sequential([layers.Input((None, D), batch_size=2), layers.LSTM(H, stateful=True)])
-    _refused(model, tmp_path, "stateful=True")
-
-
-def test_refused_mask_zero(tmp_path):
-    model = Sequential([layers.Input((None,), dtype="int64"),
-                        layers.Embedding(11, D, mask_zero=True), layers.LSTM(H)])
-    _refused(model, tmp_path, "mask_zero=True")
 
 
 def test_refused_nn_lstm_projection(tmp_path):

@@ -1,0 +1,196 @@
+"""pylstm.onnx.export of masked models against ONNX Runtime: Embedding(mask_zero=True) and
+Masking before LSTM and Bidirectional layers in Sequential and functional models, on batches
+that mix right-padded, left-padded, unpadded and all-masked samples; a sample whose mask has a
+hole gets NaN from the exported graph (one ONNX LSTM node cannot express it). Also the layers
+given an `initial_state` (the encoder-decoder pattern) and stateful models, whose state the
+graph takes and returns."""
+
+import numpy as np
+import pytest
+from pylstm_tests import require
+
+import pylstm.onnx
+from pylstm import layers
+from pylstm.models import Model, Sequential
+
+onnx = require("onnx")
+ort = require("onnxruntime")
+
+TOL = 1e-5
+D, H, V = 4, 5, 9
+
+# One row per kind of sample: right padded, left padded (Keras's pad_sequences default),
+# unpadded, all masked, one real step at the end, one at the start.
+MASK = np.array([[1, 1, 1, 0, 0, 0],
+                 [0, 0, 1, 1, 1, 1],
+                 [1, 1, 1, 1, 1, 1],
+                 [0, 0, 0, 0, 0, 0],
+                 [0, 0, 0, 0, 0, 1],
+                 [1, 0, 0, 0, 0, 0]], bool)
+MASKS = [MASK, MASK[1:2], MASK[:2, :1], np.ones((1, 1), bool), np.zeros((2, 1), bool)]
+HOLED = np.array([[1, 0, 1, 1, 0, 0], [1, 1, 1, 0, 0, 0], [0, 1, 1, 0, 1, 1]], bool)
+
+
+def _randomize(model, seed=0, scale=0.5):
+    rng = np.random.default_rng(seed)
+    model.set_weights([(rng.normal(size=w.shape) * scale).astype(w.dtype)
+                       for w in model.get_weights()])
+    return model
+
+
+def _session(model, tmp_path):
+    path = tmp_path / "model.onnx"
+    proto = pylstm.onnx.export(model, path)
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    return proto, ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _tokens(mask, seed=0):
+    """int64 tokens in [1, V) on real steps, 0 (Embedding's mask_zero padding) elsewhere."""
+    tokens = np.random.default_rng(seed).integers(1, V, size=mask.shape)
+    return np.where(mask, tokens, 0).astype(np.int64)
+
+
+def _features(mask, seed=0):
+    """float32 features, all 0.0 (Masking's default mask_value) on masked steps."""
+    x = np.random.default_rng(seed).normal(size=mask.shape + (D,)).astype(np.float32)
+    return np.where(mask[..., None], x, np.float32(0))
+
+
+def _front(kind):
+    if kind == "embedding":
+        return [layers.Input((None,), dtype="int64"), layers.Embedding(V, D, mask_zero=True)]
+    return [layers.Input((None, D)), layers.Masking()]
+
+
+def _data(kind, mask, seed=0):
+    return (_tokens if kind == "embedding" else _features)(mask, seed)
+
+
+def _assert_matches(model, tmp_path, kind, masks=MASKS):
+    proto, session = _session(model, tmp_path)
+    name = session.get_inputs()[0].name
+    for k, mask in enumerate(masks):
+        x = _data(kind, mask, k)
+        expected = model.predict(x, verbose=0)
+        (got,) = session.run(None, {name: x})
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=TOL, atol=TOL)
+    return proto, session
+
+
+@pytest.mark.parametrize("kind", ["embedding", "masking"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+def test_masked_lstm(tmp_path, kind, return_sequences, go_backwards, zero_output_for_mask):
+    model = _randomize(Sequential(_front(kind) + [layers.LSTM(
+        H, return_sequences=return_sequences, go_backwards=go_backwards,
+        zero_output_for_mask=zero_output_for_mask)]))
+    proto, _ = _assert_matches(model, tmp_path, kind)
+    assert [n.op_type for n in proto.graph.node].count("LSTM") == 1
+
+
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "ave", "mul"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_masked_bidirectional(tmp_path, merge_mode, return_sequences):
+    model = _randomize(Sequential(_front("embedding") + [layers.Bidirectional(
+        layers.LSTM(H, return_sequences=return_sequences), merge_mode=merge_mode)]))
+    proto, _ = _assert_matches(model, tmp_path, "embedding")
+    (node,) = [n for n in proto.graph.node if n.op_type == "LSTM"]
+    assert next(a.s for a in node.attribute if a.name == "direction") == b"bidirectional"
+
+
+@pytest.mark.parametrize("kind", ["embedding", "masking"])
+def test_masked_stack(tmp_path, kind):
+    """The mask passes through Dropout, Dense and sequence-returning LSTMs to the last LSTM."""
+    model = _randomize(Sequential(_front(kind) + [
+        layers.LSTM(H, return_sequences=True),
+        layers.Dropout(0.5),
+        layers.Bidirectional(layers.LSTM(3, return_sequences=True), merge_mode="sum"),
+        layers.Dense(6, activation="tanh"),
+        layers.LSTM(4, go_backwards=True, return_sequences=True),
+        layers.LSTM(3, go_backwards=True),
+        layers.Dense(2, activation="softmax")]))
+    _assert_matches(model, tmp_path, kind)
+
+
+def test_left_padded_batch(tmp_path):
+    """pad_sequences' default: every sample left padded."""
+    model = _randomize(Sequential(_front("embedding") + [
+        layers.LSTM(H, return_sequences=True), layers.LSTM(H)]))
+    lengths = [1, 3, 6, 2]
+    mask = np.arange(6)[None, :] >= 6 - np.array(lengths)[:, None]
+    _assert_matches(model, tmp_path, "embedding", [mask])
+
+
+@pytest.mark.parametrize("kind", ["embedding", "masking"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_holed_mask_gives_nan(tmp_path, kind, return_sequences):
+    model = _randomize(Sequential(_front(kind) + [
+        layers.Bidirectional(layers.LSTM(H, return_sequences=True)),
+        layers.LSTM(H, return_sequences=return_sequences)]))
+    _, session = _session(model, tmp_path)
+    x = _data(kind, HOLED)
+    (got,) = session.run(None, {session.get_inputs()[0].name: x})
+    holed = [0, 2]
+    assert np.isnan(got[holed]).all()
+    np.testing.assert_allclose(got[1], model.predict(x, verbose=0)[1], rtol=TOL, atol=TOL)
+
+
+def _assert_functional_matches(model, tmp_path, feeds):
+    proto, session = _session(model, tmp_path)
+    for feed in feeds:
+        expected = model.predict(feed if len(feed) > 1 else feed[0], verbose=0)
+        expected = expected if isinstance(expected, list) else [expected]
+        got = session.run(None, dict(zip(model.input_names, feed)))
+        assert len(got) == len(expected)
+        for g, e in zip(got, expected):
+            assert g.shape == e.shape
+            np.testing.assert_allclose(g, e, rtol=TOL, atol=TOL)
+    return proto
+
+
+def test_functional_masks_through_merges_and_states(tmp_path):
+    """Two masked inputs: merges that compute with the masks (Multiply, Maximum, Minimum),
+    merges that only pass them on, Concatenate's mask, and masked return_state."""
+    tokens = layers.Input((None,), dtype="int64", name="tokens")
+    features = layers.Input((None, D), name="features")
+    a = layers.LSTM(H, return_sequences=True)(layers.Embedding(V, D, mask_zero=True)(tokens))
+    b = layers.LSTM(H, return_sequences=True, go_backwards=True)(layers.Masking()(features))
+    merged = layers.Concatenate()([layers.Add()([a, b]), layers.Multiply()([a, b]),
+                                   layers.Maximum()([a, b]), layers.Minimum()([a, b]),
+                                   layers.Average()([a, b]), layers.Subtract()([a, b])])
+    seq, h, c = layers.LSTM(H, return_sequences=True, return_state=True)(merged)
+    both = layers.Bidirectional(layers.LSTM(3, return_state=True))(seq)
+    out = layers.Dense(2, name="out")(layers.Concatenate()([both[0], h, c, *both[1:]]))
+    model = _randomize(Model([tokens, features], [out, seq]))
+    # Each sample padded on the same side in both inputs, so that the merged masks (their OR)
+    # are padded too; the LSTMs before the merges see different masks.
+    other = np.array([[1, 1, 1, 1, 0, 0],
+                      [0, 0, 0, 1, 1, 1],
+                      [0, 0, 0, 0, 0, 0],
+                      [0, 0, 0, 0, 0, 0],
+                      [0, 0, 0, 0, 1, 1],
+                      [1, 1, 1, 1, 1, 1]], bool)
+    feeds = [[_tokens(ma, k), _features(mb, k)] for k, (ma, mb) in enumerate(
+        [(MASK, other), (other, MASK), (MASK, MASK), (MASK[:2, :1], MASK[2:4, :1])])]
+    _assert_functional_matches(model, tmp_path, feeds)
+
+
+def test_functional_mask_with_an_unmasked_input(tmp_path):
+    """Merges of a masked and an unmasked input: Multiply and Maximum use the one mask, Add's
+    output has none, Concatenate's counts the unmasked input as all True."""
+    tokens = layers.Input((None,), dtype="int64", name="tokens")
+    features = layers.Input((None, D), name="features")
+    a = layers.LSTM(H, return_sequences=True)(layers.Embedding(V, D, mask_zero=True)(tokens))
+    b = layers.Dense(H)(features)
+    merged = layers.Concatenate()([layers.Multiply()([a, b]), layers.Maximum()([b, a]),
+                                   layers.Minimum()([a, b])])
+    out1 = layers.LSTM(3)(merged)
+    out2 = layers.LSTM(3, return_sequences=True)(layers.Add()([a, b]))
+    model = _randomize(Model([tokens, features], [out1, out2]))
+    rng = np.random.default_rng(3)
+    feeds = [[_tokens(m, k), rng.normal(size=m.shape + (D,)).astype(np.float32)]
+             for k, m in enumerate([MASK, MASK[:2, :1]])]
+    _assert_functional_matches(model, tmp_path, feeds)
