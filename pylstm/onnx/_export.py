@@ -743,7 +743,7 @@ def export(model, path, opset=None, input_names=None, output_names=None,
                          "pylstm.nn.LSTM only.")
     elif hasattr(model, "_nodes") and hasattr(model, "outputs"):
         dtype, inputs = _functional_inputs(model)
-        defaults = list(model.output_names)
+        defaults = _distinct(model.output_names)
 
         def build(g, names):
             return _export_functional(g, model, *names)
@@ -794,6 +794,17 @@ def export(model, path, opset=None, input_names=None, output_names=None,
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, path)
     return proto
+
+
+def _distinct(names):
+    """`names` with a repeated one numbered (`h`, `h_1`): a layer's several outputs."""
+    out = []
+    for name in names:
+        base, k = name, 1
+        while name in out:
+            name, k = f"{base}_{k}", k + 1
+        out.append(name)
+    return out
 
 
 def _input_shape(shape, integer, k):

@@ -39,6 +39,7 @@ def _randomize(model, seed=0, scale=0.5):
 
 
 def _session(model, tmp_path):
+    tmp_path.mkdir(exist_ok=True)
     path = tmp_path / "model.onnx"
     proto = pylstm.onnx.export(model, path)
     onnx.checker.check_model(onnx.load(path), full_check=True)
@@ -192,5 +193,47 @@ def test_functional_mask_with_an_unmasked_input(tmp_path):
     model = _randomize(Model([tokens, features], [out1, out2]))
     rng = np.random.default_rng(3)
     feeds = [[_tokens(m, k), rng.normal(size=m.shape + (D,)).astype(np.float32)]
+             for k, m in enumerate([MASK, MASK[:2, :1]])]
+    _assert_functional_matches(model, tmp_path, feeds)
+
+
+# ---------------------------------------------------------------------------------------------
+# initial_state: the encoder-decoder pattern
+
+def test_seq2seq_example_models(tmp_path):
+    """The seq2seq example's training model (the decoder LSTM starts from the masked
+    encoder's states) and its inference encoder and decoder."""
+    from pylstm.examples.seq2seq import build_models
+
+    training, encoder, decoder = build_models(embedding_dim=D, units=H, seed=0)
+    _randomize(training)
+    typed = [_tokens(MASK, 0), _tokens(MASK[:2, :1], 1)]
+    so_far = [_tokens(MASK[::-1], 2), _tokens(np.ones((2, 3), bool), 3)]
+    _assert_functional_matches(training, tmp_path / "training",
+                               [[t, s] for t, s in zip(typed, so_far)])
+    _assert_functional_matches(encoder, tmp_path / "encoder", [[t] for t in typed])
+    rng = np.random.default_rng(4)
+    feeds = [[s] + list(rng.normal(size=(2, len(s), H)).astype(np.float32)) for s in so_far]
+    proto = _assert_functional_matches(decoder, tmp_path / "decoder", feeds)
+    (node,) = [n for n in proto.graph.node if n.op_type == "LSTM"]
+    assert node.input[5] and node.input[6]  # initial_h, initial_c
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_initial_state_runs_unmasked_and_passes_the_mask_on(tmp_path, go_backwards):
+    """Keras 3: a layer given `initial_state` runs unmasked; its sequence output carries the
+    input's mask to the next LSTM."""
+    tokens = layers.Input((None,), dtype="int64", name="tokens")
+    h = layers.Input((H,), name="h")
+    c = layers.Input((H,), name="c")
+    embedded = layers.Embedding(V, D, mask_zero=True)(tokens)
+    seq = layers.LSTM(H, return_sequences=True, go_backwards=go_backwards)(
+        embedded, initial_state=[h, c])
+    both = layers.Bidirectional(layers.LSTM(H, return_sequences=True), merge_mode="sum")(
+        seq, initial_state=[h, c, c, h])
+    out = layers.LSTM(3)(layers.Add()([seq, both]))
+    model = _randomize(Model([tokens, h, c], [out, both]))
+    rng = np.random.default_rng(5)
+    feeds = [[_tokens(m, k)] + list(rng.normal(size=(2, len(m), H)).astype(np.float32))
              for k, m in enumerate([MASK, MASK[:2, :1]])]
     _assert_functional_matches(model, tmp_path, feeds)
