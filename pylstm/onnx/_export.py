@@ -322,7 +322,10 @@ def _state_inputs(g, directions, units):
         for which in ("h", "c"):
             name = ""
             if d["stateful"]:
-                name = g.name(f"{d['name']}_{which}")
+                name = f"{d['name']}_{which}"
+                if any(name == n for n, _ in g.state_inputs):
+                    raise ValueError(f"Layer {d['name']!r} is stateful and called more than "
+                                     f"once; its state is exportable for one call.")
                 g.state_inputs.append((name, ["batch", units]))
             states.append(name)
     return states
@@ -770,13 +773,19 @@ def export(model, path, opset=None, input_names=None, output_names=None,
                          f"{len(inputs)} and {len(defaults)} distinct names, received "
                          f"{input_names!r} and {output_names!r}.")
     g = _Graph(onnx, dtype)
-    for name in input_names + output_names:
+    state_names = [f"{layer.name}_{which}{out}" for layer in _stateful_lstms(model)
+                   for out in ("", "_out") for which in "hc"]
+    clash = set(state_names) & set(input_names + output_names)
+    if clash:
+        raise ValueError(f"Arguments `input_names` and `output_names` must not use the state "
+                         f"names {sorted(clash)} of the model's stateful layers.")
+    for name in input_names + output_names + state_names:
         g.name(name)
     outputs = build(g, input_names)
     inputs = list(zip(input_names, inputs)) + [(name, (name, dtype, shape))
                                                for name, shape in g.state_inputs]
     for name, out in g.state_outputs:
-        output_names.append(g.name(name))
+        output_names.append(name)
         outputs.append(out)
     for out, name in zip(outputs, output_names):
         g.nodes.append(onnx.helper.make_node("Identity", [out], [name],
@@ -794,6 +803,17 @@ def export(model, path, opset=None, input_names=None, output_names=None,
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, path)
     return proto
+
+
+def _stateful_lstms(model):
+    """The stateful LSTM layers of a Keras-style model, Bidirectional's included."""
+    found = []
+    for layer in getattr(model, "layers", None) or []:
+        for sub in (getattr(layer, "forward_layer", None), getattr(layer, "backward_layer", None),
+                    layer):
+            if getattr(sub, "stateful", False) and hasattr(sub, "units"):
+                found.append(sub)
+    return found
 
 
 def _distinct(names):

@@ -237,3 +237,81 @@ def test_initial_state_runs_unmasked_and_passes_the_mask_on(tmp_path, go_backwar
     feeds = [[_tokens(m, k)] + list(rng.normal(size=(2, len(m), H)).astype(np.float32))
              for k, m in enumerate([MASK, MASK[:2, :1]])]
     _assert_functional_matches(model, tmp_path, feeds)
+
+
+# ---------------------------------------------------------------------------------------------
+# stateful: the state as graph inputs and outputs
+
+def _run_chunks(model, session, chunks):
+    """Feeds each chunk to pylstm's stateful model and to ONNX Runtime with the state
+    outputs fed back (zeros first), comparing every output."""
+    names = [i.name for i in session.get_inputs()]
+    out_names = [o.name for o in session.get_outputs()]
+    states = {n: np.zeros((chunks[0].shape[0], i.shape[-1]), np.float32)
+              for n, i in zip(names[1:], session.get_inputs()[1:])}
+    for chunk in chunks:
+        expected = model.predict(chunk, batch_size=chunk.shape[0], verbose=0)
+        got = dict(zip(out_names, session.run(None, {names[0]: chunk, **states})))
+        np.testing.assert_allclose(got[out_names[0]], expected, rtol=TOL, atol=TOL)
+        states = {n: got[f"{n}_out"] for n in states}
+    return names, out_names
+
+
+def test_stateful_chunks(tmp_path):
+    B = 3
+    model = _randomize(Sequential([
+        layers.Input((None, D), batch_size=B),
+        layers.LSTM(H, return_sequences=True, stateful=True, name="first"),
+        layers.Bidirectional(layers.LSTM(3, return_sequences=True, stateful=True,
+                                         name="both")),
+        layers.LSTM(4, stateful=True, go_backwards=True, name="last"),
+        layers.Dense(2)]))
+    _, session = _session(model, tmp_path)
+    rng = np.random.default_rng(6)
+    chunks = [rng.normal(size=(B, T, D)).astype(np.float32) for T in (4, 1, 6)]
+    names, out_names = _run_chunks(model, session, chunks)
+    lstms = ["first", "forward_both", "backward_both", "last"]
+    assert names == ["input"] + [f"{n}_{w}" for n in lstms for w in "hc"]
+    assert out_names == ["output"] + [f"{n}_{w}_out" for n in lstms for w in "hc"]
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_stateful_masked_chunks(tmp_path, return_sequences):
+    """A masked stateful LSTM carries the state of each sample's last real step; an
+    all-masked sample carries its state through the chunk."""
+    model = _randomize(Sequential([
+        layers.Input((None,), dtype="int64", batch_size=len(MASK)),
+        layers.Embedding(V, D, mask_zero=True),
+        layers.LSTM(H, return_sequences=return_sequences, stateful=True, name="lstm")]))
+    _, session = _session(model, tmp_path)
+    chunks = [_tokens(MASK, 0), _tokens(MASK[::-1], 1), _tokens(np.ones_like(MASK), 2)]
+    _run_chunks(model, session, chunks)
+
+
+def test_stateful_functional_chunks(tmp_path):
+    B = 2
+    x = layers.Input((None, D), batch_size=B, name="x")
+    seq = layers.LSTM(H, return_sequences=True, stateful=True, name="enc")(x)
+    out = layers.Dense(3, name="y")(layers.LSTM(H, stateful=True, name="dec")(seq))
+    model = _randomize(Model(x, out))
+    _, session = _session(model, tmp_path)
+    rng = np.random.default_rng(7)
+    names, out_names = _run_chunks(model, session, [rng.normal(size=(B, T, D)).astype(
+        np.float32) for T in (3, 5)])
+    assert names == ["x", "enc_h", "enc_c", "dec_h", "dec_c"]
+    assert out_names == ["y", "enc_h_out", "enc_c_out", "dec_h_out", "dec_c_out"]
+
+
+def test_refused_stateful_layer_called_twice(tmp_path):
+    x = layers.Input((None, D), batch_size=2)
+    shared = layers.LSTM(H, return_sequences=True, stateful=True, name="shared")
+    model = Model(x, shared(shared(layers.Dense(H)(x))))
+    with pytest.raises(ValueError, match="'shared' is stateful and called more than once"):
+        pylstm.onnx.export(model, tmp_path / "refused.onnx")
+
+
+def test_refused_names_of_the_state(tmp_path):
+    model = Sequential([layers.Input((None, D), batch_size=2),
+                        layers.LSTM(H, stateful=True, name="lstm")])
+    with pytest.raises(ValueError, match=r"state names \['lstm_h_out'\]"):
+        pylstm.onnx.export(model, tmp_path / "refused.onnx", output_names=["lstm_h_out"])
