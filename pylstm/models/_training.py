@@ -11,11 +11,15 @@ Design:
     per output; the model adds the activity regularizers' gradients and puts weight gradients in
     `Variable.grad`), `weights`, `trainable_variables` and `losses` (the penalties).
 
-    One training step zeroes every `Variable.grad`, runs the forward pass, evaluates each
-    output's loss and its gradient d loss / d y_pred (with the output's sample weights and its
-    mask, when it has one, as Keras combines them), scales both by the output's loss weight,
-    sends the gradients back, adds each weight regularizer's `gradient(value)` to its
-    variable's `grad`, and lets the optimizer update the trainable variables. The logged `loss`
+    One training step is `compute_gradients` then `apply_gradients` (their private halves,
+    and `fit`'s seam `_gradient_fn` for distributed trainers: see `_train_step`). Computing
+    zeroes every `Variable.grad`, runs the forward pass, evaluates each output's loss and its
+    gradient d loss / d y_pred (with the output's sample weights and its mask, when it has
+    one, as Keras combines them), scales both by the output's loss weight, sends the
+    gradients back, and adds each weight regularizer's `gradient(value)` to its variable's
+    `grad`; the whole gradient is then scaled by the optimizer's `loss_scale_factor` and, for
+    a shard of a global batch, by its share of the samples. Applying lets the optimizer
+    update the trainable variables. The logged `loss`
     is the weighted sum plus every penalty; with several losses each output's unweighted loss
     is logged as `<output>_loss`, and its metrics as `<output>_<metric>`, as Keras 3 names them.
 
@@ -176,7 +180,9 @@ class Trainer:
                                                      mask=m)
         return total + sum(self.losses)
 
-    def _add_regularizer_gradients(self):
+    def _add_regularizer_gradients(self, factor=1.0):
+        """Adds each weight regularizer's gradient, times `factor`, to its variable's
+        `grad`."""
         for var in self.trainable_variables:
             regularizer = var.regularizer
             if regularizer is None:
@@ -187,19 +193,33 @@ class Trainer:
                     f"The regularizer of variable '{var.name}' has no `gradient(value)` "
                     "method; pylstm has no autodiff, so regularizers must provide one."
                 )
-            var.grad += gradient(var.value)
+            penalty = gradient(var.value)
+            var.grad += penalty if factor == 1.0 else penalty * factor
             var.grad_slices = None  # TensorFlow sums slices and a dense gradient densely
 
-    def _train_step(self, targets, xs, ys, sample_weights, class_weight=None):
-        """One optimization step on validated arrays; returns `(losses, predictions, masks)`:
-        the batch's `loss` and logged output losses (floats), and the forward pass's lists.
-        `class_weight` (one output) replaces the sample weights by the batch's class
-        weights."""
+    def _compute_gradients_flat(self, targets, xs, ys, sample_weights, class_weight=None,
+                                global_batch_size=None):
+        """The forward and backward pass of one training step on validated arrays.
+
+        Returns:
+            `(gradients, logs, predictions, masks)`: `gradients` the trainable variables' own
+            `grad` arrays (not copies; the gradients of the loss times the optimizer's
+            `loss_scale_factor`, each `Variable.grad_slices` kept), or None when the loss is
+            not finite or the gradients overflow on their way back (then `logs["loss"]` is
+            that loss, or NaN); `logs` the batch's `loss` and logged output losses (floats,
+            times `len(batch) / global_batch_size` when that is given); `predictions` and
+            `masks` the forward pass's lists, in output order.
+        """
         for var in self.weights:
             var.zero_grad()
         preds, masks = self._forward_flat(xs, training=True)
         if class_weight is not None:
             sample_weights = [_data.class_sample_weight(class_weight, ys[0], preds[0])]
+        # The whole loss (outputs, activity and weight penalties) is scaled by the shard's
+        # share of the global batch, and the gradients also by the optimizer's
+        # loss_scale_factor, which its step divides back out (Keras's scale_loss).
+        share = 1.0 if global_batch_size is None else len(xs[0]) / global_batch_size
+        factor = share * (self.optimizer.loss_scale_factor or 1.0)
         total, grads, logs = 0.0, [], {}
         for target, yt, yp, mask, sw in zip(targets, ys, preds, masks, sample_weights):
             if target.loss is None:
@@ -208,25 +228,227 @@ class Trainer:
             value, grad = target.loss.value_and_gradient(yt, yp, sample_weight=_fit_weight(sw, yp),
                                                          mask=mask)
             total += target.weight * value
-            # the optimizer divides the gradients by its loss_scale_factor (Keras's scale_loss)
-            scale = target.weight * (self.optimizer.loss_scale_factor or 1.0)
-            grads.append(grad if scale == 1.0 else grad * scale)
+            grads.append(grad if target.weight == 1.0 else grad * target.weight)
             if target.loss_log:
-                logs[target.loss_log] = value
-        logs["loss"] = total + sum(self.losses)  # the penalties of the weights before the update
-        # A diverging model makes no update from a NaN or infinite loss, or from gradients that
-        # overflow on their way back (layers refuse them): Keras would write NaN into the
+                logs[target.loss_log] = value * share
+        logs["loss"] = (total + sum(self.losses)) * share  # the penalties before the update
+        # A diverging model gives no gradients from a NaN or infinite loss, or from gradients
+        # that overflow on their way back (layers refuse them): Keras would write NaN into the
         # weights. The step logs a NaN loss instead, which TerminateOnNaN and the user see.
         if not np.isfinite(logs["loss"]):
-            return logs, preds, masks
+            return None, logs, preds, masks
         try:
             self._backward_flat(grads)
         except NonFiniteError:
             logs["loss"] = float("nan")
-            return logs, preds, masks
-        self._add_regularizer_gradients()
-        self.optimizer.apply(self.trainable_variables)
+            return None, logs, preds, masks
+        variables = self.trainable_variables
+        if factor != 1.0:
+            for var in variables:
+                var.grad *= factor
+                if var.grad_slices is not None:
+                    var.grad_slices = (var.grad_slices[0], var.grad_slices[1] * factor)
+        self._add_regularizer_gradients(factor)
+        return [var.grad for var in variables], logs, preds, masks
+
+    def _local_gradients(self, targets, xs, ys, sample_weights, class_weight):
+        return self._compute_gradients_flat(targets, xs, ys, sample_weights, class_weight)
+
+    def _shard_gradients(self, xs, ys, sample_weights, class_weight, global_batch_size):
+        """The worker's half of a distributed `_gradient_fn`: `_compute_gradients_flat` on a
+        shard of the batch (lists of arrays as the seam receives them, cut along the samples)
+        with copies of the gradients, which sum over the shards to the batch's.
+
+        Returns:
+            `(gradients or None, logs, predictions, masks)`, as the seam returns them.
+        """
+        self._ensure_built_flat([a.shape for a in xs])
+        gradients, logs, preds, masks = self._compute_gradients_flat(
+            self._targets(), xs, ys, sample_weights, class_weight, global_batch_size)
+        return (None if gradients is None else [g.copy() for g in gradients]), logs, preds, masks
+
+    # fit's gradient seam (see `_train_step`); None is `_local_gradients`.
+    _gradient_fn = None
+
+    def _train_step(self, targets, xs, ys, sample_weights, class_weight=None):
+        """One optimization step on validated arrays; returns `(losses, predictions, masks)`:
+        the batch's `loss` and logged output losses (floats), and the forward pass's lists.
+        `class_weight` (one output) replaces the sample weights by the batch's class
+        weights.
+
+        The step is `gradients, logs, predictions, masks = gradient_fn(targets, xs, ys,
+        sample_weights, class_weight)`, then `_apply_gradients(gradients)`. `gradient_fn` is
+        the model's `_gradient_fn` when set, else `_local_gradients`: the seam through which
+        a distributed trainer (`pylstm.dask.fit`) runs `fit`, `train_on_batch`, callbacks
+        and validation included, with gradients computed elsewhere, setting `_gradient_fn`
+        on the model for the duration of the call. The seam's contract:
+
+        - It is called once per batch with the batch's validated arrays: `xs` one array
+          `(B, ...)` per input (input order, cast to the input's dtype), `ys` one per output,
+          `sample_weights` one float64 array (`(B,)` or `(B, T)`) or None per output,
+          `class_weight` None or a checked dict (one output); `targets` is `_targets()`
+          (losses, loss weights, metrics), which a remote function may ignore.
+        - It returns `gradients`: one array per `trainable_variables` entry, of its shape
+          and dtype, the gradients of the whole batch as `compute_gradients` gives them
+          (on each worker `_shard_gradients(xs_i, ys_i, sample_weights_i, class_weight,
+          global_batch_size=B)` on its rows of every array, summed over the shards), or
+          None to skip the update (any shard returned None); `logs`: the dict of `"loss"`
+          and each logged output loss, each summed over the shards; `predictions`: one
+          array `(B, ...)` per output (the shards' concatenated in sample order); `masks`:
+          one `(B, T)` bool mask or None per output (concatenated likewise). The metrics
+          read `ys`, `predictions` and `masks`.
+        - The update is skipped when `gradients` is None (the loss is logged as NaN unless
+          it is already NaN or infinite) or `logs["loss"]` is not finite (pylstm's rule for
+          a diverging model).
+        """
+        gradient_fn = self._gradient_fn or self._local_gradients
+        gradients, logs, preds, masks = gradient_fn(targets, xs, ys, sample_weights, class_weight)
+        if gradients is not None and np.isfinite(logs["loss"]):
+            self._apply_gradients(gradients)
+        elif np.isfinite(logs["loss"]):
+            logs["loss"] = float("nan")
         return logs, preds, masks
+
+    def _apply_gradients(self, gradients):
+        """One optimizer step with `gradients` (checked), one per trainable variable; a
+        variable's own `grad` array passes as is, with its `grad_slices`."""
+        variables = self.trainable_variables
+        for var, gradient in zip(variables, gradients):
+            if gradient is not var.grad:
+                var.grad[...] = gradient
+                var.grad_slices = None
+        self.optimizer.apply(variables)
+
+    # Gradients -----------------------------------------------------------------------
+
+    def compute_gradients(self, x, y, sample_weight=None, *, class_weight=None,
+                          global_batch_size=None):
+        """Returns the gradients of the loss on one batch without updating the weights: the
+        first half of `train_on_batch` (Keras 3's `train_step` up to the gradient tape), for
+        running the training step's halves on different machines.
+
+        The loss is what `fit` minimizes: each output's loss (masked timesteps left out,
+        sample weights applied, as in `fit`) times its loss weight, plus every penalty in
+        `losses` (weight regularizers and the activity regularizers of this batch). The
+        forward pass runs in training mode (dropout active, stateful layers advance, as in
+        `train_on_batch`). The gradients are those of the loss times the optimizer's
+        `loss_scale_factor` (Keras's `scale_loss`), which `apply_gradients` divides back out.
+
+        With `global_batch_size=N`, the batch is taken as a shard of `B` samples of a global
+        batch of `N` samples, and the whole loss (each output's, the activity penalties and
+        the weight penalties) is multiplied by `B / N`: each output's mean divides its sum
+        over the shard's samples by `N` samples' worth of entries instead of `B`
+        (TensorFlow's `tf.nn.compute_average_loss(..., global_batch_size=N)`), and the
+        penalties count `B / N` of their value (`tf.nn.scale_regularization_loss`), so that
+        they are counted once over the shards. The gradients and logs of disjoint shards
+        covering the global batch then sum to the global batch's, whatever the shards'
+        sizes and sample weights (pylstm's losses divide the weighted sum by the number of
+        entries, not by the sum of the weights). An output with a mask (Keras's
+        `apply_mask`) takes the mean over its unmasked entries within each shard, as Keras
+        does on each replica under `tf.distribute`: the sum equals the global batch's when
+        every shard holds the same share of unmasked entries as of samples (e.g. equal
+        shards with equal counts of unmasked timesteps), and is a shard-weighted mean of the
+        masked means otherwise.
+
+        Example: synchronous data parallelism with any engine (Ray, Spark, MPI). Each worker
+        holds a copy of the model (pickled, or rebuilt from `get_config`) and receives the
+        weights each step:
+
+        ```python
+        # on each worker, for its shard of the global batch of N samples
+        model.set_weights(weights)
+        grads, logs = model.compute_gradients(x_shard, y_shard, global_batch_size=N)
+
+        # on the driver (MPI: comm.allreduce(grads) on every rank instead)
+        total = [sum(g) for g in zip(*worker_grads)]
+        model.apply_gradients(total)
+        weights = model.get_weights()
+        ```
+
+        Args:
+            x: the inputs of the batch (or shard): an array `(B, ...)` for one input, else a
+                list in input order or a dict by input name.
+            y: the targets, structured as `x` over the outputs.
+            sample_weight: optional weights of each sample's loss, as in `fit`.
+            class_weight: optional dict `class index -> weight` (one output), as in `fit`.
+            global_batch_size: None (the batch is the whole batch), or int >= `B`: the
+                samples of the global batch this batch is a shard of.
+
+        Returns:
+            `(gradients, logs)`: `gradients` a list of `np.ndarray`, one per
+            `model.trainable_variables` entry in that order, of its shape and dtype (an
+            `Embedding`'s table gradient dense, its rows' occurrences summed); `logs` a dict
+            of floats: `"loss"` (penalties included) and, with several losses,
+            `"<output>_loss"`, as `fit` logs them (times `B / N` with `global_batch_size`).
+            When the loss is NaN or infinite, or the gradients overflow, `logs["loss"]` is
+            NaN (or that loss) and every gradient is NaN, so that a sum over shards is too
+            and `apply_gradients` refuses it.
+
+        Raises:
+            RuntimeError: if the model is not compiled.
+            TypeError, ValueError: for data `train_on_batch` refuses, or a
+                `global_batch_size` that is not an int >= the batch's samples.
+        """
+        self._check_compiled()
+        if class_weight is not None:
+            class_weight = _data.check_class_weight(class_weight)
+            if sample_weight is not None:
+                raise ValueError("Arguments `sample_weight` and `class_weight` cannot be "
+                                 "specified at the same time.")
+        xs, ys, sws = self._validate_data(x, y, sample_weight)
+        if global_batch_size is not None:
+            _check_positive_int(global_batch_size, "global_batch_size")
+            if global_batch_size < len(xs[0]):
+                raise ValueError(f"Argument `global_batch_size` must be at least the batch's "
+                                 f"{len(xs[0])} samples, received {global_batch_size}.")
+        self._ensure_built_flat([a.shape for a in xs])
+        gradients, logs, _, _ = self._compute_gradients_flat(
+            self._targets(), xs, ys, sws, class_weight, global_batch_size)
+        variables = self.trainable_variables
+        if gradients is None:
+            return [np.full(v.shape, np.nan, v.dtype) for v in variables], logs
+        return [g.copy() for g in gradients], logs
+
+    def apply_gradients(self, gradients):
+        """Takes one optimizer step on `model.trainable_variables` with `gradients`: the
+        second half of `train_on_batch`, the update `fit` makes (the optimizer divides by its
+        `loss_scale_factor`, accumulates, clips, decays the weights, keeps its moving
+        average and applies the constraints, as in Keras 3's `optimizer.apply_gradients`).
+
+        Args:
+            gradients: a list of arrays, one per `model.trainable_variables` entry in that
+                order and of its shape (cast to its dtype): `compute_gradients`' gradients,
+                or their sum over the shards of a global batch.
+
+        Returns:
+            int, the optimizer's `iterations` after the step.
+
+        Raises:
+            RuntimeError: if the model is not compiled.
+            ValueError: `gradients` not one array per trainable variable of its shape, or
+                holding NaN or infinite values (a diverged shard: no update is made).
+        """
+        if self.optimizer is None:
+            raise RuntimeError("You must call `compile()` before `apply_gradients()`.")
+        variables = self.trainable_variables
+        if not isinstance(gradients, (list, tuple)) or len(gradients) != len(variables):
+            received = (f"{len(gradients)} items" if isinstance(gradients, (list, tuple))
+                        else type(gradients).__name__)
+            raise ValueError(f"Argument `gradients` must be a list of {len(variables)} arrays, "
+                             f"one per trainable variable, received {received}.")
+        arrays = []
+        for i, (var, gradient) in enumerate(zip(variables, gradients)):
+            array = np.asarray(gradient)
+            if array.shape != var.shape:
+                raise ValueError(f"Argument `gradients[{i}]` must have the shape {var.shape} "
+                                 f"of variable '{var.name}', received {array.shape}.")
+            if array.dtype.kind not in "biuf" or not np.all(np.isfinite(array)):
+                raise ValueError(f"Argument `gradients[{i}]` (variable '{var.name}') must be "
+                                 f"finite numbers, received NaN, infinite or non-numeric "
+                                 f"values.")
+            arrays.append(array)
+        self._apply_gradients(arrays)
+        return self.optimizer.iterations
 
     def _test_step(self, targets, xs, ys, sample_weights):
         """The losses of one batch in inference mode: `(losses, predictions, masks)`."""

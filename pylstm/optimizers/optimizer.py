@@ -279,6 +279,37 @@ class Optimizer(Configurable):
                 var.value[...] = constrained
         self._iterations += 1
 
+    def apply_gradients(self, grads_and_vars):
+        """Takes one optimization step with the given gradients, as Keras 3's method of the
+        same name: each gradient is copied into its variable's `grad` (a dense gradient:
+        `grad_slices` cleared), then `apply` runs.
+
+        Args:
+            grads_and_vars: iterable of `(gradient, variable)` pairs: a `Variable` and an
+                array of its shape.
+
+        Returns:
+            int, `iterations` after the step.
+
+        Raises:
+            ValueError: a pair that is not `(array, Variable)` of one shape.
+        """
+        pairs = list(grads_and_vars)
+        for i, pair in enumerate(pairs):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2 \
+                    or not hasattr(pair[1], "grad"):
+                raise ValueError(f"Argument `grads_and_vars` must hold (gradient, Variable) "
+                                 f"pairs, received {pair!r:.100} at index {i}.")
+            if np.shape(pair[0]) != pair[1].shape:
+                raise ValueError(f"Argument `grads_and_vars`: the gradient at index {i} has "
+                                 f"shape {np.shape(pair[0])}, its variable '{pair[1].name}' "
+                                 f"{pair[1].shape}.")
+        for gradient, var in pairs:
+            var.grad[...] = gradient
+            var.grad_slices = None
+        self.apply([var for _, var in pairs])
+        return self.iterations
+
     def _step(self, variables, grads, slices):
         """Weight decay, then the subclass's update, at the current learning rate; `slices`
         (each None or `(indices, values)`) serve `_square` and `_abs` during the update."""
