@@ -2,7 +2,7 @@
 Where the model looks: attention weights
 ========================================
 
-A functional model (:class:`pylstm.models.Model`) with an
+A functional model (:class:`Model <pylstm.models.Functional>`) with an
 :class:`~pylstm.layers.Attention` layer, and a second model sharing its layers that returns
 the attention distribution, drawn as a heatmap.
 

@@ -12,7 +12,7 @@ with NumPy, the LSTM nodes on pylstm's compiled core. Both need the ``onnx`` pac
 # %%
 # A trained model to export
 # -------------------------
-# A sunspot forecaster (:mod:`pylstm.examples.sunspots`'s windows): a bidirectional LSTM,
+# A sunspot forecaster (``pylstm.examples.sunspots``'s windows): a bidirectional LSTM,
 # an LSTM and a ``Dense`` head, briefly trained.
 import os
 import tempfile

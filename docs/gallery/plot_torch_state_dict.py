@@ -15,7 +15,7 @@ its ``state_dict`` both ways; pylstm loads the files, rebuilds the forecaster as
 # %%
 # Training in PyTorch
 # -------------------
-# The windows are those of the sunspots example (:mod:`pylstm.examples.sunspots`): 48 months
+# The windows are those of the sunspots example (``pylstm.examples.sunspots``): 48 months
 # of history, the next month as target. PyTorch is only needed for this part; without it the
 # example writes the same file from a pylstm module (untrained) so that the loading part still
 # runs.
