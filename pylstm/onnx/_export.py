@@ -678,38 +678,73 @@ def export(model, path, opset=None, input_names=None, output_names=None,
     Each LSTM becomes one ONNX `LSTM` node (gate order i, o, f, c; bias split into the input
     and recurrent halves; `direction` forward, reverse or bidirectional; `activations` with
     `activation_alpha`/`beta`); `Dense` becomes MatMul + Add + its activation, `Embedding`
-    Gather, `Dropout` the identity (inference: dropout inside LSTMs and between `nn.LSTM`
-    layers is dropped too). The batch and time axes are dynamic. The graph keeps the model's
-    float dtype; ONNX Runtime's CPU `LSTM` runs float32 only.
+    Gather, `Masking` a Mul by its mask, `Dropout` the identity (inference: dropout inside
+    LSTMs and between `nn.LSTM` layers is dropped too). The batch and time axes are dynamic.
+    The graph keeps the model's float dtype; ONNX Runtime's CPU `LSTM` runs float32 only.
+
+    Masks (`Embedding(mask_zero=True)`, `Masking`) are computed in the graph from its input
+    and propagate as pylstm's (Keras 3's) `compute_mask` does: through `Dense`, `Dropout`,
+    sequence-returning LSTMs and the merge layers (`Multiply`, `Maximum`, `Minimum` compute
+    with them as Keras does). A masked LSTM is one node with `sequence_lens` = each sample's
+    count of real steps, and gives what pylstm gives: on masked steps the previous output
+    (zeros before the first real step), or zeros with `zero_output_for_mask` (forced in
+    `Bidirectional` with `return_sequences`); as last output the output of the last processed
+    step; as final state the state after the last real step (the initial state for an
+    all-masked sample). Each sample's mask must be one run of real steps at the start (right
+    padding) or at the end (left padding, `pad_sequences`' default; these samples are moved
+    to right padding around the node with `ReverseSequence`); the two may mix in a batch. A
+    sample whose mask has a hole (a masked step between real ones), which one ONNX LSTM node
+    cannot express, gets NaN in that layer's outputs and states, never a wrong number.
+
+    A layer called with `initial_state` (functional models: the encoder-decoder pattern)
+    takes those tensors as the node's `initial_h`/`initial_c`; as in Keras 3 it then runs
+    unmasked, and its sequence output carries its input's mask.
+
+    A stateful LSTM (`stateful=True`, a Bidirectional's two layers each) reads the state it
+    carries from graph inputs `<layer>_h`, `<layer>_c` and writes the state after the call to
+    graph outputs `<layer>_h_out`, `<layer>_c_out` (`(B, units)`, the model's float dtype),
+    after the model's own inputs and outputs: feed zeros first (or the state to continue
+    from), then each call's outputs with the next chunk.
 
     Args:
         model: a built `pylstm.models.Sequential` of `Input`, `LSTM`, `Bidirectional(LSTM)`,
-            `Dense`, `Embedding` and `Dropout` layers; a functional `pylstm.models.Model` of
-            these (`return_state` included, shared layers' weights stored once) and the merge
-            layers `Add`, `Subtract`, `Multiply`, `Average`, `Maximum`, `Minimum`,
-            `Concatenate`; or a `pylstm.nn.LSTM`.
+            `Dense`, `Embedding`, `Masking` and `Dropout` layers; a functional
+            `pylstm.models.Model` of these (`return_state` and `initial_state` included,
+            shared layers' weights stored once) and the merge layers `Add`, `Subtract`,
+            `Multiply`, `Average`, `Maximum`, `Minimum`, `Concatenate`; or a
+            `pylstm.nn.LSTM`.
         path: file path (str or path-like) to write.
         opset: int, the ONNX opset (>= 13); default: the newest that the installed `onnx`
             and `onnxruntime` both support.
         input_names, output_names: lists of graph input/output names; defaults `["input"]`
-            and `["output"]` (a functional model's own input and output names); for
-            `nn.LSTM`, `["input"]` then `"h_0", "c_0"` with `initial_state` and `"lengths"`
-            with `lengths`, and `["output", "h_n", "c_n"]`.
+            and `["output"]` (a functional model's own input and output names, a repeated
+            one numbered: `h`, `h_1`); for `nn.LSTM`, `["input"]` then `"h_0", "c_0"` with
+            `initial_state` and `"lengths"` with `lengths`, and `["output", "h_n", "c_n"]`.
+            The state inputs and outputs of stateful layers come after them, named as above.
         initial_state: `nn.LSTM` only: the graph takes `h_0`, `c_0 (L * dirs, B, H)` (the
             module's `hx`) as inputs.
         lengths: `nn.LSTM` only: the graph takes `lengths (B,)` int32 in `[1, T]` (the
             module's `lengths`, right padding) as input; it becomes each node's
             `sequence_lens`.
 
+    Graph inputs: `(B, T, D)` of the model's float dtype, or `(B, T)` int64 token ids for a
+    model that starts with an `Embedding` (functional: every integer input, and every input
+    that feeds an Embedding); other functional inputs `(B, ...)` as declared (e.g.
+    `initial_state` tensors `(B, units)`); `nn.LSTM`: `input (T, B, D)` (`(B, T, D)` with
+    `batch_first`). Graph outputs: the model's outputs, of its float dtype and shapes.
+
     Returns:
         The `onnx.ModelProto` written.
 
     Raises:
         ImportError: the `onnx` package is missing (`pip install pylstm[onnx]`).
-        ValueError: a layer or option one ONNX graph cannot express faithfully (projection,
-            `return_state` in a Sequential, `stateful`, masks, `initial_state` given to a
-            layer, activations ONNX lacks, unknown layers), an unbuilt model, or an opset
-            outside `[13, onnx.defs.onnx_opset_version()]`.
+        ValueError: a layer or option one ONNX graph cannot express faithfully (`proj_size`,
+            which ONNX's LSTM lacks; `return_state` in a Sequential; a Bidirectional with
+            `merge_mode=None`, with units that differ or with its forward layer reading
+            backwards; masked merges of inputs that are not `(B, T, F)`; a stateful layer
+            called twice; keyword arguments other than `initial_state`; activations ONNX
+            lacks; unknown layers), an unbuilt model, names that clash with the state names,
+            or an opset outside `[13, onnx.defs.onnx_opset_version()]`.
 
     Example:
     >>> import numpy as np, tempfile, os
@@ -722,49 +757,11 @@ def export(model, path, opset=None, input_names=None, output_names=None,
     ['Transpose', 'LSTM']
     """
     onnx = _onnx()
-    from pylstm.nn.lstm import LSTM as NNLSTM
-
     opset = default_opset() if opset is None else int(opset)
     if opset < _MIN_OPSET or opset > onnx.defs.onnx_opset_version():
         raise ValueError(f"Argument `opset` must be in [{_MIN_OPSET}, "
                          f"{onnx.defs.onnx_opset_version()}], received {opset}.")
-    if isinstance(model, NNLSTM):
-        dtype = np.dtype(model.dtype)
-        shape = (["batch", "time"] if model.batch_first else ["time", "batch"])
-        states = [model.num_layers * (2 if model.bidirectional else 1), "batch",
-                  model.hidden_size]
-        inputs = [("input", dtype, shape + [model.input_size])]
-        inputs += [("h_0", dtype, states), ("c_0", dtype, states)] if initial_state else []
-        inputs += [("lengths", np.int32, ["batch"])] if lengths else []
-        defaults = ["output", "h_n", "c_n"]
-
-        def build(g, names):
-            keys = [key for key, _, _ in inputs[1:]]
-            return _export_nn_lstm(g, model, names[0], **dict(zip(keys, names[1:])))
-    elif initial_state or lengths:
-        raise ValueError("Arguments `initial_state` and `lengths` apply to a "
-                         "pylstm.nn.LSTM only.")
-    elif hasattr(model, "_nodes") and hasattr(model, "outputs"):
-        dtype, inputs = _functional_inputs(model)
-        defaults = _distinct(model.output_names)
-
-        def build(g, names):
-            return _export_functional(g, model, *names)
-    else:
-        layers = [l for l in getattr(model, "layers", None) or []
-                  if type(l).__name__ != "InputLayer"]
-        if not hasattr(model, "layers") or not layers:
-            raise ValueError(f"Cannot export {type(model).__name__}: expected a Sequential "
-                             f"model or a pylstm.nn.LSTM.")
-        if not getattr(model, "built", True) or not all(l.built for l in layers):
-            raise ValueError("The model is not built: call it on data or give it an Input "
-                             "before exporting.")
-        dtype, shape, input_type = _sequential_input(model, layers[0])
-        inputs = [("input", input_type, shape)]
-        defaults = ["output"]
-
-        def build(g, names):
-            return _export_sequential(g, model, names[0])
+    dtype, inputs, defaults, build = _plan(model, initial_state, lengths)
     input_names = list(input_names or [name for name, _, _ in inputs])
     output_names = list(output_names or defaults)
     if len(input_names) != len(inputs) or len(output_names) != len(defaults) \
@@ -782,26 +779,72 @@ def export(model, path, opset=None, input_names=None, output_names=None,
     for name in input_names + output_names + state_names:
         g.name(name)
     outputs = build(g, input_names)
-    inputs = list(zip(input_names, inputs)) + [(name, (name, dtype, shape))
-                                               for name, shape in g.state_inputs]
-    for name, out in g.state_outputs:
-        output_names.append(name)
-        outputs.append(out)
-    for out, name in zip(outputs, output_names):
-        g.nodes.append(onnx.helper.make_node("Identity", [out], [name],
-                                             name=g.name(f"{name}_Identity")))
-    elem = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    inputs = [(name, t, shape) for name, (_, t, shape) in zip(input_names, inputs)]
+    inputs += [(name, dtype, shape) for name, shape in g.state_inputs]
+    outputs += [out for _, out in g.state_outputs]
+    output_names += [name for name, _ in g.state_outputs]
+    proto = _model_proto(g, getattr(model, "name", None) or "pylstm", inputs,
+                         list(zip(output_names, outputs)), opset)
+    onnx.save(proto, path)
+    return proto
+
+
+def _plan(model, initial_state, lengths):
+    """`(float dtype, inputs [(name, dtype, shape)], default output names, build)` for the
+    kind of `model`; `build(g, input_names)` appends the graph and returns its outputs."""
+    from pylstm.nn.lstm import LSTM as NNLSTM
+
+    if isinstance(model, NNLSTM):
+        dtype = np.dtype(model.dtype)
+        shape = (["batch", "time"] if model.batch_first else ["time", "batch"])
+        states = [model.num_layers * (2 if model.bidirectional else 1), "batch",
+                  model.hidden_size]
+        inputs = [("input", dtype, shape + [model.input_size])]
+        inputs += [("h_0", dtype, states), ("c_0", dtype, states)] if initial_state else []
+        inputs += [("lengths", np.int32, ["batch"])] if lengths else []
+
+        def build(g, names):
+            keys = [key for key, _, _ in inputs[1:]]
+            return _export_nn_lstm(g, model, names[0], **dict(zip(keys, names[1:])))
+        return dtype, inputs, ["output", "h_n", "c_n"], build
+    if initial_state or lengths:
+        raise ValueError("Arguments `initial_state` and `lengths` apply to a "
+                         "pylstm.nn.LSTM only.")
+    if hasattr(model, "_nodes") and hasattr(model, "outputs"):
+        dtype, inputs = _functional_inputs(model)
+        return dtype, inputs, _distinct(model.output_names), \
+            lambda g, names: _export_functional(g, model, *names)
+    layers = [l for l in getattr(model, "layers", None) or []
+              if type(l).__name__ != "InputLayer"]
+    if not hasattr(model, "layers") or not layers:
+        raise ValueError(f"Cannot export {type(model).__name__}: expected a Sequential "
+                         f"model or a pylstm.nn.LSTM.")
+    if not getattr(model, "built", True) or not all(l.built for l in layers):
+        raise ValueError("The model is not built: call it on data or give it an Input "
+                         "before exporting.")
+    dtype, shape, input_type = _sequential_input(model, layers[0])
+    return dtype, [("input", input_type, shape)], ["output"], \
+        lambda g, names: _export_sequential(g, model, names[0])
+
+
+def _model_proto(g, name, inputs, outputs, opset):
+    """The checked `ModelProto` of `g` with graph `inputs` `(name, dtype, shape)` and
+    `outputs` `(name, tensor)` (each an Identity of the tensor, of the graph's dtype)."""
+    onnx = g.onnx
+    for output, tensor in outputs:
+        g.nodes.append(onnx.helper.make_node("Identity", [tensor], [output],
+                                             name=g.name(f"{output}_Identity")))
+    elem = onnx.helper.np_dtype_to_tensor_dtype(g.dtype)
     graph = onnx.helper.make_graph(
-        g.nodes, getattr(model, "name", None) or "pylstm",
+        g.nodes, name,
         [onnx.helper.make_tensor_value_info(
-            name, onnx.helper.np_dtype_to_tensor_dtype(np.dtype(t)), shape)
-         for name, (_, t, shape) in inputs],
-        [onnx.helper.make_tensor_value_info(name, elem, None) for name in output_names],
+            n, onnx.helper.np_dtype_to_tensor_dtype(np.dtype(t)), shape)
+         for n, t, shape in inputs],
+        [onnx.helper.make_tensor_value_info(n, elem, None) for n, _ in outputs],
         initializer=g.initializers)
     proto = _make_model(onnx, graph, opset)
     proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
     onnx.checker.check_model(proto, full_check=True)
-    onnx.save(proto, path)
     return proto
 
 

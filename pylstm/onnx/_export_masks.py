@@ -47,8 +47,9 @@ def flip_time(g, x, base):
 class MaskPlan:
     """What a `(B, T)` mask says about each sample, as graph tensors.
 
-    Attributes (tensor names): `lengths (B,)` int64 real steps; `lengths_i32 (B,)` int32, at
-    least 1 (the node's `sequence_lens`; an all-masked sample's one step is discarded);
+    Attributes (tensor names): `lengths (B,)` int64 real steps; `clamped (B,)` int64 and
+    `lengths_i32 (B,)` int32, at least 1 (`ReverseSequence`'s lengths and the node's
+    `sequence_lens`; an all-masked sample's one step is discarded: its outputs are zeros);
     `nonempty (B,)`; `post`, `pre (B,)` right / left padded; `use_pre (B,)` left padded only;
     `ok (B,)` one of the two; `mask_tb (T, B)` the mask time-major; `steps (T,)` int64
     0..T-1; `T` a 1-element int64 tensor.
@@ -66,8 +67,8 @@ class MaskPlan:
         self.steps = g.op("Range", [g.int64(0), T_scalar, g.int64(1)], f"{base}_steps")
         zero = g.int64([0])
         self.nonempty = g.op("Greater", [self.lengths, zero], f"{base}_nonempty")
-        clamped = g.op("Max", [self.lengths, g.int64([1])], f"{base}_len_clamped")
-        self.lengths_i32 = g.op("Cast", [clamped], f"{base}_seq_lens",
+        self.clamped = g.op("Max", [self.lengths, g.int64([1])], f"{base}_len_clamped")
+        self.lengths_i32 = g.op("Cast", [self.clamped], f"{base}_seq_lens",
                                 to=onnx.TensorProto.INT32)
         self.start = g.op("Sub", [self.T, self.lengths], f"{base}_start")  # left padding's
         steps_bt = g.op("Unsqueeze", [self.steps, zero], f"{base}_steps_bt")  # (1, T)
@@ -104,7 +105,7 @@ class MaskPlan:
         real steps first, in order)."""
         g = self.g
         flipped = flip_time(g, x_tb, f"{base}_flipped")
-        moved = g.op("ReverseSequence", [flipped, self.lengths], f"{base}_moved",
+        moved = g.op("ReverseSequence", [flipped, self.clamped], f"{base}_moved",
                      batch_axis=1, time_axis=0)
         return g.op("Where", [self.per_sample(self.use_pre, 3, 1, f"{base}_use_pre"),
                               moved, x_tb], base)
@@ -113,7 +114,7 @@ class MaskPlan:
         """The inverse of `to_right` on `y (T, B, ...)` of `rank` that is zero past each
         sample's length (the node's output): left-padded samples get their zeros first."""
         g = self.g
-        reversed_ = g.op("ReverseSequence", [y_tb, self.lengths], f"{base}_unmoved",
+        reversed_ = g.op("ReverseSequence", [y_tb, self.clamped], f"{base}_unmoved",
                          batch_axis=1, time_axis=0)
         back = flip_time(g, reversed_, f"{base}_back")
         return g.op("Where", [self.per_sample(self.use_pre, rank, 1, f"{base}_use_pre"),
@@ -158,7 +159,7 @@ def masked_lstm(g, plan, run_node, x_tbd, flags, base, initial_h="", initial_c="
     for state, initial, which in ((Y_h, initial_h, "h"), (Y_c, initial_c, "c")):
         states.append(g.op("Where", [nonempty, state, initial or zeros], f"{base}_{which}_n"))
     # pylstm's output before any real step is zero, also with an initial state.
-    outputs = g.op("Where", [nonempty, Y_h, zeros], f"{base}_h_out")
+    outputs = g.op("Where", [nonempty, Y_h, zeros], f"{base}_last_real")
     sequences, lasts = [], []
     for k, (reverse, zero_output) in enumerate(flags):
         y_k = g.op("Gather", [Y, g.int64(k)], f"{base}_Y{k}", axis=2)  # (T, B, H)

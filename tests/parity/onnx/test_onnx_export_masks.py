@@ -315,3 +315,28 @@ def test_refused_names_of_the_state(tmp_path):
                         layers.LSTM(H, stateful=True, name="lstm")])
     with pytest.raises(ValueError, match=r"state names \['lstm_h_out'\]"):
         pylstm.onnx.export(model, tmp_path / "refused.onnx", output_names=["lstm_h_out"])
+
+
+def test_masking_value(tmp_path):
+    model = _randomize(Sequential([layers.Input((None, D)), layers.Masking(mask_value=2.5),
+                                   layers.LSTM(H, return_sequences=True)]))
+    _, session = _session(model, tmp_path)
+    x = np.where(MASK[..., None], _features(MASK), np.float32(2.5))
+    x[0, 0, 0] = 2.5  # one feature equal to the value does not mask the step
+    (got,) = session.run(None, {"input": x})
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=TOL, atol=TOL)
+
+
+def test_concatenate_in_time_concatenates_the_masks(tmp_path):
+    """Left-padded steps then unpadded ones, or unpadded then right-padded: the joined mask
+    is padded on the same side."""
+    first = layers.Input((None,), dtype="int64", name="first")
+    second = layers.Input((None,), dtype="int64", name="second")
+    embedding = layers.Embedding(V, D, mask_zero=True)
+    joined = layers.Concatenate(axis=1)([embedding(first), embedding(second)])
+    model = _randomize(Model([first, second], layers.LSTM(H, return_sequences=True)(joined)))
+    padded = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 0], [1, 1, 1]], bool)
+    full = np.ones((4, 2), bool)
+    feeds = [[_tokens(full, 0), _tokens(padded, 1)],
+             [_tokens(padded[:, ::-1], 2), _tokens(full, 3)]]
+    _assert_functional_matches(model, tmp_path, feeds)
