@@ -37,9 +37,9 @@ try:
 except ImportError:
     torch = None
 
-# PYLSTM_DOCS_FAST=1 (the documentation's CI): 1 epoch of training instead of 8.
+# PYLSTM_DOCS_FAST=1 (the documentation's CI): 1 epoch of training instead of 4.
 FAST = os.environ.get("PYLSTM_DOCS_FAST") == "1"
-EPOCHS = 1 if FAST else 8
+EPOCHS = 1 if FAST else 4
 WINDOW, UNITS, LAYERS = 48, 32, 2
 
 series = (load_sunspots().data / SCALE).astype("float32")
