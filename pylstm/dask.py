@@ -139,14 +139,12 @@ def _unpack_block(block, start, shape):
 def _shard_gradients(payload, key, weights, xs, ys, sample_weights, class_weight,
                      global_batch_size, with_outputs, num_threads):
     """One shard's `(gradients, logs, predictions, masks)` at `weights`, as the trainer's
-    gradient seam returns them (predictions and masks None unless `with_outputs`)."""
+    gradient seam takes them (predictions and masks None unless `with_outputs`)."""
     model = _models.get(key, payload)
     with _limited_threads(num_threads):
         model.set_weights(weights)
-        gradients, logs, preds, masks = model._compute_gradients_flat(
-            model._targets(), xs, ys, sample_weights, class_weight, global_batch_size)
-    if gradients is not None:
-        gradients = [g.copy() for g in gradients]   # the next task reuses the model's buffers
+        gradients, logs, preds, masks = model._shard_gradients(
+            xs, ys, sample_weights, class_weight, global_batch_size)
     return gradients, logs, (preds if with_outputs else None), (masks if with_outputs else None)
 
 
@@ -287,3 +285,166 @@ def predict(model, x, batch_size=None, num_threads=1):
         outputs.append(part.astype(out_dtype, copy=False))
         start += width
     return outputs[0] if n_out == 1 else outputs
+
+
+class _DataParallel:
+    """`fit`'s gradient seam (`Trainer._gradient_fn`): each batch's gradients computed on the
+    workers of `client`, shard by shard, and summed on the driver in shard order."""
+
+    def __init__(self, model, client, num_shards, num_threads, retries):
+        self.model = model
+        self.client = client
+        self.num_shards = num_shards
+        self.num_threads = num_threads
+        self.retries = retries
+        self.payload = None    # the model's future on every worker, sent at the first step
+
+    def _send_model(self):
+        payload, self.key = _payload(self.model)
+        self.payload = self.client.scatter([payload], broadcast=True, hash=False)[0]
+
+    def __call__(self, targets, xs, ys, sample_weights, class_weight):
+        size = len(xs[0])
+        cuts = np.linspace(0, size, min(self.num_shards, size) + 1).round().astype(int)
+        shards = [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
+        with_outputs = any(target.metrics for target in targets)
+        for attempt in range(self.retries + 1):
+            try:
+                results = self._step(shards, xs, ys, sample_weights, class_weight, size,
+                                     with_outputs)
+                break
+            except (distributed.client.FutureCancelledError, distributed.KilledWorker):
+                # Every replica of the step's inputs was lost with its workers, or a shard
+                # killed its workers too often: start the step again from the same weights.
+                if attempt == self.retries:
+                    raise
+                self.payload = None
+        gradients = None
+        if all(result[0] is not None for result in results):
+            gradients = [g.copy() for g in results[0][0]]
+            for result in results[1:]:
+                for total, gradient in zip(gradients, result[0]):
+                    total += gradient
+        logs = dict(results[0][1])
+        for result in results[1:]:
+            for name, value in result[1].items():
+                logs[name] += value
+        if with_outputs:
+            preds = [np.concatenate(parts) for parts in zip(*(r[2] for r in results))]
+            masks = [None if parts[0] is None else np.concatenate(parts)
+                     for parts in zip(*(r[3] for r in results))]
+        else:   # no metric reads them: only the count of samples
+            preds = [np.empty((size, 0))] * len(ys)
+            masks = [None] * len(ys)
+        return gradients, logs, preds, masks
+
+    def _step(self, shards, xs, ys, sample_weights, class_weight, size, with_outputs):
+        if self.payload is None:
+            self._send_model()
+        client = self.client
+        # The weights go to every worker once per step, whichever shards they compute.
+        weights = client.scatter([self.model.get_weights()], broadcast=True, hash=False)[0]
+        futures = [client.submit(
+            _shard_gradients, self.payload, self.key, weights, [x[rows] for x in xs],
+            [y[rows] for y in ys], [None if w is None else w[rows] for w in sample_weights],
+            class_weight, size, with_outputs, self.num_threads, pure=False)
+            for rows in shards]
+        try:
+            return client.gather(futures)
+        finally:
+            client.cancel(futures + [weights])
+
+
+def _computed(value):
+    """`value` with its dask collections computed into NumPy arrays (in lists, tuples and
+    dicts, as `fit`'s arguments nest them)."""
+    return dask.compute(value)[0] if _has_collection(value) else value
+
+
+def _has_collection(value):
+    if dask.is_dask_collection(value):
+        return True
+    if isinstance(value, dict):
+        return any(_has_collection(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_collection(v) for v in value)
+    return False
+
+
+def fit(model, x=None, y=None, *, client=None, num_shards=None, num_threads=1, retries=2,
+        **kwargs):
+    """Trains `model` as `model.fit(x, y, **kwargs)` does, with each batch's gradients
+    computed by synchronous data parallelism on the workers of a Dask cluster (TensorFlow's
+    `MultiWorkerMirroredStrategy` or PyTorch's `DistributedDataParallel`, on Dask).
+
+    This is `model.fit` itself, its batches, shuffling, callbacks, validation, History and
+    progress bar included: only the gradients of each training batch come from the workers.
+    Each global batch of `B` samples is cut into `num_shards` contiguous shards; each shard
+    goes to a worker, which sets the step's weights (sent once per step to every worker) on
+    its copy of the model (sent once per `fit`) and computes the shard's gradients and losses
+    as `model.compute_gradients(..., global_batch_size=B)` does; the driver gathers them,
+    sums them in shard order, and its optimizer makes the step. The weights are then those of
+    `model.fit` on the same batches, within float32 rounding (the shards' sums group the
+    samples differently). Validation, evaluation and the callbacks run on the driver.
+
+    A worker that dies during a step is replaced by its nanny and the scheduler runs its
+    shards again elsewhere from the step's weights (Dask's `distributed.scheduler.
+    allowed-failures`); where the step's inputs were lost with every worker that held them,
+    the step is sent again, up to `retries` times. Each shard is counted once, so the
+    weights are those of an uninterrupted run.
+
+    Not for stateful layers (each worker's copy keeps its own states); training-mode
+    dropout draws its masks on the workers, so a model with dropout trains as well but not
+    to the same bits as in one process.
+
+    Args:
+        model: a compiled `Sequential` or functional `Model`; it is trained in place on the
+            driver.
+        x, y: as in `model.fit`: NumPy arrays, or `dask.array`s (and in `sample_weight` and
+            `validation_data` too), computed into the driver's memory at the start; or a
+            source of batches (a `pylstm.utils.PyDataset` whose `__getitem__` computes a
+            batch, for data larger than the driver's memory).
+        client: the `distributed.Client` of the cluster (default: the current client,
+            `distributed.get_client()`).
+        num_shards: int or None: the shards of each batch (default: the cluster's worker
+            threads at the start of `fit`). It is fixed for the whole `fit`, so that a worker
+            lost or added does not change the sums.
+        num_threads: int or None: BLAS and pylstm threads per shard, as in `predict`.
+        retries: int: how many times a step whose inputs were lost is sent again.
+        **kwargs: `model.fit`'s other arguments (`batch_size`, `epochs`, `callbacks`,
+            `validation_data`, `shuffle`, ...).
+
+    Returns:
+        The `History` of `model.fit`.
+
+    Raises:
+        RuntimeError: `model` is not compiled.
+        ValueError: no client is given and none is current; `num_shards` or `retries` not a
+            positive (non-negative) int; and what `model.fit` raises.
+        distributed.KilledWorker: a shard killed its workers more often than the scheduler's
+            `allowed-failures` on every retry.
+    """
+    model._check_compiled()
+    if client is None:
+        try:
+            client = distributed.get_client()
+        except ValueError as error:
+            raise ValueError("Argument `client` must be a distributed.Client, or a client "
+                             "must be current (`distributed.Client(...)`); found "
+                             "none.") from error
+    if num_shards is None:
+        num_shards = sum(client.nthreads().values())
+    for value, name, least in ((num_shards, "num_shards", 1), (retries, "retries", 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"Argument `{name}` must be an int >= {least}, received "
+                             f"{value!r}.")
+    x, y = _computed(x), _computed(y)
+    kwargs = {name: _computed(value) for name, value in kwargs.items()}
+    seam = _DataParallel(model, client, num_shards, num_threads, retries)
+    model._gradient_fn = seam
+    try:
+        return model.fit(x, y, **kwargs)
+    finally:
+        del model._gradient_fn
+        if seam.payload is not None:
+            client.cancel([seam.payload])

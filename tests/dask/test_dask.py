@@ -1,0 +1,295 @@
+"""`pylstm.dask` on a `LocalCluster` of 2 worker processes: `predict` bitwise equal to
+`model.predict` per block with the model sent once per worker, `fit` equal to single-process
+`fit` within float32 rounding (SGD and Adam, Sequential and functional), a worker killed in a
+step and survived, and models of every kind sent to the workers and back."""
+
+import copy
+import operator
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from pylstm_tests import require
+
+dask = require("dask")
+distributed = require("distributed")
+da = require("dask.array")
+
+import threadpoolctl  # noqa: E402
+
+import pylstm  # noqa: E402
+import pylstm.dask  # noqa: E402
+from pylstm import optimizers  # noqa: E402
+from pylstm.layers import (LSTM, Bidirectional, Concatenate, Dense, Embedding,  # noqa: E402
+                           Input, Masking)
+from pylstm.losses import MeanSquaredError  # noqa: E402
+from pylstm.models import Model, Sequential  # noqa: E402
+
+# The workers cannot import this module (pytest's importlib mode keeps tests/ off sys.path):
+# its functions and classes travel by value.
+require("cloudpickle").register_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        yield client
+
+
+def _worker_settings():
+    """This process's pylstm and BLAS thread settings and its count of unpickled models."""
+    blas = [lib["num_threads"] for lib in threadpoolctl.threadpool_info()]
+    return pylstm.get_num_threads(), blas, pylstm.dask._models.loads
+
+
+def _sequence_model():
+    model = Sequential([Input((7, 3)), LSTM(5, return_sequences=True, seed=1), Dense(2)])
+    model.compile("adam", "mse")
+    return model
+
+
+def _token_model():
+    model = Sequential([Input((6,), dtype="int32"), Embedding(11, 4, mask_zero=True),
+                        LSTM(3, seed=2), Dense(2)])
+    model.compile("adam", "mse")
+    return model
+
+
+def _functional_model(optimizer="adam"):
+    a, b = Input((6, 3), name="a"), Input((4, 2), name="b")
+    steps = LSTM(4, return_sequences=True, seed=3)(a)
+    last = LSTM(3, seed=4)(b)
+    merged = Concatenate()([LSTM(2, seed=5)(steps), last])
+    model = Model([a, b], [Dense(1, name="steps")(steps), Dense(2, name="end")(merged)])
+    model.compile(optimizer, loss={"steps": "mse", "end": "mae"},
+                  loss_weights={"steps": 0.5, "end": 2.0}, metrics={"end": ["mae"]})
+    return model
+
+
+def _bidirectional_model():
+    model = Sequential([Input((6, 3)), Masking(0.0), Bidirectional(LSTM(3, seed=6)), Dense(1)])
+    model.compile("adam", "mse")
+    return model
+
+
+def _blocks(array):
+    """`(start, stop)` of each block of a dask array along axis 0."""
+    stops = np.cumsum(array.chunks[0])
+    return list(zip(stops - array.chunks[0], stops))
+
+
+# predict ---------------------------------------------------------------------------------
+
+def test_predict_equals_model_predict_per_block_and_sends_the_model_once(client):
+    model = _sequence_model()
+    x = np.random.default_rng(0).normal(size=(50, 7, 3)).astype("float32")
+    before = client.run(_worker_settings)
+    # Chunks along the time axis are merged: every block holds whole samples.
+    dx = da.from_array(x, chunks=(6, 4, 3))
+    y = pylstm.dask.predict(model, dx, batch_size=4)
+    assert y.shape == (50, 7, 2) and y.dtype == np.float32
+    assert y.chunks == (dx.chunks[0], (7,), (2,))
+    out = y.compute()
+    assert out.dtype == np.float32
+    for start, stop in _blocks(dx):
+        np.testing.assert_array_equal(out[start:stop],
+                                      model.predict(x[start:stop], batch_size=4, verbose=0))
+    after = client.run(_worker_settings)
+    # 9 blocks on 2 workers: each worker unpickled the model at most once, and every task
+    # left the process's thread settings as it found them.
+    for address in after:
+        assert after[address][2] - before[address][2] <= 1
+        assert after[address][:2] == before[address][:2]
+    assert sum(after[a][2] - before[a][2] for a in after) >= 1
+
+
+def test_predict_of_token_ids_and_of_several_inputs_and_outputs(client):
+    rng = np.random.default_rng(1)
+    tokens = rng.integers(0, 11, size=(30, 6)).astype("int32")
+    model = _token_model()
+    y = pylstm.dask.predict(model, da.from_array(tokens, chunks=7))
+    assert y.chunks == ((7, 7, 7, 7, 2), (2,))
+    out = y.compute()
+    for start, stop in _blocks(y):
+        np.testing.assert_array_equal(out[start:stop], model.predict(tokens[start:stop],
+                                                                     verbose=0))
+
+    model = _functional_model()
+    a = rng.normal(size=(25, 6, 3)).astype("float32")
+    b = rng.normal(size=(25, 4, 2)).astype("float32")
+    # The second input's blocks follow the first's; a dict by input name works as a list.
+    steps, end = pylstm.dask.predict(
+        model, {"b": da.from_array(b, chunks=(5, 4, 2)), "a": da.from_array(a, chunks=10)})
+    assert steps.shape == (25, 6, 1) and end.shape == (25, 2)
+    assert steps.chunks[0] == end.chunks[0] == (10, 10, 5)
+    steps, end = dask.compute(steps, end)
+    for start, stop in ((0, 10), (10, 20), (20, 25)):
+        expected = model.predict([a[start:stop], b[start:stop]], verbose=0)
+        np.testing.assert_array_equal(steps[start:stop], expected[0])
+        np.testing.assert_array_equal(end[start:stop], expected[1])
+
+
+def test_predict_refuses_what_it_cannot_run():
+    model = _sequence_model()
+    with pytest.raises(TypeError, match="`x` must be a dask.array.Array"):
+        pylstm.dask.predict(model, np.zeros((4, 7, 3), "float32"))
+    with pytest.raises(ValueError, match="must hold 2 arrays"):
+        pylstm.dask.predict(_functional_model(), [da.zeros((4, 6, 3), chunks=2)])
+    with pytest.raises(ValueError, match="same number of samples"):
+        pylstm.dask.predict(_functional_model(), [da.zeros((4, 6, 3), chunks=2),
+                                                  da.zeros((5, 4, 2), chunks=2)])
+    with pytest.raises(ValueError, match="`batch_size`"):
+        pylstm.dask.predict(model, da.zeros((4, 7, 3), chunks=2), batch_size=0)
+
+
+def test_limited_threads_pins_and_restores_this_process():
+    before = _worker_settings()[:2]
+    with pylstm.dask._limited_threads(1):
+        with pylstm.dask._limited_threads(1):   # a second task in the same process
+            pass
+        assert pylstm.get_num_threads() == 1
+        assert all(lib["num_threads"] == 1 for lib in threadpoolctl.threadpool_info())
+    assert _worker_settings()[:2] == before
+
+
+# fit -------------------------------------------------------------------------------------
+
+def _close(first, second, atol):
+    for a, b in zip(first.get_weights(), second.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_fit_equals_single_process_fit_sequential(client, optimizer):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(60, 7, 3)).astype("float32")
+    y = rng.normal(size=(60, 7, 2)).astype("float32")
+    local = _sequence_model()
+    local.compile(optimizers.get({"class_name": optimizer, "config": {"learning_rate": 0.05}}),
+                  "mse", metrics=["mae"])
+    remote = copy.deepcopy(local)
+    args = dict(batch_size=16, epochs=3, shuffle=False, verbose=0, validation_split=0.2)
+    expected = local.fit(x, y, **args).history
+    history = pylstm.dask.fit(remote, x, y, client=client, **args).history
+    _close(local, remote, 1e-5)
+    assert history.keys() == expected.keys() == {"loss", "mae", "val_loss", "val_mae"}
+    for name in expected:
+        np.testing.assert_allclose(history[name], expected[name], rtol=1e-5)
+    assert "_gradient_fn" not in remote.__dict__   # the seam is removed after fit
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_fit_equals_single_process_fit_functional_from_dask_arrays(client, optimizer):
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(40, 6, 3)).astype("float32")
+    b = rng.normal(size=(40, 4, 2)).astype("float32")
+    steps = rng.normal(size=(40, 6, 1)).astype("float32")
+    end = rng.normal(size=(40, 2)).astype("float32")
+    local = _functional_model(optimizers.get({"class_name": optimizer,
+                                              "config": {"learning_rate": 0.05}}))
+    remote = copy.deepcopy(local)
+    seen = []
+
+    class Batches(pylstm.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(batch)
+
+    args = dict(batch_size=10, epochs=2, verbose=0, shuffle=True)
+    pylstm.utils.set_random_seed(7)
+    expected = local.fit([a, b], [steps, end], **args).history
+    pylstm.utils.set_random_seed(7)
+    history = pylstm.dask.fit(
+        remote, [da.from_array(a, chunks=8), da.from_array(b, chunks=8)],
+        {"steps": da.from_array(steps, chunks=8), "end": end}, client=client,
+        callbacks=[Batches()], **args).history
+    _close(local, remote, 1e-5)
+    assert seen == [0, 1, 2, 3] * 2
+    assert history.keys() == expected.keys()
+    for name in expected:
+        np.testing.assert_allclose(history[name], expected[name], rtol=1e-5)
+
+
+def test_fit_survives_a_worker_killed_in_a_step(client, tmp_path):
+    flag = str(tmp_path / "killed")
+
+    class DiesOnce(MeanSquaredError):
+        """MSE that kills its worker process in its `at`-th call there, once per cluster."""
+
+        def __init__(self, flag, at, **kwargs):
+            super().__init__(**kwargs)
+            self.flag, self.at, self.calls = flag, at, 0
+
+        def value_and_gradient(self, *args, **kwargs):
+            try:
+                distributed.get_worker()
+            except ValueError:      # the driver: never
+                return super().value_and_gradient(*args, **kwargs)
+            self.calls += 1
+            if self.calls == self.at:
+                try:
+                    os.close(os.open(self.flag, os.O_CREAT | os.O_EXCL))
+                except FileExistsError:
+                    pass
+                else:
+                    os._exit(1)
+            return super().value_and_gradient(*args, **kwargs)
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(48, 7, 3)).astype("float32")
+    y = rng.normal(size=(48, 7, 2)).astype("float32")
+    local = _sequence_model()
+    local.compile(optimizers.Adam(0.05), "mse")
+    uninterrupted, killed = copy.deepcopy(local), copy.deepcopy(local)
+    killed.compile(optimizers.Adam(0.05), DiesOnce(flag, at=3))
+    args = dict(batch_size=12, epochs=2, shuffle=False, verbose=0)
+    local.fit(x, y, **args)
+    expected = pylstm.dask.fit(uninterrupted, x, y, client=client, **args).history
+    history = pylstm.dask.fit(killed, x, y, client=client, **args).history
+    assert os.path.exists(flag)        # a worker did die inside a step
+    for a, b in zip(killed.get_weights(), uninterrupted.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    _close(killed, local, 1e-5)
+    assert history == expected
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_fit_refuses_bad_arguments(client):
+    with pytest.raises(RuntimeError, match="compile"):
+        pylstm.dask.fit(Sequential([Input((7, 3)), Dense(1)]), np.zeros((4, 7, 3)),
+                        np.zeros((4, 7, 1)), client=client)
+    for value in (0, 1.5, True):
+        with pytest.raises(ValueError, match="`num_shards`"):
+            pylstm.dask.fit(_sequence_model(), np.zeros((4, 7, 3)), np.zeros((4, 7, 2)),
+                            client=client, num_shards=value)
+
+
+# Models travel ---------------------------------------------------------------------------
+
+def test_models_of_every_kind_round_trip_through_the_cluster(client):
+    rng = np.random.default_rng(5)
+    cases = [
+        (_sequence_model(), rng.normal(size=(4, 7, 3)).astype("float32")),
+        (_token_model(), rng.integers(0, 11, size=(4, 6)).astype("int32")),
+        (_bidirectional_model(), rng.normal(size=(4, 6, 3)).astype("float32")),
+        (_functional_model(), [rng.normal(size=(4, 6, 3)).astype("float32"),
+                               rng.normal(size=(4, 4, 2)).astype("float32")]),
+    ]
+    for model, x in cases:
+        expected = model.predict(x, verbose=0)
+        on_worker = client.submit(operator.methodcaller("predict", x, verbose=0), model)
+        back = client.submit(copy.copy, model).result()
+        for got in (on_worker.result(), back.predict(x, verbose=0)):
+            for e, g in zip(expected if isinstance(expected, list) else [expected],
+                            got if isinstance(got, list) else [got]):
+                np.testing.assert_array_equal(g, e)
+        assert back.optimizer.get_config() == model.optimizer.get_config()
+
+    module = pylstm.nn.LSTM(3, 4, num_layers=2, batch_first=True)
+    x = rng.normal(size=(2, 5, 3)).astype("float32")
+    expected = module(x)[0]
+    np.testing.assert_array_equal(client.submit(module, x).result()[0], expected)
+    np.testing.assert_array_equal(client.submit(copy.copy, module).result()(x)[0], expected)
