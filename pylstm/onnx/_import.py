@@ -73,11 +73,13 @@ class OnnxModel:
         input_names, output_names: the graph's inputs (without initializers) and outputs.
     """
 
-    def __init__(self, constants, nodes, input_names, output_names):
+    def __init__(self, constants, nodes, input_names, output_names, input_types=None):
         self._constants = constants
         self._nodes = nodes
         self.input_names = input_names
         self.output_names = output_names
+        # name -> (NumPy dtype or None, dims: int, or None where symbolic or unknown)
+        self._input_types = input_types or {}
 
     def __repr__(self):
         ops = ", ".join(sorted({op for op, *_ in self._nodes}))
@@ -106,6 +108,15 @@ class OnnxModel:
         return self.run(None, feed)
 
     def run(self, output_names, feed):
+        values = self._evaluate(feed)
+        names = self.output_names if output_names is None else list(output_names)
+        bad = [n for n in names if n not in values]
+        if bad:
+            raise ValueError(f"Unknown output names: {bad}.")
+        return [values[n] for n in names]
+
+    def _evaluate(self, feed):
+        """Runs every node on `feed`; returns every tensor's value by name."""
         missing = [name for name in self.input_names if name not in feed]
         if missing:
             raise ValueError(f"Missing graph inputs: {missing}.")
@@ -123,27 +134,44 @@ class OnnxModel:
             for out, value in zip(outputs, result):
                 if out:
                     values[out] = np.asarray(value)
-        names = self.output_names if output_names is None else list(output_names)
-        bad = [n for n in names if n not in values]
-        if bad:
-            raise ValueError(f"Unknown output names: {bad}.")
-        return [values[n] for n in names]
+        return values
 
 
-def load(path_or_bytes):
-    """Reads an ONNX model and returns it as a runnable `OnnxModel`.
+def load(path_or_bytes, as_model=False):
+    """Reads an ONNX model and returns it as a runnable `OnnxModel`, or rebuilt as a trainable
+    pylstm `Sequential` model.
 
     Args:
         path_or_bytes: a file path, or the serialized model as `bytes`.
+        as_model: bool. If True, the graph must be a plain stack -- one input, one output,
+            and on the input's path only LSTM nodes, `Gather` of a stored table, `MatMul` /
+            `Gemm` by stored weights with an `Add` of a stored bias, `Relu` / `Sigmoid` /
+            `Tanh` / `Softmax`, and nodes that only move entries (`Transpose`, `Squeeze`,
+            `Unsqueeze`, `Reshape`, `Slice`, `Gather`, `Concat`, `Identity`, `Cast`), as
+            `torch.onnx.export` writes for Embedding + LSTM (stacked, bidirectional) + Linear
+            and `pylstm.onnx.export` for Sequential models. It is rebuilt as a `Sequential` of
+            `Embedding`, `LSTM`, `Bidirectional(LSTM, merge_mode="concat")`, `Dense` (with its
+            activation) and `Activation` layers holding the graph's weights (ONNX gates
+            i, o, f, c reordered to i, f, c, o; `Wb + Rb` summed into the LSTM's bias), whose
+            input is batch-major `(B, T, D)` floats, or `(B, T)` indices for an Embedding.
+            The rebuilt model is returned only after it has computed what the graph computes
+            on random probe inputs of several batch sizes and lengths, layer by layer.
 
     Returns:
-        An `OnnxModel`: `model.run(None, {"x": x})` as ONNX Runtime, or `model(x=x)`.
+        An `OnnxModel`: `model.run(None, {"x": x})` as ONNX Runtime, or `model(x=x)`; with
+        `as_model=True`, a built, uncompiled `pylstm.models.Sequential`.
 
     Raises:
         ImportError: the `onnx` package is missing (`pip install pylstm[onnx]`).
         ValueError: the file is malformed or hostile (truncated, external data, tensors larger
             than the file, undefined or cyclic inputs), or a node's op type is not one that
-            pylstm.onnx runs (the message names it and the node).
+            pylstm.onnx runs (the message names it and the node). With `as_model=True`, "not a
+            plain stack: ..." naming the node or attribute that a Sequential model cannot
+            express (several inputs or outputs, `sequence_lens`, initial states computed from
+            the input or non-zero, `clip`, `input_forget`, peepholes, LSTM activations pylstm
+            lacks, other operators on the data, a time-major input), or the node where the
+            rebuilt model would differ from the graph (for example the last time step of a
+            bidirectional LSTM's output, which is not its final state).
 
     Example:
 
@@ -225,7 +253,28 @@ def load(path_or_bytes):
     undefined = [o for o in output_names if o not in known]
     if undefined:
         raise ValueError(f"Graph outputs {undefined} are produced by no node.")
-    return OnnxModel(constants, nodes, input_names, output_names)
+    model = OnnxModel(constants, nodes, input_names, output_names,
+                      {i.name: _declared_type(onnx, i) for i in graph.input
+                       if i.name in input_names})
+    if as_model:
+        from pylstm.onnx._rebuild import rebuild
+
+        return rebuild(model)
+    return model
+
+
+def _declared_type(onnx, value_info):
+    """A graph input's declared element type (NumPy dtype, None if unknown) and dims (ints,
+    None for a symbolic or missing dim; None for an unknown rank)."""
+    tensor_type = value_info.type.tensor_type
+    try:
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
+    except Exception:
+        dtype = None
+    if not tensor_type.HasField("shape"):
+        return dtype, None
+    return dtype, tuple(d.dim_value if d.HasField("dim_value") else None
+                        for d in tensor_type.shape.dim)
 
 
 def _stored_lstm_weights(inputs, constants):

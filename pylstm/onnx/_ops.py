@@ -205,6 +205,19 @@ OPS = {
 
 _ONNX_TO_KERAS = (0, 2, 3, 1)  # ONNX blocks i, o, f, c -> Keras blocks i, f, c, o
 
+def _is(alpha, beta, want_alpha, want_beta):
+    """Whether (alpha, beta) are (want_alpha, want_beta) as float32 (attributes are float32,
+    so 0.2 is read back as 0.20000000298...)."""
+    return (np.float32(alpha), np.float32(0 if beta is None else beta)) == \
+        (np.float32(want_alpha), np.float32(0 if want_beta is None else want_beta))
+
+
+def _hard_sigmoid_name(a, b):
+    if _is(a, b, 0.2, 0.5):
+        return "legacy_hard_sigmoid"  # Keras 2's clip(0.2 x + 0.5, 0, 1)
+    return "hard_sigmoid" if _is(a, b, 1.0 / 6.0, 0.5) else None  # Keras 3's relu6(x + 3) / 6
+
+
 # ONNX activation name -> (pylstm core name given (alpha, beta), or None; NumPy function).
 _ACTIVATIONS = {
     "sigmoid": (lambda a, b: "sigmoid", lambda x, a, b: 1.0 / (1.0 + np.exp(-x))),
@@ -212,16 +225,15 @@ _ACTIVATIONS = {
     "relu": (lambda a, b: "relu", lambda x, a, b: np.maximum(x, 0)),
     "softsign": (lambda a, b: "softsign", lambda x, a, b: x / (1 + np.abs(x))),
     "softplus": (lambda a, b: "softplus", lambda x, a, b: np.logaddexp(0, x)),
-    "affine": (lambda a, b: "linear" if (a, b) == (1.0, 0.0) else None,
+    "affine": (lambda a, b: "linear" if _is(a, b, 1.0, 0.0) else None,
                lambda x, a, b: a * x + b),
     "leakyrelu": (lambda a, b: "relu" if a == 0.0 else None,
                   lambda x, a, b: np.where(x >= 0, x, a * x)),
     "thresholdedrelu": (lambda a, b: None, lambda x, a, b: np.where(x > a, x, 0)),
-    "scaledtanh": (lambda a, b: "tanh" if (a, b) == (1.0, 1.0) else None,
+    "scaledtanh": (lambda a, b: "tanh" if _is(a, b, 1.0, 1.0) else None,
                    lambda x, a, b: a * np.tanh(b * x)),
-    "hardsigmoid": (lambda a, b: "legacy_hard_sigmoid" if (a, b) == (0.2, 0.5) else None,
-                    lambda x, a, b: np.clip(a * x + b, 0, 1)),
-    "elu": (lambda a, b: "elu" if a == 1.0 else None,
+    "hardsigmoid": (_hard_sigmoid_name, lambda x, a, b: np.clip(a * x + b, 0, 1)),
+    "elu": (lambda a, b: "elu" if _is(a, b, 1.0, None) else None,
             lambda x, a, b: np.where(x >= 0, x, a * (np.exp(np.minimum(x, 0)) - 1))),
 }
 # Defaults of alpha and beta where the ONNX operator of the same name has them.
