@@ -181,6 +181,11 @@ CASES = {
     "initial_states": {"states": True},
     "activations_core": {"activations": ["Relu", "Softsign", "Softplus"]},
     "activations_hard_sigmoid": {"activations": ["HardSigmoid", "Tanh", "Tanh"]},
+    # float32 attributes as exporters write them: Keras 2's and Keras 3's hard sigmoids
+    "activations_hard_sigmoid_float32": {"dirs": 2, "activations": ["HardSigmoid", "Tanh",
+                                                                     "Tanh"] * 2,
+                                         "activation_alpha": [0.2, 1 / 6],
+                                         "activation_beta": [0.5, 0.5]},
     "activations_alpha_beta": {"dirs": 2, "activations": ["HardSigmoid", "ScaledTanh", "Elu",
                                                           "Sigmoid", "LeakyRelu", "Tanh"],
                                "activation_alpha": [0.3, 0.8, 0.7, 0.1],
