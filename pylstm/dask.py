@@ -349,10 +349,7 @@ class _DataParallel:
             [y[rows] for y in ys], [None if w is None else w[rows] for w in sample_weights],
             class_weight, size, with_outputs, self.num_threads, pure=False)
             for rows in shards]
-        try:
-            return client.gather(futures)
-        finally:
-            client.cancel(futures + [weights])
+        return client.gather(futures)
 
 
 def _computed(value):

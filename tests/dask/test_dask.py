@@ -293,3 +293,15 @@ def test_models_of_every_kind_round_trip_through_the_cluster(client):
     expected = module(x)[0]
     np.testing.assert_array_equal(client.submit(module, x).result()[0], expected)
     np.testing.assert_array_equal(client.submit(copy.copy, module).result()(x)[0], expected)
+
+
+# The example and the docs' recipe ----------------------------------------------------------
+
+def test_dask_sunspots_example_matches_the_single_process_run(capsys):
+    from pylstm.examples import dask_sunspots
+
+    status = dask_sunspots.main(["--epochs", "2", "--workers", "2"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "The data-parallel model matches the single-process model." in out
+    assert "LSTM, data-parallel" in out
