@@ -288,8 +288,7 @@ def _keras_lstm_node(g, x, layer, directions, units, merge_mode="concat", mask=N
     else:
         Y, last, Y_h, Y_c = masked_lstm(g, _mask_plan(g, mask), run_node, x_tbd, flags, base,
                                         initial_h, initial_c)
-    if initial_state is None:
-        _state_outputs(g, directions, Y_h, Y_c)
+    _state_outputs(g, directions, Y_h, Y_c)
     if not layer.return_sequences:
         out = _merge(g, g.op("Transpose", [last], f"{base}_h_b", perm=[1, 0, 2]), 1,
                      merge_mode, base)
@@ -704,7 +703,8 @@ def export(model, path, opset=None, input_names=None, output_names=None,
     carries from graph inputs `<layer>_h`, `<layer>_c` and writes the state after the call to
     graph outputs `<layer>_h_out`, `<layer>_c_out` (`(B, units)`, the model's float dtype),
     after the model's own inputs and outputs: feed zeros first (or the state to continue
-    from), then each call's outputs with the next chunk.
+    from), then each call's outputs with the next chunk. A stateful layer called with
+    `initial_state` starts from that instead and has no state inputs.
 
     Args:
         model: a built `pylstm.models.Sequential` of `Input`, `LSTM`, `Bidirectional(LSTM)`,
