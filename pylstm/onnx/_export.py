@@ -21,8 +21,8 @@ import functools
 
 import numpy as np
 
-from pylstm.onnx._export_masks import MaskPlan, any_last_axis, expand_mask, flip_time, \
-    masked_lstm, not_equal
+from pylstm.onnx._export_masks import MaskPlan, any_last_axis, concatenate_mask, extremum, \
+    flip_time, mask_btf, masked_lstm, multiply, not_equal
 
 # Rows of the i, f, c, o (= i, f, g, o) gate blocks in ONNX's order i, o, f, c.
 _ONNX_GATE_ORDER = (0, 3, 1, 2)
@@ -441,7 +441,7 @@ def _export_masking(g, layer, x, mask=None):
     """Keras's Masking: the mask `any(x != mask_value, axis=-1)`, masked steps set to 0."""
     value = g.weight(f"{layer.name}_mask_value", np.array(layer.mask_value))
     m = any_last_axis(g, not_equal(g, x, value, f"{layer.name}_kept"), f"{layer.name}_mask")
-    keep = g.op("Cast", [g.op("Unsqueeze", [m, g.int64([-1])], f"{layer.name}_mask_btf")],
+    keep = g.op("Cast", [mask_btf(g, m, f"{layer.name}_mask_btf")],
                 f"{layer.name}_keep", to=g.onnx.helper.np_dtype_to_tensor_dtype(g.dtype))
     return g.op("Mul", [x, keep], f"{layer.name}_out"), m
 
@@ -465,7 +465,7 @@ def _export_merge(g, layer, xs, ranks, masks):
     base = layer.name
     if name == "Concatenate":
         return g.op("Concat", xs, f"{base}_out", axis=layer.axis), \
-            _concatenate_mask(g, layer, xs, masks)
+            concatenate_mask(g, layer, xs, masks)
     mask = None
     if all(m is not None for m in masks):
         mask = masks[0]
@@ -480,55 +480,8 @@ def _export_merge(g, layer, xs, ranks, masks):
     if name == "Add":
         return g.op("Sum", xs, f"{base}_out"), mask
     if name == "Multiply":
-        return _multiply(g, base, xs, masks, mask), mask
-    return _extremum(g, base, "Max" if name == "Maximum" else "Min", xs, masks), mask
-
-
-def _mask_btf(g, m, base):
-    return g.op("Unsqueeze", [m, g.int64([-1])], base)
-
-
-def _multiply(g, base, xs, masks, every):
-    """Keras's Multiply: a masked entry counts as 1; entries masked in every input give 0."""
-    out = None
-    for k, (x, m) in enumerate(zip(xs, masks)):
-        if m is not None:
-            x = g.op("Where", [_mask_btf(g, m, f"{base}_m{k}"), x,
-                               g.weight("one", np.ones(()), "one")], f"{base}_factor{k}")
-        out = x if out is None else g.op("Mul", [out, x], f"{base}_{k}")
-    if every is not None:
-        out = g.op("Where", [_mask_btf(g, every, f"{base}_kept"), out,
-                             g.weight("zero", np.zeros(()), "zero")], f"{base}_masked")
-    return g.op("Identity", [out], f"{base}_out")
-
-
-def _extremum(g, base, op_type, xs, masks):
-    """Keras's Maximum / Minimum: masked entries are left out; an entry masked in every
-    input takes the first input's value."""
-    out, mask = xs[0], masks[0]
-    for k, (x, m) in enumerate(zip(xs[1:], masks[1:]), 1):
-        if m is not None:
-            x = g.op("Where", [_mask_btf(g, m, f"{base}_m{k}"), x, out], f"{base}_x{k}")
-        if mask is not None:
-            out = g.op("Where", [_mask_btf(g, mask, f"{base}_acc_m{k}"), out, x],
-                       f"{base}_acc{k}")
-        mask = None if m is None or mask is None else g.op("Or", [mask, m], f"{base}_or{k}")
-        out = g.op(op_type, [out, x], f"{base}_{k}")
-    return g.op("Identity", [out], f"{base}_out")
-
-
-def _concatenate_mask(g, layer, xs, masks):
-    """Keras's Concatenate mask: each input's mask over its entries (all True unmasked),
-    concatenated along `axis`, any over the last axis."""
-    if all(m is None for m in masks):
-        return None
-    full = [g.op("Expand", [g.weight_bool("true", True),
-                            g.op("Shape", [x], f"{layer.name}_shape{k}")],
-                 f"{layer.name}_all{k}") if m is None
-            else expand_mask(g, m, x, f"{layer.name}_m{k}")
-            for k, (x, m) in enumerate(zip(xs, masks))]
-    joined = g.op("Concat", full, f"{layer.name}_mask_joined", axis=layer.axis)
-    return any_last_axis(g, joined, f"{layer.name}_mask")
+        return multiply(g, base, xs, masks, mask), mask
+    return extremum(g, base, "Max" if name == "Maximum" else "Min", xs, masks), mask
 
 
 def _exporters():

@@ -1,5 +1,6 @@
-"""Masks in exported graphs: the `(B, T)` bool mask tensors that layers pass on, and a masked
-Keras LSTM as one ONNX `LSTM` node with `sequence_lens`.
+"""Masks in exported graphs: the `(B, T)` bool mask tensors that layers pass on, the merge
+layers that compute with them, and a masked Keras LSTM as one ONNX `LSTM` node with
+`sequence_lens`.
 
 pylstm's masked LSTM (Keras 3's RNN loop): on a masked step the state is carried and the output
 is the previous step's output (zeros before the first real step), or zeros with
@@ -42,6 +43,54 @@ def flip_time(g, x, base):
     """`x` reversed along axis 0 (time, in time-major tensors)."""
     return g.op("Slice", [x, g.int64([-1]), g.int64([_INT64_MIN]), g.int64([0]),
                           g.int64([-1])], base)
+
+
+def mask_btf(g, m, base):
+    """The `(B, T)` mask as `(B, T, 1)`, to select among `(B, T, F)` entries."""
+    return g.op("Unsqueeze", [m, g.int64([-1])], base)
+
+
+def multiply(g, base, xs, masks, every):
+    """Keras's Multiply: a masked entry counts as 1; entries masked in every input give 0."""
+    out = None
+    for k, (x, m) in enumerate(zip(xs, masks)):
+        if m is not None:
+            x = g.op("Where", [mask_btf(g, m, f"{base}_m{k}"), x,
+                               g.weight("one", np.ones(()), "one")], f"{base}_factor{k}")
+        out = x if out is None else g.op("Mul", [out, x], f"{base}_{k}")
+    if every is not None:
+        out = g.op("Where", [mask_btf(g, every, f"{base}_kept"), out,
+                             g.weight("zero", np.zeros(()), "zero")], f"{base}_masked")
+    return g.op("Identity", [out], f"{base}_out")
+
+
+def extremum(g, base, op_type, xs, masks):
+    """Keras's Maximum / Minimum: masked entries are left out; an entry masked in every
+    input takes the first input's value."""
+    out, mask = xs[0], masks[0]
+    for k, (x, m) in enumerate(zip(xs[1:], masks[1:]), 1):
+        if m is not None:
+            x = g.op("Where", [mask_btf(g, m, f"{base}_m{k}"), x, out], f"{base}_x{k}")
+        if mask is not None:
+            out = g.op("Where", [mask_btf(g, mask, f"{base}_acc_m{k}"), out, x],
+                       f"{base}_acc{k}")
+        mask = None if m is None or mask is None else g.op("Or", [mask, m], f"{base}_or{k}")
+        out = g.op(op_type, [out, x], f"{base}_{k}")
+    return g.op("Identity", [out], f"{base}_out")
+
+
+def concatenate_mask(g, layer, xs, masks):
+    """Keras's Concatenate mask: each input's mask over its entries (all True unmasked),
+    concatenated along `axis`, any over the last axis."""
+    if all(m is None for m in masks):
+        return None
+    full = [g.op("Expand", [g.weight_bool("true", True),
+                            g.op("Shape", [x], f"{layer.name}_shape{k}")],
+                 f"{layer.name}_all{k}") if m is None
+            else expand_mask(g, m, x, f"{layer.name}_m{k}")
+            for k, (x, m) in enumerate(zip(xs, masks))]
+    joined = g.op("Concat", full, f"{layer.name}_mask_joined", axis=layer.axis)
+    return any_last_axis(g, joined, f"{layer.name}_mask")
 
 
 class MaskPlan:
