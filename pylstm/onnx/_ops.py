@@ -6,8 +6,9 @@ operator documentation (https://onnx.ai/onnx/operators/). `OPS` maps op types to
 `pylstm.onnx._import` looks them up and refuses any other op type.
 """
 
-import numpy as np
+import functools
 
+import numpy as np
 from onnx import helper
 
 # Elements one ConstantOfShape or Expand may allocate: a hostile file cannot ask for more.
@@ -244,6 +245,12 @@ _DEFAULTS = {"leakyrelu": (0.01, None), "thresholdedrelu": (1.0, None), "elu": (
 def _activations(names, alphas, betas, dirs):
     """Triples (f, g, h) per direction of (name, alpha, beta); alpha and beta consumed in the
     order of the activations that take them (as ONNX Runtime reads `activation_alpha`)."""
+    return _parse_activations(tuple(names or ()), tuple(alphas or ()), tuple(betas or ()),
+                              dirs)
+
+
+@functools.lru_cache(maxsize=64)  # a node's attributes are parsed once, not at every run
+def _parse_activations(names, alphas, betas, dirs):
     names = [n.decode() if isinstance(n, bytes) else n for n in
              (names or ["Sigmoid", "Tanh", "Tanh"] * dirs)]
     if len(names) != 3 * dirs:
@@ -260,7 +267,7 @@ def _activations(names, alphas, betas, dirs):
         if beta is not None and betas:
             beta = float(betas.pop(0))
         out.append((key, alpha, beta))
-    return [out[3 * d:3 * d + 3] for d in range(dirs)]
+    return tuple(tuple(out[3 * d:3 * d + 3]) for d in range(dirs))
 
 
 def _core_name(activation):
@@ -352,15 +359,13 @@ class LSTMWeights:
 
 def _lstm_core(x, weights, h0, c0, lengths, reverse, acts):
     """One direction on pylstm's compiled core (`pylstm.ops.lstm_forward`); `weights` from
-    `LSTMWeights.core`."""
+    `LSTMWeights.core`, `h0`/`c0` None for zeros, `lengths` None for full sequences."""
     from pylstm.ops import lstm_forward
 
     f, g, h = (_core_name(a) for a in acts)
-    T = x.shape[0]
-    full = bool(np.all(lengths == T))
-    y, h_n, c_n, _ = lstm_forward(
-        x, *weights, h0, c0, reverse=reverse, gate_activations=(f, f, g, f, h),
-        time_major=True, lengths=None if full else lengths)
+    y, h_n, c_n, _ = lstm_forward(x, *weights, h0, c0, reverse=reverse,
+                                  gate_activations=(f, f, g, f, h), time_major=True,
+                                  lengths=lengths)
     return y, h_n, c_n
 
 
@@ -418,37 +423,45 @@ def lstm(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=
     if hidden_size is not None and hidden_size != H:
         raise ValueError(f"Node {node!r}: LSTM attribute hidden_size={hidden_size}, but R "
                          f"has {H} units.")
-    zeros = np.zeros((dirs, B, H), dtype=dtype)
-    h0 = zeros if initial_h is None else initial_h.astype(dtype)
-    c0 = zeros if initial_c is None else initial_c.astype(dtype)
-    if sequence_lens is None:
-        lengths = np.full(B, T, dtype=np.int64)
-    else:
+    h0 = None if initial_h is None else initial_h.astype(dtype, copy=False)
+    c0 = None if initial_c is None else initial_c.astype(dtype, copy=False)
+    lengths = None
+    if sequence_lens is not None:
         lengths = np.asarray(sequence_lens, dtype=np.int64).reshape(-1)
         if lengths.shape != (B,) or np.any(lengths < 0) or np.any(lengths > T):
             raise ValueError(f"Node {node!r}: LSTM sequence_lens must be {B} values in [0, {T}].")
+        if np.all(lengths == T):
+            lengths = None
     acts = _activations(activations, activation_alpha, activation_beta, dirs)
     plain = (lstm_route(acts, clip, input_forget, p is not None) is None
-             and T >= 1 and np.all(lengths >= 1))
+             and T >= 1 and (lengths is None or np.all(lengths >= 1)))
     if weights is None:
         weights = LSTMWeights(w, r, b, p)
+    zeros = np.zeros((B, H), dtype=dtype)
     ys, hs, cs = [], [], []
     for d in range(dirs):
         reverse = direction == "reverse" or d == 1
+        h0_d = None if h0 is None else h0[d]
+        c0_d = None if c0 is None else c0[d]
         if plain:
-            y, h_n, c_n = _lstm_core(x, weights.core(d, dtype), h0[d], c0[d], lengths, reverse,
+            y, h_n, c_n = _lstm_core(x, weights.core(d, dtype), h0_d, c0_d, lengths, reverse,
                                      acts[d])
         else:
-            y, h_n, c_n = _lstm_numpy(x, *weights.loop(d, dtype), h0[d], c0[d], lengths,
+            y, h_n, c_n = _lstm_numpy(x, *weights.loop(d, dtype),
+                                      zeros if h0_d is None else h0_d,
+                                      zeros if c0_d is None else c0_d,
+                                      np.full(B, T) if lengths is None else lengths,
                                       reverse, acts[d], clip, input_forget)
         ys.append(y)
         hs.append(h_n)
         cs.append(c_n)
-    y, h_n, c_n = np.stack(ys, axis=1), np.stack(hs), np.stack(cs)
+    if dirs == 1:  # views: one direction needs no copy
+        y, h_n, c_n = ys[0][:, None], hs[0][None], cs[0][None]
+    else:
+        y, h_n, c_n = np.stack(ys, axis=1), np.stack(hs), np.stack(cs)
     if layout:
         return y.transpose(2, 0, 1, 3), h_n.transpose(1, 0, 2), c_n.transpose(1, 0, 2)
     return y, h_n, c_n
-
 
 OPS["LSTM"] = lstm
 # Op types whose semantics changed: (first opset of the semantics in OPS, function before it).
