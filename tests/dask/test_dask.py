@@ -6,6 +6,7 @@ step and survived, and models of every kind sent to the workers and back."""
 import copy
 import operator
 import os
+import re
 import sys
 
 import numpy as np
@@ -305,3 +306,16 @@ def test_dask_sunspots_example_matches_the_single_process_run(capsys):
     assert status == 0, out
     assert "The data-parallel model matches the single-process model." in out
     assert "LSTM, data-parallel" in out
+
+
+def test_docs_recipes_run():
+    """The Python blocks of docs/user_guide/dask.md, in order, as a reader runs them."""
+    require("dask.dataframe")
+    path = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "docs", "user_guide",
+                        "dask.md")
+    with open(path, encoding="utf-8") as f:
+        blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+    assert len(blocks) >= 5
+    namespace = {"__name__": "__main__"}
+    for block in blocks:
+        exec(compile(block, path, "exec"), namespace)
