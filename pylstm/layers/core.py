@@ -203,7 +203,8 @@ class Activation(Layer):
 
 
 class Flatten(Layer):
-    """Reshapes `(B, d1, ..., dk)` to `(B, d1 * ... * dk)` (Keras's `keras.layers.Flatten`)."""
+    """Reshapes `(B, d1, ..., dk)` to `(B, d)`, d the product of d1 to dk (Keras's
+    `keras.layers.Flatten`)."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

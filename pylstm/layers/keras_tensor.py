@@ -32,7 +32,10 @@ class KerasTensor:
         name: str or None; `"keras_tensor"`, `"keras_tensor_1"`, ... when None, as Keras.
 
     Attributes:
-        shape, dtype, name, ndim.
+        shape: tuple, as given.
+        dtype: str, as given.
+        name: str.
+        ndim: int, `len(shape)`.
     """
 
     _count = 0

@@ -191,18 +191,18 @@ class Sequential(Trainer, Layer):
 
     @property
     def losses(self):
-        """The penalties (floats) of all layers: weight regularizers, and the activity
+        """The penalties (floats) of all layers, weight regularizers and the activity
         regularizers of the last call (Keras 3's `Model.losses`)."""
         return [penalty for layer in self._layers for penalty in layer.losses]
 
     @property
     def input_names(self):
-        """One name: the `InputLayer`'s, else `"input_layer"` (the key of an `x` dict)."""
+        """One name, the `InputLayer`'s, else `"input_layer"` (the key of an `x` dict)."""
         return [self._input_layer.name if self._input_layer is not None else "input_layer"]
 
     @property
     def output_names(self):
-        """One name: the last layer's (the key of `y`, `loss` and `metrics` dicts)."""
+        """One name, the last layer's (the key of `y`, `loss` and `metrics` dicts)."""
         return [self._layers[-1].name if self._layers else "output"]
 
     @property

@@ -148,7 +148,7 @@ class LSTM(_Module):
 
     @property
     def output_size(self):
-        """P_out: `proj_size` if > 0, else `hidden_size`."""
+        """P_out, the size of each output step (`proj_size` if > 0, else `hidden_size`)."""
         return self.proj_size or self.hidden_size
 
     def _parameter_shapes(self):

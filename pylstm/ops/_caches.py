@@ -9,18 +9,27 @@ route), `DenseCache` (the core on dense input), `LengthsCache` (the core on inpu
 class LSTMCache:
     """What `lstm_forward(..., training=True)` keeps for `lstm_backward`.
 
-    Every cache has these attributes (the weights' dtype; N = the number of real (timestep,
-    sample) rows, T*B without lengths; rows grouped by timestep, as `_core` documents):
+    It holds references to the weights, not copies: run `lstm_backward` before the weights
+    change (as a training step does: forward, backward, then the optimizer update).
+
+    Arrays are in the weights' dtype; N is the number of real (timestep, sample) rows, T*B
+    without lengths, and rows are grouped by timestep, as `_core` documents. The attributes
+    from `gates` on are set by the compiled routes only (on a `ReferenceCache` they are None).
+
+    Attributes:
         x: `(T, B, D)` time-major inputs, or `(N, D)` packed rows (before input dropout).
-        kernel, recurrent_kernel, projection: the weights (projection None without).
+        kernel: the forward's `kernel`.
+        recurrent_kernel: the forward's `recurrent_kernel`.
+        projection: the forward's `projection`, or None without.
         has_bias: whether the forward had a bias.
-        reverse, return_sequences, time_major: the forward's options.
+        reverse: the forward's option.
+        return_sequences: the forward's option.
+        time_major: the forward's option.
         dropout_mask: `(R, B, D)` input dropout masks, R = 1 or 4 (one per gate), or None.
         recurrent_dropout_mask: `(R, B, P)` recurrent dropout masks, or None.
         packing: None (dense input), "lengths" or "packed".
         reference: the NumPy route's cache when an activation is a Python callable, else
             None.
-    The compiled routes' caches also have:
         gates: `(T, B, 4H)` or `(N, 4H)` activated gates i, f, g, o.
         zs: gate pre-activations of the same shape, kept only when a gate's activation needs
             its input for its derivative (swish); else None.
@@ -30,10 +39,6 @@ class LSTMCache:
         ms: `(N, H)` pre-projection outputs `o * act(c)`, or None without projection.
         batch_sizes: `(T,)` the samples running at each step; `row_sample`: None, or `(N,)`
             each packed row's sample within its step.
-    (On a `ReferenceCache` these are None.)
-
-    It holds references to the weights, not copies: run `lstm_backward` before the weights
-    change (as a training step does: forward, backward, then the optimizer update).
     """
 
     packing = None
