@@ -7,6 +7,7 @@ sample_weight=None)` adds a batch, `result()` gives the value over every batch s
 with every batch and log its `result()`, as Keras's trainer does.
 
 Three families, as in Keras:
+
 - means of per-sample values (`MeanMetricWrapper` and its subclasses: the accuracies, the
   errors, the losses as metrics): `fn(y_true, y_pred) -> values` of shape `y_pred.shape[:-1]`
   (or `y_pred.shape`), averaged over every value seen, weighted by the sample weights and by the

@@ -172,8 +172,8 @@ class Optimizer(Configurable):
 
     @property
     def learning_rate(self):
-        """float, the rate of the next update: the schedule's or callable's value now, or the
-        float. Setting a float replaces the rate (as `ReduceLROnPlateau` does); setting a
+        """The rate of the next update, a float (the schedule's or callable's value now, or the
+        float). Setting a float replaces the rate (as `ReduceLROnPlateau` does); setting a
         schedule or callable replaces the rate's source.
 
         Raises:
