@@ -684,6 +684,18 @@ class CSVLogger(Callback):
         self.append_header = True
         self.csv_file = None
 
+    def __getstate__(self):
+        """The logger for `pickle` and `copy.deepcopy` between trainings (its file closed:
+        `fit` opens it again).
+
+        Raises:
+            TypeError: during training, while its file is open (a file does not travel).
+        """
+        if self.csv_file is not None and not self.csv_file.closed:
+            raise TypeError(f"CSVLogger cannot be pickled or copied while it writes "
+                            f"'{self.filename}' (during `fit`); do it before or after training.")
+        return dict(self.__dict__, csv_file=None, writer=None)
+
     def on_train_begin(self, logs=None):
         if self.append and os.path.exists(self.filename):
             with open(self.filename) as f:

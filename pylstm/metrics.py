@@ -459,21 +459,24 @@ def _positive_int(value, argument, where):
     return int(value)
 
 
-def _loss_values(loss_class, sign=1.0):
-    """The per-sample values of a `pylstm.losses` class, as a metric function."""
+class _LossValues:
+    """The per-sample values of a `pylstm.losses` class, as a metric function (a class, not
+    a closure, so that the metrics holding it pickle)."""
 
-    def values(y_true, y_pred, **kwargs):
-        loss = loss_class(**kwargs)
-        return sign * loss._per_sample(*loss._prepare(y_true, y_pred))[0]
+    def __init__(self, loss_class, sign=1.0):
+        self.loss_class = loss_class
+        self.sign = sign
+        self.__name__ = snake_case(loss_class.__name__)
 
-    values.__name__ = snake_case(loss_class.__name__)
-    return values
+    def __call__(self, y_true, y_pred, **kwargs):
+        loss = self.loss_class(**kwargs)
+        return self.sign * loss._per_sample(*loss._prepare(y_true, y_pred))[0]
 
 
 def _loss_metric(cls_name, loss_class, default_name, keras_doc):
     """A `_Wrapped` class of a loss's per-sample values (lower is better)."""
     cls = type(cls_name, (_Wrapped,), {
-        "_fn_of_class": staticmethod(_loss_values(loss_class)), "_direction": "down",
+        "_fn_of_class": staticmethod(_LossValues(loss_class)), "_direction": "down",
         "__module__": __name__,
         "__doc__": f"""The mean of `pylstm.losses.{loss_class.__name__}`'s per-sample values
     (Keras's `{keras_doc}`).
@@ -511,7 +514,7 @@ class CosineSimilarity(_Wrapped):
         axis: int, the axis of the vectors (default -1).
     """
 
-    _fn_of_class = staticmethod(_loss_values(losses_module.CosineSimilarity, sign=-1.0))
+    _fn_of_class = staticmethod(_LossValues(losses_module.CosineSimilarity, sign=-1.0))
     _direction = "up"
 
     def __init__(self, name="cosine_similarity", axis=-1):
@@ -527,7 +530,7 @@ class _CrossentropyMetric(_Wrapped):
 
 def _crossentropy_metric(cls_name, loss_class, default_name):
     cls = type(cls_name, (_CrossentropyMetric,), {
-        "_fn_of_class": staticmethod(_loss_values(loss_class)), "__module__": __name__,
+        "_fn_of_class": staticmethod(_LossValues(loss_class)), "__module__": __name__,
         "__doc__": f"""The mean of `pylstm.losses.{cls_name}`'s per-sample values (Keras's
     `{cls_name}` metric).
 

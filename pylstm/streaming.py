@@ -84,11 +84,26 @@ class LSTMStepper:
         self._entries = entries
         self._dtype = dtype
         self._D, self._H, self._P = D, H, P
+        self._codes = codes
+        self._compile()
+
+    def _compile(self):
         # None when an activation is a Python callable: steps then go through pylstm.ops.
-        self._kernel_step = (None if codes is None else
-                             _step.StepKernel(kernel, recurrent_kernel, bias, projection, codes))
+        self._kernel_step = (None if self._codes is None else _step.StepKernel(
+            self._kernel, self._recurrent_kernel, self._bias, self._projection, self._codes))
         # Per thread: {B: (z, m)} scratch of the compiled step (steps release the GIL).
         self._local = threading.local()
+
+    def __getstate__(self):
+        """The weights and activations for `pickle` and `copy.deepcopy`; the compiled step
+        and the per-thread scratch are rebuilt on arrival."""
+        state = self.__dict__.copy()
+        del state["_kernel_step"], state["_local"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._compile()
 
     @property
     def input_size(self):

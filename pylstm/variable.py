@@ -157,6 +157,18 @@ class Variable:
         self.regularizer = regularizer
         self.constraint = constraint
 
+    def __getstate__(self):
+        """The variable for `pickle` and `copy.deepcopy`: its value, name, trainability,
+        regularizer and constraint; the gradient, transient, arrives zeroed."""
+        return dict(self.__dict__, grad=None, grad_slices=None)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        value = self.value
+        self.grad = np.zeros(value.shape, value.dtype,
+                             order="F" if value.flags.f_contiguous and not value.flags.c_contiguous
+                             else "C")
+
     @property
     def shape(self):
         return self.value.shape

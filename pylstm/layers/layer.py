@@ -77,6 +77,25 @@ class Layer:
         self._activity_losses = []
         self._inbound_nodes = []
 
+    # Pickling ------------------------------------------------------------------------
+
+    # What a call keeps for `backward` (one batch's arrays), compiled steppers and a
+    # distributed `fit`'s gradient function: not pickled or deep-copied, but emptied (a list
+    # or dict) or None on arrival, as before the first call; the next call rebuilds them.
+    _TRANSIENT = ("_cache", "_caches", "_steps", "_step_cache", "_activity_outputs",
+                  "_indices", "_keep", "_mask", "_input_shape_cache", "_batch_time",
+                  "_last_run", "_gradient_fn")
+
+    def __getstate__(self):
+        """The layer's attributes for `pickle` and `copy.deepcopy`: weights, config,
+        optimizer and states travel, what a call keeps for `backward` does not."""
+        state = self.__dict__.copy()
+        for name in self._TRANSIENT:
+            value = state.get(name)
+            if value is not None:
+                state[name] = type(value)() if isinstance(value, (list, dict)) else None
+        return state
+
     # Weights -------------------------------------------------------------------------
 
     def add_weight(self, name, shape, initializer="zeros", regularizer=None, constraint=None,

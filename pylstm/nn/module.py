@@ -144,6 +144,13 @@ class _Module:
         self._cache = None
         self._step_cache = None
 
+    def __getstate__(self):
+        """The module's attributes for `pickle` and `copy.deepcopy` (as `torch.nn.Module`'s):
+        parameters, configuration, mode and dropout generator travel; what a training call
+        keeps for `backward` and the compiled steppers do not, and are rebuilt by the next
+        call."""
+        return dict(self.__dict__, _cache=None, _step_cache=None)
+
     def __getattr__(self, name):
         params = self.__dict__.get("_params")
         if params is not None and name in params:

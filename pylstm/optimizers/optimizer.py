@@ -155,7 +155,7 @@ class Optimizer(Configurable):
         self._iterations = 0
         self._grad_slices = None  # the slices of the variable `_update` is updating
         self._slots = {}
-        self._exclude_ids = set()
+        self._excluded = []
         self._exclude_pattern = None
 
     @property
@@ -215,11 +215,12 @@ class Optimizer(Configurable):
         if self._iterations:
             raise ValueError("`exclude_from_weight_decay()` can only be configured before the "
                              "optimizer's first step.")
-        self._exclude_ids = {id(v) for v in var_list or ()}
+        self._excluded = list(var_list or ())
         self._exclude_pattern = re.compile("|".join(set(var_names))) if var_names else None
 
     def _use_weight_decay(self, var):
-        if id(var) in self._exclude_ids:
+        # identity, not ids: the variables keep it through pickling with their optimizer
+        if any(var is v for v in self._excluded):
             return False
         return (self._exclude_pattern is None
                 or self._exclude_pattern.search(var.name.rpartition("/")[2]) is None)
