@@ -835,9 +835,10 @@ class Trainer:
         if unknown:
             raise ValueError(f"Unknown keyword arguments for format='onnx': {unknown}; "
                              f"expected `opset_version`.")
-        from pylstm import onnx
+        # The exporter's module alone: pylstm.onnx's `load` builds models (one-way imports).
+        from pylstm.onnx import _export
 
-        onnx.export(self, filepath, opset=kwargs.get("opset_version"))
+        _export.export(self, filepath, opset=kwargs.get("opset_version"))
         if verbose is None or verbose:
             print(f"Saved artifact at '{filepath}'.")
 
