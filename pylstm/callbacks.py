@@ -666,6 +666,7 @@ class CSVLogger(Callback):
     The header is `epoch` (0-based, as Keras writes it) and the first epoch's log keys,
     sorted; when they hold no `val_` key, `val_<key>` columns are added (written `NA`
     until validation values appear), as Keras does. Each row is flushed as it is written.
+    It pickles and copies before or after `fit`, not during it (its file is open then).
 
     Args:
         filename: str or path-like, e.g. `"run/log.csv"`.
