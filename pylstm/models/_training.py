@@ -350,20 +350,11 @@ class Trainer:
         shards with equal counts of unmasked timesteps), and is a shard-weighted mean of the
         masked means otherwise.
 
-        Example: synchronous data parallelism with any engine (Ray, Spark, MPI). Each worker
-        holds a copy of the model (pickled, or rebuilt from `get_config`) and receives the
-        weights each step:
-
-        ```python
-        # on each worker, for its shard of the global batch of N samples
-        model.set_weights(weights)
-        grads, logs = model.compute_gradients(x_shard, y_shard, global_batch_size=N)
-
-        # on the driver (MPI: comm.allreduce(grads) on every rank instead)
-        total = [sum(g) for g in zip(*worker_grads)]
-        model.apply_gradients(total)
-        weights = model.get_weights()
-        ```
+        To drive synchronous data parallelism with any engine (Ray, Spark, MPI): each
+        worker holds a copy of the model (pickled) and, each step, the driver's weights
+        (`set_weights`); it returns `compute_gradients` on its shard with
+        `global_batch_size` set; the driver (or an MPI `allreduce`) sums the gradients over
+        the workers and calls `apply_gradients` once.
 
         Args:
             x: the inputs of the batch (or shard): an array `(B, ...)` for one input, else a
@@ -388,6 +379,25 @@ class Trainer:
             RuntimeError: if the model is not compiled.
             TypeError, ValueError: for data `train_on_batch` refuses, or a
                 `global_batch_size` that is not an int >= the batch's samples.
+
+        Example:
+        >>> import numpy as np
+        >>> from pylstm.layers import LSTM, Dense, Input
+        >>> from pylstm.models import Sequential
+        >>> model = Sequential([Input((5, 2)), LSTM(4, seed=0), Dense(1)])
+        >>> model.compile("sgd", "mse")
+        >>> rng = np.random.default_rng(0)
+        >>> x, y = rng.normal(size=(8, 5, 2)), rng.normal(size=(8, 1))
+        >>> # on each worker (a Ray task, a Spark partition, an MPI rank): its shard
+        >>> shards = [model.compute_gradients(x[i:i + 4], y[i:i + 4], global_batch_size=8)
+        ...           for i in (0, 4)]
+        >>> # on the driver: the sum is the whole batch's gradients; one step
+        >>> total = [a + b for a, b in zip(shards[0][0], shards[1][0])]
+        >>> whole, logs = model.compute_gradients(x, y)
+        >>> all(np.allclose(t, w, atol=1e-6) for t, w in zip(total, whole))
+        True
+        >>> model.apply_gradients(total)
+        1
         """
         self._check_compiled()
         if class_weight is not None:

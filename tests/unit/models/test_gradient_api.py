@@ -337,3 +337,18 @@ def test_compute_gradients_checks_its_arguments():
     uncompiled = Sequential([Input((5, 2)), Dense(1)])
     with pytest.raises(RuntimeError, match="compile"):
         uncompiled.compute_gradients(x, y)
+
+
+def test_the_docstring_example_runs():
+    import doctest
+
+    from pylstm.models import _training
+
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner()
+    tests = finder.find(_training.Trainer.compute_gradients, "compute_gradients",
+                        globs={})
+    for test in tests:
+        runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.attempted > 0 and result.failed == 0
