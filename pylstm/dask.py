@@ -27,8 +27,10 @@ Design:
 """
 
 import collections
+import concurrent.futures
 import contextlib
 import threading
+import uuid
 
 import numpy as np
 
@@ -300,7 +302,10 @@ class _DataParallel:
         self.payload = None    # the model's future on every worker, sent at the first step
 
     def _send_model(self):
-        payload, self.key = _payload(self.model)
+        payload, key = _payload(self.model)
+        # The workers set each step's weights on their copy: a key of its own, so that no
+        # `predict` of the same model finds the copy in the workers' cache.
+        self.key = f"{key}-fit-{uuid.uuid4().hex}"
         self.payload = self.client.scatter([payload], broadcast=True, hash=False)[0]
 
     def __call__(self, targets, xs, ys, sample_weights, class_weight):
@@ -313,7 +318,7 @@ class _DataParallel:
                 results = self._step(shards, xs, ys, sample_weights, class_weight, size,
                                      with_outputs)
                 break
-            except (distributed.client.FutureCancelledError, distributed.KilledWorker):
+            except (concurrent.futures.CancelledError, distributed.KilledWorker):
                 # Every replica of the step's inputs was lost with its workers, or a shard
                 # killed its workers too often: start the step again from the same weights.
                 if attempt == self.retries:
@@ -431,6 +436,9 @@ def fit(model, x=None, y=None, *, client=None, num_shards=None, num_threads=1, r
                              "none.") from error
     if num_shards is None:
         num_shards = sum(client.nthreads().values())
+        if not num_shards:
+            raise ValueError("The cluster of `client` has no workers: start some, or pass "
+                             "`num_shards`.")
     for value, name, least in ((num_shards, "num_shards", 1), (retries, "retries", 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"Argument `{name}` must be an int >= {least}, received "

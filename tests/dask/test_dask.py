@@ -8,6 +8,7 @@ import operator
 import os
 import re
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -214,43 +215,53 @@ def test_fit_equals_single_process_fit_functional_from_dask_arrays(client, optim
         np.testing.assert_allclose(history[name], expected[name], rtol=1e-5)
 
 
-def test_fit_survives_a_worker_killed_in_a_step(client, tmp_path):
-    flag = str(tmp_path / "killed")
+class DiesOnce(MeanSquaredError):
+    """MSE that kills the worker process computing a shard whose first target is in
+    `markers`, once per flag file in `flags` (created as its worker dies): with two flags and
+    the first targets of both shards of a step, both workers die in that step, the second
+    before the first is back, so that the step's scattered weights are lost with them."""
 
-    class DiesOnce(MeanSquaredError):
-        """MSE that kills its worker process in its `at`-th call there, once per cluster."""
+    def __init__(self, flags, markers, **kwargs):
+        super().__init__(**kwargs)
+        self.flags, self.markers = flags, markers
 
-        def __init__(self, flag, at, **kwargs):
-            super().__init__(**kwargs)
-            self.flag, self.at, self.calls = flag, at, 0
-
-        def value_and_gradient(self, *args, **kwargs):
-            try:
-                distributed.get_worker()
-            except ValueError:      # the driver: never
-                return super().value_and_gradient(*args, **kwargs)
-            self.calls += 1
-            if self.calls == self.at:
+    def value_and_gradient(self, y_true, *args, **kwargs):
+        try:
+            distributed.get_worker()
+        except ValueError:      # the driver: never
+            return super().value_and_gradient(y_true, *args, **kwargs)
+        if float(y_true.flat[0]) in self.markers:
+            for flag in self.flags:
                 try:
-                    os.close(os.open(self.flag, os.O_CREAT | os.O_EXCL))
+                    os.close(os.open(flag, os.O_CREAT | os.O_EXCL))
                 except FileExistsError:
-                    pass
-                else:
-                    os._exit(1)
-            return super().value_and_gradient(*args, **kwargs)
+                    continue
+                time.sleep(0.2)
+                os._exit(1)
+        return super().value_and_gradient(y_true, *args, **kwargs)
 
+
+@pytest.mark.parametrize("deaths", [1, 2])
+def test_fit_survives_workers_killed_in_a_step(client, tmp_path, caplog, deaths):
+    # One death: the scheduler runs the shard again on the other worker. Two: the step's
+    # scattered weights die with both workers, and fit sends the step again.
+    flags = [str(tmp_path / f"killed{k}") for k in range(deaths)]
     rng = np.random.default_rng(4)
     x = rng.normal(size=(48, 7, 3)).astype("float32")
     y = rng.normal(size=(48, 7, 2)).astype("float32")
     local = _sequence_model()
     local.compile(optimizers.Adam(0.05), "mse")
     uninterrupted, killed = copy.deepcopy(local), copy.deepcopy(local)
-    killed.compile(optimizers.Adam(0.05), DiesOnce(flag, at=3))
+    # the third step of the first epoch: rows 24 to 35, shards 24:30 and 30:36
+    killed.compile(optimizers.Adam(0.05), DiesOnce(flags, {float(y[24, 0, 0]),
+                                                           float(y[30, 0, 0])}))
     args = dict(batch_size=12, epochs=2, shuffle=False, verbose=0)
     local.fit(x, y, **args)
     expected = pylstm.dask.fit(uninterrupted, x, y, client=client, **args).history
     history = pylstm.dask.fit(killed, x, y, client=client, **args).history
-    assert os.path.exists(flag)        # a worker did die inside a step
+    assert all(os.path.exists(flag) for flag in flags)     # the workers did die in a step
+    if deaths == 2:
+        assert "lose scattered data" in caplog.text
     for a, b in zip(killed.get_weights(), uninterrupted.get_weights()):
         np.testing.assert_array_equal(a, b)
     _close(killed, local, 1e-5)
