@@ -424,6 +424,10 @@ class Trainer:
         second half of `train_on_batch`, the update `fit` makes (the optimizer divides by its
         `loss_scale_factor`, accumulates, clips, decays the weights, keeps its moving
         average and applies the constraints, as in Keras 3's `optimizer.apply_gradients`).
+        The gradients are dense: for an `Embedding`'s table the step is Keras's on JAX or
+        PyTorch, where `fit` takes Keras's on TensorFlow (the looked-up rows apart), which
+        differs for the optimizers that square the gradient (Adam, RMSprop, ...) when a row
+        is looked up more than once in the batch.
 
         Args:
             gradients: a list of arrays, one per `model.trainable_variables` entry in that
