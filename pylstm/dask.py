@@ -318,9 +318,9 @@ class _DataParallel:
                 results = self._step(shards, xs, ys, sample_weights, class_weight, size,
                                      with_outputs)
                 break
-            except (concurrent.futures.CancelledError, distributed.KilledWorker):
-                # Every replica of the step's inputs was lost with its workers, or a shard
-                # killed its workers too often: start the step again from the same weights.
+            except concurrent.futures.CancelledError:
+                # Every replica of the step's inputs (the model, the weights) was lost with
+                # its workers: send the step again, from the same weights.
                 if attempt == self.retries:
                     raise
                 self.payload = None
@@ -423,8 +423,11 @@ def fit(model, x=None, y=None, *, client=None, num_shards=None, num_threads=1, r
         RuntimeError: `model` is not compiled.
         ValueError: no client is given and none is current; `num_shards` or `retries` not a
             positive (non-negative) int; and what `model.fit` raises.
+        TypeError: `client` is not a `distributed.Client`.
         distributed.KilledWorker: a shard killed its workers more often than the scheduler's
-            `allowed-failures` on every retry.
+            `allowed-failures` (a shard that crashes every worker is not tried again).
+        distributed.client.FutureCancelledError: a step's inputs were lost more than
+            `retries` times.
     """
     model._check_compiled()
     if client is None:
@@ -434,6 +437,9 @@ def fit(model, x=None, y=None, *, client=None, num_shards=None, num_threads=1, r
             raise ValueError("Argument `client` must be a distributed.Client, or a client "
                              "must be current (`distributed.Client(...)`); found "
                              "none.") from error
+    if not isinstance(client, distributed.Client):
+        raise TypeError(f"Argument `client` must be a distributed.Client, received "
+                        f"{type(client).__name__}.")
     if num_shards is None:
         num_shards = sum(client.nthreads().values())
         if not num_shards:

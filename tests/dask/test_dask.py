@@ -48,6 +48,14 @@ def _worker_settings():
     return pylstm.get_num_threads(), blas, pylstm.dask._models.loads
 
 
+def _arrivals(dask_worker, key):
+    """How many times `key` came into this worker's memory, computed or fetched from a peer
+    (the transitions in its state machine's log)."""
+    return sum(1 for entry in dask_worker.state.log
+               if entry[0] == key and entry[1] in ("executing", "flight")
+               and entry[2] == "memory")
+
+
 def _sequence_model():
     model = Sequential([Input((7, 3)), LSTM(5, return_sequences=True, seed=1), Dense(2)])
     model.compile("adam", "mse")
@@ -101,8 +109,11 @@ def test_predict_equals_model_predict_per_block_and_sends_the_model_once(client)
         np.testing.assert_array_equal(out[start:stop],
                                       model.predict(x[start:stop], batch_size=4, verbose=0))
     after = client.run(_worker_settings)
-    # 9 blocks on 2 workers: each worker unpickled the model at most once, and every task
-    # left the process's thread settings as it found them.
+    # 9 blocks on 2 workers: the model reached each worker at most once and was unpickled
+    # there at most once, and every task left the process's thread settings as it found them.
+    (key,) = [k for k in y.__dask_graph__() if str(k).startswith("pylstm-model-")]
+    arrivals = client.run(_arrivals, key=key)
+    assert sum(arrivals.values()) >= 1 and max(arrivals.values()) == 1
     for address in after:
         assert after[address][2] - before[address][2] <= 1
         assert after[address][:2] == before[address][:2]
@@ -273,6 +284,9 @@ def test_fit_refuses_bad_arguments(client):
     with pytest.raises(RuntimeError, match="compile"):
         pylstm.dask.fit(Sequential([Input((7, 3)), Dense(1)]), np.zeros((4, 7, 3)),
                         np.zeros((4, 7, 1)), client=client)
+    with pytest.raises(TypeError, match="`client` must be a distributed.Client"):
+        pylstm.dask.fit(_sequence_model(), np.zeros((4, 7, 3)), np.zeros((4, 7, 2)),
+                        client="tcp://127.0.0.1:8786")
     for value in (0, 1.5, True):
         with pytest.raises(ValueError, match="`num_shards`"):
             pylstm.dask.fit(_sequence_model(), np.zeros((4, 7, 3)), np.zeros((4, 7, 2)),
