@@ -66,10 +66,27 @@ myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 4
 
 # The doctest builder runs the `>>>` blocks of the pages and of the docstrings, each page in a
-# fresh namespace; this setup runs before each.
+# fresh namespace; this setup runs before each. Blocks that compare with Keras, PyTorch, ONNX or
+# ONNX Runtime are skipped where those are not installed (`:skipif: not HAVE_TORCH`), unless
+# PYLSTM_REQUIRE_ORACLES=1 (as in CI): then a missing one fails the build.
 doctest_global_setup = """
+import importlib.util as _util
+import os as _os
+
 import numpy as np
 import pylstm
+
+
+def _have(module):
+    if _util.find_spec(module) is not None:
+        return True
+    if _os.environ.get("PYLSTM_REQUIRE_ORACLES") == "1":
+        raise ImportError(f"{module} is missing and PYLSTM_REQUIRE_ORACLES=1")
+    return False
+
+
+HAVE_KERAS, HAVE_TORCH = _have("keras"), _have("torch")
+HAVE_ONNX, HAVE_ONNXRUNTIME = _have("onnx"), _have("onnxruntime")
 pylstm.utils.set_random_seed(0)
 """
 
@@ -149,8 +166,9 @@ def write_api_pages():
             seen[key] = f"{modname}.{name}"
             (classes if inspect.isclass(obj) else
              functions if callable(obj) else others).append(name)
-        lines = [modname, "=" * len(modname), "", f".. automodule:: {modname}",
-                 "   :no-members:", ""]
+        lines = [modname, "=" * len(modname), "", ".. testsetup:: *", "",
+                 f"   import {modname}", f"   globals().update(vars({modname}))", "",
+                 f".. automodule:: {modname}", "   :no-members:", ""]
         for title, names in (("Classes", classes), ("Functions", functions)):
             if names:
                 lines += [title, "-" * len(title), "", f".. currentmodule:: {modname}", "",
