@@ -145,8 +145,10 @@ def load(path_or_bytes, as_model=False):
         path_or_bytes: a file path, or the serialized model as `bytes`.
         as_model: bool. If True, the graph must be a plain stack -- one input, one output,
             and on the input's path only LSTM nodes, `Gather` of a stored table, `MatMul` /
-            `Gemm` by stored weights with an `Add` of a stored bias, `Relu` / `Sigmoid` /
-            `Tanh` / `Softmax`, and nodes that only move entries (`Transpose`, `Squeeze`,
+            `Gemm` by stored weights with an `Add` of a stored bias, the activation ops of
+            pylstm's activations (`Relu`, `Sigmoid`, `Tanh`, `Softmax`, `Elu`, `Selu`,
+            `Softplus`, `Softsign`, `Exp`, `HardSigmoid`, swish's `Mul(x, Sigmoid(x))`),
+            and nodes that only move entries (`Transpose`, `Squeeze`,
             `Unsqueeze`, `Reshape`, `Slice`, `Gather`, `Concat`, `Identity`, `Cast`), as
             `torch.onnx.export` writes for Embedding + LSTM (stacked, bidirectional) + Linear
             and `pylstm.onnx.export` for Sequential models. It is rebuilt as a `Sequential` of
@@ -190,6 +192,17 @@ def load(path_or_bytes, as_model=False):
     ((4, 1, 1, 2), (1, 1, 2))
     >>> print(model.explain())
     LSTM_0 (LSTM, 1 direction): compiled core
+
+    A plain stack comes back as a trainable model:
+
+    >>> import os, tempfile
+    >>> from pylstm.layers import Dense, Input, LSTM
+    >>> from pylstm.models import Sequential
+    >>> from pylstm.onnx import export
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.onnx")
+    >>> _ = export(Sequential([Input((None, 3)), LSTM(4), Dense(2, activation="softmax")]), path)
+    >>> [type(layer).__name__ for layer in load(path, as_model=True).layers]
+    ['LSTM', 'Dense']
     """
     onnx = _onnx()
     from pylstm.onnx._ops import LEGACY_OPS, OPS

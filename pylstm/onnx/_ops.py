@@ -161,6 +161,31 @@ def relu(x):
     return (np.maximum(x, 0).astype(x.dtype, copy=False),)
 
 
+def elu(x, *, alpha=1.0):
+    return (np.where(x >= 0, x, alpha * np.expm1(np.minimum(x, 0))).astype(x.dtype, copy=False),)
+
+
+def selu(x, *, alpha=1.67326319217681884765625, gamma=1.05070102214813232421875):
+    y = gamma * np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+    return (y.astype(x.dtype, copy=False),)
+
+
+def softplus(x):
+    return (np.logaddexp(0, x).astype(x.dtype, copy=False),)
+
+
+def softsign(x):
+    return (x / (1 + np.abs(x)),)
+
+
+def exp(x):
+    return (np.exp(x),)
+
+
+def hard_sigmoid(x, *, alpha=0.2, beta=0.5):
+    return (np.clip(alpha * x + beta, 0, 1).astype(x.dtype, copy=False),)
+
+
 def reverse_sequence(x, sequence_lens, *, batch_axis=1, time_axis=0):
     y = np.array(x)
     for b, n in enumerate(np.asarray(sequence_lens).reshape(-1)):
@@ -196,7 +221,9 @@ OPS = {
     "Transpose": transpose, "Squeeze": squeeze, "Unsqueeze": unsqueeze, "Reshape": reshape,
     "Concat": concat, "Slice": slice_, "Gather": gather, "Shape": shape,
     "ConstantOfShape": constant_of_shape, "Identity": identity, "Cast": cast,
-    "Softmax": softmax, "Sigmoid": sigmoid, "Tanh": tanh, "Relu": relu,
+    "Softmax": softmax, "Sigmoid": sigmoid, "Tanh": tanh, "Relu": relu, "Elu": elu,
+    "Selu": selu, "Softplus": softplus, "Softsign": softsign, "Exp": exp,
+    "HardSigmoid": hard_sigmoid,
     "ReverseSequence": reverse_sequence, "Expand": expand, "Where": where, "Flatten": flatten,
 }
 

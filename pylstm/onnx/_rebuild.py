@@ -7,8 +7,9 @@ Design: recognise, build, then prove.
    (`Shape` reads only a shape, so the zero initial states that exporters compute from
    `Shape` are not). Every dynamic node must be a layer node -- `LSTM`; `Gather` of a stored
    table by the input's indices (Embedding); `MatMul` or `Gemm` by a stored matrix, with an
-   `Add` of a stored bias (Dense); `Relu`, `Sigmoid`, `Tanh`, `Softmax` (the Dense's
-   activation, else an `Activation` layer) -- or one that only moves entries (`Transpose`,
+   `Add` of a stored bias (Dense); an activation op of pylstm's activations, or swish's
+   `Mul(x, Sigmoid(x))` (the Dense's activation, else an `Activation` layer) -- or one that
+   only moves entries (`Transpose`,
    `Squeeze`, `Unsqueeze`, `Reshape`, `Slice`, `Gather`, `Concat`, `Identity`, `Cast`). The
    layers must form one chain, each reading the output of the one before. What a Sequential
    cannot express (several inputs or outputs, `sequence_lens`, initial states from the input,
@@ -31,7 +32,13 @@ from pylstm.onnx import _ops
 
 _LAYOUT_OPS = frozenset({"Transpose", "Squeeze", "Unsqueeze", "Reshape", "Slice", "Gather",
                          "Concat", "Identity", "Cast"})
-_ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softmax": "softmax"}
+# ONNX activation op -> pylstm activation (HardSigmoid's, Elu's and Selu's by their
+# attributes: `_activation_name`).
+_ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softmax": "softmax",
+                "Softplus": "softplus", "Softsign": "softsign", "Exp": "exponential",
+                "Elu": "elu", "Selu": "selu", "HardSigmoid": None}
+# Selu's attributes as pylstm's selu has them (ONNX's defaults).
+_SELU = {"alpha": 1.67326319217681884765625, "gamma": 1.05070102214813232421875}
 # (batch, timesteps) of the probe inputs; a dim the file declares fixed replaces these.
 _PROBES = ((2, 3), (1, 5), (3, 1))
 # (rtol, atol) between the graph and the rebuilt model, by float dtype.
@@ -156,11 +163,17 @@ def _layer_of(layers, op, name, function, inputs, outputs, attrs, dynamic):
             attrs = {"axis": attrs.get("axis", 1 if legacy else -1)}
         if last is not None and last.kind == "dense" and last.activation is None \
                 and last.output == inputs[0]:
-            last.activation, last.output = (name, op, attrs), outputs[0]
+            last.activation, last.output = (name, op, attrs, inputs[0]), outputs[0]
             return last
         layer = _Layer("activation", op, name, inputs, attrs, inputs[0], outputs[0])
-        layer.activation = (name, op, attrs)
+        layer.activation = (name, op, attrs, inputs[0])
         layers.append(layer)
+    elif op == "Mul" and last is not None and last.activation is not None \
+            and last.activation[1] == "Sigmoid" \
+            and sorted(inputs) == sorted([last.output, last.activation[3]]):
+        last.activation = (name, "Swish", {}, last.activation[3])  # x * sigmoid(x)
+        last.output = outputs[0]
+        return last
     elif op in _LAYOUT_OPS:
         if op == "Gather" and inputs[1] in dynamic:
             raise _refuse(f"{where} gathers by indices computed from the input.")
@@ -399,12 +412,30 @@ def _dense_weights(layer, values):
 
 
 def _activation_name(layer, values):
-    name, op, attrs = layer.activation
+    """The pylstm activation of a layer's activation node (`Mul` for swish)."""
+    name, op, attrs, _ = layer.activation
+    where = f"node {name!r} ({'Mul' if op == 'Swish' else op})"
+    if op == "Swish":
+        return "swish"
     if op == "Softmax":
         rank = values[layer.output].ndim
         if attrs["axis"] % max(rank, 1) != rank - 1:
-            raise _refuse(f"node {name!r} (Softmax) normalises axis {attrs['axis']} of a "
-                          f"rank-{rank} tensor; a softmax activation normalises the last.")
+            raise _refuse(f"{where} normalises axis {attrs['axis']} of a rank-{rank} "
+                          f"tensor; a softmax activation normalises the last.")
+    if op == "HardSigmoid":
+        alpha, beta = attrs.get("alpha", 0.2), attrs.get("beta", 0.5)
+        found = _ops._hard_sigmoid_name(alpha, beta)
+        if found is None:
+            raise _refuse(f"{where} has alpha={alpha}, beta={beta}; pylstm's hard sigmoids "
+                          f"have (1/6, 0.5) (hard_sigmoid) and (0.2, 0.5) "
+                          f"(legacy_hard_sigmoid).")
+        return found
+    if op == "Elu" and not _ops._is(attrs.get("alpha", 1.0), None, 1.0, None):
+        raise _refuse(f"{where} has alpha={attrs['alpha']}; pylstm's elu has alpha 1.")
+    if op == "Selu" and not all(_ops._is(attrs.get(k, v), None, v, None)
+                                for k, v in _SELU.items()):
+        raise _refuse(f"{where} has attributes {attrs}; pylstm's selu has ONNX's default "
+                      f"alpha and gamma.")
     return _ACTIVATIONS[op]
 
 

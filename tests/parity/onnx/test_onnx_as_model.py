@@ -169,6 +169,21 @@ def test_pylstm_round_trip_float64_dense_activations(tmp_path):
                                atol=1e-12, rtol=1e-12)
 
 
+DENSE_ACTIVATIONS = ["linear", "relu", "sigmoid", "tanh", "softmax", "elu", "selu", "softplus",
+                     "softsign", "exponential", "hard_sigmoid", "legacy_hard_sigmoid", "swish"]
+
+
+@pytest.mark.parametrize("activation", DENSE_ACTIVATIONS)
+def test_pylstm_round_trip_dense_activation(activation, tmp_path):
+    original = Sequential([Input((None, D)), LSTM(H, return_sequences=True, seed=0),
+                           Dense(5, activation=activation)])
+    rebuilt, _ = _round_trip(original, tmp_path)
+    assert rebuilt.layers[-1].get_config()["activation"] == activation
+    x = 3 * np.random.default_rng(0).normal(size=(2, 3, D)).astype(np.float32)
+    np.testing.assert_allclose(rebuilt.predict_on_batch(x), original.predict_on_batch(x),
+                               atol=TOL, rtol=TOL)
+
+
 def test_rebuilt_model_trains(tmp_path):
     torch.manual_seed(4)
     data = _torch_export(_Stack(True, True, "h_n").eval(), _inputs(True, (3, 5), 0))
@@ -274,6 +289,12 @@ REFUSED = {
     "mul_on_data": ({"extra_nodes": [helper.make_node("Mul", ["seq", "seq"], ["out"],
                                                       name="square")]},
                     r"node 'square' \(Mul\) computes on the input's values"),
+    "elu_alpha": ({"extra_nodes": [helper.make_node("Elu", ["seq"], ["out"], name="elu",
+                                                    alpha=0.3)]},
+                  r"node 'elu' \(Elu\) has alpha=0.3"),
+    "hard_sigmoid_alpha": ({"extra_nodes": [helper.make_node("HardSigmoid", ["seq"], ["out"],
+                                                             name="hs", alpha=0.3)]},
+                           r"node 'hs' \(HardSigmoid\) has alpha=0.3"),
     "unreversed_go_backwards": ({"dirs": 1, "direction": "reverse"},
                                 r"node 'lstm' \(LSTM\) reaches the graph output 'out' "
                                 r"differently from what LSTM\(6, return_sequences=True, "
