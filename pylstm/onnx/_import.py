@@ -152,8 +152,9 @@ def load(path_or_bytes, as_model=False):
             `Unsqueeze`, `Reshape`, `Slice`, `Gather`, `Concat`, `Identity`, `Cast`), as
             `torch.onnx.export` writes for Embedding + LSTM (stacked, bidirectional) + Linear
             and `pylstm.onnx.export` for Sequential models. It is rebuilt as a `Sequential` of
-            `Embedding`, `LSTM`, `Bidirectional(LSTM, merge_mode="concat")`, `Dense` (with its
-            activation) and `Activation` layers holding the graph's weights (ONNX gates
+            `Embedding`, `LSTM`, `Bidirectional(LSTM)` (merge mode "concat", or "sum", "mul",
+            "ave" where the graph adds, multiplies or averages the two directions), `Dense`
+            (with its activation) and `Activation` layers holding the graph's weights (ONNX gates
             i, o, f, c reordered to i, f, c, o; `Wb + Rb` summed into the LSTM's bias), whose
             input is batch-major `(B, T, D)` floats, or `(B, T)` indices for an Embedding.
             The rebuilt model is returned only after it has computed what the graph computes

@@ -8,8 +8,9 @@ Design: recognise, build, then prove.
    `Shape` are not). Every dynamic node must be a layer node -- `LSTM`; `Gather` of a stored
    table by the input's indices (Embedding); `MatMul` or `Gemm` by a stored matrix, with an
    `Add` of a stored bias (Dense); an activation op of pylstm's activations, or swish's
-   `Mul(x, Sigmoid(x))` (the Dense's activation, else an `Activation` layer) -- or one that
-   only moves entries (`Transpose`,
+   `Mul(x, Sigmoid(x))` (the Dense's activation, else an `Activation` layer); `Add` or `Mul`
+   of the two directions of a bidirectional LSTM (then `Mul` by 0.5: merge mode "ave") -- or
+   one that only moves entries (`Transpose`,
    `Squeeze`, `Unsqueeze`, `Reshape`, `Slice`, `Gather`, `Concat`, `Identity`, `Cast`). The
    layers must form one chain, each reading the output of the one before. What a Sequential
    cannot express (several inputs or outputs, `sequence_lens`, initial states from the input,
@@ -54,13 +55,14 @@ class _Layer:
     """One layer of the chain: `kind` ("embedding", "lstm", "dense", "activation"), the node
     it was recognised from (`op`, `name`, `inputs`, `attrs`), the tensor it `reads`, the
     tensor that holds its result so far (`output`), and the nodes that joined it (`bias`,
-    `activation`)."""
+    `activation`), and a bidirectional LSTM's `merge_mode`."""
 
     def __init__(self, kind, op, name, inputs, attrs, reads, output):
         self.kind, self.op, self.name = kind, op, name
         self.inputs, self.attrs = inputs, attrs
         self.reads, self.output = reads, output
         self.bias = self.activation = None
+        self.merge_mode = "concat"
 
 
 def rebuild(model):
@@ -173,6 +175,15 @@ def _layer_of(layers, op, name, function, inputs, outputs, attrs, dynamic):
             and sorted(inputs) == sorted([last.output, last.activation[3]]):
         last.activation = (name, "Swish", {}, last.activation[3])  # x * sigmoid(x)
         last.output = outputs[0]
+        return last
+    elif op in ("Add", "Mul") and last is not None and last.kind == "lstm" \
+            and last.merge_mode == "concat" and all(i in dynamic for i in inputs):
+        # the two directions of a bidirectional LSTM, taken apart then summed or multiplied
+        last.merge_mode, last.output = ("sum" if op == "Add" else "mul"), outputs[0]
+        return last
+    elif op == "Mul" and last is not None and last.kind == "lstm" \
+            and last.merge_mode == "sum" and last.output in inputs and len(static) == 1:
+        last.merge_mode, last.output, last.half = "ave", outputs[0], (name, static[0])
         return last
     elif op in _LAYOUT_OPS:
         if op == "Gather" and inputs[1] in dynamic:
@@ -383,7 +394,13 @@ def _make_layer(layer, values, after, dtype):
         kernel, recurrent_kernel, bias = converted.core(d, dtype)
         weights += [kernel, recurrent_kernel] + ([bias] if b is not None else [])
     if direction == "bidirectional":
-        return Bidirectional(lstm, merge_mode="concat", **kwargs), weights
+        if layer.merge_mode == "ave" and not np.allclose(values[layer.half[1]], 0.5):
+            raise _refuse(f"node {layer.half[0]!r} (Mul) scales the sum of the two "
+                          f"directions by {values[layer.half[1]]}; merge_mode='ave' by 0.5.")
+        return Bidirectional(lstm, merge_mode=layer.merge_mode, **kwargs), weights
+    if layer.merge_mode != "concat":
+        raise _refuse(f"node {layer.name!r} (LSTM) has one direction, whose output the graph "
+                      f"{'adds to' if layer.merge_mode != 'mul' else 'multiplies by'} itself.")
     return lstm, weights
 
 
@@ -513,7 +530,7 @@ def _describe(layer):
     inner = getattr(layer, "forward_layer", None)
     if inner is not None:
         return (f"Bidirectional(LSTM({inner.units}, return_sequences="
-                f"{inner.return_sequences}), merge_mode='concat')")
+                f"{inner.return_sequences}), merge_mode={layer.merge_mode!r})")
     if type(layer).__name__ == "LSTM":
         return (f"LSTM({layer.units}, return_sequences={layer.return_sequences}, "
                 f"go_backwards={layer.go_backwards})")

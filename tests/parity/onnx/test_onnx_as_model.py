@@ -169,6 +169,19 @@ def test_pylstm_round_trip_float64_dense_activations(tmp_path):
                                atol=1e-12, rtol=1e-12)
 
 
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave"])
+def test_pylstm_round_trip_merge_modes(merge_mode, tmp_path):
+    original = Sequential([
+        Input((None, D)),
+        Bidirectional(LSTM(H, return_sequences=True, seed=0), merge_mode=merge_mode),
+        Bidirectional(LSTM(3, seed=1), merge_mode=merge_mode), Dense(2)])
+    rebuilt, _ = _round_trip(original, tmp_path)
+    assert [layer.merge_mode for layer in rebuilt.layers[:2]] == [merge_mode] * 2
+    x = np.random.default_rng(0).normal(size=(3, 5, D)).astype(np.float32)
+    np.testing.assert_allclose(rebuilt.predict_on_batch(x), original.predict_on_batch(x),
+                               atol=TOL, rtol=TOL)
+
+
 DENSE_ACTIVATIONS = ["linear", "relu", "sigmoid", "tanh", "softmax", "elu", "selu", "softplus",
                      "softsign", "exponential", "hard_sigmoid", "legacy_hard_sigmoid", "swish"]
 
@@ -286,9 +299,13 @@ REFUSED = {
     "cell_output_activation": ({"activations": ["Sigmoid", "Tanh", "Relu"] * 2},
                                r"candidate \(tanh\) and cell-output \(relu\)"),
     "two_outputs": ({"outputs": 2}, r"outputs \['out', 'Y_h'\]"),
-    "mul_on_data": ({"extra_nodes": [helper.make_node("Mul", ["seq", "seq"], ["out"],
-                                                      name="square")]},
-                    r"node 'square' \(Mul\) computes on the input's values"),
+    "sub_on_data": ({"extra_nodes": [helper.make_node("Sub", ["seq", "seq"], ["out"],
+                                                      name="zero")]},
+                    r"node 'zero' \(Sub\) computes on the input's values"),
+    # A Mul of the LSTM's output by itself is taken for merge_mode="mul"; the probe refuses it.
+    "square_is_no_merge": ({"extra_nodes": [helper.make_node("Mul", ["seq", "seq"], ["out"],
+                                                             name="square")]},
+                           r"differently from what Bidirectional\(.*merge_mode='mul'\)"),
     "elu_alpha": ({"extra_nodes": [helper.make_node("Elu", ["seq"], ["out"], name="elu",
                                                     alpha=0.3)]},
                   r"node 'elu' \(Elu\) has alpha=0.3"),
