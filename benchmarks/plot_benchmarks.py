@@ -12,8 +12,8 @@ significant figures), so reports recorded before `--json` existed plot too. By d
 
 The figure has two rows, the forward pass (inference over the whole sequence) and the
 training step (forward + backward), and two columns: the median wall time per call of every
-system on a log scale, and pylstm's time divided by each peer's, also on a log scale and
-written on each bar (below 1: pylstm is faster).
+system on a log scale, and pylstm's time divided by each peer's, in the peer's colour, also
+on a log scale and written on each bar (below 1: pylstm is faster).
 Keras appears where the run timed it. The title gives the machine, threads and date of the
 run, so a figure is never read apart from where its numbers came from.
 
@@ -28,9 +28,9 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
-DEFAULT_RESULTS = next((os.path.join(RESULTS, name) for name in ("bench_lstm.json", "bench_lstm.md")
-                        if os.path.exists(os.path.join(RESULTS, name))),
-                       os.path.join(RESULTS, "bench_lstm.json"))
+DEFAULT_RESULTS = next((path for path in (os.path.join(RESULTS, "bench_lstm.json"),
+                                          os.path.join(RESULTS, "bench_lstm.md"))
+                        if os.path.exists(path)), os.path.join(RESULTS, "bench_lstm.json"))
 DEFAULT_OUTPUT = os.path.join(ROOT, "docs", "_static", "benchmarks.png")
 SYSTEMS = {"pylstm": ("pylstm", "tab:red"), "torch": ("PyTorch", "tab:blue"),
            "onnxruntime": ("ONNX Runtime", "tab:green"), "keras": ("Keras 3", "tab:purple")}
@@ -111,24 +111,25 @@ def load_results(path):
 
 
 def _label(label):
-    """`'2-layer bidi: B=32 T=100 D=64 H=128'` -> `'2-layer bidi\nB=32 T=100\nD=64 H=128'`."""
+    r"""`'2-layer bidi: B=32 T=100 D=64 H=128'` -> `'2-layer bidi\nB=32 T=100\nD=64 H=128'`."""
     prefix, _, shape = label.rpartition(": ")
     sizes = shape.split()
     return "\n".join(([prefix] if prefix else []) + [" ".join(sizes[:2]), " ".join(sizes[2:])])
 
 
 def plot(record, path):
-    """Draws the 2 x 2 figure of `record` into the PNG `path` (its folder is created)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Draws the 2 x 2 figure of `record` into the PNG `path` (its folder is created). A
+    `Figure` of its own, not pyplot's: the caller's backend and figures are left alone."""
     import numpy as np
     from matplotlib import ticker
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
     cases = record["cases"]
     labels = [_label(case["label"]) for case in cases]
     x = np.arange(len(cases))
-    fig, axes = plt.subplots(2, 2, figsize=(15, 9))
+    fig = Figure(figsize=(15, 9))
+    axes = fig.subplots(2, 2)
     for row, (mode, title) in enumerate(MODES.items()):
         present = [s for s in SYSTEMS if any(s in case[mode] for case in cases)]
         width = 0.8 / len(present)
@@ -138,7 +139,7 @@ def plot(record, path):
             walls = [case[mode][system]["wall"] if system in case[mode] else np.nan
                      for case in cases]
             times.bar(x + (k - (len(present) - 1) / 2) * width, np.array(walls) * 1e3, width,
-                      label=name, color=color)
+                      color=color)
         times.set_yscale("log")
         times.set_ylabel("median time per call (ms, log scale)")
         times.set_title(title)
@@ -149,7 +150,7 @@ def plot(record, path):
             ratio = [case[mode]["pylstm"]["wall"] / case[mode][system]["wall"]
                      if system in case[mode] else np.nan for case in cases]
             offset = x + (k - (len(peers) - 1) / 2) * width
-            ratios.bar(offset, ratio, width, label=f"pylstm / {name}", color=color)
+            ratios.bar(offset, ratio, width, color=color)
             for xi, value in zip(offset, ratio):
                 if np.isfinite(value):
                     ratios.annotate(f"{value:.2f}", (xi, value), ha="center", va="bottom",
@@ -164,16 +165,18 @@ def plot(record, path):
         ratios.set_title(f"{title}: ratio")
         for ax in (times, ratios):
             ax.set_xticks(x, labels, fontsize=7)
-            ax.legend(fontsize=8)
+    # One legend for all panels: a ratio bar has its peer's colour.
+    shown = [s for s in SYSTEMS if any(s in case[m] for case in cases for m in MODES)]
+    fig.legend(handles=[Patch(color=SYSTEMS[s][1], label=SYSTEMS[s][0]) for s in shown],
+               loc="upper center", bbox_to_anchor=(0.5, 0.955), ncol=len(shown))
     cpu = record.get("machine", {}).get("cpu", {})
     fig.suptitle(f"pylstm vs PyTorch and ONNX Runtime, {record.get('dtype', '?')}, "
                  f"{record.get('threads', '?')} threads, {cpu.get('model_name', 'unknown CPU')} "
                  f"({record.get('machine', {}).get('logical_cores', '?')} cores)"
                  + (f", {record['date'][:10]}" if record.get("date") else ""))
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def main(argv=None):

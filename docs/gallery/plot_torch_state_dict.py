@@ -25,7 +25,6 @@ import tempfile
 import matplotlib.pyplot as plt
 import numpy as np
 
-import pylstm
 from pylstm import nn
 from pylstm.datasets import load_sunspots
 from pylstm.examples.sunspots import SCALE, make_windows
