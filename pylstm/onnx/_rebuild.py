@@ -10,11 +10,11 @@ Design: recognise, build, then prove.
    `Add` of a stored bias (Dense); an activation op of pylstm's activations, or swish's
    `Mul(x, Sigmoid(x))` (the Dense's activation, else an `Activation` layer); `Add` or `Mul`
    of the two directions of a bidirectional LSTM (then `Mul` by 0.5: merge mode "ave") -- or
-   one that only moves entries (`Transpose`,
-   `Squeeze`, `Unsqueeze`, `Reshape`, `Slice`, `Gather`, `Concat`, `Identity`, `Cast`). The
-   layers must form one chain, each reading the output of the one before. What a Sequential
-   cannot express (several inputs or outputs, `sequence_lens`, initial states from the input,
-   `clip`, `input_forget`, peepholes, activations a pylstm LSTM lacks) is refused by name.
+   one that only moves entries (`Transpose`, `Squeeze`, `Unsqueeze`, `Reshape`, `Slice`,
+   `Gather`, `Concat`, `Identity`, `Cast`). The layers must form one chain, each reading the
+   output of the one before. What a Sequential cannot express (several inputs or outputs,
+   `sequence_lens`, initial states from the input, `clip`, `input_forget`, peepholes,
+   activations a pylstm LSTM lacks) is refused by name.
 2. Build. Each layer's configuration comes from its node and from the shapes of a probe run
    (an LSTM returns sequences when the next layer receives a time axis); the weights are
    converted (ONNX gates i, o, f, c -> i, f, c, o; `Wb + Rb` -> the single bias; Gemm's
@@ -54,14 +54,14 @@ def _refuse(message):
 class _Layer:
     """One layer of the chain: `kind` ("embedding", "lstm", "dense", "activation"), the node
     it was recognised from (`op`, `name`, `inputs`, `attrs`), the tensor it `reads`, the
-    tensor that holds its result so far (`output`), and the nodes that joined it (`bias`,
-    `activation`), and a bidirectional LSTM's `merge_mode`."""
+    tensor that holds its result so far (`output`), the nodes that joined it (`bias`,
+    `activation`, `half`) and a bidirectional LSTM's `merge_mode`."""
 
     def __init__(self, kind, op, name, inputs, attrs, reads, output):
         self.kind, self.op, self.name = kind, op, name
         self.inputs, self.attrs = inputs, attrs
         self.reads, self.output = reads, output
-        self.bias = self.activation = None
+        self.bias = self.activation = self.half = None
         self.merge_mode = "concat"
 
 
