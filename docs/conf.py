@@ -14,6 +14,8 @@ import inspect
 import os
 import pathlib
 import re
+import subprocess
+import sys
 
 import pylstm
 
@@ -34,7 +36,7 @@ extensions = [
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build", "gallery/*",
+exclude_patterns = ["_build", "_includes", "gallery/*",
                     "auto_examples/*.ipynb", "auto_examples/*.py", "auto_examples/*.zip",
                     "auto_examples/*.md5", "auto_examples/*.json"]
 templates_path = ["_templates"]
@@ -119,6 +121,31 @@ sphinx_gallery_conf = {
 }
 if not (DOCS / "gallery").is_dir():
     extensions.remove("sphinx_gallery.gen_gallery")
+
+# The benchmarks page's figure, drawn from the latest bench_lstm report in benchmarks/results.
+subprocess.run([sys.executable, str(DOCS.parent / "benchmarks" / "plot_benchmarks.py"),
+                "--output", str(DOCS / "_static" / "benchmarks.png")], check=True)
+
+# CHANGELOG.md and benchmarks/README.md are pages of the site too. Their links to each other
+# name the repository's files; the copies the pages include (docs/_includes/, written here) link
+# to the site's pages instead (MyST resolves them from the including page, in docs/).
+SITE_LINKS = {"benchmarks/README.md": "benchmarks.md", "../CHANGELOG.md": "changelog.md"}
+
+
+def write_includes():
+    out = DOCS / "_includes"
+    out.mkdir(exist_ok=True)
+    for source, name in (("CHANGELOG.md", "CHANGELOG.md"),
+                         ("benchmarks/README.md", "benchmarks_README.md")):
+        text = (DOCS.parent / source).read_text(encoding="utf-8")
+        for target, page in SITE_LINKS.items():
+            text = text.replace(f"]({target})", f"]({page})")
+        path = out / name
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+
+
+write_includes()
 
 # The public modules of the reference, in the order of its index. Each object is documented
 # once, under the first module here that exports it (pylstm.Model under pylstm.models, ...).
