@@ -251,7 +251,7 @@ def load(path_or_bytes, as_model=False):
         if node.op_type == "Constant":
             constants[node.output[0]] = _constant(name, attrs)
         else:
-            if node.op_type in ("Squeeze", "Unsqueeze") and "axes" in attrs:
+            if node.op_type in ("Squeeze", "Unsqueeze", "ReduceSum") and "axes" in attrs:
                 attrs["attr_axes"] = attrs.pop("axes")
             if node.op_type == "LSTM":
                 attrs["node"] = name

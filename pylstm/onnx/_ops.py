@@ -216,6 +216,32 @@ def flatten(x, *, axis=1):
     return (x.reshape(int(np.prod(x.shape[:axis])), -1),)
 
 
+def _elementwise(function):
+    return lambda *xs: (function(*xs),)
+
+
+def range_(start, limit, delta):
+    start, limit, delta = (np.asarray(v).reshape(()) for v in (start, limit, delta))
+    if delta == 0:
+        raise ValueError("Range delta cannot be 0.")
+    n = max(int(np.ceil((limit - start) / delta)), 0)
+    _shape_of((n,))
+    return ((start + delta * np.arange(n)).astype(start.dtype),)
+
+
+def reduce_sum(x, axes=None, *, keepdims=1, noop_with_empty_axes=0, attr_axes=None):
+    axes = _axes(axes, attr_axes)
+    if not axes:
+        if noop_with_empty_axes:
+            return (x,)
+        axes = None
+    return (np.sum(x, axis=axes, keepdims=bool(keepdims), dtype=x.dtype),)
+
+
+def _variadic(function):
+    return lambda *xs: (functools.reduce(function, xs),)
+
+
 OPS = {
     "Gemm": gemm, "MatMul": matmul, "Add": add, "Sub": sub, "Mul": mul, "Div": div,
     "Transpose": transpose, "Squeeze": squeeze, "Unsqueeze": unsqueeze, "Reshape": reshape,
@@ -225,6 +251,12 @@ OPS = {
     "Selu": selu, "Softplus": softplus, "Softsign": softsign, "Exp": exp,
     "HardSigmoid": hard_sigmoid,
     "ReverseSequence": reverse_sequence, "Expand": expand, "Where": where, "Flatten": flatten,
+    "Equal": _elementwise(np.equal), "Less": _elementwise(np.less),
+    "Greater": _elementwise(np.greater), "GreaterOrEqual": _elementwise(np.greater_equal),
+    "And": _elementwise(np.logical_and), "Or": _elementwise(np.logical_or),
+    "Xor": _elementwise(np.logical_xor), "Not": _elementwise(np.logical_not),
+    "Max": _variadic(np.maximum), "Min": _variadic(np.minimum), "Sum": _variadic(np.add),
+    "Range": range_, "ReduceSum": reduce_sum,
 }
 
 
@@ -418,8 +450,8 @@ def lstm(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=
     """ONNX LSTM: Y `(T, dirs, B, H)`, Y_h and Y_c `(dirs, B, H)` (batch first with layout 1).
 
     Runs each direction on pylstm's compiled core when it can express the node (activations
-    it has, no clip, no input_forget, no peepholes, lengths at least 1), else on the NumPy loop
-    above: both give ONNX's answer. `weights` is the node's `LSTMWeights` when W, R, B and P
+    it has, no clip, no input_forget, no peepholes, lengths at least 1, finite inputs), else on
+    the NumPy loop above: both give ONNX's answer. `weights` is the node's `LSTMWeights` when W, R, B and P
     are stored in the file (converted once, reused by every run), else None.
     """
     direction = direction.decode() if isinstance(direction, bytes) else direction
@@ -460,8 +492,11 @@ def lstm(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=
         if np.all(lengths == T):
             lengths = None
     acts = _activations(activations, activation_alpha, activation_beta, dirs)
+    # The core refuses NaN and infinity, which ONNX propagates (pylstm's masked exports give
+    # NaN for masks one node cannot express): such inputs take the loop.
     plain = (lstm_route(acts, clip, input_forget, p is not None) is None
-             and T >= 1 and (lengths is None or np.all(lengths >= 1)))
+             and T >= 1 and (lengths is None or np.all(lengths >= 1))
+             and all(v is None or np.isfinite(v).all() for v in (x, h0, c0)))
     if weights is None:
         weights = LSTMWeights(w, r, b, p)
     zeros = np.zeros((B, H), dtype=dtype)

@@ -69,7 +69,9 @@ def _data(kind, mask, seed=0):
 
 
 def _assert_matches(model, tmp_path, kind, masks=MASKS):
+    """ONNX Runtime and `pylstm.onnx.load` run the exported file as pylstm runs the model."""
     proto, session = _session(model, tmp_path)
+    loaded = pylstm.onnx.load(tmp_path / "model.onnx")
     name = session.get_inputs()[0].name
     for k, mask in enumerate(masks):
         x = _data(kind, mask, k)
@@ -77,6 +79,8 @@ def _assert_matches(model, tmp_path, kind, masks=MASKS):
         (got,) = session.run(None, {name: x})
         assert got.shape == expected.shape
         np.testing.assert_allclose(got, expected, rtol=TOL, atol=TOL)
+        np.testing.assert_allclose(loaded.run(None, {name: x})[0], expected, rtol=TOL,
+                                   atol=TOL)
     return proto, session
 
 
@@ -133,22 +137,27 @@ def test_holed_mask_gives_nan(tmp_path, kind, return_sequences):
         layers.LSTM(H, return_sequences=return_sequences)]))
     _, session = _session(model, tmp_path)
     x = _data(kind, HOLED)
-    (got,) = session.run(None, {session.get_inputs()[0].name: x})
+    feed = {session.get_inputs()[0].name: x}
     holed = [0, 2]
-    assert np.isnan(got[holed]).all()
-    np.testing.assert_allclose(got[1], model.predict(x, verbose=0)[1], rtol=TOL, atol=TOL)
+    for (got,) in (session.run(None, feed), pylstm.onnx.load(tmp_path / "model.onnx").run(
+            None, feed)):
+        assert np.isnan(got[holed]).all()
+        np.testing.assert_allclose(got[1], model.predict(x, verbose=0)[1], rtol=TOL, atol=TOL)
 
 
 def _assert_functional_matches(model, tmp_path, feeds):
+    """ONNX Runtime and `pylstm.onnx.load` run the exported file as pylstm runs the model."""
     proto, session = _session(model, tmp_path)
+    loaded = pylstm.onnx.load(tmp_path / "model.onnx")
     for feed in feeds:
         expected = model.predict(feed if len(feed) > 1 else feed[0], verbose=0)
         expected = expected if isinstance(expected, list) else [expected]
-        got = session.run(None, dict(zip(model.input_names, feed)))
-        assert len(got) == len(expected)
-        for g, e in zip(got, expected):
-            assert g.shape == e.shape
-            np.testing.assert_allclose(g, e, rtol=TOL, atol=TOL)
+        named = dict(zip(model.input_names, feed))
+        for got in (session.run(None, named), loaded.run(None, named)):
+            assert len(got) == len(expected)
+            for g, e in zip(got, expected):
+                assert g.shape == e.shape
+                np.testing.assert_allclose(g, e, rtol=TOL, atol=TOL)
     return proto
 
 

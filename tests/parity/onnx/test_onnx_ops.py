@@ -79,6 +79,30 @@ CASES = {
     "where": ("Where", [X > 0, X, ("const", np.float32(-1))], {}, 17),
     "flatten": ("Flatten", [X], {"axis": 2}, 17),
     "flatten_zero": ("Flatten", [X], {"axis": 0}, 17),
+    # the comparisons, logic and reductions of pylstm.onnx.export's mask plumbing
+    "equal": ("Equal", [np.array([1, 2, 3], I64), ("const", np.array([1, 0, 3], I64))], {}, 17),
+    "less": ("Less", [X, ("const", np.float32(0))], {}, 17),
+    "greater": ("Greater", [X, X[:, :1]], {}, 17),
+    "greater_or_equal": ("GreaterOrEqual", [np.array([[0, 1, 2]], I64),
+                                            ("const", np.array([[1], [2]], I64))], {}, 17),
+    "and": ("And", [X > 0, X < 0.5], {}, 17),
+    "or": ("Or", [X > 0, X < -0.5], {}, 17),
+    "xor": ("Xor", [X > 0, X > 0.5], {}, 17),
+    "not": ("Not", [X > 0], {}, 17),
+    "max": ("Max", [X, X[:, :1], ("const", np.float32(0.1))], {}, 17),
+    "min": ("Min", [X, X[:1]], {}, 17),
+    "sum": ("Sum", [X, X[:, :1], X[:1]], {}, 17),
+    "range": ("Range", [np.array(1, I64), ("const", np.array(8, I64)),
+                        ("const", np.array(3, I64))], {}, 17),
+    "range_empty": ("Range", [np.array(5, I64), ("const", np.array(1, I64)),
+                              ("const", np.array(1, I64))], {}, 17),
+    "reduce_sum": ("ReduceSum", [X, ("const", np.array([1], I64))], {"keepdims": 0}, 17),
+    "reduce_sum_all": ("ReduceSum", [X], {}, 17),
+    "reduce_sum_int": ("ReduceSum", [np.array([[1, 2], [3, 4]], np.int32),
+                                     ("const", np.array([-1], I64))], {}, 17),
+    "reduce_sum_noop": ("ReduceSum", [X, ("const", np.zeros(0, I64))],
+                        {"noop_with_empty_axes": 1}, 17),
+    "reduce_sum_opset11": ("ReduceSum", [X], {"axes": [0, 2], "keepdims": 1}, 11),
 }
 
 
@@ -117,4 +141,11 @@ def test_operator_against_onnxruntime(case):
 def test_constant_of_shape_refuses_huge_shapes():
     model, feed = _model("ConstantOfShape", [("const", np.array([1 << 20, 1 << 20], I64))], {}, 17)
     with pytest.raises(ValueError, match="node.*ConstantOfShape"):
+        pylstm.onnx.load(model).run(None, feed)
+
+
+def test_range_refuses_huge_lengths():
+    model, feed = _model("Range", [np.array(0, I64), ("const", np.array(1 << 40, I64)),
+                                   ("const", np.array(1, I64))], {}, 17)
+    with pytest.raises(ValueError, match="node.*Range.*exceeds"):
         pylstm.onnx.load(model).run(None, feed)
