@@ -153,14 +153,9 @@ def _shard_gradients(payload, key, weights, xs, ys, sample_weights, class_weight
 # Driver side ------------------------------------------------------------------------------
 
 def _payload(model):
-    """`(bytes, key)`: the model cloudpickled (without a gradient seam set by `fit`) and its
-    token."""
-    seam = model.__dict__.pop("_gradient_fn", None)
-    try:
-        payload = cloudpickle.dumps(model)
-    finally:
-        if seam is not None:
-            model._gradient_fn = seam
+    """`(bytes, key)`: the model cloudpickled (a gradient seam set by `fit` stays behind, as
+    the layers' pickling leaves it) and its token."""
+    payload = cloudpickle.dumps(model)
     return payload, f"pylstm-model-{dask.base.tokenize(payload)}"
 
 
