@@ -146,6 +146,22 @@ def test_predict_of_token_ids_and_of_several_inputs_and_outputs(client):
         np.testing.assert_array_equal(end[start:stop], expected[1])
 
 
+def test_predict_on_local_threads_restores_this_process():
+    # Dask's threaded scheduler: two blocks at a time in this process, each thread with a
+    # model of its own, the thread settings pinned while any runs and restored after.
+    model = _sequence_model()
+    x = np.random.default_rng(6).normal(size=(40, 7, 3)).astype("float32")
+    before = _worker_settings()
+    out = pylstm.dask.predict(model, da.from_array(x, chunks=5)).compute(
+        scheduler="threads", num_workers=2)
+    for start in range(0, 40, 5):
+        np.testing.assert_array_equal(out[start:start + 5],
+                                      model.predict(x[start:start + 5], verbose=0))
+    after = _worker_settings()
+    assert after[:2] == before[:2]
+    assert 1 <= after[2] - before[2] <= 2
+
+
 def test_predict_refuses_what_it_cannot_run():
     model = _sequence_model()
     with pytest.raises(TypeError, match="`x` must be a dask.array.Array"):
