@@ -64,13 +64,13 @@ def _attributes(onnx, node, budget):
 class OnnxModel:
     """An ONNX graph ready to run with NumPy (what `pylstm.onnx.load` returns).
 
-    Call arguments:
-        `run(output_names, feed)` as ONNX Runtime's `InferenceSession.run`: `output_names`
-        a list of graph output names or None for all, `feed` a dict from input names to
-        arrays; returns a list of arrays. `model(**feed)` is `run(None, feed)`.
+    It runs as ONNX Runtime's `InferenceSession.run`: `run(output_names, feed)`, with
+    `output_names` a list of graph output names or None for all and `feed` a dict from input
+    names to arrays, returns a list of arrays; `model(**feed)` is `run(None, feed)`.
 
     Attributes:
-        input_names, output_names: the graph's inputs (without initializers) and outputs.
+        input_names: the graph's inputs (without initializers).
+        output_names: the graph's outputs.
     """
 
     def __init__(self, constants, nodes, input_names, output_names, input_types=None):
