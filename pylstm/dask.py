@@ -52,8 +52,9 @@ __all__ = ["fit", "predict"]
 
 class _ModelCache:
     """The models unpickled in this process, by `(payload key, thread)`: a model is not shared
-    between threads, since a forward pass keeps its caches in the layers. Least recently used
-    models are dropped beyond `size`. `loads` counts the unpickled payloads."""
+    between threads, since a training step keeps its caches for `backward` in the layers
+    (inference alone is thread-safe). Least recently used models are dropped beyond `size`.
+    `loads` counts the unpickled payloads."""
 
     def __init__(self, size=8):
         self.size = size
