@@ -99,6 +99,13 @@ def show_config(mode="stdout"):
 
     Raises:
         ValueError: `mode` is neither `"stdout"` nor `"dicts"`.
+
+    Example:
+
+    >>> import pylstm
+    >>> config = pylstm.show_config(mode="dicts")
+    >>> config["kernels"]["level"] in ("baseline", "avx2", "avx512")
+    True
     """
     if mode not in ("stdout", "dicts"):
         raise ValueError(f"Argument `mode` must be 'stdout' or 'dicts', received {mode!r}.")

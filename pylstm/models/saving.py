@@ -56,6 +56,17 @@ def save_model(model, path):
         FileNotFoundError: if the folder of `path` does not exist (the message names `path`).
         ValueError: if the compile config holds objects that cannot be serialized, or (for
             `.keras` and `.h5`) the model holds something Keras lacks.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> from pylstm.layers import LSTM, Dense, Input
+    >>> from pylstm.models import Sequential, load_keras, save_model
+    >>> model = Sequential([Input((5, 2)), LSTM(4), Dense(1)])
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.keras")   # Keras 3's format
+    >>> save_model(model, path)
+    >>> [type(layer).__name__ for layer in load_keras(path).layers]
+    ['LSTM', 'Dense']
     """
     _formats.find("save_model", path)(model, path)
 
@@ -153,6 +164,20 @@ def load_model(path, max_weight_bytes=DEFAULT_MAX_WEIGHT_BYTES):
             says why: a damaged archive or member, a malformed config, a layer class that is
             not defined, weights of the wrong dtype or shape or not finite), or its weights
             exceed `max_weight_bytes`.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from pylstm.layers import LSTM, Dense, Input
+    >>> from pylstm.models import Sequential, load_model
+    >>> model = Sequential([Input((5, 2)), LSTM(4), Dense(1)])
+    >>> model.compile(optimizer="adam", loss="mse")
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.pylstm")
+    >>> model.save(path)
+    >>> x = np.ones((3, 5, 2), dtype="float32")
+    >>> bool(np.array_equal(load_model(path).predict(x, verbose=0), model.predict(x, verbose=0)))
+    True
     """
     path = os.fspath(path)
     check_byte_limit(max_weight_bytes, "max_weight_bytes")

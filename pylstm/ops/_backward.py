@@ -34,6 +34,18 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     Raises:
         TypeError: `cache` is not an `LSTMCache`, or a gradient is not a real float array.
         ValueError: a gradient has the wrong shape or holds NaN or inf.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm import ops
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(2, 5, 3))                    # float64: (B, T, D)
+    >>> kernel, recurrent_kernel = rng.normal(size=(3, 16)), rng.normal(size=(4, 16))
+    >>> y, h_n, c_n, cache = ops.lstm_forward(x, kernel, recurrent_kernel, training=True)
+    >>> grads = lstm_backward(cache, dy=np.ones_like(y))  # the loss is y.sum()
+    >>> grads["kernel"].shape, grads["x"].shape, grads["bias"]
+    ((3, 16), (2, 5, 3), None)
     """
     run = _BACKWARDS.get(type(cache))
     if run is None:

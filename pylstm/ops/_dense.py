@@ -104,6 +104,21 @@ def lstm_forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, *, pr
             the initial states or the dropout masks, an unknown activation,
             `gate_activations` not of length 5, a callable activation that changes its
             input's shape, or sizes over the BLAS int32 limit.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm import ops
+    >>> rng = np.random.default_rng(0)
+    >>> B, T, D, H = 2, 5, 3, 4
+    >>> x = rng.normal(size=(B, T, D)).astype("float32")
+    >>> kernel = rng.normal(size=(D, 4 * H)).astype("float32")
+    >>> recurrent_kernel = rng.normal(size=(H, 4 * H)).astype("float32")
+    >>> y, h_n, c_n, cache = ops.lstm_forward(x, kernel, recurrent_kernel)
+    >>> y.shape, h_n.shape, c_n.shape, cache
+    ((2, 5, 4), (2, 4), (2, 4), None)
+    >>> bool(np.array_equal(y[:, -1], h_n))
+    True
     """
     return forward(x, kernel, recurrent_kernel, bias, h0, c0, projection, mask, reverse,
                    zero_output_for_mask, activation, recurrent_activation, gate_activations,
