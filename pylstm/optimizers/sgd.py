@@ -20,6 +20,15 @@ class SGD(Optimizer):
 
     Raises:
         ValueError: for `momentum` outside `[0, 1]`, or an invalid common argument.
+
+    Example:
+
+    >>> from pylstm.layers import Dense, Input, LSTM
+    >>> from pylstm.models import Sequential
+    >>> model = Sequential([Input((5, 2)), LSTM(4), Dense(1)])
+    >>> model.compile(optimizer=SGD(learning_rate=0.01, momentum=0.9, nesterov=True), loss="mse")
+    >>> model.optimizer.get_config()["momentum"]
+    0.9
     """
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None,

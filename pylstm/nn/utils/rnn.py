@@ -134,6 +134,15 @@ def pad_packed_sequence(sequence, batch_first=False, padding_value=0.0, total_le
             `PackedSequence`); `total_length` not an integer.
         ValueError: a malformed field (see `PackedSequence`), or `total_length` shorter than
             the longest sequence.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x = np.arange(6, dtype="float32").reshape(2, 3, 1)     # (B, T, 1), batch first
+    >>> packed = pack_padded_sequence(x, [3, 1], batch_first=True)
+    >>> padded, lengths = pad_packed_sequence(packed, batch_first=True)
+    >>> padded[:, :, 0].tolist(), lengths.tolist()
+    ([[0.0, 1.0, 2.0], [3.0, 0.0, 0.0]], [3, 1])
     """
     sequence = check_packed_sequence(sequence, "sequence")
     data, batch_sizes = sequence.data, sequence.batch_sizes
@@ -179,6 +188,12 @@ def pad_sequence(sequences, batch_first=False, padding_value=0.0, padding_side="
     Raises:
         ValueError: an empty list, arrays without a time axis or with different trailing
             shapes, or an unknown `padding_side`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> pad_sequence([np.ones((3, 2)), np.ones((1, 2))], batch_first=True).shape
+    (2, 3, 2)
     """
     arrays = [_as_data(s, f"sequences[{i}]") for i, s in enumerate(_as_list(sequences))]
     if not arrays:
@@ -215,6 +230,13 @@ def pack_sequence(sequences, enforce_sorted=True):
 
     Raises:
         ValueError: as `pad_sequence` and `pack_padded_sequence`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> packed = pack_sequence([np.ones((1, 2)), np.ones((3, 2))], enforce_sorted=False)
+    >>> packed.batch_sizes.tolist(), packed.data.shape
+    ([2, 1, 1], (4, 2))
     """
     arrays = [_as_data(s, f"sequences[{i}]") for i, s in enumerate(_as_list(sequences))]
     lengths = np.array([a.shape[0] if a.ndim else 0 for a in arrays], dtype=np.int64)
