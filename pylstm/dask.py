@@ -43,6 +43,7 @@ except ImportError as error:  # pragma: no cover - exercised without the extra
     raise ImportError(f"pylstm.dask needs dask[array,distributed] ({error}); install it "
                       f"with `pip install pylstm[dask]`.") from error
 
+from pylstm import _threads
 from pylstm._threads import get_num_threads, set_num_threads
 
 __all__ = ["fit", "predict"]
@@ -84,26 +85,30 @@ _models = _ModelCache()
 _pin_lock = threading.Lock()
 _pinned = 0
 _saved = None
-_controller = None
 
 
 @contextlib.contextmanager
 def _limited_threads(num_threads):
-    """BLAS libraries (through threadpoolctl) and pylstm at `num_threads` threads while any task
-    of this process is inside; the first one in saves the process's settings and the last one
-    out restores them (None: leave the settings alone)."""
-    global _pinned, _saved, _controller
+    """The BLAS libraries and pylstm at `num_threads` threads while any task of this process
+    is inside; the first one in saves the process's settings and the last one out restores
+    them (None: leave the settings alone).
+
+    The BLAS counts are set through pylstm's own setters (`pylstm._threads`), which act from
+    any thread: threadpoolctl lets only the first thread that sets an OpenBLAS count change
+    it, and a Dask task runs in whichever thread of the worker's pool is free. pylstm's count
+    is left alone when it is None: pylstm then follows the BLAS libraries' count."""
+    global _pinned, _saved
     if num_threads is None:
         yield
         return
     with _pin_lock:
         if not _pinned:
-            if _controller is None:
-                from threadpoolctl import ThreadpoolController
-
-                _controller = ThreadpoolController()
-            _saved = (get_num_threads(), _controller.limit(limits=num_threads))
-            set_num_threads(num_threads)
+            libs = _threads._discover()
+            _saved = (get_num_threads(), [(lib, lib.get()) for lib in libs])
+            for lib in libs:
+                lib.set(num_threads)
+            if _saved[0] is not None:
+                set_num_threads(num_threads)
         _pinned += 1
     try:
         yield
@@ -111,10 +116,11 @@ def _limited_threads(num_threads):
         with _pin_lock:
             _pinned -= 1
             if not _pinned:
-                pylstm_threads, limiter = _saved
-                if get_num_threads() != pylstm_threads:
+                pylstm_threads, counts = _saved
+                for lib, count in counts:
+                    lib.set(count)
+                if pylstm_threads is not None:
                     set_num_threads(pylstm_threads)
-                limiter.restore_original_limits()
                 _saved = None
 
 

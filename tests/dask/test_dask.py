@@ -176,13 +176,30 @@ def test_predict_refuses_what_it_cannot_run():
 
 
 def test_limited_threads_pins_and_restores_this_process():
+    from concurrent.futures import ThreadPoolExecutor
+
+    def pinned():
+        with pylstm.dask._limited_threads(1):
+            with pylstm.dask._limited_threads(1):   # a second task in the same process
+                pass
+            return _worker_settings()[:2]
+
     before = _worker_settings()[:2]
-    with pylstm.dask._limited_threads(1):
-        with pylstm.dask._limited_threads(1):   # a second task in the same process
-            pass
-        assert pylstm.get_num_threads() == 1
-        assert all(lib["num_threads"] == 1 for lib in threadpoolctl.threadpool_info())
-    assert _worker_settings()[:2] == before
+    for previous in (None, 2):
+        pylstm.set_num_threads(previous)
+        try:
+            # In this thread, then in a pool's threads (as Dask runs tasks): every BLAS
+            # library and pylstm at one thread inside, the process's settings after.
+            inside = [pinned()]
+            with ThreadPoolExecutor(2) as pool:
+                inside += list(pool.map(lambda _: pinned(), range(4)))
+            assert pylstm.get_num_threads() == previous
+            assert _worker_settings()[:2] == (previous, before[1])
+        finally:
+            pylstm.set_num_threads(before[0])
+        for threads, blas in inside:
+            assert threads == (None if previous is None else 1)
+            assert blas and blas == [1] * len(blas)
 
 
 # fit -------------------------------------------------------------------------------------
