@@ -52,17 +52,11 @@ def _model(args):
 
 
 def _one_thread(fn):
-    """`fn()` with pylstm and the BLAS on one thread, as each worker runs."""
-    import pylstm
-    from threadpoolctl import threadpool_limits
+    """`fn()` with pylstm and the BLAS on one thread, as each worker's task runs."""
+    import pylstm.dask
 
-    previous = pylstm.get_num_threads()
-    pylstm.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            return fn()
-    finally:
-        pylstm.set_num_threads(previous)
+    with pylstm.dask._limited_threads(1):
+        return fn()
 
 
 def _projection(compute_s, overhead_s, widths=(1, 2, 4, 8, 16, 32, 64)):
