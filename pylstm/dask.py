@@ -241,12 +241,16 @@ def predict(model, x, batch_size=None, num_threads=1):
 
     Example:
 
-    ```python
-    import dask.array as da
-    x = da.random.random((100_000, 48, 1), chunks=(10_000, 48, 1)).astype("float32")
-    y = pylstm.dask.predict(model, x)      # lazy, (100_000, 1)
-    y.to_zarr("forecasts.zarr")            # computed block by block on the cluster
-    ```
+    >>> import dask.array as da
+    >>> import pylstm
+    >>> from pylstm.layers import LSTM, Dense, Input
+    >>> model = pylstm.Sequential([Input((48, 1)), LSTM(8, seed=0), Dense(1)])
+    >>> x = da.zeros((1_000, 48, 1), chunks=(250, 48, 1), dtype="float32")
+    >>> y = pylstm.dask.predict(model, x)   # lazy: nothing runs yet
+    >>> y.shape, y.numblocks
+    ((1000, 1), (4, 1))
+    >>> y.compute().shape                   # on the scheduler in use (here Dask's threads)
+    (1000, 1)
     """
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
             batch_size, int) or batch_size < 1):
@@ -430,6 +434,23 @@ def fit(model, x=None, y=None, *, client=None, num_shards=None, num_threads=1, r
             `allowed-failures` (a shard that crashes every worker is not tried again).
         distributed.client.FutureCancelledError: a step's inputs were lost more than
             `retries` times.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import pylstm
+    >>> from distributed import Client, LocalCluster
+    >>> from pylstm.layers import LSTM, Dense, Input
+    >>> model = pylstm.Sequential([Input((10, 2)), LSTM(4, seed=0), Dense(1)])
+    >>> model.compile("sgd", "mse")
+    >>> x = np.random.default_rng(0).random((64, 10, 2), dtype="float32")
+    >>> y = x[:, -1, :1]
+    >>> with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+    ...                   dashboard_address=None) as cluster, Client(cluster) as client:
+    ...     history = pylstm.dask.fit(model, x, y, client=client, batch_size=16, epochs=2,
+    ...                               verbose=0)
+    >>> len(history.history["loss"])
+    2
     """
     model._check_compiled()
     if client is None:
