@@ -119,8 +119,6 @@ sphinx_gallery_conf = {
     "show_memory": False,
     "plot_gallery": "True",
 }
-if not (DOCS / "gallery").is_dir():
-    extensions.remove("sphinx_gallery.gen_gallery")
 
 # The benchmarks page's figure, drawn from the latest bench_lstm report in benchmarks/results.
 subprocess.run([sys.executable, str(DOCS.parent / "benchmarks" / "plot_benchmarks.py"),
