@@ -18,8 +18,8 @@ Design:
     (`Trainer._gradient_fn`): each global batch of `B` samples is cut into `num_shards`
     contiguous shards, each worker computes its shard's gradients as
     `compute_gradients(..., global_batch_size=B)` does, the driver gathers them with
-    `client.gather` and sums them in shard order, and the driver's optimizer makes the step.
-    The gradients are gathered rather than tree-reduced through the scheduler: the step
+    `client.gather` and sums them in shard order (an `Embedding`'s rows concatenated, as `fit`
+    keeps them), and the driver's optimizer makes the step. The gradients are gathered rather than tree-reduced through the scheduler: the step
     happens on the driver, which needs the sum anyway; a gather moves each shard's gradients
     once (a tree would move them to a worker first, then the sum to the driver, and add a
     round of scheduling per level); and the fixed shard order makes the sum, hence the weights,
@@ -29,6 +29,7 @@ Design:
 import collections
 import concurrent.futures
 import contextlib
+import functools
 import threading
 import uuid
 
@@ -45,6 +46,7 @@ except ImportError as error:  # pragma: no cover - exercised without the extra
 
 from pylstm import _threads
 from pylstm._threads import get_num_threads, set_num_threads
+from pylstm.variable import add_gradients
 
 __all__ = ["fit", "predict"]
 
@@ -332,10 +334,8 @@ class _DataParallel:
                 self.payload = None
         gradients = None
         if all(result[0] is not None for result in results):
-            gradients = [g.copy() for g in results[0][0]]
-            for result in results[1:]:
-                for total, gradient in zip(gradients, result[0]):
-                    total += gradient
+            gradients = [functools.reduce(add_gradients, parts)
+                         for parts in zip(*(result[0] for result in results))]
         logs = dict(results[0][1])
         for result in results[1:]:
             for name, value in result[1].items():

@@ -8,6 +8,7 @@ Layers (`pylstm.layers`), `pylstm.nn` modules and the optimizers all hold their 
 import contextlib
 import contextvars
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -118,6 +119,28 @@ def deferred_weights(max_bytes=DEFAULT_MAX_WEIGHT_BYTES):
         yield budget
     finally:
         _WEIGHT_BUDGET.reset(token)
+
+
+class SlicedGradient(NamedTuple):
+    """A variable's gradient with the row-lookup slices it sums (`Variable.grad` and
+    `Variable.grad_slices` together), as it travels from one shard of a batch to the process
+    that sums the shards: `dense` the gradient `shape`, `indices (K,)` int and `values (K,) +
+    shape[1:]` the rows. Shards add up as TensorFlow adds `IndexedSlices`: dense parts
+    summed, rows concatenated in shard order (`add_gradients`)."""
+
+    dense: np.ndarray
+    indices: np.ndarray
+    values: np.ndarray
+
+
+def add_gradients(a, b):
+    """`a + b` for two shards' gradients of one variable, arrays or `SlicedGradient`s (a sum
+    with a dense gradient is dense, as TensorFlow densifies `IndexedSlices + Tensor`)."""
+    if isinstance(a, SlicedGradient) and isinstance(b, SlicedGradient):
+        return SlicedGradient(a.dense + b.dense, np.concatenate([a.indices, b.indices]),
+                              np.concatenate([a.values, b.values]))
+    dense = (lambda g: g.dense if isinstance(g, SlicedGradient) else g)
+    return dense(a) + dense(b)
 
 
 class Variable:

@@ -43,6 +43,7 @@ from pylstm._validation import NonFiniteError
 from pylstm.callbacks import Callback, History
 from pylstm.models import _data, _formats
 from pylstm.models._progress import ProgressBar
+from pylstm.variable import SlicedGradient
 
 # One output as training sees it: its loss (None: no loss), weight, the log name of its loss
 # (None when not logged apart) and its metrics as `(log name, fn)` pairs.
@@ -257,7 +258,9 @@ class Trainer:
     def _shard_gradients(self, xs, ys, sample_weights, class_weight, global_batch_size):
         """The worker's half of a distributed `_gradient_fn`: `_compute_gradients_flat` on a
         shard of the batch (lists of arrays as the seam receives them, cut along the samples)
-        with copies of the gradients, which sum over the shards to the batch's.
+        with copies of the gradients, which `pylstm.variable.add_gradients` sums over the
+        shards to the batch's: an array per variable, or a `SlicedGradient` for one with row
+        slices (an `Embedding`'s table), so that the step is `fit`'s.
 
         Returns:
             `(gradients or None, logs, predictions, masks)`, as the seam returns them.
@@ -265,7 +268,11 @@ class Trainer:
         self._ensure_built_flat([a.shape for a in xs])
         gradients, logs, preds, masks = self._compute_gradients_flat(
             self._targets(), xs, ys, sample_weights, class_weight, global_batch_size)
-        return (None if gradients is None else [g.copy() for g in gradients]), logs, preds, masks
+        if gradients is not None:
+            gradients = [g.copy() if var.grad_slices is None
+                         else SlicedGradient(g.copy(), *var.grad_slices)
+                         for var, g in zip(self.trainable_variables, gradients)]
+        return gradients, logs, preds, masks
 
     # fit's gradient seam (see `_train_step`); None is `_local_gradients`.
     _gradient_fn = None
@@ -291,7 +298,9 @@ class Trainer:
         - It returns `gradients`: one array per `trainable_variables` entry, of its shape
           and dtype, the gradients of the whole batch as `compute_gradients` gives them
           (on each worker `_shard_gradients(xs_i, ys_i, sample_weights_i, class_weight,
-          global_batch_size=B)` on its rows of every array, summed over the shards), or
+          global_batch_size=B)` on its rows of every array, summed over the shards in
+          sample order with `pylstm.variable.add_gradients`: an entry may be a
+          `SlicedGradient`, which keeps an `Embedding`'s rows as `fit` keeps them), or
           None to skip the update (any shard returned None); `logs`: the dict of `"loss"`
           and each logged output loss, each summed over the shards; `predictions`: one
           array `(B, ...)` per output (the shards' concatenated in sample order); `masks`:
@@ -310,11 +319,15 @@ class Trainer:
         return logs, preds, masks
 
     def _apply_gradients(self, gradients):
-        """One optimizer step with `gradients` (checked), one per trainable variable; a
-        variable's own `grad` array passes as is, with its `grad_slices`."""
+        """One optimizer step with `gradients` (checked), one per trainable variable: arrays
+        or `SlicedGradient`s; a variable's own `grad` array passes as is, with its
+        `grad_slices`."""
         variables = self.trainable_variables
         for var, gradient in zip(variables, gradients):
-            if gradient is not var.grad:
+            if isinstance(gradient, SlicedGradient):
+                var.grad[...] = gradient.dense
+                var.grad_slices = (gradient.indices, gradient.values)
+            elif gradient is not var.grad:
                 var.grad[...] = gradient
                 var.grad_slices = None
         self.optimizer.apply(variables)

@@ -228,6 +228,25 @@ def test_fit_equals_single_process_fit_sequential(client, optimizer):
     assert "_gradient_fn" not in remote.__dict__   # the seam is removed after fit
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_fit_keeps_embedding_rows_as_single_process_fit(client, optimizer):
+    """Tokens repeat within every batch: Adam's and RMSprop's second moments of the table are
+    per-row sums of squared rows in `fit` (Keras on TensorFlow); the shards' rows travel as
+    rows, so the distributed step is the same."""
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 5, size=(48, 6)).astype("int32")
+    y = rng.normal(size=(48, 2)).astype("float32")
+    local = Sequential([Input((6,), dtype="int32"), Embedding(5, 4), LSTM(3, seed=2),
+                        Dense(2)])
+    local.compile(optimizers.get({"class_name": optimizer, "config": {"learning_rate": 0.05}}),
+                  "mse")
+    remote = copy.deepcopy(local)
+    args = dict(batch_size=16, epochs=2, shuffle=False, verbose=0)
+    local.fit(x, y, **args)
+    pylstm.dask.fit(remote, x, y, client=client, **args)
+    _close(local, remote, 1e-6)
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_fit_equals_single_process_fit_functional_from_dask_arrays(client, optimizer):
     rng = np.random.default_rng(3)
