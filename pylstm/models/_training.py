@@ -413,12 +413,7 @@ class Trainer:
         1
         """
         self._check_compiled()
-        if class_weight is not None:
-            class_weight = _data.check_class_weight(class_weight)
-            if sample_weight is not None:
-                raise ValueError("Arguments `sample_weight` and `class_weight` cannot be "
-                                 "specified at the same time.")
-        xs, ys, sws = self._validate_data(x, y, sample_weight)
+        class_weight, (xs, ys, sws) = self._weighted_batch(x, y, sample_weight, class_weight)
         if global_batch_size is not None:
             _check_positive_int(global_batch_size, "global_batch_size")
             if global_batch_size < len(xs[0]):
@@ -774,12 +769,7 @@ class Trainer:
             RuntimeError, TypeError, ValueError: as in `fit`.
         """
         self._check_compiled()
-        if class_weight is not None:
-            class_weight = _data.check_class_weight(class_weight)
-            if sample_weight is not None:
-                raise ValueError("Arguments `sample_weight` and `class_weight` cannot be "
-                                 "specified at the same time.")
-        xs, ys, sws = self._validate_data(x, y, sample_weight)
+        class_weight, (xs, ys, sws) = self._weighted_batch(x, y, sample_weight, class_weight)
         self._ensure_built_flat([a.shape for a in xs])
         targets = self._targets()
         means = _RunningMeans(_log_names(targets))
@@ -896,6 +886,16 @@ class Trainer:
         sws = self._validate_sample_weight(sample_weight, labels[2])
         _check_same_samples(xs + ys + [pair for pair in sws if pair[1] is not None])
         return [[a for _, a in xs], [a for _, a in ys], [w for _, w in sws]]
+
+    def _weighted_batch(self, x, y, sample_weight, class_weight):
+        """`(class_weight checked, [xs, ys, sample weights])` of one batch (`train_on_batch`,
+        `compute_gradients`): the two kinds of weights exclude each other."""
+        if class_weight is not None:
+            class_weight = _data.check_class_weight(class_weight)
+            if sample_weight is not None:
+                raise ValueError("Arguments `sample_weight` and `class_weight` cannot be "
+                                 "specified at the same time.")
+        return class_weight, self._validate_data(x, y, sample_weight)
 
     def _validate_sample_weight(self, sample_weight, argument):
         """One `(label, float64 array or None)` per output (Keras's structures: one array for
