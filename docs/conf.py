@@ -11,7 +11,6 @@ environment the examples run their fast mode (fewer epochs, shorter data), as CI
 
 import importlib
 import inspect
-import os
 import pathlib
 import re
 import subprocess
@@ -104,7 +103,8 @@ html_theme_options = {
 html_static_path = []
 html_show_sourcelink = False
 
-# The gallery: W2's examples in docs/gallery, run at build time; their output in auto_examples.
+# The gallery: the examples in docs/gallery run at build time (their fast mode where
+# PYLSTM_DOCS_FAST=1, which they read); their pages, figures and downloads go to auto_examples.
 sphinx_gallery_conf = {
     "examples_dirs": "gallery",
     "gallery_dirs": "auto_examples",
@@ -168,16 +168,13 @@ def public_names(module):
 
 
 def write_api_pages():
-    """Writes api/modules/<module>.rst for each public module; returns the module names."""
+    """Writes api/modules/<module>.rst for each public module (pylstm.dask needs the docs
+    extra's dask, as pylstm.onnx its onnx)."""
     out = DOCS / "api" / "modules"
     out.mkdir(parents=True, exist_ok=True)
-    seen = {}
-    written = []
+    seen = set()
     for modname in PUBLIC_MODULES:
-        try:
-            module = importlib.import_module(modname)
-        except ImportError:  # pylstm.dask before it lands
-            continue
+        module = importlib.import_module(modname)
         classes, functions, others, aliases = [], [], [], []
         names = public_names(module)
         for name in names:
@@ -188,17 +185,17 @@ def write_api_pages():
             key = id(obj)
             if key in seen and (inspect.isclass(obj) or inspect.isfunction(obj)):
                 continue
-            seen[key] = f"{modname}.{name}"
+            seen.add(key)
             (classes if inspect.isclass(obj) else
              functions if callable(obj) else others).append(name)
         lines = [modname, "=" * len(modname), "", ".. testsetup:: *", "",
                  f"   import {modname}", f"   globals().update(vars({modname}))", "",
                  f".. automodule:: {modname}", "   :no-members:", ""]
-        for title, names in (("Classes", classes), ("Functions", functions)):
-            if names:
+        for title, members in (("Classes", classes), ("Functions", functions)):
+            if members:
                 lines += [title, "-" * len(title), "", f".. currentmodule:: {modname}", "",
                           ".. autosummary::", "   :toctree: ../generated", "   :nosignatures:",
-                          ""] + [f"   {name}" for name in names] + [""]
+                          ""] + [f"   {name}" for name in members] + [""]
         for alias, name in aliases:
             lines += [f"``{alias}`` is another name for :class:`{name}`.", ""]
         if others:  # data without docstrings of their own: named, not documented
@@ -207,14 +204,12 @@ def write_api_pages():
         path = out / f"{modname}.rst"
         if not path.exists() or path.read_text() != text:  # unchanged pages stay up to date
             path.write_text(text)
-        written.append(modname)
     for stale in out.glob("*.rst"):
-        if stale.stem not in written:
+        if stale.stem not in PUBLIC_MODULES:
             stale.unlink()
-    return written
 
 
-API_MODULES = write_api_pages()
+write_api_pages()
 
 
 # Code followed by letters, as in `Variable`s or `KerasTensor`(s): reStructuredText ends inline
