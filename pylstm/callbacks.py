@@ -395,6 +395,21 @@ class ModelCheckpoint(_MonitorCallback):
             `filepath` not ending in `.weights.h5` with `save_weights_only=True`.
         KeyError: at a save, when `filepath` names a key that the logs lack.
         OSError: at a save, when the formatted path is an existing folder.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from pylstm.layers import LSTM, Dense, Input
+    >>> from pylstm.models import Sequential
+    >>> folder = tempfile.mkdtemp()
+    >>> model = Sequential([Input((5, 2)), LSTM(4), Dense(1)])
+    >>> model.compile(optimizer="adam", loss="mse")
+    >>> x, y = np.ones((8, 5, 2), dtype="float32"), np.ones((8, 1), dtype="float32")
+    >>> checkpoint = ModelCheckpoint(os.path.join(folder, "epoch{epoch:02d}.pylstm"))
+    >>> _ = model.fit(x, y, epochs=2, callbacks=[checkpoint], verbose=0)
+    >>> sorted(os.listdir(folder))
+    ['epoch01.pylstm', 'epoch02.pylstm']
     """
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,

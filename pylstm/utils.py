@@ -28,6 +28,16 @@ def set_random_seed(seed):
 
     Raises:
         ValueError: if `seed` is not a non-negative int.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm.layers import LSTM
+    >>> set_random_seed(0)
+    >>> first = LSTM(4)(np.ones((1, 3, 2), dtype="float32"))
+    >>> set_random_seed(0)
+    >>> bool(np.array_equal(LSTM(4)(np.ones((1, 3, 2), dtype="float32")), first))
+    True
     """
     global _generator
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:

@@ -45,6 +45,18 @@ class Adam(Optimizer):
 
     Raises:
         ValueError: for an invalid common argument (see `Optimizer`).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm.layers import Dense, Input, LSTM
+    >>> from pylstm.models import Sequential
+    >>> model = Sequential([Input((5, 2)), LSTM(4), Dense(1)])
+    >>> model.compile(optimizer=Adam(learning_rate=1e-3, clipnorm=1.0), loss="mse")
+    >>> x, y = np.ones((8, 5, 2), dtype="float32"), np.ones((8, 1), dtype="float32")
+    >>> _ = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    >>> model.optimizer.iterations
+    1
     """
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
