@@ -29,13 +29,30 @@ X2 = RNG.normal(size=(2, 4, 3)).astype("float32")
 TOKENS = np.array([[1, 2, 0, 3], [4, 4, 1, 0]])
 
 
+# Public modules of an optional extra, and the package each needs: where that package is not
+# installed (tests/unit runs without the extras), the module's classes cannot exist there.
+EXTRAS = {"pylstm.onnx": "onnx", "pylstm.dask": "distributed"}
+
+
+def _installed(name):
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
+
+
 def _public_classes():
     """Every class a public module of pylstm exports: its `__all__`, else the public classes
-    it defines; private modules and the examples are left out."""
+    it defines; private modules, the examples and the modules of missing extras are left
+    out."""
     found = {}
     for info in pkgutil.walk_packages(pylstm.__path__, "pylstm."):
         parts = info.name.split(".")
         if any(p.startswith("_") for p in parts[1:]) or parts[1] == "examples":
+            continue
+        extra = EXTRAS.get(".".join(parts[:2]))
+        if extra is not None and not _installed(extra):
             continue
         module = importlib.import_module(info.name)
         names = getattr(module, "__all__", None)
@@ -320,6 +337,8 @@ FACTORIES = {
     "pylstm.callbacks.LearningRateScheduler": lambda: _fitted_callback(
         callbacks.LearningRateScheduler(_halve)),
     "pylstm.callbacks.TerminateOnNaN": lambda: _fitted_callback(callbacks.TerminateOnNaN()),
+    "pylstm.variable.SlicedGradient": lambda: (variable.SlicedGradient(
+        np.ones((3, 2), "float32"), np.array([0, 2, 2]), np.ones((3, 2), "float32")), None),
     "pylstm.callbacks.LambdaCallback": lambda: _fitted_callback(
         callbacks.LambdaCallback(on_epoch_end=_on_epoch_end)),
 }
@@ -329,7 +348,7 @@ def _factory(name, cls, tmp_path):
     if name == "pylstm.onnx._import.OnnxModel":
         return _onnx_model(tmp_path)
     if name == "pylstm.callbacks.ModelCheckpoint":
-        return _fitted_callback(callbacks.ModelCheckpoint(str(tmp_path / "m.keras")))
+        return _fitted_callback(callbacks.ModelCheckpoint(str(tmp_path / "m.pylstm")))
     if name == "pylstm.callbacks.CSVLogger":
         return _fitted_callback(callbacks.CSVLogger(tmp_path / "log.csv"))
     if name in FACTORIES:
