@@ -79,14 +79,14 @@ def bench_predict(args, clients, x, model):
     per_block = {}
     for workers, client in clients:
         y = pylstm.dask.predict(model, dx, batch_size=args.batch_size)
-        out = y.compute()
+        out = y.compute(scheduler=client)   # the clients are not the default scheduler
         for start in range(0, len(x), args.block):
             stop = min(start + args.block, len(x))
             expected = model.predict(x[start:stop], batch_size=args.batch_size, verbose=0)
             if not np.array_equal(out[start:stop], expected):
                 raise AssertionError(f"pylstm.dask.predict differs from model.predict on "
                                      f"block {start}:{stop} with {workers} workers.")
-        wall = _median_s(lambda: y.compute(), args.repeats)
+        wall = _median_s(lambda: y.compute(scheduler=client), args.repeats)
         rows.append((f"LocalCluster, {workers} worker{'s' * (workers > 1)}", wall))
         per_block[workers] = wall / blocks
     print(f"\n## predict: N={len(x)} T={args.timesteps} D={args.features} H={args.units}, "
@@ -112,7 +112,7 @@ def bench_scheduler(clients, tasks):
     print("| --- | --- |")
     cost = {}
     for workers, client in clients:
-        wall = _median_s(lambda: (empty + 1).sum().compute(), 3)
+        wall = _median_s(lambda: (empty + 1).sum().compute(scheduler=client), 3)
         cost[workers] = wall / tasks
         print(f"| {workers} worker{'s' * (workers > 1)} | {fmt_time(cost[workers])} |")
     return cost
@@ -211,6 +211,11 @@ def main(argv=None):
     for (w, p), (_, f) in zip(_projection(block_compute, block_overhead),
                               _projection(step_compute, step_overhead)):
         print(f"| {w} | {p:.2f}x | {f:.2f}x |")
+    overhead = max(step_overhead, 0.0)
+    print(f"\nW workers train faster than one process once a step's compute exceeds "
+          f"s W / (W - 1): {fmt_time(2 * overhead)} for 2 workers, {fmt_time(8 / 7 * overhead)} "
+          f"for 8 (here a step computes {fmt_time(step_compute)}; compute grows with the "
+          f"batch and the model, s with the weights' size only).")
     return 0
 
 
