@@ -21,8 +21,23 @@ EPSILON = 1e-7
 
 
 class Loss(Configurable):
-    """Base class: subclasses implement `_per_sample(y_true, y_pred) -> (losses, grads)`,
-    the unreduced losses (`y_pred.shape[:-1]`) and d losses / d y_pred (`y_pred.shape`)."""
+    """Base class of the losses (Keras 3's `keras.losses.Loss`, `sum_over_batch_size`).
+
+    Subclasses implement `_per_sample(y_true, y_pred) -> (losses, grads)`: the unreduced
+    losses (float, `y_pred.shape[:-1]`) and d losses / d y_pred (`y_pred.shape`); the base
+    class weights, masks and averages them, and gives the gradient of the mean (pylstm has
+    no autodiff, so a loss brings its own gradient).
+
+    Example:
+
+    >>> import numpy as np
+    >>> class HalfSquaredError(Loss):
+    ...     def _per_sample(self, y_true, y_pred):
+    ...         error = y_pred - y_true
+    ...         return np.mean(0.5 * error ** 2, axis=-1), error / error.shape[-1]
+    >>> HalfSquaredError().value_and_gradient(np.zeros((1, 2)), np.ones((1, 2)))
+    (0.5, array([[0.5, 0.5]]))
+    """
 
     def __call__(self, y_true, y_pred, sample_weight=None, mask=None):
         """Returns the mean loss as a Python float.
@@ -41,11 +56,19 @@ class Loss(Configurable):
         return self.value_and_gradient(y_true, y_pred, sample_weight, mask)[0]
 
     def gradient(self, y_true, y_pred, sample_weight=None, mask=None):
-        """Returns d(loss)/d(y_pred): `np.ndarray` of `y_pred`'s shape and dtype."""
+        """Returns d(loss)/d(y_pred): `np.ndarray` of `y_pred`'s shape and dtype.
+
+        Args:
+            y_true, y_pred, sample_weight, mask: as in `value_and_gradient`.
+
+        Raises:
+            ValueError: if the shapes are incompatible.
+        """
         return self.value_and_gradient(y_true, y_pred, sample_weight, mask)[1]
 
     def value_and_gradient(self, y_true, y_pred, sample_weight=None, mask=None):
-        """Returns `(loss, d loss / d y_pred)` in one pass.
+        """Returns `(loss, d loss / d y_pred)` in one pass: a Python float and an `np.ndarray`
+        of `y_pred`'s shape and dtype.
 
         Args:
             y_true, y_pred: as in `__call__`.
@@ -126,7 +149,20 @@ def _to_shape(a, shape, loss, argument):
 
 
 class MeanSquaredError(Loss):
-    """`mean((y_true - y_pred) ** 2)`; `y_true` and `y_pred` of one shape `(..., K)`."""
+    """`mean((y_true - y_pred) ** 2)`; `y_true` and `y_pred` of one shape `(..., K)`
+    (Keras's `MeanSquaredError`, `"mse"`).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm.losses import MeanSquaredError
+    >>> loss = MeanSquaredError()
+    >>> loss(np.zeros((2, 3)), np.ones((2, 3)))
+    1.0
+    >>> loss.gradient(np.zeros((2, 3)), np.ones((2, 3))).round(4)  # 2 (y_pred - y_true) / 6
+    array([[0.3333, 0.3333, 0.3333],
+           [0.3333, 0.3333, 0.3333]])
+    """
 
     def _per_sample(self, y_true, y_pred):
         diff = y_pred - y_true
@@ -135,7 +171,15 @@ class MeanSquaredError(Loss):
 
 
 class MeanAbsoluteError(Loss):
-    """`mean(|y_true - y_pred|)`; its gradient uses `sign(0) = 0`, as autodiff of `abs` does."""
+    """`mean(|y_true - y_pred|)`; `y_true` and `y_pred` of one shape `(..., K)` (Keras's
+    `MeanAbsoluteError`, `"mae"`); its gradient uses `sign(0) = 0`, as autodiff of `abs` does.
+
+    Example:
+
+    >>> from pylstm.losses import MeanAbsoluteError
+    >>> MeanAbsoluteError()([[1.0, 2.0]], [[0.0, 4.0]])
+    1.5
+    """
 
     def _per_sample(self, y_true, y_pred):
         diff = y_pred - y_true
@@ -158,6 +202,14 @@ class BinaryCrossentropy(_FromLogits):
         from_logits: bool; if True `y_pred` holds logits and `p = sigmoid(y_pred)`, computed as
             `max(x, 0) - x y + log(1 + exp(-|x|))`; otherwise `y_pred` holds probabilities,
             clipped to `[1e-7, 1 - 1e-7]` (the clipped entries get a zero gradient).
+
+    Example:
+
+    >>> from pylstm.losses import BinaryCrossentropy
+    >>> round(BinaryCrossentropy()([[0.0, 1.0]], [[0.1, 0.8]]), 4)
+    0.1643
+    >>> round(BinaryCrossentropy(from_logits=True)([[0.0, 1.0]], [[-2.2, 1.4]]), 4)
+    0.1628
     """
 
     def _per_sample(self, y_true, y_pred):
@@ -180,6 +232,14 @@ class CategoricalCrossentropy(_FromLogits):
         from_logits: bool; if True `p = softmax(y_pred)` via a stable log-softmax; otherwise
             `y_pred` is renormalised to sum to 1 over the last axis and clipped to
             `[1e-7, 1 - 1e-7]`, as Keras does.
+
+    Example:
+
+    >>> from pylstm.losses import CategoricalCrossentropy
+    >>> y_true = [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    >>> y_pred = [[0.05, 0.95, 0.0], [0.1, 0.8, 0.1]]
+    >>> round(CategoricalCrossentropy()(y_true, y_pred), 4)  # (-log 0.95 - log 0.1) / 2
+    1.1769
     """
 
     def _per_sample(self, y_true, y_pred):
@@ -209,6 +269,15 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
 
     Raises:
         ValueError: for labels that are not integers in `[0, C)`.
+
+    Example:
+
+    >>> from pylstm.losses import SparseCategoricalCrossentropy
+    >>> y_pred = [[0.05, 0.95, 0.0], [0.1, 0.8, 0.1]]
+    >>> round(SparseCategoricalCrossentropy()([1, 2], y_pred), 4)
+    1.1769
+    >>> round(SparseCategoricalCrossentropy(from_logits=True)([0, 2], [[2.0, 1.0, 0.0]] * 2), 4)
+    1.4076
     """
 
     def _prepare(self, y_true, y_pred):
@@ -252,6 +321,14 @@ class Huber(_Elementwise):
 
     Raises:
         ValueError: for a `delta` that is not a non-negative number.
+
+    Example:
+
+    >>> from pylstm.losses import Huber
+    >>> round(Huber()([[0.0, 1.0], [0.0, 0.0]], [[0.6, 0.4], [0.4, 0.6]]), 4)
+    0.155
+    >>> Huber(delta=0.5)([[0.0, 3.0]], [[0.0, 0.0]])  # (0 + 0.5 * 3 - 0.5 * 0.5 ** 2) / 2
+    0.6875
     """
 
     def __init__(self, delta=1.0):
@@ -274,7 +351,14 @@ class Huber(_Elementwise):
 class LogCosh(_Elementwise):
     """`mean(log(cosh(y_pred - y_true)))`, computed as `x + softplus(-2 x) - log 2` so that
     large errors do not overflow; `y_true` and `y_pred` of one shape `(..., K)` (Keras's
-    `LogCosh`). Its gradient is `tanh(y_pred - y_true)`."""
+    `LogCosh`). Its gradient is `tanh(y_pred - y_true)`.
+
+    Example:
+
+    >>> from pylstm.losses import LogCosh
+    >>> round(LogCosh()([[0.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [0.0, 0.0]]), 4)  # log(cosh 1) / 4
+    0.1084
+    """
 
     def _elementwise(self, y_true, y_pred):
         x = y_pred - y_true
@@ -283,7 +367,14 @@ class LogCosh(_Elementwise):
 
 class MeanAbsolutePercentageError(_Elementwise):
     """`100 * mean(|y_true - y_pred| / max(|y_true|, 1e-7))`; `y_true` and `y_pred` of one
-    shape `(..., K)` (Keras's `MeanAbsolutePercentageError`, `"mape"`)."""
+    shape `(..., K)` (Keras's `MeanAbsolutePercentageError`, `"mape"`).
+
+    Example:
+
+    >>> from pylstm.losses import MeanAbsolutePercentageError
+    >>> MeanAbsolutePercentageError()([[2.0, 4.0]], [[1.0, 5.0]])  # 100 * (1/2 + 1/4) / 2
+    37.5
+    """
 
     def _elementwise(self, y_true, y_pred):
         scale = 100.0 / np.maximum(np.abs(y_true), EPSILON)
@@ -293,7 +384,15 @@ class MeanAbsolutePercentageError(_Elementwise):
 
 class MeanSquaredLogarithmicError(_Elementwise):
     """`mean((log(max(y_pred, 1e-7) + 1) - log(max(y_true, 1e-7) + 1)) ** 2)`; `y_true` and
-    `y_pred` of one shape `(..., K)` (Keras's `MeanSquaredLogarithmicError`, `"msle"`)."""
+    `y_pred` of one shape `(..., K)` (Keras's `MeanSquaredLogarithmicError`, `"msle"`).
+
+    Example:
+
+    >>> from pylstm.losses import MeanSquaredLogarithmicError
+    >>> loss = MeanSquaredLogarithmicError()
+    >>> round(loss([[0.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [0.0, 0.0]]), 4)  # log(2) ** 2 / 4
+    0.1201
+    """
 
     def _elementwise(self, y_true, y_pred):
         shifted = np.maximum(y_pred, EPSILON) + 1.0
@@ -303,7 +402,14 @@ class MeanSquaredLogarithmicError(_Elementwise):
 
 class Poisson(_Elementwise):
     """`mean(y_pred - y_true * log(y_pred + 1e-7))`; `y_true` and `y_pred` of one shape
-    `(..., K)` (Keras's `Poisson`)."""
+    `(..., K)` (Keras's `Poisson`).
+
+    Example:
+
+    >>> from pylstm.losses import Poisson
+    >>> round(Poisson()([[1.0, 2.0]], [[2.0, 1.0]]), 4)  # (2 - log 2 + 1 - 2 log 1) / 2
+    1.1534
+    """
 
     def _elementwise(self, y_true, y_pred):
         return y_pred - y_true * np.log(y_pred + EPSILON), 1.0 - y_true / (y_pred + EPSILON)
@@ -312,7 +418,14 @@ class Poisson(_Elementwise):
 class KLDivergence(Loss):
     """`sum(t * log(t / p), axis=-1)` with `t = clip(y_true, 1e-7, 1)` and
     `p = clip(y_pred, 1e-7, 1)`; `y_true` and `y_pred` of one shape `(..., K)`, distributions
-    over the last axis (Keras's `KLDivergence`, `"kld"`)."""
+    over the last axis (Keras's `KLDivergence`, `"kld"`).
+
+    Example:
+
+    >>> from pylstm.losses import KLDivergence
+    >>> round(KLDivergence()([[0.5, 0.5]], [[0.25, 0.75]]), 4)  # 0.5 log 2 + 0.5 log(2/3)
+    0.1438
+    """
 
     def _per_sample(self, y_true, y_pred):
         t = np.clip(y_true, EPSILON, 1.0)
@@ -331,7 +444,13 @@ class CosineSimilarity(Loss):
             `y_pred`'s shape without it.
 
     Raises:
-        ValueError: for an `axis` that is not an int.
+        ValueError: for an `axis` that is not an int, or out of range for `y_pred`'s rank.
+
+    Example:
+
+    >>> from pylstm.losses import CosineSimilarity
+    >>> round(CosineSimilarity()([[0.0, 1.0], [1.0, 1.0]], [[1.0, 0.0], [1.0, 1.0]]), 4)
+    -0.5
     """
 
     def __init__(self, axis=-1):
@@ -375,7 +494,14 @@ def _hinge_labels(y_true):
 
 class Hinge(_Elementwise):
     """`mean(max(1 - y_true * y_pred, 0))` with labels -1 / 1 (labels all in {0, 1} are
-    converted, as Keras's `Hinge` does); `y_true` and `y_pred` of one shape `(..., K)`."""
+    converted, as Keras's `Hinge` does); `y_true` and `y_pred` of one shape `(..., K)`.
+
+    Example:
+
+    >>> from pylstm.losses import Hinge
+    >>> round(Hinge()([[0.0, 1.0]], [[-0.5, 0.3]]), 4)  # labels -1, 1: (0.5 + 0.7) / 2
+    0.6
+    """
 
     def _elementwise(self, y_true, y_pred):
         y_true = _hinge_labels(y_true)
@@ -385,7 +511,14 @@ class Hinge(_Elementwise):
 
 class SquaredHinge(_Elementwise):
     """`mean(max(1 - y_true * y_pred, 0) ** 2)`, labels as in `Hinge` (Keras's
-    `SquaredHinge`)."""
+    `SquaredHinge`); `y_true` and `y_pred` of one shape `(..., K)`.
+
+    Example:
+
+    >>> from pylstm.losses import SquaredHinge
+    >>> round(SquaredHinge()([[0.0, 1.0]], [[-0.5, 0.3]]), 4)  # (0.5 ** 2 + 0.7 ** 2) / 2
+    0.37
+    """
 
     def _elementwise(self, y_true, y_pred):
         y_true = _hinge_labels(y_true)
@@ -395,7 +528,15 @@ class SquaredHinge(_Elementwise):
 
 class CategoricalHinge(Loss):
     """`max(max((1 - y_true) * y_pred, axis=-1) - sum(y_true * y_pred, axis=-1) + 1, 0)`;
-    `y_true` one-hot `(..., C)` (Keras's `CategoricalHinge`)."""
+    `y_true` one-hot `(..., C)`, `y_pred` scores of the same shape (Keras's
+    `CategoricalHinge`).
+
+    Example:
+
+    >>> from pylstm.losses import CategoricalHinge
+    >>> round(CategoricalHinge()([[0.0, 1.0, 0.0]], [[0.3, 0.6, 0.1]]), 4)  # 0.3 - 0.6 + 1
+    0.7
+    """
 
     def _per_sample(self, y_true, y_pred):
         negatives = (1.0 - y_true) * y_pred
@@ -430,9 +571,20 @@ def get(identifier):
             `{"class_name": ..., "config": ...}`, or an object with `__call__(y_true, y_pred)`
             and `gradient(y_true, y_pred)` (returned as is).
 
+    Returns:
+        A `Loss` (a new one for a name or a dict), or `identifier` itself.
+
     Raises:
         ValueError: for an unknown name (the message lists the valid ones), or an object
             without a `gradient` method (pylstm has no autodiff).
+
+    Example:
+
+    >>> from pylstm.losses import get
+    >>> get("mse")
+    MeanSquaredError()
+    >>> get({"class_name": "Huber", "config": {"delta": 2.0}})
+    Huber(delta=2.0)
     """
     loss = _REGISTRY.get(identifier)
     if loss is not None and not callable(getattr(loss, "gradient", None)):
@@ -443,9 +595,38 @@ def get(identifier):
     return loss
 
 
-# `{"class_name": str, "config": dict}` and back, JSON-serializable (Keras's protocol).
-serialize = _REGISTRY.serialize
-deserialize = _REGISTRY.deserialize
+def serialize(loss):
+    """Returns `{"class_name": str, "config": dict}`, JSON-serializable (Keras's protocol).
+
+    Args:
+        loss: a `Loss`.
+
+    Example:
+
+    >>> from pylstm.losses import Huber, serialize
+    >>> serialize(Huber(delta=2.0))
+    {'class_name': 'Huber', 'config': {'delta': 2.0}}
+    """
+    return _REGISTRY.serialize(loss)
+
+
+def deserialize(config):
+    """Builds a `Loss` from `serialize`'s output; `class_name` may also be a snake-case name
+    or an alias such as `"mse"`.
+
+    Args:
+        config: dict `{"class_name": str, "config": dict or None}`.
+
+    Raises:
+        ValueError: if `config` is not such a dict or names an unknown loss.
+
+    Example:
+
+    >>> from pylstm.losses import deserialize
+    >>> deserialize({"class_name": "huber", "config": {"delta": 2.0}})
+    Huber(delta=2.0)
+    """
+    return _REGISTRY.deserialize(config)
 
 
 __all__ = [
