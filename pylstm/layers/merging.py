@@ -720,40 +720,197 @@ def _l2_normalize_backward(grad, normalized, norm, axis):
 
 
 def concatenate(inputs, axis=-1, **kwargs):
-    """`Concatenate(axis=axis, **kwargs)(inputs)` (Keras 3's `keras.layers.concatenate`)."""
+    """`Concatenate(axis=axis, **kwargs)(inputs)` (Keras 3's `keras.layers.concatenate`).
+
+    Args:
+        inputs: list of arrays of one rank whose shapes agree except along `axis`, or of
+            `KerasTensor`s (then the call is recorded in a functional model's graph).
+        axis: int, the axis to concatenate along (negative counts from the end).
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Returns:
+        `np.ndarray` of the layer's dtype (float32 by default), the inputs' shape with the
+        sizes along `axis` added; a `KerasTensor` of that shape for `KerasTensor` inputs.
+
+    Raises:
+        TypeError: `axis` is not an int.
+        ValueError: as `Concatenate`: the shapes do not concatenate along `axis`.
+
+    Example:
+
+    >>> from pylstm.layers import Input
+    >>> concatenate([Input((5, 2)), Input((5, 3))]).shape
+    (None, 5, 5)
+    """
     return Concatenate(axis=axis, **kwargs)(inputs)
 
 
 def add(inputs, **kwargs):
-    """`Add(**kwargs)(inputs)` (Keras 3's `keras.layers.add`)."""
+    """`Add(**kwargs)(inputs)` (Keras 3's `keras.layers.add`).
+
+    Args:
+        inputs: list of arrays `(B, ...)` that broadcast together, or of `KerasTensor`s.
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Returns:
+        `np.ndarray` of the broadcast shape and the layer's dtype (float32 by default); a
+        `KerasTensor` for `KerasTensor` inputs.
+
+    Raises:
+        ValueError: as `Add`: `inputs` is not a list, or its shapes do not broadcast.
+
+    Example:
+
+    >>> import numpy as np
+    >>> y = add([np.ones((2, 3)), np.full((2, 1), 2.0)])
+    >>> y.shape, y.dtype, float(y[0, 0])
+    ((2, 3), dtype('float32'), 3.0)
+    """
     return Add(**kwargs)(inputs)
 
 
 def subtract(inputs, **kwargs):
-    """`Subtract(**kwargs)(inputs)` (Keras 3's `keras.layers.subtract`)."""
+    """`Subtract(**kwargs)(inputs)` (Keras 3's `keras.layers.subtract`): `inputs[0] -
+    inputs[1]`.
+
+    Args:
+        inputs: list of two arrays `(B, ...)` that broadcast together, or of `KerasTensor`s.
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Returns:
+        `np.ndarray` of the broadcast shape and the layer's dtype (float32 by default); a
+        `KerasTensor` for `KerasTensor` inputs.
+
+    Raises:
+        ValueError: as `Subtract`: not exactly two inputs, or shapes that do not broadcast.
+
+    Example:
+
+    >>> import numpy as np
+    >>> subtract([np.array([[5.0, 1.0]]), np.array([[2.0, 3.0]])]).tolist()
+    [[3.0, -2.0]]
+    """
     return Subtract(**kwargs)(inputs)
 
 
 def multiply(inputs, **kwargs):
-    """`Multiply(**kwargs)(inputs)` (Keras 3's `keras.layers.multiply`)."""
+    """`Multiply(**kwargs)(inputs)` (Keras 3's `keras.layers.multiply`).
+
+    Args:
+        inputs: list of arrays `(B, ...)` that broadcast together, or of `KerasTensor`s.
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Returns:
+        `np.ndarray` of the broadcast shape and the layer's dtype (float32 by default); a
+        `KerasTensor` for `KerasTensor` inputs.
+
+    Raises:
+        ValueError: as `Multiply`: `inputs` is not a list, or its shapes do not broadcast.
+
+    Example:
+
+    >>> from pylstm.layers import Input
+    >>> multiply([Input((5, 4)), Input((1, 4))]).shape
+    (None, 5, 4)
+    """
     return Multiply(**kwargs)(inputs)
 
 
 def average(inputs, **kwargs):
-    """`Average(**kwargs)(inputs)` (Keras 3's `keras.layers.average`)."""
+    """`Average(**kwargs)(inputs)` (Keras 3's `keras.layers.average`).
+
+    Args:
+        inputs: list of arrays `(B, ...)` that broadcast together, or of `KerasTensor`s.
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Returns:
+        `np.ndarray` of the broadcast shape and the layer's dtype (float32 by default); a
+        `KerasTensor` for `KerasTensor` inputs.
+
+    Raises:
+        ValueError: as `Average`: `inputs` is not a list, or its shapes do not broadcast.
+
+    Example:
+
+    >>> import numpy as np
+    >>> average([np.array([[1.0, 2.0]]), np.array([[3.0, 6.0]])]).tolist()
+    [[2.0, 4.0]]
+    """
     return Average(**kwargs)(inputs)
 
 
 def maximum(inputs, **kwargs):
-    """`Maximum(**kwargs)(inputs)` (Keras 3's `keras.layers.maximum`)."""
+    """`Maximum(**kwargs)(inputs)` (Keras 3's `keras.layers.maximum`).
+
+    Args:
+        inputs: list of arrays `(B, ...)` that broadcast together, or of `KerasTensor`s.
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Returns:
+        `np.ndarray` of the broadcast shape and the layer's dtype (float32 by default); a
+        `KerasTensor` for `KerasTensor` inputs.
+
+    Raises:
+        ValueError: as `Maximum`: `inputs` is not a list, or its shapes do not broadcast.
+
+    Example:
+
+    >>> import numpy as np
+    >>> maximum([np.array([[1.0, 5.0]]), np.array([[3.0, 2.0]]), np.zeros((1, 2))]).tolist()
+    [[3.0, 5.0]]
+    """
     return Maximum(**kwargs)(inputs)
 
 
 def minimum(inputs, **kwargs):
-    """`Minimum(**kwargs)(inputs)` (Keras 3's `keras.layers.minimum`)."""
+    """`Minimum(**kwargs)(inputs)` (Keras 3's `keras.layers.minimum`).
+
+    Args:
+        inputs: list of arrays `(B, ...)` that broadcast together, or of `KerasTensor`s.
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Returns:
+        `np.ndarray` of the broadcast shape and the layer's dtype (float32 by default); a
+        `KerasTensor` for `KerasTensor` inputs.
+
+    Raises:
+        ValueError: as `Minimum`: `inputs` is not a list, or its shapes do not broadcast.
+
+    Example:
+
+    >>> import numpy as np
+    >>> minimum([np.array([[1.0, 5.0]]), np.array([[3.0, 2.0]]), np.zeros((1, 2))]).tolist()
+    [[0.0, 0.0]]
+    """
     return Minimum(**kwargs)(inputs)
 
 
 def dot(inputs, axes=-1, normalize=False, **kwargs):
-    """`Dot(axes, normalize, **kwargs)(inputs)` (Keras 3's `keras.layers.dot`)."""
+    """`Dot(axes, normalize, **kwargs)(inputs)` (Keras 3's `keras.layers.dot`).
+
+    Args:
+        inputs: list of two arrays `(B, *X)` and `(B, *Y)` of rank >= 2, or of `KerasTensor`s.
+        axes: int (the same axis of both inputs) or a list/tuple of two ints, never the batch
+            axis 0; negative counts from the end.
+        normalize: bool; True L2-normalizes each input along its axis first (cosine
+            similarity).
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Returns:
+        `np.ndarray` `(B, *X without axes[0], *Y without axes[1])` (`(B, 1)` for two `(B, D)`
+        inputs) of the layer's dtype (float32 by default); a `KerasTensor` of that shape for
+        `KerasTensor` inputs.
+
+    Raises:
+        TypeError: `axes` is neither an int nor a list/tuple.
+        ValueError: as `Dot`: `axes` not two ints, not two inputs of rank >= 2, or sizes
+            along the axes that differ.
+
+    Example:
+
+    >>> from pylstm.layers import Input
+    >>> queries, keys = Input((5, 8)), Input((7, 8))
+    >>> dot([queries, keys], axes=2).shape  # attention scores, (B, 5, 7)
+    (None, 5, 7)
+    """
     return Dot(axes=axes, normalize=normalize, **kwargs)(inputs)
