@@ -42,8 +42,20 @@ def get(identifier):
             `"rmsprop"`, `"adagrad"`, `"adadelta"`, `"lion"`, or the class name), a dict
             `{"class_name": ..., "config": ...}`, or an `Optimizer` (returned as is).
 
+    Returns:
+        A new `Optimizer` with the class's defaults (for a name), one built from the config
+        (for a dict), or `identifier` itself.
+
     Raises:
         ValueError: for an unknown name (the message lists the valid ones) or another type.
+
+    Example:
+
+    >>> from pylstm import optimizers
+    >>> type(optimizers.get("adamw")).__name__
+    'AdamW'
+    >>> optimizers.get({"class_name": "SGD", "config": {"learning_rate": 0.1}}).learning_rate
+    0.1
     """
     if isinstance(identifier, Optimizer):
         return identifier
@@ -53,17 +65,52 @@ def get(identifier):
 
 
 def serialize(optimizer):
-    """Returns `{"class_name": str, "config": dict}` (Keras's protocol); JSON-serializable
-    unless the learning rate is a plain callable."""
+    """Returns an optimizer's class name and config, as `keras.optimizers.serialize`.
+
+    Args:
+        optimizer: an `Optimizer`.
+
+    Returns:
+        dict `{"class_name": str, "config": dict}` (Keras's protocol), JSON-serializable
+        unless the learning rate is a plain callable (a schedule is serialized in turn).
+
+    Raises:
+        TypeError: if `optimizer` is not an `Optimizer`.
+
+    Example:
+
+    >>> from pylstm import optimizers
+    >>> config = optimizers.serialize(optimizers.SGD(learning_rate=0.1, momentum=0.9))
+    >>> config["class_name"], config["config"]["learning_rate"], config["config"]["momentum"]
+    ('SGD', 0.1, 0.9)
+    """
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"Argument `optimizer` must be a pylstm.optimizers.Optimizer, received "
+                        f"{optimizer!r:.100}.")
     return _REGISTRY.serialize(optimizer)
 
 
 def deserialize(config):
-    """Builds an optimizer from `{"class_name": str, "config": dict}`; a learning rate given
-    as a serialized schedule is deserialized.
+    """Builds an optimizer from its serialized form, as `keras.optimizers.deserialize`.
+
+    Args:
+        config: dict `{"class_name": str, "config": dict}` (what `serialize` returns); a
+            learning rate given as a serialized schedule is deserialized.
+
+    Returns:
+        A new `Optimizer`, without the original's state (slots and step count).
 
     Raises:
         ValueError: for a malformed dict or an unknown class name.
+
+    Example:
+
+    >>> from pylstm import optimizers
+    >>> schedule = optimizers.schedules.InverseTimeDecay(0.1, decay_steps=10, decay_rate=1.0)
+    >>> config = optimizers.serialize(optimizers.Adam(learning_rate=schedule))
+    >>> optimizer = optimizers.deserialize(config)
+    >>> type(optimizer).__name__, optimizer.learning_rate
+    ('Adam', 0.1)
     """
     return _REGISTRY.deserialize(config)
 

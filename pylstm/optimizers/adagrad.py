@@ -22,6 +22,16 @@ class Adagrad(Optimizer):
 
     Raises:
         ValueError: for an invalid common argument (see `Optimizer`).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm.variable import Variable
+    >>> w = Variable("w", np.array([1.0, -2.0]))
+    >>> w.grad[...] = [0.5, -0.5]
+    >>> Adagrad(learning_rate=0.1).apply([w])  # accumulator 0.1 + 0.25
+    >>> np.round(w.value, 4)
+    array([ 0.9155, -1.9155])
     """
 
     _update_slots = ("accumulator",)
@@ -71,6 +81,16 @@ class Adadelta(Optimizer):
 
     Raises:
         ValueError: for an invalid common argument (see `Optimizer`).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm.variable import Variable
+    >>> w = Variable("w", np.array([1.0, -2.0]))
+    >>> w.grad[...] = [0.5, -0.5]
+    >>> Adadelta(learning_rate=1.0).apply([w])  # the paper's rate of 1
+    >>> np.round(w.value, 4)
+    array([ 0.9986, -1.9986])
     """
 
     _update_slots = ("accumulated_grad", "accumulated_delta_var")

@@ -9,11 +9,36 @@ from pylstm.optimizers.optimizer import Optimizer
 
 def adam_update(value, grad, m, v, v_hat, learning_rate, beta_1, beta_2, epsilon, t,
                 square=None):
-    """One Adam step in Keras's form (see `Adam`), in place on `value`, `m`, `v` and, with
-    AMSGrad, `v_hat` (None without); all arrays of one shape and dtype. `t` is the 1-based
-    step; `square` is `g^2` as the optimizer computes it (`Optimizer._square`), by default
-    `np.square(grad)`. `pylstm.optim.Adam` takes torch's step by passing
-    `epsilon * sqrt(1 - beta_2^t)`."""
+    """One Adam step in Keras's form (see `Adam`), in place on `value`, `m`, `v` and `v_hat`.
+
+    `pylstm.optim.Adam` takes torch's step by passing `epsilon * sqrt(1 - beta_2^t)`.
+
+    Args:
+        value: float array, the weights, updated in place.
+        grad: array of `value`'s shape and dtype, the gradient.
+        m, v: arrays of `value`'s shape and dtype, the first and second moments (zeros
+            before the first step), updated in place.
+        v_hat: with AMSGrad, an array of `value`'s shape and dtype, the running maximum of
+            `v`, updated in place; None without.
+        learning_rate: float.
+        beta_1, beta_2: floats in `[0, 1)`, the moments' decay rates.
+        epsilon: float, added to `sqrt(v)`.
+        t: int >= 1, the step's number (for the bias corrections).
+        square: array of `value`'s shape and dtype, `g^2` as the optimizer computes it
+            (`Optimizer._square`), or None for `np.square(grad)`.
+
+    Returns:
+        None.
+
+    Example:
+
+    >>> import numpy as np
+    >>> w, m, v = np.array([1.0, -2.0]), np.zeros(2), np.zeros(2)
+    >>> adam_update(w, np.array([0.5, -0.5]), m, v, None, learning_rate=0.1, beta_1=0.9,
+    ...             beta_2=0.999, epsilon=1e-7, t=1)
+    >>> np.round(w, 4), m
+    (array([ 0.9, -1.9]), array([ 0.05, -0.05]))
+    """
     alpha = learning_rate * math.sqrt(1 - beta_2**t) / (1 - beta_1**t)
     m += (grad - m) * (1 - beta_1)
     v += ((np.square(grad) if square is None else square) - v) * (1 - beta_2)
@@ -98,6 +123,17 @@ class AdamW(Adam):
 
     Raises:
         ValueError: if `weight_decay` is None, or for an invalid common argument.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm.variable import Variable
+    >>> kernel, bias = Variable("kernel", np.ones(2)), Variable("bias", np.ones(2))
+    >>> optimizer = AdamW(learning_rate=0.1, weight_decay=0.5)
+    >>> optimizer.exclude_from_weight_decay(var_names=["bias"])
+    >>> optimizer.apply([kernel, bias])  # zero gradients: only the decay moves the weights
+    >>> kernel.value, bias.value
+    (array([0.95, 0.95]), array([1., 1.]))
     """
 
     def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
@@ -131,6 +167,16 @@ class Adamax(Optimizer):
 
     Raises:
         ValueError: for an invalid common argument (see `Optimizer`).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm.variable import Variable
+    >>> w = Variable("w", np.array([1.0, -2.0]))
+    >>> w.grad[...] = [0.5, -0.5]
+    >>> Adamax(learning_rate=0.1).apply([w])  # the first step is learning_rate * sign(g)
+    >>> np.round(w.value, 4)
+    array([ 0.9, -1.9])
     """
 
     _update_slots = ("momentum", "norm")
@@ -177,6 +223,16 @@ class Nadam(Optimizer):
 
     Raises:
         ValueError: for an invalid common argument (see `Optimizer`).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm.variable import Variable
+    >>> w = Variable("w", np.array([1.0, -2.0]))
+    >>> w.grad[...] = [0.5, -0.5]
+    >>> Nadam(learning_rate=0.1).apply([w])
+    >>> np.round(w.value, 4)
+    array([ 0.8937, -1.8937])
     """
 
     _update_slots = ("momentum", "velocity")

@@ -26,6 +26,16 @@ class Lion(Optimizer):
     Raises:
         ValueError: for `beta_1` outside `(0, 1]` (Lion would become SignSGD), or an invalid
             common argument.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm.variable import Variable
+    >>> w = Variable("w", np.array([1.0, -2.0]))
+    >>> w.grad[...] = [0.5, -0.001]
+    >>> Lion(learning_rate=0.1).apply([w])  # a step of the rate's size in every coordinate
+    >>> w.value
+    array([ 0.9, -1.9])
     """
 
     _update_slots = ("momentum",)

@@ -107,6 +107,20 @@ class Optimizer(Configurable):
         ValueError: for an invalid learning rate, more than one clipping argument,
             `ema_momentum` outside `[0, 1]`, `ema_overwrite_frequency` not an int >= 1, or
             `gradient_accumulation_steps` not an int >= 2.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm.variable import Variable
+    >>> class SignSGD(Optimizer):  # the common arguments come with the base class
+    ...     def _update(self, value, grad, slots, learning_rate):
+    ...         value -= learning_rate * np.sign(grad)
+    >>> w = Variable("w", np.array([1.0, -2.0]))
+    >>> w.grad[...] = [0.5, 3.0]
+    >>> optimizer = SignSGD(learning_rate=0.1, weight_decay=0.5)  # first w -= 0.05 * w
+    >>> optimizer.apply([w])
+    >>> np.round(w.value, 4), optimizer.iterations
+    (array([ 0.85, -2.  ]), 1)
     """
 
     _update_slots = ()

@@ -28,6 +28,16 @@ class RMSprop(Optimizer):
 
     Raises:
         ValueError: for an invalid common argument (see `Optimizer`).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm.variable import Variable
+    >>> w = Variable("w", np.array([1.0, -2.0]))
+    >>> w.grad[...] = [0.5, -0.5]
+    >>> RMSprop(learning_rate=0.1).apply([w])  # v = 0.1 g^2: a step of 0.1 / sqrt(0.1)
+    >>> np.round(w.value, 4)
+    array([ 0.6838, -1.6838])
     """
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,

@@ -27,6 +27,19 @@ class LearningRateSchedule(Configurable):
 
     A user's subclass serializes too when it implements `get_config()` (the registry is open,
     as Keras's is for registered classes).
+
+    Raises:
+        NotImplementedError: on calling a subclass that does not override `__call__`.
+
+    Example:
+
+    >>> class Halving(LearningRateSchedule):
+    ...     def __call__(self, step):
+    ...         return 0.1 * 0.5 ** (step // 100)
+    ...     def get_config(self):
+    ...         return {}
+    >>> [Halving()(step) for step in (0, 100, 250)]
+    [0.1, 0.05, 0.025]
     """
 
     def __call__(self, step):
@@ -57,6 +70,12 @@ class ExponentialDecay(LearningRateSchedule):
 
     Raises:
         ValueError: if `decay_steps` is not > 0.
+
+    Example:
+
+    >>> schedule = ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5, staircase=True)
+    >>> [schedule(step) for step in (0, 9, 10, 25)]
+    [0.1, 0.1, 0.05, 0.025]
     """
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
@@ -91,6 +110,12 @@ class PiecewiseConstantDecay(LearningRateSchedule):
 
     Raises:
         ValueError: if `len(values) != len(boundaries) + 1`.
+
+    Example:
+
+    >>> schedule = PiecewiseConstantDecay(boundaries=[100, 200], values=[1.0, 0.5, 0.1])
+    >>> [schedule(step) for step in (0, 100, 101, 201)]
+    [1.0, 1.0, 0.5, 0.1]
     """
 
     def __init__(self, boundaries, values, name="PiecewiseConstant"):
@@ -129,6 +154,12 @@ class PolynomialDecay(LearningRateSchedule):
 
     Raises:
         ValueError: if `decay_steps` is not > 0.
+
+    Example:
+
+    >>> schedule = PolynomialDecay(0.1, decay_steps=100, end_learning_rate=0.01)
+    >>> [round(schedule(step), 4) for step in (0, 50, 100, 200)]
+    [0.1, 0.055, 0.01, 0.01]
     """
 
     def __init__(self, initial_learning_rate, decay_steps, end_learning_rate=0.0001, power=1.0,
@@ -169,6 +200,12 @@ class InverseTimeDecay(LearningRateSchedule):
 
     Raises:
         ValueError: if `decay_steps` is not > 0.
+
+    Example:
+
+    >>> schedule = InverseTimeDecay(0.1, decay_steps=10, decay_rate=1.0)
+    >>> [schedule(step) for step in (0, 10, 30)]
+    [0.1, 0.05, 0.025]
     """
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
@@ -214,6 +251,12 @@ class CosineDecay(LearningRateSchedule):
 
     Raises:
         ValueError: if `decay_steps` is not > 0.
+
+    Example:
+
+    >>> schedule = CosineDecay(0.0, decay_steps=100, warmup_target=0.1, warmup_steps=10)
+    >>> [round(schedule(step), 4) for step in (0, 5, 10, 60, 110)]
+    [0.0, 0.05, 0.1, 0.05, 0.0]
     """
 
     def __init__(self, initial_learning_rate, decay_steps, alpha=0.0, name="CosineDecay",
@@ -259,6 +302,12 @@ class CosineDecayRestarts(LearningRateSchedule):
 
     Raises:
         ValueError: if `first_decay_steps` is not > 0.
+
+    Example:
+
+    >>> schedule = CosineDecayRestarts(0.1, first_decay_steps=10)  # periods of 10, 20, 40
+    >>> [round(schedule(step), 4) for step in (0, 5, 10, 20, 30)]
+    [0.1, 0.05, 0.1, 0.05, 0.1]
     """
 
     def __init__(self, initial_learning_rate, first_decay_steps, t_mul=2.0, m_mul=1.0,
@@ -298,19 +347,46 @@ _REGISTRY = Registry(
 
 
 def serialize(learning_rate_schedule):
-    """Returns `{"class_name": str, "config": dict}` for a schedule, JSON-serializable.
+    """Returns a schedule's class name and config, as
+    `keras.optimizers.schedules.serialize`.
+
+    Args:
+        learning_rate_schedule: a `LearningRateSchedule`.
+
+    Returns:
+        dict `{"class_name": str, "config": dict}`, JSON-serializable.
 
     Raises:
         TypeError: if the schedule has no `get_config()`.
+
+    Example:
+
+    >>> config = serialize(PiecewiseConstantDecay(boundaries=[100], values=[0.1, 0.01]))
+    >>> config["class_name"], config["config"]["boundaries"], config["config"]["values"]
+    ('PiecewiseConstantDecay', [100], [0.1, 0.01])
     """
     return _REGISTRY.serialize(learning_rate_schedule)
 
 
 def deserialize(config):
-    """Builds a schedule from `{"class_name": str, "config": dict}` (what `serialize` gives).
+    """Builds a schedule from its serialized form, as
+    `keras.optimizers.schedules.deserialize`.
+
+    Args:
+        config: dict `{"class_name": str, "config": dict}` (what `serialize` returns).
+
+    Returns:
+        A new `LearningRateSchedule`.
 
     Raises:
         ValueError: for a malformed dict or an unknown class name (the valid ones are listed).
+
+    Example:
+
+    >>> config = {"class_name": "ExponentialDecay",
+    ...           "config": {"initial_learning_rate": 0.1, "decay_steps": 10, "decay_rate": 0.5}}
+    >>> deserialize(config)(20)
+    0.025
     """
     return _REGISTRY.deserialize(config)
 
@@ -318,8 +394,21 @@ def deserialize(config):
 def get(identifier):
     """Returns a schedule from a config dict or a schedule (returned as is).
 
+    Args:
+        identifier: a dict `{"class_name": str, "config": dict}` or a `LearningRateSchedule`.
+
+    Returns:
+        A `LearningRateSchedule`: a new one for a dict, else `identifier` itself.
+
     Raises:
-        ValueError: for an unknown name or another type.
+        ValueError: for an unknown class name or another type.
+
+    Example:
+
+    >>> schedule = get({"class_name": "CosineDecay",
+    ...                 "config": {"initial_learning_rate": 0.1, "decay_steps": 100}})
+    >>> type(schedule).__name__, round(schedule(50), 4)
+    ('CosineDecay', 0.05)
     """
     if isinstance(identifier, LearningRateSchedule):
         return identifier
