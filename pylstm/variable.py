@@ -24,7 +24,19 @@ _WEIGHT_BUDGET = contextvars.ContextVar("pylstm_weight_budget", default=None)
 
 class WeightLimitError(ValueError):
     """Raised inside `deferred_weights` when the weights would exceed its limit (a
-    `ValueError`, so that loaders' callers need catch nothing new)."""
+    `ValueError`, so that loaders' callers need catch nothing new): what `load_model` and
+    `load_keras` raise for a file whose model is over their `max_weight_bytes`.
+
+    Example:
+
+    >>> from pylstm.layers import Dense
+    >>> try:
+    ...     with deferred_weights(max_bytes=1024):
+    ...         Dense(64, name="dense").build((None, 32))  # a (32, 64) float32 kernel
+    ... except ValueError as error:
+    ...     print(type(error).__name__, str(error)[:50])
+    WeightLimitError The model's weights of 8192 bytes exceed the limit
+    """
 
 
 class WeightBudget:
@@ -112,6 +124,15 @@ def deferred_weights(max_bytes=DEFAULT_MAX_WEIGHT_BYTES):
         TypeError: if `max_bytes` is not an int.
         ValueError: if `max_bytes` is negative; `WeightLimitError` (a `ValueError`, from
             `add_weight`) if the weights exceed it.
+
+    Example:
+
+    >>> from pylstm.layers import Dense, Input, LSTM
+    >>> from pylstm.models import Sequential
+    >>> with deferred_weights(max_bytes=2**20) as budget:
+    ...     model = Sequential([Input((10, 3)), LSTM(8), Dense(1)])
+    >>> budget.nbytes, model.count_params() * 4, float(abs(model.get_weights()[0]).sum())
+    (1572, 1572, 0.0)
     """
     budget = WeightBudget(check_byte_limit(max_bytes, "max_bytes"))
     token = _WEIGHT_BUDGET.set(budget)
@@ -161,6 +182,18 @@ class Variable:
         trainable: bool; optimizers skip frozen variables.
         regularizer: callable `value -> float` or None (penalty added to the loss).
         constraint: callable `value -> value` or None (applied after each optimizer step).
+
+    Args:
+        name, value, trainable, regularizer, constraint: the attributes above; `value` is
+            kept, not copied, and `grad` is made as zeros of its shape and dtype.
+
+    Example:
+
+    >>> import numpy as np
+    >>> v = Variable("dense/kernel", np.zeros((2, 3), "float32"))
+    >>> v.assign(np.ones((2, 3)))
+    >>> v, float(v.value.sum()), float(v.grad.sum())
+    (<Variable dense/kernel shape=(2, 3) dtype=float32>, 6.0, 0.0)
     """
 
     grad_slices = None  # also the default of a Variable unpickled from an older pylstm

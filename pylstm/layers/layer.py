@@ -35,9 +35,25 @@ class Layer:
         dtype: `"float32"` (default) or `"float64"`, the dtype of weights and outputs.
         input_shape: optional tuple without the batch dimension, as in Keras, so that a
             `Sequential` model can build itself before seeing data.
+        activity_regularizer: None, or a regularizer (name, config or callable, see
+            `pylstm.regularizers.get`) whose penalty of the outputs is added to `losses`.
 
     Raises:
         ValueError: for an unknown dtype.
+        TypeError: `name` is not a str.
+
+    Example:
+
+    >>> import numpy as np
+    >>> class Scale(Layer):  # weights made in build, outputs in call, as in Keras
+    ...     def build(self, input_shape):
+    ...         self.scale = self.add_weight("scale", (input_shape[-1],), initializer="ones")
+    ...         super().build(input_shape)
+    ...     def call(self, inputs, training=False):
+    ...         return inputs * self.scale.value
+    >>> layer = Scale(name="scale")
+    >>> layer(np.full((2, 3), 2.0, "float32")).tolist(), layer.variables
+    ([[2.0, 2.0, 2.0], [2.0, 2.0, 2.0]], [<Variable scale/scale shape=(3,) dtype=float32>])
     """
 
     _name_counts = {}
