@@ -46,6 +46,18 @@ class Optimizer:
         ValueError: for an empty parameter list, a parameter in two groups, or a group
             without `params`.
         TypeError: for a parameter that is not a `Variable`.
+
+    Example:
+
+    >>> from pylstm import nn
+    >>> lstm = nn.LSTM(input_size=2, hidden_size=3, seed=0)
+    >>> weights = [p for name, p in lstm.named_parameters() if name.startswith("weight")]
+    >>> biases = [p for name, p in lstm.named_parameters() if name.startswith("bias")]
+    >>> optimizer = SGD([{"params": weights}, {"params": biases, "lr": 0.01}], lr=0.1)
+    >>> for group in optimizer.param_groups:
+    ...     group["lr"] *= 0.5  # what a learning-rate scheduler does
+    >>> [group["lr"] for group in optimizer.param_groups]
+    [0.05, 0.005]
     """
 
     def __init__(self, params, defaults):
@@ -195,6 +207,22 @@ class SGD(Optimizer):
     Raises:
         ValueError: for a negative `lr`, `momentum` or `weight_decay`, or `nesterov` without
             momentum or with dampening.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm import nn
+    >>> lstm = nn.LSTM(input_size=2, hidden_size=3, seed=0)
+    >>> optimizer = SGD(lstm.parameters(), lr=0.5, momentum=0.9)
+    >>> x, losses = np.ones((4, 1, 2), dtype="float32"), []  # (L, N, H_in)
+    >>> for _ in range(3):
+    ...     optimizer.zero_grad()
+    ...     output, _ = lstm(x)
+    ...     losses.append(round(float(np.mean(output ** 2)), 4))
+    ...     _ = lstm.backward(2 * output / output.size)  # d mean(output ** 2) / d output
+    ...     optimizer.step()
+    >>> losses
+    [0.0267, 0.0229, 0.0172]
     """
 
     def __init__(self, params, lr=0.001, momentum=0, dampening=0, weight_decay=0,
@@ -245,6 +273,21 @@ class Adam(Optimizer):
 
     Raises:
         ValueError: for a negative `lr`, `eps` or `weight_decay`, or a beta outside `[0, 1)`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm import nn
+    >>> lstm = nn.LSTM(input_size=2, hidden_size=1, seed=0)
+    >>> optimizer = Adam(lstm.parameters(), lr=0.05)
+    >>> x, y = np.ones((4, 1, 2), dtype="float32"), np.full((4, 1, 1), 0.5, dtype="float32")
+    >>> for _ in range(20):
+    ...     optimizer.zero_grad()
+    ...     output, _ = lstm(x)
+    ...     _ = lstm.backward(2 * (output - y) / output.size)  # the gradient of the MSE
+    ...     optimizer.step()
+    >>> round(float(np.mean((lstm(x)[0] - y) ** 2)), 4)  # 0.6658 before training
+    0.0908
     """
 
     def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
@@ -285,6 +328,23 @@ class AdamW(Adam):
 
     Raises:
         ValueError: as `Adam`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm import nn
+    >>> lstm = nn.LSTM(input_size=2, hidden_size=3, seed=0)
+    >>> decay = [p for name, p in lstm.named_parameters() if name.startswith("weight")]
+    >>> no_decay = [p for name, p in lstm.named_parameters() if name.startswith("bias")]
+    >>> optimizer = AdamW([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
+    >>> optimizer.zero_grad()
+    >>> output, _ = lstm(np.ones((4, 1, 2), dtype="float32"))
+    >>> _ = lstm.backward(2 * output / output.size)
+    >>> optimizer.step()
+    >>> [group["weight_decay"] for group in optimizer.param_groups]
+    [0.01, 0.0]
+    >>> sorted(optimizer.state[lstm.bias_ih_l0])
+    ['exp_avg', 'exp_avg_sq', 'step']
     """
 
     def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01,
@@ -316,6 +376,22 @@ class RMSprop(Optimizer):
 
     Raises:
         ValueError: for a negative `lr`, `alpha`, `eps`, `weight_decay` or `momentum`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm import nn
+    >>> lstm = nn.LSTM(input_size=2, hidden_size=3, seed=0)
+    >>> optimizer = RMSprop(lstm.parameters(), lr=0.01, momentum=0.9, centered=True)
+    >>> x, losses = np.ones((4, 1, 2), dtype="float32"), []  # (L, N, H_in)
+    >>> for _ in range(3):
+    ...     optimizer.zero_grad()
+    ...     output, _ = lstm(x)
+    ...     losses.append(round(float(np.mean(output ** 2)), 4))
+    ...     _ = lstm.backward(2 * output / output.size)  # d mean(output ** 2) / d output
+    ...     optimizer.step()
+    >>> losses, sorted(optimizer.state[lstm.weight_ih_l0])
+    ([0.0267, 0.006, 0.0013], ['grad_avg', 'momentum_buffer', 'square_avg', 'step'])
     """
 
     def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
