@@ -17,16 +17,44 @@ def _layer_classes():
 
 
 def serialize(layer):
-    """Returns `{"class_name": str, "config": dict}` for a layer, JSON-serializable."""
+    """Returns `{"class_name": str, "config": dict}` for a layer, JSON-serializable (Keras 3's
+    `keras.layers.serialize`, without its `module` and `registered_name` keys).
+
+    Args:
+        layer: a `Layer`.
+
+    Returns:
+        dict with the layer's class name and its `get_config()`.
+
+    Example:
+
+    >>> from pylstm.layers import Dense
+    >>> config = serialize(Dense(3, name="out"))
+    >>> config["class_name"], config["config"]["units"], config["config"]["activation"]
+    ('Dense', 3, 'linear')
+    """
     return {"class_name": type(layer).__name__, "config": layer.get_config()}
 
 
 def deserialize(config):
-    """Rebuilds a layer from `serialize`'s output.
+    """Rebuilds a layer from `serialize`'s output (Keras 3's `keras.layers.deserialize`).
+
+    Args:
+        config: dict `{"class_name": str, "config": dict}`; the class is looked up among the
+            `Layer` subclasses defined so far, custom ones included.
+
+    Returns:
+        A new, unbuilt layer of that class made by its `from_config`.
 
     Raises:
         ValueError: for a malformed config or a class name that is not a known `Layer`
             subclass (import the module defining a custom layer before loading).
+
+    Example:
+
+    >>> from pylstm.layers import LSTM
+    >>> deserialize({"class_name": "LSTM", "config": {"units": 4, "name": "encoder"}})
+    <LSTM name=encoder>
     """
     if not (isinstance(config, dict) and isinstance(config.get("class_name"), str)
             and isinstance(config.get("config", {}), (dict, type(None)))):

@@ -27,6 +27,17 @@ class InputLayer(Layer):
     Raises:
         ValueError: neither or both of `shape` and `batch_shape` given; a bad `batch_size`;
             another dtype.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm.layers import LSTM
+    >>> from pylstm.models import Sequential
+    >>> layer = InputLayer(shape=(5, 3), batch_size=4)
+    >>> layer.batch_shape, layer.output.shape
+    ((4, 5, 3), (4, 5, 3))
+    >>> Sequential([layer, LSTM(2)]).predict(np.ones((4, 5, 3)), verbose=0).shape
+    (4, 2)
     """
 
     def __init__(self, shape=None, batch_size=None, dtype="float32", batch_shape=None,
@@ -120,6 +131,7 @@ def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None):
         ValueError: as `InputLayer`.
 
     Example:
+
     >>> from pylstm.layers import LSTM
     >>> LSTM(4)(Input((5, 3))).shape
     (None, 4)
@@ -140,8 +152,23 @@ class Dropout(Layer):
             an unseeded one draws from `pylstm.utils`'s module generator.
         **kwargs: base `Layer` arguments.
 
+    Call arguments:
+        inputs: array of any shape.
+        training: bool; dropout applies only when True.
+
+    Returns:
+        `np.ndarray` of `inputs`' shape and the layer's dtype.
+
     Raises:
         ValueError: for `rate` outside `[0, 1)`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = Dropout(0.5, seed=0)
+    >>> x = np.ones((2, 4), "float32")
+    >>> np.unique(layer(x, training=True)).tolist(), layer(x).tolist() == x.tolist()
+    ([0.0, 2.0], True)
     """
 
     supports_masking = True
@@ -177,6 +204,21 @@ class Activation(Layer):
     Args:
         activation: a name or see `pylstm.activations.get`.
         **kwargs: base `Layer` arguments.
+
+    Call arguments:
+        inputs: array of any shape.
+
+    Returns:
+        `np.ndarray` of `inputs`' shape and the layer's dtype.
+
+    Raises:
+        ValueError: an unknown activation name.
+
+    Example:
+
+    >>> import numpy as np
+    >>> Activation("relu")(np.array([[-1.0, 2.0]])).tolist()
+    [[0.0, 2.0]]
     """
 
     supports_masking = True
@@ -204,7 +246,23 @@ class Activation(Layer):
 
 class Flatten(Layer):
     """Reshapes `(B, d1, ..., dk)` to `(B, d)`, d the product of d1 to dk (Keras's
-    `keras.layers.Flatten`)."""
+    `keras.layers.Flatten`).
+
+    Args:
+        **kwargs: base `Layer` arguments.
+
+    Call arguments:
+        inputs: array `(B, d1, ..., dk)`.
+
+    Returns:
+        `np.ndarray` `(B, d1 * ... * dk)` of the layer's dtype.
+
+    Example:
+
+    >>> import numpy as np
+    >>> Flatten()(np.zeros((2, 3, 4))).shape
+    (2, 12)
+    """
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
