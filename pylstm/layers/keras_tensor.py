@@ -36,6 +36,15 @@ class KerasTensor:
         dtype: str, as given.
         name: str.
         ndim: int, `len(shape)`.
+
+    Example:
+
+    >>> from pylstm.layers import Input, LSTM
+    >>> x = Input((5, 3))
+    >>> x.shape, x.dtype, x.ndim
+    ((None, 5, 3), 'float32', 3)
+    >>> LSTM(4, return_sequences=True)(x).shape
+    (None, 5, 4)
     """
 
     _count = 0
