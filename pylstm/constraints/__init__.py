@@ -256,9 +256,21 @@ def serialize(constraint):
     """Returns `{"class_name": str, "config": dict}`, JSON-serializable (Keras's protocol), or
     None for None (as Keras: no constraint).
 
+    Args:
+        constraint: a `Constraint` (or any object with `get_config()`), or None.
+
+    Returns:
+        dict `{"class_name": str, "config": dict}`, or None for None.
+
     Raises:
         TypeError: for an object without `get_config()` (a plain function), which cannot be
             saved.
+
+    Example:
+
+    >>> from pylstm.constraints import MaxNorm, serialize
+    >>> serialize(MaxNorm(max_value=3.0))
+    {'class_name': 'MaxNorm', 'config': {'max_value': 3.0, 'axis': 0}}
     """
     return _REGISTRY.serialize(constraint)
 
@@ -266,9 +278,24 @@ def serialize(constraint):
 def deserialize(config):
     """Builds a constraint from `serialize`'s output (None for None).
 
+    Args:
+        config: dict `{"class_name": str, "config": dict}`, the class named by its CamelCase
+            or snake_case name, or None.
+
+    Returns:
+        The `Constraint`, or None for None.
+
     Raises:
         ValueError: if `config` is not `{"class_name": ..., "config": {...}}` or names an unknown
             class (import the module defining a custom `Constraint` subclass first).
+
+    Example:
+
+    >>> from pylstm.constraints import MaxNorm, deserialize, serialize
+    >>> deserialize(serialize(MaxNorm(max_value=3.0)))
+    MaxNorm(max_value=3.0, axis=0)
+    >>> deserialize({"class_name": "non_neg", "config": {}})
+    NonNeg()
     """
     return _REGISTRY.deserialize(config)
 

@@ -356,9 +356,21 @@ def serialize(regularizer):
     """Returns `{"class_name": str, "config": dict}`, JSON-serializable (Keras's protocol), or
     None for None (as Keras: no regularizer).
 
+    Args:
+        regularizer: a `Regularizer` (or any object with `get_config()`), or None.
+
+    Returns:
+        dict `{"class_name": str, "config": dict}`, or None for None.
+
     Raises:
         TypeError: for an object without `get_config()`, which cannot be saved; a
             `(penalty, gradient)` pair's `get_config()` raises it too.
+
+    Example:
+
+    >>> from pylstm.regularizers import L1L2, serialize
+    >>> serialize(L1L2(l1=0.01, l2=0.001))
+    {'class_name': 'L1L2', 'config': {'l1': 0.01, 'l2': 0.001}}
     """
     return _REGISTRY.serialize(regularizer)
 
@@ -366,9 +378,24 @@ def serialize(regularizer):
 def deserialize(config):
     """Builds a regularizer from `serialize`'s output (None for None).
 
+    Args:
+        config: dict `{"class_name": str, "config": dict}`, the class named by its CamelCase
+            or snake_case name, or None.
+
+    Returns:
+        The `Regularizer`, or None for None.
+
     Raises:
         ValueError: if `config` is not `{"class_name": ..., "config": {...}}` or names an unknown
             class (import the module defining a custom `Regularizer` subclass first).
+
+    Example:
+
+    >>> from pylstm.regularizers import L1L2, deserialize, serialize
+    >>> deserialize(serialize(L1L2(l1=0.01, l2=0.001)))
+    L1L2(l1=0.01, l2=0.001)
+    >>> deserialize({"class_name": "l2", "config": {"l2": 0.001}})
+    L2(l2=0.001)
     """
     return _REGISTRY.deserialize(config)
 
