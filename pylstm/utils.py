@@ -46,12 +46,40 @@ def set_random_seed(seed):
 
 
 def default_generator():
-    """Returns the module-level `np.random.Generator` (reseeded by `set_random_seed`)."""
+    """Returns the module-level `np.random.Generator` (reseeded by `set_random_seed`): what
+    unseeded initializers, `Dropout` layers and `fit`'s shuffling draw from.
+
+    Returns:
+        `np.random.Generator`, the same object until `set_random_seed` replaces it.
+
+    Example:
+
+    >>> set_random_seed(0)
+    >>> round(float(default_generator().random()), 4)
+    0.637
+    """
     return _generator
 
 
 def rng_from_seed(seed):
-    """A fresh `np.random.Generator` for an int `seed`, or the module generator for None."""
+    """A fresh `np.random.Generator` for an int `seed`, or the module generator for None: how
+    a seeded initializer or layer gets its own reproducible stream (Keras's `seed` arguments).
+
+    Args:
+        seed: int >= 0 or None.
+
+    Returns:
+        `np.random.Generator`: `np.random.default_rng(seed)`, or `default_generator()` for
+        None.
+
+    Raises:
+        ValueError: a negative `seed` (from `np.random.default_rng`).
+
+    Example:
+
+    >>> round(float(rng_from_seed(0).random()), 4), rng_from_seed(None) is default_generator()
+    (0.637, True)
+    """
     return _generator if seed is None else np.random.default_rng(seed)
 
 
@@ -339,6 +367,24 @@ class TimeseriesDataset:
         offsets: int array `(L,)`, a window's timesteps after its first.
         batch_size: int > 0, or None for single windows.
         rng: `np.random.Generator` that shuffles the windows, or None to keep their order.
+
+    Batches are `x` `(batch_size, L + 1, ...)` in `data`'s dtype (the last one may be
+    smaller), or `(x, y)` with `y` `(batch_size, ...)` from `targets`; without batching,
+    single windows `(L + 1, ...)`.
+
+    Raises:
+        TypeError: an index that is not an int.
+        IndexError: an index out of `range(-len(dataset), len(dataset))`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> dataset = timeseries_dataset_from_array(np.arange(10), None, sequence_length=4,
+    ...                                         batch_size=3)
+    >>> dataset
+    <TimeseriesDataset: 7 windows of 4 timesteps, 3 batches>
+    >>> [batch.shape for batch in dataset]
+    [(3, 4), (3, 4), (1, 4)]
     """
 
     def __init__(self, data, targets, starts, offsets, batch_size, rng):
