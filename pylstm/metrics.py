@@ -47,25 +47,84 @@ def _align(y_true, y_pred):
 
 
 def mean_squared_error(y_true, y_pred):
-    """`mean((y_true - y_pred) ** 2, axis=-1)`."""
+    """`mean((y_true - y_pred) ** 2, axis=-1)`, per sample (Keras's `mean_squared_error`).
+
+    Args:
+        y_true: array-like `(..., K)`, or `(...)` for `K = 1`.
+        y_pred: array-like `(..., K)`, float.
+
+    Returns:
+        `np.ndarray` of shape `y_pred.shape[:-1]`.
+
+    Example:
+
+    >>> from pylstm.metrics import mean_squared_error
+    >>> mean_squared_error([[0.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [0.0, 0.0]])
+    array([0.5, 0. ])
+    """
     y_true, y_pred = _align(y_true, y_pred)
     return np.mean(np.square(y_pred - y_true), axis=-1)
 
 
 def mean_absolute_error(y_true, y_pred):
-    """`mean(|y_true - y_pred|, axis=-1)`."""
+    """`mean(|y_true - y_pred|, axis=-1)`, per sample (Keras's `mean_absolute_error`).
+
+    Args:
+        y_true: array-like `(..., K)`, or `(...)` for `K = 1`.
+        y_pred: array-like `(..., K)`, float.
+
+    Returns:
+        `np.ndarray` of shape `y_pred.shape[:-1]`.
+
+    Example:
+
+    >>> from pylstm.metrics import mean_absolute_error
+    >>> mean_absolute_error([[0.0, 1.0], [0.0, 0.0]], [[1.0, 3.0], [0.0, 0.0]])
+    array([1.5, 0. ])
+    """
     y_true, y_pred = _align(y_true, y_pred)
     return np.mean(np.abs(y_pred - y_true), axis=-1)
 
 
 def binary_accuracy(y_true, y_pred, threshold=0.5):
-    """Mean over the last axis of `(y_pred > threshold) == y_true`."""
+    """Mean over the last axis of `(y_pred > threshold) == y_true` (Keras's
+    `binary_accuracy`).
+
+    Args:
+        y_true: array-like of 0 / 1 labels `(..., K)`, or `(...)` for `K = 1`.
+        y_pred: array-like of probabilities `(..., K)`, float.
+        threshold: float, the probability above which a prediction is 1.
+
+    Returns:
+        `np.ndarray` of shape `y_pred.shape[:-1]`.
+
+    Example:
+
+    >>> from pylstm.metrics import binary_accuracy
+    >>> binary_accuracy([[1], [1], [0], [0]], [[0.98], [1.0], [0.0], [0.6]])
+    array([1., 1., 1., 0.])
+    """
     y_true, y_pred = _align(y_true, y_pred)
     return np.mean((y_pred > threshold).astype(y_true.dtype) == y_true, axis=-1)
 
 
 def categorical_accuracy(y_true, y_pred):
-    """`argmax(y_true, -1) == argmax(y_pred, -1)` for one-hot targets `(..., C)`."""
+    """`argmax(y_true, -1) == argmax(y_pred, -1)` for one-hot targets (Keras's
+    `categorical_accuracy`).
+
+    Args:
+        y_true: array-like one-hot `(..., C)`.
+        y_pred: array-like of scores `(..., C)`.
+
+    Returns:
+        float64 `np.ndarray` of 0 / 1, shape `y_pred.shape[:-1]`.
+
+    Example:
+
+    >>> from pylstm.metrics import categorical_accuracy
+    >>> categorical_accuracy([[0, 0, 1], [0, 1, 0]], [[0.1, 0.9, 0.8], [0.05, 0.95, 0.0]])
+    array([0., 1.])
+    """
     return (np.argmax(y_true, axis=-1) == np.argmax(y_pred, axis=-1)).astype(np.float64)
 
 
@@ -77,7 +136,22 @@ def _sparse_labels(y_true, y_pred):
 
 
 def sparse_categorical_accuracy(y_true, y_pred):
-    """`y_true == argmax(y_pred, -1)` for integer labels of shape `y_pred.shape[:-1]`."""
+    """`y_true == argmax(y_pred, -1)` for integer labels (Keras's
+    `sparse_categorical_accuracy`).
+
+    Args:
+        y_true: array-like of integer labels `y_pred.shape[:-1]` (or with a last axis of 1).
+        y_pred: array-like of scores `(..., C)`.
+
+    Returns:
+        float64 `np.ndarray` of 0 / 1, shape `y_pred.shape[:-1]`.
+
+    Example:
+
+    >>> from pylstm.metrics import sparse_categorical_accuracy
+    >>> sparse_categorical_accuracy([2, 1], [[0.1, 0.9, 0.8], [0.05, 0.95, 0.0]])
+    array([0., 1.])
+    """
     y_true, y_pred = _sparse_labels(y_true, y_pred)
     return (y_true == np.argmax(y_pred, axis=-1)).astype(np.float64)
 
@@ -89,8 +163,22 @@ def accuracy(y_true, y_pred):
     has a lower rank than `y_pred` or a last axis of 1; categorical (argmax of both) otherwise.
     (Keras's `Accuracy` class, exact equality, is `equal_accuracy`.)
 
+    Args:
+        y_true: array-like of labels: 0 / 1 `(..., 1)`, integers `(...)` or `(..., 1)`, or
+            one-hot `(..., C)`.
+        y_pred: array-like of probabilities or scores `(..., 1)` or `(..., C)`.
+
     Returns:
-        `np.ndarray` of per-sample values in `{0, 1}` (or their mean over a binary last axis).
+        `np.ndarray` of per-sample values in `{0, 1}` (or their mean over a binary last axis),
+        shape `y_pred.shape[:-1]`.
+
+    Example:
+
+    >>> from pylstm.metrics import accuracy
+    >>> accuracy([[1], [0]], [[0.7], [0.6]])  # binary, threshold 0.5
+    array([1., 0.])
+    >>> accuracy([2, 1], [[0.1, 0.9, 0.8], [0.05, 0.95, 0.0]])  # sparse categorical
+    array([0., 1.])
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_pred.ndim == 1 or y_pred.shape[-1] == 1:
@@ -102,7 +190,21 @@ def accuracy(y_true, y_pred):
 
 def equal_accuracy(y_true, y_pred):
     """`y_true == y_pred`, elementwise (Keras's `keras.metrics.accuracy`, the `Accuracy`
-    class)."""
+    class).
+
+    Args:
+        y_true: array-like of `y_pred`'s shape (or without its last axis of 1).
+        y_pred: array-like.
+
+    Returns:
+        float64 `np.ndarray` of 0 / 1, of `y_pred`'s shape.
+
+    Example:
+
+    >>> from pylstm.metrics import equal_accuracy
+    >>> equal_accuracy([1, 2, 3], [1, 2, 4])
+    array([1., 1., 0.])
+    """
     y_true, y_pred = _align(y_true, y_pred)
     return (y_true == y_pred).astype(np.float64)
 
@@ -115,7 +217,26 @@ def _in_top_k(scores, labels, k):
 
 
 def top_k_categorical_accuracy(y_true, y_pred, k=5):
-    """Whether `argmax(y_true, -1)` is among the `k` highest scores of `y_pred` `(..., C)`."""
+    """Whether `argmax(y_true, -1)` is among the `k` highest scores of `y_pred` (Keras's
+    `top_k_categorical_accuracy`; scores tied with the k-th count as in).
+
+    Args:
+        y_true: array-like one-hot `(..., C)`.
+        y_pred: array-like of scores `(..., C)`.
+        k: int, how many top scores count.
+
+    Returns:
+        float64 `np.ndarray` of 0 / 1, shape `y_pred.shape[:-1]`.
+
+    Example:
+
+    >>> from pylstm.metrics import top_k_categorical_accuracy
+    >>> y_true, y_pred = [[0, 0, 1], [0, 1, 0]], [[0.1, 0.9, 0.8], [0.05, 0.95, 0.0]]
+    >>> top_k_categorical_accuracy(y_true, y_pred, k=1)
+    array([0., 1.])
+    >>> top_k_categorical_accuracy(y_true, y_pred, k=2)
+    array([1., 1.])
+    """
     y_pred = np.asarray(y_pred)
     return _in_top_k(y_pred, np.argmax(y_true, axis=-1), k)
 
@@ -123,7 +244,26 @@ def top_k_categorical_accuracy(y_true, y_pred, k=5):
 def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5, from_sorted_ids=False):
     """Whether the integer label is among the `k` highest scores of `y_pred` `(..., C)`; with
     `from_sorted_ids=True`, whether it is among the first `k` ids of `y_pred` (class ids
-    sorted by score)."""
+    sorted by score) (Keras's `sparse_top_k_categorical_accuracy`).
+
+    Args:
+        y_true: array-like of integer labels `y_pred.shape[:-1]` (or with a last axis of 1).
+        y_pred: array-like of scores `(..., C)`, or of class ids `(..., >= k)`.
+        k: int, how many top scores (or ids) count.
+        from_sorted_ids: bool, whether `y_pred` holds class ids sorted by score.
+
+    Returns:
+        float64 `np.ndarray` of 0 / 1, shape `y_true`'s (without a last axis of 1).
+
+    Example:
+
+    >>> from pylstm.metrics import sparse_top_k_categorical_accuracy
+    >>> sparse_top_k_categorical_accuracy([2, 1], [[0.1, 0.9, 0.8], [0.05, 0.95, 0.0]], k=2)
+    array([1., 1.])
+    >>> sparse_top_k_categorical_accuracy([2, 2], [[1, 2, 0], [1, 0, 2]], k=2,
+    ...                                   from_sorted_ids=True)
+    array([1., 0.])
+    """
     y_true, y_pred = _sparse_labels(y_true, y_pred)
     if from_sorted_ids:
         return np.any(y_pred[..., :k] == y_true[..., None], axis=-1).astype(np.float64)
@@ -223,12 +363,17 @@ class Metric(Configurable):
         self.reset_state()
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        """Adds a batch: `y_true` and `y_pred` array-likes (shapes as the subclass says),
+        `sample_weight` None or weights of the batch's samples."""
         raise NotImplementedError
 
     def result(self):
+        """Returns the value over every batch since the last `reset_state()`: a Python float
+        (an `np.ndarray` for a metric with several values)."""
         raise NotImplementedError
 
     def reset_state(self):
+        """Forgets every batch seen."""
         raise NotImplementedError
 
     def __call__(self, *args, **kwargs):
@@ -247,6 +392,18 @@ class Mean(Metric):
 
     Args:
         name: str (default `"mean"`).
+
+    Example:
+
+    >>> from pylstm.metrics import Mean
+    >>> m = Mean()
+    >>> m.update_state([1.0, 2.0])
+    >>> m.update_state([3.0], sample_weight=[2.0])
+    >>> m.result()  # (1 + 2 + 2 * 3) / (1 + 1 + 2)
+    2.25
+    >>> m.reset_state()
+    >>> m.result()
+    0.0
     """
 
     def __init__(self, name="mean"):
@@ -257,6 +414,8 @@ class Mean(Metric):
         self.count = 0.0
 
     def update_state(self, values, sample_weight=None):
+        """Adds the values of a batch: `values` array-like `(N, ...)` (a scalar counts as one
+        sample), `sample_weight` None or float weights `(N,)` (or of `values`' shape)."""
         values, sample_weight = _samplewise(values, sample_weight)
         self.total += float(np.sum(values))
         if sample_weight is not None:
@@ -277,12 +436,24 @@ class MeanMetricWrapper(Mean):
     weights, so that masked timesteps count for nothing.
 
     Args:
-        fn: callable `(y_true, y_pred, **kwargs) -> np.ndarray` of per-sample values.
+        fn: callable `(y_true, y_pred, **kwargs) -> np.ndarray` of per-sample values, or
+            the name of one of `pylstm.metrics`' functions (`"mean_squared_error"`, ...).
         name: str (default `fn.__name__`).
         **kwargs: passed to `fn`.
 
     Raises:
         TypeError: for an `fn` that is not callable.
+        ValueError: for an unknown function name; the message lists the valid ones.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm.metrics import MeanMetricWrapper
+    >>> def max_error(y_true, y_pred):
+    ...     return np.max(np.abs(np.subtract(y_pred, y_true)), axis=-1)
+    >>> m = MeanMetricWrapper(max_error)
+    >>> m([[0.0, 1.0], [0.0, 0.0]], [[1.0, 3.0], [0.0, 1.0]]), m.name  # mean of 2 and 1
+    (1.5, 'max_error')
     """
 
     def __init__(self, fn, name=None, **kwargs):
@@ -353,17 +524,39 @@ def _default_name(cls):
 
 MeanSquaredError = _wrapped(
     "MeanSquaredError", mean_squared_error, "down",
-    """The mean of `(y_true - y_pred) ** 2` (Keras's `MeanSquaredError`, `"mse"`).
+    """The mean of `(y_true - y_pred) ** 2` (Keras's `MeanSquaredError`, `"mse"`);
+    `y_true`, `y_pred` `(..., K)`.
 
     Args:
         name: str (default `"mean_squared_error"`).
+
+    Example:
+
+    >>> from pylstm.metrics import MeanSquaredError
+    >>> m = MeanSquaredError()
+    >>> m.update_state([[0.0, 1.0]], [[1.0, 1.0]])
+    >>> m.result()
+    0.5
+    >>> m.update_state([[0.0, 0.0]], [[0.0, 0.0]])
+    >>> m.result()  # the mean over both batches
+    0.25
+    >>> m.reset_state()
+    >>> m.result()
+    0.0
     """)
 MeanAbsoluteError = _wrapped(
     "MeanAbsoluteError", mean_absolute_error, "down",
-    """The mean of `|y_true - y_pred|` (Keras's `MeanAbsoluteError`, `"mae"`).
+    """The mean of `|y_true - y_pred|` (Keras's `MeanAbsoluteError`, `"mae"`); `y_true`,
+    `y_pred` `(..., K)`.
 
     Args:
         name: str (default `"mean_absolute_error"`).
+
+    Example:
+
+    >>> from pylstm.metrics import MeanAbsoluteError
+    >>> MeanAbsoluteError()([[0.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 0.0]])
+    0.5
     """)
 CategoricalAccuracy = _wrapped(
     "CategoricalAccuracy", categorical_accuracy, "up",
@@ -372,6 +565,20 @@ CategoricalAccuracy = _wrapped(
 
     Args:
         name: str (default `"categorical_accuracy"`).
+
+    Example:
+
+    >>> from pylstm.metrics import CategoricalAccuracy
+    >>> m = CategoricalAccuracy()
+    >>> m.update_state([[0, 0, 1], [0, 1, 0]], [[0.1, 0.9, 0.8], [0.05, 0.95, 0.0]])
+    >>> m.result()
+    0.5
+    >>> m.update_state([[1, 0, 0]], [[0.6, 0.3, 0.1]])
+    >>> round(m.result(), 4)  # 2 right out of 3
+    0.6667
+    >>> m.reset_state()
+    >>> m.result()
+    0.0
     """)
 SparseCategoricalAccuracy = _wrapped(
     "SparseCategoricalAccuracy", sparse_categorical_accuracy, "up",
@@ -380,6 +587,12 @@ SparseCategoricalAccuracy = _wrapped(
 
     Args:
         name: str (default `"sparse_categorical_accuracy"`).
+
+    Example:
+
+    >>> from pylstm.metrics import SparseCategoricalAccuracy
+    >>> SparseCategoricalAccuracy()([[2], [1]], [[0.1, 0.9, 0.8], [0.05, 0.95, 0.0]])
+    0.5
     """)
 Accuracy = _wrapped(
     "Accuracy", equal_accuracy, "up",
@@ -388,6 +601,12 @@ Accuracy = _wrapped(
 
     Args:
         name: str (default `"accuracy"`).
+
+    Example:
+
+    >>> from pylstm.metrics import Accuracy
+    >>> Accuracy()([[1], [2], [3], [4]], [[0], [2], [3], [4]])
+    0.75
     """)
 
 
@@ -397,6 +616,12 @@ class BinaryAccuracy(_Wrapped):
     Args:
         name: str (default `"binary_accuracy"`).
         threshold: float, the probability above which a prediction is 1 (default 0.5).
+
+    Example:
+
+    >>> from pylstm.metrics import BinaryAccuracy
+    >>> BinaryAccuracy()([[1], [1], [0], [0]], [[0.98], [1.0], [0.0], [0.6]])
+    0.75
     """
 
     _fn_of_class = staticmethod(binary_accuracy)
@@ -416,6 +641,13 @@ class TopKCategoricalAccuracy(_Wrapped):
 
     Raises:
         ValueError: for a `k` that is not a positive int.
+
+    Example:
+
+    >>> from pylstm.metrics import TopKCategoricalAccuracy
+    >>> y_true, y_pred = [[0, 0, 1], [0, 1, 0]], [[0.1, 0.9, 0.8], [0.05, 0.95, 0.0]]
+    >>> TopKCategoricalAccuracy(k=1)(y_true, y_pred), TopKCategoricalAccuracy(k=2)(y_true, y_pred)
+    (0.5, 1.0)
     """
 
     _fn_of_class = staticmethod(top_k_categorical_accuracy)
@@ -437,6 +669,12 @@ class SparseTopKCategoricalAccuracy(_Wrapped):
 
     Raises:
         ValueError: for a `k` that is not a positive int.
+
+    Example:
+
+    >>> from pylstm.metrics import SparseTopKCategoricalAccuracy
+    >>> SparseTopKCategoricalAccuracy(k=1)([2, 1], [[0.1, 0.9, 0.8], [0.05, 0.95, 0.0]])
+    0.5
     """
 
     _fn_of_class = staticmethod(sparse_top_k_categorical_accuracy)
@@ -473,16 +711,20 @@ class _LossValues:
         return self.sign * loss._per_sample(*loss._prepare(y_true, y_pred))[0]
 
 
-def _loss_metric(cls_name, loss_class, default_name, keras_doc):
-    """A `_Wrapped` class of a loss's per-sample values (lower is better)."""
+def _loss_metric(cls_name, loss_class, default_name, keras_doc, example):
+    """A `_Wrapped` class of a loss's per-sample values (lower is better); `example` is its
+    docstring's example, lines indented by 4 spaces."""
     cls = type(cls_name, (_Wrapped,), {
         "_fn_of_class": staticmethod(_LossValues(loss_class)), "_direction": "down",
         "__module__": __name__,
         "__doc__": f"""The mean of `pylstm.losses.{loss_class.__name__}`'s per-sample values
-    (Keras's `{keras_doc}`).
+    (Keras's `{keras_doc}`); `y_true`, `y_pred` as the loss's.
 
     Args:
         name: str (default `"{default_name}"`).
+
+    Example:
+{example}
     """})
     _DEFAULT_NAMES[cls] = default_name
     return cls
@@ -490,19 +732,47 @@ def _loss_metric(cls_name, loss_class, default_name, keras_doc):
 
 MeanAbsolutePercentageError = _loss_metric(
     "MeanAbsolutePercentageError", losses_module.MeanAbsolutePercentageError,
-    "mean_absolute_percentage_error", "MeanAbsolutePercentageError")
+    "mean_absolute_percentage_error", "MeanAbsolutePercentageError", """
+    >>> from pylstm.metrics import MeanAbsolutePercentageError
+    >>> MeanAbsolutePercentageError()([[2.0, 4.0]], [[1.0, 5.0]])  # 100 * (1/2 + 1/4) / 2
+    37.5""")
 MeanSquaredLogarithmicError = _loss_metric(
     "MeanSquaredLogarithmicError", losses_module.MeanSquaredLogarithmicError,
-    "mean_squared_logarithmic_error", "MeanSquaredLogarithmicError")
-LogCoshError = _loss_metric("LogCoshError", losses_module.LogCosh, "logcosh", "LogCoshError")
+    "mean_squared_logarithmic_error", "MeanSquaredLogarithmicError", """
+    >>> from pylstm.metrics import MeanSquaredLogarithmicError
+    >>> m = MeanSquaredLogarithmicError()
+    >>> round(m([[0.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [0.0, 0.0]]), 4)  # log(2) ** 2 / 4
+    0.1201""")
+LogCoshError = _loss_metric("LogCoshError", losses_module.LogCosh, "logcosh", "LogCoshError", """
+    >>> from pylstm.metrics import LogCoshError
+    >>> m = LogCoshError()
+    >>> m.update_state([[0.0, 1.0]], [[1.0, 1.0]])
+    >>> m.update_state([[0.0, 0.0]], [[0.0, 0.0]])
+    >>> round(m.result(), 4)  # log(cosh 1) / 4
+    0.1084""")
 KLDivergence = _loss_metric("KLDivergence", losses_module.KLDivergence, "kl_divergence",
-                            "KLDivergence")
-Poisson = _loss_metric("Poisson", losses_module.Poisson, "poisson", "Poisson")
-Hinge = _loss_metric("Hinge", losses_module.Hinge, "hinge", "Hinge")
+                            "KLDivergence", """
+    >>> from pylstm.metrics import KLDivergence
+    >>> round(KLDivergence()([[0.5, 0.5]], [[0.25, 0.75]]), 4)  # 0.5 log 2 + 0.5 log(2/3)
+    0.1438""")
+Poisson = _loss_metric("Poisson", losses_module.Poisson, "poisson", "Poisson", """
+    >>> from pylstm.metrics import Poisson
+    >>> round(Poisson()([[1.0, 2.0]], [[2.0, 1.0]]), 4)  # (2 - log 2 + 1 - 2 log 1) / 2
+    1.1534""")
+Hinge = _loss_metric("Hinge", losses_module.Hinge, "hinge", "Hinge", """
+    >>> from pylstm.metrics import Hinge
+    >>> round(Hinge()([[0.0, 1.0]], [[-0.5, 0.3]]), 4)  # labels -1, 1: (0.5 + 0.7) / 2
+    0.6""")
 SquaredHinge = _loss_metric("SquaredHinge", losses_module.SquaredHinge, "squared_hinge",
-                            "SquaredHinge")
+                            "SquaredHinge", """
+    >>> from pylstm.metrics import SquaredHinge
+    >>> round(SquaredHinge()([[0.0, 1.0]], [[-0.5, 0.3]]), 4)  # (0.5 ** 2 + 0.7 ** 2) / 2
+    0.37""")
 CategoricalHinge = _loss_metric("CategoricalHinge", losses_module.CategoricalHinge,
-                                "categorical_hinge", "CategoricalHinge")
+                                "categorical_hinge", "CategoricalHinge", """
+    >>> from pylstm.metrics import CategoricalHinge
+    >>> round(CategoricalHinge()([[0.0, 1.0, 0.0]], [[0.3, 0.6, 0.1]]), 4)  # 0.3 - 0.6 + 1
+    0.7""")
 
 
 class CosineSimilarity(_Wrapped):
@@ -512,6 +782,16 @@ class CosineSimilarity(_Wrapped):
     Args:
         name: str (default `"cosine_similarity"`).
         axis: int, the axis of the vectors (default -1).
+
+    Raises:
+        ValueError: (from `update_state`) for an `axis` that is not an int or is out of range.
+
+    Example:
+
+    >>> from pylstm.metrics import CosineSimilarity
+    >>> m = CosineSimilarity()
+    >>> round(m([[0.0, 1.0], [1.0, 1.0]], [[1.0, 0.0], [1.0, 1.0]]), 4)  # (0 + 1) / 2
+    0.5
     """
 
     _fn_of_class = staticmethod(_LossValues(losses_module.CosineSimilarity, sign=-1.0))
@@ -528,27 +808,49 @@ class _CrossentropyMetric(_Wrapped):
         super().__init__(name=name, from_logits=bool(from_logits))
 
 
-def _crossentropy_metric(cls_name, loss_class, default_name):
+def _crossentropy_metric(cls_name, loss_class, default_name, example):
     cls = type(cls_name, (_CrossentropyMetric,), {
         "_fn_of_class": staticmethod(_LossValues(loss_class)), "__module__": __name__,
         "__doc__": f"""The mean of `pylstm.losses.{cls_name}`'s per-sample values (Keras's
-    `{cls_name}` metric).
+    `{cls_name}` metric); `y_true`, `y_pred` as the loss's.
 
     Args:
         name: str (default `"{default_name}"`).
         from_logits: bool, as the loss's.
+
+    Example:
+{example}
     """})
     _DEFAULT_NAMES[cls] = default_name
     return cls
 
 
 BinaryCrossentropy = _crossentropy_metric(
-    "BinaryCrossentropy", losses_module.BinaryCrossentropy, "binary_crossentropy")
+    "BinaryCrossentropy", losses_module.BinaryCrossentropy, "binary_crossentropy", """
+    >>> from pylstm.metrics import BinaryCrossentropy
+    >>> m = BinaryCrossentropy()
+    >>> m.update_state([[0.0, 1.0]], [[0.1, 0.8]])
+    >>> m.update_state([[1.0, 1.0]], [[0.9, 0.8]])
+    >>> round(m.result(), 4)  # -(2 log 0.9 + 2 log 0.8) / 4
+    0.1643
+    >>> m.reset_state()
+    >>> m.result()
+    0.0""")
 CategoricalCrossentropy = _crossentropy_metric(
-    "CategoricalCrossentropy", losses_module.CategoricalCrossentropy, "categorical_crossentropy")
+    "CategoricalCrossentropy", losses_module.CategoricalCrossentropy, "categorical_crossentropy",
+    """
+    >>> from pylstm.metrics import CategoricalCrossentropy
+    >>> y_true = [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    >>> y_pred = [[0.05, 0.95, 0.0], [0.1, 0.8, 0.1]]
+    >>> round(CategoricalCrossentropy()(y_true, y_pred), 4)  # (-log 0.95 - log 0.1) / 2
+    1.1769""")
 SparseCategoricalCrossentropy = _crossentropy_metric(
     "SparseCategoricalCrossentropy", losses_module.SparseCategoricalCrossentropy,
-    "sparse_categorical_crossentropy")
+    "sparse_categorical_crossentropy", """
+    >>> from pylstm.metrics import SparseCategoricalCrossentropy
+    >>> m = SparseCategoricalCrossentropy()
+    >>> round(m([1, 2], [[0.05, 0.95, 0.0], [0.1, 0.8, 0.1]]), 4)
+    1.1769""")
 
 
 # Sums of squares --------------------------------------------------------------------------
@@ -556,10 +858,23 @@ SparseCategoricalCrossentropy = _crossentropy_metric(
 
 class RootMeanSquaredError(Mean):
     """`sqrt` of the (weighted) mean of `(y_true - y_pred) ** 2` over every entry seen
-    (Keras's `RootMeanSquaredError`; it ignores the output's mask, as Keras's does).
+    (Keras's `RootMeanSquaredError`; it ignores the output's mask, as Keras's does);
+    `y_true`, `y_pred` `(..., K)`, `sample_weight` None or `(N,)` (or the values' shape).
 
     Args:
         name: str (default `"root_mean_squared_error"`).
+
+    Example:
+
+    >>> from pylstm.metrics import RootMeanSquaredError
+    >>> m = RootMeanSquaredError()
+    >>> m.update_state([[0.0]], [[3.0]])
+    >>> m.update_state([[0.0]], [[4.0]])
+    >>> round(m.result(), 4)  # sqrt((9 + 16) / 2), not the mean of 3 and 4
+    3.5355
+    >>> m.reset_state()
+    >>> m.result()
+    0.0
     """
 
     _direction = "down"
@@ -592,6 +907,17 @@ class R2Score(Metric):
     Raises:
         ValueError: for an unknown `class_aggregation`, a negative `num_regressors`, or inputs
             that are not 2-D.
+
+    Example:
+
+    >>> from pylstm.metrics import R2Score
+    >>> m = R2Score()
+    >>> m.update_state([[1.0], [2.0]], [[1.0], [2.0]])
+    >>> m.update_state([[3.0]], [[4.0]])
+    >>> m.result()  # 1 - SS_res / SS_tot = 1 - 1 / 2 over the 3 samples
+    0.5
+    >>> R2Score(class_aggregation=None)([[1.0, 0.0], [2.0, 1.0]], [[1.5, 0.0], [2.0, 1.0]])
+    array([0.5, 1. ])
     """
 
     _direction = "up"
@@ -790,6 +1116,14 @@ class Precision(_PrecisionRecall):
 
     Raises:
         ValueError: for thresholds outside [0, 1], or a bad `top_k` / `class_id`.
+
+    Example:
+
+    >>> from pylstm.metrics import Precision
+    >>> round(Precision()([0, 1, 1, 1], [1.0, 1.0, 1.0, 0.0]), 4)  # 2 TP, 1 FP
+    0.6667
+    >>> Precision(thresholds=[0.5, 0.85])([0, 1, 1, 1], [0.9, 0.8, 0.6, 0.2]).round(4)
+    array([0.6667, 0.    ])
     """
 
     def result(self):
@@ -807,6 +1141,20 @@ class Recall(_PrecisionRecall):
 
     Raises:
         ValueError: as `Precision`.
+
+    Example:
+
+    >>> from pylstm.metrics import Recall
+    >>> m = Recall()
+    >>> m.update_state([0, 1, 1, 1], [1.0, 1.0, 0.0, 0.0])
+    >>> round(m.result(), 4)  # 1 TP, 2 FN
+    0.3333
+    >>> m.update_state([1], [0.7])
+    >>> m.result()  # 2 TP, 2 FN
+    0.5
+    >>> m.reset_state()
+    >>> m.result()
+    0.0
     """
 
     def result(self):
@@ -1013,9 +1361,20 @@ def get(identifier):
             function `(y_true, y_pred) -> per-sample values`, wrapped in a
             `MeanMetricWrapper` named by its `__name__`.
 
+    Returns:
+        A `Metric`: `identifier` itself, or a new one.
+
     Raises:
         ValueError: for an unknown name; the message lists the valid ones.
         TypeError: for an identifier of another kind.
+
+    Example:
+
+    >>> from pylstm.metrics import get
+    >>> get("mae")
+    MeanAbsoluteError(name='mae')
+    >>> get("accuracy")
+    MeanMetricWrapper(fn='accuracy', name='accuracy')
     """
     if isinstance(identifier, Metric):
         return identifier
@@ -1036,11 +1395,20 @@ def get(identifier):
 
 
 def serialize(metric):
-    """Returns `{"class_name": str, "config": dict}`, JSON-serializable.
+    """Returns `{"class_name": str, "config": dict}`, JSON-serializable (Keras's protocol).
+
+    Args:
+        metric: a `Metric` of one of `pylstm.metrics`' classes.
 
     Raises:
         ValueError: for a metric of a user's class, or a `MeanMetricWrapper` of a function that
             is not one of `pylstm.metrics`' functions (neither could be read back).
+
+    Example:
+
+    >>> from pylstm.metrics import BinaryAccuracy, serialize
+    >>> serialize(BinaryAccuracy(threshold=0.7))
+    {'class_name': 'BinaryAccuracy', 'config': {'name': 'binary_accuracy', 'threshold': 0.7}}
     """
     builtin = type(metric) in _CLASSES
     if type(metric) is MeanMetricWrapper:
@@ -1052,13 +1420,42 @@ def serialize(metric):
 
 
 def deserialize(config):
-    """Builds a `Metric` from `{"class_name": str, "config": dict}`."""
+    """Builds a `Metric` from `serialize`'s output, with an empty state.
+
+    Args:
+        config: dict `{"class_name": str, "config": dict or None}`.
+
+    Raises:
+        ValueError: if `config` is not such a dict or names an unknown metric.
+
+    Example:
+
+    >>> from pylstm.metrics import deserialize
+    >>> deserialize({"class_name": "BinaryAccuracy", "config": {"threshold": 0.7}})
+    BinaryAccuracy(name='binary_accuracy', threshold=0.7)
+    """
     return _REGISTRY.deserialize(config)
 
 
 def made_from_name(name, metric):
     """Whether `get(name)` makes a metric of `metric`'s class and config (so that the name
-    alone saves it)."""
+    alone saves it).
+
+    Args:
+        name: str, a name `get` may know.
+        metric: a `Metric`.
+
+    Returns:
+        bool; False for a name `get` does not know.
+
+    Example:
+
+    >>> from pylstm.metrics import MeanAbsoluteError, made_from_name
+    >>> made_from_name("mae", MeanAbsoluteError(name="mae"))
+    True
+    >>> made_from_name("mae", MeanAbsoluteError())  # logged as "mean_absolute_error"
+    False
+    """
     try:
         made = get(name)
     except (ValueError, TypeError):
@@ -1073,7 +1470,23 @@ def made_from_name(name, metric):
 
 def clone(metric):
     """A fresh copy of `metric`, with its configuration and an empty state (Keras gives each
-    output of a model its own metric objects)."""
+    output of a model its own metric objects).
+
+    Args:
+        metric: a `Metric`.
+
+    Returns:
+        A new `Metric` of `metric`'s class.
+
+    Example:
+
+    >>> from pylstm.metrics import Mean, clone
+    >>> m = Mean(name="loss")
+    >>> m.update_state([1.0, 3.0])
+    >>> fresh = clone(m)
+    >>> fresh, fresh.result(), m.result()
+    (Mean(name='loss'), 0.0, 2.0)
+    """
     fresh = copy.deepcopy(metric)
     fresh.reset_state()
     return fresh
