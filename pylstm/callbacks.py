@@ -128,6 +128,17 @@ class History(Callback):
         history: dict `name -> list of float`, one entry per epoch, e.g. `"loss"`, `"mae"`,
             `"val_loss"`, `"val_mae"`.
         epoch: list of the epoch indices run (0-based, starting at `initial_epoch`).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm import layers, models
+    >>> model = models.Sequential([layers.Input((2,)), layers.Dense(1)])
+    >>> model.compile("sgd", loss="mse")
+    >>> history = model.fit(np.ones((10, 2)), np.zeros((10, 1)), epochs=3, validation_split=0.2,
+    ...                     verbose=0)
+    >>> history is model.history, history.epoch, sorted(history.history)
+    (True, [0, 1, 2], ['loss', 'val_loss'])
     """
 
     def __init__(self):
@@ -557,6 +568,20 @@ class ReduceLROnPlateau(_MonitorCallback):
         ValueError: for `factor >= 1`; at the first epoch's end, as `_MonitorCallback`.
         TypeError: at a reduction, when the optimizer's rate is a schedule (Keras refuses to
             set it too).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm import callbacks, layers, models, optimizers
+    >>> model = models.Sequential([layers.Input((2,)), layers.Dense(1)])
+    >>> model.compile(optimizers.SGD(learning_rate=0.1), loss="mse")
+    >>> reduce_lr = callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=2)
+    >>> history = model.fit(np.zeros((8, 2)), np.zeros((8, 1)), epochs=5, callbacks=[reduce_lr],
+    ...                     verbose=0)  # the loss stays 0: halved after epochs 2 and 4
+    >>> [round(lr, 4) for lr in history.history["learning_rate"]]
+    [0.1, 0.1, 0.1, 0.05, 0.05]
+    >>> round(model.optimizer.learning_rate, 4)
+    0.025
     """
 
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
@@ -635,10 +660,16 @@ class LearningRateScheduler(Callback):
 
     Example:
 
-    >>> from pylstm import callbacks
+    >>> import numpy as np
+    >>> from pylstm import callbacks, layers, models, optimizers
     >>> def scheduler(epoch, lr):
-    ...     return lr if epoch < 10 else lr * 0.9
-    >>> callback = callbacks.LearningRateScheduler(scheduler)
+    ...     return lr if epoch < 1 else lr * 0.5
+    >>> model = models.Sequential([layers.Input((2,)), layers.Dense(1)])
+    >>> model.compile(optimizers.SGD(learning_rate=0.1), loss="mse")
+    >>> history = model.fit(np.zeros((8, 2)), np.zeros((8, 1)), epochs=3, verbose=0,
+    ...                     callbacks=[callbacks.LearningRateScheduler(scheduler)])
+    >>> [round(lr, 4) for lr in history.history["learning_rate"]]
+    [0.1, 0.05, 0.025]
     """
 
     def __init__(self, schedule, verbose=0):
@@ -688,6 +719,23 @@ class CSVLogger(Callback):
         separator: str, the field delimiter. Defaults to `","`.
         append: bool; append to an existing file (its header is written only when the file
             is empty) instead of overwriting it.
+
+    Raises:
+        OSError: at training's start, if the file cannot be opened for writing (e.g. its
+            folder does not exist).
+
+    Example:
+
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from pylstm import callbacks, layers, models
+    >>> path = os.path.join(tempfile.mkdtemp(), "log.csv")
+    >>> model = models.Sequential([layers.Input((2,)), layers.Dense(1)])
+    >>> model.compile("sgd", loss="mse")
+    >>> _ = model.fit(np.zeros((8, 2)), np.zeros((8, 1)), epochs=2, verbose=0,
+    ...               callbacks=[callbacks.CSVLogger(path)])
+    >>> open(path).read().splitlines()
+    ['epoch,loss,val_loss', '0,0.0,NA', '1,0.0,NA']
     """
 
     def __init__(self, filename, separator=",", append=False):
@@ -762,6 +810,19 @@ class TerminateOnNaN(Callback):
 
     Raises:
         RuntimeError: with `raise_error=True`, at the first NaN or infinite loss.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm import callbacks, layers, models
+    >>> model = models.Sequential([layers.Input((2,)), layers.Dense(1)])
+    >>> model.compile("sgd", loss="mse")
+    >>> model.set_weights([np.full((2, 1), np.nan), np.zeros(1)])  # as after a divergence
+    >>> history = model.fit(np.ones((8, 2)), np.zeros((8, 1)), batch_size=4, epochs=5,
+    ...                     verbose=0, callbacks=[callbacks.TerminateOnNaN()])
+    Batch 0: Invalid loss, terminating training
+    >>> history.history
+    {'loss': [nan]}
     """
 
     def __init__(self, raise_error=False):
@@ -796,9 +857,16 @@ class LambdaCallback(Callback):
 
     Example:
 
-    >>> from pylstm import callbacks
+    >>> import numpy as np
+    >>> from pylstm import callbacks, layers, models
     >>> seen = []
     >>> callback = callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(epoch))
+    >>> model = models.Sequential([layers.Input((2,)), layers.Dense(1)])
+    >>> model.compile("sgd", loss="mse")
+    >>> _ = model.fit(np.zeros((8, 2)), np.zeros((8, 1)), epochs=2, callbacks=[callback],
+    ...               verbose=0)
+    >>> seen
+    [0, 1]
     """
 
     def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None,
