@@ -237,6 +237,16 @@ def get_num_threads():
 
     Returns:
         int >= 1, or None when pylstm uses the BLAS library's own setting.
+
+    Example:
+
+    >>> from pylstm import ops
+    >>> ops.set_num_threads(2)
+    >>> ops.get_num_threads()
+    2
+    >>> ops.set_num_threads(None)
+    >>> ops.get_num_threads() is None
+    True
     """
     return _num_threads
 

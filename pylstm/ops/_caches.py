@@ -39,6 +39,19 @@ class LSTMCache:
         ms: `(N, H)` pre-projection outputs `o * act(c)`, or None without projection.
         batch_sizes: `(T,)` the samples running at each step; `row_sample`: None, or `(N,)`
             each packed row's sample within its step.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm import ops
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(2, 5, 3)).astype("float32")
+    >>> kernel, recurrent_kernel = np.ones((3, 16), "float32"), np.ones((4, 16), "float32")
+    >>> y, h_n, c_n, cache = ops.lstm_forward(x, kernel, recurrent_kernel, training=True)
+    >>> isinstance(cache, ops.LSTMCache), cache.x.shape, cache.gates.shape
+    (True, (5, 2, 3), (5, 2, 16))
+    >>> ops.lstm_backward(cache, dy=np.ones_like(y))["kernel"].shape
+    (3, 16)
     """
 
     packing = None
