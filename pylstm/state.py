@@ -201,8 +201,27 @@ class LSTMState:
 
 
 def reset_layers(layers, mask):
-    """`LSTMState.reset(mask)` of every state in `layers`, none of them touched when `mask`
-    is refused (the layers share one batch size)."""
+    """Resets some or all samples of every layer's state to zeros, in place: `LSTMState.reset`
+    of each, none of them touched when `mask` is refused (the layers share one batch size).
+
+    Args:
+        layers: a sequence of `LSTMState` of one batch size B, such as `LSTMStepState.layers`.
+        mask: None to reset every sample, or a `(B,)` boolean array, True for the samples to
+            reset.
+
+    Raises:
+        TypeError: `mask` is not boolean.
+        ValueError: `mask` does not have shape `(B,)`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm.state import LSTMState, reset_layers
+    >>> layers = [LSTMState(np.ones((2, 3)), np.ones((2, 3))) for _ in range(2)]
+    >>> reset_layers(layers, np.array([True, False]))
+    >>> [state.h.sum(axis=1).tolist() for state in layers]
+    [[0.0, 3.0], [0.0, 3.0]]
+    """
     for state in layers:
         state.reset(mask)
 

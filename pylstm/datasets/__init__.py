@@ -24,6 +24,15 @@ Attributes:
         scale) sunspot number. Dimensionless count index, one decimal, range 0.0 to 253.8.
     years: `int64` array of shape `(3126,)`, calendar year of each value (1749 to 2009).
     months: `int64` array of shape `(3126,)`, calendar month of each value (1 to 12).
+
+Example:
+
+>>> from pylstm.datasets import Sunspots, load_sunspots
+>>> sunspots = load_sunspots()
+>>> isinstance(sunspots, Sunspots), sunspots._fields
+(True, ('data', 'years', 'months'))
+>>> int(sunspots.years[-1]), int(sunspots.months[-1]), float(sunspots.data.max())
+(2009, 6, 253.8)
 """
 
 _SUNSPOTS_DTYPE = np.dtype([("year", np.int64), ("month", np.int64), ("sunspot_number", np.float64)])
@@ -34,10 +43,23 @@ def _read_bytes(filename):
 
 
 def sha256(filename):
-    """Returns the hex SHA-256 of a data file shipped in `pylstm.datasets`.
+    """Returns the hex SHA-256 of a data file shipped in `pylstm.datasets`, to check an
+    installation against the digests recorded here (`SUNSPOTS_SHA256`).
 
     Args:
-        filename: str, e.g. `"sunspots_monthly.csv"`.
+        filename: str, the file's name in the package, e.g. `"sunspots_monthly.csv"`.
+
+    Returns:
+        str, 64 lowercase hex digits.
+
+    Raises:
+        FileNotFoundError: for a file that `pylstm.datasets` does not ship.
+
+    Example:
+
+    >>> from pylstm.datasets import SUNSPOTS_FILENAME, SUNSPOTS_SHA256, sha256
+    >>> sha256(SUNSPOTS_FILENAME) == SUNSPOTS_SHA256
+    True
     """
     return hashlib.sha256(_read_bytes(filename)).hexdigest()
 
