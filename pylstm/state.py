@@ -144,10 +144,12 @@ class LSTMState:
 
     @property
     def batch_size(self):
+        """B, the number of samples (int)."""
         return self._h.shape[0]
 
     @property
     def dtype(self):
+        """The dtype of `h` and `c`, float32 or float64."""
         return self._h.dtype
 
     def copy(self):
@@ -295,10 +297,12 @@ class LSTMStepState:
 
     @property
     def num_layers(self):
+        """The number of layers (int)."""
         return len(self._layers)
 
     @property
     def batch_size(self):
+        """N, the number of samples (int)."""
         return self._layers[0].batch_size
 
     @property
@@ -308,6 +312,7 @@ class LSTMStepState:
 
     @property
     def dtype(self):
+        """The dtype of every layer's `h` and `c`, float32 or float64."""
         return self._layers[0].dtype
 
     @property
