@@ -21,7 +21,18 @@ from pylstm.variable import Variable
 IncompatibleKeys = collections.namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 IncompatibleKeys.__doc__ = """What `load_state_dict(..., strict=False)` did not match (as
 PyTorch's `_IncompatibleKeys`): `missing_keys`, the model's parameters absent from the dict,
-and `unexpected_keys`, the dict's keys that are not parameters; both lists of str."""
+and `unexpected_keys`, the dict's keys that are not parameters; both lists of str.
+
+Example:
+
+>>> import numpy as np
+>>> from pylstm.nn import LSTM
+>>> lstm = LSTM(2, 3, seed=0)
+>>> state = lstm.state_dict()
+>>> state["extra"] = state.pop("bias_hh_l0")
+>>> lstm.load_state_dict(state, strict=False)
+IncompatibleKeys(missing_keys=['bias_hh_l0'], unexpected_keys=['extra'])
+"""
 
 
 def _check_int(value, name, minimum):

@@ -243,7 +243,17 @@ def save_state_dict_file(state_dict, path):
 
     Raises:
         ValueError: an unknown extension.
+        TypeError: `path` is not a str or `os.PathLike`.
         ImportError: `safetensors` or `torch` not installed, for its format.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> from pylstm.nn import LSTM
+    >>> path = os.path.join(tempfile.mkdtemp(), "lstm.safetensors")
+    >>> save_state_dict_file(LSTM(2, 3, seed=0).state_dict(), path)
+    >>> load_state_dict_file(path)["weight_ih_l0"].shape  # torch's (4 * hidden, input)
+    (12, 2)
     """
     path, kind = _kind(path, "path")
     check_destination(path)

@@ -38,6 +38,17 @@ class PackedSequence(NamedTuple):
     non-increasing, summing to `len(data)`; each index array a permutation of
     `range(batch_sizes[0])`, the two inverse to each other. A `sorted_indices` given without
     `unsorted_indices` has its inverse computed (PyTorch's `PackedSequence` does the same).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm.nn import LSTM
+    >>> packed = pack_sequence([np.array([[1.0], [2.0], [3.0]]), np.array([[4.0]])])
+    >>> packed.data.ravel().tolist(), packed.batch_sizes.tolist()
+    ([1.0, 4.0, 2.0, 3.0], [2, 1, 1])
+    >>> output, (h_n, c_n) = LSTM(1, 2, seed=0)(packed)
+    >>> type(output).__name__, output.data.shape, h_n.shape
+    ('PackedSequence', (4, 2), (1, 2, 2))
     """
 
     data: np.ndarray
