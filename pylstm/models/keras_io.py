@@ -362,6 +362,19 @@ def load_keras_weights(model, path):
             (damaged or hostile; the message names the file), or its weights do not fit the
             model (a missing group, a count or shape mismatch, or weights for layers the model
             lacks; the message says which).
+
+    Example:
+
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from pylstm.layers import Dense, Input
+    >>> from pylstm.models import Sequential
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.weights.h5")
+    >>> save_keras_weights(Sequential([Input((3,)), Dense(1, kernel_initializer="ones")]), path)
+    >>> model = Sequential([Input((3,)), Dense(1)])
+    >>> load_keras_weights(model, path)  # as keras_model.load_weights(path)
+    >>> model.get_weights()[0].ravel().tolist()
+    [1.0, 1.0, 1.0]
     """
     path = os.fspath(path)
     if not model.built:
@@ -400,6 +413,16 @@ def save_keras(model, path):
     Raises:
         ValueError: for a layer or activation that Keras 3 lacks (a custom layer, Keras 2's
             `"legacy_hard_sigmoid"`, a Python callable), the message naming the layer.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> from pylstm.layers import Dense, Input
+    >>> from pylstm.models import Sequential
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.keras")
+    >>> save_keras(Sequential([Input((3,)), Dense(2, name="out")]), path)
+    >>> load_keras(path).layers  # keras.models.load_model(path) reads it too
+    [<Dense name=out>]
     """
     check_destination(path)
     config = _model_to_keras(model)
@@ -429,6 +452,20 @@ def save_keras_weights(model, path):
 
     Raises:
         ValueError: if the model is not built or holds a layer Keras lacks.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from pylstm.layers import Dense, Input
+    >>> from pylstm.models import Sequential
+    >>> model = Sequential([Input((3,)), Dense(2)])
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.weights.h5")
+    >>> save_keras_weights(model, path)  # keras_model.load_weights(path) reads it
+    >>> other = Sequential([Input((3,)), Dense(2)])
+    >>> load_keras_weights(other, path)
+    >>> all(np.array_equal(a, b) for a, b in zip(model.get_weights(), other.get_weights()))
+    True
     """
     if not model.built:
         raise ValueError(f"Model '{model.name}' has no weights yet: build it first.")
@@ -459,6 +496,16 @@ def save_legacy_h5(model, path):
         ImportError: if h5py is not installed.
         ValueError: for a layer or activation that Keras 3 lacks (as `save_keras`), or a model
             that is not built (Keras's legacy format needs its weights).
+
+    Example:
+
+    >>> import os, tempfile
+    >>> from pylstm.layers import Dense, Input
+    >>> from pylstm.models import Sequential
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.h5")
+    >>> save_legacy_h5(Sequential([Input((3,)), Dense(2)]), path)
+    >>> load_keras(path).count_params()  # keras.saving.load_model(path) reads it too
+    8
     """
     check_destination(path)
     h5py = _h5py()
