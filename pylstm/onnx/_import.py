@@ -71,6 +71,27 @@ class OnnxModel:
     Attributes:
         input_names: the graph's inputs (without initializers).
         output_names: the graph's outputs.
+
+    Raises:
+        ValueError: from `run`, for a graph input missing from `feed`, a name that is not a
+            graph input or output, or a node that cannot run on the arrays given (the message
+            names the node).
+
+    Example:
+
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from pylstm.layers import Input, LSTM
+    >>> from pylstm.models import Sequential
+    >>> from pylstm.onnx import export, load
+    >>> model = Sequential([Input((5, 3)), LSTM(4)])
+    >>> path = os.path.join(tempfile.mkdtemp(), "lstm.onnx")
+    >>> _ = export(model, path)  # it returns the onnx.ModelProto too
+    >>> graph = load(path)
+    >>> x = np.ones((2, 5, 3), "float32")
+    >>> [y] = graph.run(None, {graph.input_names[0]: x})  # as InferenceSession.run
+    >>> y.shape, bool(np.allclose(y, model.predict(x, verbose=0), atol=1e-6))
+    ((2, 4), True)
     """
 
     def __init__(self, constants, nodes, input_names, output_names, input_types=None):
@@ -108,6 +129,18 @@ class OnnxModel:
         return self.run(None, feed)
 
     def run(self, output_names, feed):
+        """Runs the graph, as ONNX Runtime's `InferenceSession.run`.
+
+        Args:
+            output_names: list of graph output names, or None for all of them.
+            feed: dict from each graph input name to its array.
+
+        Returns:
+            list of `np.ndarray`, one per name of `output_names`.
+
+        Raises:
+            ValueError: see the class docstring.
+        """
         values = self._evaluate(feed)
         names = self.output_names if output_names is None else list(output_names)
         bad = [n for n in names if n not in values]
