@@ -44,7 +44,10 @@ def client():
 
 def _worker_settings():
     """This process's pylstm and BLAS thread settings and its count of unpickled models."""
-    blas = [lib["num_threads"] for lib in threadpoolctl.threadpool_info()]
+    # BLAS libraries only: an OpenMP runtime loaded by another package (torch's libgomp)
+    # is not pylstm's to pin
+    blas = [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+            if lib["user_api"] == "blas"]
     return pylstm.get_num_threads(), blas, pylstm.dask._models.loads
 
 
