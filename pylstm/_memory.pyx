@@ -173,6 +173,15 @@ def set_memory_pool_limit(nbytes):
     Raises:
         TypeError: `nbytes` is not an integer.
         ValueError: `nbytes` is negative.
+
+    Example:
+
+    >>> import pylstm
+    >>> previous = pylstm.get_memory_pool_limit()
+    >>> pylstm.set_memory_pool_limit(64 * 2**20)   # keep up to 64 MiB of idle buffers
+    >>> pylstm.get_memory_pool_limit()
+    67108864
+    >>> pylstm.set_memory_pool_limit(previous)
     """
     global _limit
     if isinstance(nbytes, bool) or not hasattr(nbytes, "__index__"):
@@ -187,10 +196,38 @@ def set_memory_pool_limit(nbytes):
 
 
 def get_memory_pool_limit():
-    """The most bytes of released buffers kept for reuse (`set_memory_pool_limit`)."""
+    """The most bytes of released buffers kept for reuse (`set_memory_pool_limit`).
+
+    Returns:
+        int, bytes (512 MiB unless changed).
+
+    Example:
+
+    >>> import pylstm
+    >>> previous = pylstm.get_memory_pool_limit()
+    >>> pylstm.set_memory_pool_limit(2**30)
+    >>> pylstm.get_memory_pool_limit() // 2**20   # MiB
+    1024
+    >>> pylstm.set_memory_pool_limit(previous)
+    """
     return _limit
 
 
 def memory_pool_idle():
-    """`(bytes, buffers)`: the released buffers pylstm holds for reuse now."""
+    """The released buffers pylstm holds for reuse now.
+
+    Returns:
+        `(bytes, buffers)`, two ints.
+
+    Example:
+
+    >>> import numpy as np, pylstm
+    >>> from pylstm.layers import LSTM
+    >>> _ = LSTM(64)(np.ones((32, 100, 8), "float32"))   # its buffers go back to the pool
+    >>> previous = pylstm.get_memory_pool_limit()
+    >>> pylstm.set_memory_pool_limit(0)                  # frees every idle buffer
+    >>> pylstm.memory_pool_idle()
+    (0, 0)
+    >>> pylstm.set_memory_pool_limit(previous)
+    """
     return _idle_bytes, _n_idle

@@ -306,6 +306,17 @@ class BlasThreads:
     loop, `threads.bulk()` before a whole-call GEMM (`get_num_threads()`). The caller's counts
     are read only when a count has to change, and nothing is set where a library already has
     the wanted count: with the default policy a call that needs no switch costs no BLAS call.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pylstm.ops import BlasThreads
+    >>> a = np.ones((64, 64))
+    >>> with BlasThreads() as threads:
+    ...     threads.loop(1)     # one BLAS thread for a loop of small products
+    ...     total = sum(float((a @ a)[0, 0]) for _ in range(3))
+    >>> total                   # out of the block, the caller's thread counts are back
+    192.0
     """
 
     __slots__ = ("libs", "saved", "current")
