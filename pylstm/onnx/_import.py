@@ -150,23 +150,23 @@ class OnnxModel:
 
     def _evaluate(self, feed):
         """Runs every node on `feed`; returns every tensor's value by name."""
-        missing = [name for name in self.input_names if name not in feed]
-        if missing:
-            raise ValueError(f"Missing graph inputs: {missing}.")
-        unknown = sorted(set(feed) - set(self.input_names))
-        if unknown:
+        if feed.keys() != set(self.input_names):
+            missing = [name for name in self.input_names if name not in feed]
+            if missing:
+                raise ValueError(f"Missing graph inputs: {missing}.")
+            unknown = sorted(set(feed) - set(self.input_names))
             raise ValueError(f"Unknown graph inputs: {unknown}; inputs are {self.input_names}.")
-        values = dict(self._constants)
-        values.update({name: np.asarray(value) for name, value in feed.items()})
+        values = self._constants.copy()
+        for name, value in feed.items():
+            values[name] = np.asarray(value)
         for op_type, name, function, inputs, outputs, attrs in self._nodes:
-            args = [None if i == "" else values[i] for i in inputs]
             try:
-                result = function(*args, **attrs)
+                result = function(*[values[i] if i else None for i in inputs], **attrs)
             except (ValueError, TypeError, IndexError) as error:
                 raise ValueError(f"Node {name!r} ({op_type}): {error}") from error
             for out, value in zip(outputs, result):
                 if out:
-                    values[out] = np.asarray(value)
+                    values[out] = value if type(value) is np.ndarray else np.asarray(value)
         return values
 
 
@@ -264,6 +264,7 @@ def load(path_or_bytes, as_model=False):
         raise ValueError("Sparse initializers are not supported.")
     input_names = [i.name for i in graph.input if i.name not in constants]
     known = set(constants) | set(input_names)
+    zero_fills = set()  # outputs of ConstantOfShape nodes that fill with +0
     nodes = []
     for index, node in enumerate(graph.node):
         name = node.name or f"{node.op_type}_{index}"
@@ -289,6 +290,13 @@ def load(path_or_bytes, as_model=False):
             if node.op_type == "LSTM":
                 attrs["node"] = name
                 attrs["weights"] = _stored_lstm_weights(list(node.input), constants)
+                attrs["zero_states"] = tuple(
+                    len(node.input) > k and node.input[k] != "" and (
+                        node.input[k] in zero_fills or (node.input[k] in constants and
+                                                        _zero_bits(constants[node.input[k]])))
+                    for k in (5, 6))
+            if node.op_type == "ConstantOfShape" and _zero_bits(attrs.get("value", 0.0)):
+                zero_fills.add(node.output[0])
             function = OPS[node.op_type]
             legacy = LEGACY_OPS.get(node.op_type)
             if legacy is not None and opset < legacy[0]:
@@ -333,6 +341,14 @@ def _stored_lstm_weights(inputs, constants):
     if not (names[0] and names[1]) or not all(n == "" or n in constants for n in names):
         return None
     return LSTMWeights(*(constants[n] if n else None for n in names))
+
+
+def _zero_bits(value):
+    """Whether every element of a stored value is a number whose bits are all 0 (so +0.0 in
+    any float dtype): an LSTM's initial state that is one runs as an omitted state."""
+    value = np.asarray(value)
+    return (value.dtype.kind in "biuf"
+            and not np.ascontiguousarray(value).reshape(-1).view(np.uint8).any())
 
 
 def _constant(name, attrs):

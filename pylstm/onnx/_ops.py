@@ -7,19 +7,23 @@ operator documentation (https://onnx.ai/onnx/operators/). `OPS` maps op types to
 """
 
 import functools
+import math
 
 import numpy as np
 from onnx import helper
+
+from pylstm._validation import all_finite
 
 # Elements one ConstantOfShape or Expand may allocate: a hostile file cannot ask for more.
 MAX_ELEMENTS = 1 << 28
 
 
 def _shape_of(shape):
-    shape = tuple(int(s) for s in np.asarray(shape, dtype=np.int64).reshape(-1))
+    shape = tuple(np.asarray(shape, dtype=np.int64).reshape(-1).tolist())
     if any(s < 0 for s in shape):
         raise ValueError(f"Negative dimension in shape {shape}.")
-    if int(np.prod(shape, dtype=np.float64)) > MAX_ELEMENTS:
+    # in floats: a hostile shape's product must not grow into a huge integer
+    if math.prod(map(float, shape)) > MAX_ELEMENTS:
         raise ValueError(f"Shape {shape} exceeds {MAX_ELEMENTS} elements.")
     return shape
 
@@ -76,7 +80,12 @@ def unsqueeze(x, axes=None, *, attr_axes=None):
         raise ValueError("Unsqueeze needs `axes`.")
     rank = x.ndim + len(axes)
     axes = sorted(a % rank for a in axes)
-    return (np.expand_dims(x, tuple(axes)),)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"Unsqueeze axes {axes} repeat an axis.")
+    shape = list(x.shape)
+    for a in axes:  # increasing: each 1 lands at its place in the output's shape
+        shape.insert(a, 1)
+    return (x.reshape(shape),)
 
 
 def reshape(x, shape, *, allowzero=0):
@@ -116,6 +125,11 @@ def slice_(x, starts, ends, axes=None, steps=None):
 def gather(x, indices, *, axis=0):
     indices = np.asarray(indices, dtype=np.int64)
     n = x.shape[axis]
+    if indices.ndim == 0:  # one index (a dimension read from Shape): no array arithmetic
+        i = int(indices)
+        if not -n <= i < n:
+            raise ValueError(f"Gather index out of range [{-n}, {n}).")
+        return (np.take(x, i + n if i < 0 else i, axis=axis),)
     if indices.size and (indices.min() < -n or indices.max() >= n):
         raise ValueError(f"Gather index out of range [{-n}, {n}).")
     return (np.take(x, np.where(indices < 0, indices + n, indices), axis=axis),)
@@ -125,8 +139,11 @@ def shape(x, *, start=0, end=None):
     return (np.array(x.shape[start:end], dtype=np.int64),)
 
 
+_FLOAT_ZERO = np.zeros(1, dtype=np.float32)
+
+
 def constant_of_shape(shape, *, value=None):
-    value = np.zeros(1, dtype=np.float32) if value is None else value.reshape(-1)
+    value = _FLOAT_ZERO if value is None else value.reshape(-1)
     return (np.full(_shape_of(shape), value[0], dtype=value.dtype),)
 
 
@@ -416,18 +433,41 @@ class LSTMWeights:
         return self._loop[key]
 
 
-def _lstm_core(x, weights, h0, c0, lengths, reverse, acts):
-    """One direction on pylstm's compiled core (`pylstm.ops.lstm_forward`); `weights` from
-    `LSTMWeights.core`, `h0`/`c0` None for zeros, `lengths` None for full sequences."""
-    from pylstm.ops import lstm_forward
-
+@functools.lru_cache(maxsize=64)
+def _core_activations(acts):
+    """The keyword arguments of `pylstm.ops.lstm_forward` for one direction's (f, g, h):
+    Keras's `activation` / `recurrent_activation` pair where g and h agree (resolved once and
+    cached by pylstm.ops), else the five `gate_activations` (same codes for the core)."""
     f, g, h = (_core_name(a) for a in acts)
-    y, h_n, c_n, _ = lstm_forward(x, *weights, h0, c0, reverse=reverse,
-                                  gate_activations=(f, f, g, f, h), time_major=True,
-                                  lengths=lengths)
+    if g == h:
+        return {"activation": g, "recurrent_activation": f}
+    return {"gate_activations": (f, f, g, f, h)}
+
+
+def _lstm_core(x, weights, h0, c0, lengths, reverse, acts):
+    """One direction on pylstm's compiled core; `weights` from `LSTMWeights.core`, `h0`/`c0`
+    None for zeros, `lengths` None for full sequences; x, h0 and c0 already scanned for NaN
+    and inf (`lstm`), and of the weights' dtype.
+
+    It calls the entry point of pylstm's Keras-style layers (`pylstm.ops._dense.forward`,
+    `lstm_forward` told that x, h0 and c0 are scanned), so that each array is scanned once."""
+    from pylstm.ops._dense import forward
+
+    y, h_n, c_n, _ = forward(x, *weights, h0, c0, reverse=reverse, time_major=True,
+                             lengths=lengths, checked=("x", "h0", "c0"),
+                             **_core_activations(acts))
     return y, h_n, c_n
 
 
+def _finite(value):
+    """Whether an array holds no NaN or inf (None: nothing to scan)."""
+    if value is None:
+        return True
+    finite = all_finite(value) if type(value) is np.ndarray else None
+    return bool(np.isfinite(value).all()) if finite is None else finite
+
+
+@functools.lru_cache(maxsize=64)  # read at every run of a node, on its fixed attributes
 def lstm_route(acts, clip, input_forget, peepholes):
     """Why an LSTM node runs on the NumPy loop instead of the compiled core, or None for the
     core (at run time, a `sequence_lens` of 0 or an empty sequence also takes the loop)."""
@@ -446,13 +486,17 @@ def lstm_route(acts, clip, input_forget, peepholes):
 
 def lstm(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=None, *,
          direction="forward", activations=None, activation_alpha=None, activation_beta=None,
-         clip=None, input_forget=0, layout=0, hidden_size=None, node="LSTM", weights=None):
+         clip=None, input_forget=0, layout=0, hidden_size=None, node="LSTM", weights=None,
+         zero_states=(False, False)):
     """ONNX LSTM: Y `(T, dirs, B, H)`, Y_h and Y_c `(dirs, B, H)` (batch first with layout 1).
 
     Runs each direction on pylstm's compiled core when it can express the node (activations
     it has, no clip, no input_forget, no peepholes, lengths at least 1, finite inputs), else on
     the NumPy loop above: both give ONNX's answer. `weights` is the node's `LSTMWeights` when W, R, B and P
-    are stored in the file (converted once, reused by every run), else None.
+    are stored in the file (converted once, reused by every run), else None. `zero_states`
+    says whether initial_h and initial_c are known at load to be all zeros (+0.0, as a
+    `ConstantOfShape` of 0 makes them): then, once their shapes are checked, they run as
+    omitted states, which the core starts from the same zeros.
     """
     direction = direction.decode() if isinstance(direction, bytes) else direction
     dirs = {"forward": 1, "reverse": 1, "bidirectional": 2}.get(direction)
@@ -464,7 +508,7 @@ def lstm(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=
         raise ValueError(f"Node {node!r}: LSTM inputs X, W and R are required.")
     if x.ndim != 3 or w.ndim != 3 or r.ndim != 3:
         raise ValueError(f"Node {node!r}: LSTM inputs X, W, R must be rank 3.")
-    dtype = np.result_type(x.dtype, np.float32)
+    dtype = x.dtype if x.dtype in _NATIVE_FLOATS else np.result_type(x.dtype, np.float32)
     if layout:
         x = x.transpose(1, 0, 2)
         initial_h = None if initial_h is None else initial_h.transpose(1, 0, 2)
@@ -472,18 +516,17 @@ def lstm(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=
     x = x.astype(dtype, copy=False)
     T, B, D = x.shape
     H = r.shape[-1]
-    expected = {"W": (w, (dirs, 4 * H, D)), "R": (r, (dirs, 4 * H, H)),
-                "B": (b, (dirs, 8 * H)), "initial_h": (initial_h, (dirs, B, H)),
-                "initial_c": (initial_c, (dirs, B, H)), "P": (p, (dirs, 3 * H))}
-    for name, (value, want) in expected.items():
+    for name, value, want in (("W", w, (dirs, 4 * H, D)), ("R", r, (dirs, 4 * H, H)),
+                              ("B", b, (dirs, 8 * H)), ("initial_h", initial_h, (dirs, B, H)),
+                              ("initial_c", initial_c, (dirs, B, H)), ("P", p, (dirs, 3 * H))):
         if value is not None and value.shape != want:
             raise ValueError(f"Node {node!r}: LSTM input {name} has shape {value.shape}, "
                              f"expected {want}.")
     if hidden_size is not None and hidden_size != H:
         raise ValueError(f"Node {node!r}: LSTM attribute hidden_size={hidden_size}, but R "
                          f"has {H} units.")
-    h0 = None if initial_h is None else initial_h.astype(dtype, copy=False)
-    c0 = None if initial_c is None else initial_c.astype(dtype, copy=False)
+    h0 = None if initial_h is None or zero_states[0] else initial_h.astype(dtype, copy=False)
+    c0 = None if initial_c is None or zero_states[1] else initial_c.astype(dtype, copy=False)
     lengths = None
     if sequence_lens is not None:
         lengths = np.asarray(sequence_lens, dtype=np.int64).reshape(-1)
@@ -496,10 +539,10 @@ def lstm(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=
     # NaN for masks one node cannot express): such inputs take the loop.
     plain = (lstm_route(acts, clip, input_forget, p is not None) is None
              and T >= 1 and (lengths is None or np.all(lengths >= 1))
-             and all(v is None or np.isfinite(v).all() for v in (x, h0, c0)))
+             and _finite(x) and _finite(h0) and _finite(c0))
     if weights is None:
         weights = LSTMWeights(w, r, b, p)
-    zeros = np.zeros((B, H), dtype=dtype)
+    zeros = None if plain else np.zeros((B, H), dtype=dtype)
     ys, hs, cs = [], [], []
     for d in range(dirs):
         reverse = direction == "reverse" or d == 1
@@ -525,6 +568,7 @@ def lstm(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=
         return y.transpose(2, 0, 1, 3), h_n.transpose(1, 0, 2), c_n.transpose(1, 0, 2)
     return y, h_n, c_n
 
+_NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 OPS["LSTM"] = lstm
 # Op types whose semantics changed: (first opset of the semantics in OPS, function before it).
 LEGACY_OPS = {"Softmax": (13, softmax_coerced)}
