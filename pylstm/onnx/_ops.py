@@ -12,7 +12,7 @@ import math
 import numpy as np
 from onnx import helper
 
-from pylstm._validation import all_finite
+from pylstm._validation import all_finite, check_lstm_weights
 
 # Elements one ConstantOfShape or Expand may allocate: a hostile file cannot ask for more.
 MAX_ELEMENTS = 1 << 28
@@ -403,7 +403,8 @@ class LSTMWeights:
 
     def core(self, d, dtype):
         """`(kernel (D, 4H), recurrent_kernel (H, 4H), bias (4H,))` of direction `d`, gates
-        i, f, c, o, contiguous, of `dtype`."""
+        i, f, c, o, contiguous, of `dtype`, as `check_lstm_weights` passes them (kept only
+        then: weights with NaN or inf raise its error at every run)."""
         key = (d, np.dtype(dtype))
         if key not in self._core:
             w, r, b, _ = self._onnx
@@ -416,8 +417,9 @@ class LSTMWeights:
 
             bias = np.zeros(4 * H, dtype) if b is None else (
                 b[d, :4 * H].astype(dtype) + b[d, 4 * H:].astype(dtype))
-            self._core[key] = (keras(w[d]), keras(r[d]),
-                               np.ascontiguousarray(bias.reshape(4, H)[order].reshape(-1)))
+            self._core[key] = check_lstm_weights(
+                keras(w[d]), keras(r[d]),
+                np.ascontiguousarray(bias.reshape(4, H)[order].reshape(-1)))[:3]
         return self._core[key]
 
     def loop(self, d, dtype):
@@ -450,11 +452,12 @@ def _lstm_core(x, weights, h0, c0, lengths, reverse, acts):
     and inf (`lstm`), and of the weights' dtype.
 
     It calls the entry point of pylstm's Keras-style layers (`pylstm.ops._dense.forward`,
-    `lstm_forward` told that x, h0 and c0 are scanned), so that each array is scanned once."""
+    `lstm_forward` told what is checked already), so that no array is scanned twice and the
+    weights are checked once per node, not at every run."""
     from pylstm.ops._dense import forward
 
     y, h_n, c_n, _ = forward(x, *weights, h0, c0, reverse=reverse, time_major=True,
-                             lengths=lengths, checked=("x", "h0", "c0"),
+                             lengths=lengths, checked=("x", "h0", "c0", "weights"),
                              **_core_activations(acts))
     return y, h_n, c_n
 

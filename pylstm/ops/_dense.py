@@ -133,9 +133,12 @@ def forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, projection
             time_major=False, lengths=None, padding_side="right", checked=()):
     """`lstm_forward`, for callers that have already scanned some inputs for NaN and inf
     themselves: `checked` names them among "x", "h0" and "c0" (the Keras-style layers, which
-    name them `inputs` and `initial_state`), so that each array is scanned once."""
-    kernel, recurrent_kernel, bias, projection = check_lstm_weights(kernel, recurrent_kernel,
-                                                                    bias, projection)
+    name them `inputs` and `initial_state`), so that each array is scanned once; "weights"
+    when the four weights are what `check_lstm_weights` returned for them (ONNX import,
+    which checks a node's converted weights once for all its runs)."""
+    if "weights" not in checked:
+        kernel, recurrent_kernel, bias, projection = check_lstm_weights(
+            kernel, recurrent_kernel, bias, projection)
     dtype = kernel.dtype
     D, G = kernel.shape
     H = G // 4
