@@ -5,6 +5,11 @@ anything is allocated: every stored tensor's declared size must fit in the bytes
 tensor may live in an external data file, every node input must be produced before it is used
 (so a cycle is an error), and every op type must be one `pylstm.onnx._ops.OPS` runs. A file
 that fails a check raises `ValueError`; nothing is executed until `run`.
+
+What a run does once per node is done at load instead (an LSTM node's weights converted and
+checked; whether its initial states are stored zeros), and the nodes that compute only from
+the inputs' shapes (exporters' zero initial states) run once per input shape: later runs of
+that shape reuse their outputs (a few, small: at most 16 shapes of 1 MiB each per model).
 """
 
 import numpy as np
@@ -101,6 +106,9 @@ class OnnxModel:
         self.output_names = output_names
         # name -> (NumPy dtype or None, dims: int, or None where symbolic or unknown)
         self._input_types = input_types or {}
+        self._shape_nodes, self._data_nodes = _split_shape_nodes(nodes, constants, input_names)
+        # input shapes -> the outputs of `_shape_nodes` on them (read-only arrays)
+        self._shape_values = {}
 
     def __repr__(self):
         ops = ", ".join(sorted({op for op, *_ in self._nodes}))
@@ -146,7 +154,9 @@ class OnnxModel:
         bad = [n for n in names if n not in values]
         if bad:
             raise ValueError(f"Unknown output names: {bad}.")
-        return [values[n] for n in names]
+        # an output viewing a kept shape value (read-only) is the caller's own copy
+        return [values[n] if values[n].flags.writeable or not self._shape_nodes
+                else values[n].copy() for n in names]
 
     def _evaluate(self, feed):
         """Runs every node on `feed`; returns every tensor's value by name."""
@@ -159,7 +169,23 @@ class OnnxModel:
         values = self._constants.copy()
         for name, value in feed.items():
             values[name] = np.asarray(value)
-        for op_type, name, function, inputs, outputs, attrs in self._nodes:
+        if not self._shape_nodes:
+            self._run_nodes(values, self._nodes)
+            return values
+        key = tuple(values[name].shape for name in self.input_names)
+        known = self._shape_values.get(key)
+        if known is None:
+            self._run_nodes(values, self._nodes)  # in graph order: the same first error
+            self._keep_shape_values(key, values)
+        else:
+            values.update(known)
+            self._run_nodes(values, self._data_nodes)
+        return values
+
+    @staticmethod
+    def _run_nodes(values, nodes):
+        """Runs `nodes` in order, adding their outputs to `values`."""
+        for op_type, name, function, inputs, outputs, attrs in nodes:
             try:
                 result = function(*[values[i] if i else None for i in inputs], **attrs)
             except (ValueError, TypeError, IndexError) as error:
@@ -167,7 +193,47 @@ class OnnxModel:
             for out, value in zip(outputs, result):
                 if out:
                     values[out] = value if type(value) is np.ndarray else np.asarray(value)
-        return values
+
+    def _keep_shape_values(self, key, values):
+        """Keeps copies of the outputs of `_shape_nodes` for input shapes `key` (read-only, so
+        that no later node or caller can change what the next run reuses), unless large."""
+        kept = {out: values[out] for node in self._shape_nodes for out in node[4] if out}
+        if sum(v.nbytes for v in kept.values()) > _SHAPE_VALUES_BYTES:
+            return
+        for name, value in kept.items():
+            value = value.copy()  # this run's own arrays may have reached the caller
+            value.flags.writeable = False
+            kept[name] = values[name] = value
+        if len(self._shape_values) >= _SHAPE_VALUES_KEYS:
+            self._shape_values.clear()
+        self._shape_values[key] = kept
+
+
+# Per OnnxModel: the input shapes whose shape computations are kept, and their bytes each.
+_SHAPE_VALUES_KEYS = 16
+_SHAPE_VALUES_BYTES = 1 << 20
+
+
+def _split_shape_nodes(nodes, constants, input_names):
+    """`(shape_nodes, data_nodes)`: the nodes whose outputs depend only on the shapes of the
+    graph inputs (`Shape` of an input, then nodes of stored tensors and such outputs, as
+    exporters compute zero initial states of the input's batch size), which runs reuse for
+    inputs of the same shapes, and the others, each list in graph order."""
+    shape_only = set(constants)
+    shape_nodes, data_nodes = [], []
+    for node in nodes:
+        op_type, _, _, inputs, outputs, _ = node
+        present = [i for i in inputs if i]
+        if op_type == "Shape":
+            pure = len(present) == 1 and (present[0] in input_names or present[0] in shape_only)
+        else:
+            pure = op_type != "LSTM" and all(i in shape_only for i in present)
+        if pure:
+            shape_nodes.append(node)
+            shape_only.update(o for o in outputs if o)
+        else:
+            data_nodes.append(node)
+    return shape_nodes, data_nodes
 
 
 def load(path_or_bytes, as_model=False):
