@@ -13,6 +13,7 @@ import numpy as np
 from onnx import helper
 
 from pylstm._validation import all_finite, check_lstm_weights
+from pylstm.ops._dense import forward as _forward
 
 # Elements one ConstantOfShape or Expand may allocate: a hostile file cannot ask for more.
 MAX_ELEMENTS = 1 << 28
@@ -454,11 +455,9 @@ def _lstm_core(x, weights, h0, c0, lengths, reverse, acts):
     It calls the entry point of pylstm's Keras-style layers (`pylstm.ops._dense.forward`,
     `lstm_forward` told what is checked already), so that no array is scanned twice and the
     weights are checked once per node, not at every run."""
-    from pylstm.ops._dense import forward
-
-    y, h_n, c_n, _ = forward(x, *weights, h0, c0, reverse=reverse, time_major=True,
-                             lengths=lengths, checked=("x", "h0", "c0", "weights"),
-                             **_core_activations(acts))
+    y, h_n, c_n, _ = _forward(x, *weights, h0, c0, reverse=reverse, time_major=True,
+                              lengths=lengths, checked=("x", "h0", "c0", "weights"),
+                              **_core_activations(acts))
     return y, h_n, c_n
 
 
@@ -502,7 +501,7 @@ def lstm(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=
     omitted states, which the core starts from the same zeros.
     """
     direction = direction.decode() if isinstance(direction, bytes) else direction
-    dirs = {"forward": 1, "reverse": 1, "bidirectional": 2}.get(direction)
+    dirs = _DIRECTIONS.get(direction)
     if dirs is None:
         raise ValueError(f"Node {node!r}: unknown LSTM attribute direction={direction!r}.")
     if layout not in (0, 1):
@@ -572,6 +571,7 @@ def lstm(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=
     return y, h_n, c_n
 
 _NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_DIRECTIONS = {"forward": 1, "reverse": 1, "bidirectional": 2}
 OPS["LSTM"] = lstm
 # Op types whose semantics changed: (first opset of the semantics in OPS, function before it).
 LEGACY_OPS = {"Softmax": (13, softmax_coerced)}
