@@ -110,6 +110,11 @@ class OnnxModel:
         # input shapes -> the outputs of `_shape_nodes` on them (read-only arrays)
         self._shape_values = {}
 
+    def __getstate__(self):
+        # the kept shape values are a cache (and read-only only in this process): copies and
+        # pickles start without them
+        return {**self.__dict__, "_shape_values": {}}
+
     def __repr__(self):
         ops = ", ".join(sorted({op for op, *_ in self._nodes}))
         return (f"OnnxModel(inputs={self.input_names}, outputs={self.output_names}, "
