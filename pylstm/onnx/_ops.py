@@ -486,6 +486,10 @@ def lstm_route(acts, clip, input_forget, peepholes):
     return None
 
 
+_NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_DIRECTIONS = {"forward": 1, "reverse": 1, "bidirectional": 2}
+
+
 def lstm(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=None, *,
          direction="forward", activations=None, activation_alpha=None, activation_beta=None,
          clip=None, input_forget=0, layout=0, hidden_size=None, node="LSTM", weights=None,
@@ -570,8 +574,7 @@ def lstm(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=
         return y.transpose(2, 0, 1, 3), h_n.transpose(1, 0, 2), c_n.transpose(1, 0, 2)
     return y, h_n, c_n
 
-_NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-_DIRECTIONS = {"forward": 1, "reverse": 1, "bidirectional": 2}
+
 OPS["LSTM"] = lstm
 # Op types whose semantics changed: (first opset of the semantics in OPS, function before it).
 LEGACY_OPS = {"Softmax": (13, softmax_coerced)}
