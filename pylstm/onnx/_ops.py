@@ -498,11 +498,11 @@ def lstm(x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=
 
     Runs each direction on pylstm's compiled core when it can express the node (activations
     it has, no clip, no input_forget, no peepholes, lengths at least 1, finite inputs), else on
-    the NumPy loop above: both give ONNX's answer. `weights` is the node's `LSTMWeights` when W, R, B and P
-    are stored in the file (converted once, reused by every run), else None. `zero_states`
-    says whether initial_h and initial_c are known at load to be all zeros (+0.0, as a
-    `ConstantOfShape` of 0 makes them): then, once their shapes are checked, they run as
-    omitted states, which the core starts from the same zeros.
+    the NumPy loop above: both give ONNX's answer. `weights` is the node's `LSTMWeights` when
+    W, R, B and P are stored in the file (converted once, reused by every run), else None.
+    `zero_states` says whether initial_h and initial_c are known at load to be all zeros
+    (+0.0, as a `ConstantOfShape` of 0 makes them): then, once their shapes are checked, they
+    run as omitted states, which the core starts from the same zeros.
     """
     direction = direction.decode() if isinstance(direction, bytes) else direction
     dirs = _DIRECTIONS.get(direction)
