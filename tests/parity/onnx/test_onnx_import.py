@@ -342,3 +342,61 @@ def test_bad_lstm_shape_raises_naming_node():
     with pytest.raises(ValueError, match="lstm.*W"):
         pylstm.onnx.load(model).run(None, feed)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Shape-only nodes run once per input shape; zero initial states run as omitted states
+
+
+def _state_from_shape_graph(fill):
+    """x `(T, B, D)` -> LSTM with `initial_h` and `initial_c` from `ConstantOfShape([1, B, H],
+    fill)`, the way exporters write zero states; outputs Y_h and the shape `[1, B, H]`."""
+    rng = np.random.default_rng(7)
+    inits = [numpy_helper.from_array(rng.normal(size=s).astype(np.float32), n)
+             for n, s in (("W", (1, 4 * H, D)), ("R", (1, 4 * H, H)), ("B", (1, 8 * H)))]
+    inits += [numpy_helper.from_array(np.array(v, np.int64), n)
+              for n, v in (("one", [1]), ("hidden", [H]), ("batch_axis", 1))]
+    nodes = [
+        helper.make_node("Shape", ["x"], ["x_shape"]),
+        helper.make_node("Gather", ["x_shape", "batch_axis"], ["batch"]),
+        helper.make_node("Unsqueeze", ["batch", "one_axis"], ["batch_1"]),
+        helper.make_node("Concat", ["one", "batch_1", "hidden"], ["state_shape"], axis=0),
+        helper.make_node("ConstantOfShape", ["state_shape"], ["zeros"],
+                         value=numpy_helper.from_array(np.array([fill], np.float32))),
+        helper.make_node("LSTM", ["x", "W", "R", "B", "", "zeros", "zeros"],
+                         ["", "Y_h"], hidden_size=H),
+    ]
+    inits.append(numpy_helper.from_array(np.array([0], np.int64), "one_axis"))
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", "B", D])],
+        [helper.make_empty_tensor_value_info("Y_h"),
+         helper.make_empty_tensor_value_info("state_shape")], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize("fill", [0.0, -0.0, 0.5])
+def test_states_computed_from_shapes_across_changing_shapes(fill):
+    """One loaded model run on changing batch sizes gives ONNX Runtime's answer each time
+    (the shape-only nodes' kept results follow the input's shape; only a zero fill runs as
+    omitted states: 0.5 must not)."""
+    model_bytes = _state_from_shape_graph(fill)
+    loaded = pylstm.onnx.load(model_bytes)
+    rng = np.random.default_rng(8)
+    for batch in (2, 3, 2, 1, 3):
+        x = rng.normal(size=(T, batch, D)).astype(np.float32)
+        expected = _ort_run(model_bytes, {"x": x})
+        got = loaded.run(None, {"x": x})
+        np.testing.assert_allclose(got[0], expected[0], atol=TOL, rtol=TOL)
+        np.testing.assert_array_equal(got[1], [1, batch, H])
+        np.testing.assert_array_equal(got[0], pylstm.onnx.load(model_bytes).run(
+            None, {"x": x})[0])   # as a fresh load: nothing kept changes the numbers
+
+
+def test_a_kept_shape_value_returned_to_the_caller_is_its_own():
+    loaded = pylstm.onnx.load(_state_from_shape_graph(0.0))
+    x = np.zeros((T, 2, D), np.float32)
+    shape = loaded.run(["state_shape"], {"x": x})[0]
+    shape[...] = 99   # the caller's array: writing it changes nothing kept
+    np.testing.assert_array_equal(loaded.run(["state_shape"], {"x": x})[0], [1, 2, H])
