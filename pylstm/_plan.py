@@ -271,7 +271,7 @@ def forward_plan(dtype, D, H, P, B, T, N, projection, input_dropout, recurrent_d
         input: "dense", "lengths" or "packed".
         rows_in_place: dense input whose rows are already time-major (time-major, or B = 1).
         available: a function returning the threads pylstm may use, called only when a team
-            is sized (`pylstm._threads.available`).
+            is sized (`pylstm._threads.team_available` for a call, `available` to explain one).
 
     Raises:
         ValueError: a route forced by `forced` that this call cannot run.

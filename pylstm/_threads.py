@@ -14,9 +14,11 @@ set them; the measurements are in benchmarks/README.md, "Thread policy measureme
 - Spinning: OpenBLAS's workers busy-wait about 2**28 TSC cycles after each multi-threaded call
   before they sleep (its THREAD_TIMEOUT, read from `OPENBLAS_THREAD_TIMEOUT` when the library
   loads; setting its thread count to 1 does not stop them). The first time pylstm is about to
-  use more than one thread, unless the caller set `OPENBLAS_THREAD_TIMEOUT`, it sets that
-  timeout to 2**16 cycles in the OpenBLAS libraries it drives and restarts their thread pools:
-  a worker still spinning would take the core that a member of the core's own team needs.
+  use more than one thread (a BLAS product on several threads, or a plan that allows the
+  core's team: `team_available`), unless the caller set `OPENBLAS_THREAD_TIMEOUT`, it sets
+  that timeout to 2**16 cycles in the OpenBLAS libraries it drives and restarts their thread
+  pools: a worker still spinning, after pylstm's BLAS call or any other code's, would take
+  the core that a member of the core's own team needs.
 - The core's packed time loops (float32 without projection or recurrent dropout) run on a
   thread team of the core's own, sized by `pylstm._plan.team_size` from `available()`; its
   helpers persist between calls, spin briefly after a run, then sleep.
@@ -196,7 +198,7 @@ def set_num_threads(n):
     float64 results on the compiled path can differ in their last bits (`pylstm._threads`
     says exactly where the guarantee holds).
 
-    The first time pylstm uses more than one BLAS thread, it shortens the time OpenBLAS's
+    The first time pylstm uses more than one thread, it shortens the time OpenBLAS's
     worker threads busy-wait after a call from 2**28 to 2**16 processor cycles, once, by
     restarting OpenBLAS's thread pool (unless the environment variable
     `OPENBLAS_THREAD_TIMEOUT` is set): no other thread should be inside BLAS then. Calling
@@ -297,6 +299,20 @@ def available():
         return _num_threads
     libs = _libs if _libs is not None else _discover()
     return max(lib.get() for lib in libs) if libs else _cpu_count()
+
+
+def team_available():
+    """`available()`, as the planners size the core's thread team with it; the first time it
+    allows a team, OpenBLAS's busy-wait is shortened first (`_shorten_spinning`), as before
+    pylstm's first multi-threaded BLAS call: a worker still spinning after other code's BLAS
+    call (NumPy's `linalg`, the orthogonal initializer's QR) takes the core a team helper
+    needs. Measured (AMD EPYC, 2 cores): B=1 T=100 D=32 H=64 forwards took 130-215 us for
+    the 100 ms after an `LSTM` was built, then 85 us; 83-90 us from the first with this."""
+    n = available()
+    if n > 1 and not _timeout_set:
+        with _lock:
+            _shorten_spinning()
+    return n
 
 
 class BlasThreads:

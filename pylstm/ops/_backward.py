@@ -199,7 +199,7 @@ def _core_backward(cache, dy_rows, dh, dc, dy_carry, lddy=0, dy_step=0):
         dtype, D, H, P, B, cache.batch_sizes.size, N, projection=projection is not None,
         input_dropout=din is not None, recurrent_dropout=rdrop is not None, reference=False,
         input="dense" if cache.packing is None else cache.packing,
-        available=_threads.available)
+        available=_threads.team_available)
     dz = empty((N, G), dtype)
     # dh and dc are written by every member of a thread team: cache-line aligned copies.
     dh_in, dc_in = dh, dc

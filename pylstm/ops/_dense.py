@@ -165,7 +165,7 @@ def forward(x, kernel, recurrent_kernel, bias=None, h0=None, c0=None, projection
     plan = _plan.forward_plan(dtype, D, H, P, B, T, T * B, projection is not None,
                               din is not None, drec is not None, mask_tm is not None,
                               training, acts is not None, "dense", time_major or B == 1,
-                              _threads.available)
+                              _threads.team_available)
     if plan.route == _plan.REFERENCE:
         return _reference_forward(plan, x, time_major, kernel, recurrent_kernel, bias,
                                   projection, h0, c0, mask_tm, entries, din, drec, reverse,

@@ -91,7 +91,7 @@ def lstm_forward_packed(data, batch_sizes, kernel, recurrent_kernel, bias=None, 
     plan = _plan.forward_plan(
         dtype, D, H, P, B, batch_sizes.size, N, projection=projection is not None,
         input_dropout=din is not None, recurrent_dropout=drec is not None, mask=False,
-        training=training, in_core=True, input="packed", available=_threads.available)
+        training=training, in_core=True, input="packed", available=_threads.team_available)
     y, h_n, c_n, core = run_rows(plan, data, batch_sizes, row_sample, kernel, recurrent_kernel,
                                  bias, projection, h0, c0, None, din, drec, acts, reverse,
                                  False, want_y=True)
@@ -133,7 +133,7 @@ def forward_lengths(x, time_major, lengths, padding_side, mask, acts, kernel, re
         kernel.dtype, D, G // 4, P, B, batch_sizes.size, x_rows.shape[0],
         projection=projection is not None, input_dropout=din is not None,
         recurrent_dropout=drec is not None, mask=False, training=training, in_core=True,
-        input="lengths", available=_threads.available)
+        input="lengths", available=_threads.team_available)
     y, h_n, c_n, core = run_rows(plan, x_rows, batch_sizes, row_sample, kernel, recurrent_kernel,
                                  bias, projection, h0[order], c0[order], None, din, drec, acts,
                                  reverse, False, want_y=return_sequences)

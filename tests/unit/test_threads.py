@@ -11,6 +11,7 @@ import scipy.linalg.cython_blas  # noqa: F401  (load SciPy's BLAS before threadp
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from pylstm import _plan, _threads, ops
+from pylstm.layers import LSTM
 from pylstm._kernels import core as _core
 
 
@@ -205,7 +206,8 @@ def test_works_without_threadpoolctl(monkeypatch):
         np.testing.assert_array_equal(expected[name], got[name], err_msg=name)
 
 
-@pytest.mark.parametrize("how", ["set_num_threads", "first multi-threaded call"])
+@pytest.mark.parametrize("how", ["set_num_threads", "first multi-threaded call",
+                                 "first call that plans a team"])
 def test_multithreading_shortens_openblas_spinning(monkeypatch, how):
     monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
     monkeypatch.setattr(_threads, "_timeout_set", False)
@@ -213,9 +215,18 @@ def test_multithreading_shortens_openblas_spinning(monkeypatch, how):
     assert openblas, "no OpenBLAS found by threadpoolctl"
     if how == "set_num_threads":
         ops.set_num_threads(2)
-    else:
+    elif how == "first multi-threaded call":
         monkeypatch.setattr(_threads, "_num_threads", 2)
         train_step(problem(2, 3, 4, 5))
+    else:
+        # The default thread count (None: the BLAS library's, here 2), a float32 forward at
+        # batch 1 whose loop is packed on the core's team: no BLAS product runs on two
+        # threads, yet OpenBLAS workers left spinning by other code would take the team's core.
+        monkeypatch.setattr(_threads, "_num_threads", None)
+        monkeypatch.setattr(_threads, "available", lambda: 2)
+        assert ops.explain((1, 100, 32), 64).team == 2
+        assert not _threads._timeout_set   # explaining a call makes no change
+        LSTM(64)(np.ones((1, 100, 32), np.float32))
     assert _threads._timeout_set
     for lib in openblas:
         assert lib.dynlib.openblas_thread_timeout() == _threads._SPIN_TIMEOUT_LOG2
